@@ -1,0 +1,1 @@
+//! The Idefics3/SmolVLM vision-language model in Burn.

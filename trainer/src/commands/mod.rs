@@ -1,0 +1,5 @@
+//! One module per `safeaware` subcommand.
+
+pub mod data;
+pub mod eval;
+pub mod inspect;

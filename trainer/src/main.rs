@@ -1,0 +1,34 @@
+//! `safeaware`: train vision-language models for safety awareness and evaluate them on MMSafeAware.
+//!
+//! Each subcommand lives in its own file under `commands/`; this file only parses and dispatches.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "safeaware", version, about = "Safety-awareness training and evaluation for VLMs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe an HF model folder: family, dimensions, parameter counts, dtype.
+    Inspect(commands::inspect::InspectArgs),
+    /// Make, check, summarise and preview data.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+    /// Evaluate a model, endpoint or responses file on a safety benchmark.
+    Eval(commands::eval::EvalArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Data(cmd) => commands::data::run(cmd),
+        Command::Eval(args) => commands::eval::run(args),
+    }
+}
