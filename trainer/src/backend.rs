@@ -1,0 +1,133 @@
+//! Run-time device selection (`--device cpu | cuda:N | wgpu`) over compile-time backends.
+//!
+//! Burn code is generic over the backend type; the binary picks the concrete backend from the
+//! `--device` string. Each backend exists only when its cargo feature (`cpu`, `cuda`, `wgpu`) was
+//! enabled, and asking for a missing one is a clear error rather than a silent fallback.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+use burn::tensor::backend::AutodiffBackend;
+
+/// A device named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The pure-Rust CPU backend (feature `cpu`).
+    Cpu,
+    /// An NVIDIA GPU by index (feature `cuda`).
+    Cuda(usize),
+    /// The default wgpu adapter (feature `wgpu`).
+    Wgpu,
+}
+
+impl FromStr for DeviceSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "cpu" => Ok(Self::Cpu),
+            "wgpu" => Ok(Self::Wgpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(index)) => Ok(Self::Cuda(index)),
+                _ => bail!("unknown device `{other}`: expected `cpu`, `cuda:N` or `wgpu`"),
+            },
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+            Self::Wgpu => write!(f, "wgpu"),
+        }
+    }
+}
+
+/// Work that is generic over the (autodiff) backend; [`run_on`] instantiates it for the device.
+pub trait BackendTask {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
+}
+
+/// Runs `task` on the backend that serves `spec`, or fails if this binary lacks that backend.
+pub fn run_on<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output> {
+    match spec {
+        DeviceSpec::Cpu => run_cpu(task),
+        DeviceSpec::Cuda(index) => run_cuda(task, index),
+        DeviceSpec::Wgpu => run_wgpu(task),
+    }
+}
+
+#[cfg(feature = "cpu")]
+fn run_cpu<T: BackendTask>(task: T) -> Result<T::Output> {
+    use burn::backend::{flex::FlexDevice, Autodiff, Flex};
+    task.run::<Autodiff<Flex>>(FlexDevice)
+}
+
+#[cfg(not(feature = "cpu"))]
+fn run_cpu<T: BackendTask>(_task: T) -> Result<T::Output> {
+    not_built("cpu", "cpu")
+}
+
+#[cfg(feature = "cuda")]
+fn run_cuda<T: BackendTask>(task: T, index: usize) -> Result<T::Output> {
+    use burn::backend::{cuda::CudaDevice, Autodiff, Cuda};
+    task.run::<Autodiff<Cuda>>(CudaDevice::new(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda<T: BackendTask>(_task: T, index: usize) -> Result<T::Output> {
+    not_built(&format!("cuda:{index}"), "cuda")
+}
+
+#[cfg(feature = "wgpu")]
+fn run_wgpu<T: BackendTask>(task: T) -> Result<T::Output> {
+    use burn::backend::{wgpu::WgpuDevice, Autodiff, Wgpu};
+    task.run::<Autodiff<Wgpu>>(WgpuDevice::default())
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn run_wgpu<T: BackendTask>(_task: T) -> Result<T::Output> {
+    not_built("wgpu", "wgpu")
+}
+
+#[allow(dead_code)]
+fn not_built<O>(device: &str, feature: &str) -> Result<O> {
+    bail!(
+        "device `{device}` needs the `{feature}` backend, but this binary was built without it; \
+         rebuild with `cargo build --release --features {feature}`"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("wgpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Wgpu);
+        assert!("tpu".parse::<DeviceSpec>().is_err());
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn missing_backend_is_a_clear_error() {
+        struct Noop;
+        impl BackendTask for Noop {
+            type Output = ();
+            fn run<B: AutodiffBackend>(self, _device: B::Device) -> Result<()> {
+                Ok(())
+            }
+        }
+        let err = run_on(DeviceSpec::Cuda(0), Noop).unwrap_err().to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+}
