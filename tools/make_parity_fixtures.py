@@ -1,0 +1,634 @@
+#!/usr/bin/env python3
+"""Build HF-transformers parity fixtures for the safeaware Idefics3/SmolVLM model crate.
+
+For every fixture in FIXTURES this script builds a tiny random
+`Idefics3ForConditionalGeneration` (or `SmolVLMForConditionalGeneration`),
+overwrites *every* parameter with seeded random values (norm weights and biases
+included, so a loader that silently skips them cannot pass), and writes
+
+    <out>/<fixture>/model/                 HF save_pretrained output (config.json,
+                                           model.safetensors, generation_config.json)
+    <out>/<fixture>/inputs.safetensors     input_ids i64 [B,T], attention_mask i64 [B,T],
+                                           pixel_values f32 [B,N,3,H,W]
+    <out>/<fixture>/expected.safetensors   logits f32 [B,T,V], generated i64 [B,K] and
+                                           debugging intermediates (see tools/README.md)
+    <out>/<fixture>/hf_param_counts.json   {"vision","connector","text","lm_head","total"}
+    <out>/<fixture>/fixture.json           what the fixture covers + self-check results
+    <out>/<fixture>/versions.json          python/torch/transformers/safetensors/numpy versions
+
+It also writes the config-only fixture <config-only-out>/smolvlm-256m/
+(config.json in the published SmolVLM-256M-Instruct layout + hf_param_counts.json
+computed on the meta device; no weights).
+
+Everything is deterministic (fixed seeds, single-threaded CPU, float32, eager attention):
+running it twice produces byte-identical files.
+
+Usage (from the repo root):
+    tools/.venv/bin/python tools/make_parity_fixtures.py
+    tools/.venv/bin/python tools/make_parity_fixtures.py --out /tmp/parity --config-only-out /tmp/config_only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+# Quiet, offline, reproducible.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np  # noqa: E402
+import safetensors  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from transformers import GenerationConfig, Idefics3Config, Idefics3ForConditionalGeneration  # noqa: E402
+
+try:  # SmolVLM exists in transformers >= 4.50
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration  # noqa: E402
+except ImportError:  # pragma: no cover
+    SmolVLMConfig = SmolVLMForConditionalGeneration = None
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "model" / "tests" / "fixtures" / "parity"
+DEFAULT_CONFIG_ONLY_OUT = REPO_ROOT / "model" / "tests" / "fixtures" / "config_only"
+
+NUM_NEW_TOKENS = 8  # K
+MIN_GREEDY_MARGIN = 0.05  # top1 - top2 raw logit gap required at every greedy step
+MIN_DISTINCT_GENERATED = 4  # per sample, so KV-cache bugs can't hide behind a repeated token
+MAX_SEED_TRIES = 200
+MAX_FILE_BYTES = 1 << 20
+
+# Special token ids are placed at the top of the vocabulary (like the real SmolVLM
+# tokenizer, whose image/fake/global/row-col tokens are "added" tokens above the base
+# vocab). `RESERVED_TOP` ids at the top plus pad/bos/eos (0/1/2) are never used as text
+# tokens, and a fixture seed is rejected if greedy generation would produce any of them.
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+RESERVED_TOP = 16
+
+
+def special_ids(vocab: int) -> dict:
+    return {
+        "pad_token_id": PAD_ID,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": EOS_ID,
+        "image_token_id": vocab - 1,
+        "fake_token_around_image_id": vocab - 2,
+        "global_image_token_id": vocab - 3,
+        # tile marker for tile j (j = 0..N-2) is vocab - 4 - j ("<row_r_col_c>" stand-ins);
+        # the last tile of each sample uses the global image token, like the real processor.
+        "first_tile_marker_id": vocab - 4,
+        "text_token_range": [3, vocab - RESERVED_TOP],  # [lo, hi)
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Fixture definitions.
+#   arch: "idefics3" | "smolvlm"
+#   vision: Idefics3VisionConfig kwargs; text: LlamaConfig kwargs (vocab etc.)
+#   batch (B), tiles (N tiles per sample), text_before/text_after: random text tokens
+#   around the image block (prompt length is identical for all samples of a fixture).
+# ---------------------------------------------------------------------------------------
+FIXTURES = [
+    dict(
+        name="idefics3_tied_gqa_sf2_b2_1tile",
+        summary="Idefics3, tied lm_head, GQA 4q/2kv, scale_factor 2 (4x4 patch grid -> 4 image tokens/tile), "
+        "batch 2 x 1 tile, default rope_theta (10000), rms_norm_eps 1e-5.",
+        arch="idefics3",
+        seed=1000,
+        tie=True,
+        scale_factor=2,
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=32, patch_size=8),
+        text=dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, max_position_embeddings=256),
+        batch=2, tiles=1, text_before=4, text_after=5,
+    ),
+    dict(
+        name="idefics3_untied_mha_sf3_b1_3tiles_rope50k",
+        summary="Idefics3, untied lm_head, plain MHA (4 heads, 4 kv heads), scale_factor 3 (6x6 patch grid -> "
+        "4 image tokens/tile), batch 1 x 3 tiles, rope_theta 50000, rms_norm_eps 1e-6, vision 3 heads.",
+        arch="idefics3",
+        seed=2000,
+        tie=False,
+        scale_factor=3,
+        vision=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=3,
+                    image_size=48, patch_size=8),
+        text=dict(vocab_size=288, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=4, rms_norm_eps=1e-6,
+                  rope_parameters={"rope_type": "default", "rope_theta": 50000.0}, max_position_embeddings=256),
+        batch=1, tiles=3, text_before=3, text_after=6,
+    ),
+    dict(
+        name="idefics3_untied_gqa_headdim24_sf2_b2_2tiles",
+        summary="Idefics3, untied lm_head, GQA 4q/2kv with explicit head_dim 24 != hidden/heads (48/4 = 12), "
+        "scale_factor 2, batch 2 x 2 tiles, rope_theta 100000, vision layer_norm_eps 1e-5 and 4 heads.",
+        arch="idefics3",
+        seed=3000,
+        tie=False,
+        scale_factor=2,
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    image_size=32, patch_size=8, layer_norm_eps=1e-5),
+        text=dict(vocab_size=256, hidden_size=48, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=24, rms_norm_eps=1e-5,
+                  rope_parameters={"rope_type": "default", "rope_theta": 100000.0}, max_position_embeddings=256),
+        batch=2, tiles=2, text_before=3, text_after=4,
+    ),
+    dict(
+        name="smolvlm_tied_gqa_sf4_b2_2tiles",
+        summary="SmolVLMForConditionalGeneration (model_type smolvlm), tied lm_head, GQA 8q/2kv (head_dim 8), "
+        "scale_factor 4 like SmolVLM-256M (8x8 patch grid -> 4 image tokens/tile), batch 2 x 2 tiles, "
+        "3 text layers, rope_theta 100000.",
+        arch="smolvlm",
+        seed=4000,
+        tie=True,
+        scale_factor=4,
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=64, patch_size=8),
+        text=dict(vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                  num_attention_heads=8, num_key_value_heads=2, rms_norm_eps=1e-5,
+                  rope_parameters={"rope_type": "default", "rope_theta": 100000.0}, max_position_embeddings=256),
+        batch=2, tiles=2, text_before=2, text_after=5,
+    ),
+    dict(
+        name="idefics3_untied_mqa_sf5_grid25_posid_quirk",
+        summary="Edge case: 25x25 patch grid (image 50, patch 2) where HF's float32 bucketize position-id "
+        "computation is NOT the identity for a full tile (ids repeat/skip, see vision_position_ids), "
+        "scale_factor 5 (25 image tokens/tile), untied, multi-query attention (4q/1kv), batch 1 x 1 tile.",
+        arch="idefics3",
+        seed=5000,
+        tie=False,
+        scale_factor=5,
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                    image_size=50, patch_size=2),
+        text=dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=1, rms_norm_eps=1e-5, max_position_embeddings=256),
+        batch=1, tiles=1, text_before=3, text_after=3,
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------
+def versions() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "safetensors": safetensors.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def model_classes(arch: str):
+    if arch == "idefics3":
+        return Idefics3Config, Idefics3ForConditionalGeneration
+    if arch == "smolvlm":
+        if SmolVLMForConditionalGeneration is None:
+            raise RuntimeError("this transformers has no SmolVLMForConditionalGeneration")
+        return SmolVLMConfig, SmolVLMForConditionalGeneration
+    raise ValueError(arch)
+
+
+def build_config(fx: dict):
+    config_cls, _ = model_classes(fx["arch"])
+    vocab = fx["text"]["vocab_size"]
+    sp = special_ids(vocab)
+    text = dict(model_type="llama", pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, **fx["text"])
+    cfg = config_cls(
+        vision_config=dict(fx["vision"]),
+        text_config=text,
+        scale_factor=fx["scale_factor"],
+        image_token_id=sp["image_token_id"],
+        tie_word_embeddings=fx["tie"],
+    )
+    cfg._attn_implementation = "eager"
+    return cfg
+
+
+def unique_named_parameters(model: torch.nn.Module):
+    """named_parameters() already de-duplicates shared tensors (tied lm_head)."""
+    return sorted(model.named_parameters(), key=lambda kv: kv[0])
+
+
+@torch.no_grad()
+def randomize_parameters(model: torch.nn.Module, gen: torch.Generator) -> None:
+    """Overwrite every parameter with seeded random values so logits are far from trivial.
+
+    - biases:                 N(0, 0.1)
+    - 1-D weights (norms):    1 + N(0, 0.25)
+    - token embeddings:       N(0, 0.1)   (small, so that with a tied lm_head the residual stream is not
+                                           dominated by the current token's own embedding, which
+                                           would make greedy decoding echo the last token forever)
+    - vision position emb.:   N(0, 0.5)
+    - other weights:          N(0, 1/fan_in)  (Linear, Conv2d; fan_in = numel / out_dim)
+    """
+    for name, p in unique_named_parameters(model):
+        if name.endswith(".bias"):
+            val = torch.randn(p.shape, generator=gen) * 0.1
+        elif p.ndim == 1:
+            val = 1.0 + torch.randn(p.shape, generator=gen) * 0.25
+        elif "embed_tokens" in name:
+            val = torch.randn(p.shape, generator=gen) * 0.1
+        elif "position_embedding" in name:
+            val = torch.randn(p.shape, generator=gen) * 0.5
+        else:
+            fan_in = p[0].numel()
+            val = torch.randn(p.shape, generator=gen) / (fan_in ** 0.5)
+        p.copy_(val.to(p.dtype))
+
+
+def param_counts(model) -> dict:
+    inner = model.model
+    vision = sum(p.numel() for p in inner.vision_model.parameters())
+    connector = sum(p.numel() for p in inner.connector.parameters())
+    text = sum(p.numel() for p in inner.text_model.parameters())
+    tied = model.lm_head.weight is inner.text_model.get_input_embeddings().weight
+    lm_head = 0 if tied else sum(p.numel() for p in model.lm_head.parameters())
+    total = sum(p.numel() for p in model.parameters())  # unique parameters
+    assert total == vision + connector + text + lm_head, (total, vision, connector, text, lm_head)
+    return {"vision": vision, "connector": connector, "text": text, "lm_head": lm_head, "total": total}
+
+
+def image_seq_len(cfg) -> int:
+    v = cfg.vision_config
+    grid = v.image_size // v.patch_size
+    assert grid % cfg.scale_factor == 0, "patch grid must be divisible by scale_factor"
+    return (grid // cfg.scale_factor) ** 2
+
+
+def build_inputs(fx: dict, cfg, gen: torch.Generator):
+    vocab = cfg.text_config.vocab_size
+    sp = special_ids(vocab)
+    lo, hi = sp["text_token_range"]
+    L = image_seq_len(cfg)
+    B, N = fx["batch"], fx["tiles"]
+    rows = []
+    for _ in range(B):
+        ids = [BOS_ID]
+        ids += torch.randint(lo, hi, (fx["text_before"],), generator=gen).tolist()
+        for j in range(N):
+            marker = sp["global_image_token_id"] if j == N - 1 else sp["first_tile_marker_id"] - j
+            ids += [sp["fake_token_around_image_id"], marker] + [sp["image_token_id"]] * L
+        ids += [sp["fake_token_around_image_id"]]
+        ids += torch.randint(lo, hi, (fx["text_after"],), generator=gen).tolist()
+        rows.append(ids)
+    input_ids = torch.tensor(rows, dtype=torch.long)
+    attention_mask = torch.ones_like(input_ids)
+    size = cfg.vision_config.image_size
+    pixel_values = torch.rand((B, N, 3, size, size), generator=gen, dtype=torch.float32) * 2.0 - 1.0
+    assert int((input_ids == sp["image_token_id"]).sum()) == B * N * L
+    for b in range(B):
+        for j in range(N):
+            assert bool((pixel_values[b, j] != 0).any()), "a tile would be treated as padding"
+    return input_ids, attention_mask, pixel_values
+
+
+def check_pixel_shuffle(connector, scale: int, dim: int, grid: int) -> None:
+    """Assert the documented element order of Idefics3Connector.pixel_shuffle:
+    out[b, rh*(W/s)+cw, (i*s + j)*D + d] == x[b, (rh*s+i)*W + (cw*s+j), d]."""
+    x = torch.arange(2 * grid * grid * dim, dtype=torch.float32).reshape(2, grid * grid, dim)
+    y = connector.pixel_shuffle(x, scale)
+    g = grid // scale
+    for b in range(2):
+        for rh in range(g):
+            for cw in range(g):
+                for i in range(scale):
+                    for j in range(scale):
+                        src = x[b, (rh * scale + i) * grid + (cw * scale + j)]
+                        dst = y[b, rh * g + cw, (i * scale + j) * dim:(i * scale + j + 1) * dim]
+                        assert torch.equal(src, dst)
+
+
+@torch.no_grad()
+def run_hf(model, input_ids, attention_mask, pixel_values):
+    """Forward pass + greedy generation + intermediates."""
+    captured = []
+    hook = model.model.vision_model.embeddings.position_embedding.register_forward_hook(
+        lambda mod, inp, out: captured.append(inp[0].detach().clone())
+    )
+    try:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, use_cache=False)
+    finally:
+        hook.remove()
+    logits = out.logits.float().contiguous()
+    vision_position_ids = captured[0].to(torch.long).contiguous()
+
+    img = model.model.get_image_features(pixel_values=pixel_values, return_dict=True)
+    vision_hidden = img.last_hidden_state.float().contiguous()  # [B*N, P, Dv] after post_layernorm
+    L = model.model.image_seq_len
+    image_features = torch.cat(list(img.pooler_output), dim=0).reshape(-1, L, model.config.text_config.hidden_size)
+
+    # NB: in transformers 5.x an explicit eos_token_id=None is replaced by the model's
+    # generation_config default (eos 2). Stopping is made impossible instead by rejecting
+    # seeds whose greedy tokens include any special/reserved id (see greedy_ok), so the K
+    # tokens are pure argmax steps with or without EOS handling.
+    gcfg = GenerationConfig(
+        max_new_tokens=NUM_NEW_TOKENS, do_sample=False, num_beams=1, use_cache=True,
+        eos_token_id=None, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+        output_logits=True, return_dict_in_generate=True,
+    )
+    g = model.generate(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                       generation_config=gcfg)
+    T = input_ids.shape[1]
+    generated = g.sequences[:, T:].contiguous()
+    step_logits = torch.stack([s.float() for s in g.logits], dim=1).contiguous()  # [B,K,V] raw logits
+    return dict(logits=logits, generated=generated, generated_logits=step_logits,
+                vision_hidden=vision_hidden, image_features=image_features.float().contiguous(),
+                vision_position_ids=vision_position_ids)
+
+
+def greedy_ok(res, vocab: int):
+    """Return (ok, min_margin, reason)."""
+    gen, step = res["generated"], res["generated_logits"]
+    if gen.shape[1] != NUM_NEW_TOKENS:
+        return False, 0.0, f"generated {gen.shape[1]} tokens"
+    if not torch.equal(step.argmax(-1), gen):
+        return False, 0.0, "generated != argmax(raw step logits) (a logits processor interfered)"
+    lo, hi = special_ids(vocab)["text_token_range"]
+    if bool(((gen < lo) | (gen >= hi)).any()):
+        return False, 0.0, "generation hit a special/reserved token id"
+    distinct = min(len(set(row.tolist())) for row in gen)
+    if distinct < MIN_DISTINCT_GENERATED:
+        return False, 0.0, f"only {distinct} distinct generated tokens in a row"
+    top2 = step.topk(2, dim=-1).values
+    margin = float((top2[..., 0] - top2[..., 1]).min())
+    if margin < MIN_GREEDY_MARGIN:
+        return False, margin, f"greedy margin {margin:.4g} < {MIN_GREEDY_MARGIN}"
+    return True, margin, ""
+
+
+def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max())
+
+
+@torch.no_grad()
+def make_fixture(fx: dict, out_root: Path) -> dict:
+    config_cls, model_cls = model_classes(fx["arch"])
+    cfg = build_config(fx)
+    vocab = cfg.text_config.vocab_size
+
+    chosen = None
+    for attempt in range(MAX_SEED_TRIES):
+        seed = fx["seed"] + attempt
+        torch.manual_seed(seed)
+        model = model_cls(cfg).eval()
+        gen = torch.Generator().manual_seed(seed)
+        randomize_parameters(model, gen)
+        input_ids, attention_mask, pixel_values = build_inputs(fx, cfg, gen)
+        res = run_hf(model, input_ids, attention_mask, pixel_values)
+        ok, margin, why = greedy_ok(res, vocab)
+        if ok:
+            chosen = (seed, model, input_ids, attention_mask, pixel_values, res, margin)
+            break
+        print(f"  [{fx['name']}] seed {seed} rejected: {why}", file=sys.stderr)
+    if chosen is None:
+        raise RuntimeError(f"{fx['name']}: no acceptable seed in {MAX_SEED_TRIES} tries")
+    seed, model, input_ids, attention_mask, pixel_values, res, margin = chosen
+
+    tied = model.lm_head.weight is model.get_input_embeddings().weight
+    assert tied == fx["tie"], "tie_word_embeddings not honoured"
+    assert model.config._attn_implementation == "eager"
+
+    fdir = out_root / fx["name"]
+    if fdir.exists():
+        shutil.rmtree(fdir)
+    (fdir / "model").mkdir(parents=True)
+    model.save_pretrained(fdir / "model", safe_serialization=True)
+
+    save_file({"input_ids": input_ids.contiguous(), "attention_mask": attention_mask.contiguous(),
+               "pixel_values": pixel_values.contiguous()}, str(fdir / "inputs.safetensors"))
+    save_file(res, str(fdir / "expected.safetensors"))
+    counts = param_counts(model)
+    write_json(fdir / "hf_param_counts.json", counts)
+    write_json(fdir / "versions.json", versions())
+
+    # ---- self-checks (recorded in fixture.json) -------------------------------------
+    reloaded = model_cls.from_pretrained(fdir / "model", attn_implementation="eager", dtype=torch.float32).eval()
+    assert reloaded.config._attn_implementation == "eager"
+    re_res = run_hf(reloaded, input_ids, attention_mask, pixel_values)
+    reload_diff = max_abs(re_res["logits"], res["logits"])
+    assert reload_diff == 0.0, f"reloaded logits differ by {reload_diff}"
+    assert torch.equal(re_res["generated"], res["generated"])
+    assert param_counts(reloaded) == counts
+
+    sdpa = model_cls.from_pretrained(fdir / "model", attn_implementation="sdpa", dtype=torch.float32).eval()
+    with torch.no_grad():
+        sdpa_logits = sdpa(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                           use_cache=False).logits
+    sdpa_diff = max_abs(sdpa_logits, res["logits"])
+    assert sdpa_diff < 1e-4, f"sdpa vs eager {sdpa_diff}"
+
+    # KV-cache generation vs. a no-cache full forward over prompt + generated tokens.
+    full_ids = torch.cat([input_ids, res["generated"]], dim=1)
+    full = model(input_ids=full_ids, attention_mask=torch.ones_like(full_ids), pixel_values=pixel_values,
+                 use_cache=False).logits
+    T = input_ids.shape[1]
+    nocache_step = full[:, T - 1:T - 1 + NUM_NEW_TOKENS]
+    cache_diff = max_abs(nocache_step, res["generated_logits"])
+    assert cache_diff < 1e-4, f"kv-cache vs no-cache {cache_diff}"
+    assert torch.equal(nocache_step.argmax(-1), res["generated"])
+    prefill_diff = max_abs(res["generated_logits"][:, 0], res["logits"][:, -1])
+    assert prefill_diff < 1e-4
+
+    L = image_seq_len(cfg)
+    grid = cfg.vision_config.image_size // cfg.vision_config.patch_size
+    check_pixel_shuffle(model.model.connector, cfg.scale_factor, cfg.vision_config.hidden_size, grid)
+    pos_identity = bool(torch.equal(res["vision_position_ids"],
+                                    torch.arange(grid * grid).expand_as(res["vision_position_ids"])))
+
+    logits = res["logits"]
+    meta = {
+        "name": fx["name"],
+        "summary": fx["summary"],
+        "hf_class": model_cls.__name__,
+        "model_type": cfg.model_type,
+        "seed": seed,
+        "tie_word_embeddings": fx["tie"],
+        "scale_factor": cfg.scale_factor,
+        "batch": fx["batch"],
+        "tiles_per_sample": fx["tiles"],
+        "prompt_len": int(T),
+        "num_new_tokens": NUM_NEW_TOKENS,
+        "image_seq_len": L,
+        "vision": {
+            "hidden_size": cfg.vision_config.hidden_size,
+            "num_attention_heads": cfg.vision_config.num_attention_heads,
+            "num_hidden_layers": cfg.vision_config.num_hidden_layers,
+            "intermediate_size": cfg.vision_config.intermediate_size,
+            "image_size": cfg.vision_config.image_size,
+            "patch_size": cfg.vision_config.patch_size,
+            "patch_grid": grid,
+            "layer_norm_eps": cfg.vision_config.layer_norm_eps,
+        },
+        "text": {
+            "vocab_size": vocab,
+            "hidden_size": cfg.text_config.hidden_size,
+            "num_attention_heads": cfg.text_config.num_attention_heads,
+            "num_key_value_heads": cfg.text_config.num_key_value_heads,
+            "head_dim": cfg.text_config.head_dim,
+            "num_hidden_layers": cfg.text_config.num_hidden_layers,
+            "intermediate_size": cfg.text_config.intermediate_size,
+            "rope_theta": cfg.text_config.rope_parameters["rope_theta"],
+            "rms_norm_eps": cfg.text_config.rms_norm_eps,
+        },
+        "special_ids": special_ids(vocab),
+        "input_layout": "per sample: [bos] text_before* then for each tile j: [fake, marker_j, image*image_seq_len], "
+                        "then [fake] text_after*; marker_j = first_tile_marker_id - j, last tile uses "
+                        "global_image_token_id",
+        "checks": {
+            "reload_logits_max_abs_diff": reload_diff,
+            "sdpa_vs_eager_logits_max_abs_diff": sdpa_diff,
+            "kv_cache_vs_no_cache_step_logits_max_abs_diff": cache_diff,
+            "generate_prefill_vs_forward_last_logits_max_abs_diff": prefill_diff,
+            "min_greedy_top1_top2_margin": margin,
+            "vision_position_ids_identity": pos_identity,
+            "logits_std": float(logits.std()),
+            "logits_abs_max": float(logits.abs().max()),
+        },
+    }
+    write_json(fdir / "fixture.json", meta)
+
+    for p in sorted(fdir.rglob("*")):
+        if p.is_file():
+            assert p.stat().st_size < MAX_FILE_BYTES, f"{p} is {p.stat().st_size} bytes"
+    return meta
+
+
+# ---------------------------------------------------------------------------------------
+# Config-only fixture: SmolVLM-256M-Instruct.
+# Written in the layout of the published config.json (transformers 4.x era): flat
+# `rope_theta` in text_config, `torch_dtype`, top-level `pad_token_id`, and -- like the
+# published SmolVLM configs -- the vision_config omits fields equal to the HF defaults
+# (Idefics3VisionConfig: intermediate_size 3072, num_hidden_layers 12, layer_norm_eps 1e-6,
+# hidden_act gelu_pytorch_tanh, num_channels 3). Reconstructed from the published
+# model card/config, not downloaded (no network here).
+# ---------------------------------------------------------------------------------------
+SMOLVLM_256M_CONFIG = {
+    "architectures": ["Idefics3ForConditionalGeneration"],
+    "image_token_id": 49190,
+    "model_type": "idefics3",
+    "pad_token_id": 128002,
+    "scale_factor": 4,
+    "text_config": {
+        "architectures": ["VLlama3ForCausalLM"],
+        "head_dim": 64,
+        "hidden_size": 576,
+        "initializer_range": 0.041666666666666664,
+        "intermediate_size": 1536,
+        "is_llama_config": True,
+        "max_position_embeddings": 8192,
+        "model_type": "llama",
+        "neftune_noise_alpha": 0.0,
+        "num_attention_heads": 9,
+        "num_hidden_layers": 30,
+        "num_key_value_heads": 3,
+        "pad_token_id": 2,
+        "pixel_shuffle_factor": 4,
+        "qk_layer_norms": False,
+        "rms_norm_eps": 1e-05,
+        "rope_interleaved": False,
+        "rope_theta": 100000,
+        "torch_dtype": "bfloat16",
+        "use_resampler": False,
+        "vocab_size": 49280,
+    },
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "transformers_version": "4.50.0.dev0",
+    "use_cache": True,
+    "vision_config": {
+        "hidden_size": 768,
+        "image_size": 512,
+        "max_image_size": {"longest_edge": 512},
+        "model_type": "idefics3_vision",
+        "num_attention_heads": 12,
+        "patch_size": 16,
+        "size": {"longest_edge": 2048},
+        "tie_word_embeddings": False,
+        "use_base_siglip": False,
+    },
+    "vocab_size": 49280,
+}
+
+
+def make_config_only(out_root: Path) -> dict:
+    fdir = out_root / "smolvlm-256m"
+    if fdir.exists():
+        shutil.rmtree(fdir)
+    fdir.mkdir(parents=True)
+    write_json(fdir / "config.json", SMOLVLM_256M_CONFIG)
+
+    cfg = Idefics3Config.from_pretrained(fdir)  # goes through HF's legacy-key handling
+    t, v = cfg.text_config, cfg.vision_config
+    # What HF resolved -- must match the published architecture.
+    expect = [
+        (v.hidden_size, 768), (v.num_hidden_layers, 12), (v.num_attention_heads, 12), (v.intermediate_size, 3072),
+        (v.image_size, 512), (v.patch_size, 16), (v.layer_norm_eps, 1e-6), (v.hidden_act, "gelu_pytorch_tanh"),
+        (t.hidden_size, 576), (t.num_hidden_layers, 30), (t.num_attention_heads, 9), (t.num_key_value_heads, 3),
+        (t.head_dim, 64), (t.intermediate_size, 1536), (t.vocab_size, 49280), (t.rms_norm_eps, 1e-5),
+        (t.rope_parameters["rope_theta"], 100000), (t.rope_parameters["rope_type"], "default"),
+        (t.hidden_act, "silu"), (cfg.scale_factor, 4), (cfg.image_token_id, 49190), (cfg.tie_word_embeddings, False),
+    ]
+    for got, want in expect:
+        assert got == want, (got, want)
+    with torch.device("meta"):
+        model = Idefics3ForConditionalGeneration(cfg)
+    counts = param_counts(model)
+    write_json(fdir / "hf_param_counts.json", counts)
+    # Checkpoint key -> shape, as HF names them (the keys a model.safetensors for this config
+    # holds; a tied lm_head.weight would be dropped by save_pretrained -- not the case here).
+    tied_targets = set(model.all_tied_weights_keys) if fx_tied(model) else set()
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items() if k not in tied_targets}
+    assert sum(int(np.prod(v)) for v in shapes.values()) == counts["total"]
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(shapes.items())]
+    (fdir / "hf_param_shapes.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    write_json(fdir / "versions.json", versions())
+    return counts
+
+
+def fx_tied(model) -> bool:
+    return model.lm_head.weight is model.get_input_embeddings().weight
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parity fixtures root (default: %(default)s)")
+    ap.add_argument("--config-only-out", type=Path, default=DEFAULT_CONFIG_ONLY_OUT,
+                    help="config-only fixtures root (default: %(default)s)")
+    ap.add_argument("--only", nargs="*", help="only these fixture names")
+    args = ap.parse_args()
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for fx in FIXTURES:
+        if args.only and fx["name"] not in args.only:
+            continue
+        meta = make_fixture(fx, args.out)
+        c = meta["checks"]
+        print(f"{fx['name']}: seed {meta['seed']}, T={meta['prompt_len']}, "
+              f"sdpa diff {c['sdpa_vs_eager_logits_max_abs_diff']:.2e}, "
+              f"cache diff {c['kv_cache_vs_no_cache_step_logits_max_abs_diff']:.2e}, "
+              f"margin {c['min_greedy_top1_top2_margin']:.3f}, pos-ids identity {c['vision_position_ids_identity']}")
+    if not args.only:
+        counts = make_config_only(args.config_only_out)
+        print(f"config_only/smolvlm-256m: {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
