@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# One-shot GPU benchmark, safeaware vs HF transformers + PyTorch, on one NVIDIA GPU (sized for an H100,
+# at most about 8 minutes). It uses the SmolVLM-256M-sized config with random weights:
+#   train-bf16  training step, B 8, T 512, bf16   (tokens/s, MFU)
+#   gen-b1      greedy generation, B 1, T 256, K 64, bf16 (new tokens/s)
+#   train-f32   training step, B 8, T 512, f32    (tokens/s, MFU)
+#   gen-b8      greedy generation, B 8, T 256, K 64, bf16
+# The runs are interleaved through tools/bench_compare.sh. Round 1 covers every case before round 2
+# starts, and no new run starts after --budget seconds.
+#
+#   tools/gpu_bench.sh [--safeaware PATH] [--model DIR] [--python PATH] [--rounds N] [--budget S]
+#                      [--run-timeout S] [--dry-run]
+#
+#   --safeaware PATH   prebuilt x86-64 binary built with `--features cuda`   SAFEAWARE_BIN (target/release/safeaware)
+#   --model DIR        model folder                                           SMOL_MODEL (model/tests/fixtures/config_only/smolvlm-256m)
+#   --python PATH      python with torch + transformers                       PYTHON (python3)
+#   --rounds N         rounds (default 2)                                     ROUNDS
+#   --budget S         start no new run after S seconds (default 290)         BUDGET_S
+#   --run-timeout S    kill a single run after S seconds (default 180)        RUN_TIMEOUT
+#   --dry-run          print what would run, touch nothing
+#
+# Output goes to $OUT if that is set, else ./bench_out/. It is four files: nvidia-smi.txt (the card),
+# results.jsonl (one JSON line per run), results.md (the table) and results.log (the commands and their
+# stderr). If python cannot import torch and transformers and a wheel folder .whl/ exists, the wheels
+# are installed into /tmp/safeaware-bench-site first. If one side cannot run at all (no binary, or no
+# torch), the other side still runs and the script exits 1.
+# MFU = 6 * params * tokens/s / peak. The peak is dense BF16 / FP32 for the card nvidia-smi names:
+# H100 SXM 989 / 67 TFLOP/s, H100 PCIe 756 / 51, H100 NVL 835 / 60, H200 989 / 67. Override with
+# PEAK_BF16_TFLOPS / PEAK_F32_TFLOPS.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+die() { echo "gpu_bench: error: $*" >&2; exit 2; }
+note() { echo "gpu_bench: $*" >&2; }
+
+SAFEAWARE_BIN=${SAFEAWARE_BIN:-target/release/safeaware}
+SMOL_MODEL=${SMOL_MODEL:-model/tests/fixtures/config_only/smolvlm-256m}
+PYTHON=${PYTHON:-python3}
+ROUNDS=${ROUNDS:-2}
+BUDGET_S=${BUDGET_S:-290}
+RUN_TIMEOUT=${RUN_TIMEOUT:-180}
+OUT_DIR=${OUT:-bench_out}
+DRY_RUN=0
+
+need() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --safeaware) need "$@"; SAFEAWARE_BIN=$2; shift 2 ;;
+    --model) need "$@"; SMOL_MODEL=$2; shift 2 ;;
+    --python) need "$@"; PYTHON=$2; shift 2 ;;
+    --rounds) need "$@"; ROUNDS=$2; shift 2 ;;
+    --budget) need "$@"; BUDGET_S=$2; shift 2 ;;
+    --run-timeout) need "$@"; RUN_TIMEOUT=$2; shift 2 ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[[ "$SMOL_MODEL" != *,* ]] || die "--model must not contain a comma"
+
+M=$SMOL_MODEL
+CASES=(
+  --case "train-bf16,train,$M,8,512,,bf16,20,5"
+  --case "gen-b1,generate,$M,1,256,64,bf16,5,2"
+  --case "train-f32,train,$M,8,512,,f32,10,3"
+  --case "gen-b8,generate,$M,8,256,64,bf16,5,2"
+)
+COMPARE=(tools/bench_compare.sh --device cuda --threads "$(nproc)" --rounds "$ROUNDS" --order alternate
+         --time-budget "$BUDGET_S" --run-timeout "$RUN_TIMEOUT" --safeaware "$SAFEAWARE_BIN"
+         --out "$OUT_DIR/results.jsonl" "${CASES[@]}")
+
+if [[ "$DRY_RUN" == 1 ]]; then
+  echo "# gpu_bench dry run: output to $OUT_DIR/"
+  echo "nvidia-smi > $OUT_DIR/nvidia-smi.txt"
+  echo "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv >> $OUT_DIR/nvidia-smi.txt"
+  echo "# if '$PYTHON' cannot import torch+transformers and .whl/ exists:"
+  echo "$PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/safeaware-bench-site .whl/*.whl"
+  echo "# peaks for MFU from the GPU name (H100 SXM: 989 bf16 / 67 f32 TFLOP/s)"
+  printf '%q ' "${COMPARE[@]}" --python "$PYTHON"; echo
+  echo "# which runs, in this order:"
+  PYTHON=$PYTHON "${COMPARE[@]}" --dry-run
+  exit 0
+fi
+
+mkdir -p "$OUT_DIR"
+
+# -------------------------------------------------------------------------------------- the card
+command -v nvidia-smi >/dev/null || die "nvidia-smi not found: this script needs an NVIDIA GPU"
+{
+  nvidia-smi
+  echo
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv
+} > "$OUT_DIR/nvidia-smi.txt" 2>&1 || die "nvidia-smi failed: $(tail -n 3 "$OUT_DIR/nvidia-smi.txt")"
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
+note "GPU: $GPU_NAME"
+case "$GPU_NAME" in
+  *H100*PCIe*) PEAKS=(756 51) ;;
+  *H100*NVL*)  PEAKS=(835 60) ;;
+  *H100*|*H200*) PEAKS=(989 67) ;;
+  *) PEAKS=(989 67); note "WARNING: unknown card '$GPU_NAME'; MFU uses the H100 SXM peaks (set PEAK_BF16_TFLOPS / PEAK_F32_TFLOPS)" ;;
+esac
+export PEAK_BF16_TFLOPS=${PEAK_BF16_TFLOPS:-${PEAKS[0]}}
+export PEAK_F32_TFLOPS=${PEAK_F32_TFLOPS:-${PEAKS[1]}}
+note "MFU peaks: $PEAK_BF16_TFLOPS TFLOP/s bf16, $PEAK_F32_TFLOPS TFLOP/s f32"
+
+# --------------------------------------------------------------------------------------- the sides
+ONLY=()
+if ! "$PYTHON" -c 'import torch, transformers' 2>/dev/null; then
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    note "installing the wheels in .whl/ into /tmp/safeaware-bench-site"
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/safeaware-bench-site .whl/*.whl
+    export PYTHONPATH=/tmp/safeaware-bench-site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+fi
+TORCH_OK=0
+if "$PYTHON" -c 'import torch, transformers, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  TORCH_OK=1
+  "$PYTHON" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "gpu", torch.cuda.get_device_name(0))' >&2
+else
+  note "WARNING: '$PYTHON' has no working torch + transformers with CUDA: running the safeaware side only"
+  ONLY=(--safeaware-only)
+fi
+SA_OK=0
+if [[ -x "$SAFEAWARE_BIN" ]] && "$SAFEAWARE_BIN" bench --help >/dev/null 2>&1; then
+  SA_OK=1
+else
+  note "WARNING: '$SAFEAWARE_BIN' is missing or has no 'bench' command: running the torch side only"
+  ONLY=(--torch-only)
+fi
+[[ "$TORCH_OK" == 1 || "$SA_OK" == 1 ]] || die "neither side can run (no safeaware binary, no torch with CUDA)"
+
+# -------------------------------------------------------------------------------------------- run
+rc=0
+"${COMPARE[@]}" --python "$PYTHON" "${ONLY[@]}" || rc=$?
+note "GPU: $GPU_NAME; outputs in $OUT_DIR/: nvidia-smi.txt results.jsonl results.md results.log"
+if [[ "$TORCH_OK" != 1 || "$SA_OK" != 1 ]]; then rc=1; fi
+exit "$rc"
