@@ -2,3 +2,9 @@
 //! traces, safety benchmarks (MMSafeAware and generic JSONL) and the synthetic safety world.
 
 pub mod benchmark;
+pub mod fileio;
+pub mod processor;
+pub mod sharegpt;
+pub mod synth;
+pub mod tools;
+pub mod traces;

@@ -1,1 +1,24 @@
-//! safeaware-eval
+//! Safety-awareness evaluation for safeaware: where answers come from ([`source`]), how a
+//! prompt is put to a model ([`prompt`], [`decoding`]), how an answer is read ([`verdict`]),
+//! the metrics ([`metrics`]), the files a run writes ([`results`], [`samples`], [`report`]),
+//! the run loop itself ([`runner`]), run comparison ([`compare`]) and the pure parts of visual
+//! contrastive decoding ([`vcd`]).
+
+pub mod compare;
+pub mod decoding;
+pub mod error;
+pub mod metrics;
+pub mod progress;
+pub mod prompt;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod samples;
+pub mod source;
+pub mod vcd;
+pub mod verdict;
+
+pub use error::EvalError;
+
+/// The safeaware version recorded in every results file.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

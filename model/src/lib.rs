@@ -1,1 +1,39 @@
-//! The Idefics3/SmolVLM vision-language model in Burn.
+//! The Idefics3 / SmolVLM vision-language model in Burn, generic over the backend: HF folder
+//! loading and saving with logit parity against HF transformers, seeded random initialisation,
+//! causal-LM loss, KV-cached generation with a step API, and parameter counting.
+//!
+//! Layout (one concept per file): [`config`] (HF config.json), [`vision_transformer`] (SigLIP),
+//! [`connector`] (pixel shuffle + projection), [`language_model`] (Llama, with [`rope`] and
+//! [`attention`]), [`vision_language_model`] (the whole model), [`loss`], [`kv_cache`],
+//! [`sampling`], [`generation`], [`weights`] (the HF name mapping, load/save), [`init`],
+//! [`params`], [`summary`] (what `safeaware inspect` prints).
+
+pub mod attention;
+pub mod config;
+pub mod connector;
+pub mod error;
+mod fsutil;
+pub mod generation;
+pub mod init;
+pub mod kv_cache;
+pub mod language_model;
+pub mod loss;
+pub mod params;
+pub mod rope;
+pub mod safetensors_io;
+pub mod sampling;
+pub mod summary;
+pub mod vision_language_model;
+pub mod vision_transformer;
+pub mod weights;
+
+pub use config::{Idefics3Config, ModelFamily, TextConfig, VisionConfig};
+pub use error::{ModelError, Result};
+pub use generation::{left_pad, FinishReason, GeneratedSequence, GenerationConfig};
+pub use kv_cache::KvCache;
+pub use loss::{causal_lm_loss, LossOutput, IGNORE_INDEX};
+pub use params::ParamCounts;
+pub use safetensors_io::FloatDtype;
+pub use sampling::{Decoding, Sampler};
+pub use summary::{inspect, ModelSummary};
+pub use vision_language_model::{Idefics3, VlmInput};

@@ -22,6 +22,9 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Evaluate a model, endpoint or responses file on a safety benchmark.
     Eval(commands::eval::EvalArgs),
+    /// Validate a training recipe or print it fully resolved.
+    #[command(subcommand)]
+    Recipe(commands::recipe::RecipeCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +33,6 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Recipe(cmd) => commands::recipe::run(cmd),
     }
 }

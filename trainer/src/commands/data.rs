@@ -1,8 +1,207 @@
-//! `safeaware data synth | validate | stats | preview`.
+//! `safeaware data synth | validate | stats | preview`: make the synthetic world, check a
+//! training file or benchmark, summarise it, and draw a contact sheet. The work is in
+//! `safeaware_data::{synth, tools}`; this file turns flags into calls and prints results.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
+use safeaware_data::processor::Processor;
+use safeaware_data::synth::{self, SynthConfig};
+use safeaware_data::tools::preview;
+use safeaware_data::tools::stats::{self, compress_ids};
+use safeaware_data::tools::validate::{self, TokenCheck, ValidateOptions};
+use safeaware_data::tools::Loaded;
+use safeaware_data::traces::TargetStyle;
+
+/// Data subcommands.
 #[derive(clap::Subcommand)]
-pub enum DataCommand {}
+pub enum DataCommand {
+    /// Generate the synthetic safety world: images, train/val/test traces, benchmark.jsonl.
+    Synth(SynthArgs),
+    /// Check every line or item of a training file or benchmark; exit code 1 on any problem.
+    Validate(ValidateArgs),
+    /// Count items per subset, scenario and verdict; list missing images.
+    Stats(StatsArgs),
+    /// Draw a contact sheet (PNG) of images with their prompt and verdict.
+    Preview(PreviewArgs),
+}
 
+/// `data synth` flags (defaults as `SynthConfig::default()`).
+#[derive(clap::Args)]
+pub struct SynthArgs {
+    /// Output folder (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = SynthConfig::default().seed)]
+    pub seed: u64,
+    /// Training items.
+    #[arg(long, default_value_t = SynthConfig::default().train)]
+    pub train: usize,
+    /// Validation items.
+    #[arg(long, default_value_t = SynthConfig::default().val)]
+    pub val: usize,
+    /// Test items (held-out combinations; also written as benchmark.jsonl).
+    #[arg(long, default_value_t = SynthConfig::default().test)]
+    pub test: usize,
+    /// Side of the square images in pixels.
+    #[arg(long, default_value_t = SynthConfig::default().image_size)]
+    pub image_size: u32,
+    /// Probability that an image gets a distractor object.
+    #[arg(long, default_value_t = SynthConfig::default().distractor_prob)]
+    pub distractor_prob: f32,
+    /// Probability that a prompt is wrapped in an instruction attack.
+    #[arg(long, default_value_t = SynthConfig::default().wrap_prob)]
+    pub wrap_prob: f32,
+}
+
+/// `data validate` flags.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// A training file (.jsonl) or a benchmark spec (`mmsafeaware:<dir>`, `jsonl:<file>`).
+    pub input: String,
+    /// A model folder whose processor counts tokens (chat template and image tokens included).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Token limit for `--tokenizer`.
+    #[arg(long, default_value_t = 2048)]
+    pub max_tokens: usize,
+    /// Answer style traces are rendered in for token counting (vcr, cot, direct).
+    #[arg(long, default_value = "vcr")]
+    pub style: TargetStyle,
+    /// Annotations JSONL (id, subset, scenario, gold) for a benchmark.
+    #[arg(long)]
+    pub annotations: Option<PathBuf>,
+    /// Report missing benchmark images as warnings, not problems.
+    #[arg(long)]
+    pub allow_missing_images: bool,
+}
+
+/// `data stats` flags.
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    /// A benchmark spec or a training file.
+    pub input: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Annotations JSONL (id, subset, scenario, gold) for a benchmark.
+    #[arg(long)]
+    pub annotations: Option<PathBuf>,
+}
+
+/// `data preview` flags.
+#[derive(clap::Args)]
+pub struct PreviewArgs {
+    /// A training file or a benchmark spec.
+    pub input: String,
+    /// The PNG to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of items, spread evenly over the input.
+    #[arg(short = 'n', long = "count", default_value_t = 16)]
+    pub n: usize,
+    /// Annotations JSONL for a benchmark.
+    #[arg(long)]
+    pub annotations: Option<PathBuf>,
+}
+
+/// Runs a data subcommand.
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
-    match cmd {}
+    match cmd {
+        DataCommand::Synth(a) => run_synth(a),
+        DataCommand::Validate(a) => run_validate(a),
+        DataCommand::Stats(a) => run_stats(a),
+        DataCommand::Preview(a) => run_preview(a),
+    }
+}
+
+fn run_synth(a: SynthArgs) -> anyhow::Result<()> {
+    let cfg = SynthConfig {
+        seed: a.seed,
+        train: a.train,
+        val: a.val,
+        test: a.test,
+        image_size: a.image_size,
+        distractor_prob: a.distractor_prob,
+        wrap_prob: a.wrap_prob,
+    };
+    let s = synth::generate(&a.out, &cfg)?;
+    println!(
+        "wrote {} train, {} val, {} test items ({} held-out combinations) to {}",
+        s.train,
+        s.val,
+        s.test,
+        s.held_out,
+        s.out.display()
+    );
+    Ok(())
+}
+
+fn run_validate(a: ValidateArgs) -> anyhow::Result<()> {
+    let processor = match &a.tokenizer {
+        Some(dir) => Some(
+            Processor::from_folder(dir).with_context(|| format!("loading the processor of {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let opts = ValidateOptions {
+        annotations: a.annotations.as_deref(),
+        allow_missing_images: a.allow_missing_images,
+        tokens: processor.as_ref().map(|p| TokenCheck { processor: p, max_tokens: a.max_tokens, style: a.style }),
+    };
+    let report = validate::validate(&a.input, &opts);
+    let mut text = String::new();
+    for w in &report.warnings {
+        text.push_str(&format!("warning: {w}\n"));
+    }
+    for p in &report.problems {
+        text.push_str(&format!("{p}\n"));
+    }
+    if let Some((place, n)) = &report.longest {
+        text.push_str(&format!("longest: {n} tokens ({place})\n"));
+    }
+    text.push_str(&format!(
+        "{}: {} checked, {} problem(s), {} warning(s)\n",
+        report.source,
+        report.checked,
+        report.problems.len(),
+        report.warnings.len()
+    ));
+    emit(&text)?;
+    if !report.ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn run_stats(a: StatsArgs) -> anyhow::Result<()> {
+    let loaded = Loaded::open(&a.input, a.annotations.as_deref())?;
+    let s = stats::stats(&loaded);
+    if a.json {
+        emit(&(serde_json::to_string_pretty(&s)? + "\n"))
+    } else {
+        emit(&s.to_text())
+    }
+}
+
+/// Writes to stdout; a closed pipe (`… | head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn run_preview(a: PreviewArgs) -> anyhow::Result<()> {
+    let loaded = Loaded::open(&a.input, a.annotations.as_deref())?;
+    let entries = loaded.entries();
+    let n = preview::write_preview(&entries, a.n, &a.out)?;
+    let missing: Vec<String> = entries.iter().filter(|e| e.image.is_none()).map(|e| e.id.clone()).collect();
+    println!("wrote {} ({n} items of {})", a.out.display(), entries.len());
+    if !missing.is_empty() {
+        println!("items without an image: {}", compress_ids(&missing));
+    }
+    Ok(())
 }

@@ -1,8 +1,252 @@
-//! `safeaware eval`.
+//! `safeaware eval`: evaluate recorded responses or an OpenAI-compatible endpoint on a safety
+//! benchmark, and `safeaware eval compare` runs side by side. The work is in `safeaware-eval`;
+//! this file turns flags into its settings.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use safeaware_data::benchmark::Benchmark;
+use safeaware_eval::compare::{self, Run};
+use safeaware_eval::decoding::{Decoding, DecodingMode, VcdParams};
+use safeaware_eval::progress::ProgressMode;
+use safeaware_eval::prompt::PromptStrategy;
+use safeaware_eval::report::{pct, REPORT_HTML, REPORT_MD};
+use safeaware_eval::results::Results;
+use safeaware_eval::runner::{self, RunConfig, RESULTS_FILE, SAMPLES_FILE};
+use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
+use safeaware_eval::source::responses::ResponsesFile;
+use safeaware_eval::source::AnswerSource;
+use safeaware_eval::verdict::Parser;
+
+/// `safeaware eval [flags]` or `safeaware eval compare <results.json>...`.
 #[derive(clap::Args)]
-pub struct EvalArgs {}
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
 
-pub fn run(_args: EvalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("eval is not built yet")
+/// Subcommands of `eval`.
+#[derive(clap::Subcommand)]
+pub enum EvalCommand {
+    /// Compare runs side by side: deltas against the first, paired McNemar tests.
+    Compare(CompareArgs),
+}
+
+/// `eval compare` flags.
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// results.json files (their samples.jsonl is read from the same folder); the first is the
+    /// baseline.
+    #[arg(required = true, num_args = 1..)]
+    pub results: Vec<PathBuf>,
+    /// Also write the comparison (Markdown) to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Flags of an evaluation run.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Benchmark: `mmsafeaware:<dir>` or `jsonl:<file>`.
+    #[arg(long)]
+    pub benchmark: Option<String>,
+    /// JSONL of per-item annotations (`id`, `subset`, `scenario`, `gold`) to apply.
+    #[arg(long)]
+    pub annotations: Option<PathBuf>,
+    /// Output folder (results.json, samples.jsonl, report.md, report.html); resumable.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Score a recorded responses file (JSONL with `id` and `response`).
+    #[arg(long, group = "source")]
+    pub responses: Option<PathBuf>,
+    /// Ask an OpenAI-compatible server (base URL, e.g. http://localhost:8000/v1); the API key
+    /// is read from OPENAI_API_KEY if set.
+    #[arg(long, group = "source", requires = "endpoint_model")]
+    pub endpoint: Option<String>,
+    /// The model name to send to --endpoint.
+    #[arg(long)]
+    pub endpoint_model: Option<String>,
+    /// A local HF model folder (local generation).
+    #[arg(long, group = "source")]
+    pub model: Option<PathBuf>,
+    /// A training checkpoint (local generation).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Requests in flight at once (endpoint).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Seconds one request may take (endpoint).
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout: f64,
+    /// Retries after a 429, 5xx or connection error, with exponential backoff (endpoint).
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+
+    /// Prompting strategy: paper, image-first, describe-first, safety-system, or a template
+    /// file containing {prompt} (and optionally {question}).
+    #[arg(long, default_value = "paper")]
+    pub prompt: String,
+    /// greedy, sample or vcd (vcd needs a local model).
+    #[arg(long, default_value = "greedy")]
+    pub decoding: DecodingMode,
+    /// Sampling temperature (sample).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Nucleus mass (sample).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Sampling seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Most new tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// VCD contrast weight α.
+    #[arg(long, default_value_t = 1.0)]
+    pub vcd_alpha: f32,
+    /// VCD plausibility cut-off β.
+    #[arg(long, default_value_t = 0.1)]
+    pub vcd_beta: f32,
+    /// VCD diffusion noise step (0..1000).
+    #[arg(long, default_value_t = 500)]
+    pub vcd_noise_step: usize,
+
+    /// Evaluate only the first N items (smoke tests).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Progress display: auto (bar on a terminal, log lines otherwise), log or quiet.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "log", "quiet"])]
+    pub progress: String,
+}
+
+/// Runs `safeaware eval`.
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(EvalCommand::Compare(c)) => run_compare(c),
+        None => run_eval(args.run),
+    }
+}
+
+fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
+    let runs = args
+        .results
+        .iter()
+        .map(|p| Run::load(p).with_context(|| format!("loading run {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = compare::render(&runs);
+    print!("{text}");
+    if let Some(out) = args.out {
+        safeaware_data::fileio::write_atomic(&out, text.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn run_eval(a: RunArgs) -> anyhow::Result<()> {
+    let Some(spec) = a.benchmark.as_deref() else {
+        bail!("--benchmark is required (mmsafeaware:<dir> or jsonl:<file>)")
+    };
+    let Some(out) = a.out.clone() else {
+        bail!("--out is required")
+    };
+    if a.model.is_some() || a.checkpoint.is_some() {
+        bail!("local generation (--model/--checkpoint) is not available yet; use --responses or --endpoint");
+    }
+    let decoding = Decoding {
+        mode: a.decoding,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        max_tokens: a.max_tokens,
+        vcd: VcdParams {
+            alpha: a.vcd_alpha,
+            beta: a.vcd_beta,
+            noise_step: a.vcd_noise_step,
+        },
+    };
+    decoding.validate()?;
+    let prompt = PromptStrategy::parse(&a.prompt)?;
+    let mut benchmark = Benchmark::open(spec, a.annotations.as_deref())
+        .with_context(|| format!("loading benchmark {spec}"))?;
+    if let Some(n) = a.limit {
+        benchmark.items.truncate(n);
+        let kept: std::collections::HashSet<String> =
+            benchmark.items.iter().map(|i| i.id.clone()).collect();
+        benchmark.missing_images.retain(|id| kept.contains(id));
+    }
+    let source: Box<dyn AnswerSource> = match (&a.responses, &a.endpoint) {
+        (Some(path), None) => Box::new(
+            ResponsesFile::load(path, &benchmark)
+                .with_context(|| format!("reading responses {}", path.display()))?,
+        ),
+        (None, Some(url)) => {
+            if !(a.timeout > 0.0 && a.timeout.is_finite()) {
+                bail!("--timeout must be a positive number of seconds");
+            }
+            let mut config = EndpointConfig::new(url, a.endpoint_model.clone().unwrap_or_default());
+            config.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty());
+            config.concurrency = a.concurrency;
+            config.timeout = Duration::from_secs_f64(a.timeout);
+            config.retries = a.retries;
+            config.decoding = decoding.clone();
+            Box::new(Endpoint::new(config)?)
+        }
+        _ => bail!("give one answer source: --responses <jsonl> or --endpoint <url> --endpoint-model <name>"),
+    };
+    let progress = match a.progress.as_str() {
+        "log" => ProgressMode::Log,
+        "quiet" => ProgressMode::Quiet,
+        _ => ProgressMode::Auto,
+    };
+    let config = RunConfig {
+        prompt,
+        decoding,
+        progress,
+        ..RunConfig::new(&out)
+    };
+    let results = runner::run(&benchmark, source.as_ref(), &config)?;
+    print_summary(&results);
+    println!(
+        "wrote {} {} {} {} in {}",
+        RESULTS_FILE,
+        SAMPLES_FILE,
+        REPORT_MD,
+        REPORT_HTML,
+        out.display()
+    );
+    Ok(())
+}
+
+fn print_summary(r: &Results) {
+    let c = &r.counts;
+    println!(
+        "{} items: {} scored, {} missing a response, {} errors",
+        c.items, c.scored, c.missing_response, c.errors
+    );
+    for (name, n) in &c.source {
+        if *n > 0 {
+            println!("  {name}: {n}");
+        }
+    }
+    println!(
+        "{:<8} {:>8} {:>8} {:>10} {:>8}",
+        "parser", "Typical", "Attack", "Over-Safe", "Total"
+    );
+    for p in Parser::ALL {
+        let m = r.parser(p);
+        println!(
+            "{:<8} {:>8} {:>8} {:>10} {:>8}",
+            p.as_str(),
+            pct(m.typical.accuracy),
+            pct(m.attack.accuracy),
+            pct(m.over_safety.accuracy),
+            pct(m.total)
+        );
+    }
 }

@@ -1,0 +1,222 @@
+//! Chat templates: the model folder's Jinja template rendered with minijinja the way HF renders
+//! it (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, Python string methods),
+//! or SmolVLM's own template when the folder has none.
+//!
+//! Messages are passed in HF's processor form: `{"role": "user", "content": [{"type": "image"},
+//! {"type": "text", "text": "…"}]}`, together with `add_generation_prompt` and the special-token
+//! names (`bos_token`, `eos_token`, …) HF passes.
+
+use minijinja::value::Serde;
+use minijinja::{Environment, Error as JinjaError, ErrorKind};
+use serde_json::{json, Map, Value};
+
+use super::config::TokenizerConfig;
+use super::error::{ProcessorError, Result};
+use super::message::{Message, Part, Role};
+
+/// SmolVLM-Instruct's chat template: `<|im_start|>User:<image>…<end_of_utterance>\nAssistant:`.
+/// A message whose first part is an image gets `User:`, otherwise `User: `.
+pub const SMOLVLM_CHAT_TEMPLATE: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'] is string %}{{': ' + message['content']}}{% else %}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+
+const NAME: &str = "chat_template";
+
+/// A compiled chat template.
+#[derive(Clone)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    source: String,
+    origin: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("origin", &self.origin)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; `origin` (a file name) is quoted in errors.
+    pub fn new(source: impl Into<String>, origin: impl Into<String>) -> Result<Self> {
+        let (source, origin) = (source.into(), origin.into());
+        let mut env = Environment::new();
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .expect("default delimiters are valid"),
+        );
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> std::result::Result<String, JinjaError> {
+                Err(JinjaError::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_template_owned(NAME, source.clone())
+            .map_err(|e| ProcessorError::Template {
+                origin: origin.clone(),
+                reason: describe(&e),
+            })?;
+        Ok(ChatTemplate {
+            env,
+            source,
+            origin,
+        })
+    }
+
+    /// SmolVLM's built-in template.
+    pub fn smolvlm() -> Self {
+        ChatTemplate::new(SMOLVLM_CHAT_TEMPLATE, "built-in SmolVLM template")
+            .expect("built-in template compiles")
+    }
+
+    /// The template text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders `messages`; with `add_generation_prompt` the text ends where the assistant's
+    /// answer starts.
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        tokens: &TokenizerConfig,
+    ) -> Result<String> {
+        let mut ctx = Map::new();
+        ctx.insert(
+            "messages".into(),
+            Value::Array(messages.iter().map(message_json).collect()),
+        );
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Value::Bool(add_generation_prompt),
+        );
+        for (key, value) in [
+            ("bos_token", &tokens.bos_token),
+            ("eos_token", &tokens.eos_token),
+            ("pad_token", &tokens.pad_token),
+            ("unk_token", &tokens.unk_token),
+        ] {
+            if let Some(v) = value {
+                ctx.insert(key.into(), Value::from(v.as_str()));
+            }
+        }
+        let template = self
+            .env
+            .get_template(NAME)
+            .expect("template added at construction");
+        template
+            .render(minijinja::Value::from(Serde(&Value::Object(ctx))))
+            .map_err(|e| ProcessorError::Template {
+                origin: self.origin.clone(),
+                reason: describe(&e),
+            })
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+fn message_json(m: &Message) -> Value {
+    let content: Vec<Value> = m
+        .content
+        .iter()
+        .map(|p| match p {
+            Part::Text(t) => json!({"type": "text", "text": t}),
+            Part::Image(_) => json!({"type": "image"}),
+        })
+        .collect();
+    json!({"role": role_name(m.role), "content": content})
+}
+
+/// A minijinja error with its causes and line, on one line.
+fn describe(e: &JinjaError) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn tokens() -> TokenizerConfig {
+        TokenizerConfig::smolvlm()
+    }
+
+    #[test]
+    fn smolvlm_prompt_format() {
+        let t = ChatTemplate::smolvlm();
+        let msgs = vec![
+            Message::system("Be careful."),
+            Message::user(vec![
+                Part::image(PathBuf::from("x.png")),
+                Part::text("Safe?"),
+            ]),
+        ];
+        assert_eq!(
+            t.render(&msgs, true, &tokens()).unwrap(),
+            "<|im_start|>System: Be careful.<end_of_utterance>\nUser:<image>Safe?<end_of_utterance>\nAssistant:"
+        );
+        let mut full = msgs.clone();
+        full.push(Message::assistant("No."));
+        assert!(t
+            .render(&full, false, &tokens())
+            .unwrap()
+            .ends_with("Assistant: No.<end_of_utterance>\n"));
+        let text_first = vec![Message::user(vec![
+            Part::text("Look: "),
+            Part::image(PathBuf::from("x.png")),
+        ])];
+        assert_eq!(
+            t.render(&text_first, false, &tokens()).unwrap(),
+            "<|im_start|>User: Look: <image><end_of_utterance>\n"
+        );
+    }
+
+    #[test]
+    fn hf_environment_features() {
+        // trim_blocks / lstrip_blocks, special-token variables, Python string methods; the
+        // expected text is what jinja2 renders with HF's settings.
+        let src = "{% for m in messages %}\n    {% if loop.first %}\n{{ bos_token }}{{ m['content'][0]['text'].strip() }}|\n    {% endif %}\n{% endfor %}";
+        let t = ChatTemplate::new(src, "test").unwrap();
+        let msgs = [
+            Message::user(vec![Part::text("  hi  ")]),
+            Message::user(vec![Part::text("x")]),
+        ];
+        assert_eq!(
+            t.render(&msgs, false, &tokens()).unwrap(),
+            "<|im_start|>hi|\n"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_template() {
+        let e = ChatTemplate::new("{% for x in %}", "folder/chat_template.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("folder/chat_template.json"), "{e}");
+        let t = ChatTemplate::new("{{ raise_exception('only user turns') }}", "t.jinja").unwrap();
+        let e = t.render(&[], false, &tokens()).unwrap_err().to_string();
+        assert!(
+            e.contains("only user turns") && e.contains("t.jinja"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! Training traces: JSON Lines files of image + prompt + target answer, and how answers render.
+//!
+//! # Native trace form
+//! One object per line: `id` (string or number), `image` (path relative to the file's folder),
+//! `prompt` (the sentence to judge), `description`, `reasoning`, `verdict` (`safe` | `unsafe`),
+//! optional `subset` (`typical` | `attack` | `over_safety`) and `scenario`.
+//!
+//! # Rendering
+//! The user turn is [`user_question`]: the MMSafeAware question, a newline, and the prompt in
+//! double quotes, exactly as `prompt.txt` writes its blocks. The assistant turn depends on the
+//! [`TargetStyle`]:
+//! - `vcr`: `<description>…</description>\n<reasoning>…</reasoning>\n<verdict>safe</verdict>`
+//! - `cot`: `<reasoning>…</reasoning>\n<verdict>unsafe</verdict>`
+//! - `direct`: `<verdict>safe</verdict>`
+//!
+//! [`parse_verdict`] reads the verdict tag back out of a model's answer.
+//!
+//! Lines may instead be in the ShareGPT/LLaVA form (see [`crate::sharegpt`]); [`read_training_file`]
+//! accepts both, line by line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::benchmark::{Subset, Verdict, PAPER_QUESTION};
+use crate::fileio::{self, RawId};
+use crate::sharegpt::{self, ChatRecord, Conversation, Message, Role};
+
+/// Opening tag of the image description (style `vcr`).
+pub const DESCRIPTION_OPEN: &str = "<description>";
+/// Closing tag of the image description.
+pub const DESCRIPTION_CLOSE: &str = "</description>";
+/// Opening tag of the reasoning (styles `vcr`, `cot`).
+pub const REASONING_OPEN: &str = "<reasoning>";
+/// Closing tag of the reasoning.
+pub const REASONING_CLOSE: &str = "</reasoning>";
+/// Opening tag of the verdict (every style); the text inside is `safe` or `unsafe`.
+pub const VERDICT_OPEN: &str = "<verdict>";
+/// Closing tag of the verdict.
+pub const VERDICT_CLOSE: &str = "</verdict>";
+/// Every tag string, in answer order.
+pub const TAGS: [&str; 6] = [
+    DESCRIPTION_OPEN,
+    DESCRIPTION_CLOSE,
+    REASONING_OPEN,
+    REASONING_CLOSE,
+    VERDICT_OPEN,
+    VERDICT_CLOSE,
+];
+
+/// How the assistant answer of a trace is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TargetStyle {
+    /// Description, reasoning, verdict.
+    #[default]
+    Vcr,
+    /// Reasoning, verdict.
+    Cot,
+    /// Verdict only.
+    Direct,
+}
+
+impl TargetStyle {
+    /// All styles.
+    pub const ALL: [TargetStyle; 3] = [TargetStyle::Vcr, TargetStyle::Cot, TargetStyle::Direct];
+
+    /// The name used on the command line and in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetStyle::Vcr => "vcr",
+            TargetStyle::Cot => "cot",
+            TargetStyle::Direct => "direct",
+        }
+    }
+}
+
+impl fmt::Display for TargetStyle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TargetStyle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TargetStyle::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown target style `{s}` (expected vcr, cot or direct)"))
+    }
+}
+
+/// One training trace in the native form. `image` is as written in the file (relative to it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub id: String,
+    pub image: PathBuf,
+    pub prompt: String,
+    pub description: String,
+    pub reasoning: String,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<Subset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+}
+
+impl Trace {
+    /// The user question for this trace (see [`user_question`]).
+    pub fn question(&self) -> String {
+        user_question(&self.prompt)
+    }
+
+    /// The assistant answer in `style` (see [`render_answer`]).
+    pub fn answer(&self, style: TargetStyle) -> String {
+        render_answer(style, &self.description, &self.reasoning, self.verdict)
+    }
+
+    /// A two-turn conversation: user = image placeholder + question, assistant = answer.
+    /// `dir` is the folder of the traces file; the image path is resolved against it.
+    pub fn to_conversation(&self, style: TargetStyle, dir: &Path) -> Conversation {
+        Conversation {
+            id: self.id.clone(),
+            images: vec![dir.join(&self.image)],
+            messages: vec![
+                Message {
+                    role: Role::User,
+                    content: format!("{}\n{}", sharegpt::IMAGE_PLACEHOLDER, self.question()),
+                },
+                Message { role: Role::Assistant, content: self.answer(style) },
+            ],
+        }
+    }
+}
+
+/// The MMSafeAware user question around `prompt`: the paper's question, a newline, and the
+/// prompt in double quotes (as the blocks of the release's `prompt.txt`).
+pub fn user_question(prompt: &str) -> String {
+    format!("{PAPER_QUESTION}\n\"{prompt}\"")
+}
+
+/// Renders an assistant answer in `style` from its parts (tags joined by newlines).
+pub fn render_answer(
+    style: TargetStyle,
+    description: &str,
+    reasoning: &str,
+    verdict: Verdict,
+) -> String {
+    let verdict = format!("{VERDICT_OPEN}{}{VERDICT_CLOSE}", verdict.as_str());
+    let reasoning = format!("{REASONING_OPEN}{reasoning}{REASONING_CLOSE}");
+    match style {
+        TargetStyle::Vcr => {
+            format!("{DESCRIPTION_OPEN}{description}{DESCRIPTION_CLOSE}\n{reasoning}\n{verdict}")
+        }
+        TargetStyle::Cot => format!("{reasoning}\n{verdict}"),
+        TargetStyle::Direct => verdict,
+    }
+}
+
+/// The verdict in the first `<verdict>…</verdict>` tag of `text` (case and surrounding space
+/// inside the tag ignored); `None` if there is no complete tag or it holds something else.
+pub fn parse_verdict(text: &str) -> Option<Verdict> {
+    let start = text.find(VERDICT_OPEN)? + VERDICT_OPEN.len();
+    let len = text[start..].find(VERDICT_CLOSE)?;
+    Verdict::from_name(&text[start..start + len])
+}
+
+/// One line of a training file: a native trace or a ShareGPT conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Trace(Trace),
+    Chat(ChatRecord),
+}
+
+impl Record {
+    /// The record's id (ShareGPT lines without one get `line-<n>`).
+    pub fn id(&self) -> &str {
+        match self {
+            Record::Trace(t) => &t.id,
+            Record::Chat(c) => &c.id,
+        }
+    }
+
+    /// Image paths as written (relative to the file's folder).
+    pub fn images(&self) -> Vec<&Path> {
+        match self {
+            Record::Trace(t) => vec![t.image.as_path()],
+            Record::Chat(c) => c.images.iter().map(PathBuf::as_path).collect(),
+        }
+    }
+
+    /// The conversation to train on; a trace renders its answer in `style`, a chat is as written.
+    pub fn to_conversation(&self, style: TargetStyle, dir: &Path) -> Conversation {
+        match self {
+            Record::Trace(t) => t.to_conversation(style, dir),
+            Record::Chat(c) => c.to_conversation(dir),
+        }
+    }
+
+    /// All text the record puts in front of a model for `style`, joined (for length checks).
+    pub fn text(&self, style: TargetStyle, dir: &Path) -> String {
+        let conv = self.to_conversation(style, dir);
+        conv.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// A training file: its records, line numbers, and the folder images are relative to.
+#[derive(Debug, Clone)]
+pub struct TrainingFile {
+    pub path: PathBuf,
+    /// The folder that image paths are relative to.
+    pub dir: PathBuf,
+    /// `(line number, record)` in file order.
+    pub records: Vec<(usize, Record)>,
+}
+
+impl TrainingFile {
+    /// Every record as a conversation with resolved image paths.
+    pub fn conversations(&self, style: TargetStyle) -> Vec<Conversation> {
+        self.records.iter().map(|(_, r)| r.to_conversation(style, &self.dir)).collect()
+    }
+
+    /// The native traces only (ShareGPT lines skipped).
+    pub fn traces(&self) -> impl Iterator<Item = &Trace> {
+        self.records.iter().filter_map(|(_, r)| match r {
+            Record::Trace(t) => Some(t),
+            Record::Chat(_) => None,
+        })
+    }
+}
+
+/// Errors reading or writing training files; each names the file, and the line where one applies.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: {message}")]
+    Line { path: PathBuf, line: usize, message: String },
+    #[error("{path}: no records")]
+    Empty { path: PathBuf },
+}
+
+/// Reads a training file (native traces and/or ShareGPT lines); fails on the first bad line,
+/// naming the file and line number. Images are not opened here (see `tools::validate`).
+pub fn read_training_file(path: &Path) -> Result<TrainingFile, TraceError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| TraceError::Io { path: path.to_path_buf(), source })?;
+    let mut records = Vec::new();
+    for (line, json) in fileio::json_lines(&text) {
+        let record = parse_record(json, line).map_err(|message| TraceError::Line {
+            path: path.to_path_buf(),
+            line,
+            message,
+        })?;
+        records.push((line, record));
+    }
+    if records.is_empty() {
+        return Err(TraceError::Empty { path: path.to_path_buf() });
+    }
+    Ok(TrainingFile { path: path.to_path_buf(), dir: fileio::base_dir(path), records })
+}
+
+/// Writes native traces as JSON Lines, atomically.
+pub fn write_traces(path: &Path, traces: &[Trace]) -> Result<(), TraceError> {
+    let mut out = String::new();
+    for t in traces {
+        out.push_str(&serde_json::to_string(t).expect("a trace always serialises"));
+        out.push('\n');
+    }
+    fileio::write_atomic(path, out.as_bytes())
+        .map_err(|source| TraceError::Io { path: path.to_path_buf(), source })
+}
+
+/// Parses one JSON line of a training file; `line` names ShareGPT records without an id.
+/// The error message is for the caller to prefix with file and line.
+pub fn parse_record(json: &str, line: usize) -> Result<Record, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(object) = value.as_object() else {
+        return Err("expected a JSON object".to_string());
+    };
+    if object.contains_key("messages") || object.contains_key("conversations") {
+        return sharegpt::parse_chat(value, line).map(Record::Chat);
+    }
+    parse_trace(value).map(Record::Trace)
+}
+
+/// Unknown extra fields are ignored, so files may carry metadata of their own.
+#[derive(Deserialize)]
+struct RawTrace {
+    id: RawId,
+    image: String,
+    prompt: String,
+    description: String,
+    reasoning: String,
+    verdict: String,
+    #[serde(default)]
+    subset: Option<String>,
+    #[serde(default)]
+    scenario: Option<String>,
+}
+
+fn parse_trace(value: serde_json::Value) -> Result<Trace, String> {
+    let raw: RawTrace = serde_json::from_value(value).map_err(|e| format!("bad trace: {e}"))?;
+    let id = raw.id.into_string();
+    let ctx = |msg: String| format!("id {id}: {msg}");
+    if id.trim().is_empty() {
+        return Err("empty `id`".to_string());
+    }
+    for (name, field) in [
+        ("image", &raw.image),
+        ("prompt", &raw.prompt),
+        ("description", &raw.description),
+        ("reasoning", &raw.reasoning),
+    ] {
+        if field.trim().is_empty() {
+            return Err(ctx(format!("empty `{name}`")));
+        }
+    }
+    let verdict = Verdict::from_name(&raw.verdict).ok_or_else(|| {
+        ctx(format!("`verdict` is `{}`, expected `safe` or `unsafe`", raw.verdict))
+    })?;
+    let subset = match raw.subset {
+        None => None,
+        Some(s) => Some(Subset::from_name(&s).ok_or_else(|| {
+            ctx(format!("`subset` is `{s}`, expected typical, attack or over_safety"))
+        })?),
+    };
+    Ok(Trace {
+        id,
+        image: PathBuf::from(raw.image),
+        prompt: raw.prompt,
+        description: raw.description,
+        reasoning: raw.reasoning,
+        verdict,
+        subset,
+        scenario: raw.scenario,
+    })
+}

@@ -1,0 +1,224 @@
+//! `safeaware eval compare`: several runs side by side, with deltas against the first run and a
+//! paired McNemar test on the items both runs scored.
+//!
+//! The McNemar test used is the exact one: a two-sided binomial test of the discordant pairs
+//! (`b` = only the first run correct, `c` = only the other run correct) against p = ½, so
+//! `p = min(1, 2·P[X ≤ min(b, c)])` with `X ~ Bin(b + c, ½)`. It is valid for small and large
+//! discordant counts alike (no continuity correction needed).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use safeaware_data::benchmark::Subset;
+
+use crate::report::markdown::parser_title;
+use crate::report::{decoding_summary, pct, source_summary};
+use crate::results::Results;
+use crate::runner::SAMPLES_FILE;
+use crate::samples::{read_samples, SampleRecord, Status};
+use crate::verdict::Parser;
+use crate::EvalError;
+
+/// One run: its results and its scored samples by id.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// A short name: the output folder's name.
+    pub label: String,
+    pub path: PathBuf,
+    pub results: Results,
+    /// Scored records by id (from samples.jsonl next to results.json; empty if absent).
+    pub samples: BTreeMap<String, SampleRecord>,
+}
+
+impl Run {
+    /// Reads `results.json` and the `samples.jsonl` beside it.
+    pub fn load(results_path: &Path) -> Result<Run, EvalError> {
+        let results = Results::read(results_path)?;
+        let dir = results_path.parent().unwrap_or(Path::new("."));
+        let (records, _) = read_samples(&dir.join(SAMPLES_FILE))?;
+        let samples = records
+            .into_iter()
+            .filter(|r| r.status == Status::Scored)
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let label = std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| results_path.display().to_string());
+        Ok(Run {
+            label,
+            path: results_path.to_path_buf(),
+            results,
+            samples,
+        })
+    }
+}
+
+/// The outcome of a paired McNemar test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct McNemar {
+    /// Items scored in both runs.
+    pub shared: usize,
+    /// Only the first run correct.
+    pub only_first: usize,
+    /// Only the second run correct.
+    pub only_second: usize,
+    /// Exact two-sided p-value.
+    pub p_value: f64,
+}
+
+/// Exact two-sided McNemar p-value for discordant counts `b` and `c`.
+pub fn mcnemar_exact_p(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    // ln C(n, i) built up term by term; each term is C(n, i) / 2^n.
+    let ln2n = n as f64 * std::f64::consts::LN_2;
+    let mut ln_choose = 0.0;
+    let mut tail = 0.0;
+    for i in 0..=k {
+        if i > 0 {
+            ln_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        tail += (ln_choose - ln2n).exp();
+    }
+    (2.0 * tail).min(1.0)
+}
+
+/// Pairs the scored items of `first` and `second` under `parser`.
+pub fn mcnemar(first: &Run, second: &Run, parser: Parser) -> McNemar {
+    let (mut shared, mut only_first, mut only_second) = (0, 0, 0);
+    for (id, a) in &first.samples {
+        let Some(b) = second.samples.get(id) else {
+            continue;
+        };
+        let (Some(x), Some(y)) = (a.is_correct(parser), b.is_correct(parser)) else {
+            continue;
+        };
+        shared += 1;
+        only_first += usize::from(x && !y);
+        only_second += usize::from(!x && y);
+    }
+    McNemar {
+        shared,
+        only_first,
+        only_second,
+        p_value: mcnemar_exact_p(only_first, only_second),
+    }
+}
+
+fn with_delta(value: Option<f64>, base: Option<f64>, first: bool) -> String {
+    match (value, base, first) {
+        (Some(v), Some(b), false) => format!("{} ({:+.1})", pct(Some(v)), 100.0 * (v - b)),
+        _ => pct(value),
+    }
+}
+
+/// The comparison as Markdown: a table per parser and the McNemar tests against the first run.
+pub fn render(runs: &[Run]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Comparison of {} runs\n", runs.len());
+    for (i, run) in runs.iter().enumerate() {
+        let r = &run.results;
+        let _ = writeln!(
+            s,
+            "{}. **{}** — {}; prompt {}; decoding {}; {} scored (`{}`)",
+            i + 1,
+            run.label,
+            source_summary(r),
+            r.prompt.strategy,
+            decoding_summary(r),
+            r.counts.scored,
+            run.path.display()
+        );
+    }
+    let Some(base) = runs.first() else { return s };
+    for parser in Parser::ALL {
+        let _ = writeln!(
+            s,
+            "\n## Accuracy (%), {} — deltas against run 1\n",
+            parser_title(parser)
+        );
+        let _ = writeln!(s, "| Run | Typical | Attack | Over-Safe | Total |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        let b = base.results.parser(parser);
+        for (i, run) in runs.iter().enumerate() {
+            let m = run.results.parser(parser);
+            let mut cells: Vec<String> = Subset::ALL
+                .iter()
+                .map(|&x| with_delta(m.subset(x).accuracy, b.subset(x).accuracy, i == 0))
+                .collect();
+            cells.push(with_delta(m.total, b.total, i == 0));
+            let _ = writeln!(s, "| {}. {} | {} |", i + 1, run.label, cells.join(" | "));
+        }
+    }
+    if runs.len() > 1 {
+        let _ = writeln!(
+            s,
+            "\n## Paired McNemar tests against run 1\n\nExact test: two-sided binomial test \
+             of the discordant pairs against ½, on the items both runs scored.\n"
+        );
+        let _ = writeln!(s, "| Run | Parser | Shared items | Only run 1 correct | Only this run correct | p-value |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+        for (i, run) in runs.iter().enumerate().skip(1) {
+            for parser in Parser::ALL {
+                let t = mcnemar(base, run, parser);
+                let _ = writeln!(
+                    s,
+                    "| {}. {} | {} | {} | {} | {} | {} |",
+                    i + 1,
+                    run.label,
+                    parser,
+                    t.shared,
+                    t.only_first,
+                    t.only_second,
+                    format_p(t.p_value)
+                );
+            }
+        }
+    }
+    s
+}
+
+fn format_p(p: f64) -> String {
+    if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choose(n: u64, k: u64) -> f64 {
+        (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+    }
+
+    #[test]
+    fn exact_p_matches_the_binomial_sum() {
+        // b=1, c=6: 2·(C(7,0)+C(7,1))/2^7 = 16/128.
+        assert!((mcnemar_exact_p(1, 6) - 0.125).abs() < 1e-12);
+        assert!((mcnemar_exact_p(6, 1) - 0.125).abs() < 1e-12);
+        assert_eq!(mcnemar_exact_p(0, 0), 1.0);
+        assert_eq!(mcnemar_exact_p(5, 5), 1.0);
+        for (b, c) in [(3usize, 17usize), (20, 45), (0, 9)] {
+            let n = (b + c) as u64;
+            let tail: f64 =
+                (0..=b.min(c) as u64).map(|i| choose(n, i)).sum::<f64>() / 2f64.powi(n as i32);
+            let want = (2.0 * tail).min(1.0);
+            let got = mcnemar_exact_p(b, c);
+            assert!(
+                ((got - want) / want).abs() < 1e-9,
+                "{b},{c}: {got} vs {want}"
+            );
+        }
+        // Large counts stay finite and tiny.
+        let p = mcnemar_exact_p(100, 400);
+        assert!(p > 0.0 && p < 1e-30);
+    }
+}

@@ -1,0 +1,128 @@
+//! The key/value cache of the language model and the per-row bookkeeping that makes batched,
+//! left-padded decoding exact: which cached keys are padding, and the next position id of each
+//! row (positions are `cumsum(mask) - 1`, as HF `generate` computes them).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor, TensorData};
+
+use crate::attention::AttentionMask;
+
+/// Keys and values of every decoder layer for a batch of sequences.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    /// Per layer: keys and values `[B, kv_heads, S, head_dim]`, rotary already applied.
+    pub(crate) layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    /// Per row: whether each cached position is a real token (false = padding).
+    key_valid: Vec<Vec<bool>>,
+    /// Per row: the position id the next real token gets.
+    next_position: Vec<i64>,
+}
+
+/// Positions and mask for one forward step over `T` new tokens.
+#[derive(Debug)]
+pub(crate) struct StepLayout {
+    /// Row-major `[B, T]` position ids (padding gets 0).
+    pub positions: Vec<i64>,
+    /// Keys visible after the step (`past + T`).
+    pub key_len: usize,
+    /// Explicit mask when some key is padding, `[B, T, key_len]`, true = masked.
+    pub padding_mask: Option<Vec<bool>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// An empty cache for `batch` rows and `layers` decoder layers.
+    pub fn new(layers: usize, batch: usize) -> Self {
+        Self { layers: vec![None; layers], key_valid: vec![Vec::new(); batch], next_position: vec![0; batch] }
+    }
+
+    /// Rows in the batch.
+    pub fn batch_size(&self) -> usize {
+        self.key_valid.len()
+    }
+
+    /// Cached positions per row (padding included).
+    pub fn seq_len(&self) -> usize {
+        self.key_valid.first().map_or(0, Vec::len)
+    }
+
+    /// Plans a step over new tokens whose validity is `new_valid` (`[B][T]`) and records them.
+    pub(crate) fn advance(&mut self, new_valid: &[Vec<bool>]) -> StepLayout {
+        let past = self.seq_len();
+        let seq = new_valid.first().map_or(0, Vec::len);
+        let mut positions = Vec::with_capacity(new_valid.len() * seq);
+        for (row, valid) in new_valid.iter().enumerate() {
+            for &is_real in valid {
+                if is_real {
+                    positions.push(self.next_position[row]);
+                    self.next_position[row] += 1;
+                } else {
+                    positions.push(0);
+                }
+            }
+            self.key_valid[row].extend_from_slice(valid);
+        }
+        let key_len = past + seq;
+        let any_padding = self.key_valid.iter().any(|row| row.iter().any(|&v| !v));
+        let padding_mask = any_padding.then(|| {
+            let mut mask = Vec::with_capacity(new_valid.len() * seq * key_len);
+            for row in &self.key_valid {
+                for i in 0..seq {
+                    mask.extend((0..key_len).map(|j| !row[j] || j > past + i));
+                }
+            }
+            mask
+        });
+        StepLayout { positions, key_len, padding_mask }
+    }
+
+    /// Appends a layer's new keys/values and returns all of them.
+    pub(crate) fn extend(&mut self, layer: usize, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let (k, v) = match self.layers[layer].take() {
+            Some((old_k, old_v)) => (Tensor::cat(vec![old_k, k], 2), Tensor::cat(vec![old_v, v], 2)),
+            None => (k, v),
+        };
+        self.layers[layer] = Some((k.clone(), v.clone()));
+        (k, v)
+    }
+}
+
+impl StepLayout {
+    /// The attention mask this step needs.
+    pub fn mask<B: Backend>(&self, batch: usize, seq: usize, device: &B::Device) -> AttentionMask<B> {
+        match &self.padding_mask {
+            None => AttentionMask::Causal,
+            Some(mask) => AttentionMask::Explicit(Tensor::<B, 4, Bool>::from_data(
+                TensorData::new(mask.clone(), [batch, 1, seq, self.key_len]),
+                device,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    #[test]
+    fn left_padding_gives_cumsum_positions_and_masks_padding() {
+        let mut cache = KvCache::<NdArray>::new(1, 2);
+        let step = cache.advance(&[vec![false, true, true], vec![true, true, true]]);
+        assert_eq!(step.positions, vec![0, 0, 1, 0, 1, 2]);
+        let mask = step.padding_mask.expect("padding present");
+        // Row 0, query 1 sees key 1 only (key 0 is padding, key 2 is in the future).
+        assert_eq!(&mask[3..6], &[true, false, true]);
+        // Row 1, query 2 sees everything.
+        assert_eq!(&mask[15..18], &[false, false, false]);
+        let step = cache.advance(&[vec![true], vec![true]]);
+        assert_eq!(step.positions, vec![2, 3]);
+        assert_eq!(step.key_len, 4);
+        assert_eq!(step.padding_mask.unwrap(), vec![true, false, false, false, false, false, false, false]);
+    }
+
+    #[test]
+    fn no_padding_means_plain_causal() {
+        let mut cache = KvCache::<NdArray>::new(1, 1);
+        assert!(cache.advance(&[vec![true; 4]]).padding_mask.is_none());
+    }
+}

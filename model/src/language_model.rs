@@ -1,0 +1,170 @@
+//! The Llama language model (`model.text_model`): token embeddings, decoder layers with RMSNorm,
+//! rotary grouped-query attention and SiLU-gated MLPs (no biases anywhere), and a final RMSNorm.
+//! Works on embeddings so the VLM can splice image features in first; optionally reads and
+//! extends a [`KvCache`].
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::attention::{merge_heads, repeat_kv, scaled_dot_product, split_heads, AttentionMask};
+use crate::config::TextConfig;
+use crate::kv_cache::KvCache;
+use crate::rope::{apply_rotary, Rope};
+
+/// Grouped-query self-attention (`self_attn`).
+#[derive(Module, Debug)]
+pub struct LlamaAttention<B: Backend> {
+    /// Query projection (`heads · head_dim` outputs).
+    pub q_proj: Linear<B>,
+    /// Key projection (`kv_heads · head_dim` outputs).
+    pub k_proj: Linear<B>,
+    /// Value projection (`kv_heads · head_dim` outputs).
+    pub v_proj: Linear<B>,
+    /// Output projection.
+    pub o_proj: Linear<B>,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+/// Inputs shared by every layer of one step.
+struct StepContext<'a, B: Backend> {
+    cos: &'a Tensor<B, 4>,
+    sin: &'a Tensor<B, 4>,
+    mask: &'a AttentionMask<B>,
+}
+
+impl<B: Backend> LlamaAttention<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        step: &StepContext<B>,
+        cache: Option<(&mut KvCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
+        let q = split_heads(self.q_proj.forward(x.clone()), self.heads, self.head_dim);
+        let k = split_heads(self.k_proj.forward(x.clone()), self.kv_heads, self.head_dim);
+        let v = split_heads(self.v_proj.forward(x), self.kv_heads, self.head_dim);
+        let q = apply_rotary(q, step.cos, step.sin);
+        let k = apply_rotary(k, step.cos, step.sin);
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.extend(layer, k, v),
+            None => (k, v),
+        };
+        let n_rep = self.heads / self.kv_heads;
+        let context = scaled_dot_product(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), step.mask);
+        self.o_proj.forward(merge_heads(context))
+    }
+}
+
+/// `down(silu(gate(x)) · up(x))` (`mlp`).
+#[derive(Module, Debug)]
+pub struct LlamaMlp<B: Backend> {
+    /// Gate projection.
+    pub gate_proj: Linear<B>,
+    /// Up projection.
+    pub up_proj: Linear<B>,
+    /// Down projection.
+    pub down_proj: Linear<B>,
+}
+
+impl<B: Backend> LlamaMlp<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// A decoder layer (`layers.N`).
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    /// Attention.
+    pub self_attn: LlamaAttention<B>,
+    /// MLP.
+    pub mlp: LlamaMlp<B>,
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm<B>,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm<B>,
+}
+
+/// The language model without its head (`model.text_model`).
+#[derive(Module, Debug)]
+pub struct TextModel<B: Backend> {
+    /// Token embeddings (also the head's weight when tied).
+    pub embed_tokens: Embedding<B>,
+    /// Decoder layers in order.
+    pub layers: Vec<DecoderLayer<B>>,
+    /// Final norm.
+    pub norm: RmsNorm<B>,
+    #[module(skip)]
+    rope: Rope,
+}
+
+impl<B: Backend> TextModel<B> {
+    /// Builds the model with lazily-initialised placeholder parameters (see [`crate::weights`]).
+    pub fn new(config: &TextConfig, device: &B::Device) -> Self {
+        let d = config.hidden_size;
+        let (q_out, kv_out) = (config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim);
+        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+        let norm = || RmsNormConfig::new(d).with_epsilon(config.rms_norm_eps).init(device);
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| DecoderLayer {
+                self_attn: LlamaAttention {
+                    q_proj: linear(d, q_out),
+                    k_proj: linear(d, kv_out),
+                    v_proj: linear(d, kv_out),
+                    o_proj: linear(q_out, d),
+                    heads: config.num_attention_heads,
+                    kv_heads: config.num_key_value_heads,
+                    head_dim: config.head_dim,
+                },
+                mlp: LlamaMlp {
+                    gate_proj: linear(d, config.intermediate_size),
+                    up_proj: linear(d, config.intermediate_size),
+                    down_proj: linear(config.intermediate_size, d),
+                },
+                input_layernorm: norm(),
+                post_attention_layernorm: norm(),
+            })
+            .collect();
+        Self {
+            embed_tokens: EmbeddingConfig::new(config.vocab_size, d).init(device),
+            layers,
+            norm: norm(),
+            rope: Rope::new(config.head_dim, config.rope_theta),
+        }
+    }
+
+    /// Runs the decoder over `embeds [B, T, D]` whose tokens are real or padding per `valid`
+    /// (`[B][T]`), continuing `cache` when given (and extending it); returns normed hidden states.
+    ///
+    /// Without a cache, positions start at 0. Padding tokens are never attended to.
+    pub fn forward(&self, embeds: Tensor<B, 3>, valid: &[Vec<bool>], cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+        let [batch, seq, _] = embeds.dims();
+        let device = embeds.device();
+        let (layout, mut cache) = match cache {
+            Some(cache) => (cache.advance(valid), Some(cache)),
+            None => (KvCache::<B>::new(0, batch).advance(valid), None),
+        };
+        let (cos, sin) = self.rope.tables::<B>(&layout.positions, batch, seq, &device);
+        let mask = layout.mask::<B>(batch, seq, &device);
+        let step = StepContext { cos: &cos, sin: &sin, mask: &mask };
+        let mut x = embeds;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| (c, index));
+            let h = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &step, slot);
+            x = x + h;
+            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone()));
+            x = x + h;
+        }
+        self.norm.forward(x)
+    }
+
+    /// Layers in the stack (the cache needs one slot each).
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}

@@ -1,0 +1,79 @@
+//! Parameter counts by part (vision tower, connector, language model, LM head), computed from a
+//! config alone (so a folder holding only config.json can be described) or from a built model;
+//! tests check the two agree and match HF transformers' counts.
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+
+use crate::config::Idefics3Config;
+use crate::weights::hf_params;
+
+/// Parameters per part. A tied LM head has no parameters of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamCounts {
+    /// `model.vision_model.*`.
+    pub vision: usize,
+    /// `model.connector.*`.
+    pub connector: usize,
+    /// `model.text_model.*` (embeddings included).
+    pub text: usize,
+    /// `lm_head.*` (0 when tied).
+    pub lm_head: usize,
+    /// Whether the LM head is tied to the token embeddings.
+    pub lm_head_tied: bool,
+}
+
+impl ParamCounts {
+    /// All parameters (each tied tensor counted once, as HF's `num_parameters()` does).
+    pub fn total(&self) -> usize {
+        self.vision + self.connector + self.text + self.lm_head
+    }
+
+    /// Counts for the architecture `config` describes.
+    pub fn from_config(config: &Idefics3Config) -> Self {
+        let v = &config.vision;
+        let t = &config.text;
+        let linear = |i: usize, o: usize, bias: bool| i * o + if bias { o } else { 0 };
+        let (d, side) = (v.hidden_size, config.patches_per_side());
+        let vision_layer = 4 * linear(d, d, true)
+            + linear(d, v.intermediate_size, true)
+            + linear(v.intermediate_size, d, true)
+            + 2 * 2 * d;
+        let vision = linear(v.num_channels * v.patch_size * v.patch_size, d, true)
+            + side * side * d
+            + v.num_hidden_layers * vision_layer
+            + 2 * d;
+        let connector = linear(d * config.scale_factor * config.scale_factor, t.hidden_size, false);
+        let h = t.hidden_size;
+        let (q, kv) = (t.num_attention_heads * t.head_dim, t.num_key_value_heads * t.head_dim);
+        let text_layer = linear(h, q, false)
+            + 2 * linear(h, kv, false)
+            + linear(q, h, false)
+            + 2 * linear(h, t.intermediate_size, false)
+            + linear(t.intermediate_size, h, false)
+            + 2 * h;
+        let text = t.vocab_size * h + t.num_hidden_layers * text_layer + h;
+        let tied = config.tie_word_embeddings;
+        Self { vision, connector, text, lm_head: if tied { 0 } else { linear(h, t.vocab_size, false) }, lm_head_tied: tied }
+    }
+
+    /// Counts of a built model, from its parameters' HF names.
+    pub fn of_model<B: Backend, M: Module<B>>(model: &M) -> Self {
+        let mut counts = Self { vision: 0, connector: 0, text: 0, lm_head: 0, lm_head_tied: true };
+        for hf in hf_params::<B, M>(model) {
+            let n: usize = hf.shape.iter().product();
+            let part = if hf.name.starts_with("model.vision_model.") {
+                &mut counts.vision
+            } else if hf.name.starts_with("model.connector.") {
+                &mut counts.connector
+            } else if hf.name.starts_with("model.text_model.") {
+                &mut counts.text
+            } else {
+                counts.lm_head_tied = false;
+                &mut counts.lm_head
+            };
+            *part += n;
+        }
+        counts
+    }
+}

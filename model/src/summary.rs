@@ -1,0 +1,97 @@
+//! What `safeaware inspect` reports about an HF model folder: family, dimensions, tokens per
+//! image tile, parameter counts by part and the on-disk dtype. Needs only `config.json`; weight
+//! files, when present, are read header-only.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use crate::config::Idefics3Config;
+use crate::error::Result;
+use crate::params::ParamCounts;
+use crate::safetensors_io::{read_headers, weight_files};
+use crate::weights::CONFIG_FILE;
+
+/// A description of a model folder.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    /// The parsed config (tying resolved against the weights when present).
+    pub config: Idefics3Config,
+    /// Parameter counts by part.
+    pub counts: ParamCounts,
+    /// Distinct dtypes of the weight files; `None` for a config-only folder.
+    pub disk_dtypes: Option<BTreeSet<String>>,
+}
+
+/// Describes the model folder `dir`.
+pub fn inspect(dir: &Path) -> Result<ModelSummary> {
+    let mut config = Idefics3Config::from_file(&dir.join(CONFIG_FILE))?;
+    let disk_dtypes = match weight_files(dir) {
+        Ok(_) => {
+            let headers = read_headers(dir)?;
+            config.tie_word_embeddings = !headers.contains_key("lm_head.weight");
+            Some(headers.values().map(|h| h.dtype.clone()).collect())
+        }
+        Err(crate::ModelError::NoWeights(_)) => None,
+        Err(other) => return Err(other),
+    };
+    Ok(ModelSummary { counts: ParamCounts::from_config(&config), config, disk_dtypes })
+}
+
+impl fmt::Display for ModelSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        let (v, t, n) = (&c.vision, &c.text, &self.counts);
+        writeln!(f, "family:            {}", c.family.model_type())?;
+        writeln!(
+            f,
+            "vision:            {} layers, hidden {}, mlp {}, {} heads, {}px tiles, {}px patches",
+            v.num_hidden_layers, v.hidden_size, v.intermediate_size, v.num_attention_heads, v.image_size, v.patch_size
+        )?;
+        writeln!(f, "connector:         pixel shuffle x{}, {} -> {}", c.scale_factor, v.hidden_size * c.scale_factor * c.scale_factor, t.hidden_size)?;
+        writeln!(
+            f,
+            "text:              {} layers, hidden {}, mlp {}, {} heads / {} kv heads, head dim {}, vocab {}, rope theta {}",
+            t.num_hidden_layers, t.hidden_size, t.intermediate_size, t.num_attention_heads, t.num_key_value_heads, t.head_dim, t.vocab_size, t.rope_theta
+        )?;
+        writeln!(f, "tokens per tile:   {} (image token id {})", c.tokens_per_tile(), c.image_token_id)?;
+        writeln!(f, "parameters:")?;
+        writeln!(f, "  vision:          {:>13}", group(n.vision))?;
+        writeln!(f, "  connector:       {:>13}", group(n.connector))?;
+        writeln!(f, "  text:            {:>13}", group(n.text))?;
+        if n.lm_head_tied {
+            writeln!(f, "  lm_head:         {:>13} (tied to embed_tokens)", 0)?;
+        } else {
+            writeln!(f, "  lm_head:         {:>13}", group(n.lm_head))?;
+        }
+        writeln!(f, "  total:           {:>13}", group(n.total()))?;
+        match &self.disk_dtypes {
+            Some(dtypes) => write!(f, "dtype on disk:     {}", dtypes.iter().cloned().collect::<Vec<_>>().join(", ")),
+            None => write!(f, "dtype on disk:     none (config only)"),
+        }
+    }
+}
+
+/// `1234567` → `1,234,567`.
+fn group(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(super::group(0), "0");
+        assert_eq!(super::group(999), "999");
+        assert_eq!(super::group(1000), "1,000");
+        assert_eq!(super::group(256_484_928), "256,484,928");
+    }
+}

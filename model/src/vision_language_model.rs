@@ -1,0 +1,198 @@
+//! The full Idefics3 / SmolVLM model (`Idefics3ForConditionalGeneration`): vision tower →
+//! connector → image features spliced into the token embeddings at `image_token_id` positions
+//! (in order) → Llama → LM head (own weight or tied to the embeddings).
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::config::Idefics3Config;
+use crate::connector::Connector;
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::language_model::TextModel;
+use crate::loss::{loss_on_rows, LossOutput};
+use crate::vision_transformer::VisionTransformer;
+
+/// A batch for the model.
+#[derive(Debug, Clone)]
+pub struct VlmInput<B: Backend> {
+    /// Token ids `[B, T]`.
+    pub input_ids: Tensor<B, 2, Int>,
+    /// `[B, T]`, 1 = real token, 0 = padding (left padding for generation); `None` = all real.
+    pub attention_mask: Option<Tensor<B, 2, Int>>,
+    /// Every image tile of the batch, in batch order: `[total_tiles, C, H, W]`.
+    pub pixel_values: Option<Tensor<B, 4>>,
+}
+
+impl<B: Backend> VlmInput<B> {
+    /// A text-and-image batch without padding.
+    pub fn new(input_ids: Tensor<B, 2, Int>, pixel_values: Option<Tensor<B, 4>>) -> Self {
+        Self { input_ids, attention_mask: None, pixel_values }
+    }
+}
+
+/// The backbone (`model`): vision tower, connector and language model.
+#[derive(Module, Debug)]
+pub struct Idefics3Model<B: Backend> {
+    /// `model.vision_model`.
+    pub vision_model: VisionTransformer<B>,
+    /// `model.connector`.
+    pub connector: Connector<B>,
+    /// `model.text_model`.
+    pub text_model: TextModel<B>,
+}
+
+/// The model with its LM head.
+#[derive(Module, Debug)]
+pub struct Idefics3<B: Backend> {
+    /// The backbone.
+    pub model: Idefics3Model<B>,
+    /// `lm_head`; `None` when tied to `model.text_model.embed_tokens`.
+    pub lm_head: Option<Linear<B>>,
+    #[module(skip)]
+    config: Idefics3Config,
+}
+
+impl<B: Backend> Idefics3<B> {
+    /// The architecture of `config` with lazily-allocated placeholder parameters: not usable
+    /// until filled by [`Idefics3::init_random`](crate::init) or [`Idefics3::load`](crate::weights).
+    pub fn new(config: &Idefics3Config, device: &B::Device) -> Self {
+        let (v, t) = (&config.vision, &config.text);
+        let lm_head = (!config.tie_word_embeddings)
+            .then(|| LinearConfig::new(t.hidden_size, t.vocab_size).with_bias(false).init(device));
+        Self {
+            model: Idefics3Model {
+                vision_model: VisionTransformer::new(v, device),
+                connector: Connector::new(v.hidden_size, t.hidden_size, config.scale_factor, device),
+                text_model: TextModel::new(t, device),
+            },
+            lm_head,
+            config: config.clone(),
+        }
+    }
+
+    /// The config this model was built from.
+    pub fn config(&self) -> &Idefics3Config {
+        &self.config
+    }
+
+    /// Image features `[tiles · tokens_per_tile, text_hidden]` for tiles `[N, C, H, W]`.
+    pub fn image_features(&self, pixel_values: Tensor<B, 4>) -> Result<Tensor<B, 2>> {
+        let encoded = self.model.vision_model.forward(pixel_values)?;
+        let features = self.model.connector.forward(encoded);
+        let [n, tokens, width] = features.dims();
+        Ok(features.reshape([n * tokens, width]))
+    }
+
+    /// Token embeddings with image features spliced in, plus per-row token validity.
+    pub fn embed(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 3>, Vec<Vec<bool>>)> {
+        let [batch, seq] = input.input_ids.dims();
+        let ids = int_values(&input.input_ids);
+        let vocab = self.config().text.vocab_size as i64;
+        if let Some(bad) = ids.iter().find(|&&id| id < 0 || id >= vocab) {
+            return Err(ModelError::input("input_ids", format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        let valid = validity(input.attention_mask.as_ref(), batch, seq)?;
+        let embeds = self.model.text_model.embed_tokens.forward(input.input_ids.clone());
+        let image_token = self.config().image_token_id as i64;
+        let image_positions = ids.iter().filter(|&&id| id == image_token).count();
+        let tiles = input.pixel_values.as_ref().map_or(0, |p| p.dims()[0]);
+        let tokens_per_tile = self.config().tokens_per_tile();
+        if image_positions != tiles * tokens_per_tile {
+            return Err(ModelError::ImageTokenMismatch {
+                image_tokens: image_positions,
+                image_token_id: self.config().image_token_id,
+                tiles,
+                tokens_per_tile,
+                expected: tiles * tokens_per_tile,
+            });
+        }
+        let Some(pixels) = input.pixel_values.clone().filter(|_| tiles > 0) else {
+            return Ok((embeds, valid));
+        };
+        let features = self.image_features(pixels)?;
+        let width = embeds.dims()[2];
+        // Row p of the result is row p of the text embeddings, or the next image feature row.
+        let rows = batch * seq;
+        let mut next_feature = rows as i64;
+        let source: Vec<i64> = ids
+            .iter()
+            .enumerate()
+            .map(|(p, &id)| {
+                if id == image_token {
+                    next_feature += 1;
+                    next_feature - 1
+                } else {
+                    p as i64
+                }
+            })
+            .collect();
+        let device = embeds.device();
+        let source = Tensor::<B, 1, Int>::from_data(TensorData::new(source, [rows]), &device);
+        let merged = Tensor::cat(vec![embeds.reshape([rows, width]), features], 0).select(0, source);
+        Ok((merged.reshape([batch, seq, width]), valid))
+    }
+
+    /// Final hidden states `[B, T, hidden]`, continuing and extending `cache` when given.
+    pub fn forward_hidden(&self, input: &VlmInput<B>, cache: Option<&mut KvCache<B>>) -> Result<Tensor<B, 3>> {
+        let (embeds, valid) = self.embed(input)?;
+        if let Some(cache) = &cache {
+            if cache.batch_size() != valid.len() {
+                return Err(ModelError::input(
+                    "input_ids",
+                    format!("batch of {} rows does not match the cache's {}", valid.len(), cache.batch_size()),
+                ));
+            }
+        }
+        Ok(self.model.text_model.forward(embeds, &valid, cache))
+    }
+
+    /// LM-head logits for hidden states `[..., hidden]`.
+    pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let embedding = self.model.text_model.embed_tokens.weight.val();
+                burn::tensor::module::linear(hidden, embedding.transpose(), None)
+            }
+        }
+    }
+
+    /// Causal LM logits `[B, T, vocab]`.
+    pub fn forward(&self, input: &VlmInput<B>) -> Result<Tensor<B, 3>> {
+        Ok(self.logits(self.forward_hidden(input, None)?))
+    }
+
+    /// Next-token cross-entropy against `labels [B, T]` (aligned with `input_ids`, as in HF:
+    /// position `t` predicts `labels[t + 1]`; -100 is ignored). Only positions with a target
+    /// go through the LM head.
+    pub fn forward_loss(&self, input: &VlmInput<B>, labels: &Tensor<B, 2, Int>) -> Result<LossOutput<B>> {
+        let hidden = self.forward_hidden(input, None)?;
+        let [batch, seq, width] = hidden.dims();
+        if labels.dims() != [batch, seq] {
+            return Err(ModelError::input("labels", format!("shape {:?} differs from input_ids [{batch}, {seq}]", labels.dims())));
+        }
+        let vocab = self.config().text.vocab_size;
+        loss_on_rows(hidden.reshape([batch * seq, width]), &int_values(labels), batch, seq, vocab, |h| self.logits(h))
+    }
+}
+
+/// The values of an int tensor as i64, row-major.
+pub(crate) fn int_values<B: Backend, const D: usize>(tensor: &Tensor<B, D, Int>) -> Vec<i64> {
+    tensor.to_data().convert::<i64>().to_vec::<i64>().expect("converted to i64")
+}
+
+/// Per-row validity from an optional 0/1 attention mask.
+fn validity<B: Backend>(mask: Option<&Tensor<B, 2, Int>>, batch: usize, seq: usize) -> Result<Vec<Vec<bool>>> {
+    let Some(mask) = mask else { return Ok(vec![vec![true; seq]; batch]) };
+    if mask.dims() != [batch, seq] {
+        return Err(ModelError::input("attention_mask", format!("shape {:?} differs from input_ids [{batch}, {seq}]", mask.dims())));
+    }
+    let values = int_values(mask);
+    if let Some(bad) = values.iter().find(|&&v| v != 0 && v != 1) {
+        return Err(ModelError::input("attention_mask", format!("values must be 0 or 1, found {bad}")));
+    }
+    Ok((0..batch).map(|b| values[b * seq..(b + 1) * seq].iter().map(|&v| v == 1).collect()).collect())
+}

@@ -1,0 +1,276 @@
+//! The SigLIP-style vision tower (`model.vision_model`): patch embedding (a convolution whose
+//! stride equals its kernel, computed as one batched matmul over flattened patches), learned
+//! position embeddings, pre-LayerNorm bidirectional encoder layers with gelu-tanh MLPs, and a
+//! final LayerNorm. Input tiles are full-size (the processor always produces them).
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu_approximate;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use burn::module::Initializer;
+
+use crate::attention::{merge_heads, scaled_dot_product, split_heads, AttentionMask};
+use crate::config::VisionConfig;
+use crate::error::{ModelError, Result};
+
+/// A `Conv2d` with stride = kernel = `patch_size` and no padding (HF `patch_embedding`).
+#[derive(Module, Debug)]
+pub struct PatchEmbedding<B: Backend> {
+    /// `[out_channels, in_channels, patch, patch]`, exactly as HF stores it.
+    pub weight: Param<Tensor<B, 4>>,
+    /// `[out_channels]`.
+    pub bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> PatchEmbedding<B> {
+    fn new(channels: usize, width: usize, patch: usize, device: &B::Device) -> Self {
+        Self {
+            weight: Initializer::Zeros.init([width, channels, patch, patch], device),
+            bias: Initializer::Zeros.init([width], device),
+        }
+    }
+
+    /// `[N, C, H, W]` → `[N, (H/p)·(W/p), width]`, patches in row-major order.
+    pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [n, c, h, w] = pixels.dims();
+        let [width, _, p, _] = self.weight.dims();
+        let (rows, cols) = (h / p, w / p);
+        let patches = pixels
+            .reshape([n, c, rows, p, cols, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([n, rows * cols, c * p * p]);
+        let kernel = self.weight.val().reshape([width, c * p * p]).transpose();
+        burn::tensor::module::linear(patches, kernel, Some(self.bias.val()))
+    }
+}
+
+/// Patch embedding plus learned position embedding (`model.vision_model.embeddings`).
+#[derive(Module, Debug)]
+pub struct VisionEmbeddings<B: Backend> {
+    /// Patch projection.
+    pub patch_embedding: PatchEmbedding<B>,
+    /// One learned vector per patch position.
+    pub position_embedding: Embedding<B>,
+    /// Position-embedding row of each patch of a full tile.
+    #[module(skip)]
+    position_ids: Vec<i64>,
+}
+
+impl<B: Backend> VisionEmbeddings<B> {
+    fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
+        let patches = self.patch_embedding.forward(pixels);
+        let device = patches.device();
+        let count = self.position_ids.len();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(self.position_ids.clone(), [count]), &device);
+        let positions = self.position_embedding.weight.val().select(0, ids);
+        patches + positions.unsqueeze::<3>()
+    }
+}
+
+/// Position-embedding rows of a full tile of `side × side` patches, reproducing HF's
+/// fractional-coordinate bucketing (`Idefics3VisionEmbeddings.forward`) bit for bit, f32
+/// rounding included: for most sides that are not powers of two some rows repeat or are skipped.
+pub fn full_tile_position_ids(side: usize) -> Vec<i64> {
+    let boundaries = torch_arange_f32(1.0 / side as f64, 1.0, 1.0 / side as f64);
+    // Fractional coordinates i * (1/side) in f32, clamped below 1, bucketized with right=True.
+    let step_f32 = 1.0f32 / side as f32;
+    let limit = (1.0f64 - 1e-6) as f32;
+    let bucket = |i: usize| {
+        let x = (i as f32 * step_f32).min(limit);
+        boundaries.iter().take_while(|&&b| b <= x).count() as i64
+    };
+    let buckets: Vec<i64> = (0..side).map(bucket).collect();
+    let mut ids = Vec::with_capacity(side * side);
+    for &row in &buckets {
+        for &col in &buckets {
+            ids.push(row * side as i64 + col);
+        }
+    }
+    ids
+}
+
+/// The values of `torch.arange(start, end, step)` as float32 on x86 CPUs. The length is
+/// `ceil((end - start) / step)` in f64. PyTorch's CPU kernel fills blocks of two 8-lane vectors
+/// as `f32(f32(start + step·base) + i·step)` for lane `i` of the vector starting at `base`
+/// (sums in f64), and the remaining tail element-wise as `f32(start + step·j)`. The low bits
+/// matter: they decide the bucket boundaries above (checked against torch for sides 1..300).
+fn torch_arange_f32(start: f64, end: f64, step: f64) -> Vec<f32> {
+    const LANES: usize = 8;
+    let len = ((end - start) / step).ceil().max(0.0) as usize;
+    let vectorised = len / (2 * LANES) * (2 * LANES);
+    (0..len)
+        .map(|j| {
+            if j < vectorised {
+                let base = j - j % LANES;
+                let first = (start + step * base as f64) as f32;
+                (first as f64 + (j - base) as f64 * step) as f32
+            } else {
+                (start + step * j as f64) as f32
+            }
+        })
+        .collect()
+}
+
+/// Bidirectional multi-head self-attention with biases (`self_attn`).
+#[derive(Module, Debug)]
+pub struct VisionAttention<B: Backend> {
+    /// Query projection.
+    pub q_proj: Linear<B>,
+    /// Key projection.
+    pub k_proj: Linear<B>,
+    /// Value projection.
+    pub v_proj: Linear<B>,
+    /// Output projection.
+    pub out_proj: Linear<B>,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> VisionAttention<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let q = split_heads(self.q_proj.forward(x.clone()), self.heads, self.head_dim);
+        let k = split_heads(self.k_proj.forward(x.clone()), self.heads, self.head_dim);
+        let v = split_heads(self.v_proj.forward(x), self.heads, self.head_dim);
+        let context = scaled_dot_product(q, k, v, &AttentionMask::Bidirectional);
+        self.out_proj.forward(merge_heads(context))
+    }
+}
+
+/// `fc2(gelu_tanh(fc1(x)))` (`mlp`).
+#[derive(Module, Debug)]
+pub struct VisionMlp<B: Backend> {
+    /// Expansion.
+    pub fc1: Linear<B>,
+    /// Projection back.
+    pub fc2: Linear<B>,
+}
+
+/// A pre-LayerNorm encoder layer (`encoder.layers.N`).
+#[derive(Module, Debug)]
+pub struct EncoderLayer<B: Backend> {
+    /// Self-attention.
+    pub self_attn: VisionAttention<B>,
+    /// Norm before attention.
+    pub layer_norm1: LayerNorm<B>,
+    /// MLP.
+    pub mlp: VisionMlp<B>,
+    /// Norm before the MLP.
+    pub layer_norm2: LayerNorm<B>,
+}
+
+impl<B: Backend> EncoderLayer<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
+        let h = self.mlp.fc1.forward(self.layer_norm2.forward(x.clone()));
+        x + self.mlp.fc2.forward(gelu_approximate(h))
+    }
+}
+
+/// The encoder stack (`encoder`).
+#[derive(Module, Debug)]
+pub struct Encoder<B: Backend> {
+    /// Layers in order.
+    pub layers: Vec<EncoderLayer<B>>,
+}
+
+/// The whole vision tower (`model.vision_model`).
+#[derive(Module, Debug)]
+pub struct VisionTransformer<B: Backend> {
+    /// Patch and position embeddings.
+    pub embeddings: VisionEmbeddings<B>,
+    /// Encoder layers.
+    pub encoder: Encoder<B>,
+    /// Final LayerNorm.
+    pub post_layernorm: LayerNorm<B>,
+    image_size: usize,
+    channels: usize,
+}
+
+impl<B: Backend> VisionTransformer<B> {
+    /// Builds the tower with lazily-initialised placeholder parameters (see [`crate::weights`]).
+    pub fn new(config: &VisionConfig, device: &B::Device) -> Self {
+        let d = config.hidden_size;
+        let side = config.image_size / config.patch_size;
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let norm = || LayerNormConfig::new(d).with_epsilon(config.layer_norm_eps).init(device);
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| EncoderLayer {
+                self_attn: VisionAttention {
+                    q_proj: linear(d, d),
+                    k_proj: linear(d, d),
+                    v_proj: linear(d, d),
+                    out_proj: linear(d, d),
+                    heads: config.num_attention_heads,
+                    head_dim: d / config.num_attention_heads,
+                },
+                layer_norm1: norm(),
+                mlp: VisionMlp { fc1: linear(d, config.intermediate_size), fc2: linear(config.intermediate_size, d) },
+                layer_norm2: norm(),
+            })
+            .collect();
+        Self {
+            embeddings: VisionEmbeddings {
+                patch_embedding: PatchEmbedding::new(config.num_channels, d, config.patch_size, device),
+                position_embedding: EmbeddingConfig::new(side * side, d).init(device),
+                position_ids: full_tile_position_ids(side),
+            },
+            encoder: Encoder { layers },
+            post_layernorm: norm(),
+            image_size: config.image_size,
+            channels: config.num_channels,
+        }
+    }
+
+    /// Encodes full-size tiles `[N, C, image_size, image_size]` into `[N, patches, hidden]`.
+    pub fn forward(&self, pixels: Tensor<B, 4>) -> Result<Tensor<B, 3>> {
+        let [_, c, h, w] = pixels.dims();
+        if c != self.channels || h != self.image_size || w != self.image_size {
+            return Err(ModelError::input(
+                "pixel_values",
+                format!(
+                    "tiles must be [N, {}, {}, {}], got {:?}",
+                    self.channels,
+                    self.image_size,
+                    self.image_size,
+                    pixels.dims()
+                ),
+            ));
+        }
+        let mut x = self.embeddings.forward(pixels);
+        for layer in &self.encoder.layers {
+            x = layer.forward(x);
+        }
+        Ok(self.post_layernorm.forward(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::full_tile_position_ids;
+
+    #[test]
+    fn power_of_two_sides_map_to_identity() {
+        for side in [1, 2, 4, 8, 32] {
+            let ids = full_tile_position_ids(side);
+            assert_eq!(ids, (0..(side * side) as i64).collect::<Vec<_>>());
+        }
+    }
+
+    /// Buckets torch 2.x produced for a 25-patch side (first row of the ids HF fed the position
+    /// embedding in the `posid_quirk` parity fixture).
+    #[test]
+    fn side_25_matches_torch_buckets() {
+        let torch = [0, 1, 2, 3, 4, 4, 6, 7, 8, 8, 9, 10, 11, 12, 14, 14, 16, 17, 17, 19, 19, 21, 22, 22, 24];
+        assert_eq!(&full_tile_position_ids(25)[..25], &torch);
+    }
+
+    #[test]
+    fn every_side_stays_in_range() {
+        for side in 1..70 {
+            let ids = full_tile_position_ids(side);
+            assert_eq!(ids.len(), side * side);
+            assert!(ids.iter().all(|&id| id >= 0 && (id as usize) < side * side), "side {side}");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! HF safetensors ⇄ Burn parameters. The whole name mapping is [`hf_param`]: module fields are
+//! named exactly like HF's submodules, so a parameter's HF name is its Burn module path, with
+//! three renames/re-layouts:
+//!
+//! | Burn parameter                         | HF tensor                  |
+//! |----------------------------------------|----------------------------|
+//! | `….{Linear}.weight` `[in, out]`        | `….weight` `[out, in]` (transposed) |
+//! | `….{LayerNorm}.gamma` / `.beta`        | `….weight` / `….bias`      |
+//! | `….{RmsNorm}.gamma`                    | `….weight`                 |
+//! | anything else (`bias`, `Embedding.weight`, `patch_embedding.weight`) | same name, same layout |
+//!
+//! giving e.g. `model.vision_model.encoder.layers.3.self_attn.q_proj.weight`,
+//! `model.connector.modality_projection.proj.weight`, `model.text_model.norm.weight`,
+//! `lm_head.weight` (absent when tied: a checkpoint without it loads as tied).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::config::Idefics3Config;
+use crate::error::{ModelError, Result};
+use crate::safetensors_io::{write_safetensors, FloatDtype, OutTensor, TensorStore, WEIGHTS_FILE};
+use crate::vision_language_model::Idefics3;
+
+/// The config file name of an HF folder.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// What a parameter is, for initialisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamRole {
+    /// A projection, convolution or embedding matrix (normal init).
+    Matrix,
+    /// A bias (zero init).
+    Bias,
+    /// A norm's scale (one init).
+    NormScale,
+}
+
+/// One parameter as HF names and lays it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HfParam {
+    /// The HF tensor name.
+    pub name: String,
+    /// The HF shape.
+    pub shape: Vec<usize>,
+    /// Whether Burn stores the transpose (Linear weights).
+    pub transposed: bool,
+    /// What it is.
+    pub role: ParamRole,
+}
+
+/// THE mapping: a Burn parameter at `path` (field names, each with the type of the struct that
+/// owns the field) with Burn shape `burn_shape` → its HF tensor.
+fn hf_param(path: &[(String, String)], burn_shape: &[usize]) -> HfParam {
+    let (field, owner) = path.last().map(|(f, o)| (f.as_str(), o.as_str())).unwrap_or_default();
+    let (leaf, transposed, role) = match (owner, field) {
+        ("Struct:Linear", "weight") => ("weight", true, ParamRole::Matrix),
+        ("Struct:LayerNorm" | "Struct:RmsNorm", "gamma") => ("weight", false, ParamRole::NormScale),
+        ("Struct:LayerNorm", "beta") | (_, "bias") => ("bias", false, ParamRole::Bias),
+        (_, other) => (other, false, ParamRole::Matrix),
+    };
+    let mut name: Vec<&str> = path[..path.len().saturating_sub(1)].iter().map(|(f, _)| f.as_str()).collect();
+    name.push(leaf);
+    let mut shape = burn_shape.to_vec();
+    if transposed {
+        shape.reverse();
+    }
+    HfParam { name: name.join("."), shape, transposed, role }
+}
+
+/// The current module path, maintained from enter/exit callbacks.
+#[derive(Default)]
+struct PathTracker(Vec<(String, String)>);
+
+impl PathTracker {
+    fn enter(&mut self, name: &str, owner: &str) {
+        self.0.push((name.to_owned(), owner.to_owned()));
+    }
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+}
+
+struct Collect {
+    path: PathTracker,
+    params: Vec<HfParam>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Collect {
+    fn enter_module(&mut self, name: &str, owner: &str) {
+        self.path.enter(name, owner);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.params.push(hf_param(&self.path.0, &param.lazy_shape()));
+    }
+}
+
+/// Every parameter of `model` with its HF name and shape, in module order.
+pub fn hf_params<B: Backend, M: Module<B>>(model: &M) -> Vec<HfParam> {
+    let mut collect = Collect { path: PathTracker::default(), params: Vec::new() };
+    model.visit(&mut collect);
+    collect.params
+}
+
+struct Replace<F> {
+    path: PathTracker,
+    values: F,
+}
+
+impl<B: Backend, F: FnMut(&HfParam) -> Option<Vec<f32>>> ModuleMapper<B> for Replace<F> {
+    fn enter_module(&mut self, name: &str, owner: &str) {
+        self.path.enter(name, owner);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let hf = hf_param(&self.path.0, &param.lazy_shape());
+        let Some(values) = (self.values)(&hf) else { return param };
+        let device = param.lazy_device();
+        let tensor = Tensor::<B, D>::from_data(TensorData::new(values, hf.shape.clone()), &device);
+        let tensor = if hf.transposed { tensor.transpose() } else { tensor };
+        Param::initialized(param.id, tensor.require_grad())
+    }
+}
+
+/// Replaces every parameter for which `values` returns data (HF layout, row-major).
+pub(crate) fn replace_params<B: Backend, M: Module<B>>(model: M, values: impl FnMut(&HfParam) -> Option<Vec<f32>>) -> M {
+    model.map(&mut Replace { path: PathTracker::default(), values })
+}
+
+impl<B: Backend> Idefics3<B> {
+    /// Loads an HF folder (`config.json` + `model.safetensors` or a sharded index), converting
+    /// f32/f16/bf16 weights to the backend's float type. A missing `lm_head.weight` means tied.
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        let mut config = Idefics3Config::from_file(&dir.join(CONFIG_FILE))?;
+        let store = TensorStore::open_dir(dir)?;
+        config.tie_word_embeddings = store.shape("lm_head.weight").is_none();
+        let model = Self::new(&config, device);
+        let expected = hf_params(&model);
+        check_names(dir, &expected, &store)?;
+        let mut failure = None;
+        let model = replace_params(model, |hf| match store.read_f32(&hf.name) {
+            Ok(values) => values,
+            Err(err) => {
+                failure.get_or_insert(err);
+                None
+            }
+        });
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(model),
+        }
+    }
+
+    /// Saves `config.json` and `model.safetensors` (HF names, `dtype` on disk) into `dir`, each
+    /// file written atomically; HF transformers loads the result.
+    pub fn save(&self, dir: &Path, dtype: FloatDtype) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { action: "creating", path: dir.to_owned(), source })?;
+        let tensors = flat_params(self);
+        let layout: Vec<(String, Vec<usize>)> = tensors.iter().map(|(hf, _)| (hf.name.clone(), hf.shape.clone())).collect();
+        write_safetensors(&dir.join(WEIGHTS_FILE), &layout, dtype, |i| {
+            let (hf, tensor) = &tensors[i];
+            let values = tensor.clone().into_data().convert::<f32>().to_vec::<f32>().expect("converted to f32");
+            OutTensor { name: hf.name.clone(), shape: hf.shape.clone(), values }
+        })?;
+        self.config().save(&dir.join(CONFIG_FILE))
+    }
+}
+
+struct Gather<B: Backend> {
+    path: PathTracker,
+    out: Vec<(HfParam, Tensor<B, 1>)>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Gather<B> {
+    fn enter_module(&mut self, name: &str, owner: &str) {
+        self.path.enter(name, owner);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let value = param.val();
+        let hf = hf_param(&self.path.0, &value.dims());
+        let numel = value.shape().num_elements();
+        // Linear weights go back to HF's [out, in]: a free view for loaded weights.
+        let value = if hf.transposed { value.transpose() } else { value };
+        self.out.push((hf, value.reshape([numel])));
+    }
+}
+
+/// Every parameter flattened to 1-D in HF layout, next to its HF description.
+fn flat_params<B: Backend, M: Module<B>>(model: &M) -> Vec<(HfParam, Tensor<B, 1>)> {
+    let mut gather = Gather { path: PathTracker::default(), out: Vec::new() };
+    model.visit(&mut gather);
+    gather.out
+}
+
+/// Fails with one error listing every missing, unexpected and mis-shaped tensor.
+fn check_names(dir: &Path, expected: &[HfParam], store: &TensorStore) -> Result<()> {
+    let fmt = |name: &str, shape: &[usize]| format!("{name} {shape:?}");
+    let mut missing = Vec::new();
+    let mut mis_shaped = Vec::new();
+    for hf in expected {
+        match store.shape(&hf.name) {
+            None => missing.push(fmt(&hf.name, &hf.shape)),
+            Some(shape) if shape != hf.shape.as_slice() => {
+                mis_shaped.push(format!("{}: file has {shape:?}, config needs {:?}", hf.name, hf.shape))
+            }
+            Some(_) => {}
+        }
+    }
+    let known: BTreeSet<&str> = expected.iter().map(|hf| hf.name.as_str()).collect();
+    let unexpected: Vec<String> = store
+        .names()
+        .filter(|name| !known.contains(name))
+        .map(|name| fmt(name, store.shape(name).unwrap_or_default()))
+        .collect();
+    if missing.is_empty() && unexpected.is_empty() && mis_shaped.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelError::WeightsMismatch { dir: dir.to_owned(), missing, unexpected, mis_shaped })
+    }
+}

@@ -1,0 +1,207 @@
+//! Parameter groups: which parameters belong to the vision encoder, the connector and the
+//! text model, so each part can get its own learning rate or be frozen — plus keeping the
+//! optimiser state usable across a save/load of the model.
+//!
+//! What Burn 0.21 offers (and what this builds on):
+//! - `Optimizer::step(lr, module, grads)` takes one learning rate, but only touches parameters
+//!   that have a gradient in `grads`, and keeps per-parameter state keyed by [`ParamId`]. So
+//!   per-part rates need no separate optimisers: split the gradients by part
+//!   ([`split_grads_by_part`]) and call `step` once per part with that part's rate on the same
+//!   optimiser. Its record then covers every part.
+//! - Parameter ids are random per process unless the model is loaded from a Burn record; a
+//!   model loaded from safetensors gets fresh ids, so an optimiser record saved with the old
+//!   ids would silently match nothing. [`record_to_portable`] re-keys it by the parameters'
+//!   module paths before saving and [`record_from_portable`] maps it back after loading.
+//! - Frozen parts: [`freeze`] marks their parameters `require_grad = false`, so no gradient
+//!   is computed for them at all.
+
+use crate::fingerprint::fnv1a64;
+use crate::recipe::Part;
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A float parameter of a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// Dotted module path, e.g. `text.layers.0.attn.q_proj.weight`.
+    pub path: String,
+    /// Its id in this process.
+    pub id: ParamId,
+    /// Number of elements.
+    pub numel: usize,
+}
+
+/// The float parameters of `module` in visiting order, each once (a shared parameter keeps
+/// its first path).
+pub fn float_params<B: Backend, M: Module<B>>(module: &M) -> Vec<ParamInfo> {
+    let mut v = PathCollector { stack: Vec::new(), seen: HashSet::new(), out: Vec::new() };
+    module.visit(&mut v);
+    v.out
+}
+
+/// The part a parameter belongs to, from its path: a segment containing "vision" means the
+/// vision encoder, one containing "connector" or "projector" the connector, anything else the
+/// text model (embeddings and LM head included).
+pub fn part_of_path(path: &str) -> Part {
+    let segments = path.split('.').map(str::to_ascii_lowercase);
+    for seg in segments {
+        if seg.contains("vision") {
+            return Part::Vision;
+        }
+        if seg.contains("connector") || seg.contains("projector") {
+            return Part::Connector;
+        }
+    }
+    Part::Text
+}
+
+/// Parameter ids of each part of `module` (parts without parameters are absent).
+pub fn param_ids_by_part<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<Part, HashSet<ParamId>> {
+    let mut parts: BTreeMap<Part, HashSet<ParamId>> = BTreeMap::new();
+    for p in float_params(module) {
+        parts.entry(part_of_path(&p.path)).or_default().insert(p.id);
+    }
+    parts
+}
+
+/// Moves each gradient of `module`'s parameters into `groups[group_of(id)]`; gradients whose
+/// parameter maps to `None` (or to an index `>= groups`) are dropped.
+pub fn split_grads<B, M>(
+    module: &M,
+    grads: GradientsParams,
+    groups: usize,
+    group_of: impl Fn(ParamId) -> Option<usize>,
+) -> Vec<GradientsParams>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+{
+    let mut v = Splitter::<B, _> {
+        from: grads,
+        to: (0..groups).map(|_| GradientsParams::new()).collect(),
+        group_of,
+        _b: Default::default(),
+    };
+    module.visit(&mut v);
+    v.to
+}
+
+/// Splits `grads` by model part (see [`part_of_path`]); parts without gradients are absent.
+pub fn split_grads_by_part<B, M>(module: &M, grads: GradientsParams) -> BTreeMap<Part, GradientsParams>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+{
+    let by_id: HashMap<ParamId, usize> = float_params(module)
+        .into_iter()
+        .map(|p| (p.id, part_of_path(&p.path) as usize))
+        .collect();
+    let groups = split_grads(module, grads, Part::ALL.len(), |id| by_id.get(&id).copied());
+    Part::ALL.into_iter().zip(groups).filter(|(_, g)| !g.is_empty()).collect()
+}
+
+/// Marks the float parameters whose id is in `ids` as not requiring gradients.
+pub fn freeze<B: Backend, M: Module<B>>(module: M, ids: &HashSet<ParamId>) -> M {
+    module.map(&mut Freezer { ids })
+}
+
+/// Re-keys an optimiser record (Burn's `HashMap<ParamId, _>`) by module path, so it can be
+/// loaded into a model whose parameters got other ids: each key becomes the FNV-1a hash of the
+/// parameter's path. Entries of parameters not in `module` are dropped.
+pub fn record_to_portable<B, M, R, T>(record: R, module: &M) -> R
+where
+    B: Backend,
+    M: Module<B>,
+    R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
+{
+    let map: HashMap<ParamId, ParamId> =
+        float_params(module).into_iter().map(|p| (p.id, path_id(&p.path))).collect();
+    record.into_iter().filter_map(|(id, t)| map.get(&id).map(|&k| (k, t))).collect()
+}
+
+/// Inverse of [`record_to_portable`] for `module` (the freshly loaded model).
+pub fn record_from_portable<B, M, R, T>(record: R, module: &M) -> R
+where
+    B: Backend,
+    M: Module<B>,
+    R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
+{
+    let map: HashMap<ParamId, ParamId> =
+        float_params(module).into_iter().map(|p| (path_id(&p.path), p.id)).collect();
+    record.into_iter().filter_map(|(id, t)| map.get(&id).map(|&k| (k, t))).collect()
+}
+
+fn path_id(path: &str) -> ParamId {
+    ParamId::from(fnv1a64(path.as_bytes()))
+}
+
+struct PathCollector {
+    stack: Vec<String>,
+    seen: HashSet<ParamId>,
+    out: Vec<ParamInfo>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for PathCollector {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.stack.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.seen.insert(param.id) {
+            let numel = param.val().shape().num_elements();
+            self.out.push(ParamInfo { path: self.stack.join("."), id: param.id, numel });
+        }
+    }
+}
+
+struct Splitter<B, F> {
+    from: GradientsParams,
+    to: Vec<GradientsParams>,
+    group_of: F,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend, F: Fn(ParamId) -> Option<usize>> ModuleVisitor<B> for Splitter<B, F> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let Some(grad) = self.from.remove::<B::InnerBackend, D>(param.id) else { return };
+        if let Some(group) = (self.group_of)(param.id).and_then(|g| self.to.get_mut(g)) {
+            group.register::<B::InnerBackend, D>(param.id, grad);
+        }
+    }
+}
+
+struct Freezer<'a> {
+    ids: &'a HashSet<ParamId>,
+}
+
+impl<B: Backend> ModuleMapper<B> for Freezer<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if self.ids.contains(&param.id) {
+            param.set_require_grad(false)
+        } else {
+            param
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::Part;
+
+    #[test]
+    fn parts_from_paths() {
+        assert_eq!(part_of_path("model.vision_model.encoder.layers.0.mlp.fc1.weight"), Part::Vision);
+        assert_eq!(part_of_path("vision.patch_embed.weight"), Part::Vision);
+        assert_eq!(part_of_path("model.connector.modality_projection.proj.weight"), Part::Connector);
+        assert_eq!(part_of_path("text.layers.3.self_attn.q_proj.weight"), Part::Text);
+        assert_eq!(part_of_path("lm_head.weight"), Part::Text);
+    }
+}

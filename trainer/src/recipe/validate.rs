@@ -1,0 +1,181 @@
+//! Semantic rules of a recipe that types alone cannot express (exactly one model source,
+//! positive sizes, ratios in range, …). The file system is not consulted here: a recipe can
+//! be validated on a machine that does not hold its model or data.
+
+use super::{Part, Recipe};
+
+/// One broken rule, named by its dotted key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationError {
+    /// Dotted key of the offending value, e.g. `train.batch_size`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Recipe {
+    /// Every broken rule (empty when the recipe is usable).
+    pub fn validate(&self) -> Vec<ValidationError> {
+        let mut errors = Vec::new();
+        let mut fail = |key: &str, message: String| {
+            errors.push(ValidationError { key: key.to_string(), message })
+        };
+
+        match (&self.model.path, &self.model.preset) {
+            (None, None) => fail("model.path", "set model.path (an HF folder) or model.preset".into()),
+            (Some(_), Some(_)) => fail("model.preset", "set only one of model.path and model.preset".into()),
+            (None, Some(p)) if p.trim().is_empty() => fail("model.preset", "must not be empty".into()),
+            _ => {}
+        }
+
+        let d = &self.data;
+        let s = &d.synthetic;
+        if s.enabled {
+            if d.train.is_some() {
+                fail("data.train", "data.synthetic.enabled is true; remove data.train".into());
+            }
+            if d.val.is_some() {
+                fail("data.val", "data.synthetic.enabled is true; remove data.val".into());
+            }
+            if s.train == 0 {
+                fail("data.synthetic.train", "must be > 0".into());
+            }
+            if s.image_size < 16 {
+                fail("data.synthetic.image_size", "must be >= 16 pixels".into());
+            }
+            for (key, p) in [("data.synthetic.distractor_prob", s.distractor_prob), ("data.synthetic.wrap_prob", s.wrap_prob)] {
+                if !(0.0..=1.0).contains(&p) {
+                    fail(key, format!("{p} is not a probability in [0, 1]"));
+                }
+            }
+        } else if d.train.is_none() {
+            fail("data.train", "set data.train (a trace file) or data.synthetic.enabled = true".into());
+        }
+        if d.max_length < 16 {
+            fail("data.max_length", format!("{} is too short; must be >= 16", d.max_length));
+        }
+
+        let o = &self.optim;
+        for (key, lr) in [("optim.lr_vision", o.lr_vision), ("optim.lr_connector", o.lr_connector), ("optim.lr_text", o.lr_text)] {
+            if !(lr.is_finite() && lr >= 0.0) {
+                fail(key, format!("{lr} is not a finite rate >= 0"));
+            }
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            fail("optim.weight_decay", "must be finite and >= 0".into());
+        }
+        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            fail("optim.betas", format!("{:?}: both must be in [0, 1)", o.betas));
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            fail("optim.eps", "must be finite and > 0".into());
+        }
+        if !(o.grad_clip.is_finite() && o.grad_clip >= 0.0) {
+            fail("optim.grad_clip", "must be finite and >= 0 (0 disables clipping)".into());
+        }
+
+        if !(0.0..=1.0).contains(&self.schedule.min_lr_ratio) {
+            fail("schedule.min_lr_ratio", format!("{} is not in [0, 1]", self.schedule.min_lr_ratio));
+        }
+
+        let t = &self.train;
+        if t.max_steps == Some(0) {
+            fail("train.max_steps", "must be > 0".into());
+        }
+        if t.max_steps.is_none() && t.epochs == 0 {
+            fail("train.epochs", "must be > 0 (or set train.max_steps)".into());
+        }
+        for (key, v) in [("train.batch_size", t.batch_size), ("train.grad_accum", t.grad_accum)] {
+            if v == 0 {
+                fail(key, "must be > 0".into());
+            }
+        }
+        if t.log_every == 0 {
+            fail("train.log_every", "must be > 0".into());
+        }
+        if Part::ALL.iter().all(|p| t.freeze.contains(p)) {
+            fail("train.freeze", "freezes every part; nothing would be trained".into());
+        } else if Part::ALL.iter().all(|&p| !t.trains(p) || o.lr(p) == 0.0) {
+            fail("optim.lr_text", "every trained part has a learning rate of 0".into());
+        }
+        let has_val = d.val.is_some() || (s.enabled && s.val > 0);
+        if t.eval_every > 0 && !has_val && self.eval.benchmark.is_none() {
+            fail("train.eval_every", "needs data.val, data.synthetic.val > 0 or eval.benchmark".into());
+        }
+
+        let e = &self.eval;
+        if e.max_new_tokens == 0 {
+            fail("eval.max_new_tokens", "must be > 0".into());
+        }
+        if e.batch_size == 0 {
+            fail("eval.batch_size", "must be > 0".into());
+        }
+        if e.limit == Some(0) {
+            fail("eval.limit", "must be > 0 (remove it to use every item)".into());
+        }
+        if matches!(&e.benchmark, Some(b) if b.trim().is_empty()) {
+            fail("eval.benchmark", "must not be empty (remove it to skip benchmark evaluation)".into());
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthetic_tiny() -> Recipe {
+        let mut r = Recipe::default();
+        r.model.preset = Some("tiny".into());
+        r.data.synthetic.enabled = true;
+        r
+    }
+
+    fn keys(r: &Recipe) -> Vec<String> {
+        r.validate().into_iter().map(|e| e.key).collect()
+    }
+
+    #[test]
+    fn minimal_synthetic_recipe_is_valid() {
+        assert_eq!(synthetic_tiny().validate(), vec![]);
+    }
+
+    #[test]
+    fn default_recipe_lacks_model_and_data() {
+        assert_eq!(keys(&Recipe::default()), ["model.path", "data.train"]);
+    }
+
+    #[test]
+    fn conflicting_sources_are_rejected() {
+        let mut r = synthetic_tiny();
+        r.model.path = Some("m".into());
+        r.data.train = Some("t.jsonl".into());
+        assert_eq!(keys(&r), ["model.preset", "data.train"]);
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let mut r = synthetic_tiny();
+        r.optim.betas = [0.9, 1.0];
+        r.optim.lr_vision = f64::NAN;
+        r.train.max_steps = Some(0);
+        r.train.freeze = vec![Part::Vision, Part::Connector, Part::Text];
+        r.train.eval_every = 5;
+        r.data.synthetic.val = 0;
+        assert_eq!(
+            keys(&r),
+            ["optim.lr_vision", "optim.betas", "train.max_steps", "train.freeze", "train.eval_every"]
+        );
+    }
+
+    #[test]
+    fn all_trained_parts_at_zero_lr_is_rejected() {
+        let mut r = synthetic_tiny();
+        r.train.freeze = vec![Part::Vision, Part::Connector];
+        r.optim.lr_text = 0.0;
+        assert_eq!(keys(&r), ["optim.lr_text"]);
+        r.optim.lr_text = 1e-4;
+        r.optim.lr_vision = 0.0;
+        assert_eq!(keys(&r), Vec::<String>::new(), "a frozen part's rate does not matter");
+    }
+}

@@ -1,0 +1,105 @@
+//! The shipped recipes validate, say how to run them, and the `safeaware recipe` command
+//! validates, resolves and reports errors by line.
+
+use safeaware_trainer::recipe::{load_recipe, parse_recipe, Device, Recipe, TargetStyle};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn recipes_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes")
+}
+
+fn shipped() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(recipes_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn safeaware(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_safeaware")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn every_shipped_recipe_validates_and_starts_with_its_command() {
+    let files = shipped();
+    let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for expected in ["quickstart.toml", "quickstart-direct.toml", "smolvlm-256m-vcr.toml"] {
+        assert!(names.iter().any(|n| n == expected), "missing recipes/{expected}");
+    }
+    for (path, name) in files.iter().zip(&names) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.starts_with(&format!("# Run: safeaware train --recipe recipes/{name}")),
+            "{name} does not start with its command: {first}"
+        );
+        load_recipe(path, &[]).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+}
+
+#[test]
+fn quickstart_recipes_differ_only_in_style() {
+    let vcr = load_recipe(&recipes_dir().join("quickstart.toml"), &[]).unwrap().recipe;
+    let direct = load_recipe(&recipes_dir().join("quickstart-direct.toml"), &[]).unwrap().recipe;
+    assert_eq!(vcr.model.preset.as_deref(), Some("tiny"));
+    assert!(vcr.data.synthetic.enabled);
+    assert_eq!(vcr.data.style, TargetStyle::Vcr);
+    assert_eq!(vcr.train.device, Device::Cpu);
+    assert_eq!(vcr.train.batch_size, 16);
+    assert_eq!(direct.data.style, TargetStyle::Direct);
+    let mut same = direct.clone();
+    same.data.style = TargetStyle::Vcr;
+    assert_eq!(same, vcr);
+}
+
+#[test]
+fn smolvlm_recipe_takes_its_model_from_set() {
+    let path = recipes_dir().join("smolvlm-256m-vcr.toml");
+    let loaded = load_recipe(&path, &["model.path=/models/SmolVLM-256M-Instruct".into()]).unwrap();
+    assert_eq!(loaded.recipe.model.path.as_deref(), Some(Path::new("/models/SmolVLM-256M-Instruct")));
+    assert_eq!(loaded.recipe.train.device, Device::Cuda(0));
+    assert_eq!(loaded.run_dir(), Path::new("checkpoints/smolvlm-256m-vcr"));
+}
+
+#[test]
+fn show_prints_a_lossless_resolved_recipe_with_overrides() {
+    let path = recipes_dir().join("quickstart.toml");
+    let (ok, out, err) = safeaware(&["recipe", "show", path.to_str().unwrap(), "--set", "train.max_steps=7", "--set", "data.style=cot"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("# Resolved from "), "{out}");
+    let shown: Recipe = parse_recipe(&out, "shown").unwrap();
+    let mut expected = load_recipe(&path, &[]).unwrap().recipe;
+    expected.train.max_steps = Some(7);
+    expected.data.style = TargetStyle::Cot;
+    assert_eq!(shown, expected);
+    // Defaults are filled in: keys the file does not write appear.
+    assert!(out.contains("freeze = []"), "{out}");
+    assert!(out.contains("wrap_prob = 0.5"), "{out}");
+}
+
+#[test]
+fn validate_reports_errors_by_line_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[model]\npreset = \"tiny\"\nlayers = 3\n").unwrap();
+    let (ok, _, err) = safeaware(&["recipe", "validate", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("bad.toml:3:1: unknown field `layers`"), "{err}");
+
+    let (ok, _, err) = safeaware(&["recipe", "validate", bad.to_str().unwrap(), "--set", "model.layers=3"]);
+    assert!(!ok, "{err}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[model]\npreset = \"tiny\"\n[data.synthetic]\nenabled = true\n").unwrap();
+    let (ok, out, err) = safeaware(&["recipe", "validate", good.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ok: "), "{out}");
+    let (ok, _, err) = safeaware(&["recipe", "validate", good.to_str().unwrap(), "--set", "train.batch_size=-1"]);
+    assert!(!ok);
+    assert!(err.contains("--set train.batch_size=-1"), "{err}");
+}
