@@ -13,7 +13,8 @@ What it writes (all small, deterministic for a given Python / tokenizers / Pillo
 * cases.json: per case the messages, HF's rendered prompt, input_ids, rows/cols per image, the
   pixel files of its images and, for training cases, the expected labels;
 * resample/: one source PNG and Pillow's resizes of it with every filter (exact-parity check of
-  the Rust resampler).
+  the Rust resampler);
+* versions.json: the package versions that made them.
 
 The pixel values come from the PIL backend (`Idefics3ImageProcessorPil`, i.e. Pillow resampling),
 which is the semantics safeaware-data reproduces. Run: tools/.venv/bin/python tools/make_processor_fixtures.py
@@ -337,7 +338,28 @@ def main() -> None:
     write_json(OUT / "cases.json", cases)
 
     make_resample_fixtures(OUT / "resample")
+    write_json(OUT / "versions.json", versions())
+    too_big = [p for p in OUT.rglob("*") if p.is_file() and p.stat().st_size >= 1 << 20]
+    assert not too_big, f"fixture files over 1 MiB: {too_big}"
     print(f"wrote {len(cases)} cases to {OUT}")
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import PIL
+    import safetensors
+    import tokenizers
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "pillow": PIL.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+    }
 
 
 RESAMPLE_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}

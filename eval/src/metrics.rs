@@ -244,7 +244,7 @@ mod tests {
     fn subsets_total_and_rates() {
         use Subset::*;
         use Verdict::*;
-        let records = vec![
+        let records = [
             rec("1", Typical, Unsafe, "a", "No."),
             rec("2", Typical, Unsafe, "a", "Yes."),
             rec("3", Attack, Unsafe, "b", "I cannot say"),

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use super::decode::ImageSource;
 use super::error::{ProcessorError, Result};
-use super::expand::{expand, image_prompt};
+use super::expand::{expand, image_prompt, Expanded};
 use super::image_processor::Grid;
 use super::message::{Message, Role};
 use super::tokens::{row_col_token, END_OF_UTTERANCE};
@@ -69,8 +69,11 @@ impl Processor {
         if answers.is_empty() {
             return Err(ProcessorError::NoAssistantTurn);
         }
-        let (expanded, mut encoded, offsets) =
-            self.encode_with_offsets(&full, &images_of(messages))?;
+        let Tokenized {
+            expanded,
+            mut encoded,
+            offsets,
+        } = self.encode_with_offsets(&full, &images_of(messages))?;
         let answers: Vec<Range<usize>> = answers
             .iter()
             .map(|r| expanded.map(r.start)..expanded.map(r.end))
@@ -94,7 +97,7 @@ impl Processor {
     /// HF's `processor(text=…, images=…)`: expands the `<image>` placeholders of an already
     /// rendered `text` with `images` (in order) and tokenizes it.
     pub fn encode_text(&self, text: &str, images: &[ImageSource]) -> Result<Encoded> {
-        Ok(self.encode_with_offsets(text, images)?.1)
+        Ok(self.encode_with_offsets(text, images)?.encoded)
     }
 
     /// The byte range, in the rendered conversation `full`, of the answer of assistant message `i`.
@@ -118,11 +121,7 @@ impl Processor {
     }
 
     /// Expands and tokenizes `text`, returning the expansion and each token's byte offsets.
-    fn encode_with_offsets(
-        &self,
-        text: &str,
-        images: &[ImageSource],
-    ) -> Result<(super::expand::Expanded, Encoded, Vec<(usize, usize)>)> {
+    fn encode_with_offsets(&self, text: &str, images: &[ImageSource]) -> Result<Tokenized> {
         let tile = self.images.tile_size();
         let mut pixel_values = Vec::new();
         let mut grids = Vec::with_capacity(images.len());
@@ -154,7 +153,11 @@ impl Processor {
             pixel_shape: [n, 3, tile, tile],
             grids,
         };
-        Ok((expanded, encoded, encoding.get_offsets().to_vec()))
+        Ok(Tokenized {
+            expanded,
+            encoded,
+            offsets: encoding.get_offsets().to_vec(),
+        })
     }
 
     /// Errors unless every `<row_r_col_c>` of `grid` is a token (otherwise it would silently be
@@ -177,6 +180,14 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// A tokenized prompt with what label placement needs.
+struct Tokenized {
+    expanded: Expanded,
+    encoded: Encoded,
+    /// Byte offsets of each token in `expanded.text`.
+    offsets: Vec<(usize, usize)>,
 }
 
 fn images_of(messages: &[Message]) -> Vec<ImageSource> {

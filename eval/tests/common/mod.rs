@@ -66,10 +66,12 @@ pub fn quiet(out: &Path) -> RunConfig {
     }
 }
 
+/// How a [`Scripted`] source answers: item, conversation, call number.
+pub type Rule = dyn Fn(&BenchmarkItem, &Conversation, usize) -> Result<Answer, SourceError> + Sync;
+
 /// A generating source that answers by rule and records every conversation it is asked.
 pub struct Scripted {
-    pub rule:
-        Box<dyn Fn(&BenchmarkItem, &Conversation, usize) -> Result<Answer, SourceError> + Sync>,
+    pub rule: Box<Rule>,
     pub calls: AtomicUsize,
     pub asked: Mutex<Vec<(String, Conversation)>>,
     pub parallelism: usize,

@@ -386,7 +386,7 @@ impl Recipe {
     /// The recipe as TOML, every key present (unset optional keys are omitted).
     pub fn to_toml(&self) -> String {
         // Serialising plain structs of numbers, strings and arrays cannot fail.
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# unserialisable recipe: {e}\n"))
+        toml::to_string(self).unwrap_or_else(|e| format!("# unserialisable recipe: {e}\n"))
     }
 
     /// Hash of everything that determines the training trajectory. Logging, checkpointing,
