@@ -287,3 +287,45 @@ fn pillow_resize_is_reproduced_exactly_for_every_filter() {
         );
     }
 }
+
+#[test]
+fn bad_conversations_are_reported_not_panicked_on() {
+    let processor = split_processor();
+    let prompt_only = vec![Message::user(vec![Part::text("Hello")])];
+    let e = processor
+        .encode_training(&prompt_only)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no assistant message"), "{e}");
+
+    // A literal "<image>" in user text is one placeholder too many (as in HF).
+    let literal = vec![Message::user(vec![Part::text("What does <image> mean?")])];
+    let e = processor.encode_prompt(&literal).unwrap_err().to_string();
+    assert!(e.contains("1 <image> placeholder(s) but 0 image(s)"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.webp");
+    std::fs::write(&broken, b"RIFF\x10\x00\x00\x00WEBPVP8 garbage").unwrap();
+    let msgs = vec![Message::user(vec![
+        Part::image(broken),
+        Part::text("Safe?"),
+    ])];
+    let e = processor.encode_prompt(&msgs).unwrap_err().to_string();
+    assert!(e.contains("broken.webp"), "{e}");
+}
+
+#[test]
+fn in_memory_images_encode_like_their_files() {
+    let processor = split_processor();
+    let path = fixtures().join("images/tiny_rgba.png");
+    let decoded = image::open(&path).unwrap();
+    let from_file = vec![Message::user(vec![Part::image(path), Part::text("Safe?")])];
+    let in_memory = vec![Message::user(vec![
+        Part::image(decoded),
+        Part::text("Safe?"),
+    ])];
+    assert_eq!(
+        processor.encode_prompt(&from_file).unwrap(),
+        processor.encode_prompt(&in_memory).unwrap()
+    );
+}

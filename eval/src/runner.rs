@@ -3,9 +3,9 @@
 //!
 //! Output folder: `samples.jsonl` (appended and flushed per item), `results.json`, `report.md`
 //! and `report.html` (rewritten atomically at checkpoints and at the end). Running again with
-//! the same folder resumes a generating source: items already answered are skipped, items that
-//! failed are asked again, and the settings must match the earlier run. A recorded responses
-//! file is always scored afresh.
+//! the same folder requires the same settings (benchmark, source, prompt, decoding) and resumes a
+//! generating source: items already answered are skipped, items that failed are asked again. A
+//! recorded responses file is always scored afresh.
 
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -77,8 +77,8 @@ pub fn run(
 
     let mut records: BTreeMap<String, SampleRecord> = BTreeMap::new();
     let mut resumed_note = None;
+    check_settings(out, &build(&records))?;
     if source.generates() {
-        check_settings(out, &build(&records))?;
         let known: HashSet<&str> = benchmark.items.iter().map(|i| i.id.as_str()).collect();
         let (old, bad) = read_samples(&samples_path)?;
         let before = old.len();
@@ -128,15 +128,19 @@ pub fn run(
         for _ in 0..workers {
             let tx = tx.clone();
             let (next, stop, pending) = (&next, &stop, &pending);
+            let batch = source.batch_size().max(1);
             scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
+                let i = next.fetch_add(batch, Ordering::SeqCst);
                 if i >= pending.len() || stop.load(Ordering::SeqCst) {
                     break;
                 }
-                if tx
-                    .send(ask_guarded(source, pending[i], &config.prompt))
-                    .is_err()
-                {
+                let chunk = &pending[i..(i + batch).min(pending.len())];
+                let records = if batch == 1 {
+                    vec![ask_guarded(source, chunk[0], &config.prompt)]
+                } else {
+                    ask_batch_guarded(source, chunk, &config.prompt)
+                };
+                if records.into_iter().any(|r| tx.send(r).is_err()) {
                     break;
                 }
             });
@@ -223,6 +227,89 @@ fn ask_guarded(
         let error = SourceError::Other("the answer source panicked".into());
         SampleRecord::failed(item, prompt.question(item), None, &error)
     })
+}
+
+/// [`ask_batch`], with a panicking source turned into item errors.
+fn ask_batch_guarded(
+    source: &dyn AnswerSource,
+    items: &[&BenchmarkItem],
+    prompt: &PromptStrategy,
+) -> Vec<SampleRecord> {
+    catch_unwind(AssertUnwindSafe(|| ask_batch(source, items, prompt))).unwrap_or_else(|_| {
+        let error = SourceError::Other("the answer source panicked".into());
+        items
+            .iter()
+            .map(|item| SampleRecord::failed(item, prompt.question(item), None, &error))
+            .collect()
+    })
+}
+
+/// [`ask`] for several items at once through [`AnswerSource::answer_batch`]: each turn of the
+/// strategy is one batch call. Records come back in `items` order.
+pub fn ask_batch(
+    source: &dyn AnswerSource,
+    items: &[&BenchmarkItem],
+    prompt: &PromptStrategy,
+) -> Vec<SampleRecord> {
+    let mut done: Vec<Option<SampleRecord>> = items
+        .iter()
+        .map(|item| {
+            (source.generates() && item.image.is_none()).then(|| {
+                SampleRecord::failed(item, prompt.question(item), None, &SourceError::MissingImage)
+            })
+        })
+        .collect();
+    let mut descriptions: Vec<Option<String>> = vec![None; items.len()];
+    let turn = |done: &mut Vec<Option<SampleRecord>>,
+                    conversations: Vec<(usize, Conversation)>,
+                    descriptions: &[Option<String>]|
+     -> Vec<(usize, String)> {
+        let requests: Vec<AnswerRequest<'_>> = conversations
+            .iter()
+            .map(|(i, c)| AnswerRequest { item: items[*i], conversation: c })
+            .collect();
+        let answers = source.answer_batch(&requests);
+        let mut texts = Vec::new();
+        for ((i, _), answer) in conversations.iter().zip(answers) {
+            let item = items[*i];
+            match answer {
+                Ok(Answer::Text(text)) => texts.push((*i, text)),
+                Ok(Answer::NoResponse) => done[*i] = Some(SampleRecord::missing(item, prompt.question(item))),
+                Err(e) => {
+                    let description = descriptions[*i].clone();
+                    done[*i] = Some(SampleRecord::failed(item, prompt.question(item), description, &e));
+                }
+            }
+        }
+        texts
+    };
+    if source.generates() {
+        let firsts: Vec<(usize, Conversation)> = (0..items.len())
+            .filter(|&i| done[i].is_none())
+            .filter_map(|i| prompt.first_turn().map(|c| (i, c)))
+            .collect();
+        if !firsts.is_empty() {
+            for (i, text) in turn(&mut done, firsts, &descriptions) {
+                descriptions[i] = Some(text);
+            }
+        }
+    }
+    let finals: Vec<(usize, Conversation)> = (0..items.len())
+        .filter(|&i| done[i].is_none())
+        .map(|i| (i, prompt.conversation(items[i], descriptions[i].as_deref())))
+        .collect();
+    for (i, text) in turn(&mut done, finals, &descriptions) {
+        let item = items[i];
+        done[i] = Some(SampleRecord::scored(item, prompt.question(item), descriptions[i].clone(), text));
+    }
+    done.into_iter()
+        .zip(items)
+        .map(|(r, item)| {
+            r.unwrap_or_else(|| {
+                SampleRecord::failed(item, prompt.question(item), None, &SourceError::Other("not answered".into()))
+            })
+        })
+        .collect()
 }
 
 /// Asks about one item (two turns for a two-turn strategy) and scores the answer.

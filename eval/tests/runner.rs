@@ -116,6 +116,13 @@ fn resuming_with_other_settings_is_refused() {
     let mut decoding = quiet(&out);
     decoding.decoding.seed = Some(3);
     assert!(runner::run(&bench, &rule_source(), &decoding).is_err());
+    // Scoring a responses file into it would overwrite the generated answers: refused too.
+    let file = dir.path().join("responses.jsonl");
+    std::fs::write(&file, "{\"id\": 0, \"response\": \"No\"}\n").unwrap();
+    let responses = ResponsesFile::load(&file, &bench).unwrap();
+    let err = runner::run(&bench, &responses, &quiet(&out)).unwrap_err();
+    assert!(matches!(err, EvalError::SettingsMismatch { ref what, .. } if what == "source"));
+    assert_eq!(read_samples(&out.join(SAMPLES_FILE)).unwrap().0.len(), 12);
 }
 
 #[test]

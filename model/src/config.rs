@@ -124,13 +124,10 @@ pub struct Idefics3Config {
 impl Idefics3Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            action: "reading",
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|cause| ModelError::Io { action: "reading", path: path.to_owned(), cause })?;
         let value: Value = serde_json::from_str(&text)
-            .map_err(|source| ModelError::Json { path: path.to_owned(), source })?;
+            .map_err(|cause| ModelError::Json { path: path.to_owned(), cause })?;
         Self::from_value(value)
     }
 

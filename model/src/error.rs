@@ -7,24 +7,22 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A file could not be read or written.
-    #[error("{action} `{path}`: {source}")]
+    #[error("{action} `{path}`: {cause}")]
     Io {
         /// What was being done (`reading`, `writing`, ...).
         action: &'static str,
         /// The file involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source()`).
+        cause: std::io::Error,
     },
     /// A JSON file (config.json, an index) is not valid JSON.
-    #[error("parsing `{path}`: {source}")]
+    #[error("parsing `{path}`: {cause}")]
     Json {
         /// The file involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: serde_json::Error,
+        /// The underlying error (in the message, so not also a `source()`).
+        cause: serde_json::Error,
     },
     /// A config field is missing, has the wrong type, or holds an unsupported value.
     #[error("config field `{field}`: {message}")]

@@ -19,7 +19,7 @@ pub fn write_atomic_with(
 ) -> Result<()> {
     let io_err = |action, path: &Path| {
         let path = path.to_owned();
-        move |source| ModelError::Io { action, path, source }
+        move |cause| ModelError::Io { action, path, cause }
     };
     let tmp = temp_path(path);
     let result = (|| {

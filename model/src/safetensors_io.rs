@@ -101,7 +101,7 @@ impl TensorStore {
     }
 
     fn add_file(&mut self, path: PathBuf) -> Result<()> {
-        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io { action: "reading", path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|cause| ModelError::Io { action: "reading", path: path.clone(), cause })?;
         let (header_len, metadata) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| ModelError::Safetensors { path: path.clone(), message: format!("corrupt or truncated: {e:?}") })?;
         let data_start = 8 + header_len;
@@ -154,8 +154,8 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if !index.is_file() {
         return Err(ModelError::NoWeights(dir.to_owned()));
     }
-    let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io { action: "reading", path: index.clone(), source })?;
-    let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json { path: index.clone(), source })?;
+    let text = std::fs::read_to_string(&index).map_err(|cause| ModelError::Io { action: "reading", path: index.clone(), cause })?;
+    let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json { path: index.clone(), cause })?;
     let map = value.get("weight_map").and_then(Value::as_object).ok_or_else(|| ModelError::Safetensors {
         path: index.clone(),
         message: "missing `weight_map` object".into(),
@@ -185,7 +185,7 @@ pub fn read_headers(dir: &Path) -> Result<BTreeMap<String, HeaderEntry>> {
     let mut out = BTreeMap::new();
     for path in weight_files(dir)? {
         let corrupt = |message: String| ModelError::Safetensors { path: path.clone(), message };
-        let mut file = std::fs::File::open(&path).map_err(|source| ModelError::Io { action: "opening", path: path.clone(), source })?;
+        let mut file = std::fs::File::open(&path).map_err(|cause| ModelError::Io { action: "opening", path: path.clone(), cause })?;
         let mut len = [0u8; 8];
         file.read_exact(&mut len).map_err(|e| corrupt(format!("cannot read header length: {e}")))?;
         let len = u64::from_le_bytes(len);

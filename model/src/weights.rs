@@ -162,7 +162,7 @@ impl<B: Backend> Idefics3<B> {
     /// Saves `config.json` and `model.safetensors` (HF names, `dtype` on disk) into `dir`, each
     /// file written atomically; HF transformers loads the result.
     pub fn save(&self, dir: &Path, dtype: FloatDtype) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { action: "creating", path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io { action: "creating", path: dir.to_owned(), cause })?;
         let tensors = flat_params(self);
         let layout: Vec<(String, Vec<usize>)> = tensors.iter().map(|(hf, _)| (hf.name.clone(), hf.shape.clone())).collect();
         write_safetensors(&dir.join(WEIGHTS_FILE), &layout, dtype, |i| {

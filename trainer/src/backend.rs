@@ -10,10 +10,12 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
 
-/// A device named on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A device named on the command line or in a recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DeviceSpec {
     /// The pure-Rust CPU backend (feature `cpu`).
+    #[default]
     Cpu,
     /// An NVIDIA GPU by index (feature `cuda`).
     Cuda(usize),
@@ -34,6 +36,20 @@ impl FromStr for DeviceSpec {
                 _ => bail!("unknown device `{other}`: expected `cpu`, `cuda:N` or `wgpu`"),
             },
         }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse().map_err(|e: anyhow::Error| e.to_string())
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
     }
 }
 

@@ -22,6 +22,8 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Evaluate a model, endpoint or responses file on a safety benchmark.
     Eval(commands::eval::EvalArgs),
+    /// Fine-tune (or train from scratch) from a recipe; resume or pause runs.
+    Train(commands::train::TrainArgs),
     /// Validate a training recipe or print it fully resolved.
     #[command(subcommand)]
     Recipe(commands::recipe::RecipeCommand),
@@ -33,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Recipe(cmd) => commands::recipe::run(cmd),
     }
 }

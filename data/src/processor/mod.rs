@@ -9,7 +9,24 @@
 //! - The chat template is the folder's Jinja template rendered with minijinja (HF's settings),
 //!   SmolVLM's built-in one when the folder has none.
 //! - Images are decoded by content, resized with a bit-exact port of Pillow's resampling and
-//!   tiled as HF does, so pixels match HF's to float precision.
+//!   tiled as HF does: pixels equal HF's exactly for lossless inputs (JPEG decoders differ by
+//!   about half a level on average).
+//!
+//! ```no_run
+//! use safeaware_data::processor::{Message, Part, Processor};
+//! # fn main() -> safeaware_data::processor::Result<()> {
+//! let processor = Processor::from_folder("SmolVLM-256M-Instruct".as_ref())?;
+//! let messages = vec![
+//!     Message::user(vec![Part::image(std::path::PathBuf::from("kitchen.jpg")), Part::text("Is this safe?")]),
+//!     Message::assistant("Unsafe: the knife is within the toddler's reach."),
+//! ];
+//! let train = processor.encode_training(&messages)?; // input_ids, labels, pixel_values [N,3,H,W], grids
+//! let prompt = processor.encode_prompt(&messages[..1])?; // ends with "Assistant:", no labels
+//! # let _ = (train, prompt); Ok(()) }
+//! ```
+//!
+//! Training records in the placeholder form ([`crate::sharegpt::Conversation`]) convert with
+//! [`Message::from_conversation`].
 
 mod config;
 mod decode;

@@ -109,14 +109,15 @@ fn pick_colour(kind: ObjectKind, rng: &mut Rng) -> Option<&'static str> {
     }
 }
 
-/// A background that contrasts with `colour` (the first of 16 tries that does, else the best).
+/// A background that contrasts with `colour` (summed channel difference of at least 160): the
+/// first of up to 17 random picks that does, else the most contrasting of them.
 fn pick_background(colour: Colour, rng: &mut Rng) -> (&'static str, Colour) {
     let distance = |bg: &Colour| -> i32 {
         bg.iter().zip(colour).map(|(a, b)| (*a as i32 - b as i32).abs()).sum()
     };
     let mut best = *rng.pick(&BACKGROUNDS);
     for _ in 0..16 {
-        if distance(&best.1) >= 120 {
+        if distance(&best.1) >= 160 {
             break;
         }
         let next = *rng.pick(&BACKGROUNDS);

@@ -17,6 +17,28 @@ pub fn parser_title(parser: Parser) -> &'static str {
     }
 }
 
+/// The paper-style accuracy table (%), one row per parser.
+pub fn accuracy_table(r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "| Parser | Typical | Attack | Over-Safe | Total |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for p in Parser::ALL {
+        let m = r.parser(p);
+        let cells: Vec<String> = Subset::ALL
+            .iter()
+            .map(|&x| pct(m.subset(x).accuracy))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            parser_title(p),
+            cells.join(" | "),
+            pct(m.total)
+        );
+    }
+    s
+}
+
 /// Renders the whole report.
 pub fn render(r: &Results) -> String {
     let mut s = String::new();
@@ -46,22 +68,7 @@ pub fn render(r: &Results) -> String {
     );
 
     let _ = writeln!(s, "## Accuracy (%)\n");
-    let _ = writeln!(s, "| Parser | Typical | Attack | Over-Safe | Total |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-    for p in Parser::ALL {
-        let m = r.parser(p);
-        let cells: Vec<String> = Subset::ALL
-            .iter()
-            .map(|&x| pct(m.subset(x).accuracy))
-            .collect();
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} |",
-            parser_title(p),
-            cells.join(" | "),
-            pct(m.total)
-        );
-    }
+    s.push_str(&accuracy_table(r));
     let _ = writeln!(s, "\nTotal is the unweighted mean of the subset accuracies (a subset without scored items is left out).\n");
 
     let _ = writeln!(s, "95% Wilson intervals (%), with correct/n:\n");

@@ -4,6 +4,7 @@
 
 pub mod data_url;
 pub mod endpoint;
+pub mod local;
 pub mod responses;
 
 use std::collections::BTreeMap;
@@ -86,4 +87,15 @@ pub trait AnswerSource: Sync {
 
     /// Answers the last user turn of `request.conversation` about `request.item`.
     fn answer(&self, request: &AnswerRequest<'_>) -> Result<Answer, SourceError>;
+
+    /// How many items one [`AnswerSource::answer_batch`] call should take (local models
+    /// generate a batch together; remote sources answer one at a time).
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Answers several requests; one result per request, in order.
+    fn answer_batch(&self, requests: &[AnswerRequest<'_>]) -> Vec<Result<Answer, SourceError>> {
+        requests.iter().map(|r| self.answer(r)).collect()
+    }
 }

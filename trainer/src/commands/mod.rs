@@ -4,3 +4,4 @@ pub mod data;
 pub mod eval;
 pub mod inspect;
 pub mod recipe;
+pub mod train;

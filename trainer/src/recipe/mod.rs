@@ -336,51 +336,8 @@ impl fmt::Display for Part {
     }
 }
 
-/// Compute device named in a recipe: "cpu", "cuda" (= "cuda:0"), "cuda:N" or "wgpu" — the
-/// same strings as the binary's `--device`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Device {
-    /// The CPU backend.
-    #[default]
-    Cpu,
-    /// CUDA GPU with this index.
-    Cuda(usize),
-    /// The default WGPU adapter.
-    Wgpu,
-}
-
-impl TryFrom<String> for Device {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        match s.as_str() {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda(0)),
-            "wgpu" => Ok(Device::Wgpu),
-            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(i)) => Ok(Device::Cuda(i)),
-                _ => Err(format!("unknown device {s:?}; expected \"cpu\", \"cuda\", \"cuda:N\" or \"wgpu\"")),
-            },
-        }
-    }
-}
-
-impl From<Device> for String {
-    fn from(d: Device) -> String {
-        d.to_string()
-    }
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Device::Cpu => f.write_str("cpu"),
-            Device::Cuda(i) => write!(f, "cuda:{i}"),
-            Device::Wgpu => f.write_str("wgpu"),
-        }
-    }
-}
+/// Compute device named in a recipe: the same strings as the binary's `--device`.
+pub use crate::backend::DeviceSpec as Device;
 
 impl Recipe {
     /// The recipe as TOML, every key present (unset optional keys are omitted).
@@ -400,6 +357,9 @@ impl Recipe {
         core.train.keep_last = defaults.keep_last;
         core.train.eval_every = defaults.eval_every;
         core.train.log_every = defaults.log_every;
+        // The length of a run may be extended on resume.
+        core.train.max_steps = None;
+        core.train.epochs = defaults.epochs;
         core.train.output_dir = None;
         core.eval = EvalSection::default();
         fnv1a64_hex(core.to_toml().as_bytes())

@@ -1,0 +1,114 @@
+//! `safeaware train`: run a recipe, resume a run, or pause one at a step; then evaluate the
+//! final model on the held-out benchmark and print the paper-style table.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use safeaware_data::benchmark::Benchmark;
+use safeaware_trainer::backend::{run_on, BackendTask, DeviceSpec};
+use safeaware_trainer::evaluation::{self, EvalPlan};
+use safeaware_trainer::recipe::{load_recipe, RESOLVED_RECIPE_FILE};
+use safeaware_trainer::training::TrainJob;
+
+/// Arguments of `safeaware train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Recipe TOML file (see recipes/).
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    pub recipe: Option<PathBuf>,
+    /// Continue the run in this folder from its latest complete checkpoint.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Override a recipe key, e.g. `--set train.max_steps=50` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run folder (default: `train.output_dir`, else `checkpoints/<recipe stem>/`).
+    #[arg(long, conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Stop cleanly after writing a checkpoint at step N, as if interrupted.
+    #[arg(long, value_name = "N")]
+    pub stop_at_step: Option<u64>,
+    /// Skip the evaluation of the final model.
+    #[arg(long)]
+    pub no_eval: bool,
+}
+
+/// Runs `safeaware train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let (recipe, run_dir) = match (&args.recipe, &args.resume) {
+        (_, Some(run_dir)) => {
+            let resolved = run_dir.join(RESOLVED_RECIPE_FILE);
+            if !resolved.is_file() {
+                bail!("{} is not a run folder: it has no {RESOLVED_RECIPE_FILE}", run_dir.display());
+            }
+            (load_recipe(&resolved, &args.set)?.recipe, run_dir.clone())
+        }
+        (Some(path), None) => {
+            let loaded = load_recipe(path, &args.set)?;
+            let run_dir = args.out.clone().unwrap_or_else(|| loaded.run_dir());
+            std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+            let mut recipe = loaded.recipe.clone();
+            recipe.train.output_dir = Some(run_dir.clone());
+            recipe.save_resolved(&run_dir, path, &args.set)?;
+            (recipe, run_dir)
+        }
+        (None, None) => bail!("give --recipe <toml> or --resume <run-dir>"),
+    };
+    if args.resume.is_some() && !args.set.is_empty() {
+        recipe.save_resolved(&run_dir, &run_dir.join(RESOLVED_RECIPE_FILE), &args.set)?;
+    }
+    let device: DeviceSpec = recipe.train.device;
+    let cache_dir = run_dir.parent().unwrap_or(Path::new(".")).join(".cache");
+    let job = TrainJob {
+        recipe: recipe.clone(),
+        run_dir: run_dir.clone(),
+        resume: args.resume.is_some(),
+        stop_at_step: args.stop_at_step,
+        cache_dir,
+    };
+    let outcome = run_on(device, job)?;
+    let Some(final_dir) = outcome.final_dir else {
+        eprintln!("paused at step {}: continue with `safeaware train --resume {}`", outcome.step, run_dir.display());
+        return Ok(());
+    };
+    if args.no_eval {
+        return Ok(());
+    }
+    let spec = match (&recipe.eval.benchmark, &outcome.benchmark) {
+        (Some(spec), _) => spec.clone(),
+        (None, Some(file)) => format!("jsonl:{}", file.display()),
+        (None, None) => {
+            eprintln!("no benchmark to evaluate on (set eval.benchmark); final model in {}", final_dir.display());
+            return Ok(());
+        }
+    };
+    let out = run_dir.join("eval").join("final");
+    let plan = EvalPlan { max_new_tokens: recipe.eval.max_new_tokens, batch_size: recipe.eval.batch_size, limit: recipe.eval.limit };
+    run_on(device, FinalEval { folder: final_dir, spec, out, plan })
+}
+
+/// Evaluates a saved model folder on a benchmark and prints the paper-style table.
+struct FinalEval {
+    folder: PathBuf,
+    spec: String,
+    out: PathBuf,
+    plan: EvalPlan,
+}
+
+impl BackendTask for FinalEval {
+    type Output = ();
+
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Result<()> {
+        let model = safeaware_model::Idefics3::<B::InnerBackend>::load(&self.folder, &device)
+            .with_context(|| format!("loading {}", self.folder.display()))?;
+        let processor = safeaware_data::processor::Processor::from_folder(&self.folder)?;
+        let mut benchmark = Benchmark::open(&self.spec, None).with_context(|| format!("opening benchmark {}", self.spec))?;
+        if let Some(limit) = self.plan.limit {
+            benchmark.items.truncate(limit);
+        }
+        let results = evaluation::evaluate(&model, &processor, &benchmark, &self.out, &self.plan)?;
+        println!("{}", safeaware_eval::report::markdown::accuracy_table(&results));
+        println!("report: {}", self.out.join("report.md").display());
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! Named small models initialised from scratch (`model.preset` in a recipe).
+//!
+//! A preset is an Idefics3 config of the real architecture, shrunk, plus its own processor: a
+//! word-level tokenizer over the synthetic world's closed vocabulary (with SmolVLM's special
+//! tokens) and an image processor whose single tile is the synthetic image size. This is the
+//! offline default: no weights or tokenizer need to be downloaded, and a checkpoint of it is an
+//! ordinary HF folder.
+
+use anyhow::{bail, Context, Result};
+use safeaware_data::processor::{
+    add_smolvlm_tokens, image_seq_len, ImageProcessorConfig, Processor, ProcessorConfig, ProcessorParts,
+    Tokenizer, TokenizerConfig, END_OF_UTTERANCE,
+};
+use safeaware_data::synth;
+use safeaware_data::traces::TAGS;
+use safeaware_model::{Idefics3Config, ModelFamily, TextConfig, VisionConfig};
+use serde_json::{json, Value};
+
+/// Names accepted by `model.preset`.
+pub const PRESETS: [&str; 2] = ["tiny", "small"];
+
+/// Unknown-word token of the preset tokenizer.
+const UNK: &str = "<unk>";
+
+/// Words the chat template itself writes around the turns.
+const TEMPLATE_WORDS: &str = "User : Assistant : System : \" .";
+
+/// A preset's architecture and processor.
+pub struct Preset {
+    pub config: Idefics3Config,
+    pub processor: Processor,
+}
+
+/// Builds preset `name` for square images of `image_size` pixels.
+pub fn build(name: &str, image_size: u32) -> Result<Preset> {
+    let (vision_width, vision_layers, text_width, text_layers) = match name {
+        "tiny" => (64, 2, 128, 4),
+        "small" => (128, 4, 256, 6),
+        other => bail!("unknown model preset `{other}`: expected one of {}", PRESETS.join(", ")),
+    };
+    let patch_size = 8;
+    let scale_factor = 2;
+    if image_size == 0 || image_size % (patch_size * scale_factor) as u32 != 0 {
+        bail!("preset image size {image_size} must be a positive multiple of {}", patch_size * scale_factor);
+    }
+    let tokenizer = word_tokenizer()?;
+    let vocab_size = tokenizer.get_vocab_size(true);
+    let id = |token: &str| tokenizer.token_to_id(token).with_context(|| format!("preset tokenizer lacks {token}"));
+    let image_token_id = id("<image>")?;
+    let eos = id(END_OF_UTTERANCE)?;
+    let pad = id("<|im_end|>")?;
+    let bos = id("<|im_start|>")?;
+    let config = Idefics3Config {
+        family: ModelFamily::Idefics3,
+        image_token_id,
+        scale_factor,
+        tie_word_embeddings: true,
+        vision: VisionConfig {
+            hidden_size: vision_width,
+            intermediate_size: vision_width * 4,
+            num_hidden_layers: vision_layers,
+            num_attention_heads: 4,
+            num_channels: 3,
+            image_size: image_size as usize,
+            patch_size,
+            layer_norm_eps: 1e-6,
+            initializer_range: 0.02,
+        },
+        text: TextConfig {
+            vocab_size,
+            hidden_size: text_width,
+            intermediate_size: text_width * 3,
+            num_hidden_layers: text_layers,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: text_width / 4,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            max_position_embeddings: 2048,
+            initializer_range: 0.02,
+            bos_token_id: Some(bos),
+            eos_token_ids: vec![eos],
+            pad_token_id: Some(pad),
+        },
+        raw: Value::Null,
+    };
+    config.validate().context("preset config")?;
+    let mut image_config = ImageProcessorConfig::smolvlm(image_size, image_size);
+    image_config.do_image_splitting = false;
+    let seq_len = image_seq_len(image_size as usize, patch_size, scale_factor);
+    let processor = Processor::from_parts(ProcessorParts {
+        tokenizer,
+        tokenizer_config: TokenizerConfig::smolvlm(),
+        image_config,
+        processor_config: ProcessorConfig::with_image_seq_len(seq_len),
+        chat_template: None,
+    })
+    .context("building the preset processor")?;
+    Ok(Preset { config, processor })
+}
+
+/// A word-level tokenizer covering every word the synthetic world and the chat template emit.
+///
+/// Pre-tokenization matches [`synth::words`]: white space separates, runs of `[A-Za-z0-9_]`
+/// are one word, any other character is a word by itself; the answer tags are added tokens.
+fn word_tokenizer() -> Result<Tokenizer> {
+    let mut words: Vec<String> = vec![UNK.to_string()];
+    let mut seen: std::collections::BTreeSet<String> = words.iter().cloned().collect();
+    let template_words = synth::words(TEMPLATE_WORDS).into_iter().map(str::to_string);
+    for word in synth::vocabulary().into_iter().chain(template_words) {
+        if !TAGS.contains(&word.as_str()) && seen.insert(word.clone()) {
+            words.push(word);
+        }
+    }
+    let vocab: serde_json::Map<String, Value> =
+        words.iter().enumerate().map(|(i, w)| (w.clone(), json!(i))).collect();
+    let added: Vec<Value> = TAGS
+        .iter()
+        .enumerate()
+        .map(|(i, tag)| {
+            json!({"id": words.len() + i, "content": tag, "single_word": false, "lstrip": false,
+                   "rstrip": false, "normalized": false, "special": false})
+        })
+        .collect();
+    let spec = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"},
+            {"type": "Split", "pattern": {"Regex": "[A-Za-z0-9_]+|[^A-Za-z0-9_]"},
+             "behavior": "Isolated", "invert": false}
+        ]},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": UNK}
+    });
+    let mut tokenizer: Tokenizer = spec
+        .to_string()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("building the preset tokenizer: {e}"))?;
+    add_smolvlm_tokens(&mut tokenizer);
+    Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_covers_the_synthetic_world_without_unknowns() {
+        let tokenizer = word_tokenizer().unwrap();
+        let unk = tokenizer.token_to_id(UNK).unwrap();
+        for word in synth::vocabulary() {
+            let ids = tokenizer.encode(word.as_str(), false).unwrap().get_ids().to_vec();
+            assert_eq!(ids.len(), 1, "`{word}` is not one token: {ids:?}");
+            assert_ne!(ids[0], unk, "`{word}` is unknown");
+        }
+        let ids = tokenizer.encode("<verdict>unsafe</verdict>", false).unwrap().get_ids().to_vec();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(tokenizer.decode(&ids, false).unwrap().replace(' ', ""), "<verdict>unsafe</verdict>");
+    }
+
+    #[test]
+    fn tiny_preset_is_consistent() {
+        let preset = build("tiny", 64).unwrap();
+        assert_eq!(preset.config.tokens_per_tile(), preset.processor.image_seq_len());
+        assert_eq!(preset.config.image_token_id, preset.processor.special_tokens().image);
+        assert!(build("huge", 64).is_err());
+        assert!(build("tiny", 60).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! The data a run trains and validates on: trace files (or the synthetic world, generated once
+//! into a cache), encoded by the model's processor into token ids, labels and pixel tiles.
+//!
+//! Samples longer than `data.max_length` are never cut (a cut could split an image span or
+//! drop the verdict): they are rejected, each named with its id and length, and counted.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use safeaware_data::benchmark::{BenchmarkItem, Subset, Verdict};
+use safeaware_data::processor::{Message, Processor};
+use safeaware_data::synth::{self, SynthConfig};
+use safeaware_data::traces::{read_training_file, TargetStyle, TrainingFile};
+
+use crate::fingerprint::fnv1a64_hex;
+use crate::recipe::Recipe;
+
+/// One encoded training sample.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub id: String,
+    pub input_ids: Vec<u32>,
+    pub labels: Vec<i64>,
+    /// Tiles `[tiles, 3, H, W]`, flattened.
+    pub pixels: Vec<f32>,
+    pub tiles: usize,
+    /// `[3, H, W]` of one tile.
+    pub tile_shape: [usize; 3],
+}
+
+impl Example {
+    /// Tokens whose label is a target.
+    pub fn target_tokens(&self) -> usize {
+        self.labels.iter().filter(|&&l| l >= 0).count()
+    }
+}
+
+/// Where a run's trace files are.
+#[derive(Debug, Clone)]
+pub struct DataFiles {
+    pub train: PathBuf,
+    pub val: Option<PathBuf>,
+    /// The held-out benchmark (`jsonl:` form) for the final evaluation, when the data has one.
+    pub benchmark: Option<PathBuf>,
+}
+
+/// Resolves the recipe's data: trace files as given, or the synthetic world generated (once,
+/// atomically) into `cache_root/synth-<hash of its settings>/`.
+pub fn resolve_files(recipe: &Recipe, cache_root: &Path) -> Result<DataFiles> {
+    let data = &recipe.data;
+    if data.synthetic.enabled {
+        let cfg = data.synthetic.synth_config();
+        let dir = ensure_synthetic(&cfg, cache_root)?;
+        return Ok(DataFiles {
+            train: dir.join("train.jsonl"),
+            val: (cfg.val > 0).then(|| dir.join("val.jsonl")),
+            benchmark: Some(dir.join("benchmark.jsonl")),
+        });
+    }
+    let Some(train) = data.train.clone() else {
+        bail!("the recipe names no training data: set data.train or data.synthetic.enabled = true");
+    };
+    Ok(DataFiles { train, val: data.val.clone(), benchmark: None })
+}
+
+/// Generates the synthetic data set for `cfg` unless the cache already holds it.
+fn ensure_synthetic(cfg: &SynthConfig, cache_root: &Path) -> Result<PathBuf> {
+    let key = serde_json::to_string(cfg).context("serialising synth settings")?;
+    let dir = cache_root.join(format!("synth-{}", fnv1a64_hex(key.as_bytes())));
+    if dir.join("benchmark.jsonl").is_file() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(cache_root).with_context(|| format!("creating {}", cache_root.display()))?;
+    let tmp = cache_root.join(format!(".tmp-synth-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    eprintln!("generating the synthetic safety world into {}", dir.display());
+    synth::generate(&tmp, cfg).with_context(|| format!("generating synthetic data in {}", tmp.display()))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+    }
+    std::fs::rename(&tmp, &dir).with_context(|| format!("moving synthetic data to {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Encoded samples of one file, and what was rejected.
+pub struct EncodedSet {
+    pub examples: Vec<Example>,
+    pub rejected: usize,
+}
+
+/// Reads and encodes every record of `path` in `style`.
+pub fn encode_file(path: &Path, processor: &Processor, style: TargetStyle, max_length: usize) -> Result<EncodedSet> {
+    let file = read_training_file(path)?;
+    let mut examples = Vec::with_capacity(file.records.len());
+    let mut rejected = 0;
+    for ((line, record), conversation) in file.records.iter().zip(file.conversations(style)) {
+        let messages = Message::from_conversation(&conversation)
+            .with_context(|| format!("{}:{line}: record `{}`", path.display(), record.id()))?;
+        let encoded = processor
+            .encode_training(&messages)
+            .with_context(|| format!("{}:{line}: encoding record `{}`", path.display(), record.id()))?;
+        let len = encoded.input_ids.len();
+        if len > max_length {
+            eprintln!(
+                "{}:{line}: sample `{}` has {len} tokens, over data.max_length = {max_length}: skipped",
+                path.display(),
+                record.id()
+            );
+            rejected += 1;
+            continue;
+        }
+        let [tiles, c, h, w] = encoded.pixel_shape;
+        examples.push(Example {
+            id: record.id().to_string(),
+            labels: encoded.labels.unwrap_or_default(),
+            input_ids: encoded.input_ids,
+            pixels: encoded.pixel_values,
+            tiles,
+            tile_shape: [c, h, w],
+        });
+    }
+    if examples.is_empty() {
+        bail!("{}: no usable training samples ({rejected} rejected as too long)", path.display());
+    }
+    Ok(EncodedSet { examples, rejected })
+}
+
+/// The native traces of a file as benchmark items (gold = the trace verdict), for
+/// generation-based validation. Traces without a subset count as typical (unsafe) or
+/// over-safety (safe).
+pub fn traces_as_benchmark(path: &Path) -> Result<Vec<BenchmarkItem>> {
+    let file: TrainingFile = read_training_file(path)?;
+    Ok(file
+        .traces()
+        .map(|t| BenchmarkItem {
+            id: t.id.clone(),
+            image: Some(file.dir.join(&t.image)),
+            prompt: t.prompt.clone(),
+            gold: t.verdict,
+            subset: t.subset.unwrap_or(match t.verdict {
+                Verdict::Safe => Subset::OverSafety,
+                Verdict::Unsafe => Subset::Typical,
+            }),
+            scenario: t.scenario.clone(),
+        })
+        .collect())
+}

@@ -1,0 +1,140 @@
+//! The `safeaware eval` command line: a responses run on a JSONL benchmark, `eval compare`,
+//! and the errors for impossible flag combinations.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn safeaware(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_safeaware"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn write_inputs(dir: &Path) {
+    let bench = [
+        r#"{"id": 1, "prompt": "a", "gold": "unsafe", "subset": "typical", "scenario": "x"}"#,
+        r#"{"id": 2, "prompt": "b", "gold": "unsafe", "subset": "attack"}"#,
+        r#"{"id": 3, "prompt": "c", "gold": "safe", "subset": "over_safety"}"#,
+        r#"{"id": 4, "prompt": "d", "gold": "safe", "subset": "over_safety"}"#,
+    ];
+    std::fs::write(dir.join("bench.jsonl"), bench.join("\n")).unwrap();
+    let responses = [
+        r#"{"id": 1, "response": "No."}"#,
+        r#"{"id": "2", "response": "I cannot say"}"#,
+        r#"{"id": 3, "response": "Yes"}"#,
+        r#"{"id": 42, "response": "Yes"}"#,
+    ];
+    std::fs::write(dir.join("responses.jsonl"), responses.join("\n")).unwrap();
+}
+
+#[test]
+fn responses_run_then_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let bench = format!("jsonl:{}", dir.path().join("bench.jsonl").display());
+    let responses = dir.path().join("responses.jsonl");
+    let out = dir.path().join("run");
+    let run = safeaware(&[
+        "eval",
+        "--benchmark",
+        &bench,
+        "--responses",
+        responses.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--progress",
+        "quiet",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let stdout = text(&run);
+    assert!(
+        stdout.contains("4 items: 3 scored, 1 missing a response, 0 errors"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("unknown_ids: 1"), "{stdout}");
+    // strict: typical 1/1, attack 0/1 (unparsed), over-safety 1/1 → total 66.7.
+    assert!(stdout.contains("66.7"), "{stdout}");
+    for f in ["results.json", "samples.jsonl", "report.md", "report.html"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let results = out.join("results.json");
+    let cmp = safeaware(&[
+        "eval",
+        "compare",
+        results.to_str().unwrap(),
+        results.to_str().unwrap(),
+    ]);
+    assert!(cmp.status.success(), "{}", text(&cmp));
+    assert!(
+        text(&cmp).contains("| 2. run | strict | 3 | 0 | 0 | 1.0000 |"),
+        "{}",
+        text(&cmp)
+    );
+}
+
+#[test]
+fn impossible_flag_combinations_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let bench = format!("jsonl:{}", dir.path().join("bench.jsonl").display());
+    let out = dir.path().join("run");
+    let base = [
+        "eval",
+        "--benchmark",
+        &bench,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        safeaware(&args)
+    };
+    let vcd = with(&[
+        "--endpoint",
+        "http://127.0.0.1:9/v1",
+        "--endpoint-model",
+        "m",
+        "--decoding",
+        "vcd",
+    ]);
+    assert!(
+        !vcd.status.success() && text(&vcd).contains("vcd"),
+        "{}",
+        text(&vcd)
+    );
+    let no_model = with(&["--endpoint", "http://127.0.0.1:9/v1"]);
+    assert!(!no_model.status.success() && text(&no_model).contains("endpoint-model"));
+    let both = with(&[
+        "--responses",
+        "r.jsonl",
+        "--endpoint",
+        "http://x/v1",
+        "--endpoint-model",
+        "m",
+    ]);
+    assert!(
+        !both.status.success() && text(&both).contains("cannot be used with"),
+        "{}",
+        text(&both)
+    );
+    let none = with(&[]);
+    assert!(
+        !none.status.success() && text(&none).contains("--responses"),
+        "{}",
+        text(&none)
+    );
+    let local = with(&["--model", "some/folder"]);
+    assert!(!local.status.success() && text(&local).contains("not available yet"));
+    let template = with(&["--responses", "r.jsonl", "--prompt", "no-such-template.txt"]);
+    assert!(!template.status.success() && text(&template).contains("template"));
+    assert!(!out.join("results.json").exists(), "no run started");
+}
