@@ -198,12 +198,6 @@ impl Record {
             Record::Chat(c) => c.to_conversation(dir),
         }
     }
-
-    /// All text the record puts in front of a model for `style`, joined (for length checks).
-    pub fn text(&self, style: TargetStyle, dir: &Path) -> String {
-        let conv = self.to_conversation(style, dir);
-        conv.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n")
-    }
 }
 
 /// A training file: its records, line numbers, and the folder images are relative to.

@@ -135,11 +135,7 @@ pub fn run(
                     break;
                 }
                 let chunk = &pending[i..(i + batch).min(pending.len())];
-                let records = if batch == 1 {
-                    vec![ask_guarded(source, chunk[0], &config.prompt)]
-                } else {
-                    ask_batch_guarded(source, chunk, &config.prompt)
-                };
+                let records = ask_batch_guarded(source, chunk, &config.prompt);
                 if records.into_iter().any(|r| tx.send(r).is_err()) {
                     break;
                 }
@@ -217,18 +213,6 @@ pub fn write_outputs(out: &Path, results: &Results) -> Result<(), EvalError> {
     report::write_reports(out, results)
 }
 
-/// [`ask`], with a panicking source turned into an item error.
-fn ask_guarded(
-    source: &dyn AnswerSource,
-    item: &BenchmarkItem,
-    prompt: &PromptStrategy,
-) -> SampleRecord {
-    catch_unwind(AssertUnwindSafe(|| ask(source, item, prompt))).unwrap_or_else(|_| {
-        let error = SourceError::Other("the answer source panicked".into());
-        SampleRecord::failed(item, prompt.question(item), None, &error)
-    })
-}
-
 /// [`ask_batch`], with a panicking source turned into item errors.
 fn ask_batch_guarded(
     source: &dyn AnswerSource,
@@ -255,18 +239,26 @@ pub fn ask_batch(
         .iter()
         .map(|item| {
             (source.generates() && item.image.is_none()).then(|| {
-                SampleRecord::failed(item, prompt.question(item), None, &SourceError::MissingImage)
+                SampleRecord::failed(
+                    item,
+                    prompt.question(item),
+                    None,
+                    &SourceError::MissingImage,
+                )
             })
         })
         .collect();
     let mut descriptions: Vec<Option<String>> = vec![None; items.len()];
     let turn = |done: &mut Vec<Option<SampleRecord>>,
-                    conversations: Vec<(usize, Conversation)>,
-                    descriptions: &[Option<String>]|
+                conversations: Vec<(usize, Conversation)>,
+                descriptions: &[Option<String>]|
      -> Vec<(usize, String)> {
         let requests: Vec<AnswerRequest<'_>> = conversations
             .iter()
-            .map(|(i, c)| AnswerRequest { item: items[*i], conversation: c })
+            .map(|(i, c)| AnswerRequest {
+                item: items[*i],
+                conversation: c,
+            })
             .collect();
         let answers = source.answer_batch(&requests);
         let mut texts = Vec::new();
@@ -274,10 +266,17 @@ pub fn ask_batch(
             let item = items[*i];
             match answer {
                 Ok(Answer::Text(text)) => texts.push((*i, text)),
-                Ok(Answer::NoResponse) => done[*i] = Some(SampleRecord::missing(item, prompt.question(item))),
+                Ok(Answer::NoResponse) => {
+                    done[*i] = Some(SampleRecord::missing(item, prompt.question(item)))
+                }
                 Err(e) => {
                     let description = descriptions[*i].clone();
-                    done[*i] = Some(SampleRecord::failed(item, prompt.question(item), description, &e));
+                    done[*i] = Some(SampleRecord::failed(
+                        item,
+                        prompt.question(item),
+                        description,
+                        &e,
+                    ));
                 }
             }
         }
@@ -300,13 +299,23 @@ pub fn ask_batch(
         .collect();
     for (i, text) in turn(&mut done, finals, &descriptions) {
         let item = items[i];
-        done[i] = Some(SampleRecord::scored(item, prompt.question(item), descriptions[i].clone(), text));
+        done[i] = Some(SampleRecord::scored(
+            item,
+            prompt.question(item),
+            descriptions[i].clone(),
+            text,
+        ));
     }
     done.into_iter()
         .zip(items)
         .map(|(r, item)| {
             r.unwrap_or_else(|| {
-                SampleRecord::failed(item, prompt.question(item), None, &SourceError::Other("not answered".into()))
+                SampleRecord::failed(
+                    item,
+                    prompt.question(item),
+                    None,
+                    &SourceError::Other("not answered".into()),
+                )
             })
         })
         .collect()
@@ -318,23 +327,8 @@ pub fn ask(
     item: &BenchmarkItem,
     prompt: &PromptStrategy,
 ) -> SampleRecord {
-    let question = prompt.question(item);
-    let call = |conversation: &Conversation| source.answer(&AnswerRequest { item, conversation });
-    if source.generates() && item.image.is_none() {
-        return SampleRecord::failed(item, question, None, &SourceError::MissingImage);
-    }
-    let description = match prompt.first_turn().filter(|_| source.generates()) {
-        None => None,
-        Some(first) => match call(&first) {
-            Ok(Answer::Text(text)) => Some(text),
-            Ok(Answer::NoResponse) => return SampleRecord::missing(item, question),
-            Err(e) => return SampleRecord::failed(item, question, None, &e),
-        },
-    };
-    let conversation = prompt.conversation(item, description.as_deref());
-    match call(&conversation) {
-        Ok(Answer::Text(text)) => SampleRecord::scored(item, question, description, text),
-        Ok(Answer::NoResponse) => SampleRecord::missing(item, question),
-        Err(e) => SampleRecord::failed(item, question, description, &e),
-    }
+    ask_batch(source, &[item], prompt).pop().unwrap_or_else(|| {
+        let error = SourceError::Other("not answered".into());
+        SampleRecord::failed(item, prompt.question(item), None, &error)
+    })
 }

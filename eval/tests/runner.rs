@@ -308,3 +308,38 @@ fn results_are_rewritten_while_a_run_goes() {
     );
     assert!(r.complete && Results::read(&out.join(RESULTS_FILE)).unwrap().complete);
 }
+
+#[test]
+fn batched_sources_give_the_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bench = twelve(dir.path());
+    bench.items[4].image = None;
+    let rule = |item: &safeaware_data::benchmark::BenchmarkItem,
+                conv: &safeaware_eval::prompt::Conversation,
+                _| {
+        if conv.messages.len() == 1 {
+            Ok(Answer::Text(format!("About {}", item.id)))
+        } else if item.id == "9" {
+            Err(SourceError::Other("nope".into()))
+        } else {
+            Ok(Answer::Text(answer_for(&item.id)))
+        }
+    };
+    let config = |name: &str| RunConfig {
+        prompt: PromptStrategy::DescribeFirst,
+        ..quiet(&dir.path().join(name))
+    };
+    let single = runner::run(&bench, &Scripted::new(rule), &config("single")).unwrap();
+    let mut batched_source = Scripted::new(rule);
+    batched_source.batch = 5;
+    batched_source.parallelism = 2;
+    let batched = runner::run(&bench, &batched_source, &config("batched")).unwrap();
+    assert_eq!(metrics_json(&batched), metrics_json(&single));
+    assert_eq!((batched.counts.scored, batched.counts.errors), (10, 2));
+    // 11 items with an image: 11 descriptions and 11 questions.
+    assert_eq!(batched_source.calls(), 22);
+    let (records, _) = read_samples(&dir.path().join("batched").join(SAMPLES_FILE)).unwrap();
+    let r9 = records.iter().find(|r| r.id == "9").unwrap();
+    assert_eq!(r9.description.as_deref(), Some("About 9"));
+    assert_eq!(r9.status, Status::Error);
+}

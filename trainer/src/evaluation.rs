@@ -86,6 +86,7 @@ pub fn evaluate<B: Backend>(
 ) -> Result<safeaware_eval::results::Results> {
     let settings = LocalSettings { max_new_tokens: plan.max_new_tokens, batch_size: plan.batch_size, ..Default::default() };
     let source = LocalModelSource::new(model, processor, "training run", settings);
-    let config = RunConfig::new(out);
+    let mut config = RunConfig::new(out);
+    config.decoding.max_tokens = plan.max_new_tokens;
     runner::run(benchmark, &source, &config).with_context(|| format!("evaluating into {}", out.display()))
 }

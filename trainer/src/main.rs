@@ -2,6 +2,7 @@
 //!
 //! Each subcommand lives in its own file under `commands/`; this file only parses and dispatches.
 
+mod bench;
 mod commands;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Command {
     /// Validate a training recipe or print it fully resolved.
     #[command(subcommand)]
     Recipe(commands::recipe::RecipeCommand),
+    /// Time training or generation on synthetic inputs (compare with tools/torch_reference.py).
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => commands::eval::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Recipe(cmd) => commands::recipe::run(cmd),
+        Command::Bench(args) => commands::bench::run(args),
     }
 }

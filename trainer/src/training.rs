@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::module::AutodiffModule;
@@ -47,6 +47,29 @@ pub struct TrainJob {
     pub stop_at_step: Option<u64>,
     /// Where the synthetic data is generated and cached.
     pub cache_dir: PathBuf,
+    /// Provenance of `recipe` (the file it was read from and the `--set` overrides applied).
+    /// When given, the recipe is written to `<run>/recipe.resolved.toml` once the run is
+    /// accepted — a fresh folder, or a resume whose identity matches — and never before, so
+    /// a refused start leaves the run folder as it was.
+    pub record_recipe: Option<(PathBuf, Vec<String>)>,
+}
+
+/// Crash-test hook: when this environment variable holds a number of milliseconds, every
+/// checkpoint write sleeps that long after the model files are written into
+/// `checkpoints/.tmp-step_N/` and before the trainer state is, so a test can kill the process
+/// in the middle of a checkpoint deterministically. Not meant for normal use.
+pub const CHECKPOINT_DELAY_ENV: &str = "SAFEAWARE_CHECKPOINT_DELAY_MS";
+
+/// The [`CHECKPOINT_DELAY_ENV`] delay: `Ok(None)` when unset, an error when not a number.
+fn checkpoint_delay() -> Result<Option<Duration>> {
+    match std::env::var(CHECKPOINT_DELAY_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(ms) => Ok(Some(Duration::from_millis(ms))),
+            Err(_) => bail!("{CHECKPOINT_DELAY_ENV}={v:?}: expected a number of milliseconds"),
+        },
+        Err(e) => bail!("{CHECKPOINT_DELAY_ENV}: {e}"),
+    }
 }
 
 /// How a run ended.
@@ -101,6 +124,7 @@ fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
 pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<TrainOutcome> {
     let recipe = &job.recipe;
     let run = &job.run_dir;
+    let checkpoint_delay = checkpoint_delay()?;
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
     let resume_from = if job.resume {
         let Some(ckpt) = latest_checkpoint(run)? else {
@@ -149,6 +173,9 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
         }
         None => TrainerState::new(identity),
     };
+    if let Some((source, overrides)) = &job.record_recipe {
+        recipe.save_resolved(run, source, overrides)?;
+    }
 
     // Freezing and the optimiser.
     let parts = param_ids_by_part(&model);
@@ -301,6 +328,9 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || stop_here {
             let path = write_checkpoint(run, step, |dir| {
                 save_model_folder(&model, &processor, dir)?;
+                if let Some(delay) = checkpoint_delay {
+                    std::thread::sleep(delay);
+                }
                 write_trainer_state(dir, &state, |file| {
                     let record = record_to_portable(optim.to_record(), &model);
                     Recorder::<B>::record(&recorder, record, file.to_path_buf()).context("writing the optimiser state")

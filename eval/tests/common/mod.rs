@@ -75,6 +75,7 @@ pub struct Scripted {
     pub calls: AtomicUsize,
     pub asked: Mutex<Vec<(String, Conversation)>>,
     pub parallelism: usize,
+    pub batch: usize,
 }
 
 impl Scripted {
@@ -88,6 +89,7 @@ impl Scripted {
             calls: AtomicUsize::new(0),
             asked: Mutex::new(Vec::new()),
             parallelism: 3,
+            batch: 1,
         }
     }
 
@@ -107,6 +109,9 @@ impl AnswerSource for Scripted {
     }
     fn parallelism(&self) -> usize {
         self.parallelism
+    }
+    fn batch_size(&self) -> usize {
+        self.batch
     }
     fn answer(&self, request: &AnswerRequest<'_>) -> Result<Answer, SourceError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);

@@ -16,7 +16,12 @@ use safeaware_eval::results::Results;
 use safeaware_eval::runner::{self, RunConfig, RESULTS_FILE, SAMPLES_FILE};
 use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
 use safeaware_eval::source::responses::ResponsesFile;
+use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
 use safeaware_eval::source::AnswerSource;
+use safeaware_data::processor::Processor;
+use safeaware_model::Idefics3;
+use safeaware_trainer::backend::{run_on, BackendTask, DeviceSpec};
+use burn::tensor::backend::AutodiffBackend;
 use safeaware_eval::verdict::Parser;
 
 /// `safeaware eval [flags]` or `safeaware eval compare <results.json>...`.
@@ -74,9 +79,15 @@ pub struct RunArgs {
     /// A local HF model folder (local generation).
     #[arg(long, group = "source")]
     pub model: Option<PathBuf>,
-    /// A training checkpoint (local generation).
-    #[arg(long)]
+    /// A training checkpoint, e.g. `<run>/checkpoints/step_N` or `<run>/final` (local generation).
+    #[arg(long, group = "source")]
     pub checkpoint: Option<PathBuf>,
+    /// Device for local generation: cpu, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Prompts generated together (local generation).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
 
     /// Requests in flight at once (endpoint).
     #[arg(long, default_value_t = 4)]
@@ -155,9 +166,6 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     let Some(out) = a.out.clone() else {
         bail!("--out is required")
     };
-    if a.model.is_some() || a.checkpoint.is_some() {
-        bail!("local generation (--model/--checkpoint) is not available yet; use --responses or --endpoint");
-    }
     let decoding = Decoding {
         mode: a.decoding,
         temperature: a.temperature,
@@ -180,6 +188,27 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             benchmark.items.iter().map(|i| i.id.clone()).collect();
         benchmark.missing_images.retain(|id| kept.contains(id));
     }
+    let progress = match a.progress.as_str() {
+        "log" => ProgressMode::Log,
+        "quiet" => ProgressMode::Quiet,
+        _ => ProgressMode::Auto,
+    };
+    let config = RunConfig {
+        prompt,
+        decoding,
+        progress,
+        ..RunConfig::new(&out)
+    };
+    if let Some(folder) = a.model.as_ref().or(a.checkpoint.as_ref()) {
+        let settings = LocalSettings {
+            max_new_tokens: a.max_tokens,
+            batch_size: a.batch_size,
+            decoding: config.decoding.clone(),
+        };
+        let task = LocalEval { folder: folder.clone(), benchmark: &benchmark, config: &config, settings };
+        let results = run_on(a.device, task)?;
+        return finish(&results, &out);
+    }
     let source: Box<dyn AnswerSource> = match (&a.responses, &a.endpoint) {
         (Some(path), None) => Box::new(
             ResponsesFile::load(path, &benchmark)
@@ -197,21 +226,40 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             config.decoding = decoding.clone();
             Box::new(Endpoint::new(config)?)
         }
-        _ => bail!("give one answer source: --responses <jsonl> or --endpoint <url> --endpoint-model <name>"),
-    };
-    let progress = match a.progress.as_str() {
-        "log" => ProgressMode::Log,
-        "quiet" => ProgressMode::Quiet,
-        _ => ProgressMode::Auto,
-    };
-    let config = RunConfig {
-        prompt,
-        decoding,
-        progress,
-        ..RunConfig::new(&out)
+        _ => bail!(
+            "give one answer source: --responses <jsonl>, --endpoint <url> --endpoint-model <name>, \
+             --model <hf-folder> or --checkpoint <run>/checkpoints/step_N"
+        ),
     };
     let results = runner::run(&benchmark, source.as_ref(), &config)?;
-    print_summary(&results);
+    finish(&results, &out)
+}
+
+/// Local generation with a model folder on the chosen backend.
+struct LocalEval<'a> {
+    folder: PathBuf,
+    benchmark: &'a Benchmark,
+    config: &'a RunConfig,
+    settings: LocalSettings,
+}
+
+impl BackendTask for LocalEval<'_> {
+    type Output = Results;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Results> {
+        let folder = &self.folder;
+        let model = Idefics3::<B::InnerBackend>::load(folder, &device)
+            .with_context(|| format!("loading the model in {}", folder.display()))?;
+        let processor = Processor::from_folder(folder)
+            .with_context(|| format!("loading the processor in {}", folder.display()))?;
+        let source = LocalModelSource::new(&model, &processor, folder.display().to_string(), self.settings);
+        Ok(runner::run(self.benchmark, &source, self.config)?)
+    }
+}
+
+/// Prints the summary and where the files are.
+fn finish(results: &Results, out: &std::path::Path) -> anyhow::Result<()> {
+    print_summary(results);
     println!(
         "wrote {} {} {} {} in {}",
         RESULTS_FILE,

@@ -35,13 +35,17 @@ pub struct TrainArgs {
 
 /// Runs `safeaware train`.
 pub fn run(args: TrainArgs) -> Result<()> {
-    let (recipe, run_dir) = match (&args.recipe, &args.resume) {
+    // The resolved recipe is (re)written by the training job only once the run is accepted, so
+    // a refused start (existing checkpoints, a resume with another seed or data) leaves the
+    // run folder untouched.
+    let (recipe, run_dir, record_recipe) = match (&args.recipe, &args.resume) {
         (_, Some(run_dir)) => {
             let resolved = run_dir.join(RESOLVED_RECIPE_FILE);
             if !resolved.is_file() {
                 bail!("{} is not a run folder: it has no {RESOLVED_RECIPE_FILE}", run_dir.display());
             }
-            (load_recipe(&resolved, &args.set)?.recipe, run_dir.clone())
+            let record = (!args.set.is_empty()).then(|| (resolved.clone(), args.set.clone()));
+            (load_recipe(&resolved, &args.set)?.recipe, run_dir.clone(), record)
         }
         (Some(path), None) => {
             let loaded = load_recipe(path, &args.set)?;
@@ -49,14 +53,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
             let mut recipe = loaded.recipe.clone();
             recipe.train.output_dir = Some(run_dir.clone());
-            recipe.save_resolved(&run_dir, path, &args.set)?;
-            (recipe, run_dir)
+            (recipe, run_dir, Some((path.clone(), args.set.clone())))
         }
         (None, None) => bail!("give --recipe <toml> or --resume <run-dir>"),
     };
-    if args.resume.is_some() && !args.set.is_empty() {
-        recipe.save_resolved(&run_dir, &run_dir.join(RESOLVED_RECIPE_FILE), &args.set)?;
-    }
     let device: DeviceSpec = recipe.train.device;
     let cache_dir = run_dir.parent().unwrap_or(Path::new(".")).join(".cache");
     let job = TrainJob {
@@ -65,6 +65,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         resume: args.resume.is_some(),
         stop_at_step: args.stop_at_step,
         cache_dir,
+        record_recipe,
     };
     let outcome = run_on(device, job)?;
     let Some(final_dir) = outcome.final_dir else {

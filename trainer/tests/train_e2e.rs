@@ -1,0 +1,530 @@
+//! End-to-end tests of `safeaware train`: the binary is run on a shrunk quickstart recipe (18
+//! synthetic training examples, batches of 4, 6 steps; seconds per run), each test in its own
+//! temporary folder (so each has its own synthetic-data cache), and the run folders are
+//! inspected: exact resume, a SIGKILL in the middle of a checkpoint write, refusals, checkpoint
+//! contents and pruning, determinism.
+//!
+//! With 18 examples and batches of 4 an epoch is 5 micro-batches, the last one short, so six
+//! steps cross epoch boundaries and partial batches (with `train.grad_accum = 2` twice over).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use safeaware_trainer::training::CHECKPOINT_DELAY_ENV;
+use serde_json::Value;
+
+/// Overrides that shrink the quickstart recipe to a few seconds of training.
+const SMALL: &[&str] = &[
+    "data.synthetic.train=18",
+    "data.synthetic.val=4",
+    "data.synthetic.test=4",
+    "train.batch_size=4",
+    "train.max_steps=6",
+    "train.eval_every=0",
+    "train.checkpoint_every=2",
+    "train.keep_last=0",
+    "train.log_every=1",
+    "schedule.warmup_steps=2",
+    "eval.max_new_tokens=8",
+    "eval.batch_size=4",
+];
+
+/// Files of an HF model folder as the trainer writes it.
+const MODEL_FILES: &[&str] = &[
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.json",
+];
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/quickstart.toml")
+}
+
+/// One `safeaware train` invocation.
+struct Train {
+    args: Vec<String>,
+    envs: Vec<(&'static str, String)>,
+}
+
+impl Train {
+    /// A fresh run of the shrunk quickstart recipe into `out`.
+    fn fresh(out: &Path) -> Self {
+        let args = vec!["--recipe".into(), quickstart().display().to_string(), "--out".into(), out.display().to_string()];
+        SMALL.iter().fold(Train { args, envs: Vec::new() }, |t, kv| t.set(kv))
+    }
+
+    /// `--resume <run>`.
+    fn resume(run: &Path) -> Self {
+        Train { args: vec!["--resume".into(), run.display().to_string()], envs: Vec::new() }
+    }
+
+    fn set(self, kv: &str) -> Self {
+        self.arg("--set").arg(kv)
+    }
+
+    fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    fn no_eval(self) -> Self {
+        self.arg("--no-eval")
+    }
+
+    fn stop_at(self, step: u64) -> Self {
+        self.arg("--stop-at-step").arg(&step.to_string())
+    }
+
+    fn env(mut self, key: &'static str, value: &str) -> Self {
+        self.envs.push((key, value.to_string()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_safeaware"));
+        // Errors as a user sees them (the environment may ask for backtraces); the crash hook
+        // only where a test sets it.
+        c.arg("train").args(&self.args).env("RUST_BACKTRACE", "0").env_remove(CHECKPOINT_DELAY_ENV);
+        for (k, v) in &self.envs {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn output(&self) -> Output {
+        self.command().output().expect("running safeaware")
+    }
+
+    /// Runs it and asserts success; returns stdout + stderr.
+    fn ok(&self) -> String {
+        let out = self.output();
+        let text = text(&out);
+        assert!(out.status.success(), "safeaware train {:?} failed ({}):\n{text}", self.args, out.status);
+        text
+    }
+
+    /// Runs it and asserts a clean failure (non-zero exit, an error message, no panic);
+    /// returns stderr.
+    fn fails(&self) -> String {
+        let out = self.output();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "safeaware train {:?} should have failed:\n{}", self.args, text(&out));
+        assert_eq!(out.status.code(), Some(1), "not a clean error exit:\n{stderr}");
+        assert!(stderr.contains("Error:"), "no error message:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "panicked:\n{stderr}");
+        stderr
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn final_weights(run: &Path) -> Vec<u8> {
+    read(&run.join("final/model.safetensors"))
+}
+
+fn ckpt(run: &Path, step: u64) -> PathBuf {
+    run.join("checkpoints").join(format!("step_{step}"))
+}
+
+/// What `checkpoints/latest` says.
+fn latest(run: &Path) -> String {
+    String::from_utf8(read(&run.join("checkpoints/latest"))).unwrap().trim().to_string()
+}
+
+/// Steps of the `step_N` folders, ascending.
+fn step_dirs(run: &Path) -> Vec<u64> {
+    let mut steps: Vec<u64> = fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("step_")?.parse().ok())
+        .collect();
+    steps.sort();
+    steps
+}
+
+/// Names starting with a dot in `dir` (temporary leftovers), `.cache` aside.
+fn hidden_entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n != ".cache")
+        .collect()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&read(path)).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// `trainer_state/state.json` of a checkpoint.
+fn state(ckpt: &Path) -> Value {
+    json(&ckpt.join("trainer_state/state.json"))
+}
+
+/// `(step, loss)` of every line of `metrics.jsonl`; every line must parse.
+fn metrics(run: &Path) -> Vec<(u64, f64)> {
+    let text = String::from_utf8(read(&run.join("metrics.jsonl"))).unwrap();
+    text.lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad metrics line {line:?}: {e}"));
+            (v["step"].as_u64().expect("step"), v["loss"].as_f64().expect("loss"))
+        })
+        .collect()
+}
+
+fn metric_steps(run: &Path) -> Vec<u64> {
+    metrics(run).into_iter().map(|(s, _)| s).collect()
+}
+
+/// The `[train]` table of `<run>/recipe.resolved.toml`.
+fn resolved_train(run: &Path) -> toml::Table {
+    let text = String::from_utf8(read(&run.join("recipe.resolved.toml"))).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    table["train"].as_table().unwrap().clone()
+}
+
+/// A run paused with `--stop-at-step` then resumed (through the given intermediate pauses)
+/// ends byte-identical to the same run done in one go, with the same per-step losses and one
+/// metrics line per step.
+fn assert_exact_resume(extra: &[&str], pauses: &[u64]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one_go, paused) = (tmp.path().join("one-go"), tmp.path().join("paused"));
+    let with_extra = |t: Train| extra.iter().fold(t, |t, kv| t.set(kv));
+
+    with_extra(Train::fresh(&one_go)).no_eval().ok();
+    assert_ne!(
+        final_weights(&one_go),
+        read(&ckpt(&one_go, 2).join("model.safetensors")),
+        "training did not change the weights: the comparison would prove nothing"
+    );
+
+    let (first, rest) = pauses.split_first().expect("at least one pause");
+    let out = with_extra(Train::fresh(&paused)).no_eval().stop_at(*first).ok();
+    assert!(out.contains(&format!("paused at step {first}")), "{out}");
+    assert!(!paused.join("final").exists(), "a paused run wrote final/");
+    assert_eq!(latest(&paused), format!("step_{first}"));
+    assert_eq!(state(&ckpt(&paused, *first))["step"], *first);
+    for &pause in rest {
+        Train::resume(&paused).no_eval().stop_at(pause).ok();
+        assert_eq!(latest(&paused), format!("step_{pause}"));
+    }
+    Train::resume(&paused).no_eval().ok();
+
+    assert!(final_weights(&one_go) == final_weights(&paused), "resumed final model differs from the one-go run");
+    assert!(
+        read(&ckpt(&one_go, 6).join("model.safetensors")) == read(&ckpt(&paused, 6).join("model.safetensors")),
+        "step_6 checkpoints differ"
+    );
+    let (a, b) = (state(&ckpt(&one_go, 6)), state(&ckpt(&paused, 6)));
+    for key in ["step", "epoch", "data_position", "schedule_step", "tokens_seen", "images_seen", "rng", "run"] {
+        assert_eq!(a[key], b[key], "trainer state `{key}` differs after resuming");
+    }
+    assert_eq!(metric_steps(&paused), (1..=6).collect::<Vec<_>>(), "metrics.jsonl must hold each step once");
+    assert_eq!(metrics(&paused), metrics(&one_go), "per-step losses differ after resuming");
+}
+
+#[test]
+fn resume_after_pauses_matches_the_uninterrupted_run() {
+    // Paused mid-epoch (step 3) and exactly at the end of the first epoch (step 5).
+    assert_exact_resume(&[], &[3, 5]);
+}
+
+#[test]
+fn resume_with_grad_accum_matches_the_uninterrupted_run() {
+    assert_exact_resume(&["train.grad_accum=2"], &[3]);
+}
+
+#[test]
+fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_resumable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one_go, run) = (tmp.path().join("one-go"), tmp.path().join("killed"));
+    Train::fresh(&one_go).no_eval().ok();
+    Train::fresh(&run).no_eval().stop_at(2).ok();
+
+    // Resume with the crash hook: the step-4 checkpoint stalls once its model files are written.
+    let mut child = Train::resume(&run)
+        .no_eval()
+        .env(CHECKPOINT_DELAY_ENV, "600000")
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp_ckpt = run.join("checkpoints/.tmp-step_4");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !MODEL_FILES.iter().all(|f| tmp_ckpt.join(f).is_file()) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child exited ({status}) before stalling in the step-4 checkpoint");
+        }
+        assert!(Instant::now() < deadline, "the child never reached the step-4 checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    let status = child.wait().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "not killed by SIGKILL: {status}");
+    }
+
+    // The interrupted checkpoint exists only as a temporary folder without its trainer state.
+    assert!(tmp_ckpt.is_dir());
+    assert!(!tmp_ckpt.join("trainer_state/state.json").exists());
+    assert!(!ckpt(&run, 4).exists());
+    assert!(!run.join("final").exists());
+    assert_eq!(latest(&run), "step_2");
+    assert_eq!(step_dirs(&run), [2]);
+    let previous = ckpt(&run, 2);
+    assert_eq!(state(&previous)["step"], 2);
+    assert!(previous.join("trainer_state/optimizer.mpk").is_file());
+    assert!(read(&previous.join("model.safetensors")) == read(&ckpt(&one_go, 2).join("model.safetensors")));
+
+    Train::resume(&run).no_eval().ok();
+    assert!(!tmp_ckpt.exists(), "the leftover temporary checkpoint was not cleaned up");
+    assert!(final_weights(&run) == final_weights(&one_go), "final model after kill + resume differs");
+    assert_eq!(metric_steps(&run), (1..=6).collect::<Vec<_>>(), "metrics.jsonl must hold each step once");
+    assert_eq!(metrics(&run), metrics(&one_go));
+}
+
+#[test]
+fn resume_refuses_another_seed_or_data_accepts_more_steps_and_fresh_runs_never_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    Train::fresh(&run).no_eval().stop_at(3).ok();
+    let recipe_before = read(&run.join("recipe.resolved.toml"));
+    let weights_before = read(&ckpt(&run, 3).join("model.safetensors"));
+    let untouched = |what: &str| {
+        assert!(read(&run.join("recipe.resolved.toml")) == recipe_before, "{what} rewrote recipe.resolved.toml");
+        assert_eq!(step_dirs(&run), [2, 3], "{what} changed the checkpoints");
+        assert_eq!(latest(&run), "step_3", "{what} moved `latest`");
+        assert!(read(&ckpt(&run, 3).join("model.safetensors")) == weights_before, "{what} changed step_3");
+    };
+
+    // Another seed.
+    let err = Train::resume(&run).set("train.seed=7").no_eval().fails();
+    assert!(err.contains("refusing to resume"), "{err}");
+    assert!(err.contains("train.seed 7 != 42"), "{err}");
+    untouched("a refused resume with another seed");
+
+    // Other data: the cached training file changed behind the run's back.
+    let cache = fs::read_dir(tmp.path().join(".cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("train.jsonl").is_file())
+        .expect("a synthetic cache");
+    let train_file = cache.join("train.jsonl");
+    let original = read(&train_file);
+    let text = String::from_utf8(original.clone()).unwrap();
+    let fewer: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    fs::write(&train_file, fewer).unwrap();
+    let err = Train::resume(&run).no_eval().fails();
+    assert!(err.contains("refusing to resume") && err.contains("data fingerprint"), "{err}");
+    assert!(!err.contains("train.seed"), "only the data changed: {err}");
+    untouched("a refused resume with other data");
+    fs::write(&train_file, &original).unwrap();
+
+    // A fresh run into the same folder.
+    let err = Train::fresh(&run).set("train.seed=7").no_eval().fails();
+    assert!(err.contains("already holds checkpoints") && err.contains("--resume"), "{err}");
+    untouched("a refused fresh run into the folder");
+
+    // More steps than planned: accepted, and training continues to the new end.
+    Train::resume(&run).set("train.max_steps=8").no_eval().ok();
+    assert_eq!(latest(&run), "step_8");
+    assert_eq!(state(&ckpt(&run, 8))["step"], 8);
+    assert!(run.join("final/model.safetensors").is_file());
+    assert_eq!(metric_steps(&run), (1..=8).collect::<Vec<_>>());
+    let train = resolved_train(&run);
+    assert_eq!(train["max_steps"].as_integer(), Some(8));
+    assert_eq!(train["seed"].as_integer(), Some(42));
+}
+
+#[test]
+fn resume_without_a_checkpoint_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Not a run folder at all.
+    let err = Train::resume(&tmp.path().join("nowhere")).fails();
+    assert!(err.contains("is not a run folder") && err.contains("recipe.resolved.toml"), "{err}");
+
+    // A run folder whose only checkpoint never completed.
+    let run = tmp.path().join("run");
+    fs::create_dir_all(run.join("checkpoints/.tmp-step_2/trainer_state")).unwrap();
+    fs::copy(quickstart(), run.join("recipe.resolved.toml")).unwrap();
+    let err = Train::resume(&run).fails();
+    assert!(err.contains("nothing to resume") && err.contains("no complete checkpoint"), "{err}");
+    assert!(!run.join("final").exists());
+}
+
+#[test]
+fn a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // Step 1 has a learning rate of 0 (warmup); the first real step throws the weights out of
+    // range, so a later loss overflows.
+    let err = ["optim.lr_vision=1e30", "optim.lr_connector=1e30", "optim.lr_text=1e30", "train.checkpoint_every=1"]
+        .iter()
+        .fold(Train::fresh(&run), |t, kv| t.set(kv))
+        .no_eval()
+        .fails();
+    let step: u64 = err
+        .split("Error: step ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the error names no step: {err}"));
+    assert!(err.contains("the loss is") || err.contains("the gradient norm is"), "{err}");
+    assert!(err.contains("last good checkpoint"), "{err}");
+    assert!((2..=6).contains(&step), "stopped at step {step}:\n{err}");
+
+    assert!(!run.join("final").exists(), "a failed run must not publish final/");
+    assert_eq!(latest(&run), format!("step_{}", step - 1));
+    assert_eq!(*step_dirs(&run).last().unwrap(), step - 1);
+    assert_eq!(state(&ckpt(&run, step - 1))["step"], step - 1);
+    assert!(ckpt(&run, step - 1).join("trainer_state/optimizer.mpk").is_file());
+    assert!(hidden_entries(&run.join("checkpoints")).is_empty());
+    assert!(metric_steps(&run).iter().all(|&s| s < step), "the failed step was logged");
+}
+
+#[test]
+fn checkpoints_hold_an_hf_folder_and_trainer_state_and_are_pruned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // With the final evaluation on the held-out synthetic benchmark.
+    let out = Train::fresh(&run).set("train.checkpoint_every=1").set("train.keep_last=2").ok();
+
+    assert_eq!(step_dirs(&run), [5, 6], "keep_last = 2 must leave exactly the two newest");
+    assert_eq!(latest(&run), "step_6");
+    assert!(hidden_entries(&run.join("checkpoints")).is_empty());
+    assert!(hidden_entries(&run).is_empty());
+    for step in [5, 6] {
+        let dir = ckpt(&run, step);
+        for file in MODEL_FILES.iter().chain(&["trainer_state/state.json", "trainer_state/optimizer.mpk"]) {
+            let path = dir.join(file);
+            assert!(fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false), "missing or empty {}", path.display());
+        }
+        let s = state(&dir);
+        assert_eq!(s["step"], step);
+        assert_eq!(s["schedule_step"], step);
+        assert_eq!(s["run"]["seed"], 42);
+        assert_eq!(json(&dir.join("config.json"))["model_type"], "idefics3");
+        assert_safetensors_f32(&dir.join("model.safetensors"));
+    }
+    // A later checkpoint is a different model; final/ is the last one, without trainer state.
+    assert!(read(&ckpt(&run, 5).join("model.safetensors")) != read(&ckpt(&run, 6).join("model.safetensors")));
+    assert!(final_weights(&run) == read(&ckpt(&run, 6).join("model.safetensors")));
+    for file in MODEL_FILES {
+        assert!(run.join("final").join(file).is_file(), "final/ lacks {file}");
+    }
+    assert!(!run.join("final/trainer_state").exists());
+
+    assert_eq!(metric_steps(&run), (1..=6).collect::<Vec<_>>());
+    assert!(metrics(&run).iter().all(|(_, loss)| loss.is_finite() && *loss > 0.0));
+    assert!(fs::read_dir(run.join("tb")).unwrap().count() > 0, "no TensorBoard events");
+    assert!(run.join("eval/final/report.md").is_file(), "no final evaluation:\n{out}");
+    let samples = String::from_utf8(read(&run.join("eval/final/samples.jsonl"))).unwrap();
+    assert_eq!(samples.lines().count(), 4, "one sample per held-out benchmark item");
+    assert!(out.contains("| Parser |"), "no accuracy table printed:\n{out}");
+}
+
+/// The safetensors header parses, and every tensor is F32 with data inside the file.
+fn assert_safetensors_f32(path: &Path) {
+    let bytes = read(path);
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data_len = (bytes.len() - 8 - n) as u64;
+    let tensors: Vec<_> = header.as_object().unwrap().iter().filter(|(k, _)| *k != "__metadata__").collect();
+    assert!(!tensors.is_empty());
+    for (name, t) in tensors {
+        assert_eq!(t["dtype"], "F32", "{name}");
+        let end = t["data_offsets"][1].as_u64().unwrap();
+        assert!(end <= data_len, "{name} ends past the data");
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_weights_and_another_seed_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    Train::fresh(&a).no_eval().ok();
+    Train::fresh(&b).no_eval().ok();
+    Train::fresh(&c).set("train.seed=7").no_eval().ok();
+    assert!(final_weights(&a) == final_weights(&b), "two runs with the same seed differ");
+    assert_eq!(metrics(&a), metrics(&b));
+    // Another seed shuffles the data differently (the initialisation is model.init_seed's).
+    assert!(final_weights(&a) != final_weights(&c), "train.seed has no effect");
+}
+
+/// Loads `final/` with HF transformers (needs `tools/.venv`): no missing or unexpected keys,
+/// the processor loads, and greedy answers to the held-out items match the ones safeaware's
+/// own evaluation generated. Run with `--ignored`.
+#[test]
+#[ignore = "needs tools/.venv with torch + transformers"]
+fn final_folder_loads_in_hf_transformers() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python");
+    assert!(python.is_file(), "no {}", python.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    Train::fresh(&run).ok();
+    let cache = fs::read_dir(tmp.path().join(".cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("benchmark.jsonl").is_file())
+        .expect("a synthetic cache");
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(HF_CHECK)
+        .arg(run.join("final"))
+        .arg(cache)
+        .arg(run.join("eval/final/samples.jsonl"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "HF check failed:\n{}", text(&out));
+}
+
+const HF_CHECK: &str = r#"
+import json, sys
+from pathlib import Path
+import torch, transformers
+from PIL import Image
+from safetensors.torch import load_file
+transformers.logging.set_verbosity_error()
+folder, cache, samples = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+model, info = transformers.Idefics3ForConditionalGeneration.from_pretrained(
+    folder, dtype=torch.float32, attn_implementation="eager", output_loading_info=True)
+model.eval()
+bad = {k: v for k, v in info.items() if v}
+assert not bad, f"loading problems: {bad}"
+state = model.state_dict()
+for name, t in load_file(str(folder / "model.safetensors")).items():
+    assert torch.equal(state[name], t), f"{name} differs after loading"
+processor = transformers.AutoProcessor.from_pretrained(folder)
+items = {j["id"]: j for j in map(json.loads, (cache / "benchmark.jsonl").read_text().splitlines())}
+mismatches = []
+for line in samples.read_text().splitlines():
+    s = json.loads(line)
+    item = items[s["id"]]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s["prompt"]}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    image = Image.open(cache / item["image"]).convert("RGB")
+    inputs = processor(text=prompt, images=[image], return_tensors="pt")
+    with torch.no_grad():
+        seq = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    text = processor.decode(seq[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    if text != s["response"].strip():
+        mismatches.append((s["id"], text, s["response"]))
+assert not mismatches, f"HF answers differ from safeaware's: {mismatches}"
+print(f"ok: {len(items)} items")
+"#;
