@@ -124,10 +124,26 @@ impl<B: Backend, F: FnMut(&HfParam) -> Option<Vec<f32>>> ModuleMapper<B> for Rep
         let hf = hf_param(&self.path.0, &param.lazy_shape());
         let Some(values) = (self.values)(&hf) else { return param };
         let device = param.lazy_device();
-        let tensor = Tensor::<B, D>::from_data(TensorData::new(values, hf.shape.clone()), &device);
-        let tensor = if hf.transposed { tensor.transpose() } else { tensor };
+        // Transposed on the host so the Burn tensor is contiguous: matmuls against a transposed
+        // view are markedly slower on CPU backends.
+        let (values, shape) = match (hf.transposed, hf.shape.as_slice()) {
+            (true, &[rows, cols]) => (transpose(&values, rows, cols), vec![cols, rows]),
+            _ => (values, hf.shape.clone()),
+        };
+        let tensor = Tensor::<B, D>::from_data(TensorData::new(values, shape), &device);
         Param::initialized(param.id, tensor.require_grad())
     }
+}
+
+/// `[rows, cols]` row-major → `[cols, rows]` row-major.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
 }
 
 /// Replaces every parameter for which `values` returns data (HF layout, row-major).
@@ -168,6 +184,7 @@ impl<B: Backend> Idefics3<B> {
         write_safetensors(&dir.join(WEIGHTS_FILE), &layout, dtype, |i| {
             let (hf, tensor) = &tensors[i];
             let values = tensor.clone().into_data().convert::<f32>().to_vec::<f32>().expect("converted to f32");
+            let values = if hf.transposed { transpose(&values, hf.shape[1], hf.shape[0]) } else { values };
             OutTensor { name: hf.name.clone(), shape: hf.shape.clone(), values }
         })?;
         self.config().save(&dir.join(CONFIG_FILE))
@@ -190,13 +207,11 @@ impl<B: Backend> ModuleVisitor<B> for Gather<B> {
         let value = param.val();
         let hf = hf_param(&self.path.0, &value.dims());
         let numel = value.shape().num_elements();
-        // Linear weights go back to HF's [out, in]: a free view for loaded weights.
-        let value = if hf.transposed { value.transpose() } else { value };
         self.out.push((hf, value.reshape([numel])));
     }
 }
 
-/// Every parameter flattened to 1-D in HF layout, next to its HF description.
+/// Every parameter flattened to 1-D (Burn layout), next to its HF description.
 fn flat_params<B: Backend, M: Module<B>>(model: &M) -> Vec<(HfParam, Tensor<B, 1>)> {
     let mut gather = Gather { path: PathTracker::default(), out: Vec::new() };
     model.visit(&mut gather);

@@ -287,8 +287,11 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
         state.elapsed_s = elapsed_before + session_start.elapsed().as_secs_f64();
         progress.set(step, &format!("loss {step_loss:.4}"));
 
+        // A pause also closes the logging window: its steps' losses would otherwise be lost,
+        // since a resumed run starts a new window.
+        let stop_here = job.stop_at_step == Some(step);
         let mut record = None;
-        if step % t.log_every.max(1) == 0 || step == total_steps {
+        if step % t.log_every.max(1) == 0 || step == total_steps || stop_here {
             let secs = window_start.elapsed().as_secs_f64().max(1e-9);
             record = Some(MetricsRecord {
                 step,
@@ -324,7 +327,6 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
             tb.flush()?;
             progress.println(&format_record(&record));
         }
-        let stop_here = job.stop_at_step == Some(step);
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || stop_here {
             let path = write_checkpoint(run, step, |dir| {
                 save_model_folder(&model, &processor, dir)?;

@@ -367,6 +367,25 @@ fn resume_without_a_checkpoint_fails_clearly() {
 }
 
 #[test]
+fn a_malformed_checkpoint_delay_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let err = Train::fresh(&run).env(CHECKPOINT_DELAY_ENV, "soon").no_eval().fails();
+    assert!(err.contains(CHECKPOINT_DELAY_ENV) && err.contains("milliseconds"), "{err}");
+    assert!(!run.join("checkpoints").exists());
+}
+
+#[test]
+fn a_pause_logs_the_open_metrics_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    Train::fresh(&run).set("train.log_every=4").no_eval().stop_at(3).ok();
+    assert_eq!(metric_steps(&run), [3], "the losses of steps 1-3 must be logged when pausing");
+    Train::resume(&run).no_eval().ok();
+    assert_eq!(metric_steps(&run), [3, 4, 6]);
+}
+
+#[test]
 fn a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");

@@ -195,7 +195,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     };
     let config = RunConfig {
         prompt,
-        decoding,
+        decoding: decoding.clone(),
         progress,
         ..RunConfig::new(&out)
     };
