@@ -7,7 +7,10 @@
 #   tools/bench_compare.sh [options]
 #
 # Options (each has an environment variable of the same meaning; a flag wins over the variable):
-#   --quickstart DIR    quickstart model folder            QUICKSTART_MODEL  (checkpoints/quickstart/final)
+#   --quickstart M      quickstart model: a folder, or a preset name (tiny, small)  QUICKSTART_MODEL
+#                       (checkpoints/quickstart/final if it has config.json, else tiny)
+#                       A preset name in any case's model field is first written to target/bench/models/<name>
+#                       with `safeaware bench export` (seeded random weights), and both sides load that folder.
 #   --smol DIR          SmolVLM-256M-sized model folder    SMOL_MODEL        (model/tests/fixtures/config_only/smolvlm-256m)
 #   --cases LIST        default cases to run, comma-separated  CASES         (all: qs-train-b8,qs-gen-b1,qs-gen-b8,smol-train-b1,smol-gen-b1)
 #   --case SPEC         extra case, repeatable: name,mode,model,batch,seq[,new_tokens[,dtype[,steps[,warmup]]]]
@@ -49,7 +52,7 @@ cd "$ROOT"
 die() { echo "bench_compare: error: $*" >&2; exit 2; }
 note() { echo "bench_compare: $*" >&2; }
 
-QUICKSTART_MODEL=${QUICKSTART_MODEL:-checkpoints/quickstart/final}
+QUICKSTART_MODEL=${QUICKSTART_MODEL:-}
 SMOL_MODEL=${SMOL_MODEL:-model/tests/fixtures/config_only/smolvlm-256m}
 CASES=${CASES:-}
 ROUNDS=${ROUNDS:-3}
@@ -117,6 +120,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+if [[ -z "$QUICKSTART_MODEL" ]]; then
+  if [[ -f checkpoints/quickstart/final/config.json ]]; then QUICKSTART_MODEL=checkpoints/quickstart/final; else QUICKSTART_MODEL=tiny; fi
+fi
+
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 is_pos() { [[ "$1" =~ ^[0-9]+$ && "$1" -ge 1 ]]; }
 for v in ROUNDS THREADS QS_SEQ SMOL_SEQ NEW_TOKENS STEPS WARMUP GEN_STEPS GEN_WARMUP RUN_TIMEOUT TIME_BUDGET; do
@@ -168,6 +175,18 @@ for i in "${!SPECS[@]}"; do
   SPECS[i]="$name,$mode,$model,$batch,$seq,$k,$dtype,$steps,$warm"
 done
 
+# Preset names (no folder of that name) become exported folders; the export runs before the preflight.
+PRESETS_RE='^(tiny|small)$'
+declare -A EXPORTS=()
+for i in "${!SPECS[@]}"; do
+  IFS=, read -r name mode model rest <<< "${SPECS[$i]}"
+  if [[ "$model" =~ $PRESETS_RE && ! -d "$model" ]]; then
+    EXPORTS[$model]=target/bench/models/$model
+    SPECS[i]="$name,$mode,target/bench/models/$model,$rest"
+  fi
+done
+export_cmd() { echo "$SAFEAWARE_BIN" bench export --model "$1" --out "target/bench/models/$1"; }
+
 # ------------------------------------------------------------------------------------- commands
 read -ra SA_EXTRA <<< "$SAFEAWARE_ARGS"
 read -ra TORCH_EXTRA <<< "$TORCH_ARGS"
@@ -200,6 +219,7 @@ impls_for_round() {  # impls_for_round R -> order of the two sides in round R
 
 if [[ "$DRY_RUN" == 1 ]]; then
   echo "# $ROUNDS round(s), order $ORDER, threads $THREADS, device $DEVICE"
+  for preset in "${!EXPORTS[@]}"; do echo "$(export_cmd "$preset")"; done
   for ((r = 1; r <= ROUNDS; r++)); do
     for spec in "${SPECS[@]}"; do
       for impl in $(impls_for_round "$r"); do
@@ -213,6 +233,11 @@ if [[ "$DRY_RUN" == 1 ]]; then
 fi
 
 # ------------------------------------------------------------------------------------ preflight
+for preset in "${!EXPORTS[@]}"; do
+  [[ -x "$SAFEAWARE_BIN" ]] || die "preset '$preset' must be exported by '$SAFEAWARE_BIN bench export', which is missing (pass a model folder instead)"
+  note "exporting preset $preset to target/bench/models/$preset"
+  $(export_cmd "$preset") >/dev/null 2>&1 || die "'$(export_cmd "$preset")' failed"
+done
 for spec in "${SPECS[@]}"; do
   IFS=, read -r name _ model _ <<< "$spec"
   [[ -f "$model/config.json" ]] || die "case $name: model folder '$model' has no config.json (pass --quickstart/--smol DIR, or choose cases with --cases)"

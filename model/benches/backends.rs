@@ -3,7 +3,7 @@
 //! with a small vocabulary, so the layers dominate). Plain timing loop, not a unit test:
 //!
 //! ```text
-//! cargo bench --release -p safeaware-model --bench backends [-- ITERS]
+//! cargo bench -p safeaware-model --bench backends [-- ITERS] [flex|ndarray]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -73,11 +73,20 @@ fn bench<B: AutodiffBackend>(name: &str, iters: usize) {
 use burn::module::AutodiffModule;
 
 fn main() {
-    let iters = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let iters = args.iter().find_map(|a| a.parse().ok()).unwrap_or(5);
+    let only = |name: &str| !args.iter().any(|a| a == "flex" || a == "ndarray") || args.iter().any(|a| a == name);
     println!(
         "1 vision layer (768 wide, {BATCH} tiles x 1024 patches) + 1 text layer (576 wide, {BATCH} x {} tokens), mean of {iters}",
         1 + 64 + TEXT_AFTER
     );
-    bench::<Autodiff<Flex>>("flex", iters);
-    bench::<Autodiff<NdArray>>("ndarray", iters);
+    // Alternating rounds, so a machine whose load changes treats both backends alike.
+    for _ in 0..2 {
+        if only("flex") {
+            bench::<Autodiff<Flex>>("flex", iters);
+        }
+        if only("ndarray") {
+            bench::<Autodiff<NdArray>>("ndarray", iters);
+        }
+    }
 }

@@ -3,8 +3,8 @@
 //! Works on embeddings so the VLM can splice image features in first; optionally reads and
 //! extends a [`KvCache`].
 
-use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::module::{Initializer, Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -13,6 +13,27 @@ use crate::attention::{merge_heads, repeat_kv, scaled_dot_product, split_heads, 
 use crate::config::TextConfig;
 use crate::kv_cache::KvCache;
 use crate::rope::{apply_rotary, Rope};
+
+/// Llama's RMSNorm: `x / sqrt(mean(x²) + eps) · weight`, in the backend's float type (Burn's
+/// `RmsNorm` round-trips through an f32 cast that costs more than the norm on CPU backends).
+#[derive(Module, Debug)]
+pub struct LlamaRmsNorm<B: Backend> {
+    /// The scale, `[hidden]`.
+    pub weight: Param<Tensor<B, 1>>,
+    eps: f64,
+}
+
+impl<B: Backend> LlamaRmsNorm<B> {
+    fn new(width: usize, eps: f64, device: &B::Device) -> Self {
+        Self { weight: Initializer::Ones.init([width], device), eps }
+    }
+
+    /// Normalises the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt().recip();
+        x * inv_rms * self.weight.val().unsqueeze()
+    }
+}
 
 /// Grouped-query self-attention (`self_attn`).
 #[derive(Module, Debug)]
@@ -85,9 +106,9 @@ pub struct DecoderLayer<B: Backend> {
     /// MLP.
     pub mlp: LlamaMlp<B>,
     /// Norm before attention.
-    pub input_layernorm: RmsNorm<B>,
+    pub input_layernorm: LlamaRmsNorm<B>,
     /// Norm before the MLP.
-    pub post_attention_layernorm: RmsNorm<B>,
+    pub post_attention_layernorm: LlamaRmsNorm<B>,
 }
 
 /// The language model without its head (`model.text_model`).
@@ -98,7 +119,7 @@ pub struct TextModel<B: Backend> {
     /// Decoder layers in order.
     pub layers: Vec<DecoderLayer<B>>,
     /// Final norm.
-    pub norm: RmsNorm<B>,
+    pub norm: LlamaRmsNorm<B>,
     #[module(skip)]
     rope: Rope,
 }
@@ -109,7 +130,7 @@ impl<B: Backend> TextModel<B> {
         let d = config.hidden_size;
         let (q_out, kv_out) = (config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim);
         let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
-        let norm = || RmsNormConfig::new(d).with_epsilon(config.rms_norm_eps).init(device);
+        let norm = || LlamaRmsNorm::new(d, config.rms_norm_eps, device);
         let layers = (0..config.num_hidden_layers)
             .map(|_| DecoderLayer {
                 self_attn: LlamaAttention {

@@ -1,13 +1,12 @@
 //! HF safetensors ⇄ Burn parameters. The whole name mapping is [`hf_param`]: module fields are
 //! named exactly like HF's submodules, so a parameter's HF name is its Burn module path, with
-//! three renames/re-layouts:
+//! two renames/re-layouts:
 //!
 //! | Burn parameter                         | HF tensor                  |
 //! |----------------------------------------|----------------------------|
 //! | `….{Linear}.weight` `[in, out]`        | `….weight` `[out, in]` (transposed) |
 //! | `….{LayerNorm}.gamma` / `.beta`        | `….weight` / `….bias`      |
-//! | `….{RmsNorm}.gamma`                    | `….weight`                 |
-//! | anything else (`bias`, `Embedding.weight`, `patch_embedding.weight`) | same name, same layout |
+//! | anything else (`bias`, `Embedding.weight`, `patch_embedding.weight`, RMSNorm `weight`) | same name, same layout |
 //!
 //! giving e.g. `model.vision_model.encoder.layers.3.self_attn.q_proj.weight`,
 //! `model.connector.modality_projection.proj.weight`, `model.text_model.norm.weight`,
@@ -58,7 +57,7 @@ fn hf_param(path: &[(String, String)], burn_shape: &[usize]) -> HfParam {
     let (field, owner) = path.last().map(|(f, o)| (f.as_str(), o.as_str())).unwrap_or_default();
     let (leaf, transposed, role) = match (owner, field) {
         ("Struct:Linear", "weight") => ("weight", true, ParamRole::Matrix),
-        ("Struct:LayerNorm" | "Struct:RmsNorm", "gamma") => ("weight", false, ParamRole::NormScale),
+        ("Struct:LayerNorm", "gamma") | ("Struct:LlamaRmsNorm", "weight") => ("weight", false, ParamRole::NormScale),
         ("Struct:LayerNorm", "beta") | (_, "bias") => ("bias", false, ParamRole::Bias),
         (_, other) => (other, false, ParamRole::Matrix),
     };

@@ -65,7 +65,15 @@ pub fn resolve_files(recipe: &Recipe, cache_root: &Path) -> Result<DataFiles> {
 
 /// Generates the synthetic data set for `cfg` unless the cache already holds it.
 fn ensure_synthetic(cfg: &SynthConfig, cache_root: &Path) -> Result<PathBuf> {
-    let key = serde_json::to_string(cfg).context("serialising synth settings")?;
+    // The key covers the settings and what the generator makes of them (its first item of each
+    // split), so a changed world is regenerated rather than read from a stale cache.
+    let mut key = serde_json::to_string(cfg).context("serialising synth settings")?;
+    let held = synth::world::held_out(cfg.seed);
+    for split in synth::Split::ALL {
+        let item = synth::make_item(cfg, &held, split, 0);
+        key.push_str(&serde_json::to_string(&item.trace).context("serialising a synth trace")?);
+        key.push_str(&fnv1a64_hex(item.image.as_raw()));
+    }
     let dir = cache_root.join(format!("synth-{}", fnv1a64_hex(key.as_bytes())));
     if dir.join("benchmark.jsonl").is_file() {
         return Ok(dir);

@@ -531,8 +531,9 @@ for name, t in load_file(str(folder / "model.safetensors")).items():
     assert torch.equal(state[name], t), f"{name} differs after loading"
 processor = transformers.AutoProcessor.from_pretrained(folder)
 items = {j["id"]: j for j in map(json.loads, (cache / "benchmark.jsonl").read_text().splitlines())}
-mismatches = []
+mismatches, compared = [], 0
 for line in samples.read_text().splitlines():
+    compared += 1
     s = json.loads(line)
     item = items[s["id"]]
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s["prompt"]}]}]
@@ -544,6 +545,7 @@ for line in samples.read_text().splitlines():
     text = processor.decode(seq[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     if text != s["response"].strip():
         mismatches.append((s["id"], text, s["response"]))
+assert compared == len(items) > 0, f"compared {compared} of {len(items)} items"
 assert not mismatches, f"HF answers differ from safeaware's: {mismatches}"
-print(f"ok: {len(items)} items")
+print(f"ok: {compared} items")
 "#;
