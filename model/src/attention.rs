@@ -26,8 +26,11 @@ pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
         return x;
     }
     let [batch, kv_heads, seq, head_dim] = x.dims();
+    // `repeat_dim` copies whole [S, D] blocks; `expand` + `reshape` gives the same values but
+    // makes CPU backends (flex) materialise a stride-0 view element by element, which was
+    // two thirds of a decode step (the whole cache is repeated every step).
     x.unsqueeze_dim::<5>(2)
-        .expand([batch, kv_heads, n_rep, seq, head_dim])
+        .repeat_dim(2, n_rep)
         .reshape([batch, kv_heads * n_rep, seq, head_dim])
 }
 
