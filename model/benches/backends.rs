@@ -29,16 +29,29 @@ fn config() -> Idefics3Config {
 }
 
 /// One tile (64 image tokens) and `TEXT_AFTER` text tokens per row; the text is the target.
-fn batch<B: Backend>(config: &Idefics3Config, device: &B::Device) -> (VlmInput<B>, Tensor<B, 2, Int>) {
+fn batch<B: Backend>(
+    config: &Idefics3Config,
+    device: &B::Device,
+) -> (VlmInput<B>, Tensor<B, 2, Int>) {
     let row: Vec<i64> = std::iter::once(1)
-        .chain(std::iter::repeat_n(config.image_token_id as i64, config.tokens_per_tile()))
+        .chain(std::iter::repeat_n(
+            config.image_token_id as i64,
+            config.tokens_per_tile(),
+        ))
         .chain((0..TEXT_AFTER as i64).map(|i| 10 + i % 400))
         .collect();
     let seq = row.len();
-    let labels: Vec<i64> = row.iter().map(|&t| if t == 3 || t == 1 { IGNORE_INDEX } else { t }).collect();
+    let labels: Vec<i64> = row
+        .iter()
+        .map(|&t| if t == 3 || t == 1 { IGNORE_INDEX } else { t })
+        .collect();
     let ids = Tensor::from_data(TensorData::new(row.repeat(BATCH), [BATCH, seq]), device);
     let labels = Tensor::from_data(TensorData::new(labels.repeat(BATCH), [BATCH, seq]), device);
-    let pixels = Tensor::random([BATCH, 3, 512, 512], Distribution::Uniform(-1.0, 1.0), device);
+    let pixels = Tensor::random(
+        [BATCH, 3, 512, 512],
+        Distribution::Uniform(-1.0, 1.0),
+        device,
+    );
     (VlmInput::new(ids, Some(pixels)), labels)
 }
 
@@ -67,7 +80,11 @@ fn bench<B: AutodiffBackend>(name: &str, iters: usize) {
         let logits = inner.forward(&input).expect("forward");
         std::hint::black_box(logits.into_data());
     });
-    println!("{name:8} fwd+bwd {:8.1} ms   fwd only {:8.1} ms", train.as_secs_f64() * 1e3, infer.as_secs_f64() * 1e3);
+    println!(
+        "{name:8} fwd+bwd {:8.1} ms   fwd only {:8.1} ms",
+        train.as_secs_f64() * 1e3,
+        infer.as_secs_f64() * 1e3
+    );
 }
 
 use burn::module::AutodiffModule;
@@ -75,7 +92,9 @@ use burn::module::AutodiffModule;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let iters = args.iter().find_map(|a| a.parse().ok()).unwrap_or(5);
-    let only = |name: &str| !args.iter().any(|a| a == "flex" || a == "ndarray") || args.iter().any(|a| a == name);
+    let only = |name: &str| {
+        !args.iter().any(|a| a == "flex" || a == "ndarray") || args.iter().any(|a| a == name)
+    };
     println!(
         "1 vision layer (768 wide, {BATCH} tiles x 1024 patches) + 1 text layer (576 wide, {BATCH} x {} tokens), mean of {iters}",
         1 + 64 + TEXT_AFTER

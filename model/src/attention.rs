@@ -61,6 +61,10 @@ pub fn scaled_dot_product<B: Backend>(
         AttentionMask::Causal => (None, true),
         AttentionMask::Explicit(m) => (Some(m.clone().expand([batch, heads, seq_q, seq_k])), false),
     };
-    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal };
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal,
+    };
     attention(q, k, v, mask, None, options)
 }

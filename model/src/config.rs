@@ -124,10 +124,15 @@ pub struct Idefics3Config {
 impl Idefics3Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|cause| ModelError::Io { action: "reading", path: path.to_owned(), cause })?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|cause| ModelError::Json { path: path.to_owned(), cause })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ModelError::Io {
+            action: "reading",
+            path: path.to_owned(),
+            cause,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
+            path: path.to_owned(),
+            cause,
+        })?;
         Self::from_value(value)
     }
 
@@ -149,7 +154,9 @@ impl Idefics3Config {
         let text = parse_text(&text_fields)?;
         let tie_word_embeddings = match top.opt_bool("tie_word_embeddings")? {
             Some(tied) => tied,
-            None => text_fields.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+            None => text_fields
+                .opt_bool("tie_word_embeddings")?
+                .unwrap_or(false),
         };
         let config = Self {
             family,
@@ -187,26 +194,35 @@ impl Idefics3Config {
                 return Err(ModelError::field(field, "must be positive"));
             }
         }
-        if v.hidden_size % v.num_attention_heads != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_attention_heads) {
             return Err(ModelError::field(
                 "vision_config.num_attention_heads",
-                format!("{} does not divide hidden_size {}", v.num_attention_heads, v.hidden_size),
+                format!(
+                    "{} does not divide hidden_size {}",
+                    v.num_attention_heads, v.hidden_size
+                ),
             ));
         }
-        if v.image_size == 0 || v.image_size % v.patch_size != 0 {
+        if v.image_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
             return Err(ModelError::field(
                 "vision_config.image_size",
-                format!("{} is not a positive multiple of patch_size {}", v.image_size, v.patch_size),
+                format!(
+                    "{} is not a positive multiple of patch_size {}",
+                    v.image_size, v.patch_size
+                ),
             ));
         }
         let side = v.image_size / v.patch_size;
-        if side % self.scale_factor != 0 {
+        if !side.is_multiple_of(self.scale_factor) {
             return Err(ModelError::field(
                 "scale_factor",
-                format!("{} does not divide the {side} patches per tile side", self.scale_factor),
+                format!(
+                    "{} does not divide the {side} patches per tile side",
+                    self.scale_factor
+                ),
             ));
         }
-        if t.num_attention_heads % t.num_key_value_heads != 0 {
+        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return Err(ModelError::field(
                 "text_config.num_key_value_heads",
                 format!(
@@ -215,13 +231,19 @@ impl Idefics3Config {
                 ),
             ));
         }
-        if t.head_dim % 2 != 0 {
-            return Err(ModelError::field("text_config.head_dim", "must be even for rotary embeddings"));
+        if !t.head_dim.is_multiple_of(2) {
+            return Err(ModelError::field(
+                "text_config.head_dim",
+                "must be even for rotary embeddings",
+            ));
         }
         if self.image_token_id as usize >= t.vocab_size {
             return Err(ModelError::field(
                 "image_token_id",
-                format!("{} is outside the vocabulary of {}", self.image_token_id, t.vocab_size),
+                format!(
+                    "{} is outside the vocabulary of {}",
+                    self.image_token_id, t.vocab_size
+                ),
             ));
         }
         Ok(())
@@ -245,13 +267,19 @@ impl Idefics3Config {
         let v = &self.vision;
         let t = &self.text;
         top.insert("model_type".into(), json!(self.family.model_type()));
-        top.entry("architectures").or_insert_with(|| json!([self.family.architecture()]));
+        top.entry("architectures")
+            .or_insert_with(|| json!([self.family.architecture()]));
         top.insert("image_token_id".into(), json!(self.image_token_id));
         top.insert("scale_factor".into(), json!(self.scale_factor));
-        top.insert("tie_word_embeddings".into(), json!(self.tie_word_embeddings));
+        top.insert(
+            "tie_word_embeddings".into(),
+            json!(self.tie_word_embeddings),
+        );
 
         let mut vision = as_object(top.get("vision_config").unwrap_or(&Value::Null));
-        vision.entry("model_type").or_insert_with(|| json!(self.family.vision_model_type()));
+        vision
+            .entry("model_type")
+            .or_insert_with(|| json!(self.family.vision_model_type()));
         for (key, value) in [
             ("hidden_size", json!(v.hidden_size)),
             ("intermediate_size", json!(v.intermediate_size)),
@@ -286,7 +314,10 @@ impl Idefics3Config {
             ("hidden_act", json!("silu")),
             ("rms_norm_eps", json!(t.rms_norm_eps)),
             ("rope_theta", json!(t.rope_theta)),
-            ("rope_parameters", json!({"rope_type": "default", "rope_theta": t.rope_theta})),
+            (
+                "rope_parameters",
+                json!({"rope_type": "default", "rope_theta": t.rope_theta}),
+            ),
             ("max_position_embeddings", json!(t.max_position_embeddings)),
             ("initializer_range", json!(t.initializer_range)),
             ("attention_bias", json!(false)),
@@ -305,7 +336,8 @@ impl Idefics3Config {
 
     /// Writes [`Self::to_hf_json`] to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(&self.to_hf_json()).expect("JSON values always serialise");
+        let text =
+            serde_json::to_string_pretty(&self.to_hf_json()).expect("JSON values always serialise");
         write_atomic(path, text.as_bytes())
     }
 }
@@ -335,28 +367,46 @@ fn parse_vision(f: &Fields) -> Result<VisionConfig> {
 fn parse_text(f: &Fields) -> Result<TextConfig> {
     if let Some(model_type) = f.opt_str("model_type")? {
         if model_type != "llama" {
-            return Err(f.error("model_type", format!("`{model_type}` is not supported (expected `llama`)")));
+            return Err(f.error(
+                "model_type",
+                format!("`{model_type}` is not supported (expected `llama`)"),
+            ));
         }
     }
     f.expect_str("hidden_act", "silu")?;
-    for flag in ["attention_bias", "mlp_bias", "qk_layer_norms", "use_resampler", "rope_interleaved"] {
+    for flag in [
+        "attention_bias",
+        "mlp_bias",
+        "qk_layer_norms",
+        "use_resampler",
+        "rope_interleaved",
+    ] {
         if f.opt_bool(flag)? == Some(true) {
             return Err(f.error(flag, "`true` is not supported"));
         }
     }
     if !f.get("rope_scaling").is_none_or(Value::is_null) {
-        return Err(f.error("rope_scaling", "RoPE scaling is not supported (must be null)"));
+        return Err(f.error(
+            "rope_scaling",
+            "RoPE scaling is not supported (must be null)",
+        ));
     }
     let rope_theta = match f.get("rope_parameters").filter(|v| !v.is_null()) {
         Some(_) => {
             let rope = f.child("rope_parameters")?;
             if let Some(kind) = rope.opt_str("rope_type")? {
                 if kind != "default" {
-                    return Err(rope.error("rope_type", format!("`{kind}` is not supported (expected `default`)")));
+                    return Err(rope.error(
+                        "rope_type",
+                        format!("`{kind}` is not supported (expected `default`)"),
+                    ));
                 }
             }
-            let extra: Vec<&String> =
-                rope.obj.keys().filter(|k| !matches!(k.as_str(), "rope_type" | "rope_theta")).collect();
+            let extra: Vec<&String> = rope
+                .obj
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "rope_type" | "rope_theta"))
+                .collect();
             if let Some(key) = extra.first() {
                 return Err(rope.error(key, "RoPE scaling parameters are not supported"));
             }
@@ -416,7 +466,10 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     fn new(value: &'a Value, prefix: &str) -> Result<Self> {
         match value {
-            Value::Object(obj) => Ok(Self { obj, prefix: prefix.to_owned() }),
+            Value::Object(obj) => Ok(Self {
+                obj,
+                prefix: prefix.to_owned(),
+            }),
             _ => Err(ModelError::field(
                 if prefix.is_empty() { "<root>" } else { prefix },
                 "expected a JSON object",
@@ -456,14 +509,20 @@ impl<'a> Fields<'a> {
             Some(value) => value
                 .as_u64()
                 .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| self.error(key, format!("expected a non-negative integer, found {value}"))),
+                .ok_or_else(|| {
+                    self.error(
+                        key,
+                        format!("expected a non-negative integer, found {value}"),
+                    )
+                }),
             None => default.ok_or_else(|| self.error(key, "missing")),
         }
     }
 
     fn u32(&self, key: &str, default: Option<u32>) -> Result<u32> {
         let value = self.usize(key, default.map(|d| d as usize))?;
-        u32::try_from(value).map_err(|_| self.error(key, format!("{value} does not fit a token id")))
+        u32::try_from(value)
+            .map_err(|_| self.error(key, format!("{value} does not fit a token id")))
     }
 
     fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
@@ -472,24 +531,37 @@ impl<'a> Fields<'a> {
 
     fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         self.present(key)
-            .map(|value| value.as_f64().ok_or_else(|| self.error(key, format!("expected a number, found {value}"))))
+            .map(|value| {
+                value
+                    .as_f64()
+                    .ok_or_else(|| self.error(key, format!("expected a number, found {value}")))
+            })
             .transpose()
     }
 
     fn f64(&self, key: &str, default: Option<f64>) -> Result<f64> {
-        self.opt_f64(key)?.or(default).ok_or_else(|| self.error(key, "missing"))
+        self.opt_f64(key)?
+            .or(default)
+            .ok_or_else(|| self.error(key, "missing"))
     }
 
     fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         self.present(key)
-            .map(|value| value.as_bool().ok_or_else(|| self.error(key, format!("expected true or false, found {value}"))))
+            .map(|value| {
+                value.as_bool().ok_or_else(|| {
+                    self.error(key, format!("expected true or false, found {value}"))
+                })
+            })
             .transpose()
     }
 
     fn opt_str(&self, key: &str) -> Result<Option<String>> {
         self.present(key)
             .map(|value| {
-                value.as_str().map(str::to_owned).ok_or_else(|| self.error(key, format!("expected a string, found {value}")))
+                value
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| self.error(key, format!("expected a string, found {value}")))
             })
             .transpose()
     }
@@ -503,9 +575,10 @@ impl<'a> Fields<'a> {
     /// Fails unless `key` is absent or equal to `expected`.
     fn expect_str(&self, key: &str, expected: &str) -> Result<()> {
         match self.opt_str(key)? {
-            Some(found) if found != expected => {
-                Err(self.error(key, format!("`{found}` is not supported (expected `{expected}`)")))
-            }
+            Some(found) if found != expected => Err(self.error(
+                key,
+                format!("`{found}` is not supported (expected `{expected}`)"),
+            )),
             _ => Ok(()),
         }
     }
@@ -558,20 +631,45 @@ mod tests {
 
     #[test]
     fn unsupported_values_name_their_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("model_type", Box::new(|v| v["model_type"] = json!("llava"))),
-            ("text_config.rope_scaling", Box::new(|v| v["text_config"]["rope_scaling"] = json!({"factor": 2.0}))),
-            ("text_config.hidden_act", Box::new(|v| v["text_config"]["hidden_act"] = json!("gelu"))),
-            ("text_config.attention_bias", Box::new(|v| v["text_config"]["attention_bias"] = json!(true))),
-            ("text_config.mlp_bias", Box::new(|v| v["text_config"]["mlp_bias"] = json!(true))),
-            ("vision_config.hidden_act", Box::new(|v| v["vision_config"]["hidden_act"] = json!("relu"))),
+            (
+                "text_config.rope_scaling",
+                Box::new(|v| v["text_config"]["rope_scaling"] = json!({"factor": 2.0})),
+            ),
+            (
+                "text_config.hidden_act",
+                Box::new(|v| v["text_config"]["hidden_act"] = json!("gelu")),
+            ),
+            (
+                "text_config.attention_bias",
+                Box::new(|v| v["text_config"]["attention_bias"] = json!(true)),
+            ),
+            (
+                "text_config.mlp_bias",
+                Box::new(|v| v["text_config"]["mlp_bias"] = json!(true)),
+            ),
+            (
+                "vision_config.hidden_act",
+                Box::new(|v| v["vision_config"]["hidden_act"] = json!("relu")),
+            ),
             (
                 "text_config.rope_parameters.rope_type",
-                Box::new(|v| v["text_config"]["rope_parameters"] = json!({"rope_type": "yarn", "rope_theta": 1.0})),
+                Box::new(|v| {
+                    v["text_config"]["rope_parameters"] =
+                        json!({"rope_type": "yarn", "rope_theta": 1.0})
+                }),
             ),
-            ("text_config.vocab_size", Box::new(|v| v["text_config"]["vocab_size"] = json!("many"))),
+            (
+                "text_config.vocab_size",
+                Box::new(|v| v["text_config"]["vocab_size"] = json!("many")),
+            ),
             ("scale_factor", Box::new(|v| v["scale_factor"] = json!(3))),
-            ("text_config", Box::new(|v| drop(v.as_object_mut().unwrap().remove("text_config")))),
+            (
+                "text_config",
+                Box::new(|v| drop(v.as_object_mut().unwrap().remove("text_config"))),
+            ),
         ];
         for (field, mutate) in cases {
             let mut v = base();
@@ -585,8 +683,20 @@ mod tests {
         let c = Idefics3Config::from_value(base()).unwrap();
         let out = c.to_hf_json();
         assert_eq!(out["text_config"]["some_unknown_field"], json!([1, 2]));
-        assert_eq!(out["text_config"]["rope_parameters"]["rope_theta"], json!(500.0));
+        assert_eq!(
+            out["text_config"]["rope_parameters"]["rope_theta"],
+            json!(500.0)
+        );
         let again = Idefics3Config::from_value(out).unwrap();
-        assert_eq!(Idefics3Config { raw: Value::Null, ..again }, Idefics3Config { raw: Value::Null, ..c });
+        assert_eq!(
+            Idefics3Config {
+                raw: Value::Null,
+                ..again
+            },
+            Idefics3Config {
+                raw: Value::Null,
+                ..c
+            }
+        );
     }
 }

@@ -25,16 +25,26 @@ pub struct Connector<B: Backend> {
 
 impl<B: Backend> Connector<B> {
     /// Builds the connector with lazily-initialised placeholder parameters.
-    pub fn new(vision_hidden: usize, text_hidden: usize, scale_factor: usize, device: &B::Device) -> Self {
+    pub fn new(
+        vision_hidden: usize,
+        text_hidden: usize,
+        scale_factor: usize,
+        device: &B::Device,
+    ) -> Self {
         let proj = LinearConfig::new(vision_hidden * scale_factor * scale_factor, text_hidden)
             .with_bias(false)
             .init(device);
-        Self { modality_projection: ModalityProjection { proj }, scale_factor }
+        Self {
+            modality_projection: ModalityProjection { proj },
+            scale_factor,
+        }
     }
 
     /// `[N, side², vision_hidden]` → `[N, (side/scale)², text_hidden]`.
     pub fn forward(&self, features: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.modality_projection.proj.forward(pixel_shuffle(features, self.scale_factor))
+        self.modality_projection
+            .proj
+            .forward(pixel_shuffle(features, self.scale_factor))
     }
 }
 
@@ -42,7 +52,11 @@ impl<B: Backend> Connector<B> {
 pub fn pixel_shuffle<B: Backend>(x: Tensor<B, 3>, s: usize) -> Tensor<B, 3> {
     let [n, seq, d] = x.dims();
     let side = (seq as f64).sqrt().round() as usize;
-    debug_assert_eq!(side * side, seq, "pixel_shuffle needs a square number of patches");
+    debug_assert_eq!(
+        side * side,
+        seq,
+        "pixel_shuffle needs a square number of patches"
+    );
     x.reshape([n, side, side / s, d * s])
         .swap_dims(1, 2)
         .reshape([n, side / s, side / s, d * s * s])
@@ -64,7 +78,10 @@ mod tests {
         let (n, side, d, s) = (2usize, 6usize, 3usize, 3usize);
         let seq = side * side;
         let input: Vec<f32> = (0..n * seq * d).map(|v| v as f32).collect();
-        let x = Tensor::<NdArray, 3>::from_data(TensorData::new(input.clone(), [n, seq, d]), &Default::default());
+        let x = Tensor::<NdArray, 3>::from_data(
+            TensorData::new(input.clone(), [n, seq, d]),
+            &Default::default(),
+        );
         let out = pixel_shuffle(x, s).into_data().to_vec::<f32>().unwrap();
         let k = side / s;
         let mut expected = Vec::with_capacity(out.len());

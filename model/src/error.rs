@@ -84,7 +84,11 @@ pub enum ModelError {
 
 fn list_problems(missing: &[String], unexpected: &[String], mis_shaped: &[String]) -> String {
     let mut out = String::new();
-    for (title, items) in [("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)] {
+    for (title, items) in [
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", mis_shaped),
+    ] {
         if !items.is_empty() {
             out.push_str(&format!("\n  {title} ({}):", items.len()));
             for item in items {
@@ -101,11 +105,17 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 impl ModelError {
     /// A [`ModelError::ConfigField`] for `field`.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::ConfigField { field: field.into(), message: message.into() }
+        Self::ConfigField {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// A [`ModelError::Input`] for input `name`.
     pub fn input(name: &'static str, message: impl Into<String>) -> Self {
-        Self::Input { name, message: message.into() }
+        Self::Input {
+            name,
+            message: message.into(),
+        }
     }
 }

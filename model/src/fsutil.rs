@@ -19,14 +19,20 @@ pub fn write_atomic_with(
 ) -> Result<()> {
     let io_err = |action, path: &Path| {
         let path = path.to_owned();
-        move |cause| ModelError::Io { action, path, cause }
+        move |cause| ModelError::Io {
+            action,
+            path,
+            cause,
+        }
     };
     let tmp = temp_path(path);
     let result = (|| {
         let file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
         let mut out = BufWriter::new(file);
         fill(&mut out).map_err(io_err("writing", &tmp))?;
-        let file = out.into_inner().map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
         file.sync_all().map_err(io_err("syncing", &tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err("renaming into", path))
     })();
@@ -37,7 +43,10 @@ pub fn write_atomic_with(
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -56,7 +65,10 @@ mod tests {
         let failed = write_atomic_with(&target, |_| Err(std::io::Error::other("boom")));
         assert!(failed.is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -58,7 +58,9 @@ impl<B: Backend> Idefics3<B> {
         let mut cache = KvCache::new(self.model.text_model.num_layers(), batch);
         let hidden = self.forward_hidden(input, Some(&mut cache))?;
         let width = hidden.dims()[2];
-        let last = hidden.slice(s![.., seq - 1..seq, ..]).reshape([batch, width]);
+        let last = hidden
+            .slice(s![.., seq - 1..seq, ..])
+            .reshape([batch, width]);
         Ok((self.logits(last), cache))
     }
 
@@ -66,17 +68,26 @@ impl<B: Backend> Idefics3<B> {
     pub fn decode_step(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Tensor<B, 2>> {
         let batch = cache.batch_size();
         if tokens.len() != batch {
-            return Err(ModelError::input("tokens", format!("{} tokens for a batch of {batch}", tokens.len())));
+            return Err(ModelError::input(
+                "tokens",
+                format!("{} tokens for a batch of {batch}", tokens.len()),
+            ));
         }
         let vocab = self.config().text.vocab_size;
         if let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ModelError::input("tokens", format!("token id {bad} is outside the vocabulary of {vocab}")));
+            return Err(ModelError::input(
+                "tokens",
+                format!("token id {bad} is outside the vocabulary of {vocab}"),
+            ));
         }
         let device = self.model.text_model.embed_tokens.weight.device();
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, 1]), &device);
         let embeds = self.model.text_model.embed_tokens.forward(ids);
-        let hidden = self.model.text_model.forward(embeds, &vec![vec![true]; batch], Some(cache));
+        let hidden = self
+            .model
+            .text_model
+            .forward(embeds, &vec![vec![true]; batch], Some(cache));
         let width = hidden.dims()[2];
         Ok(self.logits(hidden.reshape([batch, width])))
     }
@@ -119,19 +130,28 @@ impl<B: Backend> Idefics3<B> {
         Ok(tokens
             .into_iter()
             .zip(finish)
-            .map(|(tokens, finish)| GeneratedSequence { tokens, finish: finish.unwrap_or(FinishReason::Length) })
+            .map(|(tokens, finish)| GeneratedSequence {
+                tokens,
+                finish: finish.unwrap_or(FinishReason::Length),
+            })
             .collect())
     }
 }
 
 /// Left-pads token rows of different lengths into `input_ids` and `attention_mask` `[B, T]`.
-pub fn left_pad<B: Backend>(rows: &[Vec<u32>], pad_token_id: u32, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+pub fn left_pad<B: Backend>(
+    rows: &[Vec<u32>],
+    pad_token_id: u32,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
     let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut ids = Vec::with_capacity(rows.len() * seq);
     let mut mask = Vec::with_capacity(rows.len() * seq);
     for row in rows {
         let pad = seq - row.len();
-        ids.extend(std::iter::repeat_n(pad_token_id as i64, pad).chain(row.iter().map(|&t| t as i64)));
+        ids.extend(
+            std::iter::repeat_n(pad_token_id as i64, pad).chain(row.iter().map(|&t| t as i64)),
+        );
         mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, row.len())));
     }
     let shape = [rows.len(), seq];

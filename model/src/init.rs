@@ -30,7 +30,8 @@ impl<B: Backend> Idefics3<B> {
                         config.text.initializer_range
                     };
                     let mut values = normal_values(&mut rng, numel, std);
-                    if let (EMBED_TOKENS, Some(pad)) = (hf.name.as_str(), config.text.pad_token_id) {
+                    if let (EMBED_TOKENS, Some(pad)) = (hf.name.as_str(), config.text.pad_token_id)
+                    {
                         let width = hf.shape[1];
                         let row = pad as usize * width;
                         if row + width <= values.len() {
@@ -70,7 +71,11 @@ mod tests {
         let values = normal_values(&mut StdRng::seed_from_u64(1), 200_001, 0.02);
         let n = values.len() as f64;
         let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let var = values
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
         assert!(mean.abs() < 2e-4, "mean {mean}");
         assert!((var.sqrt() - 0.02).abs() < 2e-4, "std {}", var.sqrt());
     }

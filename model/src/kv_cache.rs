@@ -25,14 +25,18 @@ pub(crate) struct StepLayout {
     pub positions: Vec<i64>,
     /// Keys visible after the step (`past + T`).
     pub key_len: usize,
-    /// Explicit mask when some key is padding, `[B, T, key_len]`, true = masked.
+    /// Explicit mask when some real token follows a padding key, `[B, T, key_len]`, true = masked.
     pub padding_mask: Option<Vec<bool>>,
 }
 
 impl<B: Backend> KvCache<B> {
     /// An empty cache for `batch` rows and `layers` decoder layers.
     pub fn new(layers: usize, batch: usize) -> Self {
-        Self { layers: vec![None; layers], key_valid: vec![Vec::new(); batch], next_position: vec![0; batch] }
+        Self {
+            layers: vec![None; layers],
+            key_valid: vec![Vec::new(); batch],
+            next_position: vec![0; batch],
+        }
     }
 
     /// Rows in the batch.
@@ -62,8 +66,13 @@ impl<B: Backend> KvCache<B> {
             self.key_valid[row].extend_from_slice(valid);
         }
         let key_len = past + seq;
-        let any_padding = self.key_valid.iter().any(|row| row.iter().any(|&v| !v));
-        let padding_mask = any_padding.then(|| {
+        // A padding key matters only if a real token comes after it: trailing (right) padding
+        // is invisible to real tokens under the causal mask, so it needs no explicit mask.
+        let padding_visible = self.key_valid.iter().any(|row| {
+            let first_pad = row.iter().position(|&v| !v);
+            first_pad.is_some_and(|p| row[p..].iter().any(|&v| v))
+        });
+        let padding_mask = padding_visible.then(|| {
             let mut mask = Vec::with_capacity(new_valid.len() * seq * key_len);
             for row in &self.key_valid {
                 for i in 0..seq {
@@ -72,13 +81,25 @@ impl<B: Backend> KvCache<B> {
             }
             mask
         });
-        StepLayout { positions, key_len, padding_mask }
+        StepLayout {
+            positions,
+            key_len,
+            padding_mask,
+        }
     }
 
     /// Appends a layer's new keys/values and returns all of them.
-    pub(crate) fn extend(&mut self, layer: usize, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    pub(crate) fn extend(
+        &mut self,
+        layer: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let (k, v) = match self.layers[layer].take() {
-            Some((old_k, old_v)) => (Tensor::cat(vec![old_k, k], 2), Tensor::cat(vec![old_v, v], 2)),
+            Some((old_k, old_v)) => (
+                Tensor::cat(vec![old_k, k], 2),
+                Tensor::cat(vec![old_v, v], 2),
+            ),
             None => (k, v),
         };
         self.layers[layer] = Some((k.clone(), v.clone()));
@@ -88,7 +109,12 @@ impl<B: Backend> KvCache<B> {
 
 impl StepLayout {
     /// The attention mask this step needs.
-    pub fn mask<B: Backend>(&self, batch: usize, seq: usize, device: &B::Device) -> AttentionMask<B> {
+    pub fn mask<B: Backend>(
+        &self,
+        batch: usize,
+        seq: usize,
+        device: &B::Device,
+    ) -> AttentionMask<B> {
         match &self.padding_mask {
             None => AttentionMask::Causal,
             Some(mask) => AttentionMask::Explicit(Tensor::<B, 4, Bool>::from_data(
@@ -117,12 +143,24 @@ mod tests {
         let step = cache.advance(&[vec![true], vec![true]]);
         assert_eq!(step.positions, vec![2, 3]);
         assert_eq!(step.key_len, 4);
-        assert_eq!(step.padding_mask.unwrap(), vec![true, false, false, false, false, false, false, false]);
+        assert_eq!(
+            step.padding_mask.unwrap(),
+            vec![true, false, false, false, false, false, false, false]
+        );
     }
 
     #[test]
-    fn no_padding_means_plain_causal() {
+    fn no_padding_or_right_padding_means_plain_causal() {
         let mut cache = KvCache::<NdArray>::new(1, 1);
         assert!(cache.advance(&[vec![true; 4]]).padding_mask.is_none());
+        let mut cache = KvCache::<NdArray>::new(1, 2);
+        let step = cache.advance(&[vec![true, true, false], vec![true, true, true]]);
+        assert!(step.padding_mask.is_none());
+        assert_eq!(step.positions, vec![0, 1, 0, 0, 1, 2]);
+        // A real token after the padding must not see it.
+        assert!(cache
+            .advance(&[vec![true], vec![true]])
+            .padding_mask
+            .is_some());
     }
 }

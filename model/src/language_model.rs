@@ -25,12 +25,17 @@ pub struct LlamaRmsNorm<B: Backend> {
 
 impl<B: Backend> LlamaRmsNorm<B> {
     fn new(width: usize, eps: f64, device: &B::Device) -> Self {
-        Self { weight: Initializer::Ones.init([width], device), eps }
+        Self {
+            weight: Initializer::Ones.init([width], device),
+            eps,
+        }
     }
 
     /// Normalises the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt().recip();
+        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps)
+            .sqrt()
+            .recip();
         x * inv_rms * self.weight.val().unsqueeze()
     }
 }
@@ -128,7 +133,10 @@ impl<B: Backend> TextModel<B> {
     /// Builds the model with lazily-initialised placeholder parameters (see [`crate::weights`]).
     pub fn new(config: &TextConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
-        let (q_out, kv_out) = (config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim);
+        let (q_out, kv_out) = (
+            config.num_attention_heads * config.head_dim,
+            config.num_key_value_heads * config.head_dim,
+        );
         let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
         let norm = || LlamaRmsNorm::new(d, config.rms_norm_eps, device);
         let layers = (0..config.num_hidden_layers)
@@ -163,22 +171,37 @@ impl<B: Backend> TextModel<B> {
     /// (`[B][T]`), continuing `cache` when given (and extending it); returns normed hidden states.
     ///
     /// Without a cache, positions start at 0. Padding tokens are never attended to.
-    pub fn forward(&self, embeds: Tensor<B, 3>, valid: &[Vec<bool>], cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        embeds: Tensor<B, 3>,
+        valid: &[Vec<bool>],
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
         let [batch, seq, _] = embeds.dims();
         let device = embeds.device();
         let (layout, mut cache) = match cache {
             Some(cache) => (cache.advance(valid), Some(cache)),
             None => (KvCache::<B>::new(0, batch).advance(valid), None),
         };
-        let (cos, sin) = self.rope.tables::<B>(&layout.positions, batch, seq, &device);
+        let (cos, sin) = self
+            .rope
+            .tables::<B>(&layout.positions, batch, seq, &device);
         let mask = layout.mask::<B>(batch, seq, &device);
-        let step = StepContext { cos: &cos, sin: &sin, mask: &mask };
+        let step = StepContext {
+            cos: &cos,
+            sin: &sin,
+            mask: &mask,
+        };
         let mut x = embeds;
         for (index, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| (c, index));
-            let h = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &step, slot);
+            let h = layer
+                .self_attn
+                .forward(layer.input_layernorm.forward(x.clone()), &step, slot);
             x = x + h;
-            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone()));
+            let h = layer
+                .mlp
+                .forward(layer.post_attention_layernorm.forward(x.clone()));
             x = x + h;
         }
         self.norm.forward(x)

@@ -33,13 +33,22 @@ impl<B: Backend> LossOutput<B> {
     /// The loss of a batch without targets: zero.
     pub fn empty(device: &B::Device) -> Self {
         let zero = Tensor::zeros([1], device);
-        Self { sum: zero.clone(), count: 0, mean: zero }
+        Self {
+            sum: zero.clone(),
+            count: 0,
+            mean: zero,
+        }
     }
 }
 
 /// For labels `[B, T]` (row-major), the flat logit rows `b·T + t` that have a target and those
 /// targets (`labels[b, t + 1]`). Fails on a label outside `[0, vocab)` other than -100.
-pub fn causal_lm_targets(labels: &[i64], batch: usize, seq: usize, vocab: usize) -> Result<(Vec<i64>, Vec<i64>)> {
+pub fn causal_lm_targets(
+    labels: &[i64],
+    batch: usize,
+    seq: usize,
+    vocab: usize,
+) -> Result<(Vec<i64>, Vec<i64>)> {
     let mut rows = Vec::new();
     let mut targets = Vec::new();
     for b in 0..batch {
@@ -49,7 +58,10 @@ pub fn causal_lm_targets(labels: &[i64], batch: usize, seq: usize, vocab: usize)
                 continue;
             }
             if label < 0 || label >= vocab as i64 {
-                return Err(ModelError::input("labels", format!("label {label} is neither -100 nor a token id below {vocab}")));
+                return Err(ModelError::input(
+                    "labels",
+                    format!("label {label} is neither -100 nor a token id below {vocab}"),
+                ));
             }
             rows.push((b * seq + t) as i64);
             targets.push(label);
@@ -59,7 +71,11 @@ pub fn causal_lm_targets(labels: &[i64], batch: usize, seq: usize, vocab: usize)
 }
 
 /// `-Σ log softmax(logits)[target]` for logits `[N, V]` and `N` targets.
-pub fn cross_entropy_sum<B: Backend>(logits: Tensor<B, 2>, targets: &[i64], device: &B::Device) -> Tensor<B, 1> {
+pub fn cross_entropy_sum<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[i64],
+    device: &B::Device,
+) -> Tensor<B, 1> {
     let n = targets.len();
     let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), device);
     log_softmax(logits, 1).gather(1, targets).sum().neg()
@@ -78,7 +94,11 @@ pub fn loss_on_rows<B: Backend>(
     if labels.len() != batch * seq || rows.dims()[0] != batch * seq {
         return Err(ModelError::input(
             "labels",
-            format!("{} labels and {} rows for a [{batch}, {seq}] batch", labels.len(), rows.dims()[0]),
+            format!(
+                "{} labels and {} rows for a [{batch}, {seq}] batch",
+                labels.len(),
+                rows.dims()[0]
+            ),
         ));
     }
     let device = rows.device();
@@ -89,13 +109,23 @@ pub fn loss_on_rows<B: Backend>(
     let count = kept.len();
     let kept = Tensor::<B, 1, Int>::from_data(TensorData::new(kept, [count]), &device);
     let logits = head(rows.select(0, kept));
-    Ok(LossOutput::new(cross_entropy_sum(logits, &targets, &device), count))
+    Ok(LossOutput::new(
+        cross_entropy_sum(logits, &targets, &device),
+        count,
+    ))
 }
 
 /// The loss from full logits `[B, T, V]` (e.g. from [`crate::Idefics3::forward`]).
 pub fn causal_lm_loss<B: Backend>(logits: Tensor<B, 3>, labels: &[i64]) -> Result<LossOutput<B>> {
     let [batch, seq, vocab] = logits.dims();
-    loss_on_rows(logits.reshape([batch * seq, vocab]), labels, batch, seq, vocab, |l| l)
+    loss_on_rows(
+        logits.reshape([batch * seq, vocab]),
+        labels,
+        batch,
+        seq,
+        vocab,
+        |l| l,
+    )
 }
 
 #[cfg(test)]

@@ -43,9 +43,16 @@ impl ParamCounts {
             + side * side * d
             + v.num_hidden_layers * vision_layer
             + 2 * d;
-        let connector = linear(d * config.scale_factor * config.scale_factor, t.hidden_size, false);
+        let connector = linear(
+            d * config.scale_factor * config.scale_factor,
+            t.hidden_size,
+            false,
+        );
         let h = t.hidden_size;
-        let (q, kv) = (t.num_attention_heads * t.head_dim, t.num_key_value_heads * t.head_dim);
+        let (q, kv) = (
+            t.num_attention_heads * t.head_dim,
+            t.num_key_value_heads * t.head_dim,
+        );
         let text_layer = linear(h, q, false)
             + 2 * linear(h, kv, false)
             + linear(q, h, false)
@@ -54,12 +61,28 @@ impl ParamCounts {
             + 2 * h;
         let text = t.vocab_size * h + t.num_hidden_layers * text_layer + h;
         let tied = config.tie_word_embeddings;
-        Self { vision, connector, text, lm_head: if tied { 0 } else { linear(h, t.vocab_size, false) }, lm_head_tied: tied }
+        Self {
+            vision,
+            connector,
+            text,
+            lm_head: if tied {
+                0
+            } else {
+                linear(h, t.vocab_size, false)
+            },
+            lm_head_tied: tied,
+        }
     }
 
     /// Counts of a built model, from its parameters' HF names.
     pub fn of_model<B: Backend, M: Module<B>>(model: &M) -> Self {
-        let mut counts = Self { vision: 0, connector: 0, text: 0, lm_head: 0, lm_head_tied: true };
+        let mut counts = Self {
+            vision: 0,
+            connector: 0,
+            text: 0,
+            lm_head: 0,
+            lm_head_tied: true,
+        };
         for hf in hf_params::<B, M>(model) {
             let n: usize = hf.shape.iter().product();
             let part = if hf.name.starts_with("model.vision_model.") {

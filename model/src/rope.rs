@@ -54,7 +54,11 @@ impl Rope {
 
 /// `x · cos + rotate_half(x) · sin` for `x [B, H, T, D]`, where
 /// `rotate_half([x1, x2]) = [-x2, x1]` splits the last dimension in halves.
-pub fn apply_rotary<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn apply_rotary<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+) -> Tensor<B, 4> {
     let d = x.dims()[3];
     let x1 = x.clone().slice(s![.., .., .., 0..d / 2]);
     let x2 = x.clone().slice(s![.., .., .., d / 2..]);

@@ -58,17 +58,32 @@ impl FloatDtype {
     fn encode(self, values: &[f32], out: &mut Vec<u8>) {
         out.reserve(values.len() * self.size());
         match self {
-            Self::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-            Self::F16 => values.iter().for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
-            Self::BF16 => values.iter().for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
+            Self::F32 => values
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            Self::F16 => values
+                .iter()
+                .for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
+            Self::BF16 => values
+                .iter()
+                .for_each(|v| out.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
         }
     }
 
     fn decode(self, bytes: &[u8]) -> Vec<f32> {
         match self {
-            Self::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Self::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Self::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Self::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Self::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Self::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
         }
     }
 }
@@ -93,7 +108,10 @@ pub struct TensorStore {
 impl TensorStore {
     /// Opens `dir/model.safetensors`, or every shard of `dir/model.safetensors.index.json`.
     pub fn open_dir(dir: &Path) -> Result<Self> {
-        let mut store = Self { files: Vec::new(), entries: BTreeMap::new() };
+        let mut store = Self {
+            files: Vec::new(),
+            entries: BTreeMap::new(),
+        };
         for path in weight_files(dir)? {
             store.add_file(path)?;
         }
@@ -101,16 +119,31 @@ impl TensorStore {
     }
 
     fn add_file(&mut self, path: PathBuf) -> Result<()> {
-        let bytes = std::fs::read(&path).map_err(|cause| ModelError::Io { action: "reading", path: path.clone(), cause })?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| ModelError::Safetensors { path: path.clone(), message: format!("corrupt or truncated: {e:?}") })?;
+        let bytes = std::fs::read(&path).map_err(|cause| ModelError::Io {
+            action: "reading",
+            path: path.clone(),
+            cause,
+        })?;
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Safetensors {
+                path: path.clone(),
+                message: format!("corrupt or truncated: {e:?}"),
+            })?;
         let data_start = 8 + header_len;
         let file = self.files.len();
         for (name, info) in metadata.tensors() {
             let (start, end) = info.data_offsets;
-            let entry = Entry { file, dtype: info.dtype, shape: info.shape.clone(), range: data_start + start..data_start + end };
+            let entry = Entry {
+                file,
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                range: data_start + start..data_start + end,
+            };
             if self.entries.insert(name.clone(), entry).is_some() {
-                return Err(ModelError::Safetensors { path, message: format!("tensor `{name}` appears in more than one shard") });
+                return Err(ModelError::Safetensors {
+                    path,
+                    message: format!("tensor `{name}` appears in more than one shard"),
+                });
             }
         }
         self.files.push((path, bytes));
@@ -129,17 +162,26 @@ impl TensorStore {
 
     /// The distinct on-disk dtypes.
     pub fn dtypes(&self) -> BTreeSet<String> {
-        self.entries.values().map(|e| format!("{:?}", e.dtype)).collect()
+        self.entries
+            .values()
+            .map(|e| format!("{:?}", e.dtype))
+            .collect()
     }
 
     /// The values of `name` as f32 (row-major), converting from f16/bf16.
     pub fn read_f32(&self, name: &str) -> Result<Option<Vec<f32>>> {
-        let Some(entry) = self.entries.get(name) else { return Ok(None) };
+        let Some(entry) = self.entries.get(name) else {
+            return Ok(None);
+        };
         let (path, bytes) = &self.files[entry.file];
-        let dtype = FloatDtype::from_safetensors(entry.dtype).ok_or_else(|| ModelError::Safetensors {
-            path: path.clone(),
-            message: format!("tensor `{name}` has dtype {:?}; only F32, F16 and BF16 weights are supported", entry.dtype),
-        })?;
+        let dtype =
+            FloatDtype::from_safetensors(entry.dtype).ok_or_else(|| ModelError::Safetensors {
+                path: path.clone(),
+                message: format!(
+                    "tensor `{name}` has dtype {:?}; only F32, F16 and BF16 weights are supported",
+                    entry.dtype
+                ),
+            })?;
         Ok(Some(dtype.decode(&bytes[entry.range.clone()])))
     }
 }
@@ -154,12 +196,22 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if !index.is_file() {
         return Err(ModelError::NoWeights(dir.to_owned()));
     }
-    let text = std::fs::read_to_string(&index).map_err(|cause| ModelError::Io { action: "reading", path: index.clone(), cause })?;
-    let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json { path: index.clone(), cause })?;
-    let map = value.get("weight_map").and_then(Value::as_object).ok_or_else(|| ModelError::Safetensors {
+    let text = std::fs::read_to_string(&index).map_err(|cause| ModelError::Io {
+        action: "reading",
         path: index.clone(),
-        message: "missing `weight_map` object".into(),
+        cause,
     })?;
+    let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
+        path: index.clone(),
+        cause,
+    })?;
+    let map = value
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ModelError::Safetensors {
+            path: index.clone(),
+            message: "missing `weight_map` object".into(),
+        })?;
     let mut shards = BTreeSet::new();
     for (name, file) in map {
         let file = file.as_str().ok_or_else(|| ModelError::Safetensors {
@@ -184,26 +236,49 @@ pub struct HeaderEntry {
 pub fn read_headers(dir: &Path) -> Result<BTreeMap<String, HeaderEntry>> {
     let mut out = BTreeMap::new();
     for path in weight_files(dir)? {
-        let corrupt = |message: String| ModelError::Safetensors { path: path.clone(), message };
-        let mut file = std::fs::File::open(&path).map_err(|cause| ModelError::Io { action: "opening", path: path.clone(), cause })?;
+        let corrupt = |message: String| ModelError::Safetensors {
+            path: path.clone(),
+            message,
+        };
+        let mut file = std::fs::File::open(&path).map_err(|cause| ModelError::Io {
+            action: "opening",
+            path: path.clone(),
+            cause,
+        })?;
         let mut len = [0u8; 8];
-        file.read_exact(&mut len).map_err(|e| corrupt(format!("cannot read header length: {e}")))?;
+        file.read_exact(&mut len)
+            .map_err(|e| corrupt(format!("cannot read header length: {e}")))?;
         let len = u64::from_le_bytes(len);
         if len > 100_000_000 {
             return Err(corrupt(format!("header length {len} is implausible")));
         }
         let mut header = vec![0u8; len as usize];
-        file.read_exact(&mut header).map_err(|e| corrupt(format!("truncated header: {e}")))?;
-        let value: Value = serde_json::from_slice(&header).map_err(|e| corrupt(format!("header is not JSON: {e}")))?;
-        let map = value.as_object().ok_or_else(|| corrupt("header is not a JSON object".into()))?;
+        file.read_exact(&mut header)
+            .map_err(|e| corrupt(format!("truncated header: {e}")))?;
+        let value: Value = serde_json::from_slice(&header)
+            .map_err(|e| corrupt(format!("header is not JSON: {e}")))?;
+        let map = value
+            .as_object()
+            .ok_or_else(|| corrupt("header is not a JSON object".into()))?;
         for (name, info) in map.iter().filter(|(k, _)| k.as_str() != "__metadata__") {
             let dtype = info.get("dtype").and_then(Value::as_str);
-            let shape = info.get("shape").and_then(Value::as_array).and_then(|dims| {
-                dims.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>()
-            });
+            let shape = info
+                .get("shape")
+                .and_then(Value::as_array)
+                .and_then(|dims| {
+                    dims.iter()
+                        .map(|d| d.as_u64().map(|d| d as usize))
+                        .collect::<Option<Vec<_>>>()
+                });
             match (dtype, shape) {
                 (Some(dtype), Some(shape)) => {
-                    out.insert(name.clone(), HeaderEntry { dtype: dtype.to_owned(), shape });
+                    out.insert(
+                        name.clone(),
+                        HeaderEntry {
+                            dtype: dtype.to_owned(),
+                            shape,
+                        },
+                    );
                 }
                 _ => return Err(corrupt(format!("bad header entry for `{name}`"))),
             }
@@ -241,7 +316,8 @@ pub fn write_safetensors(
         );
         offset += bytes;
     }
-    let mut header = serde_json::to_vec(&Value::Object(header)).expect("JSON values always serialise");
+    let mut header =
+        serde_json::to_vec(&Value::Object(header)).expect("JSON values always serialise");
     header.resize(header.len().div_ceil(8) * 8, b' ');
     write_atomic_with(path, |out| {
         out.write_all(&(header.len() as u64).to_le_bytes())?;
@@ -249,8 +325,13 @@ pub fn write_safetensors(
         let mut buffer = Vec::new();
         for (index, (name, shape)) in layout.iter().enumerate() {
             let tensor = next(index);
-            if &tensor.name != name || &tensor.shape != shape || tensor.values.len() != shape.iter().product::<usize>() {
-                return Err(std::io::Error::other(format!("tensor {index} does not match the header entry `{name}`")));
+            if &tensor.name != name
+                || &tensor.shape != shape
+                || tensor.values.len() != shape.iter().product::<usize>()
+            {
+                return Err(std::io::Error::other(format!(
+                    "tensor {index} does not match the header entry `{name}`"
+                )));
             }
             buffer.clear();
             dtype.encode(&tensor.values, &mut buffer);

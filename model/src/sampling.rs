@@ -37,31 +37,53 @@ impl Sampler {
     pub fn new(decoding: Decoding) -> Result<Self> {
         let seed = match decoding {
             Decoding::Greedy => 0,
-            Decoding::Sample { temperature, top_p, seed } => {
+            Decoding::Sample {
+                temperature,
+                top_p,
+                seed,
+            } => {
                 if !(temperature > 0.0 && temperature.is_finite()) {
-                    return Err(ModelError::input("temperature", format!("must be positive, got {temperature}")));
+                    return Err(ModelError::input(
+                        "temperature",
+                        format!("must be positive, got {temperature}"),
+                    ));
                 }
                 if !(top_p > 0.0 && top_p <= 1.0) {
-                    return Err(ModelError::input("top_p", format!("must be in (0, 1], got {top_p}")));
+                    return Err(ModelError::input(
+                        "top_p",
+                        format!("must be in (0, 1], got {top_p}"),
+                    ));
                 }
                 seed
             }
         };
-        Ok(Self { decoding, rng: StdRng::seed_from_u64(seed) })
+        Ok(Self {
+            decoding,
+            rng: StdRng::seed_from_u64(seed),
+        })
     }
 
     /// One token per row of `logits [B, V]`.
     pub fn pick_rows<B: Backend>(&mut self, logits: Tensor<B, 2>) -> Vec<u32> {
         let [_, vocab] = logits.dims();
-        let values = logits.into_data().convert::<f32>().to_vec::<f32>().expect("converted to f32");
-        values.chunks(vocab.max(1)).map(|row| self.pick(row)).collect()
+        let values = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("converted to f32");
+        values
+            .chunks(vocab.max(1))
+            .map(|row| self.pick(row))
+            .collect()
     }
 
     /// One token from a row of logits.
     pub fn pick(&mut self, logits: &[f32]) -> u32 {
         match self.decoding {
             Decoding::Greedy => argmax(logits),
-            Decoding::Sample { temperature, top_p, .. } => sample_top_p(logits, temperature, top_p, &mut self.rng),
+            Decoding::Sample {
+                temperature, top_p, ..
+            } => sample_top_p(logits, temperature, top_p, &mut self.rng),
         }
     }
 }
@@ -78,9 +100,16 @@ pub fn argmax(values: &[f32]) -> u32 {
 }
 
 fn sample_top_p(logits: &[f32], temperature: f32, top_p: f32, rng: &mut StdRng) -> u32 {
-    let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 / temperature as f64).collect();
+    let scaled: Vec<f64> = logits
+        .iter()
+        .map(|&l| l as f64 / temperature as f64)
+        .collect();
     let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let mut probs: Vec<(usize, f64)> = scaled.iter().map(|&l| (l - max).exp()).enumerate().collect();
+    let mut probs: Vec<(usize, f64)> = scaled
+        .iter()
+        .map(|&l| (l - max).exp())
+        .enumerate()
+        .collect();
     let total: f64 = probs.iter().map(|p| p.1).sum();
     probs.iter_mut().for_each(|p| p.1 /= total);
     probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -120,7 +149,12 @@ mod tests {
     fn sampling_is_deterministic_per_seed_and_respects_the_nucleus() {
         let logits = [2.0f32, 1.9, 0.0, -1.0, -5.0];
         let draw = |seed| {
-            let mut s = Sampler::new(Decoding::Sample { temperature: 1.0, top_p: 0.8, seed }).unwrap();
+            let mut s = Sampler::new(Decoding::Sample {
+                temperature: 1.0,
+                top_p: 0.8,
+                seed,
+            })
+            .unwrap();
             (0..200).map(|_| s.pick(&logits)).collect::<Vec<_>>()
         };
         let a = draw(7);
@@ -133,9 +167,24 @@ mod tests {
 
     #[test]
     fn tiny_top_p_is_greedy_and_bad_settings_fail() {
-        let mut s = Sampler::new(Decoding::Sample { temperature: 0.7, top_p: 1e-6, seed: 3 }).unwrap();
+        let mut s = Sampler::new(Decoding::Sample {
+            temperature: 0.7,
+            top_p: 1e-6,
+            seed: 3,
+        })
+        .unwrap();
         assert!((0..50).all(|_| s.pick(&[0.1, 0.3, 0.2]) == 1));
-        assert!(Sampler::new(Decoding::Sample { temperature: 0.0, top_p: 1.0, seed: 0 }).is_err());
-        assert!(Sampler::new(Decoding::Sample { temperature: 1.0, top_p: 1.5, seed: 0 }).is_err());
+        assert!(Sampler::new(Decoding::Sample {
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0
+        })
+        .is_err());
+        assert!(Sampler::new(Decoding::Sample {
+            temperature: 1.0,
+            top_p: 1.5,
+            seed: 0
+        })
+        .is_err());
     }
 }

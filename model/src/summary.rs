@@ -35,7 +35,11 @@ pub fn inspect(dir: &Path) -> Result<ModelSummary> {
         Err(crate::ModelError::NoWeights(_)) => None,
         Err(other) => return Err(other),
     };
-    Ok(ModelSummary { counts: ParamCounts::from_config(&config), config, disk_dtypes })
+    Ok(ModelSummary {
+        counts: ParamCounts::from_config(&config),
+        config,
+        disk_dtypes,
+    })
 }
 
 impl fmt::Display for ModelSummary {
@@ -46,15 +50,31 @@ impl fmt::Display for ModelSummary {
         writeln!(
             f,
             "vision:            {} layers, hidden {}, mlp {}, {} heads, {}px tiles, {}px patches",
-            v.num_hidden_layers, v.hidden_size, v.intermediate_size, v.num_attention_heads, v.image_size, v.patch_size
+            v.num_hidden_layers,
+            v.hidden_size,
+            v.intermediate_size,
+            v.num_attention_heads,
+            v.image_size,
+            v.patch_size
         )?;
-        writeln!(f, "connector:         pixel shuffle x{}, {} -> {}", c.scale_factor, v.hidden_size * c.scale_factor * c.scale_factor, t.hidden_size)?;
+        writeln!(
+            f,
+            "connector:         pixel shuffle x{}, {} -> {}",
+            c.scale_factor,
+            v.hidden_size * c.scale_factor * c.scale_factor,
+            t.hidden_size
+        )?;
         writeln!(
             f,
             "text:              {} layers, hidden {}, mlp {}, {} heads / {} kv heads, head dim {}, vocab {}, rope theta {}",
             t.num_hidden_layers, t.hidden_size, t.intermediate_size, t.num_attention_heads, t.num_key_value_heads, t.head_dim, t.vocab_size, t.rope_theta
         )?;
-        writeln!(f, "tokens per tile:   {} (image token id {})", c.tokens_per_tile(), c.image_token_id)?;
+        writeln!(
+            f,
+            "tokens per tile:   {} (image token id {})",
+            c.tokens_per_tile(),
+            c.image_token_id
+        )?;
         writeln!(f, "parameters:")?;
         writeln!(f, "  vision:          {:>13}", group(n.vision))?;
         writeln!(f, "  connector:       {:>13}", group(n.connector))?;
@@ -66,7 +86,11 @@ impl fmt::Display for ModelSummary {
         }
         writeln!(f, "  total:           {:>13}", group(n.total()))?;
         match &self.disk_dtypes {
-            Some(dtypes) => write!(f, "dtype on disk:     {}", dtypes.iter().cloned().collect::<Vec<_>>().join(", ")),
+            Some(dtypes) => write!(
+                f,
+                "dtype on disk:     {}",
+                dtypes.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
             None => write!(f, "dtype on disk:     none (config only)"),
         }
     }
@@ -77,7 +101,7 @@ fn group(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

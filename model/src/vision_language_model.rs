@@ -29,7 +29,11 @@ pub struct VlmInput<B: Backend> {
 impl<B: Backend> VlmInput<B> {
     /// A text-and-image batch without padding.
     pub fn new(input_ids: Tensor<B, 2, Int>, pixel_values: Option<Tensor<B, 4>>) -> Self {
-        Self { input_ids, attention_mask: None, pixel_values }
+        Self {
+            input_ids,
+            attention_mask: None,
+            pixel_values,
+        }
     }
 }
 
@@ -56,16 +60,24 @@ pub struct Idefics3<B: Backend> {
 }
 
 impl<B: Backend> Idefics3<B> {
-    /// The architecture of `config` with lazily-allocated placeholder parameters: not usable
-    /// until filled by [`Idefics3::init_random`](crate::init) or [`Idefics3::load`](crate::weights).
+    /// The architecture of `config` with lazily-allocated placeholder parameters (zeros): use
+    /// [`Idefics3::init_random`] or [`Idefics3::load`] to get a working model.
     pub fn new(config: &Idefics3Config, device: &B::Device) -> Self {
         let (v, t) = (&config.vision, &config.text);
-        let lm_head = (!config.tie_word_embeddings)
-            .then(|| LinearConfig::new(t.hidden_size, t.vocab_size).with_bias(false).init(device));
+        let lm_head = (!config.tie_word_embeddings).then(|| {
+            LinearConfig::new(t.hidden_size, t.vocab_size)
+                .with_bias(false)
+                .init(device)
+        });
         Self {
             model: Idefics3Model {
                 vision_model: VisionTransformer::new(v, device),
-                connector: Connector::new(v.hidden_size, t.hidden_size, config.scale_factor, device),
+                connector: Connector::new(
+                    v.hidden_size,
+                    t.hidden_size,
+                    config.scale_factor,
+                    device,
+                ),
                 text_model: TextModel::new(t, device),
             },
             lm_head,
@@ -92,10 +104,17 @@ impl<B: Backend> Idefics3<B> {
         let ids = int_values(&input.input_ids);
         let vocab = self.config().text.vocab_size as i64;
         if let Some(bad) = ids.iter().find(|&&id| id < 0 || id >= vocab) {
-            return Err(ModelError::input("input_ids", format!("token id {bad} is outside the vocabulary of {vocab}")));
+            return Err(ModelError::input(
+                "input_ids",
+                format!("token id {bad} is outside the vocabulary of {vocab}"),
+            ));
         }
         let valid = validity(input.attention_mask.as_ref(), batch, seq)?;
-        let embeds = self.model.text_model.embed_tokens.forward(input.input_ids.clone());
+        let embeds = self
+            .model
+            .text_model
+            .embed_tokens
+            .forward(input.input_ids.clone());
         let image_token = self.config().image_token_id as i64;
         let image_positions = ids.iter().filter(|&&id| id == image_token).count();
         let tiles = input.pixel_values.as_ref().map_or(0, |p| p.dims()[0]);
@@ -131,18 +150,27 @@ impl<B: Backend> Idefics3<B> {
             .collect();
         let device = embeds.device();
         let source = Tensor::<B, 1, Int>::from_data(TensorData::new(source, [rows]), &device);
-        let merged = Tensor::cat(vec![embeds.reshape([rows, width]), features], 0).select(0, source);
+        let merged =
+            Tensor::cat(vec![embeds.reshape([rows, width]), features], 0).select(0, source);
         Ok((merged.reshape([batch, seq, width]), valid))
     }
 
     /// Final hidden states `[B, T, hidden]`, continuing and extending `cache` when given.
-    pub fn forward_hidden(&self, input: &VlmInput<B>, cache: Option<&mut KvCache<B>>) -> Result<Tensor<B, 3>> {
+    pub fn forward_hidden(
+        &self,
+        input: &VlmInput<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Result<Tensor<B, 3>> {
         let (embeds, valid) = self.embed(input)?;
         if let Some(cache) = &cache {
             if cache.batch_size() != valid.len() {
                 return Err(ModelError::input(
                     "input_ids",
-                    format!("batch of {} rows does not match the cache's {}", valid.len(), cache.batch_size()),
+                    format!(
+                        "batch of {} rows does not match the cache's {}",
+                        valid.len(),
+                        cache.batch_size()
+                    ),
                 ));
             }
         }
@@ -168,31 +196,74 @@ impl<B: Backend> Idefics3<B> {
     /// Next-token cross-entropy against `labels [B, T]` (aligned with `input_ids`, as in HF:
     /// position `t` predicts `labels[t + 1]`; -100 is ignored). Only positions with a target
     /// go through the LM head.
-    pub fn forward_loss(&self, input: &VlmInput<B>, labels: &Tensor<B, 2, Int>) -> Result<LossOutput<B>> {
+    pub fn forward_loss(
+        &self,
+        input: &VlmInput<B>,
+        labels: &Tensor<B, 2, Int>,
+    ) -> Result<LossOutput<B>> {
         let hidden = self.forward_hidden(input, None)?;
         let [batch, seq, width] = hidden.dims();
         if labels.dims() != [batch, seq] {
-            return Err(ModelError::input("labels", format!("shape {:?} differs from input_ids [{batch}, {seq}]", labels.dims())));
+            return Err(ModelError::input(
+                "labels",
+                format!(
+                    "shape {:?} differs from input_ids [{batch}, {seq}]",
+                    labels.dims()
+                ),
+            ));
         }
         let vocab = self.config().text.vocab_size;
-        loss_on_rows(hidden.reshape([batch * seq, width]), &int_values(labels), batch, seq, vocab, |h| self.logits(h))
+        loss_on_rows(
+            hidden.reshape([batch * seq, width]),
+            &int_values(labels),
+            batch,
+            seq,
+            vocab,
+            |h| self.logits(h),
+        )
     }
 }
 
 /// The values of an int tensor as i64, row-major.
 pub(crate) fn int_values<B: Backend, const D: usize>(tensor: &Tensor<B, D, Int>) -> Vec<i64> {
-    tensor.to_data().convert::<i64>().to_vec::<i64>().expect("converted to i64")
+    tensor
+        .to_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .expect("converted to i64")
 }
 
 /// Per-row validity from an optional 0/1 attention mask.
-fn validity<B: Backend>(mask: Option<&Tensor<B, 2, Int>>, batch: usize, seq: usize) -> Result<Vec<Vec<bool>>> {
-    let Some(mask) = mask else { return Ok(vec![vec![true; seq]; batch]) };
+fn validity<B: Backend>(
+    mask: Option<&Tensor<B, 2, Int>>,
+    batch: usize,
+    seq: usize,
+) -> Result<Vec<Vec<bool>>> {
+    let Some(mask) = mask else {
+        return Ok(vec![vec![true; seq]; batch]);
+    };
     if mask.dims() != [batch, seq] {
-        return Err(ModelError::input("attention_mask", format!("shape {:?} differs from input_ids [{batch}, {seq}]", mask.dims())));
+        return Err(ModelError::input(
+            "attention_mask",
+            format!(
+                "shape {:?} differs from input_ids [{batch}, {seq}]",
+                mask.dims()
+            ),
+        ));
     }
     let values = int_values(mask);
     if let Some(bad) = values.iter().find(|&&v| v != 0 && v != 1) {
-        return Err(ModelError::input("attention_mask", format!("values must be 0 or 1, found {bad}")));
+        return Err(ModelError::input(
+            "attention_mask",
+            format!("values must be 0 or 1, found {bad}"),
+        ));
     }
-    Ok((0..batch).map(|b| values[b * seq..(b + 1) * seq].iter().map(|&v| v == 1).collect()).collect())
+    Ok((0..batch)
+        .map(|b| {
+            values[b * seq..(b + 1) * seq]
+                .iter()
+                .map(|&v| v == 1)
+                .collect()
+        })
+        .collect())
 }

@@ -3,12 +3,12 @@
 //! position embeddings, pre-LayerNorm bidirectional encoder layers with gelu-tanh MLPs, and a
 //! final LayerNorm. Input tiles are full-size (the processor always produces them).
 
+use burn::module::Initializer;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use burn::module::Initializer;
 
 use crate::attention::{merge_heads, scaled_dot_product, split_heads, AttentionMask};
 use crate::config::VisionConfig;
@@ -62,7 +62,10 @@ impl<B: Backend> VisionEmbeddings<B> {
         let patches = self.patch_embedding.forward(pixels);
         let device = patches.device();
         let count = self.position_ids.len();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(self.position_ids.clone(), [count]), &device);
+        let ids = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(self.position_ids.clone(), [count]),
+            &device,
+        );
         let positions = self.position_embedding.weight.val().select(0, ids);
         patches + positions.unsqueeze::<3>()
     }
@@ -202,7 +205,11 @@ impl<B: Backend> VisionTransformer<B> {
         let d = config.hidden_size;
         let side = config.image_size / config.patch_size;
         let linear = |i, o| LinearConfig::new(i, o).init(device);
-        let norm = || LayerNormConfig::new(d).with_epsilon(config.layer_norm_eps).init(device);
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device)
+        };
         let layers = (0..config.num_hidden_layers)
             .map(|_| EncoderLayer {
                 self_attn: VisionAttention {
@@ -214,13 +221,21 @@ impl<B: Backend> VisionTransformer<B> {
                     head_dim: d / config.num_attention_heads,
                 },
                 layer_norm1: norm(),
-                mlp: VisionMlp { fc1: linear(d, config.intermediate_size), fc2: linear(config.intermediate_size, d) },
+                mlp: VisionMlp {
+                    fc1: linear(d, config.intermediate_size),
+                    fc2: linear(config.intermediate_size, d),
+                },
                 layer_norm2: norm(),
             })
             .collect();
         Self {
             embeddings: VisionEmbeddings {
-                patch_embedding: PatchEmbedding::new(config.num_channels, d, config.patch_size, device),
+                patch_embedding: PatchEmbedding::new(
+                    config.num_channels,
+                    d,
+                    config.patch_size,
+                    device,
+                ),
                 position_embedding: EmbeddingConfig::new(side * side, d).init(device),
                 position_ids: full_tile_position_ids(side),
             },
@@ -270,7 +285,9 @@ mod tests {
     /// embedding in the `posid_quirk` parity fixture).
     #[test]
     fn side_25_matches_torch_buckets() {
-        let torch = [0, 1, 2, 3, 4, 4, 6, 7, 8, 8, 9, 10, 11, 12, 14, 14, 16, 17, 17, 19, 19, 21, 22, 22, 24];
+        let torch = [
+            0, 1, 2, 3, 4, 4, 6, 7, 8, 8, 9, 10, 11, 12, 14, 14, 16, 17, 17, 19, 19, 21, 22, 22, 24,
+        ];
         assert_eq!(&full_tile_position_ids(25)[..25], &torch);
     }
 
@@ -279,7 +296,10 @@ mod tests {
         for side in 1..70 {
             let ids = full_tile_position_ids(side);
             assert_eq!(ids.len(), side * side);
-            assert!(ids.iter().all(|&id| id >= 0 && (id as usize) < side * side), "side {side}");
+            assert!(
+                ids.iter().all(|&id| id >= 0 && (id as usize) < side * side),
+                "side {side}"
+            );
         }
     }
 }

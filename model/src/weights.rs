@@ -54,20 +54,33 @@ pub struct HfParam {
 /// THE mapping: a Burn parameter at `path` (field names, each with the type of the struct that
 /// owns the field) with Burn shape `burn_shape` → its HF tensor.
 fn hf_param(path: &[(String, String)], burn_shape: &[usize]) -> HfParam {
-    let (field, owner) = path.last().map(|(f, o)| (f.as_str(), o.as_str())).unwrap_or_default();
+    let (field, owner) = path
+        .last()
+        .map(|(f, o)| (f.as_str(), o.as_str()))
+        .unwrap_or_default();
     let (leaf, transposed, role) = match (owner, field) {
         ("Struct:Linear", "weight") => ("weight", true, ParamRole::Matrix),
-        ("Struct:LayerNorm", "gamma") | ("Struct:LlamaRmsNorm", "weight") => ("weight", false, ParamRole::NormScale),
+        ("Struct:LayerNorm", "gamma") | ("Struct:LlamaRmsNorm", "weight") => {
+            ("weight", false, ParamRole::NormScale)
+        }
         ("Struct:LayerNorm", "beta") | (_, "bias") => ("bias", false, ParamRole::Bias),
         (_, other) => (other, false, ParamRole::Matrix),
     };
-    let mut name: Vec<&str> = path[..path.len().saturating_sub(1)].iter().map(|(f, _)| f.as_str()).collect();
+    let mut name: Vec<&str> = path[..path.len().saturating_sub(1)]
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .collect();
     name.push(leaf);
     let mut shape = burn_shape.to_vec();
     if transposed {
         shape.reverse();
     }
-    HfParam { name: name.join("."), shape, transposed, role }
+    HfParam {
+        name: name.join("."),
+        shape,
+        transposed,
+        role,
+    }
 }
 
 /// The current module path, maintained from enter/exit callbacks.
@@ -96,13 +109,17 @@ impl<B: Backend> ModuleVisitor<B> for Collect {
         self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.params.push(hf_param(&self.path.0, &param.lazy_shape()));
+        self.params
+            .push(hf_param(&self.path.0, &param.lazy_shape()));
     }
 }
 
 /// Every parameter of `model` with its HF name and shape, in module order.
 pub fn hf_params<B: Backend, M: Module<B>>(model: &M) -> Vec<HfParam> {
-    let mut collect = Collect { path: PathTracker::default(), params: Vec::new() };
+    let mut collect = Collect {
+        path: PathTracker::default(),
+        params: Vec::new(),
+    };
     model.visit(&mut collect);
     collect.params
 }
@@ -121,7 +138,9 @@ impl<B: Backend, F: FnMut(&HfParam) -> Option<Vec<f32>>> ModuleMapper<B> for Rep
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let hf = hf_param(&self.path.0, &param.lazy_shape());
-        let Some(values) = (self.values)(&hf) else { return param };
+        let Some(values) = (self.values)(&hf) else {
+            return param;
+        };
         let device = param.lazy_device();
         // Transposed on the host so the Burn tensor is contiguous: matmuls against a transposed
         // view are markedly slower on CPU backends.
@@ -146,8 +165,14 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// Replaces every parameter for which `values` returns data (HF layout, row-major).
-pub(crate) fn replace_params<B: Backend, M: Module<B>>(model: M, values: impl FnMut(&HfParam) -> Option<Vec<f32>>) -> M {
-    model.map(&mut Replace { path: PathTracker::default(), values })
+pub(crate) fn replace_params<B: Backend, M: Module<B>>(
+    model: M,
+    values: impl FnMut(&HfParam) -> Option<Vec<f32>>,
+) -> M {
+    model.map(&mut Replace {
+        path: PathTracker::default(),
+        values,
+    })
 }
 
 impl<B: Backend> Idefics3<B> {
@@ -177,14 +202,34 @@ impl<B: Backend> Idefics3<B> {
     /// Saves `config.json` and `model.safetensors` (HF names, `dtype` on disk) into `dir`, each
     /// file written atomically; HF transformers loads the result.
     pub fn save(&self, dir: &Path, dtype: FloatDtype) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io { action: "creating", path: dir.to_owned(), cause })?;
+        std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io {
+            action: "creating",
+            path: dir.to_owned(),
+            cause,
+        })?;
         let tensors = flat_params(self);
-        let layout: Vec<(String, Vec<usize>)> = tensors.iter().map(|(hf, _)| (hf.name.clone(), hf.shape.clone())).collect();
+        let layout: Vec<(String, Vec<usize>)> = tensors
+            .iter()
+            .map(|(hf, _)| (hf.name.clone(), hf.shape.clone()))
+            .collect();
         write_safetensors(&dir.join(WEIGHTS_FILE), &layout, dtype, |i| {
             let (hf, tensor) = &tensors[i];
-            let values = tensor.clone().into_data().convert::<f32>().to_vec::<f32>().expect("converted to f32");
-            let values = if hf.transposed { transpose(&values, hf.shape[1], hf.shape[0]) } else { values };
-            OutTensor { name: hf.name.clone(), shape: hf.shape.clone(), values }
+            let values = tensor
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("converted to f32");
+            let values = if hf.transposed {
+                transpose(&values, hf.shape[1], hf.shape[0])
+            } else {
+                values
+            };
+            OutTensor {
+                name: hf.name.clone(),
+                shape: hf.shape.clone(),
+                values,
+            }
         })?;
         self.config().save(&dir.join(CONFIG_FILE))
     }
@@ -212,7 +257,10 @@ impl<B: Backend> ModuleVisitor<B> for Gather<B> {
 
 /// Every parameter flattened to 1-D (Burn layout), next to its HF description.
 fn flat_params<B: Backend, M: Module<B>>(model: &M) -> Vec<(HfParam, Tensor<B, 1>)> {
-    let mut gather = Gather { path: PathTracker::default(), out: Vec::new() };
+    let mut gather = Gather {
+        path: PathTracker::default(),
+        out: Vec::new(),
+    };
     model.visit(&mut gather);
     gather.out
 }
@@ -225,9 +273,10 @@ fn check_names(dir: &Path, expected: &[HfParam], store: &TensorStore) -> Result<
     for hf in expected {
         match store.shape(&hf.name) {
             None => missing.push(fmt(&hf.name, &hf.shape)),
-            Some(shape) if shape != hf.shape.as_slice() => {
-                mis_shaped.push(format!("{}: file has {shape:?}, config needs {:?}", hf.name, hf.shape))
-            }
+            Some(shape) if shape != hf.shape.as_slice() => mis_shaped.push(format!(
+                "{}: file has {shape:?}, config needs {:?}",
+                hf.name, hf.shape
+            )),
             Some(_) => {}
         }
     }
@@ -240,6 +289,11 @@ fn check_names(dir: &Path, expected: &[HfParam], store: &TensorStore) -> Result<
     if missing.is_empty() && unexpected.is_empty() && mis_shaped.is_empty() {
         Ok(())
     } else {
-        Err(ModelError::WeightsMismatch { dir: dir.to_owned(), missing, unexpected, mis_shaped })
+        Err(ModelError::WeightsMismatch {
+            dir: dir.to_owned(),
+            missing,
+            unexpected,
+            mis_shaped,
+        })
     }
 }

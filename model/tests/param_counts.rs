@@ -14,7 +14,8 @@ use serde_json::Value;
 fn hf_counts(folder: &Path) -> [usize; 5] {
     let text = std::fs::read_to_string(folder.join("hf_param_counts.json")).unwrap();
     let json: Value = serde_json::from_str(&text).unwrap();
-    ["vision", "connector", "text", "lm_head", "total"].map(|k| json[k].as_u64().unwrap_or_else(|| panic!("{k}")) as usize)
+    ["vision", "connector", "text", "lm_head", "total"]
+        .map(|k| json[k].as_u64().unwrap_or_else(|| panic!("{k}")) as usize)
 }
 
 fn ours(c: &ParamCounts) -> [usize; 5] {
@@ -27,12 +28,20 @@ fn counts_from_config_match_hf_for_config_only_folders() {
     assert!(!folders.is_empty(), "no config-only fixtures");
     for folder in folders {
         let config = Idefics3Config::from_file(&folder.join("config.json")).unwrap();
-        assert_eq!(ours(&ParamCounts::from_config(&config)), hf_counts(&folder), "{}", folder.display());
+        assert_eq!(
+            ours(&ParamCounts::from_config(&config)),
+            hf_counts(&folder),
+            "{}",
+            folder.display()
+        );
         let summary = inspect(&folder).unwrap();
         assert_eq!(ours(&summary.counts), hf_counts(&folder));
         assert!(summary.disk_dtypes.is_none());
         let text = summary.to_string();
-        assert!(text.contains("none (config only)") && text.contains("tokens per tile"), "{text}");
+        assert!(
+            text.contains("none (config only)") && text.contains("tokens per tile"),
+            "{text}"
+        );
     }
 }
 
@@ -42,10 +51,28 @@ fn counts_match_hf_for_parity_fixtures_from_config_and_from_the_model() {
     for folder in parity_fixtures() {
         let expected = hf_counts(&folder);
         let summary = inspect(&folder.join("model")).unwrap();
-        assert_eq!(ours(&summary.counts), expected, "inspect {}", folder.display());
-        assert_eq!(summary.disk_dtypes.as_ref().unwrap().iter().collect::<Vec<_>>(), ["F32"]);
+        assert_eq!(
+            ours(&summary.counts),
+            expected,
+            "inspect {}",
+            folder.display()
+        );
+        assert_eq!(
+            summary
+                .disk_dtypes
+                .as_ref()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            ["F32"]
+        );
         assert_eq!(summary.counts.lm_head_tied, expected[3] == 0);
         let model = Idefics3::<Cpu>::load(&folder.join("model"), &device).unwrap();
-        assert_eq!(ours(&ParamCounts::of_model::<Cpu, _>(&model)), expected, "model {}", folder.display());
+        assert_eq!(
+            ours(&ParamCounts::of_model::<Cpu, _>(&model)),
+            expected,
+            "model {}",
+            folder.display()
+        );
     }
 }

@@ -18,7 +18,10 @@ const TOLERANCE: f32 = 1e-4;
 /// `(max_abs_logit_diff, generated_match)` for one fixture folder.
 fn run_fixture(folder: &Path) -> Result<(f32, bool), String> {
     if !folder.is_dir() {
-        return Err(format!("fixture folder {} does not exist", folder.display()));
+        return Err(format!(
+            "fixture folder {} does not exist",
+            folder.display()
+        ));
     }
     let device = Default::default();
     let model = Idefics3::<Cpu>::load(&folder.join("model"), &device).map_err(|e| e.to_string())?;
@@ -29,17 +32,29 @@ fn run_fixture(folder: &Path) -> Result<(f32, bool), String> {
 
     let logits = model.forward(&input).map_err(|e| e.to_string())?;
     if logits.dims().to_vec() != logit_shape {
-        return Err(format!("logits shape {:?}, expected {logit_shape:?}", logits.dims()));
+        return Err(format!(
+            "logits shape {:?}, expected {logit_shape:?}",
+            logits.dims()
+        ));
     }
     let diff = max_abs_diff(&values(logits), &expected_logits);
 
     let [batch, new_tokens] = [gen_shape[0], gen_shape[1]];
-    let config = GenerationConfig { max_new_tokens: new_tokens, eos_token_ids: Vec::new(), decoding: Decoding::Greedy };
-    let generated = model.generate(&input, &config, |_, _| false).map_err(|e| e.to_string())?;
+    let config = GenerationConfig {
+        max_new_tokens: new_tokens,
+        eos_token_ids: Vec::new(),
+        decoding: Decoding::Greedy,
+    };
+    let generated = model
+        .generate(&input, &config, |_, _| false)
+        .map_err(|e| e.to_string())?;
     let matches = generated.len() == batch
         && generated.iter().enumerate().all(|(row, seq)| {
             let want = &expected_generated[row * new_tokens..(row + 1) * new_tokens];
-            seq.tokens.iter().map(|&t| t as i64).eq(want.iter().copied())
+            seq.tokens
+                .iter()
+                .map(|&t| t as i64)
+                .eq(want.iter().copied())
         });
     Ok((diff, matches))
 }
@@ -50,11 +65,15 @@ fn parity() {
     assert!(!folders.is_empty(), "no parity fixtures found");
     let mut failures = Vec::new();
     for folder in &folders {
-        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match run_fixture(folder) {
             Ok((diff, matches)) => {
                 println!("parity {name}: max_abs_logit_diff={diff:e} generated_match={matches}");
-                if !(diff <= TOLERANCE) || !matches {
+                let within = diff <= TOLERANCE; // false for NaN
+                if !within || !matches {
                     failures.push(format!("{name}: diff {diff:e}, generated_match {matches}"));
                 }
             }
@@ -64,5 +83,9 @@ fn parity() {
             }
         }
     }
-    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "parity failures:\n{}",
+        failures.join("\n")
+    );
 }

@@ -8,14 +8,20 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fixture_input, parity_fixtures, tiny_config, tiny_pixels, values, Cpu, Device};
 use burn::tensor::{Int, Tensor, TensorData};
-use safeaware_model::safetensors_io::{write_safetensors, OutTensor, TensorStore, INDEX_FILE, WEIGHTS_FILE};
+use common::{fixture_input, parity_fixtures, tiny_config, tiny_pixels, values, Cpu, Device};
+use safeaware_model::safetensors_io::{
+    write_safetensors, OutTensor, TensorStore, INDEX_FILE, WEIGHTS_FILE,
+};
 use safeaware_model::{inspect, FloatDtype, Idefics3, ModelError, VlmInput};
 
 /// A batch for the tiny config: one tile (4 image tokens) per row.
 fn tiny_input(device: &Device) -> VlmInput<Cpu> {
-    let ids: Vec<i64> = [[1, 5, 60, 60, 60, 60, 7, 9], [1, 60, 60, 60, 60, 11, 12, 13]].concat();
+    let ids: Vec<i64> = [
+        [1, 5, 60, 60, 60, 60, 7, 9],
+        [1, 60, 60, 60, 60, 11, 12, 13],
+    ]
+    .concat();
     VlmInput::new(
         Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [2, 8]), device),
         Some(tiny_pixels(2, 1, device)),
@@ -29,7 +35,10 @@ fn logits(model: &Idefics3<Cpu>, input: &VlmInput<Cpu>) -> Vec<f32> {
 fn venv_python() -> Option<PathBuf> {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python");
     let ok = python.is_file()
-        && Command::new(&python).args(["-c", "import transformers, torch"]).output().is_ok_and(|o| o.status.success());
+        && Command::new(&python)
+            .args(["-c", "import transformers, torch"])
+            .output()
+            .is_ok_and(|o| o.status.success());
     ok.then_some(python)
 }
 
@@ -48,8 +57,15 @@ fn fixtures_save_reload_identically_and_hf_accepts_the_result() {
         assert_eq!(reloaded.lm_head.is_none(), model.lm_head.is_none());
         match &python {
             Some(python) => {
-                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/check_hf_roundtrip.py");
-                let run = Command::new(python).arg(&script).arg(out.path()).arg(&folder).arg("--generate").output().unwrap();
+                let script =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/check_hf_roundtrip.py");
+                let run = Command::new(python)
+                    .arg(&script)
+                    .arg(out.path())
+                    .arg(&folder)
+                    .arg("--generate")
+                    .output()
+                    .unwrap();
                 assert!(
                     run.status.success(),
                     "HF rejected our save of {}:\n{}\n{}",
@@ -71,13 +87,22 @@ fn random_models_round_trip_and_are_deterministic_per_seed() {
         let config = tiny_config(tied);
         let model = Idefics3::<Cpu>::init_random(&config, 7, &device);
         let reference = logits(&model, &input);
-        assert_eq!(reference, logits(&Idefics3::<Cpu>::init_random(&config, 7, &device), &input));
-        assert_ne!(reference, logits(&Idefics3::<Cpu>::init_random(&config, 8, &device), &input));
+        assert_eq!(
+            reference,
+            logits(&Idefics3::<Cpu>::init_random(&config, 7, &device), &input)
+        );
+        assert_ne!(
+            reference,
+            logits(&Idefics3::<Cpu>::init_random(&config, 8, &device), &input)
+        );
         let out = tempfile::tempdir().unwrap();
         model.save(out.path(), FloatDtype::F32).unwrap();
         let store = TensorStore::open_dir(out.path()).unwrap();
         assert_eq!(store.shape("lm_head.weight").is_some(), !tied);
-        assert_eq!(store.shape("model.text_model.layers.1.self_attn.k_proj.weight"), Some(&[16usize, 32][..]));
+        assert_eq!(
+            store.shape("model.text_model.layers.1.self_attn.k_proj.weight"),
+            Some(&[16usize, 32][..])
+        );
         let reloaded = Idefics3::<Cpu>::load(out.path(), &device).unwrap();
         assert_eq!(reference, logits(&reloaded, &input));
     }
@@ -115,9 +140,16 @@ fn models_built_in_code_load_in_hf_with_the_same_logits() {
         let dir = root.path().join("model");
         model.save(&dir, FloatDtype::F32).unwrap();
         let shape = pixels.dims().to_vec();
-        write_safetensors(&root.path().join("pixels.safetensors"), &[("pixel_values".into(), shape.clone())], FloatDtype::F32, |_| {
-            OutTensor { name: "pixel_values".into(), shape: shape.clone(), values: values(pixels.clone()) }
-        })
+        write_safetensors(
+            &root.path().join("pixels.safetensors"),
+            &[("pixel_values".into(), shape.clone())],
+            FloatDtype::F32,
+            |_| OutTensor {
+                name: "pixel_values".into(),
+                shape: shape.clone(),
+                values: values(pixels.clone()),
+            },
+        )
         .unwrap();
         let out = root.path().join("hf_logits.safetensors");
         let run = Command::new(&python)
@@ -127,7 +159,11 @@ fn models_built_in_code_load_in_hf_with_the_same_logits() {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(run.status.success(), "HF failed:\n{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "HF failed:\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         let (_, theirs) = common::read_f32(&out, "logits").unwrap();
         let diff = common::max_abs_diff(&ours, &theirs);
         assert!(diff <= 1e-4, "tied={tied}: max |diff| {diff}");
@@ -144,7 +180,10 @@ fn half_precision_saves_load_with_rounded_weights() {
         let out = tempfile::tempdir().unwrap();
         model.save(out.path(), dtype).unwrap();
         let summary = inspect(out.path()).unwrap();
-        assert_eq!(summary.disk_dtypes.unwrap().into_iter().collect::<Vec<_>>(), [dtype.name()]);
+        assert_eq!(
+            summary.disk_dtypes.unwrap().into_iter().collect::<Vec<_>>(),
+            [dtype.name()]
+        );
         let reloaded = logits(&Idefics3::<Cpu>::load(out.path(), &device).unwrap(), &input);
         let diff = common::max_abs_diff(&reference, &reloaded);
         assert!(diff > 0.0 && diff < 5e-2, "{dtype:?}: diff {diff}");
@@ -161,19 +200,32 @@ fn sharded_checkpoints_load() {
     let store = TensorStore::open_dir(single.path()).unwrap();
     let names: Vec<String> = store.names().map(str::to_owned).collect();
     let sharded = tempfile::tempdir().unwrap();
-    std::fs::copy(single.path().join("config.json"), sharded.path().join("config.json")).unwrap();
+    std::fs::copy(
+        single.path().join("config.json"),
+        sharded.path().join("config.json"),
+    )
+    .unwrap();
     let halves = names.split_at(names.len() / 2);
     let mut weight_map = serde_json::Map::new();
     for (index, part) in [halves.0, halves.1].into_iter().enumerate() {
         let file = format!("model-{:05}-of-00002.safetensors", index + 1);
-        let layout: Vec<(String, Vec<usize>)> = part.iter().map(|n| (n.clone(), store.shape(n).unwrap().to_vec())).collect();
-        write_safetensors(&sharded.path().join(&file), &layout, FloatDtype::BF16, |i| OutTensor {
-            name: layout[i].0.clone(),
-            shape: layout[i].1.clone(),
-            values: store.read_f32(&layout[i].0).unwrap().unwrap(),
-        })
+        let layout: Vec<(String, Vec<usize>)> = part
+            .iter()
+            .map(|n| (n.clone(), store.shape(n).unwrap().to_vec()))
+            .collect();
+        write_safetensors(
+            &sharded.path().join(&file),
+            &layout,
+            FloatDtype::BF16,
+            |i| OutTensor {
+                name: layout[i].0.clone(),
+                shape: layout[i].1.clone(),
+                values: store.read_f32(&layout[i].0).unwrap().unwrap(),
+            },
+        )
         .unwrap();
-        part.iter().for_each(|n| drop(weight_map.insert(n.clone(), file.clone().into())));
+        part.iter()
+            .for_each(|n| drop(weight_map.insert(n.clone(), file.clone().into())));
     }
     let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
     std::fs::write(sharded.path().join(INDEX_FILE), index.to_string()).unwrap();
@@ -198,11 +250,23 @@ fn mismatched_weights_are_all_listed_in_one_error() {
     let mut layout: Vec<(String, Vec<usize>)> = store
         .names()
         .filter(|n| *n != dropped)
-        .map(|n| (n.to_owned(), if n == reshaped { vec![32, 63] } else { store.shape(n).unwrap().to_vec() }))
+        .map(|n| {
+            (
+                n.to_owned(),
+                if n == reshaped {
+                    vec![32, 63]
+                } else {
+                    store.shape(n).unwrap().to_vec()
+                },
+            )
+        })
         .collect();
     layout.push(("model.text_model.rotary_emb.inv_freq".to_owned(), vec![4]));
     let path = dir.path().join(WEIGHTS_FILE);
-    let tensors: Vec<Vec<f32>> = layout.iter().map(|(_, shape)| vec![0.5; shape.iter().product()]).collect();
+    let tensors: Vec<Vec<f32>> = layout
+        .iter()
+        .map(|(_, shape)| vec![0.5; shape.iter().product()])
+        .collect();
     drop(store);
     write_safetensors(&path, &layout, FloatDtype::F32, |i| OutTensor {
         name: layout[i].0.clone(),
@@ -213,9 +277,16 @@ fn mismatched_weights_are_all_listed_in_one_error() {
     let err = Idefics3::<Cpu>::load(dir.path(), &device).unwrap_err();
     assert!(matches!(err, ModelError::WeightsMismatch { .. }), "{err:?}");
     let message = err.to_string();
-    let needles = [format!("{dropped} [16]"), format!("{reshaped}: file has [32, 63], config needs [32, 64]"), "model.text_model.rotary_emb.inv_freq [4]".to_owned()];
+    let needles = [
+        format!("{dropped} [16]"),
+        format!("{reshaped}: file has [32, 63], config needs [32, 64]"),
+        "model.text_model.rotary_emb.inv_freq [4]".to_owned(),
+    ];
     for needle in needles {
-        assert!(message.contains(&needle), "`{needle}` missing from:\n{message}");
+        assert!(
+            message.contains(&needle),
+            "`{needle}` missing from:\n{message}"
+        );
     }
 }
 
@@ -228,12 +299,19 @@ fn corrupt_or_absent_files_are_named() {
     let path = dir.path().join(WEIGHTS_FILE);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = Idefics3::<Cpu>::load(dir.path(), &device).unwrap_err().to_string();
+    let err = Idefics3::<Cpu>::load(dir.path(), &device)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&path.display().to_string()), "{err}");
 
     std::fs::remove_file(&path).unwrap();
-    assert!(matches!(Idefics3::<Cpu>::load(dir.path(), &device), Err(ModelError::NoWeights(_))));
+    assert!(matches!(
+        Idefics3::<Cpu>::load(dir.path(), &device),
+        Err(ModelError::NoWeights(_))
+    ));
     std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
-    let err = Idefics3::<Cpu>::load(dir.path(), &device).unwrap_err().to_string();
+    let err = Idefics3::<Cpu>::load(dir.path(), &device)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("config.json"), "{err}");
 }

@@ -14,8 +14,16 @@ use safeaware_model::{causal_lm_loss, Idefics3, VlmInput, IGNORE_INDEX};
 type Train = Autodiff<Cpu>;
 
 fn batch(device: &Device) -> (VlmInput<Train>, Vec<i64>) {
-    let ids: Vec<i64> = [[1, 5, 60, 60, 60, 60, 7, 9, 10, 11], [1, 60, 60, 60, 60, 11, 12, 13, 14, 2]].concat();
-    let labels: Vec<i64> = ids.iter().enumerate().map(|(i, &t)| if i % 10 < 6 { IGNORE_INDEX } else { t }).collect();
+    let ids: Vec<i64> = [
+        [1, 5, 60, 60, 60, 60, 7, 9, 10, 11],
+        [1, 60, 60, 60, 60, 11, 12, 13, 14, 2],
+    ]
+    .concat();
+    let labels: Vec<i64> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| if i % 10 < 6 { IGNORE_INDEX } else { t })
+        .collect();
     let pixels = common::tiny_pixels(2, 5, device);
     let input = VlmInput::new(
         Tensor::<Train, 2, Int>::from_data(TensorData::new(ids, [2, 10]), device),
@@ -29,8 +37,13 @@ fn target_row_loss_equals_full_logit_loss() {
     let device = Device::default();
     let model = Idefics3::<Train>::init_random(&tiny_config(false), 31, &device).valid();
     let (input, labels) = batch(&device);
-    let input = VlmInput { input_ids: input.input_ids.inner(), attention_mask: None, pixel_values: input.pixel_values.map(|p| p.inner()) };
-    let label_tensor = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(labels.clone(), [2, 10]), &device);
+    let input = VlmInput {
+        input_ids: input.input_ids.inner(),
+        attention_mask: None,
+        pixel_values: input.pixel_values.map(|p| p.inner()),
+    };
+    let label_tensor =
+        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(labels.clone(), [2, 10]), &device);
     let rows = model.forward_loss(&input, &label_tensor).unwrap();
     let full = causal_lm_loss(model.forward(&input).unwrap(), &labels).unwrap();
     // Labels 6..9 of each row are targets, predicted from positions 5..8.
@@ -57,15 +70,30 @@ fn gradients_reach_every_part_and_adam_reduces_the_loss() {
             if step == 0 {
                 let m = &model.model;
                 let ids = [
-                    ("patch_embedding", m.vision_model.embeddings.patch_embedding.weight.id),
-                    ("vision q_proj", m.vision_model.encoder.layers[0].self_attn.q_proj.weight.id),
+                    (
+                        "patch_embedding",
+                        m.vision_model.embeddings.patch_embedding.weight.id,
+                    ),
+                    (
+                        "vision q_proj",
+                        m.vision_model.encoder.layers[0].self_attn.q_proj.weight.id,
+                    ),
                     ("connector", m.connector.modality_projection.proj.weight.id),
-                    ("text down_proj", m.text_model.layers[1].mlp.down_proj.weight.id),
+                    (
+                        "text down_proj",
+                        m.text_model.layers[1].mlp.down_proj.weight.id,
+                    ),
                     ("embed_tokens", m.text_model.embed_tokens.weight.id),
                 ];
                 for (name, id) in ids {
-                    let grad = grads.get::<Cpu, 2>(id).or_else(|| grads.get::<Cpu, 4>(id).map(|g| g.flatten(0, 3)));
-                    let norm = grad.unwrap_or_else(|| panic!("no gradient for {name}")).abs().sum().into_scalar();
+                    let grad = grads
+                        .get::<Cpu, 2>(id)
+                        .or_else(|| grads.get::<Cpu, 4>(id).map(|g| g.flatten(0, 3)));
+                    let norm = grad
+                        .unwrap_or_else(|| panic!("no gradient for {name}"))
+                        .abs()
+                        .sum()
+                        .into_scalar();
                     assert!(norm > 0.0, "zero gradient for {name}");
                 }
                 if let Some(head) = &model.lm_head {
@@ -74,6 +102,41 @@ fn gradients_reach_every_part_and_adam_reduces_the_loss() {
             }
             model = optim.step(1e-2, model, grads);
         }
-        assert!(losses[7] < losses[0] * 0.8, "tied={tied}: losses {losses:?}");
+        assert!(
+            losses[7] < losses[0] * 0.8,
+            "tied={tied}: losses {losses:?}"
+        );
+    }
+}
+
+#[test]
+fn right_padded_training_rows_match_rows_run_alone() {
+    let device = Device::default();
+    let model = Idefics3::<Cpu>::init_random(&tiny_config(false), 33, &device);
+    let long: Vec<i64> = vec![1, 5, 60, 60, 60, 60, 7, 9, 10, 11];
+    let short: Vec<i64> = vec![1, 60, 60, 60, 60, 12, 13];
+    let padded: Vec<i64> = [long.clone(), short.clone(), vec![0; 3]].concat();
+    let mask: Vec<i64> = [vec![1; 10], vec![1; 7], vec![0; 3]].concat();
+    let pixels = common::tiny_pixels(2, 6, &device);
+    let batch = VlmInput {
+        input_ids: Tensor::from_data(TensorData::new(padded, [2, 10]), &device),
+        attention_mask: Some(Tensor::from_data(TensorData::new(mask, [2, 10]), &device)),
+        pixel_values: Some(pixels.clone()),
+    };
+    let together = common::values(model.forward(&batch).unwrap());
+    let vocab = 64;
+    for (row, ids) in [long, short].into_iter().enumerate() {
+        let len = ids.len();
+        let tile = pixels
+            .clone()
+            .slice(burn::tensor::s![row..row + 1, .., .., ..]);
+        let alone = VlmInput::new(
+            Tensor::from_data(TensorData::new(ids, [1, len]), &device),
+            Some(tile),
+        );
+        let alone = common::values(model.forward(&alone).unwrap());
+        let start = row * 10 * vocab;
+        let diff = common::max_abs_diff(&together[start..start + len * vocab], &alone);
+        assert!(diff < 1e-4, "row {row}: {diff}");
     }
 }

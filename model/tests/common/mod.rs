@@ -18,13 +18,21 @@ pub type Device = burn::backend::flex::FlexDevice;
 
 /// The fixture root of this crate.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// Sorted sub-folders of `dir` (empty when `dir` does not exist).
 pub fn sub_folders(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut out: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     out.sort();
     out
 }
@@ -33,7 +41,12 @@ pub fn sub_folders(dir: &Path) -> Vec<PathBuf> {
 pub fn parity_fixtures() -> Vec<PathBuf> {
     let mut folders = sub_folders(&fixtures_dir().join("parity"));
     if let Ok(extra) = std::env::var("SAFEAWARE_PARITY_FIXTURES") {
-        folders.extend(extra.split(':').filter(|s| !s.trim().is_empty()).map(PathBuf::from));
+        folders.extend(
+            extra
+                .split(':')
+                .filter(|s| !s.trim().is_empty())
+                .map(PathBuf::from),
+        );
     }
     folders
 }
@@ -50,13 +63,28 @@ pub enum Read {
 pub fn read_tensor(path: &Path, name: &str) -> Result<Read, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e:?}", path.display()))?;
-    let view = st.tensor(name).map_err(|e| format!("{}: tensor `{name}`: {e:?}", path.display()))?;
+    let view = st
+        .tensor(name)
+        .map_err(|e| format!("{}: tensor `{name}`: {e:?}", path.display()))?;
     let shape = view.shape().to_vec();
     let data = view.data();
     match view.dtype() {
-        Dtype::F32 => Ok(Read::F32(shape, data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())),
-        Dtype::I64 => Ok(Read::I64(shape, data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect())),
-        other => Err(format!("{}: tensor `{name}` has unexpected dtype {other:?}", path.display())),
+        Dtype::F32 => Ok(Read::F32(
+            shape,
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+        )),
+        Dtype::I64 => Ok(Read::I64(
+            shape,
+            data.chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+        )),
+        other => Err(format!(
+            "{}: tensor `{name}` has unexpected dtype {other:?}",
+            path.display()
+        )),
     }
 }
 
@@ -83,18 +111,36 @@ pub fn fixture_input(folder: &Path, device: &Device) -> Result<VlmInput<Cpu>, St
     let (id_shape, ids) = read_i64(&path, "input_ids")?;
     let (mask_shape, mask) = read_i64(&path, "attention_mask")?;
     let (pix_shape, pixels) = read_f32(&path, "pixel_values")?;
-    if id_shape.len() != 2 || mask_shape != id_shape || pix_shape.len() != 5 || pix_shape[0] != id_shape[0] {
-        return Err(format!("{}: inconsistent shapes {id_shape:?} {mask_shape:?} {pix_shape:?}", path.display()));
+    if id_shape.len() != 2
+        || mask_shape != id_shape
+        || pix_shape.len() != 5
+        || pix_shape[0] != id_shape[0]
+    {
+        return Err(format!(
+            "{}: inconsistent shapes {id_shape:?} {mask_shape:?} {pix_shape:?}",
+            path.display()
+        ));
     }
     let tile: usize = pix_shape[2..].iter().product();
-    let kept: Vec<f32> = pixels.chunks(tile).filter(|t| t.iter().any(|&v| v != 0.0)).flatten().copied().collect();
+    let kept: Vec<f32> = pixels
+        .chunks(tile)
+        .filter(|t| t.iter().any(|&v| v != 0.0))
+        .flatten()
+        .copied()
+        .collect();
     let tiles = kept.len() / tile;
     let shape = [id_shape[0], id_shape[1]];
     Ok(VlmInput {
         input_ids: Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, shape), device),
-        attention_mask: Some(Tensor::<Cpu, 2, Int>::from_data(TensorData::new(mask, shape), device)),
+        attention_mask: Some(Tensor::<Cpu, 2, Int>::from_data(
+            TensorData::new(mask, shape),
+            device,
+        )),
         pixel_values: (tiles > 0).then(|| {
-            Tensor::from_data(TensorData::new(kept, [tiles, pix_shape[2], pix_shape[3], pix_shape[4]]), device)
+            Tensor::from_data(
+                TensorData::new(kept, [tiles, pix_shape[2], pix_shape[3], pix_shape[4]]),
+                device,
+            )
         }),
     })
 }
@@ -138,7 +184,10 @@ pub fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
 /// Largest absolute difference between two equally long slices.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The rows of an int tensor `[B, T]`.

@@ -19,8 +19,8 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
 
 /// The text `inspect` prints for `folder`.
 fn report(folder: &Path) -> anyhow::Result<String> {
-    let summary =
-        safeaware_model::inspect(folder).with_context(|| format!("cannot inspect `{}`", folder.display()))?;
+    let summary = safeaware_model::inspect(folder)
+        .with_context(|| format!("cannot inspect `{}`", folder.display()))?;
     Ok(format!("{}\n{summary}", folder.display()))
 }
 
@@ -32,13 +32,18 @@ mod tests {
     /// The report of the committed config-only SmolVLM-256M fixture shows HF's counts.
     #[test]
     fn reports_hf_counts_for_a_config_only_folder() {
-        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/config_only/smolvlm-256m");
-        let counts: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(folder.join("hf_param_counts.json")).unwrap()).unwrap();
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../model/tests/fixtures/config_only/smolvlm-256m");
+        let counts: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(folder.join("hf_param_counts.json")).unwrap(),
+        )
+        .unwrap();
         let text = report(&folder).unwrap();
         for part in ["vision", "connector", "text", "lm_head", "total"] {
             let mut counts_section = text.lines().skip_while(|l| !l.starts_with("parameters:"));
-            let line = counts_section.find(|l| l.trim_start().starts_with(&format!("{part}:"))).unwrap();
+            let line = counts_section
+                .find(|l| l.trim_start().starts_with(&format!("{part}:")))
+                .unwrap();
             let expected = format!(" {}", counts[part].as_u64().unwrap());
             assert!(line.replace(',', "").contains(&expected), "{part}: {line}");
         }
