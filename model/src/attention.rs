@@ -1,11 +1,12 @@
 //! Scaled dot-product attention shared by the vision tower and the language model: head
-//! splitting/merging, grouped-query key/value repetition, and the call into Burn's fused
-//! attention op (which backends may specialise; autodiff differentiates its decomposition).
+//! splitting/merging, grouped-query attention (query heads folded onto the query axis, or
+//! key/value repetition), and the call into Burn's fused attention op (which backends may
+//! specialise; autodiff differentiates its decomposition).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::Tensor;
 
 /// `[B, T, H * D]` → `[B, H, T, D]`.
 pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize, head_dim: usize) -> Tensor<B, 4> {
@@ -39,10 +40,13 @@ pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
 pub enum AttentionMask<B: Backend> {
     /// Every query sees every key (the vision tower).
     Bidirectional,
-    /// Query `i` sees keys up to `i + (keys - queries)` (no padding anywhere).
+    /// Query `i` sees keys up to `i + (keys - queries)` (no padding anywhere), applied by the
+    /// backend's attention kernel (flex's skips the masked keys without building a mask).
     Causal,
-    /// Explicit mask `[B, 1, Tq, Tk]`, `true` = masked out (padding combined with causality).
-    Explicit(Tensor<B, 4, Bool>),
+    /// Additive bias `[B, H, Tq, Tk]`: 0 where a query may look, −∞ where it may not (padding,
+    /// or causality under autodiff). Built once per forward pass and shared by every layer
+    /// (`StepLayout::mask` in `kv_cache.rs` says why it is a bias and not a `Bool` mask).
+    Bias(Tensor<B, 4>),
 }
 
 /// `softmax(q kᵀ / sqrt(D) + mask) v` for `q [B, H, Tq, D]`, `k`/`v [B, H, Tk, D]`.
@@ -54,17 +58,106 @@ pub fn scaled_dot_product<B: Backend>(
     v: Tensor<B, 4>,
     mask: &AttentionMask<B>,
 ) -> Tensor<B, 4> {
-    let [batch, heads, seq_q, _] = q.dims();
-    let seq_k = k.dims()[2];
-    let (mask, is_causal) = match mask {
+    let (bias, is_causal) = match mask {
         AttentionMask::Bidirectional => (None, false),
         AttentionMask::Causal => (None, true),
-        AttentionMask::Explicit(m) => (Some(m.clone().expand([batch, heads, seq_q, seq_k])), false),
+        AttentionMask::Bias(bias) => (Some(bias.clone()), false),
     };
     let options = AttentionModuleOptions {
         scale: None,
         softcap: None,
         is_causal,
     };
-    attention(q, k, v, mask, None, options)
+    attention(q, k, v, None, bias, options)
+}
+
+/// Grouped-query attention: [`scaled_dot_product`] for `q [B, H, Tq, D]` over `k`/`v
+/// [B, KVH, Tk, D]`, query head `h` reading key/value head `h / (H / KVH)`.
+///
+/// The `H / KVH` query heads of a group are folded onto the query axis (`[B, KVH, H / KVH · Tq,
+/// D]`, a free reshape of a contiguous `q`) instead of repeating `k`/`v` to `H` heads (a copy
+/// of the whole cache every decode step, and of `k`/`v` plus a reduction in the backward when
+/// training). A bias mask folds the same way, and a single query (decode) sees every key, so
+/// causality needs no mask there. Only a multi-token [`AttentionMask::Causal`] step (inference
+/// prefill without padding, where the backend's kernel applies causality itself) repeats
+/// `k`/`v` ([`repeat_kv`]): folded rows would no longer be the causal diagonal.
+pub fn grouped_query_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: &AttentionMask<B>,
+) -> Tensor<B, 4> {
+    let [batch, heads, seq_q, head_dim] = q.dims();
+    let [_, kv_heads, seq_k, _] = k.dims();
+    let n_rep = heads / kv_heads;
+    let folded_rows = n_rep * seq_q;
+    let mask = match mask {
+        _ if n_rep == 1 => return scaled_dot_product(q, k, v, mask),
+        AttentionMask::Causal if seq_q > 1 => {
+            return scaled_dot_product(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask)
+        }
+        AttentionMask::Bidirectional | AttentionMask::Causal => AttentionMask::Bidirectional,
+        AttentionMask::Bias(bias) => {
+            AttentionMask::Bias(bias.clone().reshape([batch, kv_heads, folded_rows, seq_k]))
+        }
+    };
+    let q = q.reshape([batch, kv_heads, folded_rows, head_dim]);
+    scaled_dot_product(q, k, v, &mask).reshape([batch, heads, seq_q, head_dim])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::{Distribution, TensorData};
+
+    /// Autodiff runs Burn's decomposed attention, the training path.
+    type Ad = Autodiff<Flex>;
+
+    /// Folding the query heads of a group gives the values of repeating the keys/values, for
+    /// decode and longer steps, with causality and with a padding + causal bias.
+    #[test]
+    fn folded_query_heads_match_repeated_keys_and_values() {
+        let device = Default::default();
+        let (batch, heads, kv_heads, seq_k, dim) = (2, 6, 2, 5, 8);
+        let random = |shape: [usize; 4]| {
+            Tensor::<Ad, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device)
+        };
+        // Keys and values as head-split views of `[B, Tk, KVH·D]`, as the model passes them.
+        let (k, v) = (
+            random([batch, seq_k, kv_heads, dim]).swap_dims(1, 2),
+            random([batch, seq_k, kv_heads, dim]).swap_dims(1, 2),
+        );
+        for seq_q in [1, 3] {
+            let q = random([batch, heads, seq_q, dim]);
+            // Row `b` has `b + 1` padding keys; query `i` sees keys up to `seq_k - seq_q + i`.
+            let bias = (0..batch * heads * seq_q * seq_k)
+                .map(|index| {
+                    let (key, query) = (index % seq_k, index / seq_k % seq_q);
+                    let row = index / (heads * seq_q * seq_k);
+                    let masked = key <= row || key > seq_k - seq_q + query;
+                    if masked {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+                .collect::<Vec<_>>();
+            let bias = TensorData::new(bias, [batch, heads, seq_q, seq_k]);
+            let masks = [
+                AttentionMask::Causal,
+                AttentionMask::Bias(Tensor::from_data(bias, &device)),
+            ];
+            for mask in masks {
+                let folded = grouped_query_attention(q.clone(), k.clone(), v.clone(), &mask);
+                let n_rep = heads / kv_heads;
+                let (k, v) = (repeat_kv(k.clone(), n_rep), repeat_kv(v.clone(), n_rep));
+                let repeated = scaled_dot_product(q.clone(), k, v, &mask);
+                folded.into_data().assert_approx_eq::<f32>(
+                    &repeated.into_data(),
+                    burn::tensor::Tolerance::absolute(1e-6),
+                );
+            }
+        }
+    }
 }

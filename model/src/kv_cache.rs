@@ -3,7 +3,7 @@
 //! row (positions are `cumsum(mask) - 1`, as HF `generate` computes them).
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::attention::AttentionMask;
 
@@ -108,20 +108,51 @@ impl<B: Backend> KvCache<B> {
 }
 
 impl StepLayout {
-    /// The attention mask this step needs.
+    /// The attention mask of this step for `heads` query heads, built once per forward pass and
+    /// shared by every layer.
+    ///
+    /// Without visible padding, a backend without autodiff gets [`AttentionMask::Causal`], which
+    /// its attention kernel applies natively. Otherwise the mask is one contiguous
+    /// [`AttentionMask::Bias`] `[B, heads, T, key_len]`: under autodiff Burn's attention is its
+    /// decomposed fallback, which for `is_causal` or a `Bool` mask builds (causal), expands and
+    /// copies a `[B, H, T, key_len]` mask and `mask_fill`s the scores in every layer, then
+    /// `mask_fill`s their gradient in the backward; a full-shape bias is one in-place add per
+    /// layer and no backward work. The values are the same: `s + 0 = s`, `s + (−∞) = −∞`.
     pub fn mask<B: Backend>(
         &self,
         batch: usize,
+        heads: usize,
         seq: usize,
         device: &B::Device,
     ) -> AttentionMask<B> {
-        match &self.padding_mask {
-            None => AttentionMask::Causal,
-            Some(mask) => AttentionMask::Explicit(Tensor::<B, 4, Bool>::from_data(
-                TensorData::new(mask.clone(), [batch, 1, seq, self.key_len]),
-                device,
-            )),
+        if self.padding_mask.is_none() && !B::ad_enabled(device) {
+            return AttentionMask::Causal;
         }
+        let (key_len, tile) = (self.key_len, seq * self.key_len);
+        let past = key_len - seq;
+        let causal = |index: usize| index % key_len > past + index / key_len;
+        let mut bias = Vec::with_capacity(batch * heads * tile);
+        for row in 0..batch {
+            let start = bias.len();
+            bias.extend((0..tile).map(|index| {
+                let masked = match &self.padding_mask {
+                    Some(mask) => mask[row * tile + index],
+                    None => causal(index),
+                };
+                if masked {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            }));
+            for _ in 1..heads {
+                bias.extend_from_within(start..start + tile);
+            }
+        }
+        AttentionMask::Bias(Tensor::from_data(
+            TensorData::new(bias, [batch, heads, seq, key_len]),
+            device,
+        ))
     }
 }
 
@@ -162,5 +193,63 @@ mod tests {
             .advance(&[vec![true], vec![true]])
             .padding_mask
             .is_some());
+    }
+
+    /// Under autodiff the mask is a shared additive bias; outputs and gradients are exactly
+    /// those of Burn's own causal and `Bool`-mask attention.
+    #[test]
+    fn bias_mask_matches_burn_masking_exactly_with_gradients() {
+        use crate::attention::scaled_dot_product;
+        use burn::backend::Autodiff;
+        use burn::tensor::module::attention;
+        use burn::tensor::ops::AttentionModuleOptions;
+        use burn::tensor::{Bool, Distribution};
+        type Ad = Autodiff<NdArray>;
+        let device = Default::default();
+        let (batch, heads, seq) = (2, 3, 4);
+        for valid in [vec![true; seq], vec![false, true, true, true]] {
+            let layout = KvCache::<Ad>::new(1, batch).advance(&[vec![true; seq], valid]);
+            let AttentionMask::Bias(_) = layout.mask::<Ad>(batch, heads, seq, &device) else {
+                panic!("autodiff gets a bias");
+            };
+            let (mask, is_causal) = match &layout.padding_mask {
+                Some(m) => (
+                    Some(TensorData::new(m.clone(), [batch, 1, seq, seq])),
+                    false,
+                ),
+                None => (None, true),
+            };
+            let run = |use_bias: bool| {
+                let qkv = [0, 1, 2].map(|_| {
+                    Tensor::<Ad, 4>::random([batch, heads, seq, 8], Distribution::Default, &device)
+                        .require_grad()
+                });
+                let [q, k, v] = qkv.clone();
+                let out = if use_bias {
+                    scaled_dot_product(q, k, v, &layout.mask(batch, heads, seq, &device))
+                } else {
+                    let mask = mask.clone().map(|m| {
+                        Tensor::<Ad, 4, Bool>::from_data(m, &device)
+                            .expand([batch, heads, seq, seq])
+                    });
+                    let options = AttentionModuleOptions {
+                        scale: None,
+                        softcap: None,
+                        is_causal,
+                    };
+                    attention(q, k, v, mask, None, options)
+                };
+                let grads = (out.clone() * out.clone()).sum().backward();
+                let mut values = out.into_data().to_vec::<f32>().unwrap();
+                for x in &qkv {
+                    values.extend(x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap());
+                }
+                values
+            };
+            <NdArray as burn::tensor::backend::Backend>::seed(&device, 7);
+            let bias = run(true);
+            <NdArray as burn::tensor::backend::Backend>::seed(&device, 7);
+            assert_eq!(bias, run(false));
+        }
     }
 }

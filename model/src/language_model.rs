@@ -9,7 +9,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::attention::{merge_heads, repeat_kv, scaled_dot_product, split_heads, AttentionMask};
+use crate::attention::{grouped_query_attention, merge_heads, split_heads, AttentionMask};
 use crate::config::TextConfig;
 use crate::kv_cache::KvCache;
 use crate::rope::{apply_rotary, Rope};
@@ -79,8 +79,7 @@ impl<B: Backend> LlamaAttention<B> {
             Some((cache, layer)) => cache.extend(layer, k, v),
             None => (k, v),
         };
-        let n_rep = self.heads / self.kv_heads;
-        let context = scaled_dot_product(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), step.mask);
+        let context = grouped_query_attention(q, k, v, step.mask);
         self.o_proj.forward(merge_heads(context))
     }
 }
@@ -186,7 +185,8 @@ impl<B: Backend> TextModel<B> {
         let (cos, sin) = self
             .rope
             .tables::<B>(&layout.positions, batch, seq, &device);
-        let mask = layout.mask::<B>(batch, seq, &device);
+        let heads = self.layers.first().map_or(1, |layer| layer.self_attn.heads);
+        let mask = layout.mask::<B>(batch, heads, seq, &device);
         let step = StepContext {
             cos: &cos,
             sin: &sin,

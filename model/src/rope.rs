@@ -22,7 +22,9 @@ impl Rope {
         Self { inv_freq }
     }
 
-    /// `(cos, sin)` tables `[B, 1, T, head_dim]` for row-major positions `[B, T]`.
+    /// `(cos, sin)` tables `[B, 1, T, head_dim]` for row-major positions `[B, T]`, or
+    /// `[1, 1, T, head_dim]` when every row has the same positions (no left padding: training,
+    /// and generation of equal-length prompts), which [`apply_rotary`] broadcasts cheaply.
     pub fn tables<B: Backend>(
         &self,
         positions: &[i64],
@@ -31,6 +33,12 @@ impl Rope {
         device: &B::Device,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let half = self.inv_freq.len();
+        let shared = seq > 0 && positions.chunks(seq).all(|row| row == &positions[..seq]);
+        let (batch, positions) = if shared {
+            (1, &positions[..seq])
+        } else {
+            (batch, positions)
+        };
         let mut cos = Vec::with_capacity(positions.len() * half * 2);
         let mut sin = Vec::with_capacity(positions.len() * half * 2);
         for &pos in positions {
@@ -59,9 +67,93 @@ pub fn apply_rotary<B: Backend>(
     cos: &Tensor<B, 4>,
     sin: &Tensor<B, 4>,
 ) -> Tensor<B, 4> {
-    let d = x.dims()[3];
+    let [batch, heads, seq, d] = x.dims();
+    if cos.dims()[0] == 1 {
+        return apply_rotary_shared(x, cos, sin, [batch, heads, seq, d]);
+    }
     let x1 = x.clone().slice(s![.., .., .., 0..d / 2]);
     let x2 = x.clone().slice(s![.., .., .., d / 2..]);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     x * cos.clone() + rotated * sin.clone()
+}
+
+/// [`apply_rotary`] when all rows share one `[1, 1, T, D]` table: the same values (bit for bit),
+/// laid out so that CPU backends take their fast paths. `x` becomes `[B·H, T·D]` rows (one copy
+/// when it is a head-split view), the tables one `[1, T·D]` row that broadcasts over them, and
+/// `rotate_half`'s sign moves into the sine row (`[-x2, x1]·[s, s] = [x2, x1]·[-s, s]`), so no
+/// broadcast ever runs over a strided view (burn-flex walks those element by element).
+fn apply_rotary_shared<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+    [batch, heads, seq, d]: [usize; 4],
+) -> Tensor<B, 4> {
+    let (rows, half) = (batch * heads, d / 2);
+    let x = x.reshape([rows, seq * d]);
+    let cos = cos.clone().reshape([1, seq * d]);
+    let sin = sin.clone().reshape([seq, 2, half]);
+    let sin = Tensor::cat(
+        vec![
+            sin.clone().slice(s![.., 0..1, ..]).neg(),
+            sin.slice(s![.., 1..2, ..]),
+        ],
+        1,
+    )
+    .reshape([1, seq * d]);
+    let halves = x.clone().reshape([rows * seq, 2, half]);
+    let swapped = Tensor::cat(
+        vec![
+            halves.clone().slice(s![.., 1..2, ..]),
+            halves.slice(s![.., 0..1, ..]),
+        ],
+        1,
+    )
+    .reshape([rows, seq * d]);
+    (x * cos + swapped * sin).reshape([batch, heads, seq, d])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::Distribution;
+
+    /// The shared-table path gives exactly the per-row path's values, on a head-split view.
+    #[test]
+    fn shared_tables_match_per_row_tables_exactly() {
+        let device = Default::default();
+        let rope = Rope::new(8, 10_000.0);
+        let (batch, seq, heads) = (3, 5, 2);
+        let positions: Vec<i64> = (0..batch).flat_map(|_| 4..4 + seq as i64).collect();
+        let (cos, sin) = rope.tables::<NdArray>(&positions, batch, seq, &device);
+        assert_eq!(cos.dims(), [1, 1, seq, 8]);
+        let (cos_rows, sin_rows) = (
+            cos.clone().repeat_dim(0, batch),
+            sin.clone().repeat_dim(0, batch),
+        );
+        let x = Tensor::<NdArray, 4>::random(
+            [batch, seq, heads, 8],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .swap_dims(1, 2);
+        let shared = apply_rotary(x.clone(), &cos, &sin)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let per_row = apply_rotary(x, &cos_rows, &sin_rows)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(shared, per_row);
+        // Rows with different positions keep per-row tables.
+        let mut positions = positions;
+        positions[0] = 9;
+        assert_eq!(
+            rope.tables::<NdArray>(&positions, batch, seq, &device)
+                .0
+                .dims(),
+            [batch, 1, seq, 8]
+        );
+    }
 }

@@ -160,14 +160,6 @@ impl TensorStore {
         self.entries.get(name).map(|e| e.shape.as_slice())
     }
 
-    /// The distinct on-disk dtypes.
-    pub fn dtypes(&self) -> BTreeSet<String> {
-        self.entries
-            .values()
-            .map(|e| format!("{:?}", e.dtype))
-            .collect()
-    }
-
     /// The values of `name` as f32 (row-major), converting from f16/bf16.
     pub fn read_f32(&self, name: &str) -> Result<Option<Vec<f32>>> {
         let Some(entry) = self.entries.get(name) else {

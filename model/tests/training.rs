@@ -140,3 +140,60 @@ fn right_padded_training_rows_match_rows_run_alone() {
         assert!(diff < 1e-4, "row {row}: {diff}");
     }
 }
+
+/// The directional derivative of the loss along `dir` for one parameter tensor, by central
+/// differences on the inner backend.
+fn directional_fd<const D: usize>(
+    model: &Idefics3<Train>,
+    pick: impl Fn(&mut Idefics3<Cpu>) -> &mut burn::module::Param<Tensor<Cpu, D>>,
+    dir: &Tensor<Cpu, D>,
+    eps: f32,
+) -> f32 {
+    let (input, labels) = batch(&Device::default());
+    let input = VlmInput {
+        input_ids: input.input_ids.inner(),
+        attention_mask: None,
+        pixel_values: input.pixel_values.map(|p| p.inner()),
+    };
+    let labels = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(labels, [2, 10]), &Device::default());
+    let loss_at = |sign: f32| {
+        let mut m = model.valid();
+        let p = pick(&mut m);
+        let moved = p.val() + dir.clone() * (sign * eps);
+        *p = burn::module::Param::initialized(p.id, moved);
+        m.forward_loss(&input, &labels).unwrap().mean.into_scalar() as f64
+    };
+    ((loss_at(1.0) - loss_at(-1.0)) / (2.0 * eps as f64)) as f32
+}
+
+#[test]
+fn gradients_match_finite_differences_in_every_part() {
+    let device = Device::default();
+    let model = Idefics3::<Train>::init_random(&tiny_config(false), 34, &device);
+    let (input, labels) = batch(&device);
+    let labels = Tensor::<Train, 2, Int>::from_data(TensorData::new(labels, [2, 10]), &device);
+    let grads = model.forward_loss(&input, &labels).unwrap().mean.backward();
+    macro_rules! check {
+        ($name:literal, $dim:literal, |$m:ident| $path:expr) => {{
+            let $m = &model;
+            let g: Tensor<Cpu, $dim> = $path.val().grad(&grads).expect($name);
+            let norm = g.clone().powf_scalar(2.0).sum().sqrt().into_scalar();
+            let dir = g / norm;
+            // A step big enough for f32 losses to resolve, small enough for curvature.
+            let eps = (1e-3 / norm).clamp(1e-2, 0.3);
+            let fd = directional_fd(&model, |$m: &mut Idefics3<Cpu>| &mut $path, &dir, eps);
+            let rel = (fd - norm).abs() / norm;
+            println!("{}: |grad| {norm:.4e}, finite difference {fd:.4e}", $name);
+            assert!(rel < 2e-2, "{}: autodiff {norm} vs finite difference {fd}", $name);
+        }};
+    }
+    check!("patch_embedding", 4, |m| m.model.vision_model.embeddings.patch_embedding.weight);
+    check!("position_embedding", 2, |m| m.model.vision_model.embeddings.position_embedding.weight);
+    check!("vision q_proj", 2, |m| m.model.vision_model.encoder.layers[0].self_attn.q_proj.weight);
+    check!("vision fc1", 2, |m| m.model.vision_model.encoder.layers[0].mlp.fc1.weight);
+    check!("vision post_layernorm", 1, |m| m.model.vision_model.post_layernorm.gamma);
+    check!("connector", 2, |m| m.model.connector.modality_projection.proj.weight);
+    check!("text q_proj", 2, |m| m.model.text_model.layers[0].self_attn.q_proj.weight);
+    check!("text norm", 1, |m| m.model.text_model.norm.weight);
+    check!("embed_tokens", 2, |m| m.model.text_model.embed_tokens.weight);
+}

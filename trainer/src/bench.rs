@@ -543,7 +543,7 @@ mod tests {
     fn inputs_have_the_torch_layout() {
         let config = preset::build("tiny", PRESET_IMAGE_SIZE).unwrap().config;
         let span = config.tokens_per_tile();
-        let (b, t) = (3, 40);
+        let (b, t) = (3, span + 24);
         let h = host_inputs(&config, b, t, 0).unwrap();
         assert_eq!(h.ids.len(), b * t);
         assert_eq!(h.pixels.len(), b * 3 * 64 * 64);
@@ -592,7 +592,7 @@ mod tests {
             mode: Mode::Train,
             model: "tiny".into(),
             batch: 2,
-            seq: 24,
+            seq: 88,
             steps: 2,
             warmup: 1,
             new_tokens: 3,

@@ -33,13 +33,15 @@ pub struct Preset {
 
 /// Builds preset `name` for square images of `image_size` pixels.
 pub fn build(name: &str, image_size: u32) -> Result<Preset> {
-    let (vision_width, vision_layers, text_width, text_layers) = match name {
-        "tiny" => (64, 2, 128, 4),
-        "small" => (128, 4, 256, 6),
+    // The tiny preset keeps every 8×8 patch as its own image token (scale factor 1, 64 tokens
+    // for a 64-pixel image): trained from scratch in minutes, its vision learns objects much
+    // faster when the decoder sees each patch than through pixel-shuffled 2×2 groups.
+    let (vision_width, vision_layers, text_width, text_layers, scale_factor) = match name {
+        "tiny" => (64, 2, 128, 4, 1),
+        "small" => (128, 4, 256, 6, 2),
         other => bail!("unknown model preset `{other}`: expected one of {}", PRESETS.join(", ")),
     };
     let patch_size = 8;
-    let scale_factor = 2;
     if image_size == 0 || image_size % (patch_size * scale_factor) as u32 != 0 {
         bail!("preset image size {image_size} must be a positive multiple of {}", patch_size * scale_factor);
     }

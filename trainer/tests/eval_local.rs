@@ -37,9 +37,10 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
         "data.synthetic.val=0",
         "data.synthetic.test=6",
         "train.batch_size=4",
-        "train.max_steps=2",
+        "train.max_steps=8",
+        "schedule.warmup_steps=1",
         "train.eval_every=0",
-        "train.checkpoint_every=2",
+        "train.checkpoint_every=4",
     ] {
         args.extend(["--set", kv]);
     }
@@ -51,7 +52,7 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
     for (source, folder, decoding) in [
         ("--model", &model, "greedy"),
         ("--model", &model, "vcd"),
-        ("--checkpoint", &run.join("checkpoints/step_2"), "greedy"),
+        ("--checkpoint", &run.join("checkpoints/step_4"), "greedy"),
     ] {
         let out = tmp.path().join(format!("eval-{decoding}-{}", source.trim_start_matches('-')));
         let text = ok(safeaware(&[
