@@ -1,15 +1,10 @@
 //! End-to-end tests of `safeaware data synth | validate | stats | preview`.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn safeaware(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_safeaware")).args(args).output().expect("run safeaware")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::{safeaware, text};
 
 fn release() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/mmsafeaware/data");

@@ -1,23 +1,11 @@
 //! The `safeaware eval` command line: a responses run on a JSONL benchmark, `eval compare`,
 //! and the errors for impossible flag combinations.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn safeaware(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_safeaware"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{safeaware, text};
 
 fn write_inputs(dir: &Path) {
     let bench = [

@@ -3,21 +3,15 @@
 //! evaluated through `--model` with greedy decoding and with visual contrastive decoding, and
 //! through `--checkpoint`; the results files must record every item and the settings used.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::{safeaware, text};
 use serde_json::Value;
 
-fn safeaware(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_safeaware"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("the safeaware binary runs")
-}
-
 fn ok(out: std::process::Output) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = text(&out);
     assert!(out.status.success(), "safeaware failed:\n{text}");
     text
 }

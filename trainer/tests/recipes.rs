@@ -1,9 +1,10 @@
 //! The shipped recipes validate, say how to run them, and the `safeaware recipe` command
 //! validates, resolves and reports errors by line.
 
+mod common;
+
 use safeaware_trainer::recipe::{load_recipe, parse_recipe, Device, Recipe, TargetStyle};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn recipes_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes")
@@ -20,7 +21,7 @@ fn shipped() -> Vec<PathBuf> {
 }
 
 fn safeaware(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_safeaware")).args(args).output().unwrap();
+    let out = common::safeaware(args);
     (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 

@@ -7,11 +7,14 @@
 //! With 18 examples and batches of 4 an epoch is 5 micro-batches, the last one short, so six
 //! steps cross epoch boundaries and partial batches (with `train.grad_accum = 2` twice over).
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::text;
 use safeaware_trainer::training::CHECKPOINT_DELAY_ENV;
 use serde_json::Value;
 
@@ -120,10 +123,6 @@ impl Train {
         assert!(!stderr.contains("panicked"), "panicked:\n{stderr}");
         stderr
     }
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 fn read(path: &Path) -> Vec<u8> {

@@ -150,6 +150,7 @@ pub fn category(object: ObjectKind) -> Category {
         TeddyBear | Ball => Toy,
         Book | GiftBox => Household,
         Flower => Plant,
+        // Distractors are never what a prompt is about; no rule names them.
         Cup | Leaf | Star => Household,
     }
 }
