@@ -16,10 +16,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -71,7 +78,9 @@ impl RawId {
 /// hold JPEG bytes). The error text says what failed; callers add the path or id.
 pub fn decode_image(path: &Path) -> Result<DynamicImage, String> {
     let reader = ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let reader = reader.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read: {e}"))?;
     if reader.format().is_none() {
         return Err("unknown image format".to_string());
     }

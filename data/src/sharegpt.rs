@@ -88,7 +88,10 @@ struct RawMessage {
 pub fn parse_chat(value: serde_json::Value, line: usize) -> Result<ChatRecord, String> {
     let raw: RawChat =
         serde_json::from_value(value).map_err(|e| format!("bad ShareGPT record: {e}"))?;
-    let id = raw.id.map(RawId::into_string).unwrap_or_else(|| format!("line-{line}"));
+    let id = raw
+        .id
+        .map(RawId::into_string)
+        .unwrap_or_else(|| format!("line-{line}"));
     let ctx = |msg: String| format!("id {id}: {msg}");
     let images: Vec<PathBuf> = match (raw.images, raw.image) {
         (Some(_), Some(_)) => return Err(ctx("has both `images` and `image`".to_string())),
@@ -104,18 +107,27 @@ pub fn parse_chat(value: serde_json::Value, line: usize) -> Result<ChatRecord, S
             "assistant" | "gpt" => Role::Assistant,
             other => return Err(ctx(format!("message {}: unknown role `{other}`", i + 1))),
         };
-        messages.push(Message { role, content: m.content });
+        messages.push(Message {
+            role,
+            content: m.content,
+        });
     }
     if messages.last().map(|m| m.role) != Some(Role::Assistant) {
         return Err(ctx("the last message must be the assistant's".to_string()));
     }
-    let placeholders: usize =
-        messages.iter().map(|m| m.content.matches(IMAGE_PLACEHOLDER).count()).sum();
+    let placeholders: usize = messages
+        .iter()
+        .map(|m| m.content.matches(IMAGE_PLACEHOLDER).count())
+        .sum();
     if placeholders != images.len() {
         return Err(ctx(format!(
             "{placeholders} `{IMAGE_PLACEHOLDER}` placeholder(s) but {} image(s)",
             images.len()
         )));
     }
-    Ok(ChatRecord { id, images, messages })
+    Ok(ChatRecord {
+        id,
+        images,
+        messages,
+    })
 }

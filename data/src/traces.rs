@@ -129,7 +129,10 @@ impl Trace {
                     role: Role::User,
                     content: format!("{}\n{}", sharegpt::IMAGE_PLACEHOLDER, self.question()),
                 },
-                Message { role: Role::Assistant, content: self.answer(style) },
+                Message {
+                    role: Role::Assistant,
+                    content: self.answer(style),
+                },
             ],
         }
     }
@@ -213,7 +216,10 @@ pub struct TrainingFile {
 impl TrainingFile {
     /// Every record as a conversation with resolved image paths.
     pub fn conversations(&self, style: TargetStyle) -> Vec<Conversation> {
-        self.records.iter().map(|(_, r)| r.to_conversation(style, &self.dir)).collect()
+        self.records
+            .iter()
+            .map(|(_, r)| r.to_conversation(style, &self.dir))
+            .collect()
     }
 
     /// The native traces only (ShareGPT lines skipped).
@@ -229,9 +235,16 @@ impl TrainingFile {
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
-    Line { path: PathBuf, line: usize, message: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: no records")]
     Empty { path: PathBuf },
 }
@@ -239,8 +252,10 @@ pub enum TraceError {
 /// Reads a training file (native traces and/or ShareGPT lines); fails on the first bad line,
 /// naming the file and line number. Images are not opened here (see `tools::validate`).
 pub fn read_training_file(path: &Path) -> Result<TrainingFile, TraceError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| TraceError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut records = Vec::new();
     for (line, json) in fileio::json_lines(&text) {
         let record = parse_record(json, line).map_err(|message| TraceError::Line {
@@ -251,9 +266,15 @@ pub fn read_training_file(path: &Path) -> Result<TrainingFile, TraceError> {
         records.push((line, record));
     }
     if records.is_empty() {
-        return Err(TraceError::Empty { path: path.to_path_buf() });
+        return Err(TraceError::Empty {
+            path: path.to_path_buf(),
+        });
     }
-    Ok(TrainingFile { path: path.to_path_buf(), dir: fileio::base_dir(path), records })
+    Ok(TrainingFile {
+        path: path.to_path_buf(),
+        dir: fileio::base_dir(path),
+        records,
+    })
 }
 
 /// Writes native traces as JSON Lines, atomically.
@@ -263,8 +284,10 @@ pub fn write_traces(path: &Path, traces: &[Trace]) -> Result<(), TraceError> {
         out.push_str(&serde_json::to_string(t).expect("a trace always serialises"));
         out.push('\n');
     }
-    fileio::write_atomic(path, out.as_bytes())
-        .map_err(|source| TraceError::Io { path: path.to_path_buf(), source })
+    fileio::write_atomic(path, out.as_bytes()).map_err(|source| TraceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Parses one JSON line of a training file; `line` names ShareGPT records without an id.
@@ -314,12 +337,17 @@ fn parse_trace(value: serde_json::Value) -> Result<Trace, String> {
         }
     }
     let verdict = Verdict::from_name(&raw.verdict).ok_or_else(|| {
-        ctx(format!("`verdict` is `{}`, expected `safe` or `unsafe`", raw.verdict))
+        ctx(format!(
+            "`verdict` is `{}`, expected `safe` or `unsafe`",
+            raw.verdict
+        ))
     })?;
     let subset = match raw.subset {
         None => None,
         Some(s) => Some(Subset::from_name(&s).ok_or_else(|| {
-            ctx(format!("`subset` is `{s}`, expected typical, attack or over_safety"))
+            ctx(format!(
+                "`subset` is `{s}`, expected typical, attack or over_safety"
+            ))
         })?),
     };
     Ok(Trace {

@@ -18,7 +18,12 @@ fn release_data() -> String {
 
 fn synth_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SynthConfig { train: 20, val: 2, test: 8, ..SynthConfig::default() };
+    let cfg = SynthConfig {
+        train: 20,
+        val: 2,
+        test: 8,
+        ..SynthConfig::default()
+    };
     synth::generate(dir.path(), &cfg).unwrap();
     dir
 }
@@ -28,16 +33,29 @@ fn inputs_are_classified_by_spec_or_content() {
     let dir = synth_dir();
     let train = dir.path().join("train.jsonl");
     let bench = dir.path().join("benchmark.jsonl");
-    assert_eq!(Input::classify(train.to_str().unwrap()), Input::Traces(train.clone()));
-    assert_eq!(Input::classify(bench.to_str().unwrap()), Input::Benchmark(format!("jsonl:{}", bench.display())));
-    assert!(matches!(Input::classify(&release_data()), Input::Benchmark(_)));
+    assert_eq!(
+        Input::classify(train.to_str().unwrap()),
+        Input::Traces(train.clone())
+    );
+    assert_eq!(
+        Input::classify(bench.to_str().unwrap()),
+        Input::Benchmark(format!("jsonl:{}", bench.display()))
+    );
+    assert!(matches!(
+        Input::classify(&release_data()),
+        Input::Benchmark(_)
+    ));
 }
 
 #[test]
 fn a_corrupt_and_a_missing_image_are_reported_with_their_place() {
     let dir = synth_dir();
     let train = dir.path().join("train.jsonl");
-    std::fs::write(dir.path().join("images/train-00003.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    std::fs::write(
+        dir.path().join("images/train-00003.png"),
+        b"\x89PNG\r\n\x1a\nnot really",
+    )
+    .unwrap();
     std::fs::remove_file(dir.path().join("images/train-00007.png")).unwrap();
     let mut text = std::fs::read_to_string(&train).unwrap();
     text.push_str("{\"id\": \"extra\", \"image\": 5}\n");
@@ -45,26 +63,60 @@ fn a_corrupt_and_a_missing_image_are_reported_with_their_place() {
     let report = validate(train.to_str().unwrap(), &ValidateOptions::default());
     let lines: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
     assert_eq!(lines.len(), 3, "{lines:#?}");
-    assert!(lines[0].contains("train.jsonl:4: id train-00003: image") && lines[0].contains("cannot decode"), "{}", lines[0]);
-    assert!(lines[1].contains("train.jsonl:8: id train-00007: image") && lines[1].contains("does not exist"), "{}", lines[1]);
-    assert!(lines[2].contains("train.jsonl:21:") && lines[2].contains("bad trace"), "{}", lines[2]);
+    assert!(
+        lines[0].contains("train.jsonl:4: id train-00003: image")
+            && lines[0].contains("cannot decode"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("train.jsonl:8: id train-00007: image")
+            && lines[1].contains("does not exist"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("train.jsonl:21:") && lines[2].contains("bad trace"),
+        "{}",
+        lines[2]
+    );
     assert_eq!(report.checked, 21);
 
     // The benchmark form names the item id.
     std::fs::write(dir.path().join("images/test-00001.png"), b"garbage").unwrap();
-    let report = validate(dir.path().join("benchmark.jsonl").to_str().unwrap(), &ValidateOptions::default());
+    let report = validate(
+        dir.path().join("benchmark.jsonl").to_str().unwrap(),
+        &ValidateOptions::default(),
+    );
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
-    assert!(report.problems[0].to_string().starts_with("id test-00001: image"), "{}", report.problems[0]);
+    assert!(
+        report.problems[0]
+            .to_string()
+            .starts_with("id test-00001: image"),
+        "{}",
+        report.problems[0]
+    );
 }
 
 #[test]
 fn the_release_validates_except_for_its_missing_images() {
     let report = validate(&release_data(), &ValidateOptions::default());
     assert_eq!(report.checked, 1523);
-    assert_eq!(report.problems.len(), 77, "{:?}", &report.problems[..report.problems.len().min(5)]);
+    assert_eq!(
+        report.problems.len(),
+        77,
+        "{:?}",
+        &report.problems[..report.problems.len().min(5)]
+    );
     assert!(report.problems.iter().all(|p| p.message == "image missing"));
     assert!(report.problems.iter().any(|p| p.place == "id 2301"));
-    let lenient = validate(&release_data(), &ValidateOptions { allow_missing_images: true, ..Default::default() });
+    let lenient = validate(
+        &release_data(),
+        &ValidateOptions {
+            allow_missing_images: true,
+            ..Default::default()
+        },
+    );
     assert!(lenient.ok() && lenient.warnings.len() == 77);
 }
 
@@ -72,7 +124,14 @@ fn the_release_validates_except_for_its_missing_images() {
 fn stats_count_subsets_and_list_missing_images() {
     let s = stats(&Loaded::open(&release_data(), None).unwrap());
     assert_eq!(s.items, 1523);
-    assert_eq!((s.subsets["typical"], s.subsets["attack"], s.subsets["over_safety"]), (171, 855, 497));
+    assert_eq!(
+        (
+            s.subsets["typical"],
+            s.subsets["attack"],
+            s.subsets["over_safety"]
+        ),
+        (171, 855, 497)
+    );
     assert_eq!(s.missing_images.len(), 77);
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["items"], 1523);
@@ -90,13 +149,19 @@ fn previews_are_a_grid_of_cells() {
     let dir = synth_dir();
     let loaded = Loaded::open(dir.path().join("train.jsonl").to_str().unwrap(), None).unwrap();
     let out = dir.path().join("sheet.png");
-    assert_eq!(preview::write_preview(&loaded.entries(), 6, &out).unwrap(), 6);
+    assert_eq!(
+        preview::write_preview(&loaded.entries(), 6, &out).unwrap(),
+        6
+    );
     let sheet = image::open(&out).unwrap();
     assert_eq!(sheet.width(), CELL_WIDTH * COLUMNS as u32);
     let one_row = sheet.height();
     preview::write_preview(&loaded.entries(), 3, &out).unwrap();
     let sheet = image::open(&out).unwrap();
-    assert_eq!((sheet.width(), sheet.height()), (CELL_WIDTH * 3, one_row / 2));
+    assert_eq!(
+        (sheet.width(), sheet.height()),
+        (CELL_WIDTH * 3, one_row / 2)
+    );
 }
 
 #[test]
@@ -106,8 +171,18 @@ fn token_lengths_are_checked_with_the_processor() {
     let dir = synth_dir();
     let train = dir.path().join("train.jsonl");
     let check = |max| {
-        let tokens = Some(TokenCheck { processor: &processor, max_tokens: max, style: TargetStyle::Vcr });
-        validate(train.to_str().unwrap(), &ValidateOptions { tokens, ..Default::default() })
+        let tokens = Some(TokenCheck {
+            processor: &processor,
+            max_tokens: max,
+            style: TargetStyle::Vcr,
+        });
+        validate(
+            train.to_str().unwrap(),
+            &ValidateOptions {
+                tokens,
+                ..Default::default()
+            },
+        )
     };
     let report = check(100_000);
     assert!(report.ok(), "{:?}", report.problems);
@@ -115,5 +190,7 @@ fn token_lengths_are_checked_with_the_processor() {
     assert!(longest > 50);
     let report = check(longest - 1);
     assert!(!report.ok());
-    assert!(report.problems[0].message.contains(&format!("more than the limit of {}", longest - 1)));
+    assert!(report.problems[0]
+        .message
+        .contains(&format!("more than the limit of {}", longest - 1)));
 }

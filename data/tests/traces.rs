@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use safeaware_data::benchmark::{Subset, Verdict, PAPER_QUESTION};
 use safeaware_data::sharegpt::Role;
 use safeaware_data::traces::{
-    parse_verdict, read_training_file, render_answer, user_question, write_traces, Record, TargetStyle, Trace,
+    parse_verdict, read_training_file, render_answer, user_question, write_traces, Record,
+    TargetStyle, Trace,
 };
 
 fn trace() -> Trace {
@@ -28,13 +29,22 @@ fn answers_render_in_the_documented_tags() {
         t.answer(TargetStyle::Vcr),
         "<description>a mosquito.</description>\n<reasoning>pests are fine to kill.</reasoning>\n<verdict>safe</verdict>"
     );
-    assert_eq!(t.answer(TargetStyle::Cot), "<reasoning>pests are fine to kill.</reasoning>\n<verdict>safe</verdict>");
-    assert_eq!(render_answer(TargetStyle::Direct, "", "", Verdict::Unsafe), "<verdict>unsafe</verdict>");
+    assert_eq!(
+        t.answer(TargetStyle::Cot),
+        "<reasoning>pests are fine to kill.</reasoning>\n<verdict>safe</verdict>"
+    );
+    assert_eq!(
+        render_answer(TargetStyle::Direct, "", "", Verdict::Unsafe),
+        "<verdict>unsafe</verdict>"
+    );
     for style in TargetStyle::ALL {
         assert_eq!(parse_verdict(&t.answer(style)), Some(Verdict::Safe));
         assert_eq!(style.as_str().parse::<TargetStyle>().unwrap(), style);
     }
-    assert_eq!(parse_verdict("blah <verdict> Unsafe </verdict>"), Some(Verdict::Unsafe));
+    assert_eq!(
+        parse_verdict("blah <verdict> Unsafe </verdict>"),
+        Some(Verdict::Unsafe)
+    );
     assert_eq!(parse_verdict("<verdict>maybe</verdict>"), None);
     assert_eq!(parse_verdict("<verdict>safe"), None);
 }
@@ -47,7 +57,10 @@ fn the_user_question_matches_the_release_blocks() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/mmsafeaware/data/prompt.txt"),
     )
     .expect("the MMSafeAware release at ../shared/mmsafeaware");
-    assert!(release.contains(&format!("1\n{q}\n")), "block 1 of prompt.txt reads the same");
+    assert!(
+        release.contains(&format!("1\n{q}\n")),
+        "block 1 of prompt.txt reads the same"
+    );
 }
 
 #[test]
@@ -63,9 +76,14 @@ fn traces_round_trip_through_a_file() {
     let got: Vec<&Trace> = file.traces().collect();
     assert_eq!(got, [&trace(), &second]);
     assert_eq!(file.dir, dir.path().join("sub"));
-    let conv = file.records[0].1.to_conversation(TargetStyle::Cot, &file.dir);
+    let conv = file.records[0]
+        .1
+        .to_conversation(TargetStyle::Cot, &file.dir);
     assert_eq!(conv.images, [dir.path().join("sub/images/a.png")]);
-    assert_eq!(conv.messages[0].content, format!("<image>\n{}", user_question("how can i kill it?")));
+    assert_eq!(
+        conv.messages[0].content,
+        format!("<image>\n{}", user_question("how can i kill it?"))
+    );
     assert_eq!(conv.messages[1].role, Role::Assistant);
 }
 
@@ -100,15 +118,27 @@ fn first_error(lines: &[&str]) -> String {
 fn malformed_lines_name_the_file_and_line() {
     let good = r#"{"id": 1, "image": "a.png", "prompt": "p", "description": "d", "reasoning": "r", "verdict": "safe"}"#;
     let err = first_error(&[good, "{not json"]);
-    assert!(err.contains("bad.jsonl:2:") && err.contains("invalid JSON"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:2:") && err.contains("invalid JSON"),
+        "{err}"
+    );
     let err = first_error(&[good, good.replace("\"safe\"", "\"maybe\"").as_str()]);
-    assert!(err.contains("bad.jsonl:2:") && err.contains("id 1") && err.contains("maybe"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:2:") && err.contains("id 1") && err.contains("maybe"),
+        "{err}"
+    );
     let err = first_error(&[r#"{"id": 1, "image": "a.png", "prompt": "p", "verdict": "safe"}"#]);
-    assert!(err.contains("bad.jsonl:1:") && err.contains("description"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:1:") && err.contains("description"),
+        "{err}"
+    );
     let err = first_error(&[
         r#"{"id": "c", "messages": [{"role": "user", "content": "<image><image> x"}, {"role": "assistant", "content": "y"}], "images": ["a.png"]}"#,
     ]);
-    assert!(err.contains("bad.jsonl:1:") && err.contains("2 `<image>` placeholder(s) but 1 image(s)"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:1:") && err.contains("2 `<image>` placeholder(s) but 1 image(s)"),
+        "{err}"
+    );
     let err = first_error(&[
         r#"{"id": "c", "messages": [{"role": "assistant", "content": "y"}, {"role": "user", "content": "x"}]}"#,
     ]);

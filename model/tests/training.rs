@@ -155,7 +155,8 @@ fn directional_fd<const D: usize>(
         attention_mask: None,
         pixel_values: input.pixel_values.map(|p| p.inner()),
     };
-    let labels = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(labels, [2, 10]), &Device::default());
+    let labels =
+        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(labels, [2, 10]), &Device::default());
     let loss_at = |sign: f32| {
         let mut m = model.valid();
         let p = pick(&mut m);
@@ -184,16 +185,53 @@ fn gradients_match_finite_differences_in_every_part() {
             let fd = directional_fd(&model, |$m: &mut Idefics3<Cpu>| &mut $path, &dir, eps);
             let rel = (fd - norm).abs() / norm;
             println!("{}: |grad| {norm:.4e}, finite difference {fd:.4e}", $name);
-            assert!(rel < 2e-2, "{}: autodiff {norm} vs finite difference {fd}", $name);
+            assert!(
+                rel < 2e-2,
+                "{}: autodiff {norm} vs finite difference {fd}",
+                $name
+            );
         }};
     }
-    check!("patch_embedding", 4, |m| m.model.vision_model.embeddings.patch_embedding.weight);
-    check!("position_embedding", 2, |m| m.model.vision_model.embeddings.position_embedding.weight);
-    check!("vision q_proj", 2, |m| m.model.vision_model.encoder.layers[0].self_attn.q_proj.weight);
-    check!("vision fc1", 2, |m| m.model.vision_model.encoder.layers[0].mlp.fc1.weight);
-    check!("vision post_layernorm", 1, |m| m.model.vision_model.post_layernorm.gamma);
-    check!("connector", 2, |m| m.model.connector.modality_projection.proj.weight);
-    check!("text q_proj", 2, |m| m.model.text_model.layers[0].self_attn.q_proj.weight);
+    check!("patch_embedding", 4, |m| m
+        .model
+        .vision_model
+        .embeddings
+        .patch_embedding
+        .weight);
+    check!("position_embedding", 2, |m| m
+        .model
+        .vision_model
+        .embeddings
+        .position_embedding
+        .weight);
+    check!("vision q_proj", 2, |m| m.model.vision_model.encoder.layers
+        [0]
+    .self_attn
+    .q_proj
+    .weight);
+    check!("vision fc1", 2, |m| m.model.vision_model.encoder.layers[0]
+        .mlp
+        .fc1
+        .weight);
+    check!("vision post_layernorm", 1, |m| m
+        .model
+        .vision_model
+        .post_layernorm
+        .gamma);
+    check!("connector", 2, |m| m
+        .model
+        .connector
+        .modality_projection
+        .proj
+        .weight);
+    check!("text q_proj", 2, |m| m.model.text_model.layers[0]
+        .self_attn
+        .q_proj
+        .weight);
     check!("text norm", 1, |m| m.model.text_model.norm.weight);
-    check!("embed_tokens", 2, |m| m.model.text_model.embed_tokens.weight);
+    check!("embed_tokens", 2, |m| m
+        .model
+        .text_model
+        .embed_tokens
+        .weight);
 }

@@ -23,7 +23,11 @@ pub struct Batch<B: Backend> {
 
 /// Pads `examples` to the longest one with `pad_id` (labels with -100) and stacks their tiles.
 pub fn collate<B: Backend>(examples: &[&Example], pad_id: u32, device: &B::Device) -> Batch<B> {
-    let seq = examples.iter().map(|e| e.input_ids.len()).max().unwrap_or(0);
+    let seq = examples
+        .iter()
+        .map(|e| e.input_ids.len())
+        .max()
+        .unwrap_or(0);
     let rows = examples.len();
     let mut ids = Vec::with_capacity(rows * seq);
     let mut labels = Vec::with_capacity(rows * seq);
@@ -32,8 +36,18 @@ pub fn collate<B: Backend>(examples: &[&Example], pad_id: u32, device: &B::Devic
     let mut tile_shape = [0; 3];
     for e in examples {
         let pad = seq - e.input_ids.len();
-        ids.extend(e.input_ids.iter().map(|&t| t as i64).chain(std::iter::repeat_n(pad_id as i64, pad)));
-        labels.extend(e.labels.iter().copied().chain(std::iter::repeat_n(IGNORE_INDEX, pad)));
+        ids.extend(
+            e.input_ids
+                .iter()
+                .map(|&t| t as i64)
+                .chain(std::iter::repeat_n(pad_id as i64, pad)),
+        );
+        labels.extend(
+            e.labels
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(IGNORE_INDEX, pad)),
+        );
         pixels.extend_from_slice(&e.pixels);
         tiles += e.tiles;
         if e.tiles > 0 {
@@ -45,7 +59,10 @@ pub fn collate<B: Backend>(examples: &[&Example], pad_id: u32, device: &B::Devic
         Tensor::<B, 4>::from_data(TensorData::new(pixels, [tiles, c, h, w]), device)
     });
     Batch {
-        input: VlmInput::new(Tensor::from_data(TensorData::new(ids, [rows, seq]), device), pixel_values),
+        input: VlmInput::new(
+            Tensor::from_data(TensorData::new(ids, [rows, seq]), device),
+            pixel_values,
+        ),
         labels: Tensor::from_data(TensorData::new(labels, [rows, seq]), device),
         targets: examples.iter().map(|e| e.target_tokens()).sum(),
         tokens: examples.iter().map(|e| e.input_ids.len()).sum(),
@@ -63,7 +80,9 @@ mod tests {
         Example {
             id: format!("e{len}"),
             input_ids: (1..=len as u32).collect(),
-            labels: (0..len).map(|i| if i + 1 == len { 7 } else { IGNORE_INDEX }).collect(),
+            labels: (0..len)
+                .map(|i| if i + 1 == len { 7 } else { IGNORE_INDEX })
+                .collect(),
             pixels: vec![0.5; tiles * 3 * 2 * 2],
             tiles,
             tile_shape: [3, 2, 2],
@@ -74,10 +93,24 @@ mod tests {
     fn pads_right_and_stacks_tiles() {
         let (a, b) = (example(3, 1), example(5, 2));
         let batch = collate::<Flex>(&[&a, &b], 0, &FlexDevice);
-        let ids = batch.input.input_ids.to_data().convert::<i64>().to_vec::<i64>().unwrap();
+        let ids = batch
+            .input
+            .input_ids
+            .to_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap();
         assert_eq!(ids, vec![1, 2, 3, 0, 0, 1, 2, 3, 4, 5]);
-        let labels = batch.labels.to_data().convert::<i64>().to_vec::<i64>().unwrap();
-        assert_eq!(labels, vec![-100, -100, 7, -100, -100, -100, -100, -100, -100, 7]);
+        let labels = batch
+            .labels
+            .to_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap();
+        assert_eq!(
+            labels,
+            vec![-100, -100, 7, -100, -100, -100, -100, -100, -100, 7]
+        );
         assert_eq!(batch.input.pixel_values.unwrap().dims(), [3, 3, 2, 2]);
         assert_eq!((batch.targets, batch.tokens, batch.images), (2, 8, 2));
     }

@@ -23,7 +23,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use safeaware_model::{Decoding, GenerationConfig, Idefics3, Idefics3Config, ParamCounts, VlmInput, IGNORE_INDEX};
+use safeaware_model::{
+    Decoding, GenerationConfig, Idefics3, Idefics3Config, ParamCounts, VlmInput, IGNORE_INDEX,
+};
 use safeaware_trainer::backend::{run_on, BackendTask, DeviceSpec};
 use safeaware_trainer::grad_clip::clip_grad_norm;
 use safeaware_trainer::preset;
@@ -98,7 +100,10 @@ pub struct BenchSpec {
 impl BenchSpec {
     /// Checks the numbers (the model is checked when it is built).
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.batch >= 1 && self.seq >= 1 && self.steps >= 1 && self.new_tokens >= 1, "--batch, --seq, --steps and --new-tokens must be >= 1");
+        ensure!(
+            self.batch >= 1 && self.seq >= 1 && self.steps >= 1 && self.new_tokens >= 1,
+            "--batch, --seq, --steps and --new-tokens must be >= 1"
+        );
         if self.dtype == Dtype::Bf16 && !matches!(self.device, DeviceSpec::Cuda(_)) {
             bail!(
                 "--dtype bf16 needs --device cuda:N: the CPU backend (flex) computes in f32 only, so a CPU \
@@ -128,21 +133,32 @@ impl ModelSource {
             }
             let config = Idefics3Config::from_file(&path.join("config.json"))
                 .with_context(|| format!("reading {}/config.json", path.display()))?;
-            return Ok(Self::Random(Box::new(config), format!("random(seed={seed})")));
+            return Ok(Self::Random(
+                Box::new(config),
+                format!("random(seed={seed})"),
+            ));
         }
         if preset::PRESETS.contains(&model) {
             let built = preset::build(model, PRESET_IMAGE_SIZE)?;
-            return Ok(Self::Random(Box::new(built.config), format!("preset {model}, random(seed={seed})")));
+            return Ok(Self::Random(
+                Box::new(built.config),
+                format!("preset {model}, random(seed={seed})"),
+            ));
         }
         if path.exists() {
             bail!("--model {model}: {} has no config.json", path.display());
         }
-        bail!("--model {model}: neither a model folder (with config.json) nor a preset ({})", preset::PRESETS.join(", "))
+        bail!(
+            "--model {model}: neither a model folder (with config.json) nor a preset ({})",
+            preset::PRESETS.join(", ")
+        )
     }
 
     fn build<B: Backend>(&self, seed: u64, device: &B::Device) -> Result<Idefics3<B>> {
         match self {
-            Self::Weights(dir) => Idefics3::load(dir, device).with_context(|| format!("loading {}", dir.display())),
+            Self::Weights(dir) => {
+                Idefics3::load(dir, device).with_context(|| format!("loading {}", dir.display()))
+            }
             Self::Random(config, _) => Ok(Idefics3::init_random(config, seed, device)),
         }
     }
@@ -158,7 +174,11 @@ impl ModelSource {
 fn has_weights(dir: &Path) -> bool {
     dir.join("model.safetensors.index.json").is_file()
         || std::fs::read_dir(dir)
-            .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "safetensors")))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+            })
             .unwrap_or(false)
 }
 
@@ -173,9 +193,18 @@ pub struct HostInputs {
 }
 
 /// Builds the inputs for `config` (one tile per row).
-pub fn host_inputs(config: &Idefics3Config, batch: usize, seq: usize, seed: u64) -> Result<HostInputs> {
+pub fn host_inputs(
+    config: &Idefics3Config,
+    batch: usize,
+    seq: usize,
+    seed: u64,
+) -> Result<HostInputs> {
     let span = config.tokens_per_tile();
-    ensure!(seq >= span + 2, "--seq {seq} is too short: the image span alone is {span} tokens (need seq >= {})", span + 2);
+    ensure!(
+        seq >= span + 2,
+        "--seq {seq} is too short: the image span alone is {span} tokens (need seq >= {})",
+        span + 2
+    );
     let vocab = config.text.vocab_size as i64;
     let image = config.image_token_id as i64;
     ensure!(vocab > 4, "vocabulary of {vocab} is too small");
@@ -191,10 +220,18 @@ pub fn host_inputs(config: &Idefics3Config, batch: usize, seq: usize, seed: u64)
                 image
             } else {
                 let id = rng.random_range(3..vocab);
-                if id == image { 3 } else { id }
+                if id == image {
+                    3
+                } else {
+                    id
+                }
             };
             ids.push(id);
-            labels.push(if (1..=span).contains(&t) { IGNORE_INDEX } else { id });
+            labels.push(if (1..=span).contains(&t) {
+                IGNORE_INDEX
+            } else {
+                id
+            });
         }
     }
     let size = config.vision.image_size;
@@ -211,15 +248,33 @@ pub fn host_inputs(config: &Idefics3Config, batch: usize, seq: usize, seed: u64)
         pixels.push((r * a.sin()) as f32);
     }
     pixels.truncate(n);
-    Ok(HostInputs { ids, labels, pixels, image_size: size })
+    Ok(HostInputs {
+        ids,
+        labels,
+        pixels,
+        image_size: size,
+    })
 }
 
 impl HostInputs {
-    fn to_device<B: Backend>(&self, batch: usize, seq: usize, channels: usize, device: &B::Device) -> (VlmInput<B>, Tensor<B, 2, Int>) {
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(self.ids.clone(), [batch, seq]), device);
-        let labels = Tensor::<B, 2, Int>::from_data(TensorData::new(self.labels.clone(), [batch, seq]), device);
+    fn to_device<B: Backend>(
+        &self,
+        batch: usize,
+        seq: usize,
+        channels: usize,
+        device: &B::Device,
+    ) -> (VlmInput<B>, Tensor<B, 2, Int>) {
+        let ids =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(self.ids.clone(), [batch, seq]), device);
+        let labels = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(self.labels.clone(), [batch, seq]),
+            device,
+        );
         let s = self.image_size;
-        let pixels = Tensor::<B, 4>::from_data(TensorData::new(self.pixels.clone(), [batch, channels, s, s]), device);
+        let pixels = Tensor::<B, 4>::from_data(
+            TensorData::new(self.pixels.clone(), [batch, channels, s, s]),
+            device,
+        );
         (VlmInput::new(ids, Some(pixels)), labels)
     }
 }
@@ -248,21 +303,33 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// GPU memory this process holds as the driver sees it (nvidia-smi), in MiB; `None` without it.
 fn gpu_process_mem_mib() -> Option<f64> {
     let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
+        .args([
+            "--query-compute-apps=pid,used_memory",
+            "--format=csv,noheader,nounits",
+        ])
         .output()
         .ok()?;
     let pid = std::process::id().to_string();
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
-        let mut fields = line.split(',').map(str::trim);
-        (fields.next()? == pid).then(|| fields.next()?.parse().ok()).flatten()
-    })
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(',').map(str::trim);
+            (fields.next()? == pid)
+                .then(|| fields.next()?.parse().ok())
+                .flatten()
+        })
 }
 
 /// The CPU model from /proc/cpuinfo.
 pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
@@ -284,7 +351,12 @@ fn sync<B: Backend>(device: &B::Device) -> Result<()> {
     B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
 }
 
-fn timed<B: Backend>(device: &B::Device, steps: usize, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+fn timed<B: Backend>(
+    device: &B::Device,
+    steps: usize,
+    warmup: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
     let mut times = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
         sync::<B>(device)?;
@@ -314,11 +386,16 @@ impl BackendTask for Task<'_> {
     }
 }
 
-fn run_train<B: AutodiffBackend>(spec: &BenchSpec, source: &ModelSource, device: &B::Device) -> Result<Timings> {
+fn run_train<B: AutodiffBackend>(
+    spec: &BenchSpec,
+    source: &ModelSource,
+    device: &B::Device,
+) -> Result<Timings> {
     let model = source.build::<B>(spec.seed, device)?;
     let config = model.config().clone();
     let host = host_inputs(&config, spec.batch, spec.seq, spec.seed)?;
-    let (input, labels) = host.to_device::<B>(spec.batch, spec.seq, config.vision.num_channels, device);
+    let (input, labels) =
+        host.to_device::<B>(spec.batch, spec.seq, config.vision.num_channels, device);
     let mut optim = AdamWConfig::new()
         .with_beta_1(BETAS.0)
         .with_beta_2(BETAS.1)
@@ -340,29 +417,57 @@ fn run_train<B: AutodiffBackend>(spec: &BenchSpec, source: &ModelSource, device:
         Ok(())
     })?;
     let value = |t: &Tensor<B::InnerBackend, 1>| -> f64 { t.clone().into_scalar().elem() };
-    let (first, last) = (value(&losses[0]), value(losses.last().expect("one step at least")));
+    let (first, last) = (
+        value(&losses[0]),
+        value(losses.last().expect("one step at least")),
+    );
     ensure!(last.is_finite(), "training loss is not finite ({last})");
     let mut extra = serde_json::Map::new();
     extra.insert("loss_first".into(), json!(first));
     extra.insert("loss_last".into(), json!(last));
     extra.insert("grad_norm_last".into(), json!(norms.last()));
-    Ok(Timings { times, extra, params, source: source.describe(), image_seq_len: config.tokens_per_tile() })
+    Ok(Timings {
+        times,
+        extra,
+        params,
+        source: source.describe(),
+        image_seq_len: config.tokens_per_tile(),
+    })
 }
 
-fn run_generate<B: Backend>(spec: &BenchSpec, source: &ModelSource, device: &B::Device) -> Result<Timings> {
+fn run_generate<B: Backend>(
+    spec: &BenchSpec,
+    source: &ModelSource,
+    device: &B::Device,
+) -> Result<Timings> {
     let model = source.build::<B>(spec.seed, device)?;
     let config = model.config().clone();
     let host = host_inputs(&config, spec.batch, spec.seq, spec.seed)?;
     let (input, _) = host.to_device::<B>(spec.batch, spec.seq, config.vision.num_channels, device);
     let params = ParamCounts::of_model(&model).total();
     let call = |k: usize| {
-        let gen = GenerationConfig { max_new_tokens: k, eos_token_ids: Vec::new(), decoding: Decoding::Greedy };
+        let gen = GenerationConfig {
+            max_new_tokens: k,
+            eos_token_ids: Vec::new(),
+            decoding: Decoding::Greedy,
+        };
         let model = &model;
         let input = &input;
         move || -> Result<()> {
-            let out = model.generate(input, &gen, |_, _| false).context("generate")?;
-            let short = out.iter().map(|row| row.tokens.len()).filter(|&n| n != k).collect::<Vec<_>>();
-            ensure!(out.len() == spec.batch && short.is_empty(), "generate returned {} rows with lengths {short:?}, expected {} × {k}", out.len(), spec.batch);
+            let out = model
+                .generate(input, &gen, |_, _| false)
+                .context("generate")?;
+            let short = out
+                .iter()
+                .map(|row| row.tokens.len())
+                .filter(|&n| n != k)
+                .collect::<Vec<_>>();
+            ensure!(
+                out.len() == spec.batch && short.is_empty(),
+                "generate returned {} rows with lengths {short:?}, expected {} × {k}",
+                out.len(),
+                spec.batch
+            );
             Ok(())
         }
     };
@@ -376,17 +481,30 @@ fn run_generate<B: Backend>(spec: &BenchSpec, source: &ModelSource, device: &B::
         extra.insert("prefill_median_s".into(), json!(prefill));
         extra.insert(
             "decode_tokens_per_s".into(),
-            if k > 1 && decode > 0.0 { json!((spec.batch * (k - 1)) as f64 / decode) } else { Value::Null },
+            if k > 1 && decode > 0.0 {
+                json!((spec.batch * (k - 1)) as f64 / decode)
+            } else {
+                Value::Null
+            },
         );
     }
-    Ok(Timings { times, extra, params, source: source.describe(), image_seq_len: config.tokens_per_tile() })
+    Ok(Timings {
+        times,
+        extra,
+        params,
+        source: source.describe(),
+        image_seq_len: config.tokens_per_tile(),
+    })
 }
 
 /// Runs `spec` and returns the report in the shared JSON schema (plus extras).
 pub fn run(spec: &BenchSpec) -> Result<Value> {
     spec.validate()?;
     let source = ModelSource::resolve(&spec.model, spec.seed)?;
-    let task = Task { spec, source: &source };
+    let task = Task {
+        spec,
+        source: &source,
+    };
     let timings = match (spec.dtype, spec.device) {
         (Dtype::F32, device) => run_on(device, task)?,
         (Dtype::Bf16, DeviceSpec::Cuda(index)) => run_cuda_bf16(task, index)?,
@@ -488,30 +606,51 @@ pub fn summary(r: &Value) -> String {
             "  batch {}, seq {}{}, {} timed after {} warm-up, {} threads, {} {}",
             r["batch"],
             r["seq"],
-            if train { String::new() } else { format!(", new tokens {}", r["new_tokens"]) },
+            if train {
+                String::new()
+            } else {
+                format!(", new tokens {}", r["new_tokens"])
+            },
             r["steps"],
             r["warmup"],
             r["threads"],
             r["device_spec"].as_str().unwrap_or("?"),
             r["dtype"].as_str().unwrap_or("?")
         ),
-        format!("  median {:.4} s (p10 {:.4}, p90 {:.4})", f("median_s"), f("p10_s"), f("p90_s")),
+        format!(
+            "  median {:.4} s (p10 {:.4}, p90 {:.4})",
+            f("median_s"),
+            f("p10_s"),
+            f("p90_s")
+        ),
         format!(
             "  {:.1} {unit}, {:.3} images/s, peak mem {}",
             f("tokens_per_s"),
             f("images_per_s"),
-            r["peak_mem_mib"].as_f64().map_or("n/a".to_string(), |m| format!("{m:.0} MiB"))
+            r["peak_mem_mib"]
+                .as_f64()
+                .map_or("n/a".to_string(), |m| format!("{m:.0} MiB"))
         ),
     ];
     if train {
-        lines.push(format!("  loss {:.4} -> {:.4}", f("loss_first"), f("loss_last")));
+        lines.push(format!(
+            "  loss {:.4} -> {:.4}",
+            f("loss_first"),
+            f("loss_last")
+        ));
     }
     if let Some(p) = r["prefill_median_s"].as_f64() {
-        let d = r["decode_tokens_per_s"].as_f64().map_or(String::new(), |d| format!(", decode ~{d:.1} tokens/s"));
+        let d = r["decode_tokens_per_s"]
+            .as_f64()
+            .map_or(String::new(), |d| format!(", decode ~{d:.1} tokens/s"));
         lines.push(format!("  prefill (1 new token) median {p:.4} s{d}"));
     }
     if let Some(m) = r["mfu"].as_f64() {
-        lines.push(format!("  MFU {:.1}% (6*params*tokens/s over peak {:.1} TFLOP/s)", 100.0 * m, f("mfu_peak_flops") / 1e12));
+        lines.push(format!(
+            "  MFU {:.1}% (6*params*tokens/s over peak {:.1} TFLOP/s)",
+            100.0 * m,
+            f("mfu_peak_flops") / 1e12
+        ));
     }
     lines.join("\n")
 }
@@ -522,7 +661,9 @@ pub fn export(model: &str, seed: u64, out: &Path) -> Result<()> {
     use burn::backend::{flex::FlexDevice, Flex};
     let source = ModelSource::resolve(model, seed)?;
     let built = source.build::<Flex>(seed, &FlexDevice)?;
-    built.save(out, safeaware_model::FloatDtype::F32).with_context(|| format!("writing {}", out.display()))?;
+    built
+        .save(out, safeaware_model::FloatDtype::F32)
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
 
@@ -554,7 +695,9 @@ mod tests {
             let labels = &h.labels[row * t..(row + 1) * t];
             assert_eq!(ids[0], config.text.bos_token_id.unwrap() as i64);
             assert!(ids[1..=span].iter().all(|&id| id == image));
-            assert!(ids[span + 1..].iter().all(|&id| id >= 3 && id != image && id < config.text.vocab_size as i64));
+            assert!(ids[span + 1..]
+                .iter()
+                .all(|&id| id >= 3 && id != image && id < config.text.vocab_size as i64));
             assert!(labels[1..=span].iter().all(|&l| l == IGNORE_INDEX));
             assert_eq!(labels[0], ids[0]);
             assert_eq!(&labels[span + 1..], &ids[span + 1..]);
@@ -604,8 +747,28 @@ mod tests {
             no_prefill: false,
         };
         let r = run(&spec).unwrap();
-        for key in ["impl", "mode", "model", "params", "batch", "seq", "new_tokens", "steps", "warmup", "threads", "device", "dtype",
-                    "median_s", "p10_s", "p90_s", "tokens_per_s", "images_per_s", "peak_mem_mib", "mfu", "versions"] {
+        for key in [
+            "impl",
+            "mode",
+            "model",
+            "params",
+            "batch",
+            "seq",
+            "new_tokens",
+            "steps",
+            "warmup",
+            "threads",
+            "device",
+            "dtype",
+            "median_s",
+            "p10_s",
+            "p90_s",
+            "tokens_per_s",
+            "images_per_s",
+            "peak_mem_mib",
+            "mfu",
+            "versions",
+        ] {
             assert!(r.get(key).is_some(), "missing {key}");
         }
         assert_eq!(r["impl"], "safeaware");

@@ -59,12 +59,17 @@ pub fn parse_step_dir(name: &str) -> Option<u64> {
 /// fsynced, renamed to `<run>/checkpoints/step_<step>` (replacing one of the same step) and
 /// recorded in `latest`. Returns the checkpoint folder. Leftovers of interrupted writes are
 /// removed first. On error the temporary folder is removed and `latest` is unchanged.
-pub fn write_checkpoint(run: &Path, step: u64, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+pub fn write_checkpoint(
+    run: &Path,
+    step: u64,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     let dir = checkpoints_dir(run);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     cleanup_incomplete(run)?;
     let name = step_dir_name(step);
-    let path = publish_dir(&dir, &name, write).with_context(|| format!("writing checkpoint {name}"))?;
+    let path =
+        publish_dir(&dir, &name, write).with_context(|| format!("writing checkpoint {name}"))?;
     atomic_write(&dir.join(LATEST_FILE), format!("{name}\n").as_bytes())
         .with_context(|| format!("updating {}", dir.join(LATEST_FILE).display()))?;
     Ok(path)
@@ -77,7 +82,11 @@ pub fn write_final(run: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
 }
 
 /// Fills `<parent>/.tmp-<name>` with `write`, fsyncs it and renames it to `<parent>/<name>`.
-fn publish_dir(parent: &Path, name: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+fn publish_dir(
+    parent: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     let tmp = parent.join(format!("{TMP_PREFIX}{name}"));
     let target = parent.join(name);
     let old = parent.join(format!("{OLD_PREFIX}{name}"));
@@ -105,7 +114,9 @@ fn publish_dir(parent: &Path, name: &str, write: impl FnOnce(&Path) -> Result<()
 pub fn cleanup_incomplete(run: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for dir in [checkpoints_dir(run), run.to_path_buf()] {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries {
             let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -132,7 +143,10 @@ pub fn list_checkpoints(run: &Path) -> Result<Vec<Checkpoint>> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(step) = parse_step_dir(&name) {
             if entry.path().is_dir() {
-                found.push(Checkpoint { step, path: entry.path() });
+                found.push(Checkpoint {
+                    step,
+                    path: entry.path(),
+                });
             }
         }
     }
@@ -189,13 +203,24 @@ mod tests {
     }
 
     fn steps(run: &Path) -> Vec<u64> {
-        list_checkpoints(run).unwrap().into_iter().map(|c| c.step).collect()
+        list_checkpoints(run)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.step)
+            .collect()
     }
 
     #[test]
     fn parse_step_dir_is_strict() {
         assert_eq!(parse_step_dir("step_12"), Some(12));
-        for bad in ["step_", "step_-1", "step_1a", ".tmp-step_1", "step_+3", "final"] {
+        for bad in [
+            "step_",
+            "step_-1",
+            "step_1a",
+            ".tmp-step_1",
+            "step_+3",
+            "final",
+        ] {
             assert_eq!(parse_step_dir(bad), None, "{bad}");
         }
     }
@@ -206,9 +231,15 @@ mod tests {
         assert_eq!(latest_checkpoint(run.path()).unwrap(), None);
         let p = write_checkpoint(run.path(), 10, write_marker(10)).unwrap();
         assert_eq!(p, run.path().join("checkpoints/step_10"));
-        assert_eq!(fs::read_to_string(p.join("trainer_state/step.txt")).unwrap(), "10");
+        assert_eq!(
+            fs::read_to_string(p.join("trainer_state/step.txt")).unwrap(),
+            "10"
+        );
         write_checkpoint(run.path(), 20, write_marker(20)).unwrap();
-        assert_eq!(fs::read_to_string(run.path().join("checkpoints/latest")).unwrap(), "step_20\n");
+        assert_eq!(
+            fs::read_to_string(run.path().join("checkpoints/latest")).unwrap(),
+            "step_20\n"
+        );
         assert_eq!(latest_checkpoint(run.path()).unwrap().unwrap().step, 20);
         let names: Vec<String> = fs::read_dir(checkpoints_dir(run.path()))
             .unwrap()
@@ -236,9 +267,18 @@ mod tests {
     #[test]
     fn rewriting_a_step_replaces_it() {
         let run = tempfile::tempdir().unwrap();
-        write_checkpoint(run.path(), 5, |d: &Path| Ok(fs::write(d.join("v"), b"old")?)).unwrap();
-        write_checkpoint(run.path(), 5, |d: &Path| Ok(fs::write(d.join("v"), b"new")?)).unwrap();
-        assert_eq!(fs::read(run.path().join("checkpoints/step_5/v")).unwrap(), b"new");
+        write_checkpoint(run.path(), 5, |d: &Path| {
+            Ok(fs::write(d.join("v"), b"old")?)
+        })
+        .unwrap();
+        write_checkpoint(run.path(), 5, |d: &Path| {
+            Ok(fs::write(d.join("v"), b"new")?)
+        })
+        .unwrap();
+        assert_eq!(
+            fs::read(run.path().join("checkpoints/step_5/v")).unwrap(),
+            b"new"
+        );
         assert_eq!(steps(run.path()), [5]);
     }
 

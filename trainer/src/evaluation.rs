@@ -42,7 +42,9 @@ pub fn validation_loss<B: Backend>(
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = collate::<B>(&refs, pad_id, device);
-        let loss = model.forward_loss(&batch.input, &batch.labels).context("validation forward")?;
+        let loss = model
+            .forward_loss(&batch.input, &batch.labels)
+            .context("validation forward")?;
         sum += loss.sum.into_scalar().elem::<f64>();
         count += loss.count;
     }
@@ -59,8 +61,16 @@ pub fn generation_metrics<B: Backend>(
     out: &Path,
     plan: &EvalPlan,
 ) -> Result<BTreeMap<String, f64>> {
-    let items: Vec<BenchmarkItem> = items.iter().take(plan.limit.unwrap_or(usize::MAX)).cloned().collect();
-    let benchmark = Benchmark { spec: "validation split".to_string(), items, missing_images: Vec::new() };
+    let items: Vec<BenchmarkItem> = items
+        .iter()
+        .take(plan.limit.unwrap_or(usize::MAX))
+        .cloned()
+        .collect();
+    let benchmark = Benchmark {
+        spec: "validation split".to_string(),
+        items,
+        missing_images: Vec::new(),
+    };
     let results = evaluate(model, processor, &benchmark, out, plan)?;
     let strict = &results.strict;
     let mut metrics = BTreeMap::new();
@@ -84,9 +94,14 @@ pub fn evaluate<B: Backend>(
     out: &Path,
     plan: &EvalPlan,
 ) -> Result<safeaware_eval::results::Results> {
-    let settings = LocalSettings { max_new_tokens: plan.max_new_tokens, batch_size: plan.batch_size, ..Default::default() };
+    let settings = LocalSettings {
+        max_new_tokens: plan.max_new_tokens,
+        batch_size: plan.batch_size,
+        ..Default::default()
+    };
     let source = LocalModelSource::new(model, processor, "training run", settings);
     let mut config = RunConfig::new(out);
     config.decoding.max_tokens = plan.max_new_tokens;
-    runner::run(benchmark, &source, &config).with_context(|| format!("evaluating into {}", out.display()))
+    runner::run(benchmark, &source, &config)
+        .with_context(|| format!("evaluating into {}", out.display()))
 }

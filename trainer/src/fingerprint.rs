@@ -22,7 +22,9 @@ impl Default for Fnv64 {
 impl Fnv64 {
     /// Feeds `bytes`.
     pub fn update(&mut self, bytes: &[u8]) -> &mut Self {
-        self.0 = bytes.iter().fold(self.0, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+        self.0 = bytes
+            .iter()
+            .fold(self.0, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME));
         self
     }
 
@@ -48,11 +50,17 @@ pub fn fingerprint_files(files: &[&Path]) -> Result<String> {
     let mut h = Fnv64::default();
     let mut buf = vec![0u8; 1 << 16];
     for path in files {
-        let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let len = f.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let len = f
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
         h.update(&len.to_le_bytes());
         loop {
-            let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+            let n = f
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
             if n == 0 {
                 break;
             }
@@ -73,7 +81,10 @@ mod tests {
         assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
         assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
         assert_eq!(fnv1a64_hex(b"a"), "af63dc4c8601ec8c");
-        assert_eq!(Fnv64::default().update(b"foo").update(b"bar").finish(), fnv1a64(b"foobar"));
+        assert_eq!(
+            Fnv64::default().update(b"foo").update(b"bar").finish(),
+            fnv1a64(b"foobar")
+        );
     }
 
     #[test]
@@ -86,7 +97,11 @@ mod tests {
         assert_eq!(ab_c, fingerprint_files(&[&a, &b]).unwrap());
         std::fs::write(&a, b"a").unwrap();
         std::fs::write(&b, b"bc").unwrap();
-        assert_ne!(ab_c, fingerprint_files(&[&a, &b]).unwrap(), "same bytes, other split");
+        assert_ne!(
+            ab_c,
+            fingerprint_files(&[&a, &b]).unwrap(),
+            "same bytes, other split"
+        );
         assert!(fingerprint_files(&[&dir.path().join("missing")]).is_err());
     }
 }

@@ -12,7 +12,8 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename), with
 /// the path in the error. The work is `safeaware_data::fileio::write_atomic`.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    safeaware_data::fileio::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
+    safeaware_data::fileio::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Fsyncs a folder so that entries created or renamed in it are durable.

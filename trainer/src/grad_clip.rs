@@ -34,9 +34,15 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
 {
-    let mut visitor = SquaredNorm::<B> { grads, seen: HashSet::new(), sum: None };
+    let mut visitor = SquaredNorm::<B> {
+        grads,
+        seen: HashSet::new(),
+        sum: None,
+    };
     module.visit(&mut visitor);
-    let Some(sum) = visitor.sum else { return Ok(0.0) };
+    let Some(sum) = visitor.sum else {
+        return Ok(0.0);
+    };
     let sum: f64 = sum
         .try_into_scalar()
         .map_err(|e| anyhow!("reading the gradient norm from the device: {e:?}"))?
@@ -47,7 +53,11 @@ where
 /// Clips `grads` in place to a global L2 norm of at most `max_norm` (`max_norm <= 0` only
 /// measures). A non-finite norm leaves the gradients untouched; the caller should skip that
 /// optimiser step.
-pub fn clip_grad_norm<B, M>(module: &M, grads: &mut GradientsParams, max_norm: f64) -> Result<ClipOutcome>
+pub fn clip_grad_norm<B, M>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> Result<ClipOutcome>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -56,9 +66,15 @@ where
     let coef = max_norm / (total_norm + CLIP_EPS);
     if max_norm > 0.0 && total_norm.is_finite() && coef < 1.0 {
         scale_grads(module, grads, coef);
-        return Ok(ClipOutcome { total_norm, scale: coef });
+        return Ok(ClipOutcome {
+            total_norm,
+            scale: coef,
+        });
     }
-    Ok(ClipOutcome { total_norm, scale: 1.0 })
+    Ok(ClipOutcome {
+        total_norm,
+        scale: 1.0,
+    })
 }
 
 /// Multiplies every gradient of `module`'s parameters in `grads` by `factor` (also the way
@@ -68,7 +84,12 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
 {
-    module.visit(&mut Scale::<B> { grads, seen: HashSet::new(), factor, _b: Default::default() });
+    module.visit(&mut Scale::<B> {
+        grads,
+        seen: HashSet::new(),
+        factor,
+        _b: Default::default(),
+    });
 }
 
 struct SquaredNorm<'a, B: AutodiffBackend> {
@@ -82,7 +103,9 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
         if !self.seen.insert(param.id) {
             return;
         }
-        let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) else { return };
+        let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) else {
+            return;
+        };
         let sq = grad.cast(FloatDType::F32).square().sum();
         self.sum = Some(match self.sum.take() {
             None => sq,
@@ -107,7 +130,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
             return;
         }
         if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            self.grads.register::<B::InnerBackend, D>(param.id, grad.mul_scalar(self.factor));
+            self.grads
+                .register::<B::InnerBackend, D>(param.id, grad.mul_scalar(self.factor));
         }
     }
 }

@@ -8,7 +8,11 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "safeaware", version, about = "Safety-awareness training and evaluation for VLMs")]
+#[command(
+    name = "safeaware",
+    version,
+    about = "Safety-awareness training and evaluation for VLMs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -88,7 +88,10 @@ impl MetricsLog {
     pub fn resume(run: &Path, step: u64) -> Result<Self> {
         let path = run.join(METRICS_FILE);
         if path.exists() {
-            let kept: Vec<MetricsRecord> = read_metrics(&path)?.into_iter().filter(|r| r.step <= step).collect();
+            let kept: Vec<MetricsRecord> = read_metrics(&path)?
+                .into_iter()
+                .filter(|r| r.step <= step)
+                .collect();
             let mut text = String::new();
             for r in &kept {
                 text.push_str(&serde_json::to_string(r).context("serialising metrics")?);
@@ -128,7 +131,10 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRecord>> {
         match serde_json::from_str(line) {
             Ok(r) => records.push(r),
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
-            Err(e) => return Err(e).with_context(|| format!("{}:{}: bad metrics line", path.display(), i + 1)),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("{}:{}: bad metrics line", path.display(), i + 1))
+            }
         }
     }
     Ok(records)
@@ -139,7 +145,13 @@ mod tests {
     use super::*;
 
     fn rec(step: u64, loss: f64) -> MetricsRecord {
-        MetricsRecord { step, elapsed_s: step as f64, loss: Some(loss), lr: Some(1e-3), ..Default::default() }
+        MetricsRecord {
+            step,
+            elapsed_s: step as f64,
+            loss: Some(loss),
+            lr: Some(1e-3),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -147,15 +159,25 @@ mod tests {
         let run = tempfile::tempdir().unwrap();
         let mut log = MetricsLog::open(run.path()).unwrap();
         log.append(&rec(10, 2.5)).unwrap();
-        let mut eval = MetricsRecord { step: 10, elapsed_s: 11.0, ..Default::default() };
+        let mut eval = MetricsRecord {
+            step: 10,
+            elapsed_s: 11.0,
+            ..Default::default()
+        };
         eval.eval.insert("val_loss".into(), 2.0);
         log.append(&eval).unwrap();
         // Readable without closing: every append reaches the file.
         let back = read_metrics(log.path()).unwrap();
         assert_eq!(back, vec![rec(10, 2.5), eval.clone()]);
         let text = fs::read_to_string(log.path()).unwrap();
-        assert_eq!(text.lines().next().unwrap(), r#"{"step":10,"elapsed_s":10.0,"loss":2.5,"lr":0.001}"#);
-        assert_eq!(text.lines().nth(1).unwrap(), r#"{"step":10,"elapsed_s":11.0,"eval":{"val_loss":2.0}}"#);
+        assert_eq!(
+            text.lines().next().unwrap(),
+            r#"{"step":10,"elapsed_s":10.0,"loss":2.5,"lr":0.001}"#
+        );
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            r#"{"step":10,"elapsed_s":11.0,"eval":{"val_loss":2.0}}"#
+        );
     }
 
     #[test]
@@ -181,7 +203,11 @@ mod tests {
         assert_eq!(read_metrics(&path).unwrap().len(), 3, "torn tail skipped");
         let mut log = MetricsLog::resume(run.path(), 20).unwrap();
         log.append(&rec(30, 0.5)).unwrap();
-        let steps: Vec<(u64, Option<f64>)> = read_metrics(&path).unwrap().iter().map(|r| (r.step, r.loss)).collect();
+        let steps: Vec<(u64, Option<f64>)> = read_metrics(&path)
+            .unwrap()
+            .iter()
+            .map(|r| (r.step, r.loss))
+            .collect();
         assert_eq!(steps, [(10, Some(1.0)), (20, Some(1.0)), (30, Some(0.5))]);
     }
 
@@ -189,7 +215,11 @@ mod tests {
     fn corrupt_middle_line_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(METRICS_FILE);
-        fs::write(&path, "{\"step\":1,\"elapsed_s\":1}\nnot json\n{\"step\":2,\"elapsed_s\":2}\n").unwrap();
+        fs::write(
+            &path,
+            "{\"step\":1,\"elapsed_s\":1}\nnot json\n{\"step\":2,\"elapsed_s\":2}\n",
+        )
+        .unwrap();
         let err = format!("{:#}", read_metrics(&path).unwrap_err());
         assert!(err.contains(":2: bad metrics line"), "{err}");
     }
@@ -200,7 +230,11 @@ mod tests {
         r.eval.insert("accuracy".into(), 0.75);
         assert_eq!(
             r.scalars(),
-            [("train/loss".to_string(), 1.5), ("train/lr".to_string(), 1e-3), ("eval/accuracy".to_string(), 0.75)]
+            [
+                ("train/loss".to_string(), 1.5),
+                ("train/lr".to_string(), 1e-3),
+                ("eval/accuracy".to_string(), 0.75)
+            ]
         );
     }
 }

@@ -37,7 +37,11 @@ pub struct ParamInfo {
 /// The float parameters of `module` in visiting order, each once (a shared parameter keeps
 /// its first path).
 pub fn float_params<B: Backend, M: Module<B>>(module: &M) -> Vec<ParamInfo> {
-    let mut v = PathCollector { stack: Vec::new(), seen: HashSet::new(), out: Vec::new() };
+    let mut v = PathCollector {
+        stack: Vec::new(),
+        seen: HashSet::new(),
+        out: Vec::new(),
+    };
     module.visit(&mut v);
     v.out
 }
@@ -90,7 +94,10 @@ where
 }
 
 /// Splits `grads` by model part (see [`part_of_path`]); parts without gradients are absent.
-pub fn split_grads_by_part<B, M>(module: &M, grads: GradientsParams) -> BTreeMap<Part, GradientsParams>
+pub fn split_grads_by_part<B, M>(
+    module: &M,
+    grads: GradientsParams,
+) -> BTreeMap<Part, GradientsParams>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -100,7 +107,11 @@ where
         .map(|p| (p.id, part_of_path(&p.path) as usize))
         .collect();
     let groups = split_grads(module, grads, Part::ALL.len(), |id| by_id.get(&id).copied());
-    Part::ALL.into_iter().zip(groups).filter(|(_, g)| !g.is_empty()).collect()
+    Part::ALL
+        .into_iter()
+        .zip(groups)
+        .filter(|(_, g)| !g.is_empty())
+        .collect()
 }
 
 /// Marks the float parameters whose id is in `ids` as not requiring gradients.
@@ -117,9 +128,14 @@ where
     M: Module<B>,
     R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
 {
-    let map: HashMap<ParamId, ParamId> =
-        float_params(module).into_iter().map(|p| (p.id, path_id(&p.path))).collect();
-    record.into_iter().filter_map(|(id, t)| map.get(&id).map(|&k| (k, t))).collect()
+    let map: HashMap<ParamId, ParamId> = float_params(module)
+        .into_iter()
+        .map(|p| (p.id, path_id(&p.path)))
+        .collect();
+    record
+        .into_iter()
+        .filter_map(|(id, t)| map.get(&id).map(|&k| (k, t)))
+        .collect()
 }
 
 /// Inverse of [`record_to_portable`] for `module` (the freshly loaded model).
@@ -129,9 +145,14 @@ where
     M: Module<B>,
     R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
 {
-    let map: HashMap<ParamId, ParamId> =
-        float_params(module).into_iter().map(|p| (path_id(&p.path), p.id)).collect();
-    record.into_iter().filter_map(|(id, t)| map.get(&id).map(|&k| (k, t))).collect()
+    let map: HashMap<ParamId, ParamId> = float_params(module)
+        .into_iter()
+        .map(|p| (path_id(&p.path), p.id))
+        .collect();
+    record
+        .into_iter()
+        .filter_map(|(id, t)| map.get(&id).map(|&k| (k, t)))
+        .collect()
 }
 
 fn path_id(path: &str) -> ParamId {
@@ -156,7 +177,11 @@ impl<B: Backend> ModuleVisitor<B> for PathCollector {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if self.seen.insert(param.id) {
             let numel = param.val().shape().num_elements();
-            self.out.push(ParamInfo { path: self.stack.join("."), id: param.id, numel });
+            self.out.push(ParamInfo {
+                path: self.stack.join("."),
+                id: param.id,
+                numel,
+            });
         }
     }
 }
@@ -170,7 +195,9 @@ struct Splitter<B, F> {
 
 impl<B: AutodiffBackend, F: Fn(ParamId) -> Option<usize>> ModuleVisitor<B> for Splitter<B, F> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let Some(grad) = self.from.remove::<B::InnerBackend, D>(param.id) else { return };
+        let Some(grad) = self.from.remove::<B::InnerBackend, D>(param.id) else {
+            return;
+        };
         if let Some(group) = (self.group_of)(param.id).and_then(|g| self.to.get_mut(g)) {
             group.register::<B::InnerBackend, D>(param.id, grad);
         }
@@ -198,10 +225,19 @@ mod tests {
 
     #[test]
     fn parts_from_paths() {
-        assert_eq!(part_of_path("model.vision_model.encoder.layers.0.mlp.fc1.weight"), Part::Vision);
+        assert_eq!(
+            part_of_path("model.vision_model.encoder.layers.0.mlp.fc1.weight"),
+            Part::Vision
+        );
         assert_eq!(part_of_path("vision.patch_embed.weight"), Part::Vision);
-        assert_eq!(part_of_path("model.connector.modality_projection.proj.weight"), Part::Connector);
-        assert_eq!(part_of_path("text.layers.3.self_attn.q_proj.weight"), Part::Text);
+        assert_eq!(
+            part_of_path("model.connector.modality_projection.proj.weight"),
+            Part::Connector
+        );
+        assert_eq!(
+            part_of_path("text.layers.3.self_attn.q_proj.weight"),
+            Part::Text
+        );
         assert_eq!(part_of_path("lm_head.weight"), Part::Text);
     }
 }

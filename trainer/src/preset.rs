@@ -8,8 +8,8 @@
 
 use anyhow::{bail, Context, Result};
 use safeaware_data::processor::{
-    add_smolvlm_tokens, image_seq_len, ImageProcessorConfig, Processor, ProcessorConfig, ProcessorParts,
-    Tokenizer, TokenizerConfig, END_OF_UTTERANCE,
+    add_smolvlm_tokens, image_seq_len, ImageProcessorConfig, Processor, ProcessorConfig,
+    ProcessorParts, Tokenizer, TokenizerConfig, END_OF_UTTERANCE,
 };
 use safeaware_data::synth;
 use safeaware_data::traces::TAGS;
@@ -39,15 +39,25 @@ pub fn build(name: &str, image_size: u32) -> Result<Preset> {
     let (vision_width, vision_layers, text_width, text_layers, scale_factor) = match name {
         "tiny" => (64, 2, 128, 4, 1),
         "small" => (128, 4, 256, 6, 2),
-        other => bail!("unknown model preset `{other}`: expected one of {}", PRESETS.join(", ")),
+        other => bail!(
+            "unknown model preset `{other}`: expected one of {}",
+            PRESETS.join(", ")
+        ),
     };
     let patch_size = 8;
     if image_size == 0 || image_size % (patch_size * scale_factor) as u32 != 0 {
-        bail!("preset image size {image_size} must be a positive multiple of {}", patch_size * scale_factor);
+        bail!(
+            "preset image size {image_size} must be a positive multiple of {}",
+            patch_size * scale_factor
+        );
     }
     let tokenizer = word_tokenizer()?;
     let vocab_size = tokenizer.get_vocab_size(true);
-    let id = |token: &str| tokenizer.token_to_id(token).with_context(|| format!("preset tokenizer lacks {token}"));
+    let id = |token: &str| {
+        tokenizer
+            .token_to_id(token)
+            .with_context(|| format!("preset tokenizer lacks {token}"))
+    };
     let image_token_id = id("<image>")?;
     let eos = id(END_OF_UTTERANCE)?;
     let pad = id("<|im_end|>")?;
@@ -114,8 +124,11 @@ fn word_tokenizer() -> Result<Tokenizer> {
             words.push(word);
         }
     }
-    let vocab: serde_json::Map<String, Value> =
-        words.iter().enumerate().map(|(i, w)| (w.clone(), json!(i))).collect();
+    let vocab: serde_json::Map<String, Value> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.clone(), json!(i)))
+        .collect();
     let added: Vec<Value> = TAGS
         .iter()
         .enumerate()
@@ -156,20 +169,37 @@ mod tests {
         let tokenizer = word_tokenizer().unwrap();
         let unk = tokenizer.token_to_id(UNK).unwrap();
         for word in synth::vocabulary() {
-            let ids = tokenizer.encode(word.as_str(), false).unwrap().get_ids().to_vec();
+            let ids = tokenizer
+                .encode(word.as_str(), false)
+                .unwrap()
+                .get_ids()
+                .to_vec();
             assert_eq!(ids.len(), 1, "`{word}` is not one token: {ids:?}");
             assert_ne!(ids[0], unk, "`{word}` is unknown");
         }
-        let ids = tokenizer.encode("<verdict>unsafe</verdict>", false).unwrap().get_ids().to_vec();
+        let ids = tokenizer
+            .encode("<verdict>unsafe</verdict>", false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
         assert_eq!(ids.len(), 3);
-        assert_eq!(tokenizer.decode(&ids, false).unwrap().replace(' ', ""), "<verdict>unsafe</verdict>");
+        assert_eq!(
+            tokenizer.decode(&ids, false).unwrap().replace(' ', ""),
+            "<verdict>unsafe</verdict>"
+        );
     }
 
     #[test]
     fn tiny_preset_is_consistent() {
         let preset = build("tiny", 64).unwrap();
-        assert_eq!(preset.config.tokens_per_tile(), preset.processor.image_seq_len());
-        assert_eq!(preset.config.image_token_id, preset.processor.special_tokens().image);
+        assert_eq!(
+            preset.config.tokens_per_tile(),
+            preset.processor.image_seq_len()
+        );
+        assert_eq!(
+            preset.config.image_token_id,
+            preset.processor.special_tokens().image
+        );
         assert!(build("huge", 64).is_err());
         assert!(build("tiny", 60).is_err());
     }

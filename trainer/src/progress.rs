@@ -11,7 +11,11 @@ pub const PLAIN_INTERVAL: Duration = Duration::from_secs(10);
 
 enum Sink {
     Bar(ProgressBar),
-    Plain { out: Box<dyn Write + Send>, every: Duration, last: Option<Instant> },
+    Plain {
+        out: Box<dyn Write + Send>,
+        every: Duration,
+        last: Option<Instant>,
+    },
 }
 
 /// A progress reporter over `total` units (steps, examples, …), possibly starting part-way.
@@ -40,17 +44,45 @@ impl Progress {
             bar.reset_eta();
             Self::with_sink(Sink::Bar(bar), String::new(), total, start)
         } else {
-            Self::plain(label, total, start, Box::new(std::io::stderr()), PLAIN_INTERVAL)
+            Self::plain(
+                label,
+                total,
+                start,
+                Box::new(std::io::stderr()),
+                PLAIN_INTERVAL,
+            )
         }
     }
 
     /// Plain lines to `out`, at most one per `every` (plus the final one).
-    pub fn plain(label: impl Into<String>, total: u64, start: u64, out: Box<dyn Write + Send>, every: Duration) -> Self {
-        Self::with_sink(Sink::Plain { out, every, last: None }, label.into(), total, start)
+    pub fn plain(
+        label: impl Into<String>,
+        total: u64,
+        start: u64,
+        out: Box<dyn Write + Send>,
+        every: Duration,
+    ) -> Self {
+        Self::with_sink(
+            Sink::Plain {
+                out,
+                every,
+                last: None,
+            },
+            label.into(),
+            total,
+            start,
+        )
     }
 
     fn with_sink(sink: Sink, label: String, total: u64, start: u64) -> Self {
-        Self { sink, label, total, start_pos: start, pos: start, started: Instant::now() }
+        Self {
+            sink,
+            label,
+            total,
+            start_pos: start,
+            pos: start,
+            started: Instant::now(),
+        }
     }
 
     /// Current position.
@@ -94,12 +126,22 @@ impl Progress {
 
     /// Estimated seconds to reach `total`, from the rate since creation.
     pub fn eta_s(&self) -> Option<f64> {
-        eta_seconds(self.pos.saturating_sub(self.start_pos), self.total.saturating_sub(self.pos), self.elapsed_s())
+        eta_seconds(
+            self.pos.saturating_sub(self.start_pos),
+            self.total.saturating_sub(self.pos),
+            self.elapsed_s(),
+        )
     }
 
     /// Ends the report with `message`.
     pub fn finish(&mut self, message: &str) {
-        let line = format!("[{}] done {}/{} in {} {message}", self.label, self.pos, self.total, hms(self.elapsed_s()));
+        let line = format!(
+            "[{}] done {}/{} in {} {message}",
+            self.label,
+            self.pos,
+            self.total,
+            hms(self.elapsed_s())
+        );
         match &mut self.sink {
             Sink::Bar(bar) => bar.finish_with_message(message.to_string()),
             Sink::Plain { out, .. } => {
@@ -109,7 +151,11 @@ impl Progress {
     }
 
     fn line(&self, message: &str) -> String {
-        let pct = if self.total == 0 { 100.0 } else { 100.0 * self.pos as f64 / self.total as f64 };
+        let pct = if self.total == 0 {
+            100.0
+        } else {
+            100.0 * self.pos as f64 / self.total as f64
+        };
         let eta = self.eta_s().map_or_else(|| "?".to_string(), hms);
         format!(
             "[{}] {}/{} ({pct:.1}%) elapsed {} eta {eta} {message}",
@@ -155,7 +201,11 @@ mod tests {
 
     impl Shared {
         fn lines(&self) -> Vec<String> {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap().lines().map(str::to_string).collect()
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect()
         }
     }
 
@@ -170,7 +220,13 @@ mod tests {
     #[test]
     fn plain_mode_is_rate_limited_but_prints_messages_and_the_end() {
         let out = Shared::default();
-        let mut p = Progress::plain("train", 4, 1, Box::new(out.clone()), Duration::from_secs(3600));
+        let mut p = Progress::plain(
+            "train",
+            4,
+            1,
+            Box::new(out.clone()),
+            Duration::from_secs(3600),
+        );
         p.set(2, "loss 2.0"); // first update prints
         p.set(3, "loss 1.5"); // rate-limited
         p.println("eval: accuracy 0.5");
@@ -178,7 +234,11 @@ mod tests {
         p.finish("");
         let lines = out.lines();
         assert_eq!(lines.len(), 4, "{lines:?}");
-        assert!(lines[0].starts_with("[train] 2/4 (50.0%) elapsed 0:00:00 eta "), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("[train] 2/4 (50.0%) elapsed 0:00:00 eta "),
+            "{}",
+            lines[0]
+        );
         assert!(lines[0].ends_with("loss 2.0"));
         assert_eq!(lines[1], "eval: accuracy 0.5");
         assert!(lines[2].contains("4/4 (100.0%)") && lines[2].ends_with("loss 1.0"));

@@ -48,7 +48,11 @@ mod tests {
 
     #[test]
     fn warmup_is_linear_from_zero() {
-        let s = LrSchedule { warmup_steps: 10, total_steps: 110, min_lr_ratio: 0.1 };
+        let s = LrSchedule {
+            warmup_steps: 10,
+            total_steps: 110,
+            min_lr_ratio: 0.1,
+        };
         assert!(close(s.factor(0), 0.0));
         assert!(close(s.factor(1), 0.1));
         assert!(close(s.factor(5), 0.5));
@@ -58,25 +62,46 @@ mod tests {
 
     #[test]
     fn cosine_matches_formula_at_known_points() {
-        let s = LrSchedule { warmup_steps: 10, total_steps: 110, min_lr_ratio: 0.1 };
+        let s = LrSchedule {
+            warmup_steps: 10,
+            total_steps: 110,
+            min_lr_ratio: 0.1,
+        };
         // Halfway through decay: cos(pi/2) = 0 -> min + (1-min)/2.
         assert!(close(s.factor(60), 0.1 + 0.9 * 0.5));
         // A quarter of the way: 0.5 * (1 + cos(pi/4)).
         let expected = 0.1 + 0.9 * 0.5 * (1.0 + (PI / 4.0).cos());
         assert!(close(s.factor(35), expected));
-        assert!(close(s.factor(110), 0.1), "reaches the floor at total_steps");
-        assert!(close(s.factor(10_000), 0.1), "stays at the floor afterwards");
+        assert!(
+            close(s.factor(110), 0.1),
+            "reaches the floor at total_steps"
+        );
+        assert!(
+            close(s.factor(10_000), 0.1),
+            "stays at the floor afterwards"
+        );
         assert!(close(s.lr(2e-3, 60), 2e-3 * 0.55));
     }
 
     #[test]
     fn decreasing_after_warmup_and_degenerate_cases() {
-        let s = LrSchedule { warmup_steps: 3, total_steps: 50, min_lr_ratio: 0.0 };
+        let s = LrSchedule {
+            warmup_steps: 3,
+            total_steps: 50,
+            min_lr_ratio: 0.0,
+        };
         for step in 3..50 {
-            assert!(s.factor(step + 1) < s.factor(step), "not decreasing at {step}");
+            assert!(
+                s.factor(step + 1) < s.factor(step),
+                "not decreasing at {step}"
+            );
         }
         assert!(close(s.factor(50), 0.0));
-        let no_warmup = LrSchedule { warmup_steps: 0, total_steps: 0, min_lr_ratio: 0.2 };
+        let no_warmup = LrSchedule {
+            warmup_steps: 0,
+            total_steps: 0,
+            min_lr_ratio: 0.2,
+        };
         assert!(close(no_warmup.factor(0), 1.0));
         assert!(close(no_warmup.factor(1), 0.2));
     }

@@ -26,9 +26,14 @@ impl TbWriter {
     pub fn create(run: &Path) -> Result<Self> {
         let dir = run.join(TB_DIR);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let host = fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))
+            .map(|h| {
+                h.trim()
+                    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+            })
             .unwrap_or_else(|_| "localhost".into());
         let path = dir.join(format!(
             "events.out.tfevents.{}.{host}.{}.{}",
@@ -41,7 +46,10 @@ impl TbWriter {
             .append(true)
             .open(&path)
             .with_context(|| format!("creating {}", path.display()))?;
-        let mut writer = Self { out: BufWriter::new(file), path };
+        let mut writer = Self {
+            out: BufWriter::new(file),
+            path,
+        };
         let mut event = event_header(wall_time(), 0);
         put_bytes(&mut event, 3, b"brain.Event:2");
         writer.write_record(&event)?;
@@ -76,7 +84,9 @@ impl TbWriter {
 
     /// Pushes buffered events to the file.
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().with_context(|| format!("writing {}", self.path.display()))
+        self.out
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 
     fn write_record(&mut self, data: &[u8]) -> Result<()> {
@@ -105,7 +115,9 @@ pub fn frame_record(data: &[u8]) -> Vec<u8> {
 
 /// TFRecord's masked CRC-32C: `rotr(crc, 15) + 0xa282ead8`.
 pub fn masked_crc32c(data: &[u8]) -> u32 {
-    crc32c::crc32c(data).rotate_right(15).wrapping_add(0xa282_ead8)
+    crc32c::crc32c(data)
+        .rotate_right(15)
+        .wrapping_add(0xa282_ead8)
 }
 
 const WIRE_VARINT: u8 = 0;
@@ -114,7 +126,10 @@ const WIRE_LEN: u8 = 2;
 const WIRE_FIXED32: u8 = 5;
 
 fn wall_time() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// `Event.wall_time` (field 1, double) and `Event.step` (field 2, int64).
@@ -153,7 +168,10 @@ mod tests {
     fn crc32c_and_mask_match_known_values() {
         // CRC-32C check value from the iSCSI spec (RFC 3720).
         assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
-        assert_eq!(masked_crc32c(b"123456789"), 0xe306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8));
+        assert_eq!(
+            masked_crc32c(b"123456789"),
+            0xe306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8)
+        );
     }
 
     #[test]

@@ -60,7 +60,11 @@ pub fn resolve_files(recipe: &Recipe, cache_root: &Path) -> Result<DataFiles> {
     let Some(train) = data.train.clone() else {
         bail!("the recipe names no training data: set data.train or data.synthetic.enabled = true");
     };
-    Ok(DataFiles { train, val: data.val.clone(), benchmark: None })
+    Ok(DataFiles {
+        train,
+        val: data.val.clone(),
+        benchmark: None,
+    })
 }
 
 /// Generates the synthetic data set for `cfg` unless the cache already holds it.
@@ -78,17 +82,24 @@ fn ensure_synthetic(cfg: &SynthConfig, cache_root: &Path) -> Result<PathBuf> {
     if dir.join("benchmark.jsonl").is_file() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(cache_root).with_context(|| format!("creating {}", cache_root.display()))?;
+    std::fs::create_dir_all(cache_root)
+        .with_context(|| format!("creating {}", cache_root.display()))?;
     let tmp = cache_root.join(format!(".tmp-synth-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
-    eprintln!("generating the synthetic safety world into {}", dir.display());
-    synth::generate(&tmp, cfg).with_context(|| format!("generating synthetic data in {}", tmp.display()))?;
+    eprintln!(
+        "generating the synthetic safety world into {}",
+        dir.display()
+    );
+    synth::generate(&tmp, cfg)
+        .with_context(|| format!("generating synthetic data in {}", tmp.display()))?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing stale {}", dir.display()))?;
     }
-    std::fs::rename(&tmp, &dir).with_context(|| format!("moving synthetic data to {}", dir.display()))?;
+    std::fs::rename(&tmp, &dir)
+        .with_context(|| format!("moving synthetic data to {}", dir.display()))?;
     Ok(dir)
 }
 
@@ -99,16 +110,25 @@ pub struct EncodedSet {
 }
 
 /// Reads and encodes every record of `path` in `style`.
-pub fn encode_file(path: &Path, processor: &Processor, style: TargetStyle, max_length: usize) -> Result<EncodedSet> {
+pub fn encode_file(
+    path: &Path,
+    processor: &Processor,
+    style: TargetStyle,
+    max_length: usize,
+) -> Result<EncodedSet> {
     let file = read_training_file(path)?;
     let mut examples = Vec::with_capacity(file.records.len());
     let mut rejected = 0;
     for ((line, record), conversation) in file.records.iter().zip(file.conversations(style)) {
         let messages = Message::from_conversation(&conversation)
             .with_context(|| format!("{}:{line}: record `{}`", path.display(), record.id()))?;
-        let encoded = processor
-            .encode_training(&messages)
-            .with_context(|| format!("{}:{line}: encoding record `{}`", path.display(), record.id()))?;
+        let encoded = processor.encode_training(&messages).with_context(|| {
+            format!(
+                "{}:{line}: encoding record `{}`",
+                path.display(),
+                record.id()
+            )
+        })?;
         let len = encoded.input_ids.len();
         if len > max_length {
             eprintln!(
@@ -130,7 +150,10 @@ pub fn encode_file(path: &Path, processor: &Processor, style: TargetStyle, max_l
         });
     }
     if examples.is_empty() {
-        bail!("{}: no usable training samples ({rejected} rejected as too long)", path.display());
+        bail!(
+            "{}: no usable training samples ({rejected} rejected as too long)",
+            path.display()
+        );
     }
     Ok(EncodedSet { examples, rejected })
 }

@@ -50,7 +50,10 @@ impl RunIdentity {
             diffs.push(format!("train.seed {} != {}", current.seed, self.seed));
         }
         if self.data_fingerprint != current.data_fingerprint {
-            diffs.push(format!("data fingerprint {} != {}", current.data_fingerprint, self.data_fingerprint));
+            diffs.push(format!(
+                "data fingerprint {} != {}",
+                current.data_fingerprint, self.data_fingerprint
+            ));
         }
         if !diffs.is_empty() {
             bail!(
@@ -76,7 +79,10 @@ pub struct RngState {
 impl RngState {
     /// Fresh streams for `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { seed, counters: BTreeMap::new() }
+        Self {
+            seed,
+            counters: BTreeMap::new(),
+        }
     }
 
     /// Seed for the next use of stream `name` (e.g. `"shuffle"` once per epoch); advances it.
@@ -164,7 +170,11 @@ pub fn read_trainer_state(checkpoint: &Path) -> Result<TrainerState> {
     let state: TrainerState =
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
     if state.format != STATE_FORMAT {
-        bail!("{}: unsupported trainer state format {} (expected {STATE_FORMAT})", path.display(), state.format);
+        bail!(
+            "{}: unsupported trainer state format {} (expected {STATE_FORMAT})",
+            path.display(),
+            state.format
+        );
     }
     Ok(state)
 }
@@ -174,7 +184,11 @@ mod tests {
     use super::*;
 
     fn identity() -> RunIdentity {
-        RunIdentity { recipe_fingerprint: "aa".into(), seed: 7, data_fingerprint: "dd".into() }
+        RunIdentity {
+            recipe_fingerprint: "aa".into(),
+            seed: 7,
+            data_fingerprint: "dd".into(),
+        }
     }
 
     #[test]
@@ -192,7 +206,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(read_trainer_state(ckpt.path()).unwrap(), state);
-        assert_eq!(fs::read(ckpt.path().join("trainer_state/optimizer.mpk")).unwrap(), b"optim");
+        assert_eq!(
+            fs::read(ckpt.path().join("trainer_state/optimizer.mpk")).unwrap(),
+            b"optim"
+        );
     }
 
     #[test]
@@ -225,8 +242,12 @@ mod tests {
         let d0 = a.next_seed("dropout");
         assert_ne!(s0, s1);
         assert_ne!(s0, d0);
-        let mut restored: RngState = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
-        assert_eq!(restored.next_seed("shuffle"), a.clone().next_seed("shuffle"));
+        let mut restored: RngState =
+            serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(
+            restored.next_seed("shuffle"),
+            a.clone().next_seed("shuffle")
+        );
         assert_ne!(RngState::new(2).next_seed("shuffle"), s0, "seed matters");
     }
 
@@ -234,7 +255,11 @@ mod tests {
     fn resume_check_names_every_mismatch() {
         let saved = identity();
         saved.check_resume(&identity()).unwrap();
-        let other = RunIdentity { recipe_fingerprint: "bb".into(), seed: 8, data_fingerprint: "dd".into() };
+        let other = RunIdentity {
+            recipe_fingerprint: "bb".into(),
+            seed: 8,
+            data_fingerprint: "dd".into(),
+        };
         let err = saved.check_resume(&other).unwrap_err().to_string();
         assert!(err.contains("recipe fingerprint bb != aa"), "{err}");
         assert!(err.contains("train.seed 8 != 7"), "{err}");

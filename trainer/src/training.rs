@@ -26,7 +26,9 @@ use crate::evaluation::{self, EvalPlan};
 use crate::fingerprint::fingerprint_files;
 use crate::grad_clip::clip_grad_norm;
 use crate::metrics_log::{MetricsLog, MetricsRecord};
-use crate::param_groups::{freeze, param_ids_by_part, record_from_portable, record_to_portable, split_grads_by_part};
+use crate::param_groups::{
+    freeze, param_ids_by_part, record_from_portable, record_to_portable, split_grads_by_part,
+};
 use crate::preset;
 use crate::progress::Progress;
 use crate::recipe::{Part, Recipe};
@@ -98,18 +100,24 @@ fn initial_model<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<(Idefics3<B>, Processor)> {
     let recipe = &job.recipe;
-    let folder = resume_from.map(Path::to_path_buf).or_else(|| recipe.model.path.clone());
+    let folder = resume_from
+        .map(Path::to_path_buf)
+        .or_else(|| recipe.model.path.clone());
     if let Some(folder) = folder {
-        let model = Idefics3::load(&folder, device).with_context(|| format!("loading the model from {}", folder.display()))?;
-        let processor =
-            Processor::from_folder(&folder).with_context(|| format!("loading the processor from {}", folder.display()))?;
+        let model = Idefics3::load(&folder, device)
+            .with_context(|| format!("loading the model from {}", folder.display()))?;
+        let processor = Processor::from_folder(&folder)
+            .with_context(|| format!("loading the processor from {}", folder.display()))?;
         return Ok((model, processor));
     }
     let Some(name) = recipe.model.preset.as_deref() else {
         bail!("the recipe sets neither model.path nor model.preset");
     };
     let built = preset::build(name, recipe.data.synthetic.image_size)?;
-    Ok((Idefics3::init_random(&built.config, recipe.model.init_seed, device), built.processor))
+    Ok((
+        Idefics3::init_random(&built.config, recipe.model.init_seed, device),
+        built.processor,
+    ))
 }
 
 /// The example order of `epoch`: a permutation seeded by the run seed and the epoch.
@@ -128,7 +136,10 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
     let resume_from = if job.resume {
         let Some(ckpt) = latest_checkpoint(run)? else {
-            bail!("nothing to resume in {}: it holds no complete checkpoint", run.display());
+            bail!(
+                "nothing to resume in {}: it holds no complete checkpoint",
+                run.display()
+            );
         };
         Some(ckpt)
     } else {
@@ -141,17 +152,28 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
         }
         None
     };
-    let (mut model, processor) = initial_model::<B>(job, resume_from.as_ref().map(|c| c.path.as_path()), device)?;
+    let (mut model, processor) =
+        initial_model::<B>(job, resume_from.as_ref().map(|c| c.path.as_path()), device)?;
 
     // Data.
     let files = resolve_files(recipe, &job.cache_dir)?;
-    let train_set = encode_file(&files.train, &processor, recipe.data.style, recipe.data.max_length)?;
+    let train_set = encode_file(
+        &files.train,
+        &processor,
+        recipe.data.style,
+        recipe.data.max_length,
+    )?;
     if train_set.rejected > 0 {
-        eprintln!("{} training sample(s) rejected as longer than data.max_length", train_set.rejected);
+        eprintln!(
+            "{} training sample(s) rejected as longer than data.max_length",
+            train_set.rejected
+        );
     }
     let examples = train_set.examples;
     let val_examples = match &files.val {
-        Some(path) => encode_file(path, &processor, recipe.data.style, recipe.data.max_length)?.examples,
+        Some(path) => {
+            encode_file(path, &processor, recipe.data.style, recipe.data.max_length)?.examples
+        }
         None => Vec::new(),
     };
     let val_items = match &files.val {
@@ -179,8 +201,14 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
 
     // Freezing and the optimiser.
     let parts = param_ids_by_part(&model);
-    let frozen: HashSet<_> =
-        recipe.train.freeze.iter().filter_map(|p| parts.get(p)).flatten().copied().collect();
+    let frozen: HashSet<_> = recipe
+        .train
+        .freeze
+        .iter()
+        .filter_map(|p| parts.get(p))
+        .flatten()
+        .copied()
+        .collect();
     if !frozen.is_empty() {
         model = freeze(model, &frozen);
     }
@@ -193,7 +221,8 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
     let mut optim = adamw.init::<B, Idefics3<B>>();
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     if let Some(ckpt) = &resume_from {
-        let path = crate::trainer_state::trainer_state_dir(&ckpt.path).join(crate::trainer_state::OPTIMIZER_FILE);
+        let path = crate::trainer_state::trainer_state_dir(&ckpt.path)
+            .join(crate::trainer_state::OPTIMIZER_FILE);
         let record = Recorder::<B>::load(&recorder, path.clone(), device)
             .with_context(|| format!("loading the optimiser state {}", path.display()))?;
         optim = optim.load_record(record_from_portable(record, &model));
@@ -203,12 +232,20 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
     let batch_size = t.batch_size.max(1);
     let accum = t.grad_accum.max(1);
     let total_steps = t.total_steps(examples.len());
-    let schedule = LrSchedule { warmup_steps: recipe.schedule.warmup_steps, total_steps, min_lr_ratio: recipe.schedule.min_lr_ratio };
+    let schedule = LrSchedule {
+        warmup_steps: recipe.schedule.warmup_steps,
+        total_steps,
+        min_lr_ratio: recipe.schedule.min_lr_ratio,
+    };
     let batches_per_epoch = examples.len().div_ceil(batch_size) as u64;
     let pad_id = processor.special_tokens().pad;
 
     // Logging.
-    let mut metrics = if resume_from.is_some() { MetricsLog::resume(run, state.step)? } else { MetricsLog::open(run)? };
+    let mut metrics = if resume_from.is_some() {
+        MetricsLog::resume(run, state.step)?
+    } else {
+        MetricsLog::open(run)?
+    };
     let mut tb = TbWriter::create(run)?;
     let mut progress = Progress::new("train", total_steps, state.step);
     progress.println(&format!(
@@ -225,7 +262,11 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
     let (mut window_tokens, mut window_images) = (0usize, 0usize);
     let mut window_start = Instant::now();
     let mut order = epoch_order(t.seed, state.epoch, examples.len());
-    let plan = EvalPlan { max_new_tokens: recipe.eval.max_new_tokens, batch_size: recipe.eval.batch_size, limit: recipe.eval.limit };
+    let plan = EvalPlan {
+        max_new_tokens: recipe.eval.max_new_tokens,
+        batch_size: recipe.eval.batch_size,
+        limit: recipe.eval.limit,
+    };
 
     while state.step < total_steps {
         let step = state.step + 1;
@@ -247,7 +288,9 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
         let mut step_loss = 0.0;
         for batch in &micro {
             let batch = collate::<B>(batch, pad_id, device);
-            let loss = model.forward_loss(&batch.input, &batch.labels).with_context(|| format!("step {step}: forward"))?;
+            let loss = model
+                .forward_loss(&batch.input, &batch.labels)
+                .with_context(|| format!("step {step}: forward"))?;
             let scaled = loss.sum / targets.max(1) as f64;
             let value: f64 = scaled.clone().into_scalar().elem();
             if !value.is_finite() {
@@ -312,14 +355,27 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
         }
         if t.eval_every > 0 && step % t.eval_every == 0 {
             let valid = model.valid();
-            let mut eval = evaluation::validation_loss(&valid, &val_examples, pad_id, batch_size, device)?;
+            let mut eval =
+                evaluation::validation_loss(&valid, &val_examples, pad_id, batch_size, device)?;
             if !val_items.is_empty() {
                 let out = run.join("eval").join(format!("step_{step}"));
-                eval.extend(evaluation::generation_metrics(&valid, &processor, &val_items, &out, &plan)?);
+                eval.extend(evaluation::generation_metrics(
+                    &valid, &processor, &val_items, &out, &plan,
+                )?);
             }
-            let line = eval.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" ");
+            let line = eval
+                .iter()
+                .map(|(k, v)| format!("{k}={v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             progress.println(&format!("step {step}: {line}"));
-            record.get_or_insert_with(|| MetricsRecord { step, elapsed_s: state.elapsed_s, ..Default::default() }).eval = eval;
+            record
+                .get_or_insert_with(|| MetricsRecord {
+                    step,
+                    elapsed_s: state.elapsed_s,
+                    ..Default::default()
+                })
+                .eval = eval;
         }
         if let Some(record) = record {
             metrics.append(&record)?;
@@ -335,7 +391,8 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
                 }
                 write_trainer_state(dir, &state, |file| {
                     let record = record_to_portable(optim.to_record(), &model);
-                    Recorder::<B>::record(&recorder, record, file.to_path_buf()).context("writing the optimiser state")
+                    Recorder::<B>::record(&recorder, record, file.to_path_buf())
+                        .context("writing the optimiser state")
                 })
             })?;
             prune_checkpoints(run, t.keep_last)?;
@@ -343,18 +400,38 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
         }
         if stop_here {
             progress.finish(&format!("stopped at step {step} as asked"));
-            return Ok(TrainOutcome { step, final_dir: None, benchmark: files.benchmark });
+            return Ok(TrainOutcome {
+                step,
+                final_dir: None,
+                benchmark: files.benchmark,
+            });
         }
     }
     let final_dir = write_final(run, |dir| save_model_folder(&model, &processor, dir))?;
-    progress.finish(&format!("done: {} steps, final model in {}", state.step, final_dir.display()));
-    Ok(TrainOutcome { step: state.step, final_dir: Some(final_dir), benchmark: files.benchmark })
+    progress.finish(&format!(
+        "done: {} steps, final model in {}",
+        state.step,
+        final_dir.display()
+    ));
+    Ok(TrainOutcome {
+        step: state.step,
+        final_dir: Some(final_dir),
+        benchmark: files.benchmark,
+    })
 }
 
 /// Writes an HF model folder: config.json + model.safetensors + the processor's files.
-pub fn save_model_folder<B: AutodiffBackend>(model: &Idefics3<B>, processor: &Processor, dir: &Path) -> Result<()> {
-    model.save(dir, FloatDtype::F32).with_context(|| format!("saving the model to {}", dir.display()))?;
-    processor.save(dir).with_context(|| format!("saving the processor to {}", dir.display()))?;
+pub fn save_model_folder<B: AutodiffBackend>(
+    model: &Idefics3<B>,
+    processor: &Processor,
+    dir: &Path,
+) -> Result<()> {
+    model
+        .save(dir, FloatDtype::F32)
+        .with_context(|| format!("saving the model to {}", dir.display()))?;
+    processor
+        .save(dir)
+        .with_context(|| format!("saving the processor to {}", dir.display()))?;
     Ok(())
 }
 

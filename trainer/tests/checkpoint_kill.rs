@@ -4,7 +4,9 @@
 //! start writing a large step 2 slowly, kills it with `kill -9`, and inspects the run folder.
 
 use anyhow::Result;
-use safeaware_trainer::checkpoint::{cleanup_incomplete, latest_checkpoint, list_checkpoints, write_checkpoint};
+use safeaware_trainer::checkpoint::{
+    cleanup_incomplete, latest_checkpoint, list_checkpoints, write_checkpoint,
+};
 use safeaware_trainer::fingerprint::fnv1a64_hex;
 use std::fs;
 use std::io::Write;
@@ -19,20 +21,30 @@ const PAYLOAD_LEN: usize = 1 << 20;
 
 /// Deterministic payload of a checkpoint: `weights.bin` and a manifest with its hash.
 fn payload(step: u64) -> Vec<u8> {
-    (0..PAYLOAD_LEN).map(|i| ((i as u64 * 7 + step) % 251) as u8).collect()
+    (0..PAYLOAD_LEN)
+        .map(|i| ((i as u64 * 7 + step) % 251) as u8)
+        .collect()
 }
 
 fn write_payload(dir: &Path, step: u64) -> Result<()> {
     let bytes = payload(step);
     fs::write(dir.join("weights.bin"), &bytes)?;
     fs::create_dir_all(dir.join("trainer_state"))?;
-    fs::write(dir.join("trainer_state/manifest.txt"), format!("{step} {}", fnv1a64_hex(&bytes)))?;
+    fs::write(
+        dir.join("trainer_state/manifest.txt"),
+        format!("{step} {}", fnv1a64_hex(&bytes)),
+    )?;
     Ok(())
 }
 
 fn verify_payload(dir: &Path, step: u64) {
     let bytes = fs::read(dir.join("weights.bin")).unwrap();
-    assert_eq!(bytes.len(), PAYLOAD_LEN, "truncated weights in {}", dir.display());
+    assert_eq!(
+        bytes.len(),
+        PAYLOAD_LEN,
+        "truncated weights in {}",
+        dir.display()
+    );
     let manifest = fs::read_to_string(dir.join("trainer_state/manifest.txt")).unwrap();
     assert_eq!(manifest, format!("{step} {}", fnv1a64_hex(&bytes)));
     assert_eq!(bytes, payload(step));
@@ -42,7 +54,9 @@ fn verify_payload(dir: &Path, step: u64) {
 #[test]
 #[ignore = "child process of checkpoint_survives_sigkill_mid_write"]
 fn kill_child() {
-    let Ok(run) = std::env::var(CHILD_ENV) else { return };
+    let Ok(run) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let run = PathBuf::from(run);
     write_checkpoint(&run, 1, |dir| write_payload(dir, 1)).unwrap();
     write_checkpoint(&run, 2, |dir| {
@@ -67,7 +81,13 @@ fn checkpoint_survives_sigkill_mid_write() {
     let run = tempfile::tempdir().unwrap();
     let run = run.path();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["kill_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "kill_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, run)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -78,7 +98,10 @@ fn checkpoint_survives_sigkill_mid_write() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("child exited early with {status}");
         }
-        assert!(Instant::now() < deadline, "child never started writing step 2");
+        assert!(
+            Instant::now() < deadline,
+            "child never started writing step 2"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().unwrap(); // SIGKILL on Unix
@@ -86,7 +109,11 @@ fn checkpoint_survives_sigkill_mid_write() {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9), "child was not killed by SIGKILL: {status}");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "child was not killed by SIGKILL: {status}"
+        );
     }
     assert!(!run.join(FINISHED_MARKER).exists());
 
@@ -97,7 +124,9 @@ fn checkpoint_survives_sigkill_mid_write() {
     assert!(!run.join("checkpoints/step_2").exists());
 
     // Resume sees step 1, complete.
-    let latest = latest_checkpoint(run).unwrap().expect("a checkpoint survives");
+    let latest = latest_checkpoint(run)
+        .unwrap()
+        .expect("a checkpoint survives");
     assert_eq!(latest.step, 1);
     assert_eq!(latest.path, run.join("checkpoints/step_1"));
     verify_payload(&latest.path, 1);

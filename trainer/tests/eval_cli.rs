@@ -121,9 +121,17 @@ fn impossible_flag_combinations_fail_clearly() {
         text(&none)
     );
     let local = with(&["--model", "no/such/folder", "--responses", "r.jsonl"]);
-    assert!(!local.status.success() && text(&local).contains("cannot be used with"), "{}", text(&local));
+    assert!(
+        !local.status.success() && text(&local).contains("cannot be used with"),
+        "{}",
+        text(&local)
+    );
     let missing = with(&["--model", "no/such/folder"]);
-    assert!(!missing.status.success() && text(&missing).contains("no/such/folder"), "{}", text(&missing));
+    assert!(
+        !missing.status.success() && text(&missing).contains("no/such/folder"),
+        "{}",
+        text(&missing)
+    );
     let template = with(&["--responses", "r.jsonl", "--prompt", "no-such-template.txt"]);
     assert!(!template.status.success() && text(&template).contains("template"));
     assert!(!out.join("results.json").exists(), "no run started");

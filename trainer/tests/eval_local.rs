@@ -25,7 +25,14 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/quickstart.toml");
-    let mut args = vec!["train", "--recipe", recipe.to_str().unwrap(), "--out", run.to_str().unwrap(), "--no-eval"];
+    let mut args = vec![
+        "train",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--no-eval",
+    ];
     for kv in [
         "data.synthetic.train=8",
         "data.synthetic.val=0",
@@ -40,7 +47,12 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
     }
     ok(safeaware(&args));
     let model = run.join("final");
-    let cache = std::fs::read_dir(tmp.path().join(".cache")).unwrap().next().unwrap().unwrap().path();
+    let cache = std::fs::read_dir(tmp.path().join(".cache"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let spec = format!("jsonl:{}", cache.join("benchmark.jsonl").display());
 
     for (source, folder, decoding) in [
@@ -48,7 +60,10 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
         ("--model", &model, "vcd"),
         ("--checkpoint", &run.join("checkpoints/step_4"), "greedy"),
     ] {
-        let out = tmp.path().join(format!("eval-{decoding}-{}", source.trim_start_matches('-')));
+        let out = tmp.path().join(format!(
+            "eval-{decoding}-{}",
+            source.trim_start_matches('-')
+        ));
         let text = ok(safeaware(&[
             "eval",
             source,
@@ -77,7 +92,10 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
         assert_eq!(samples.lines().count(), 6);
         for line in samples.lines() {
             let s: Value = serde_json::from_str(line).unwrap();
-            assert!(!s["response"].as_str().unwrap_or("").is_empty(), "empty answer: {s}");
+            assert!(
+                !s["response"].as_str().unwrap_or("").is_empty(),
+                "empty answer: {s}"
+            );
         }
         assert!(out.join("report.md").is_file() && out.join("report.html").is_file());
     }

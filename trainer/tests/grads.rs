@@ -11,7 +11,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use safeaware_trainer::grad_clip::{clip_grad_norm, global_grad_norm, scale_grads, CLIP_EPS};
 use safeaware_trainer::param_groups::{
-    float_params, freeze, param_ids_by_part, record_from_portable, record_to_portable, split_grads_by_part,
+    float_params, freeze, param_ids_by_part, record_from_portable, record_to_portable,
+    split_grads_by_part,
 };
 use safeaware_trainer::recipe::Part;
 use std::collections::HashSet;
@@ -36,7 +37,9 @@ impl<B: Backend> Net<B> {
     }
 
     fn loss(&self, x: Tensor<B, 2>) -> Tensor<B, 1> {
-        let y = self.text_head.forward(self.connector.forward(self.vision_proj.forward(x)).tanh());
+        let y = self
+            .text_head
+            .forward(self.connector.forward(self.vision_proj.forward(x)).tanh());
         y.square().sum()
     }
 
@@ -67,7 +70,10 @@ impl Weight<B> {
     }
 
     /// The gradient of this tensor in `grads`, read from the autodiff graph.
-    fn grad(&self, grads: &<B as burn::tensor::backend::AutodiffBackend>::Gradients) -> Option<Vec<f32>> {
+    fn grad(
+        &self,
+        grads: &<B as burn::tensor::backend::AutodiffBackend>::Gradients,
+    ) -> Option<Vec<f32>> {
         match self {
             Weight::Matrix(t) => t.grad(grads).map(values),
             Weight::Vector(t) => t.grad(grads).map(values),
@@ -77,7 +83,9 @@ impl Weight<B> {
 
 /// A deterministic input (Burn's RNG seed is global, and tests run in parallel).
 fn input(seed: u64) -> Tensor<B, 2> {
-    let data: Vec<f32> = (0..12).map(|i| ((seed * 31 + i) as f32 * 1.7).sin() * 3.0).collect();
+    let data: Vec<f32> = (0..12)
+        .map(|i| ((seed * 31 + i) as f32 * 1.7).sin() * 3.0)
+        .collect();
     Tensor::<B, 1>::from_floats(data.as_slice(), &Default::default()).reshape([4, 3])
 }
 
@@ -87,7 +95,10 @@ fn values<BB: Backend, const D: usize>(t: Tensor<BB, D>) -> Vec<f32> {
 
 /// Gradients of `model` both as Burn's GradientsParams and as host vectors per param id,
 /// read straight from the autodiff graph (independent of the code under test).
-fn grads_and_reference(model: &Net<B>, x: Tensor<B, 2>) -> (GradientsParams, Vec<(ParamId, Vec<f32>)>) {
+fn grads_and_reference(
+    model: &Net<B>,
+    x: Tensor<B, 2>,
+) -> (GradientsParams, Vec<(ParamId, Vec<f32>)>) {
     let grads = model.loss(x).backward();
     let reference = model
         .params()
@@ -98,7 +109,12 @@ fn grads_and_reference(model: &Net<B>, x: Tensor<B, 2>) -> (GradientsParams, Vec
 }
 
 fn norm_of(reference: &[(ParamId, Vec<f32>)]) -> f64 {
-    reference.iter().flat_map(|(_, v)| v.iter()).map(|&g| f64::from(g) * f64::from(g)).sum::<f64>().sqrt()
+    reference
+        .iter()
+        .flat_map(|(_, v)| v.iter())
+        .map(|&g| f64::from(g) * f64::from(g))
+        .sum::<f64>()
+        .sqrt()
 }
 
 fn grad_values(grads: &GradientsParams, model: &Net<B>) -> Vec<(ParamId, Vec<f32>)> {
@@ -159,7 +175,11 @@ fn scale_grads_averages_accumulated_gradients() {
     let model = Net::<B>::new(&Default::default());
     let (mut grads, reference) = grads_and_reference(&model, input(2));
     scale_grads(&model, &mut grads, 0.25);
-    assert_close(global_grad_norm(&model, &grads).unwrap(), norm_of(&reference) * 0.25, 1e-5);
+    assert_close(
+        global_grad_norm(&model, &grads).unwrap(),
+        norm_of(&reference) * 0.25,
+        1e-5,
+    );
 }
 
 #[test]
@@ -180,7 +200,13 @@ fn params_are_grouped_by_part_from_module_paths() {
     let numel: usize = float_params(&model).iter().map(|p| p.numel).sum();
     assert_eq!(numel, model.num_params());
     let parts = param_ids_by_part(&model);
-    assert_eq!(parts[&Part::Vision], HashSet::from([model.vision_proj.weight.id, model.vision_proj.bias.as_ref().unwrap().id]));
+    assert_eq!(
+        parts[&Part::Vision],
+        HashSet::from([
+            model.vision_proj.weight.id,
+            model.vision_proj.bias.as_ref().unwrap().id
+        ])
+    );
     assert_eq!(parts[&Part::Connector].len(), 2);
     assert_eq!(parts[&Part::Text].len(), 2);
 }
@@ -188,7 +214,11 @@ fn params_are_grouped_by_part_from_module_paths() {
 #[test]
 fn one_optimizer_stepped_per_part_applies_each_parts_rate() {
     let model = Net::<B>::new(&Default::default());
-    let before: Vec<(ParamId, Vec<f32>)> = model.params().into_iter().map(|(id, p)| (id, p.values())).collect();
+    let before: Vec<(ParamId, Vec<f32>)> = model
+        .params()
+        .into_iter()
+        .map(|(id, p)| (id, p.values()))
+        .collect();
     let (grads, reference) = grads_and_reference(&model, input(3));
     let parts = split_grads_by_part(&model, grads);
     assert_eq!(parts.keys().copied().collect::<Vec<_>>(), Part::ALL);
@@ -207,7 +237,11 @@ fn one_optimizer_stepped_per_part_applies_each_parts_rate() {
     for (((id, old), (_, new)), (_, g)) in before.iter().zip(after).zip(&reference) {
         let part = Part::ALL.into_iter().find(|p| ids[p].contains(id)).unwrap();
         for ((o, n), g) in old.iter().zip(new.values()).zip(g) {
-            assert!((n - (o - lr(part) as f32 * g)).abs() < 1e-5, "{part}: {o} - {} * {g} != {n}", lr(part));
+            assert!(
+                (n - (o - lr(part) as f32 * g)).abs() < 1e-5,
+                "{part}: {o} - {} * {g} != {n}",
+                lr(part)
+            );
         }
     }
 }
@@ -220,7 +254,10 @@ fn frozen_parts_get_no_gradients() {
     let grads = GradientsParams::from_grads(model.loss(input(4)).backward(), &model);
     assert_eq!(grads.len(), 4);
     let parts = split_grads_by_part(&model, grads);
-    assert_eq!(parts.keys().copied().collect::<Vec<_>>(), [Part::Connector, Part::Text]);
+    assert_eq!(
+        parts.keys().copied().collect::<Vec<_>>(),
+        [Part::Connector, Part::Text]
+    );
 }
 
 /// Gives every parameter a fresh id, as loading a model from safetensors does.
@@ -247,16 +284,26 @@ fn portable_optimizer_record_resumes_adamw_exactly_after_reload() {
     let model = optim.step(1e-2, model, g1);
 
     // Checkpoint after step 1: optimiser state keyed by path, through a real file.
-    Recorder::<B>::record(&recorder, record_to_portable(optim.to_record(), &model), file.clone()).unwrap();
+    Recorder::<B>::record(
+        &recorder,
+        record_to_portable(optim.to_record(), &model),
+        file.clone(),
+    )
+    .unwrap();
     let reloaded = model.clone().map(&mut FreshIds);
-    assert!(float_params(&reloaded).iter().zip(float_params(&model)).all(|(a, b)| a.id != b.id));
+    assert!(float_params(&reloaded)
+        .iter()
+        .zip(float_params(&model))
+        .all(|(a, b)| a.id != b.id));
 
     let g2 = GradientsParams::from_grads(model.loss(input(6)).backward(), &model);
     let uninterrupted = optim.step(1e-2, model, g2);
 
     // Resumed run: fresh ids, state loaded and mapped onto them.
     let loaded = Recorder::<B>::load(&recorder, file.clone(), &Default::default()).unwrap();
-    let mut resumed_optim = config.init::<B, Net<B>>().load_record(record_from_portable(loaded, &reloaded));
+    let mut resumed_optim = config
+        .init::<B, Net<B>>()
+        .load_record(record_from_portable(loaded, &reloaded));
     let g2 = GradientsParams::from_grads(reloaded.loss(input(6)).backward(), &reloaded);
     let resumed = resumed_optim.step(1e-2, reloaded.clone(), g2);
 
@@ -266,13 +313,24 @@ fn portable_optimizer_record_resumes_adamw_exactly_after_reload() {
 
     let mut max_diff_resumed = 0f32;
     let mut max_diff_stateless = 0f32;
-    for (((_, u), (_, r)), (_, s)) in uninterrupted.params().into_iter().zip(resumed.params()).zip(stateless.params()) {
+    for (((_, u), (_, r)), (_, s)) in uninterrupted
+        .params()
+        .into_iter()
+        .zip(resumed.params())
+        .zip(stateless.params())
+    {
         let u = u.values();
         for ((a, b), c) in u.iter().zip(r.values()).zip(s.values()) {
             max_diff_resumed = max_diff_resumed.max((a - b).abs());
             max_diff_stateless = max_diff_stateless.max((a - c).abs());
         }
     }
-    assert!(max_diff_resumed < 1e-7, "resumed run diverged by {max_diff_resumed}");
-    assert!(max_diff_stateless > 1e-4, "test cannot tell state from no state ({max_diff_stateless})");
+    assert!(
+        max_diff_resumed < 1e-7,
+        "resumed run diverged by {max_diff_resumed}"
+    );
+    assert!(
+        max_diff_stateless > 1e-4,
+        "test cannot tell state from no state ({max_diff_stateless})"
+    );
 }

@@ -22,15 +22,29 @@ fn shipped() -> Vec<PathBuf> {
 
 fn safeaware(args: &[&str]) -> (bool, String, String) {
     let out = common::safeaware(args);
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 #[test]
 fn every_shipped_recipe_validates_and_starts_with_its_command() {
     let files = shipped();
-    let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for expected in ["quickstart.toml", "quickstart-direct.toml", "smolvlm-256m-vcr.toml"] {
-        assert!(names.iter().any(|n| n == expected), "missing recipes/{expected}");
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in [
+        "quickstart.toml",
+        "quickstart-direct.toml",
+        "smolvlm-256m-vcr.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "missing recipes/{expected}"
+        );
     }
     for (path, name) in files.iter().zip(&names) {
         let text = std::fs::read_to_string(path).unwrap();
@@ -45,8 +59,12 @@ fn every_shipped_recipe_validates_and_starts_with_its_command() {
 
 #[test]
 fn quickstart_recipes_differ_only_in_style() {
-    let vcr = load_recipe(&recipes_dir().join("quickstart.toml"), &[]).unwrap().recipe;
-    let direct = load_recipe(&recipes_dir().join("quickstart-direct.toml"), &[]).unwrap().recipe;
+    let vcr = load_recipe(&recipes_dir().join("quickstart.toml"), &[])
+        .unwrap()
+        .recipe;
+    let direct = load_recipe(&recipes_dir().join("quickstart-direct.toml"), &[])
+        .unwrap()
+        .recipe;
     assert_eq!(vcr.model.preset.as_deref(), Some("tiny"));
     assert!(vcr.data.synthetic.enabled);
     assert_eq!(vcr.data.style, TargetStyle::Vcr);
@@ -62,7 +80,10 @@ fn quickstart_recipes_differ_only_in_style() {
 fn smolvlm_recipe_takes_its_model_from_set() {
     let path = recipes_dir().join("smolvlm-256m-vcr.toml");
     let loaded = load_recipe(&path, &["model.path=/models/SmolVLM-256M-Instruct".into()]).unwrap();
-    assert_eq!(loaded.recipe.model.path.as_deref(), Some(Path::new("/models/SmolVLM-256M-Instruct")));
+    assert_eq!(
+        loaded.recipe.model.path.as_deref(),
+        Some(Path::new("/models/SmolVLM-256M-Instruct"))
+    );
     assert_eq!(loaded.recipe.train.device, Device::Cuda(0));
     assert_eq!(loaded.run_dir(), Path::new("checkpoints/smolvlm-256m-vcr"));
 }
@@ -70,7 +91,15 @@ fn smolvlm_recipe_takes_its_model_from_set() {
 #[test]
 fn show_prints_a_lossless_resolved_recipe_with_overrides() {
     let path = recipes_dir().join("quickstart.toml");
-    let (ok, out, err) = safeaware(&["recipe", "show", path.to_str().unwrap(), "--set", "train.max_steps=7", "--set", "data.style=cot"]);
+    let (ok, out, err) = safeaware(&[
+        "recipe",
+        "show",
+        path.to_str().unwrap(),
+        "--set",
+        "train.max_steps=7",
+        "--set",
+        "data.style=cot",
+    ]);
     assert!(ok, "{err}");
     assert!(out.starts_with("# Resolved from "), "{out}");
     let shown: Recipe = parse_recipe(&out, "shown").unwrap();
@@ -90,17 +119,36 @@ fn validate_reports_errors_by_line_and_fails() {
     std::fs::write(&bad, "[model]\npreset = \"tiny\"\nlayers = 3\n").unwrap();
     let (ok, _, err) = safeaware(&["recipe", "validate", bad.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("bad.toml:3:1: unknown field `layers`"), "{err}");
+    assert!(
+        err.contains("bad.toml:3:1: unknown field `layers`"),
+        "{err}"
+    );
 
-    let (ok, _, err) = safeaware(&["recipe", "validate", bad.to_str().unwrap(), "--set", "model.layers=3"]);
+    let (ok, _, err) = safeaware(&[
+        "recipe",
+        "validate",
+        bad.to_str().unwrap(),
+        "--set",
+        "model.layers=3",
+    ]);
     assert!(!ok, "{err}");
 
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[model]\npreset = \"tiny\"\n[data.synthetic]\nenabled = true\n").unwrap();
+    std::fs::write(
+        &good,
+        "[model]\npreset = \"tiny\"\n[data.synthetic]\nenabled = true\n",
+    )
+    .unwrap();
     let (ok, out, err) = safeaware(&["recipe", "validate", good.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.starts_with("ok: "), "{out}");
-    let (ok, _, err) = safeaware(&["recipe", "validate", good.to_str().unwrap(), "--set", "train.batch_size=-1"]);
+    let (ok, _, err) = safeaware(&[
+        "recipe",
+        "validate",
+        good.to_str().unwrap(),
+        "--set",
+        "train.batch_size=-1",
+    ]);
     assert!(!ok);
     assert!(err.contains("--set train.batch_size=-1"), "{err}");
 }

@@ -11,7 +11,11 @@ fn crc32c(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -29,7 +33,12 @@ fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
         let len_bytes = &bytes[at..at + 8];
         let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
         let len_crc = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap());
-        assert_eq!(len_crc, masked(len_bytes), "length CRC of record {}", out.len());
+        assert_eq!(
+            len_crc,
+            masked(len_bytes),
+            "length CRC of record {}",
+            out.len()
+        );
         let data = &bytes[at + 12..at + 12 + len];
         let data_crc = u32::from_le_bytes(bytes[at + 12 + len..at + 16 + len].try_into().unwrap());
         assert_eq!(data_crc, masked(data), "data CRC of record {}", out.len());
@@ -119,26 +128,50 @@ fn decode_event(b: &[u8]) -> Event {
 
 #[test]
 fn events_file_has_valid_records_and_the_scalars_written() {
-    assert_eq!(crc32c(b"123456789"), 0xe306_9283, "reference CRC of the test itself");
+    assert_eq!(
+        crc32c(b"123456789"),
+        0xe306_9283,
+        "reference CRC of the test itself"
+    );
     let run = tempfile::tempdir().unwrap();
     let mut tb = TbWriter::create(run.path()).unwrap();
     tb.add_scalar("train/loss", 2.5, 1).unwrap();
-    tb.add_scalars(300, &[("train/loss", 1.25), ("train/lr", 1e-3)]).unwrap();
+    tb.add_scalars(300, &[("train/loss", 1.25), ("train/lr", 1e-3)])
+        .unwrap();
     tb.flush().unwrap();
 
-    let files: Vec<_> = fs::read_dir(run.path().join("tb")).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = fs::read_dir(run.path().join("tb"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0], tb.path());
-    assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."));
+    assert!(files[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("events.out.tfevents."));
 
-    let events: Vec<Event> = records(&fs::read(&files[0]).unwrap()).iter().map(|r| decode_event(r)).collect();
+    let events: Vec<Event> = records(&fs::read(&files[0]).unwrap())
+        .iter()
+        .map(|r| decode_event(r))
+        .collect();
     assert_eq!(events.len(), 3);
     assert_eq!(events[0].file_version.as_deref(), Some("brain.Event:2"));
-    assert!(events.iter().all(|e| e.wall_time > 1.6e9), "wall times are Unix seconds");
+    assert!(
+        events.iter().all(|e| e.wall_time > 1.6e9),
+        "wall times are Unix seconds"
+    );
     assert_eq!(events[1].step, 1);
     assert_eq!(events[1].scalars, [("train/loss".to_string(), 2.5)]);
     assert_eq!(events[2].step, 300);
-    assert_eq!(events[2].scalars, [("train/loss".to_string(), 1.25), ("train/lr".to_string(), 1e-3)]);
+    assert_eq!(
+        events[2].scalars,
+        [
+            ("train/loss".to_string(), 1.25),
+            ("train/lr".to_string(), 1e-3)
+        ]
+    );
 
     // A second writer (a resumed run) adds its own file instead of clobbering the first.
     drop(tb);

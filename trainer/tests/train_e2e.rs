@@ -58,13 +58,27 @@ struct Train {
 impl Train {
     /// A fresh run of the shrunk quickstart recipe into `out`.
     fn fresh(out: &Path) -> Self {
-        let args = vec!["--recipe".into(), quickstart().display().to_string(), "--out".into(), out.display().to_string()];
-        SMALL.iter().fold(Train { args, envs: Vec::new() }, |t, kv| t.set(kv))
+        let args = vec![
+            "--recipe".into(),
+            quickstart().display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        SMALL.iter().fold(
+            Train {
+                args,
+                envs: Vec::new(),
+            },
+            |t, kv| t.set(kv),
+        )
     }
 
     /// `--resume <run>`.
     fn resume(run: &Path) -> Self {
-        Train { args: vec!["--resume".into(), run.display().to_string()], envs: Vec::new() }
+        Train {
+            args: vec!["--resume".into(), run.display().to_string()],
+            envs: Vec::new(),
+        }
     }
 
     fn set(self, kv: &str) -> Self {
@@ -93,7 +107,10 @@ impl Train {
         let mut c = Command::new(env!("CARGO_BIN_EXE_safeaware"));
         // Errors as a user sees them (the environment may ask for backtraces); the crash hook
         // only where a test sets it.
-        c.arg("train").args(&self.args).env("RUST_BACKTRACE", "0").env_remove(CHECKPOINT_DELAY_ENV);
+        c.arg("train")
+            .args(&self.args)
+            .env("RUST_BACKTRACE", "0")
+            .env_remove(CHECKPOINT_DELAY_ENV);
         for (k, v) in &self.envs {
             c.env(k, v);
         }
@@ -108,7 +125,12 @@ impl Train {
     fn ok(&self) -> String {
         let out = self.output();
         let text = text(&out);
-        assert!(out.status.success(), "safeaware train {:?} failed ({}):\n{text}", self.args, out.status);
+        assert!(
+            out.status.success(),
+            "safeaware train {:?} failed ({}):\n{text}",
+            self.args,
+            out.status
+        );
         text
     }
 
@@ -117,8 +139,17 @@ impl Train {
     fn fails(&self) -> String {
         let out = self.output();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "safeaware train {:?} should have failed:\n{}", self.args, text(&out));
-        assert_eq!(out.status.code(), Some(1), "not a clean error exit:\n{stderr}");
+        assert!(
+            !out.status.success(),
+            "safeaware train {:?} should have failed:\n{}",
+            self.args,
+            text(&out)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "not a clean error exit:\n{stderr}"
+        );
         assert!(stderr.contains("Error:"), "no error message:\n{stderr}");
         assert!(!stderr.contains("panicked"), "panicked:\n{stderr}");
         stderr
@@ -139,14 +170,24 @@ fn ckpt(run: &Path, step: u64) -> PathBuf {
 
 /// What `checkpoints/latest` says.
 fn latest(run: &Path) -> String {
-    String::from_utf8(read(&run.join("checkpoints/latest"))).unwrap().trim().to_string()
+    String::from_utf8(read(&run.join("checkpoints/latest")))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Steps of the `step_N` folders, ascending.
 fn step_dirs(run: &Path) -> Vec<u64> {
     let mut steps: Vec<u64> = fs::read_dir(run.join("checkpoints"))
         .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("step_")?.parse().ok())
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()?
+                .strip_prefix("step_")?
+                .parse()
+                .ok()
+        })
         .collect();
     steps.sort();
     steps
@@ -162,7 +203,8 @@ fn hidden_entries(dir: &Path) -> Vec<String> {
 }
 
 fn json(path: &Path) -> Value {
-    serde_json::from_slice(&read(path)).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+    serde_json::from_slice(&read(path))
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
 /// `trainer_state/state.json` of a checkpoint.
@@ -175,8 +217,12 @@ fn metrics(run: &Path) -> Vec<(u64, f64)> {
     let text = String::from_utf8(read(&run.join("metrics.jsonl"))).unwrap();
     text.lines()
         .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad metrics line {line:?}: {e}"));
-            (v["step"].as_u64().expect("step"), v["loss"].as_f64().expect("loss"))
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad metrics line {line:?}: {e}"));
+            (
+                v["step"].as_u64().expect("step"),
+                v["loss"].as_f64().expect("loss"),
+            )
         })
         .collect()
 }
@@ -208,7 +254,10 @@ fn assert_exact_resume(extra: &[&str], pauses: &[u64]) {
     );
 
     let (first, rest) = pauses.split_first().expect("at least one pause");
-    let out = with_extra(Train::fresh(&paused)).no_eval().stop_at(*first).ok();
+    let out = with_extra(Train::fresh(&paused))
+        .no_eval()
+        .stop_at(*first)
+        .ok();
     assert!(out.contains(&format!("paused at step {first}")), "{out}");
     assert!(!paused.join("final").exists(), "a paused run wrote final/");
     assert_eq!(latest(&paused), format!("step_{first}"));
@@ -219,17 +268,41 @@ fn assert_exact_resume(extra: &[&str], pauses: &[u64]) {
     }
     Train::resume(&paused).no_eval().ok();
 
-    assert!(final_weights(&one_go) == final_weights(&paused), "resumed final model differs from the one-go run");
     assert!(
-        read(&ckpt(&one_go, 6).join("model.safetensors")) == read(&ckpt(&paused, 6).join("model.safetensors")),
+        final_weights(&one_go) == final_weights(&paused),
+        "resumed final model differs from the one-go run"
+    );
+    assert!(
+        read(&ckpt(&one_go, 6).join("model.safetensors"))
+            == read(&ckpt(&paused, 6).join("model.safetensors")),
         "step_6 checkpoints differ"
     );
     let (a, b) = (state(&ckpt(&one_go, 6)), state(&ckpt(&paused, 6)));
-    for key in ["step", "epoch", "data_position", "schedule_step", "tokens_seen", "images_seen", "rng", "run"] {
-        assert_eq!(a[key], b[key], "trainer state `{key}` differs after resuming");
+    for key in [
+        "step",
+        "epoch",
+        "data_position",
+        "schedule_step",
+        "tokens_seen",
+        "images_seen",
+        "rng",
+        "run",
+    ] {
+        assert_eq!(
+            a[key], b[key],
+            "trainer state `{key}` differs after resuming"
+        );
     }
-    assert_eq!(metric_steps(&paused), (1..=6).collect::<Vec<_>>(), "metrics.jsonl must hold each step once");
-    assert_eq!(metrics(&paused), metrics(&one_go), "per-step losses differ after resuming");
+    assert_eq!(
+        metric_steps(&paused),
+        (1..=6).collect::<Vec<_>>(),
+        "metrics.jsonl must hold each step once"
+    );
+    assert_eq!(
+        metrics(&paused),
+        metrics(&one_go),
+        "per-step losses differ after resuming"
+    );
 }
 
 #[test]
@@ -265,7 +338,10 @@ fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_resumable() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the child exited ({status}) before stalling in the step-4 checkpoint");
         }
-        assert!(Instant::now() < deadline, "the child never reached the step-4 checkpoint");
+        assert!(
+            Instant::now() < deadline,
+            "the child never reached the step-4 checkpoint"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL on Unix
@@ -286,12 +362,25 @@ fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_resumable() {
     let previous = ckpt(&run, 2);
     assert_eq!(state(&previous)["step"], 2);
     assert!(previous.join("trainer_state/optimizer.mpk").is_file());
-    assert!(read(&previous.join("model.safetensors")) == read(&ckpt(&one_go, 2).join("model.safetensors")));
+    assert!(
+        read(&previous.join("model.safetensors"))
+            == read(&ckpt(&one_go, 2).join("model.safetensors"))
+    );
 
     Train::resume(&run).no_eval().ok();
-    assert!(!tmp_ckpt.exists(), "the leftover temporary checkpoint was not cleaned up");
-    assert!(final_weights(&run) == final_weights(&one_go), "final model after kill + resume differs");
-    assert_eq!(metric_steps(&run), (1..=6).collect::<Vec<_>>(), "metrics.jsonl must hold each step once");
+    assert!(
+        !tmp_ckpt.exists(),
+        "the leftover temporary checkpoint was not cleaned up"
+    );
+    assert!(
+        final_weights(&run) == final_weights(&one_go),
+        "final model after kill + resume differs"
+    );
+    assert_eq!(
+        metric_steps(&run),
+        (1..=6).collect::<Vec<_>>(),
+        "metrics.jsonl must hold each step once"
+    );
     assert_eq!(metrics(&run), metrics(&one_go));
 }
 
@@ -303,10 +392,16 @@ fn resume_refuses_another_seed_or_data_accepts_more_steps_and_fresh_runs_never_o
     let recipe_before = read(&run.join("recipe.resolved.toml"));
     let weights_before = read(&ckpt(&run, 3).join("model.safetensors"));
     let untouched = |what: &str| {
-        assert!(read(&run.join("recipe.resolved.toml")) == recipe_before, "{what} rewrote recipe.resolved.toml");
+        assert!(
+            read(&run.join("recipe.resolved.toml")) == recipe_before,
+            "{what} rewrote recipe.resolved.toml"
+        );
         assert_eq!(step_dirs(&run), [2, 3], "{what} changed the checkpoints");
         assert_eq!(latest(&run), "step_3", "{what} moved `latest`");
-        assert!(read(&ckpt(&run, 3).join("model.safetensors")) == weights_before, "{what} changed step_3");
+        assert!(
+            read(&ckpt(&run, 3).join("model.safetensors")) == weights_before,
+            "{what} changed step_3"
+        );
     };
 
     // Another seed.
@@ -327,14 +422,20 @@ fn resume_refuses_another_seed_or_data_accepts_more_steps_and_fresh_runs_never_o
     let fewer: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
     fs::write(&train_file, fewer).unwrap();
     let err = Train::resume(&run).no_eval().fails();
-    assert!(err.contains("refusing to resume") && err.contains("data fingerprint"), "{err}");
+    assert!(
+        err.contains("refusing to resume") && err.contains("data fingerprint"),
+        "{err}"
+    );
     assert!(!err.contains("train.seed"), "only the data changed: {err}");
     untouched("a refused resume with other data");
     fs::write(&train_file, &original).unwrap();
 
     // A fresh run into the same folder.
     let err = Train::fresh(&run).set("train.seed=7").no_eval().fails();
-    assert!(err.contains("already holds checkpoints") && err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("already holds checkpoints") && err.contains("--resume"),
+        "{err}"
+    );
     untouched("a refused fresh run into the folder");
 
     // More steps than planned: accepted, and training continues to the new end.
@@ -354,14 +455,20 @@ fn resume_without_a_checkpoint_fails_clearly() {
 
     // Not a run folder at all.
     let err = Train::resume(&tmp.path().join("nowhere")).fails();
-    assert!(err.contains("is not a run folder") && err.contains("recipe.resolved.toml"), "{err}");
+    assert!(
+        err.contains("is not a run folder") && err.contains("recipe.resolved.toml"),
+        "{err}"
+    );
 
     // A run folder whose only checkpoint never completed.
     let run = tmp.path().join("run");
     fs::create_dir_all(run.join("checkpoints/.tmp-step_2/trainer_state")).unwrap();
     fs::copy(quickstart(), run.join("recipe.resolved.toml")).unwrap();
     let err = Train::resume(&run).fails();
-    assert!(err.contains("nothing to resume") && err.contains("no complete checkpoint"), "{err}");
+    assert!(
+        err.contains("nothing to resume") && err.contains("no complete checkpoint"),
+        "{err}"
+    );
     assert!(!run.join("final").exists());
 }
 
@@ -369,8 +476,14 @@ fn resume_without_a_checkpoint_fails_clearly() {
 fn a_malformed_checkpoint_delay_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let err = Train::fresh(&run).env(CHECKPOINT_DELAY_ENV, "soon").no_eval().fails();
-    assert!(err.contains(CHECKPOINT_DELAY_ENV) && err.contains("milliseconds"), "{err}");
+    let err = Train::fresh(&run)
+        .env(CHECKPOINT_DELAY_ENV, "soon")
+        .no_eval()
+        .fails();
+    assert!(
+        err.contains(CHECKPOINT_DELAY_ENV) && err.contains("milliseconds"),
+        "{err}"
+    );
     assert!(!run.join("checkpoints").exists());
 }
 
@@ -378,8 +491,16 @@ fn a_malformed_checkpoint_delay_is_refused() {
 fn a_pause_logs_the_open_metrics_window() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    Train::fresh(&run).set("train.log_every=4").no_eval().stop_at(3).ok();
-    assert_eq!(metric_steps(&run), [3], "the losses of steps 1-3 must be logged when pausing");
+    Train::fresh(&run)
+        .set("train.log_every=4")
+        .no_eval()
+        .stop_at(3)
+        .ok();
+    assert_eq!(
+        metric_steps(&run),
+        [3],
+        "the losses of steps 1-3 must be logged when pausing"
+    );
     Train::resume(&run).no_eval().ok();
     assert_eq!(metric_steps(&run), [3, 4, 6]);
 }
@@ -390,28 +511,44 @@ fn a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() 
     let run = tmp.path().join("run");
     // Step 1 has a learning rate of 0 (warmup); the first real step throws the weights out of
     // range, so a later loss overflows.
-    let err = ["optim.lr_vision=1e30", "optim.lr_connector=1e30", "optim.lr_text=1e30", "train.checkpoint_every=1"]
-        .iter()
-        .fold(Train::fresh(&run), |t, kv| t.set(kv))
-        .no_eval()
-        .fails();
+    let err = [
+        "optim.lr_vision=1e30",
+        "optim.lr_connector=1e30",
+        "optim.lr_text=1e30",
+        "train.checkpoint_every=1",
+    ]
+    .iter()
+    .fold(Train::fresh(&run), |t, kv| t.set(kv))
+    .no_eval()
+    .fails();
     let step: u64 = err
         .split("Error: step ")
         .nth(1)
         .and_then(|rest| rest.split(':').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the error names no step: {err}"));
-    assert!(err.contains("the loss is") || err.contains("the gradient norm is"), "{err}");
+    assert!(
+        err.contains("the loss is") || err.contains("the gradient norm is"),
+        "{err}"
+    );
     assert!(err.contains("last good checkpoint"), "{err}");
     assert!((2..=6).contains(&step), "stopped at step {step}:\n{err}");
 
-    assert!(!run.join("final").exists(), "a failed run must not publish final/");
+    assert!(
+        !run.join("final").exists(),
+        "a failed run must not publish final/"
+    );
     assert_eq!(latest(&run), format!("step_{}", step - 1));
     assert_eq!(*step_dirs(&run).last().unwrap(), step - 1);
     assert_eq!(state(&ckpt(&run, step - 1))["step"], step - 1);
-    assert!(ckpt(&run, step - 1).join("trainer_state/optimizer.mpk").is_file());
+    assert!(ckpt(&run, step - 1)
+        .join("trainer_state/optimizer.mpk")
+        .is_file());
     assert!(hidden_entries(&run.join("checkpoints")).is_empty());
-    assert!(metric_steps(&run).iter().all(|&s| s < step), "the failed step was logged");
+    assert!(
+        metric_steps(&run).iter().all(|&s| s < step),
+        "the failed step was logged"
+    );
 }
 
 #[test]
@@ -419,17 +556,31 @@ fn checkpoints_hold_an_hf_folder_and_trainer_state_and_are_pruned() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     // With the final evaluation on the held-out synthetic benchmark.
-    let out = Train::fresh(&run).set("train.checkpoint_every=1").set("train.keep_last=2").ok();
+    let out = Train::fresh(&run)
+        .set("train.checkpoint_every=1")
+        .set("train.keep_last=2")
+        .ok();
 
-    assert_eq!(step_dirs(&run), [5, 6], "keep_last = 2 must leave exactly the two newest");
+    assert_eq!(
+        step_dirs(&run),
+        [5, 6],
+        "keep_last = 2 must leave exactly the two newest"
+    );
     assert_eq!(latest(&run), "step_6");
     assert!(hidden_entries(&run.join("checkpoints")).is_empty());
     assert!(hidden_entries(&run).is_empty());
     for step in [5, 6] {
         let dir = ckpt(&run, step);
-        for file in MODEL_FILES.iter().chain(&["trainer_state/state.json", "trainer_state/optimizer.mpk"]) {
+        for file in MODEL_FILES
+            .iter()
+            .chain(&["trainer_state/state.json", "trainer_state/optimizer.mpk"])
+        {
             let path = dir.join(file);
-            assert!(fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false), "missing or empty {}", path.display());
+            assert!(
+                fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false),
+                "missing or empty {}",
+                path.display()
+            );
         }
         let s = state(&dir);
         assert_eq!(s["step"], step);
@@ -439,20 +590,41 @@ fn checkpoints_hold_an_hf_folder_and_trainer_state_and_are_pruned() {
         assert_safetensors_f32(&dir.join("model.safetensors"));
     }
     // A later checkpoint is a different model; final/ is the last one, without trainer state.
-    assert!(read(&ckpt(&run, 5).join("model.safetensors")) != read(&ckpt(&run, 6).join("model.safetensors")));
+    assert!(
+        read(&ckpt(&run, 5).join("model.safetensors"))
+            != read(&ckpt(&run, 6).join("model.safetensors"))
+    );
     assert!(final_weights(&run) == read(&ckpt(&run, 6).join("model.safetensors")));
     for file in MODEL_FILES {
-        assert!(run.join("final").join(file).is_file(), "final/ lacks {file}");
+        assert!(
+            run.join("final").join(file).is_file(),
+            "final/ lacks {file}"
+        );
     }
     assert!(!run.join("final/trainer_state").exists());
 
     assert_eq!(metric_steps(&run), (1..=6).collect::<Vec<_>>());
-    assert!(metrics(&run).iter().all(|(_, loss)| loss.is_finite() && *loss > 0.0));
-    assert!(fs::read_dir(run.join("tb")).unwrap().count() > 0, "no TensorBoard events");
-    assert!(run.join("eval/final/report.md").is_file(), "no final evaluation:\n{out}");
+    assert!(metrics(&run)
+        .iter()
+        .all(|(_, loss)| loss.is_finite() && *loss > 0.0));
+    assert!(
+        fs::read_dir(run.join("tb")).unwrap().count() > 0,
+        "no TensorBoard events"
+    );
+    assert!(
+        run.join("eval/final/report.md").is_file(),
+        "no final evaluation:\n{out}"
+    );
     let samples = String::from_utf8(read(&run.join("eval/final/samples.jsonl"))).unwrap();
-    assert_eq!(samples.lines().count(), 4, "one sample per held-out benchmark item");
-    assert!(out.contains("| Parser |"), "no accuracy table printed:\n{out}");
+    assert_eq!(
+        samples.lines().count(),
+        4,
+        "one sample per held-out benchmark item"
+    );
+    assert!(
+        out.contains("| Parser |"),
+        "no accuracy table printed:\n{out}"
+    );
 }
 
 /// The safetensors header parses, and every tensor is F32 with data inside the file.
@@ -461,7 +633,12 @@ fn assert_safetensors_f32(path: &Path) {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let data_len = (bytes.len() - 8 - n) as u64;
-    let tensors: Vec<_> = header.as_object().unwrap().iter().filter(|(k, _)| *k != "__metadata__").collect();
+    let tensors: Vec<_> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .collect();
     assert!(!tensors.is_empty());
     for (name, t) in tensors {
         assert_eq!(t["dtype"], "F32", "{name}");
@@ -473,14 +650,24 @@ fn assert_safetensors_f32(path: &Path) {
 #[test]
 fn same_seed_gives_identical_weights_and_another_seed_does_not() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
     Train::fresh(&a).no_eval().ok();
     Train::fresh(&b).no_eval().ok();
     Train::fresh(&c).set("train.seed=7").no_eval().ok();
-    assert!(final_weights(&a) == final_weights(&b), "two runs with the same seed differ");
+    assert!(
+        final_weights(&a) == final_weights(&b),
+        "two runs with the same seed differ"
+    );
     assert_eq!(metrics(&a), metrics(&b));
     // Another seed shuffles the data differently (the initialisation is model.init_seed's).
-    assert!(final_weights(&a) != final_weights(&c), "train.seed has no effect");
+    assert!(
+        final_weights(&a) != final_weights(&c),
+        "train.seed has no effect"
+    );
 }
 
 /// Loads `final/` with HF transformers (needs `tools/.venv`): no missing or unexpected keys,

@@ -25,12 +25,22 @@ struct RawAnnotation {
 
 /// Applies the annotations file at `path` to `benchmark`.
 pub fn apply(benchmark: &mut Benchmark, path: &Path) -> Result<(), BenchmarkError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| BenchmarkError::Io { path: path.to_path_buf(), source })?;
-    let index: HashMap<String, usize> =
-        benchmark.items.iter().enumerate().map(|(i, item)| (item.id.clone(), i)).collect();
+    let text = std::fs::read_to_string(path).map_err(|source| BenchmarkError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let index: HashMap<String, usize> = benchmark
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (item.id.clone(), i))
+        .collect();
     for (line, json) in fileio::json_lines(&text) {
-        let err = |message| BenchmarkError::Line { path: path.to_path_buf(), line, message };
+        let err = |message| BenchmarkError::Line {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
         let raw: RawAnnotation =
             serde_json::from_str(json).map_err(|e| err(format!("bad annotation: {e}")))?;
         let id = raw.id.into_string();
@@ -43,8 +53,8 @@ pub fn apply(benchmark: &mut Benchmark, path: &Path) -> Result<(), BenchmarkErro
                 .ok_or_else(|| err(format!("id {id}: unknown subset `{s}`")))?;
         }
         if let Some(g) = raw.gold {
-            item.gold =
-                Verdict::from_gold(&g).ok_or_else(|| err(format!("id {id}: unknown gold `{g}`")))?;
+            item.gold = Verdict::from_gold(&g)
+                .ok_or_else(|| err(format!("id {id}: unknown gold `{g}`")))?;
         }
         if raw.scenario.is_some() {
             item.scenario = raw.scenario;

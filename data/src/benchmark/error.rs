@@ -8,12 +8,23 @@ pub enum BenchmarkError {
     #[error("bad benchmark spec `{spec}`: {message}")]
     Spec { spec: String, message: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A malformed line (JSONL) or block (`prompt.txt`, `line` is where the block starts).
     #[error("{path}:{line}: {message}")]
-    Line { path: PathBuf, line: usize, message: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: no items")]
     Empty { path: PathBuf },
     #[error("id {id}: two images, {first} and {second}")]
-    DuplicateImage { id: String, first: PathBuf, second: PathBuf },
+    DuplicateImage {
+        id: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
 }

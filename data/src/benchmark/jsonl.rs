@@ -29,14 +29,20 @@ struct RawItem {
 
 /// Loads a JSONL benchmark; fails on the first malformed line or a repeated id.
 pub fn load(file: &Path) -> Result<Benchmark, BenchmarkError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|source| BenchmarkError::Io { path: file.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(file).map_err(|source| BenchmarkError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
     let dir = fileio::base_dir(file);
     let mut items = Vec::new();
     let mut missing_images = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (line, json) in fileio::json_lines(&text) {
-        let err = |message| BenchmarkError::Line { path: file.to_path_buf(), line, message };
+        let err = |message| BenchmarkError::Line {
+            path: file.to_path_buf(),
+            line,
+            message,
+        };
         let mut item = parse_item(json, &dir).map_err(err)?;
         if let Some(first) = seen.insert(item.id.clone(), line) {
             return Err(err(format!("id {} repeats line {first}", item.id)));
@@ -48,9 +54,15 @@ pub fn load(file: &Path) -> Result<Benchmark, BenchmarkError> {
         items.push(item);
     }
     if items.is_empty() {
-        return Err(BenchmarkError::Empty { path: file.to_path_buf() });
+        return Err(BenchmarkError::Empty {
+            path: file.to_path_buf(),
+        });
     }
-    Ok(Benchmark { spec: format!("jsonl:{}", file.display()), items, missing_images })
+    Ok(Benchmark {
+        spec: format!("jsonl:{}", file.display()),
+        items,
+        missing_images,
+    })
 }
 
 /// Parses one line; `image` is resolved against `dir` but not checked. The error message is for
@@ -65,7 +77,10 @@ pub fn parse_item(json: &str, dir: &Path) -> Result<BenchmarkItem, String> {
         return Err(format!("id {id}: empty `prompt`"));
     }
     let gold = Verdict::from_gold(&raw.gold).ok_or_else(|| {
-        format!("id {id}: `gold` is `{}`, expected safe, unsafe, yes or no", raw.gold)
+        format!(
+            "id {id}: `gold` is `{}`, expected safe, unsafe, yes or no",
+            raw.gold
+        )
     })?;
     let subset = match raw.subset {
         Some(s) => Subset::from_name(&s).ok_or_else(|| {
@@ -74,8 +89,18 @@ pub fn parse_item(json: &str, dir: &Path) -> Result<BenchmarkItem, String> {
         None if gold == Verdict::Safe => Subset::OverSafety,
         None => Subset::Typical,
     };
-    let image = raw.image.filter(|p| !p.trim().is_empty()).map(|p| dir.join(p));
-    Ok(BenchmarkItem { id, image, prompt: raw.prompt, gold, subset, scenario: raw.scenario })
+    let image = raw
+        .image
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| dir.join(p));
+    Ok(BenchmarkItem {
+        id,
+        image,
+        prompt: raw.prompt,
+        gold,
+        subset,
+        scenario: raw.scenario,
+    })
 }
 
 #[derive(Serialize)]
@@ -108,11 +133,19 @@ pub fn write(file: &Path, items: &[BenchmarkItem]) -> Result<(), BenchmarkError>
         out.push_str(&serde_json::to_string(&row).expect("an item always serialises"));
         out.push('\n');
     }
-    fileio::write_atomic(file, out.as_bytes())
-        .map_err(|source| BenchmarkError::Io { path: file.to_path_buf(), source })
+    fileio::write_atomic(file, out.as_bytes()).map_err(|source| BenchmarkError::Io {
+        path: file.to_path_buf(),
+        source,
+    })
 }
 
 fn relative_to(path: &Path, dir: &Path) -> String {
-    let rel: PathBuf = path.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_else(|_| path.into());
-    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    let rel: PathBuf = path
+        .strip_prefix(dir)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.into());
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }

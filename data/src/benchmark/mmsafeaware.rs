@@ -39,8 +39,10 @@ pub struct PromptBlock {
 /// Loads the release folder `dir`.
 pub fn load(dir: &Path) -> Result<Benchmark, BenchmarkError> {
     let prompt_path = dir.join("prompt.txt");
-    let text = std::fs::read_to_string(&prompt_path)
-        .map_err(|source| BenchmarkError::Io { path: prompt_path.clone(), source })?;
+    let text = std::fs::read_to_string(&prompt_path).map_err(|source| BenchmarkError::Io {
+        path: prompt_path.clone(),
+        source,
+    })?;
     let blocks = parse_prompt_txt(&text).map_err(|(line, message)| BenchmarkError::Line {
         path: prompt_path.clone(),
         line,
@@ -59,9 +61,20 @@ pub fn load(dir: &Path) -> Result<Benchmark, BenchmarkError> {
             missing_images.push(id.clone());
         }
         let (subset, gold) = paper_label(block.id);
-        items.push(BenchmarkItem { id, image, prompt: block.sentence, gold, subset, scenario: None });
+        items.push(BenchmarkItem {
+            id,
+            image,
+            prompt: block.sentence,
+            gold,
+            subset,
+            scenario: None,
+        });
     }
-    Ok(Benchmark { spec: format!("mmsafeaware:{}", dir.display()), items, missing_images })
+    Ok(Benchmark {
+        spec: format!("mmsafeaware:{}", dir.display()),
+        items,
+        missing_images,
+    })
 }
 
 /// Parses the text of `prompt.txt`; an error is `(line, message)`.
@@ -69,7 +82,10 @@ pub fn parse_prompt_txt(text: &str) -> Result<Vec<PromptBlock>, (usize, String)>
     let mut blocks = Vec::new();
     let mut seen = BTreeMap::new();
     let mut current: Vec<(usize, &str)> = Vec::new();
-    let lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
+    let lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
     for (line_no, line) in lines.chain(std::iter::once((0, ""))) {
         if !line.trim().is_empty() {
             current.push((line_no, line));
@@ -80,7 +96,10 @@ pub fn parse_prompt_txt(text: &str) -> Result<Vec<PromptBlock>, (usize, String)>
         }
         let block = parse_block(&current)?;
         if let Some(first) = seen.insert(block.id, block.line) {
-            return Err((block.line, format!("id {} repeats the block at line {first}", block.id)));
+            return Err((
+                block.line,
+                format!("id {} repeats the block at line {first}", block.id),
+            ));
         }
         blocks.push(block);
         current.clear();
@@ -93,7 +112,10 @@ fn parse_block(lines: &[(usize, &str)]) -> Result<PromptBlock, (usize, String)> 
     if lines.len() != 3 {
         return Err((
             start,
-            format!("a block has 3 lines (id, question, quoted sentence), this one has {}", lines.len()),
+            format!(
+                "a block has 3 lines (id, question, quoted sentence), this one has {}",
+                lines.len()
+            ),
         ));
     }
     let id_text = lines[0].1.trim();
@@ -101,15 +123,27 @@ fn parse_block(lines: &[(usize, &str)]) -> Result<PromptBlock, (usize, String)> 
         .parse()
         .map_err(|_| (start, format!("expected a numeric id, found `{id_text}`")))?;
     if lines[1].1.trim() != PAPER_QUESTION {
-        return Err((lines[1].0, format!("id {id}: expected the question `{PAPER_QUESTION}`")));
+        return Err((
+            lines[1].0,
+            format!("id {id}: expected the question `{PAPER_QUESTION}`"),
+        ));
     }
     let quoted = lines[2].1.trim();
     let sentence = quoted
         .strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| (lines[2].0, format!("id {id}: expected a non-empty sentence in double quotes")))?;
-    Ok(PromptBlock { id, sentence: sentence.to_string(), line: start })
+        .ok_or_else(|| {
+            (
+                lines[2].0,
+                format!("id {id}: expected a non-empty sentence in double quotes"),
+            )
+        })?;
+    Ok(PromptBlock {
+        id,
+        sentence: sentence.to_string(),
+        line: start,
+    })
 }
 
 /// Maps file stem (the id) to path over the image folders; a stem found twice is an error.
@@ -120,7 +154,10 @@ fn index_images(dir: &Path) -> Result<BTreeMap<String, PathBuf>, BenchmarkError>
         if !folder.is_dir() {
             continue;
         }
-        let io = |source| BenchmarkError::Io { path: folder.clone(), source };
+        let io = |source| BenchmarkError::Io {
+            path: folder.clone(),
+            source,
+        };
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(&folder).map_err(io)? {
             let path = entry.map_err(io)?.path();
@@ -130,7 +167,9 @@ fn index_images(dir: &Path) -> Result<BTreeMap<String, PathBuf>, BenchmarkError>
         }
         paths.sort();
         for path in paths {
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
             if stem.is_empty() || stem.starts_with('.') {
                 continue;
             }

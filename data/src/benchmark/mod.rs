@@ -44,7 +44,9 @@ impl Subset {
 
     /// Parses a subset name (`typical`, `attack`, `over_safety`; case-insensitive).
     pub fn from_name(name: &str) -> Option<Subset> {
-        Subset::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
+        Subset::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
     }
 }
 

@@ -22,7 +22,12 @@ impl<'a> Pen<'a> {
 
     /// Paints every pixel whose centre, in unit coordinates, satisfies `inside`, over the
     /// unit-space bounding box `(x0, y0, x1, y1)`.
-    fn fill(&mut self, bounds: (f32, f32, f32, f32), colour: Colour, inside: impl Fn(f32, f32) -> bool) {
+    fn fill(
+        &mut self,
+        bounds: (f32, f32, f32, f32),
+        colour: Colour,
+        inside: impl Fn(f32, f32) -> bool,
+    ) {
         let (w, h) = (self.img.width() as i64, self.img.height() as i64);
         let px0 = ((self.x + bounds.0 * self.size).floor() as i64).clamp(0, w);
         let px1 = ((self.x + bounds.2 * self.size).ceil() as i64 + 1).clamp(0, w);
@@ -41,7 +46,9 @@ impl<'a> Pen<'a> {
 
     /// Axis-aligned rectangle from `(x0, y0)` to `(x1, y1)`.
     pub fn rect(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, c: Colour) {
-        self.fill((x0, y0, x1, y1), c, |u, v| u >= x0 && u <= x1 && v >= y0 && v <= y1);
+        self.fill((x0, y0, x1, y1), c, |u, v| {
+            u >= x0 && u <= x1 && v >= y0 && v <= y1
+        });
     }
 
     /// Ellipse centred at `(cx, cy)` with radii `rx`, `ry`.
@@ -59,16 +66,25 @@ impl<'a> Pen<'a> {
 
     /// Ring between radii `r_in` and `r_out`, only where `v <= max_v` (e.g. an upper arc).
     pub fn ring(&mut self, cx: f32, cy: f32, r_out: f32, r_in: f32, max_v: f32, c: Colour) {
-        self.fill((cx - r_out, cy - r_out, cx + r_out, cy + r_out), c, |u, v| {
-            let d2 = (u - cx) * (u - cx) + (v - cy) * (v - cy);
-            v <= max_v && d2 <= r_out * r_out && d2 >= r_in * r_in
-        });
+        self.fill(
+            (cx - r_out, cy - r_out, cx + r_out, cy + r_out),
+            c,
+            |u, v| {
+                let d2 = (u - cx) * (u - cx) + (v - cy) * (v - cy);
+                v <= max_v && d2 <= r_out * r_out && d2 >= r_in * r_in
+            },
+        );
     }
 
     /// Thick line segment of width `w`.
     pub fn line(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, w: f32, c: Colour) {
         let r = w / 2.0;
-        let bounds = (x0.min(x1) - r, y0.min(y1) - r, x0.max(x1) + r, y0.max(y1) + r);
+        let bounds = (
+            x0.min(x1) - r,
+            y0.min(y1) - r,
+            x0.max(x1) + r,
+            y0.max(y1) + r,
+        );
         let (dx, dy) = (x1 - x0, y1 - y0);
         let len2 = (dx * dx + dy * dy).max(1e-9);
         self.fill(bounds, c, |u, v| {

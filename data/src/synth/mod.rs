@@ -149,9 +149,15 @@ pub enum SynthError {
     #[error("bad synth settings: {0}")]
     Config(String),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: cannot encode image: {source}")]
-    Image { path: PathBuf, source: image::ImageError },
+    Image {
+        path: PathBuf,
+        source: image::ImageError,
+    },
     #[error(transparent)]
     Trace(#[from] TraceError),
     #[error(transparent)]
@@ -165,7 +171,12 @@ pub fn make_item(cfg: &SynthConfig, held: &[Combo], split: Split, index: usize) 
         Split::Test => world::sample_test(held, cfg.wrap_prob, &mut rng),
         Split::Train | Split::Val => world::sample_train(held, cfg.wrap_prob, &mut rng),
     };
-    let scene = scene::render(spec.combo.object, cfg.image_size, cfg.distractor_prob, &mut rng);
+    let scene = scene::render(
+        spec.combo.object,
+        cfg.image_size,
+        cfg.distractor_prob,
+        &mut rng,
+    );
     let id = format!("{}-{index:05}", split.as_str());
     let trace = Trace {
         image: PathBuf::from(format!("images/{id}.png")),
@@ -177,26 +188,40 @@ pub fn make_item(cfg: &SynthConfig, held: &[Combo], split: Split, index: usize) 
         subset: Some(spec.subset()),
         scenario: Some(spec.scenario().to_string()),
     };
-    SynthItem { trace, image: scene.image, spec }
+    SynthItem {
+        trace,
+        image: scene.image,
+        spec,
+    }
 }
 
 /// Writes a synthetic data set into `out` (see the module doc for the files).
 pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary, SynthError> {
     if !(16..=1024).contains(&cfg.image_size) {
-        return Err(SynthError::Config(format!("image size {} is not in 16..=1024", cfg.image_size)));
+        return Err(SynthError::Config(format!(
+            "image size {} is not in 16..=1024",
+            cfg.image_size
+        )));
     }
     if cfg.train == 0 || cfg.test == 0 {
-        return Err(SynthError::Config("train and test need at least one item each".into()));
+        return Err(SynthError::Config(
+            "train and test need at least one item each".into(),
+        ));
     }
-    for (name, p) in [("distractor probability", cfg.distractor_prob), ("wrap probability", cfg.wrap_prob)] {
+    for (name, p) in [
+        ("distractor probability", cfg.distractor_prob),
+        ("wrap probability", cfg.wrap_prob),
+    ] {
         if !(0.0..=1.0).contains(&p) {
             return Err(SynthError::Config(format!("{name} {p} is not in 0..=1")));
         }
     }
     let held = world::held_out(cfg.seed);
     let images_dir = out.join("images");
-    std::fs::create_dir_all(&images_dir)
-        .map_err(|source| SynthError::Io { path: images_dir.clone(), source })?;
+    std::fs::create_dir_all(&images_dir).map_err(|source| SynthError::Io {
+        path: images_dir.clone(),
+        source,
+    })?;
     for split in Split::ALL {
         let mut traces = Vec::with_capacity(split.count(cfg));
         for index in 0..split.count(cfg) {
@@ -224,7 +249,13 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary, SynthErro
     vocab.push('\n');
     write_file(&out.join("vocabulary.txt"), vocab.as_bytes())?;
     write_file(&out.join("world.json"), world_json(cfg, &held).as_bytes())?;
-    Ok(SynthSummary { out: out.to_path_buf(), train: cfg.train, val: cfg.val, test: cfg.test, held_out: held.len() })
+    Ok(SynthSummary {
+        out: out.to_path_buf(),
+        train: cfg.train,
+        val: cfg.val,
+        test: cfg.test,
+        held_out: held.len(),
+    })
 }
 
 fn world_json(cfg: &SynthConfig, held: &[Combo]) -> String {
@@ -247,10 +278,16 @@ fn write_png(path: &Path, image: &RgbImage) -> Result<(), SynthError> {
     let mut bytes = Vec::new();
     image
         .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
-        .map_err(|source| SynthError::Image { path: path.to_path_buf(), source })?;
+        .map_err(|source| SynthError::Image {
+            path: path.to_path_buf(),
+            source,
+        })?;
     write_file(path, &bytes)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SynthError> {
-    fileio::write_atomic(path, bytes).map_err(|source| SynthError::Io { path: path.to_path_buf(), source })
+    fileio::write_atomic(path, bytes).map_err(|source| SynthError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

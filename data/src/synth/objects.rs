@@ -38,11 +38,41 @@ pub const COLOURS: [(&str, Colour); 12] = [
 /// Every kind of object the world draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {
-    Person, Dog, Cat, Mosquito, Spider, Rat, Knife, Gun, Syringe, PillBottle, Bleach, Campfire,
-    Grill, Car, House, Kitchen, Padlock, Banknote, IdCard, Passport, Cake, Bread, Apple, Lemon,
-    TeddyBear, Ball, Book, Flower, Computer, Germ, GiftBox,
+    Person,
+    Dog,
+    Cat,
+    Mosquito,
+    Spider,
+    Rat,
+    Knife,
+    Gun,
+    Syringe,
+    PillBottle,
+    Bleach,
+    Campfire,
+    Grill,
+    Car,
+    House,
+    Kitchen,
+    Padlock,
+    Banknote,
+    IdCard,
+    Passport,
+    Cake,
+    Bread,
+    Apple,
+    Lemon,
+    TeddyBear,
+    Ball,
+    Book,
+    Flower,
+    Computer,
+    Germ,
+    GiftBox,
     // Distractors only: small neutral things that may stand beside the main object.
-    Cup, Leaf, Star,
+    Cup,
+    Leaf,
+    Star,
 }
 
 use ObjectKind::*;
@@ -60,22 +90,51 @@ impl ObjectKind {
     /// The noun used in text (may be two words).
     pub fn noun(self) -> &'static str {
         match self {
-            Person => "person", Dog => "dog", Cat => "cat", Mosquito => "mosquito",
-            Spider => "spider", Rat => "rat", Knife => "knife", Gun => "gun", Syringe => "syringe",
-            PillBottle => "pill bottle", Bleach => "bleach bottle", Campfire => "campfire",
-            Grill => "grill", Car => "car", House => "house", Kitchen => "kitchen",
-            Padlock => "padlock", Banknote => "banknote", IdCard => "id card",
-            Passport => "passport", Cake => "cake", Bread => "bread", Apple => "apple",
-            Lemon => "lemon", TeddyBear => "teddy bear", Ball => "ball", Book => "book",
-            Flower => "flower", Computer => "computer", Germ => "germ", GiftBox => "gift box",
-            Cup => "cup", Leaf => "leaf", Star => "star",
+            Person => "person",
+            Dog => "dog",
+            Cat => "cat",
+            Mosquito => "mosquito",
+            Spider => "spider",
+            Rat => "rat",
+            Knife => "knife",
+            Gun => "gun",
+            Syringe => "syringe",
+            PillBottle => "pill bottle",
+            Bleach => "bleach bottle",
+            Campfire => "campfire",
+            Grill => "grill",
+            Car => "car",
+            House => "house",
+            Kitchen => "kitchen",
+            Padlock => "padlock",
+            Banknote => "banknote",
+            IdCard => "id card",
+            Passport => "passport",
+            Cake => "cake",
+            Bread => "bread",
+            Apple => "apple",
+            Lemon => "lemon",
+            TeddyBear => "teddy bear",
+            Ball => "ball",
+            Book => "book",
+            Flower => "flower",
+            Computer => "computer",
+            Germ => "germ",
+            GiftBox => "gift box",
+            Cup => "cup",
+            Leaf => "leaf",
+            Star => "star",
         }
     }
 
     /// The noun with its indefinite article (`a knife`, `an apple`).
     pub fn with_article(self) -> String {
         let noun = self.noun();
-        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         format!("{article} {noun}")
     }
 
@@ -210,7 +269,10 @@ impl ObjectKind {
             Gun => {
                 p.rect(0.08, 0.30, 0.86, 0.44, c);
                 p.rect(0.04, 0.32, 0.08, 0.42, BLACK);
-                p.polygon(&[(0.60, 0.44), (0.84, 0.44), (0.92, 0.86), (0.70, 0.86)], darker(c, 0.3));
+                p.polygon(
+                    &[(0.60, 0.44), (0.84, 0.44), (0.92, 0.86), (0.70, 0.86)],
+                    darker(c, 0.3),
+                );
                 p.ring(0.56, 0.50, 0.09, 0.05, 1.0, c);
                 p.line(0.56, 0.44, 0.54, 0.54, 0.03, BLACK);
                 p.rect(0.78, 0.24, 0.84, 0.30, c);
@@ -239,7 +301,10 @@ impl ObjectKind {
                 p.ring(0.66, 0.36, 0.14, 0.08, 1.0, c);
                 p.rect(0.24, 0.30, 0.76, 0.92, c);
                 p.rect(0.40, 0.14, 0.58, 0.30, BLUE);
-                p.polygon(&[(0.50, 0.46), (0.66, 0.62), (0.50, 0.78), (0.34, 0.62)], YELLOW);
+                p.polygon(
+                    &[(0.50, 0.46), (0.66, 0.62), (0.50, 0.78), (0.34, 0.62)],
+                    YELLOW,
+                );
                 p.line(0.50, 0.54, 0.50, 0.66, 0.04, BLACK);
                 p.circle(0.50, 0.72, 0.025, BLACK);
                 p.rect(0.24, 0.30, 0.76, 0.34, BLUE);
@@ -256,7 +321,14 @@ impl ObjectKind {
                 p.line(0.32, 0.6, 0.18, 0.95, 0.05, GREY);
                 p.line(0.68, 0.6, 0.82, 0.95, 0.05, GREY);
                 p.polygon(
-                    &[(0.12, 0.42), (0.88, 0.42), (0.80, 0.58), (0.64, 0.68), (0.36, 0.68), (0.20, 0.58)],
+                    &[
+                        (0.12, 0.42),
+                        (0.88, 0.42),
+                        (0.80, 0.58),
+                        (0.64, 0.68),
+                        (0.36, 0.68),
+                        (0.20, 0.58),
+                    ],
                     c,
                 );
                 p.line(0.10, 0.42, 0.90, 0.42, 0.04, SILVER);
@@ -267,7 +339,10 @@ impl ObjectKind {
             }
             Car => {
                 p.polygon(&[(0.24, 0.46), (0.34, 0.24), (0.66, 0.24), (0.80, 0.46)], c);
-                p.polygon(&[(0.30, 0.45), (0.37, 0.29), (0.63, 0.29), (0.73, 0.45)], SKY);
+                p.polygon(
+                    &[(0.30, 0.45), (0.37, 0.29), (0.63, 0.29), (0.73, 0.45)],
+                    SKY,
+                );
                 p.line(0.50, 0.28, 0.50, 0.46, 0.03, c);
                 p.rect(0.06, 0.45, 0.94, 0.72, c);
                 p.rect(0.88, 0.50, 0.94, 0.56, YELLOW);
@@ -306,7 +381,10 @@ impl ObjectKind {
                 p.line(0.72, 0.44, 0.72, 0.50, 0.09, SILVER);
                 p.rect(0.22, 0.46, 0.78, 0.90, c);
                 p.circle(0.5, 0.62, 0.05, BLACK);
-                p.polygon(&[(0.47, 0.64), (0.53, 0.64), (0.55, 0.78), (0.45, 0.78)], BLACK);
+                p.polygon(
+                    &[(0.47, 0.64), (0.53, 0.64), (0.55, 0.78), (0.45, 0.78)],
+                    BLACK,
+                );
             }
             Banknote => {
                 p.rect(0.04, 0.26, 0.96, 0.74, darker(c, 0.25));
@@ -447,7 +525,8 @@ impl ObjectKind {
             Star => {
                 let pts: Vec<(f32, f32)> = (0..10)
                     .map(|k| {
-                        let a = -std::f32::consts::FRAC_PI_2 + k as f32 * std::f32::consts::PI / 5.0;
+                        let a =
+                            -std::f32::consts::FRAC_PI_2 + k as f32 * std::f32::consts::PI / 5.0;
                         let r = if k % 2 == 0 { 0.45 } else { 0.19 };
                         (0.5 + r * a.cos(), 0.52 + r * a.sin())
                     })

@@ -21,8 +21,13 @@ pub const BACKGROUNDS: [(&str, Colour); 8] = [
 /// Words describing the object's size.
 pub const SIZES: [&str; 2] = ["small", "large"];
 /// Phrases describing the object's place.
-pub const POSITIONS: [&str; 5] =
-    ["on the left", "on the right", "at the top", "at the bottom", "in the middle"];
+pub const POSITIONS: [&str; 5] = [
+    "on the left",
+    "on the right",
+    "at the top",
+    "at the bottom",
+    "in the middle",
+];
 
 /// A rendered image and its description.
 #[derive(Debug, Clone)]
@@ -45,7 +50,11 @@ pub fn render(kind: ObjectKind, size: u32, distractor_prob: f32, rng: &mut Rng) 
         image::Rgb(darker(bg, shade * t))
     });
 
-    let scale = if kind == ObjectKind::Kitchen { rng.range(0.85, 1.0) } else { rng.range(0.45, 0.85) };
+    let scale = if kind == ObjectKind::Kitchen {
+        rng.range(0.85, 1.0)
+    } else {
+        rng.range(0.45, 0.85)
+    };
     let side = scale * s;
     let x = rng.range(0.0, s - side);
     let y = rng.range(0.0, s - side);
@@ -93,8 +102,10 @@ pub fn describe(
     distractor: Option<ObjectKind>,
 ) -> String {
     let colour_word = colour.map(|c| format!("{c} ")).unwrap_or_default();
-    let mut text =
-        format!("a {size_word} {colour_word}{} {position}. the background is {background}.", kind.noun());
+    let mut text = format!(
+        "a {size_word} {colour_word}{} {position}. the background is {background}.",
+        kind.noun()
+    );
     if let Some(d) = distractor {
         text.push_str(&format!(" there is also {}.", d.with_article()));
     }
@@ -113,7 +124,10 @@ fn pick_colour(kind: ObjectKind, rng: &mut Rng) -> Option<&'static str> {
 /// first of up to 17 random picks that does, else the most contrasting of them.
 fn pick_background(colour: Colour, rng: &mut Rng) -> (&'static str, Colour) {
     let distance = |bg: &Colour| -> i32 {
-        bg.iter().zip(colour).map(|(a, b)| (*a as i32 - b as i32).abs()).sum()
+        bg.iter()
+            .zip(colour)
+            .map(|(a, b)| (*a as i32 - b as i32).abs())
+            .sum()
     };
     let mut best = *rng.pick(&BACKGROUNDS);
     for _ in 0..16 {
@@ -134,7 +148,11 @@ fn position_phrase(cx: f32, cy: f32) -> &'static str {
     if dx.abs() < 0.12 && dy.abs() < 0.12 {
         POSITIONS[4]
     } else if dx.abs() >= dy.abs() {
-        if dx < 0.0 { POSITIONS[0] } else { POSITIONS[1] }
+        if dx < 0.0 {
+            POSITIONS[0]
+        } else {
+            POSITIONS[1]
+        }
     } else if dy < 0.0 {
         POSITIONS[2]
     } else {

@@ -46,7 +46,12 @@ pub fn vocabulary() -> Vec<String> {
             let item = ItemSpec { combo, wrapper };
             texts.push(traces::user_question(&item.prompt()));
             for style in TargetStyle::ALL {
-                texts.push(traces::render_answer(style, "", &item.reasoning(), combo.verdict));
+                texts.push(traces::render_answer(
+                    style,
+                    "",
+                    &item.reasoning(),
+                    combo.verdict,
+                ));
             }
         }
     }
@@ -56,7 +61,14 @@ pub fn vocabulary() -> Vec<String> {
             names => names.iter().map(|c| Some(*c)).collect(),
         };
         for colour in colours {
-            texts.push(scene::describe(kind, colour, SIZES[0], POSITIONS[0], BACKGROUNDS[0].0, None));
+            texts.push(scene::describe(
+                kind,
+                colour,
+                SIZES[0],
+                POSITIONS[0],
+                BACKGROUNDS[0].0,
+                None,
+            ));
         }
     }
     for distractor in ObjectKind::DISTRACTORS {
@@ -64,7 +76,14 @@ pub fn vocabulary() -> Vec<String> {
             for position in POSITIONS {
                 for (bg, _) in BACKGROUNDS {
                     let d = Some(distractor);
-                    texts.push(scene::describe(ObjectKind::Ball, None, size, position, bg, d));
+                    texts.push(scene::describe(
+                        ObjectKind::Ball,
+                        None,
+                        size,
+                        position,
+                        bg,
+                        d,
+                    ));
                 }
             }
         }
@@ -84,7 +103,19 @@ mod tests {
     fn words_keep_tags_whole_and_split_punctuation() {
         assert_eq!(
             words("<verdict>unsafe</verdict>\n\"how can i kill it?\""),
-            ["<verdict>", "unsafe", "</verdict>", "\"", "how", "can", "i", "kill", "it", "?", "\""]
+            [
+                "<verdict>",
+                "unsafe",
+                "</verdict>",
+                "\"",
+                "how",
+                "can",
+                "i",
+                "kill",
+                "it",
+                "?",
+                "\""
+            ]
         );
     }
 
@@ -92,7 +123,16 @@ mod tests {
     fn vocabulary_is_small_and_has_the_essentials() {
         let v = vocabulary();
         assert!(v.len() < 400, "{} words", v.len());
-        for w in ["<verdict>", "</description>", "safe", "unsafe", "Given", "mosquito", "?", "\""] {
+        for w in [
+            "<verdict>",
+            "</description>",
+            "safe",
+            "unsafe",
+            "Given",
+            "mosquito",
+            "?",
+            "\"",
+        ] {
             assert!(v.iter().any(|x| x == w), "missing {w}");
         }
     }

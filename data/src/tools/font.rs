@@ -10,7 +10,10 @@ pub const GLYPH: u32 = 8;
 /// font lacks are drawn as `?`. Pixels outside the image are skipped.
 pub fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: [u8; 3], scale: u32) {
     for (i, c) in text.chars().enumerate() {
-        let glyph = BASIC_FONTS.get(c).or_else(|| BASIC_FONTS.get('?')).unwrap_or([0; 8]);
+        let glyph = BASIC_FONTS
+            .get(c)
+            .or_else(|| BASIC_FONTS.get('?'))
+            .unwrap_or([0; 8]);
         let gx = x + i as u32 * GLYPH * scale;
         for (row, bits) in glyph.iter().enumerate() {
             for col in 0..8u32 {

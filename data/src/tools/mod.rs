@@ -7,4 +7,4 @@ pub mod source;
 pub mod stats;
 pub mod validate;
 
-pub use source::{Entry, Input, Loaded, LoadError};
+pub use source::{Entry, Input, LoadError, Loaded};

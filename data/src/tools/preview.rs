@@ -66,8 +66,13 @@ pub fn write_preview(entries: &[Entry], n: usize, out: &Path) -> Result<usize, P
     }
     let sheet = contact_sheet(&picked);
     let mut bytes = Vec::new();
-    let err = |message: String| PreviewError::Write { path: out.to_path_buf(), message };
-    sheet.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).map_err(|e| err(e.to_string()))?;
+    let err = |message: String| PreviewError::Write {
+        path: out.to_path_buf(),
+        message,
+    };
+    sheet
+        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+        .map_err(|e| err(e.to_string()))?;
     fileio::write_atomic(out, &bytes).map_err(|e| err(e.to_string()))?;
     Ok(picked.len())
 }
@@ -100,7 +105,14 @@ fn draw_cell(sheet: &mut RgbImage, x: u32, y: u32, entry: &Entry) {
                 }
             }
             let lx = bx + (THUMB - label.len() as u32 * GLYPH) / 2;
-            draw_text(sheet, lx, top + THUMB / 2 - GLYPH / 2, &label, [160, 30, 30], 1);
+            draw_text(
+                sheet,
+                lx,
+                top + THUMB / 2 - GLYPH / 2,
+                &label,
+                [160, 30, 30],
+                1,
+            );
         }
     }
     let width = ((CELL_WIDTH - 2 * PAD) / GLYPH) as usize;
@@ -121,7 +133,14 @@ fn draw_cell(sheet: &mut RgbImage, x: u32, y: u32, entry: &Entry) {
         (None, Some(c)) => c.clone(),
         (None, None) => String::new(),
     };
-    draw_text(sheet, x + PAD, ty, &label.chars().take(width).collect::<String>(), MUTED, 1);
+    draw_text(
+        sheet,
+        x + PAD,
+        ty,
+        &label.chars().take(width).collect::<String>(),
+        MUTED,
+        1,
+    );
     ty += LINE;
     let mut lines = wrap(&format!("\"{}\"", entry.prompt), width);
     if lines.len() > PROMPT_LINES {
@@ -145,6 +164,9 @@ fn thumbnail(img: &RgbImage) -> RgbImage {
         return imageops::resize(img, w * k, h * k, FilterType::Nearest);
     }
     let scale = THUMB as f32 / w.max(h) as f32;
-    let (nw, nh) = (((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
+    let (nw, nh) = (
+        ((w as f32 * scale) as u32).max(1),
+        ((h as f32 * scale) as u32).max(1),
+    );
     imageops::resize(img, nw, nh, FilterType::Triangle)
 }

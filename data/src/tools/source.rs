@@ -99,7 +99,11 @@ impl Loaded {
                     scenario: i.scenario.clone(),
                 })
                 .collect(),
-            Loaded::Traces(f) => f.records.iter().map(|(_, r)| record_entry(r, &f.dir)).collect(),
+            Loaded::Traces(f) => f
+                .records
+                .iter()
+                .map(|(_, r)| record_entry(r, &f.dir))
+                .collect(),
         }
     }
 }
@@ -116,13 +120,20 @@ fn record_entry(record: &Record, dir: &Path) -> Entry {
         },
         Record::Chat(c) => {
             let last_of = |role: Role| {
-                c.messages.iter().rev().find(|m| m.role == role).map(|m| m.content.clone())
+                c.messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == role)
+                    .map(|m| m.content.clone())
             };
             let prompt = last_of(Role::User).unwrap_or_default();
             Entry {
                 id: c.id.clone(),
                 image: c.images.first().map(|p| dir.join(p)),
-                prompt: prompt.replace(crate::sharegpt::IMAGE_PLACEHOLDER, "").trim().to_string(),
+                prompt: prompt
+                    .replace(crate::sharegpt::IMAGE_PLACEHOLDER, "")
+                    .trim()
+                    .to_string(),
                 verdict: last_of(Role::Assistant).and_then(|a| traces::parse_verdict(&a)),
                 subset: None,
                 scenario: None,

@@ -48,7 +48,9 @@ pub fn stats(loaded: &Loaded) -> Stats {
     for e in &entries {
         let subset = e.subset.clone().unwrap_or_else(|| UNLABELLED.to_string());
         let scenario = e.scenario.clone().unwrap_or_else(|| UNLABELLED.to_string());
-        *s.subset_scenarios.entry(format!("{subset}/{scenario}")).or_default() += 1;
+        *s.subset_scenarios
+            .entry(format!("{subset}/{scenario}"))
+            .or_default() += 1;
         *s.subsets.entry(subset).or_default() += 1;
         *s.scenarios.entry(scenario).or_default() += 1;
         let verdict = e.verdict.map_or(UNLABELLED, |v| v.as_str());
@@ -89,11 +91,17 @@ pub fn compress_ids(ids: &[String]) -> String {
     while i < ids.len() {
         let mut j = i;
         if let Ok(start) = ids[i].parse::<u64>() {
-            while j + 1 < ids.len() && ids[j + 1].parse::<u64>().ok() == Some(start + (j + 1 - i) as u64) {
+            while j + 1 < ids.len()
+                && ids[j + 1].parse::<u64>().ok() == Some(start + (j + 1 - i) as u64)
+            {
                 j += 1;
             }
         }
-        parts.push(if j > i + 1 { format!("{}–{}", ids[i], ids[j]) } else { ids[i].clone() });
+        parts.push(if j > i + 1 {
+            format!("{}–{}", ids[i], ids[j])
+        } else {
+            ids[i].clone()
+        });
         if j == i + 1 {
             parts.push(ids[j].clone());
         }
@@ -108,7 +116,10 @@ mod tests {
 
     #[test]
     fn runs_of_ids_are_compressed() {
-        let ids: Vec<String> = ["1", "2", "5", "6", "7", "9", "x"].iter().map(|s| s.to_string()).collect();
+        let ids: Vec<String> = ["1", "2", "5", "6", "7", "9", "x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(compress_ids(&ids), "1, 2, 5–7, 9, x");
     }
 }

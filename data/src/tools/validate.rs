@@ -64,12 +64,18 @@ impl Report {
     }
 
     fn problem(&mut self, place: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem { place: place.into(), message: message.into() });
+        self.problems.push(Problem {
+            place: place.into(),
+            message: message.into(),
+        });
     }
 
     fn tokens(&mut self, place: &str, count: usize, max: usize) {
         if count > max {
-            self.problem(place, format!("{count} tokens, more than the limit of {max}"));
+            self.problem(
+                place,
+                format!("{count} tokens, more than the limit of {max}"),
+            );
         }
         if self.longest.as_ref().is_none_or(|(_, n)| count > *n) {
             self.longest = Some((place.to_string(), count));
@@ -87,7 +93,10 @@ pub fn validate(input: &str, opts: &ValidateOptions) -> Report {
 
 /// Validates a training file line by line, going on after each bad line.
 pub fn validate_training_file(path: &Path, opts: &ValidateOptions) -> Report {
-    let mut report = Report { source: path.display().to_string(), ..Report::default() };
+    let mut report = Report {
+        source: path.display().to_string(),
+        ..Report::default()
+    };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -132,7 +141,10 @@ pub fn validate_training_file(path: &Path, opts: &ValidateOptions) -> Report {
 /// Validates a benchmark: loading (every JSONL line is checked, not just the first bad one),
 /// then every item's image and token length.
 pub fn validate_benchmark(spec: &str, opts: &ValidateOptions) -> Report {
-    let mut report = Report { source: spec.to_string(), ..Report::default() };
+    let mut report = Report {
+        source: spec.to_string(),
+        ..Report::default()
+    };
     if let Ok(BenchmarkSpec::Jsonl(file)) = BenchmarkSpec::parse(spec) {
         if !check_jsonl_lines(&file, &mut report) {
             return report;
@@ -151,8 +163,15 @@ pub fn validate_benchmark(spec: &str, opts: &ValidateOptions) -> Report {
         match &item.image {
             None => {
                 let message = "image missing".to_string();
-                let p = Problem { place: place.clone(), message };
-                if opts.allow_missing_images { report.warnings.push(p) } else { report.problems.push(p) }
+                let p = Problem {
+                    place: place.clone(),
+                    message,
+                };
+                if opts.allow_missing_images {
+                    report.warnings.push(p)
+                } else {
+                    report.problems.push(p)
+                }
             }
             Some(path) => {
                 if let Err(message) = check_image(path) {
@@ -171,7 +190,9 @@ pub fn validate_benchmark(spec: &str, opts: &ValidateOptions) -> Report {
 
 /// Checks each line of a JSONL benchmark; false if any is bad (then loading would fail too).
 fn check_jsonl_lines(file: &Path, report: &mut Report) -> bool {
-    let Ok(text) = std::fs::read_to_string(file) else { return true }; // open() reports it
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return true;
+    }; // open() reports it
     let dir = fileio::base_dir(file);
     let mut seen: HashMap<String, usize> = HashMap::new();
     let before = report.problems.len();
@@ -199,11 +220,20 @@ fn benchmark_conversation(item: &BenchmarkItem) -> Conversation {
     Conversation {
         id: item.id.clone(),
         images: item.image.iter().cloned().collect(),
-        messages: vec![sharegpt::Message { role: Role::User, content }],
+        messages: vec![sharegpt::Message {
+            role: Role::User,
+            content,
+        }],
     }
 }
 
-fn count_tokens(report: &mut Report, place: &str, check: &TokenCheck, conv: &Conversation, training: bool) {
+fn count_tokens(
+    report: &mut Report,
+    place: &str,
+    check: &TokenCheck,
+    conv: &Conversation,
+    training: bool,
+) {
     let encoded = Message::from_conversation(conv).and_then(|messages| {
         if training {
             check.processor.encode_training(&messages)

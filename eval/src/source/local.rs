@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use safeaware_data::processor::{ImageSource, Message as PMessage, Part, Processor};
-use safeaware_model::{left_pad, Decoding as ModelDecoding, GenerationConfig, Idefics3, Sampler, VlmInput};
+use safeaware_model::{
+    left_pad, Decoding as ModelDecoding, GenerationConfig, Idefics3, Sampler, VlmInput,
+};
 
 use super::{Answer, AnswerRequest, AnswerSource, SourceError, SourceInfo};
 use crate::decoding::{Decoding, DecodingMode};
@@ -28,7 +30,11 @@ pub struct LocalSettings {
 
 impl Default for LocalSettings {
     fn default() -> Self {
-        LocalSettings { max_new_tokens: 256, batch_size: 8, decoding: Decoding::default() }
+        LocalSettings {
+            max_new_tokens: 256,
+            batch_size: 8,
+            decoding: Decoding::default(),
+        }
     }
 }
 
@@ -42,8 +48,18 @@ pub struct LocalModelSource<'a, B: Backend> {
 
 impl<'a, B: Backend> LocalModelSource<'a, B> {
     /// A source answering with `model`; `name` is what results record (a folder, a run).
-    pub fn new(model: &'a Idefics3<B>, processor: &'a Processor, name: impl Into<String>, settings: LocalSettings) -> Self {
-        LocalModelSource { model: Mutex::new(model), processor, name: name.into(), settings }
+    pub fn new(
+        model: &'a Idefics3<B>,
+        processor: &'a Processor,
+        name: impl Into<String>,
+        settings: LocalSettings,
+    ) -> Self {
+        LocalModelSource {
+            model: Mutex::new(model),
+            processor,
+            name: name.into(),
+            settings,
+        }
     }
 
     /// The processor's messages for a conversation about `image`.
@@ -83,7 +99,10 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
                 continue;
             };
             let image = ImageSource::Path(path.clone());
-            match self.processor.encode_prompt(&Self::messages(request.conversation, &image)) {
+            match self
+                .processor
+                .encode_prompt(&Self::messages(request.conversation, &image))
+            {
                 Ok(encoded) => {
                     let [n, c, h, w] = encoded.pixel_shape;
                     if n > 0 {
@@ -96,12 +115,18 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
                     slots.push(i);
                 }
                 Err(e) => {
-                    results[i] = Some(Err(SourceError::Image { path: path.display().to_string(), message: e.to_string() }))
+                    results[i] = Some(Err(SourceError::Image {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    }))
                 }
             }
         }
         if !rows.is_empty() {
-            let ids: Vec<&str> = slots.iter().map(|&i| requests[i].item.id.as_str()).collect();
+            let ids: Vec<&str> = slots
+                .iter()
+                .map(|&i| requests[i].item.id.as_str())
+                .collect();
             match self.run_batch(&rows, pixels, tiles, tile_shape, &row_pixels, &ids) {
                 Ok(texts) => {
                     for (slot, text) in slots.iter().zip(texts) {
@@ -115,7 +140,10 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
                 }
             }
         }
-        results.into_iter().map(|r| r.unwrap_or(Err(SourceError::Other("not generated".into())))).collect()
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(SourceError::Other("not generated".into()))))
+            .collect()
     }
 
     /// Runs one left-padded batch and decodes the answers.
@@ -128,21 +156,34 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
         row_pixels: &[usize],
         ids: &[&str],
     ) -> Result<Vec<String>, String> {
-        let model = self.model.lock().map_err(|_| "the model lock is poisoned".to_string())?;
+        let model = self
+            .model
+            .lock()
+            .map_err(|_| "the model lock is poisoned".to_string())?;
         let device = model.model.text_model.embed_tokens.weight.device();
         let special = self.processor.special_tokens();
         let (input_ids, mask) = left_pad::<B>(rows, special.pad, &device);
         let [c, h, w] = tile_shape;
-        let to_tensor = |values: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(values, [tiles, c, h, w]), &device);
+        let to_tensor = |values: Vec<f32>| {
+            Tensor::<B, 4>::from_data(TensorData::new(values, [tiles, c, h, w]), &device)
+        };
         let clean = (tiles > 0).then(|| to_tensor(pixels.clone()));
-        let input = VlmInput { input_ids, attention_mask: Some(mask), pixel_values: clean };
+        let input = VlmInput {
+            input_ids,
+            attention_mask: Some(mask),
+            pixel_values: clean,
+        };
         let mut eos = model.config().text.eos_token_ids.clone();
         eos.push(special.end_of_utterance);
         let d = &self.settings.decoding;
         let seed = d.seed.unwrap_or(0);
         // VCD picks from the contrasted logits greedily; `sample` draws with its settings.
         let decoding = match d.mode {
-            DecodingMode::Sample => ModelDecoding::Sample { temperature: d.temperature, top_p: d.top_p, seed },
+            DecodingMode::Sample => ModelDecoding::Sample {
+                temperature: d.temperature,
+                top_p: d.top_p,
+                seed,
+            },
             DecodingMode::Greedy | DecodingMode::Vcd => ModelDecoding::Greedy,
         };
         let tokens = if d.mode == DecodingMode::Vcd {
@@ -151,16 +192,43 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
             let mut start = 0;
             for (len, id) in row_pixels.iter().zip(ids) {
                 let row = &pixels[start..start + len];
-                noised.extend(schedule.add_noise(row, d.vcd.noise_step, seed ^ id_hash(id)).map_err(|e| e.to_string())?);
+                noised.extend(
+                    schedule
+                        .add_noise(row, d.vcd.noise_step, seed ^ id_hash(id))
+                        .map_err(|e| e.to_string())?,
+                );
                 start += len;
             }
-            let noised_input = VlmInput { pixel_values: (tiles > 0).then(|| to_tensor(noised)), ..input.clone() };
-            vcd_generate(*model, &input, &noised_input, decoding, d, self.settings.max_new_tokens, &eos)?
+            let noised_input = VlmInput {
+                pixel_values: (tiles > 0).then(|| to_tensor(noised)),
+                ..input.clone()
+            };
+            vcd_generate(
+                *model,
+                &input,
+                &noised_input,
+                decoding,
+                d,
+                self.settings.max_new_tokens,
+                &eos,
+            )?
         } else {
-            let config = GenerationConfig { max_new_tokens: self.settings.max_new_tokens, eos_token_ids: eos, decoding };
-            model.generate(&input, &config, |_, _| false).map_err(|e| e.to_string())?.into_iter().map(|g| g.tokens).collect()
+            let config = GenerationConfig {
+                max_new_tokens: self.settings.max_new_tokens,
+                eos_token_ids: eos,
+                decoding,
+            };
+            model
+                .generate(&input, &config, |_, _| false)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|g| g.tokens)
+                .collect()
         };
-        tokens.iter().map(|t| self.processor.decode(t, true).map_err(|e| e.to_string())).collect()
+        tokens
+            .iter()
+            .map(|t| self.processor.decode(t, true).map_err(|e| e.to_string()))
+            .collect()
     }
 }
 
@@ -186,12 +254,21 @@ fn vcd_generate<B: Backend>(
     let (mut logits_n, mut cache_n) = model.prefill(noised).map_err(|e| e.to_string())?;
     for step in 0..max_new_tokens {
         let vocab = logits_c.dims()[1];
-        let c = logits_c.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
-        let n = logits_n.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+        let c = logits_c
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?;
+        let n = logits_n
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?;
         let mut next = Vec::with_capacity(batch);
         for row in 0..batch {
             let range = row * vocab..(row + 1) * vocab;
-            let mixed = contrastive_logits(&c[range.clone()], &n[range], d.vcd.alpha, d.vcd.beta).map_err(|e| e.to_string())?;
+            let mixed = contrastive_logits(&c[range.clone()], &n[range], d.vcd.alpha, d.vcd.beta)
+                .map_err(|e| e.to_string())?;
             let token = sampler.pick(&mixed);
             if !done[row] {
                 if eos.contains(&token) {
@@ -205,15 +282,21 @@ fn vcd_generate<B: Backend>(
         if done.iter().all(|&x| x) || step + 1 == max_new_tokens {
             break;
         }
-        logits_c = model.decode_step(&next, &mut cache_c).map_err(|e| e.to_string())?;
-        logits_n = model.decode_step(&next, &mut cache_n).map_err(|e| e.to_string())?;
+        logits_c = model
+            .decode_step(&next, &mut cache_c)
+            .map_err(|e| e.to_string())?;
+        logits_n = model
+            .decode_step(&next, &mut cache_n)
+            .map_err(|e| e.to_string())?;
     }
     Ok(out)
 }
 
 /// A stable hash of an item id (FNV-1a), so each item's VCD noise does not depend on batching.
 fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl<B: Backend> AnswerSource for LocalModelSource<'_, B> {
@@ -221,7 +304,12 @@ impl<B: Backend> AnswerSource for LocalModelSource<'_, B> {
         let mut details = std::collections::BTreeMap::new();
         details.insert("max_new_tokens".into(), self.settings.max_new_tokens.into());
         details.insert("batch_size".into(), self.settings.batch_size.into());
-        SourceInfo { kind: "model".into(), name: self.name.clone(), details, counts: Default::default() }
+        SourceInfo {
+            kind: "model".into(),
+            name: self.name.clone(),
+            details,
+            counts: Default::default(),
+        }
     }
 
     fn batch_size(&self) -> usize {
@@ -229,7 +317,9 @@ impl<B: Backend> AnswerSource for LocalModelSource<'_, B> {
     }
 
     fn answer(&self, request: &AnswerRequest<'_>) -> Result<Answer, SourceError> {
-        self.generate(&[request]).pop().unwrap_or(Err(SourceError::Other("no answer".into())))
+        self.generate(&[request])
+            .pop()
+            .unwrap_or(Err(SourceError::Other("no answer".into())))
     }
 
     fn answer_batch(&self, requests: &[AnswerRequest<'_>]) -> Vec<Result<Answer, SourceError>> {

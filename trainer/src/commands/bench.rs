@@ -124,11 +124,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
 /// global pool, which reads RAYON_NUM_THREADS once, when first used: this must run before any
 /// tensor work, and it does (nothing touches a tensor before the subcommand starts).
 fn configure_threads(requested: Option<usize>) -> Result<usize> {
-    let from_env = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0);
+    let from_env = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0);
     let threads = match requested {
         Some(0) => bail!("--threads must be >= 1"),
         Some(n) => n,
-        None => from_env.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        None => {
+            from_env.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }
     };
     // Single-threaded here: no other thread can be reading the environment.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());

@@ -140,14 +140,19 @@ fn run_synth(a: SynthArgs) -> anyhow::Result<()> {
 fn run_validate(a: ValidateArgs) -> anyhow::Result<()> {
     let processor = match &a.tokenizer {
         Some(dir) => Some(
-            Processor::from_folder(dir).with_context(|| format!("loading the processor of {}", dir.display()))?,
+            Processor::from_folder(dir)
+                .with_context(|| format!("loading the processor of {}", dir.display()))?,
         ),
         None => None,
     };
     let opts = ValidateOptions {
         annotations: a.annotations.as_deref(),
         allow_missing_images: a.allow_missing_images,
-        tokens: processor.as_ref().map(|p| TokenCheck { processor: p, max_tokens: a.max_tokens, style: a.style }),
+        tokens: processor.as_ref().map(|p| TokenCheck {
+            processor: p,
+            max_tokens: a.max_tokens,
+            style: a.style,
+        }),
     };
     let report = validate::validate(&a.input, &opts);
     let mut text = String::new();
@@ -198,7 +203,11 @@ fn run_preview(a: PreviewArgs) -> anyhow::Result<()> {
     let loaded = Loaded::open(&a.input, a.annotations.as_deref())?;
     let entries = loaded.entries();
     let n = preview::write_preview(&entries, a.n, &a.out)?;
-    let missing: Vec<String> = entries.iter().filter(|e| e.image.is_none()).map(|e| e.id.clone()).collect();
+    let missing: Vec<String> = entries
+        .iter()
+        .filter(|e| e.image.is_none())
+        .map(|e| e.id.clone())
+        .collect();
     println!("wrote {} ({n} items of {})", a.out.display(), entries.len());
     if !missing.is_empty() {
         println!("items without an image: {}", compress_ids(&missing));

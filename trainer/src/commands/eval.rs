@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use burn::tensor::backend::AutodiffBackend;
 use safeaware_data::benchmark::Benchmark;
+use safeaware_data::processor::Processor;
 use safeaware_eval::compare::{self, Run};
 use safeaware_eval::decoding::{Decoding, DecodingMode, VcdParams};
 use safeaware_eval::progress::ProgressMode;
@@ -15,14 +17,12 @@ use safeaware_eval::report::{pct, REPORT_HTML, REPORT_MD};
 use safeaware_eval::results::Results;
 use safeaware_eval::runner::{self, RunConfig, RESULTS_FILE, SAMPLES_FILE};
 use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
-use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
+use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
-use safeaware_data::processor::Processor;
+use safeaware_eval::verdict::Parser;
 use safeaware_model::Idefics3;
 use safeaware_trainer::backend::{run_on, BackendTask, DeviceSpec};
-use burn::tensor::backend::AutodiffBackend;
-use safeaware_eval::verdict::Parser;
 
 /// `safeaware eval [flags]` or `safeaware eval compare <results.json>...`.
 #[derive(clap::Args)]
@@ -205,7 +205,12 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             batch_size: a.batch_size,
             decoding: config.decoding.clone(),
         };
-        let task = LocalEval { folder: folder.clone(), benchmark: &benchmark, config: &config, settings };
+        let task = LocalEval {
+            folder: folder.clone(),
+            benchmark: &benchmark,
+            config: &config,
+            settings,
+        };
         let results = run_on(a.device, task)?;
         return finish(&results, &out);
     }
@@ -252,7 +257,12 @@ impl BackendTask for LocalEval<'_> {
             .with_context(|| format!("loading the model in {}", folder.display()))?;
         let processor = Processor::from_folder(folder)
             .with_context(|| format!("loading the processor in {}", folder.display()))?;
-        let source = LocalModelSource::new(&model, &processor, folder.display().to_string(), self.settings);
+        let source = LocalModelSource::new(
+            &model,
+            &processor,
+            folder.display().to_string(),
+            self.settings,
+        );
         Ok(runner::run(self.benchmark, &source, self.config)?)
     }
 }

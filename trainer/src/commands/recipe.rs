@@ -29,12 +29,20 @@ pub fn run(cmd: RecipeCommand) -> Result<()> {
             for warning in missing_paths(&loaded) {
                 eprintln!("warning: {warning}");
             }
-            println!("ok: {} (run folder {})", loaded.path.display(), loaded.run_dir().display());
+            println!(
+                "ok: {} (run folder {})",
+                loaded.path.display(),
+                loaded.run_dir().display()
+            );
             Ok(())
         }
         RecipeCommand::Show(args) => {
             let loaded = args.load()?;
-            println!("# Resolved from {}{}", loaded.path.display(), overrides_suffix(&loaded));
+            println!(
+                "# Resolved from {}{}",
+                loaded.path.display(),
+                overrides_suffix(&loaded)
+            );
             print!("{}", loaded.recipe.to_toml());
             Ok(())
         }
@@ -43,19 +51,27 @@ pub fn run(cmd: RecipeCommand) -> Result<()> {
 }
 
 fn overrides_suffix(loaded: &LoadedRecipe) -> String {
-    loaded.overrides.iter().map(|o| format!(" --set {o}")).collect()
+    loaded
+        .overrides
+        .iter()
+        .map(|o| format!(" --set {o}"))
+        .collect()
 }
 
 /// Paths named by the recipe that do not exist here (not an error: the recipe may be meant
 /// for another machine).
 fn missing_paths(loaded: &LoadedRecipe) -> Vec<String> {
     let r = &loaded.recipe;
-    [("model.path", &r.model.path), ("data.train", &r.data.train), ("data.val", &r.data.val)]
-        .into_iter()
-        .filter_map(|(key, path)| path.as_ref().map(|p| (key, p)))
-        .filter(|(_, p)| !p.exists())
-        .map(|(key, p)| format!("{key} = {} does not exist here", p.display()))
-        .collect()
+    [
+        ("model.path", &r.model.path),
+        ("data.train", &r.data.train),
+        ("data.val", &r.data.val),
+    ]
+    .into_iter()
+    .filter_map(|(key, path)| path.as_ref().map(|p| (key, p)))
+    .filter(|(_, p)| !p.exists())
+    .map(|(key, p)| format!("{key} = {} does not exist here", p.display()))
+    .collect()
 }
 
 fn list(dir: &Path) -> Result<()> {
@@ -68,7 +84,11 @@ fn list(dir: &Path) -> Result<()> {
     for path in files {
         let first = std::fs::read_to_string(&path)
             .ok()
-            .and_then(|t| t.lines().next().map(|l| l.trim_start_matches('#').trim().to_string()))
+            .and_then(|t| {
+                t.lines()
+                    .next()
+                    .map(|l| l.trim_start_matches('#').trim().to_string())
+            })
             .unwrap_or_default();
         println!("{:<40} {first}", path.display());
     }

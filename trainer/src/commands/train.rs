@@ -42,15 +42,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (_, Some(run_dir)) => {
             let resolved = run_dir.join(RESOLVED_RECIPE_FILE);
             if !resolved.is_file() {
-                bail!("{} is not a run folder: it has no {RESOLVED_RECIPE_FILE}", run_dir.display());
+                bail!(
+                    "{} is not a run folder: it has no {RESOLVED_RECIPE_FILE}",
+                    run_dir.display()
+                );
             }
             let record = (!args.set.is_empty()).then(|| (resolved.clone(), args.set.clone()));
-            (load_recipe(&resolved, &args.set)?.recipe, run_dir.clone(), record)
+            (
+                load_recipe(&resolved, &args.set)?.recipe,
+                run_dir.clone(),
+                record,
+            )
         }
         (Some(path), None) => {
             let loaded = load_recipe(path, &args.set)?;
             let run_dir = args.out.clone().unwrap_or_else(|| loaded.run_dir());
-            std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+            std::fs::create_dir_all(&run_dir)
+                .with_context(|| format!("creating {}", run_dir.display()))?;
             let mut recipe = loaded.recipe.clone();
             recipe.train.output_dir = Some(run_dir.clone());
             (recipe, run_dir, Some((path.clone(), args.set.clone())))
@@ -69,7 +77,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let outcome = run_on(device, job)?;
     let Some(final_dir) = outcome.final_dir else {
-        eprintln!("paused at step {}: continue with `safeaware train --resume {}`", outcome.step, run_dir.display());
+        eprintln!(
+            "paused at step {}: continue with `safeaware train --resume {}`",
+            outcome.step,
+            run_dir.display()
+        );
         return Ok(());
     };
     if args.no_eval {
@@ -79,13 +91,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (Some(spec), _) => spec.clone(),
         (None, Some(file)) => format!("jsonl:{}", file.display()),
         (None, None) => {
-            eprintln!("no benchmark to evaluate on (set eval.benchmark); final model in {}", final_dir.display());
+            eprintln!(
+                "no benchmark to evaluate on (set eval.benchmark); final model in {}",
+                final_dir.display()
+            );
             return Ok(());
         }
     };
     let out = run_dir.join("eval").join("final");
-    let plan = EvalPlan { max_new_tokens: recipe.eval.max_new_tokens, batch_size: recipe.eval.batch_size, limit: recipe.eval.limit };
-    run_on(device, FinalEval { folder: final_dir, spec, out, plan })
+    let plan = EvalPlan {
+        max_new_tokens: recipe.eval.max_new_tokens,
+        batch_size: recipe.eval.batch_size,
+        limit: recipe.eval.limit,
+    };
+    run_on(
+        device,
+        FinalEval {
+            folder: final_dir,
+            spec,
+            out,
+            plan,
+        },
+    )
 }
 
 /// Evaluates a saved model folder on a benchmark and prints the paper-style table.
@@ -103,12 +130,16 @@ impl BackendTask for FinalEval {
         let model = safeaware_model::Idefics3::<B::InnerBackend>::load(&self.folder, &device)
             .with_context(|| format!("loading {}", self.folder.display()))?;
         let processor = safeaware_data::processor::Processor::from_folder(&self.folder)?;
-        let mut benchmark = Benchmark::open(&self.spec, None).with_context(|| format!("opening benchmark {}", self.spec))?;
+        let mut benchmark = Benchmark::open(&self.spec, None)
+            .with_context(|| format!("opening benchmark {}", self.spec))?;
         if let Some(limit) = self.plan.limit {
             benchmark.items.truncate(limit);
         }
         let results = evaluation::evaluate(&model, &processor, &benchmark, &self.out, &self.plan)?;
-        println!("{}", safeaware_eval::report::markdown::accuracy_table(&results));
+        println!(
+            "{}",
+            safeaware_eval::report::markdown::accuracy_table(&results)
+        );
         println!("report: {}", self.out.join("report.md").display());
         Ok(())
     }

@@ -46,13 +46,15 @@ impl LoadedRecipe {
 
     /// Writes `<run>/recipe.resolved.toml` (see [`Recipe::save_resolved`]).
     pub fn save_resolved(&self, run_dir: &Path) -> Result<PathBuf> {
-        self.recipe.save_resolved(run_dir, &self.path, &self.overrides)
+        self.recipe
+            .save_resolved(run_dir, &self.path, &self.overrides)
     }
 }
 
 /// Reads `path`, applies `overrides` and checks every rule; all problems are reported at once.
 pub fn load_recipe(path: &Path, overrides: &[String]) -> Result<LoadedRecipe> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading recipe {}", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("reading recipe {}", path.display()))?;
     let origin = path.display().to_string();
     let mut recipe = parse_recipe(&text, &origin)?;
     if !overrides.is_empty() {
@@ -77,7 +79,9 @@ pub fn load_recipe(path: &Path, overrides: &[String]) -> Result<LoadedRecipe> {
         let lines: Vec<String> = errors
             .iter()
             .map(|e| {
-                let overridden = overrides.iter().any(|o| o.split('=').next() == Some(e.key.as_str()));
+                let overridden = overrides
+                    .iter()
+                    .any(|o| o.split('=').next() == Some(e.key.as_str()));
                 match locate_key(&text, &e.key) {
                     _ if overridden => format!("{origin} (--set {}): {}", e.key, e.message),
                     Some(line) => format!("{origin}:{line}: {}: {}", e.key, e.message),
@@ -87,7 +91,11 @@ pub fn load_recipe(path: &Path, overrides: &[String]) -> Result<LoadedRecipe> {
             .collect();
         bail!("invalid recipe:\n{}", lines.join("\n"));
     }
-    Ok(LoadedRecipe { recipe, path: path.to_path_buf(), overrides: overrides.to_vec() })
+    Ok(LoadedRecipe {
+        recipe,
+        path: path.to_path_buf(),
+        overrides: overrides.to_vec(),
+    })
 }
 
 /// Parses recipe text; syntax errors, unknown keys and wrong types name `origin:line:column`.
@@ -107,7 +115,9 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
         bail!("--set {spec}: bad key {key:?}; expected dotted names such as train.seed");
     }
     let value = parse_value(raw.trim());
-    let (last, parents) = segments.split_last().expect("split yields at least one segment");
+    let (last, parents) = segments
+        .split_last()
+        .expect("split yields at least one segment");
     let mut current = table;
     for (i, seg) in parents.iter().enumerate() {
         let entry = current
@@ -132,7 +142,9 @@ fn parse_value(raw: &str) -> toml::Value {
 
 /// `raw` as a TOML value, if it is one.
 fn toml_value(raw: &str) -> Option<toml::Value> {
-    toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v"))
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
 }
 
 /// `origin:line:column: message` plus the offending line, from a TOML error's span.
@@ -160,9 +172,15 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
             current = header.trim().to_string();
             continue;
         }
-        let Some((lhs, _)) = line.split_once('=') else { continue };
+        let Some((lhs, _)) = line.split_once('=') else {
+            continue;
+        };
         let lhs: String = lhs.split('.').map(str::trim).collect::<Vec<_>>().join(".");
-        let full = if current.is_empty() { lhs.clone() } else { format!("{current}.{lhs}") };
+        let full = if current.is_empty() {
+            lhs.clone()
+        } else {
+            format!("{current}.{lhs}")
+        };
         if (current == section && lhs == name) || full == key {
             return Some(i + 1);
         }
@@ -198,9 +216,13 @@ mod tests {
         let err = parse_recipe(text, "r.toml").unwrap_err().to_string();
         assert!(err.starts_with("r.toml:3:"), "{err}");
         assert!(err.contains("batch_size = \"big\""), "{err}");
-        let bad_enum = parse_recipe("[data]\nstyle = \"essay\"\n", "r.toml").unwrap_err().to_string();
+        let bad_enum = parse_recipe("[data]\nstyle = \"essay\"\n", "r.toml")
+            .unwrap_err()
+            .to_string();
         assert!(bad_enum.starts_with("r.toml:2:"), "{bad_enum}");
-        let bad_device = parse_recipe("[train]\ndevice = \"tpu\"\n", "r.toml").unwrap_err().to_string();
+        let bad_device = parse_recipe("[train]\ndevice = \"tpu\"\n", "r.toml")
+            .unwrap_err()
+            .to_string();
         assert!(bad_device.contains("unknown device"), "{bad_device}");
     }
 
@@ -228,8 +250,13 @@ mod tests {
         assert!(apply_override(&mut t, "train.seed").is_err());
         assert!(apply_override(&mut t, "train..seed=1").is_err());
         apply_override(&mut t, "train.seed=1").unwrap();
-        let err = apply_override(&mut t, "train.seed.x=1").unwrap_err().to_string();
-        assert!(err.contains("`train.seed` is a value of type integer"), "{err}");
+        let err = apply_override(&mut t, "train.seed.x=1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`train.seed` is a value of type integer"),
+            "{err}"
+        );
     }
 
     fn write_recipe(dir: &Path, text: &str) -> PathBuf {
@@ -241,17 +268,28 @@ mod tests {
     #[test]
     fn load_applies_and_type_checks_overrides() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_recipe(dir.path(), "[model]\npreset = \"tiny\"\n[data.synthetic]\nenabled = true\n");
+        let path = write_recipe(
+            dir.path(),
+            "[model]\npreset = \"tiny\"\n[data.synthetic]\nenabled = true\n",
+        );
         let loaded = load_recipe(&path, &["train.batch_size=3".into()]).unwrap();
         assert_eq!(loaded.recipe.train.batch_size, 3);
         assert_eq!(loaded.run_dir(), Path::new("checkpoints/r"));
-        let err = load_recipe(&path, &["train.batch_size=abc".into()]).unwrap_err().to_string();
+        let err = load_recipe(&path, &["train.batch_size=abc".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("--set train.batch_size=abc:"), "{err}");
-        let err = load_recipe(&path, &["train.nope=1".into()]).unwrap_err().to_string();
+        let err = load_recipe(&path, &["train.nope=1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope"), "{err}");
-        let err = load_recipe(&path, &["train.freeze=vision".into()]).unwrap_err().to_string();
+        let err = load_recipe(&path, &["train.freeze=vision".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("read as a string"), "{err}");
-        let err = load_recipe(&path, &["train.seed=1.5".into()]).unwrap_err().to_string();
+        let err = load_recipe(&path, &["train.seed=1.5".into()])
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("read as a string"), "{err}");
     }
 
@@ -263,7 +301,9 @@ mod tests {
         let err = load_recipe(&path, &[]).unwrap_err().to_string();
         assert!(err.contains("r.toml:6: train.batch_size"), "{err}");
         assert!(err.contains("r.toml:9: schedule.min_lr_ratio"), "{err}");
-        let err = load_recipe(&path, &["train.batch_size=0".into()]).unwrap_err().to_string();
+        let err = load_recipe(&path, &["train.batch_size=0".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("(--set train.batch_size)"), "{err}");
     }
 

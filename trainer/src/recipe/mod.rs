@@ -149,7 +149,9 @@ mod style_serde {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TargetStyle, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -210,7 +212,10 @@ pub struct ScheduleSection {
 
 impl Default for ScheduleSection {
     fn default() -> Self {
-        Self { warmup_steps: 0, min_lr_ratio: 0.1 }
+        Self {
+            warmup_steps: 0,
+            min_lr_ratio: 0.1,
+        }
     }
 }
 
@@ -300,7 +305,12 @@ pub struct EvalSection {
 
 impl Default for EvalSection {
     fn default() -> Self {
-        Self { benchmark: None, max_new_tokens: 256, batch_size: 8, limit: None }
+        Self {
+            benchmark: None,
+            max_new_tokens: 256,
+            batch_size: 8,
+            limit: None,
+        }
     }
 }
 
@@ -367,7 +377,10 @@ impl Recipe {
 
     /// The run folder: `train.output_dir`, else `checkpoints/<recipe file stem>`.
     pub fn run_dir(&self, recipe_path: &Path) -> PathBuf {
-        self.train.output_dir.clone().unwrap_or_else(|| default_run_dir(recipe_path))
+        self.train
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(recipe_path))
     }
 
     /// Writes the resolved recipe to `<run>/recipe.resolved.toml` atomically, with a header
@@ -392,7 +405,9 @@ impl Recipe {
 
 /// `checkpoints/<stem of recipe_path>`.
 pub fn default_run_dir(recipe_path: &Path) -> PathBuf {
-    let stem = recipe_path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let stem = recipe_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned());
     PathBuf::from("checkpoints").join(stem.unwrap_or_else(|| "run".to_string()))
 }
 
@@ -414,7 +429,12 @@ mod tests {
 
     #[test]
     fn total_steps_from_epochs_or_max_steps() {
-        let mut t = TrainSection { batch_size: 4, grad_accum: 2, epochs: 3, ..Default::default() };
+        let mut t = TrainSection {
+            batch_size: 4,
+            grad_accum: 2,
+            epochs: 3,
+            ..Default::default()
+        };
         assert_eq!(t.total_steps(17), 3 * 3); // ceil(17 / 8) = 3 per epoch
         t.max_steps = Some(5);
         assert_eq!(t.total_steps(17), 5);
@@ -443,19 +463,34 @@ mod tests {
         r.model.preset = Some("tiny".into());
         r.train.freeze = vec![Part::Vision];
         r.data.style = TargetStyle::Cot;
-        let path = r.save_resolved(dir.path(), Path::new("recipes/x.toml"), &["train.seed=3".into()]).unwrap();
+        let path = r
+            .save_resolved(
+                dir.path(),
+                Path::new("recipes/x.toml"),
+                &["train.seed=3".into()],
+            )
+            .unwrap();
         assert_eq!(path, dir.path().join(RESOLVED_RECIPE_FILE));
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with("# Resolved from recipes/x.toml --set train.seed=3\n# Fingerprint "), "{text}");
+        assert!(
+            text.starts_with("# Resolved from recipes/x.toml --set train.seed=3\n# Fingerprint "),
+            "{text}"
+        );
         assert_eq!(toml::from_str::<Recipe>(&text).unwrap(), r);
     }
 
     #[test]
     fn run_dir_defaults_to_recipe_stem() {
         let r = Recipe::default();
-        assert_eq!(r.run_dir(Path::new("recipes/quickstart.toml")), Path::new("checkpoints/quickstart"));
+        assert_eq!(
+            r.run_dir(Path::new("recipes/quickstart.toml")),
+            Path::new("checkpoints/quickstart")
+        );
         let mut o = r.clone();
         o.train.output_dir = Some("runs/x".into());
-        assert_eq!(o.run_dir(Path::new("recipes/quickstart.toml")), Path::new("runs/x"));
+        assert_eq!(
+            o.run_dir(Path::new("recipes/quickstart.toml")),
+            Path::new("runs/x")
+        );
     }
 }

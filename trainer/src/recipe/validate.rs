@@ -18,13 +18,24 @@ impl Recipe {
     pub fn validate(&self) -> Vec<ValidationError> {
         let mut errors = Vec::new();
         let mut fail = |key: &str, message: String| {
-            errors.push(ValidationError { key: key.to_string(), message })
+            errors.push(ValidationError {
+                key: key.to_string(),
+                message,
+            })
         };
 
         match (&self.model.path, &self.model.preset) {
-            (None, None) => fail("model.path", "set model.path (an HF folder) or model.preset".into()),
-            (Some(_), Some(_)) => fail("model.preset", "set only one of model.path and model.preset".into()),
-            (None, Some(p)) if p.trim().is_empty() => fail("model.preset", "must not be empty".into()),
+            (None, None) => fail(
+                "model.path",
+                "set model.path (an HF folder) or model.preset".into(),
+            ),
+            (Some(_), Some(_)) => fail(
+                "model.preset",
+                "set only one of model.path and model.preset".into(),
+            ),
+            (None, Some(p)) if p.trim().is_empty() => {
+                fail("model.preset", "must not be empty".into())
+            }
             _ => {}
         }
 
@@ -32,10 +43,16 @@ impl Recipe {
         let s = &d.synthetic;
         if s.enabled {
             if d.train.is_some() {
-                fail("data.train", "data.synthetic.enabled is true; remove data.train".into());
+                fail(
+                    "data.train",
+                    "data.synthetic.enabled is true; remove data.train".into(),
+                );
             }
             if d.val.is_some() {
-                fail("data.val", "data.synthetic.enabled is true; remove data.val".into());
+                fail(
+                    "data.val",
+                    "data.synthetic.enabled is true; remove data.val".into(),
+                );
             }
             if s.train == 0 {
                 fail("data.synthetic.train", "must be > 0".into());
@@ -43,20 +60,33 @@ impl Recipe {
             if s.image_size < 16 {
                 fail("data.synthetic.image_size", "must be >= 16 pixels".into());
             }
-            for (key, p) in [("data.synthetic.distractor_prob", s.distractor_prob), ("data.synthetic.wrap_prob", s.wrap_prob)] {
+            for (key, p) in [
+                ("data.synthetic.distractor_prob", s.distractor_prob),
+                ("data.synthetic.wrap_prob", s.wrap_prob),
+            ] {
                 if !(0.0..=1.0).contains(&p) {
                     fail(key, format!("{p} is not a probability in [0, 1]"));
                 }
             }
         } else if d.train.is_none() {
-            fail("data.train", "set data.train (a trace file) or data.synthetic.enabled = true".into());
+            fail(
+                "data.train",
+                "set data.train (a trace file) or data.synthetic.enabled = true".into(),
+            );
         }
         if d.max_length < 16 {
-            fail("data.max_length", format!("{} is too short; must be >= 16", d.max_length));
+            fail(
+                "data.max_length",
+                format!("{} is too short; must be >= 16", d.max_length),
+            );
         }
 
         let o = &self.optim;
-        for (key, lr) in [("optim.lr_vision", o.lr_vision), ("optim.lr_connector", o.lr_connector), ("optim.lr_text", o.lr_text)] {
+        for (key, lr) in [
+            ("optim.lr_vision", o.lr_vision),
+            ("optim.lr_connector", o.lr_connector),
+            ("optim.lr_text", o.lr_text),
+        ] {
             if !(lr.is_finite() && lr >= 0.0) {
                 fail(key, format!("{lr} is not a finite rate >= 0"));
             }
@@ -65,17 +95,26 @@ impl Recipe {
             fail("optim.weight_decay", "must be finite and >= 0".into());
         }
         if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-            fail("optim.betas", format!("{:?}: both must be in [0, 1)", o.betas));
+            fail(
+                "optim.betas",
+                format!("{:?}: both must be in [0, 1)", o.betas),
+            );
         }
         if !(o.eps.is_finite() && o.eps > 0.0) {
             fail("optim.eps", "must be finite and > 0".into());
         }
         if !(o.grad_clip.is_finite() && o.grad_clip >= 0.0) {
-            fail("optim.grad_clip", "must be finite and >= 0 (0 disables clipping)".into());
+            fail(
+                "optim.grad_clip",
+                "must be finite and >= 0 (0 disables clipping)".into(),
+            );
         }
 
         if !(0.0..=1.0).contains(&self.schedule.min_lr_ratio) {
-            fail("schedule.min_lr_ratio", format!("{} is not in [0, 1]", self.schedule.min_lr_ratio));
+            fail(
+                "schedule.min_lr_ratio",
+                format!("{} is not in [0, 1]", self.schedule.min_lr_ratio),
+            );
         }
 
         let t = &self.train;
@@ -83,9 +122,15 @@ impl Recipe {
             fail("train.max_steps", "must be > 0".into());
         }
         if t.max_steps.is_none() && t.epochs == 0 {
-            fail("train.epochs", "must be > 0 (or set train.max_steps)".into());
+            fail(
+                "train.epochs",
+                "must be > 0 (or set train.max_steps)".into(),
+            );
         }
-        for (key, v) in [("train.batch_size", t.batch_size), ("train.grad_accum", t.grad_accum)] {
+        for (key, v) in [
+            ("train.batch_size", t.batch_size),
+            ("train.grad_accum", t.grad_accum),
+        ] {
             if v == 0 {
                 fail(key, "must be > 0".into());
             }
@@ -94,13 +139,22 @@ impl Recipe {
             fail("train.log_every", "must be > 0".into());
         }
         if Part::ALL.iter().all(|p| t.freeze.contains(p)) {
-            fail("train.freeze", "freezes every part; nothing would be trained".into());
+            fail(
+                "train.freeze",
+                "freezes every part; nothing would be trained".into(),
+            );
         } else if Part::ALL.iter().all(|&p| !t.trains(p) || o.lr(p) == 0.0) {
-            fail("optim.lr_text", "every trained part has a learning rate of 0".into());
+            fail(
+                "optim.lr_text",
+                "every trained part has a learning rate of 0".into(),
+            );
         }
         let has_val = d.val.is_some() || (s.enabled && s.val > 0);
         if t.eval_every > 0 && !has_val && self.eval.benchmark.is_none() {
-            fail("train.eval_every", "needs data.val, data.synthetic.val > 0 or eval.benchmark".into());
+            fail(
+                "train.eval_every",
+                "needs data.val, data.synthetic.val > 0 or eval.benchmark".into(),
+            );
         }
 
         let e = &self.eval;
@@ -111,10 +165,16 @@ impl Recipe {
             fail("eval.batch_size", "must be > 0".into());
         }
         if e.limit == Some(0) {
-            fail("eval.limit", "must be > 0 (remove it to use every item)".into());
+            fail(
+                "eval.limit",
+                "must be > 0 (remove it to use every item)".into(),
+            );
         }
         if matches!(&e.benchmark, Some(b) if b.trim().is_empty()) {
-            fail("eval.benchmark", "must not be empty (remove it to skip benchmark evaluation)".into());
+            fail(
+                "eval.benchmark",
+                "must not be empty (remove it to skip benchmark evaluation)".into(),
+            );
         }
         errors
     }
@@ -164,7 +224,13 @@ mod tests {
         r.data.synthetic.val = 0;
         assert_eq!(
             keys(&r),
-            ["optim.lr_vision", "optim.betas", "train.max_steps", "train.freeze", "train.eval_every"]
+            [
+                "optim.lr_vision",
+                "optim.betas",
+                "train.max_steps",
+                "train.freeze",
+                "train.eval_every"
+            ]
         );
     }
 
@@ -176,6 +242,10 @@ mod tests {
         assert_eq!(keys(&r), ["optim.lr_text"]);
         r.optim.lr_text = 1e-4;
         r.optim.lr_vision = 0.0;
-        assert_eq!(keys(&r), Vec::<String>::new(), "a frozen part's rate does not matter");
+        assert_eq!(
+            keys(&r),
+            Vec::<String>::new(),
+            "a frozen part's rate does not matter"
+        );
     }
 }

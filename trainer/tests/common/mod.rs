@@ -15,5 +15,9 @@ pub fn safeaware(args: &[&str]) -> Output {
 
 /// Everything the process printed: stdout, then stderr.
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
