@@ -26,7 +26,7 @@ enum Command {
     #[command(subcommand)]
     Data(commands::data::DataCommand),
     /// Evaluate a model, endpoint or responses file on a safety benchmark.
-    Eval(commands::eval::EvalArgs),
+    Eval(Box<commands::eval::EvalArgs>),
     /// Fine-tune (or train from scratch) from a recipe; resume or pause runs.
     Train(commands::train::TrainArgs),
     /// Validate a training recipe or print it fully resolved.
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
-        Command::Eval(args) => commands::eval::run(args),
+        Command::Eval(args) => commands::eval::run(*args),
         Command::Train(args) => commands::train::run(args),
         Command::Recipe(cmd) => commands::recipe::run(cmd),
         Command::Bench(args) => commands::bench::run(args),

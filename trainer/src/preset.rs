@@ -45,7 +45,7 @@ pub fn build(name: &str, image_size: u32) -> Result<Preset> {
         ),
     };
     let patch_size = 8;
-    if image_size == 0 || image_size % (patch_size * scale_factor) as u32 != 0 {
+    if image_size == 0 || !image_size.is_multiple_of((patch_size * scale_factor) as u32) {
         bail!(
             "preset image size {image_size} must be a positive multiple of {}",
             patch_size * scale_factor
