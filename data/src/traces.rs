@@ -5,6 +5,12 @@
 //! `prompt` (the sentence to judge), `description`, `reasoning`, `verdict` (`safe` | `unsafe`),
 //! optional `subset` (`typical` | `attack` | `over_safety`) and `scenario`.
 //!
+//! A line with neither `reasoning` nor `verdict` is a [`DescriptionTrace`]: only the image
+//! description is learned, under the given prompt. Its answer is rendered as
+//! `<description>…</description>` and left open (the trainer labels no end of turn after it), so
+//! the model learns to describe what it sees whatever the prompt, never to stop after describing.
+//! It trains in the `vcr` style only; the other styles have no description.
+//!
 //! # Rendering
 //! The user turn is [`user_question`]: the MMSafeAware question, a newline, and the prompt in
 //! double quotes, exactly as `prompt.txt` writes its blocks. The assistant turn depends on the
@@ -170,10 +176,45 @@ pub fn parse_verdict(text: &str) -> Option<Verdict> {
     Verdict::from_name(&text[start..start + len])
 }
 
-/// One line of a training file: a native trace or a ShareGPT conversation.
+/// A description-only trace: an image under a prompt, with only its description to learn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DescriptionTrace {
+    pub id: String,
+    pub image: PathBuf,
+    pub prompt: String,
+    pub description: String,
+}
+
+impl DescriptionTrace {
+    /// User = image placeholder + question; assistant = the description alone, in its tags.
+    pub fn to_conversation(&self, dir: &Path) -> Conversation {
+        Conversation {
+            id: self.id.clone(),
+            images: vec![dir.join(&self.image)],
+            messages: vec![
+                Message {
+                    role: Role::User,
+                    content: format!(
+                        "{}\n{}",
+                        sharegpt::IMAGE_PLACEHOLDER,
+                        user_question(&self.prompt)
+                    ),
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: format!("{DESCRIPTION_OPEN}{}{DESCRIPTION_CLOSE}", self.description),
+                },
+            ],
+        }
+    }
+}
+
+/// One line of a training file: a native trace, a description-only trace or a ShareGPT
+/// conversation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Trace(Trace),
+    Description(DescriptionTrace),
     Chat(ChatRecord),
 }
 
@@ -182,6 +223,7 @@ impl Record {
     pub fn id(&self) -> &str {
         match self {
             Record::Trace(t) => &t.id,
+            Record::Description(d) => &d.id,
             Record::Chat(c) => &c.id,
         }
     }
@@ -190,6 +232,7 @@ impl Record {
     pub fn images(&self) -> Vec<&Path> {
         match self {
             Record::Trace(t) => vec![t.image.as_path()],
+            Record::Description(d) => vec![d.image.as_path()],
             Record::Chat(c) => c.images.iter().map(PathBuf::as_path).collect(),
         }
     }
@@ -198,8 +241,19 @@ impl Record {
     pub fn to_conversation(&self, style: TargetStyle, dir: &Path) -> Conversation {
         match self {
             Record::Trace(t) => t.to_conversation(style, dir),
+            Record::Description(d) => d.to_conversation(dir),
             Record::Chat(c) => c.to_conversation(dir),
         }
+    }
+
+    /// Whether the record has a target in `style` (description-only ones need `vcr`).
+    pub fn trains_in(&self, style: TargetStyle) -> bool {
+        !matches!(self, Record::Description(_)) || style == TargetStyle::Vcr
+    }
+
+    /// Whether the answer is left open: its end of turn is not learned (description-only).
+    pub fn open_answer(&self) -> bool {
+        matches!(self, Record::Description(_))
     }
 }
 
@@ -222,11 +276,11 @@ impl TrainingFile {
             .collect()
     }
 
-    /// The native traces only (ShareGPT lines skipped).
+    /// The full native traces only (description-only and ShareGPT lines skipped).
     pub fn traces(&self) -> impl Iterator<Item = &Trace> {
         self.records.iter().filter_map(|(_, r)| match r {
             Record::Trace(t) => Some(t),
-            Record::Chat(_) => None,
+            _ => None,
         })
     }
 }
@@ -279,9 +333,22 @@ pub fn read_training_file(path: &Path) -> Result<TrainingFile, TraceError> {
 
 /// Writes native traces as JSON Lines, atomically.
 pub fn write_traces(path: &Path, traces: &[Trace]) -> Result<(), TraceError> {
+    write_lines(path, traces, &[])
+}
+
+/// Writes full traces, then description-only ones, as JSON Lines, atomically.
+pub fn write_lines(
+    path: &Path,
+    traces: &[Trace],
+    descriptions: &[DescriptionTrace],
+) -> Result<(), TraceError> {
     let mut out = String::new();
-    for t in traces {
-        out.push_str(&serde_json::to_string(t).expect("a trace always serialises"));
+    let lines = traces
+        .iter()
+        .map(serde_json::to_string)
+        .chain(descriptions.iter().map(serde_json::to_string));
+    for line in lines {
+        out.push_str(&line.expect("a trace always serialises"));
         out.push('\n');
     }
     fileio::write_atomic(path, out.as_bytes()).map_err(|source| TraceError::Io {
@@ -301,7 +368,42 @@ pub fn parse_record(json: &str, line: usize) -> Result<Record, String> {
     if object.contains_key("messages") || object.contains_key("conversations") {
         return sharegpt::parse_chat(value, line).map(Record::Chat);
     }
+    if !object.contains_key("reasoning") && !object.contains_key("verdict") {
+        return parse_description(value).map(Record::Description);
+    }
     parse_trace(value).map(Record::Trace)
+}
+
+#[derive(Deserialize)]
+struct RawDescription {
+    id: RawId,
+    image: String,
+    prompt: String,
+    description: String,
+}
+
+fn parse_description(value: serde_json::Value) -> Result<DescriptionTrace, String> {
+    let raw: RawDescription = serde_json::from_value(value)
+        .map_err(|e| format!("bad trace (description-only: no reasoning, no verdict): {e}"))?;
+    let id = raw.id.into_string();
+    if id.trim().is_empty() {
+        return Err("empty `id`".to_string());
+    }
+    for (name, field) in [
+        ("image", &raw.image),
+        ("prompt", &raw.prompt),
+        ("description", &raw.description),
+    ] {
+        if field.trim().is_empty() {
+            return Err(format!("id {id}: empty `{name}`"));
+        }
+    }
+    Ok(DescriptionTrace {
+        id,
+        image: PathBuf::from(raw.image),
+        prompt: raw.prompt,
+        description: raw.description,
+    })
 }
 
 /// Unknown extra fields are ignored, so files may carry metadata of their own.

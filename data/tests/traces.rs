@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use safeaware_data::benchmark::{Subset, Verdict, PAPER_QUESTION};
 use safeaware_data::sharegpt::Role;
 use safeaware_data::traces::{
-    parse_verdict, read_training_file, render_answer, user_question, write_traces, Record,
-    TargetStyle, Trace,
+    parse_verdict, read_training_file, render_answer, user_question, write_lines, write_traces,
+    DescriptionTrace, Record, TargetStyle, Trace,
 };
 
 fn trace() -> Trace {
@@ -112,6 +112,51 @@ fn first_error(lines: &[&str]) -> String {
     let path = dir.path().join("bad.jsonl");
     std::fs::write(&path, lines.join("\n")).unwrap();
     read_training_file(&path).unwrap_err().to_string()
+}
+
+#[test]
+fn description_only_lines_parse_render_and_train_in_vcr_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let description = DescriptionTrace {
+        id: "d1".into(),
+        image: PathBuf::from("images/b.png"),
+        prompt: "can i give this to my cat?".into(),
+        description: "a large red apple in the middle.".into(),
+    };
+    write_lines(&path, &[trace()], std::slice::from_ref(&description)).unwrap();
+    let file = read_training_file(&path).unwrap();
+    assert_eq!(file.records.len(), 2);
+    assert!(matches!(&file.records[0].1, Record::Trace(t) if *t == trace()));
+    let Record::Description(d) = &file.records[1].1 else {
+        panic!(
+            "second line is not description-only: {:?}",
+            file.records[1].1
+        );
+    };
+    assert_eq!(*d, description);
+    assert_eq!(file.traces().count(), 1, "only full traces are traces");
+    let record = &file.records[1].1;
+    assert!(record.open_answer() && !file.records[0].1.open_answer());
+    assert!(record.trains_in(TargetStyle::Vcr));
+    assert!(!record.trains_in(TargetStyle::Direct) && !record.trains_in(TargetStyle::Cot));
+    let conv = record.to_conversation(TargetStyle::Vcr, dir.path());
+    assert_eq!(conv.images, [dir.path().join("images/b.png")]);
+    assert_eq!(
+        conv.messages[1].content,
+        "<description>a large red apple in the middle.</description>"
+    );
+    assert!(conv.messages[0]
+        .content
+        .ends_with(&user_question(&description.prompt)));
+    // Half a judgement is an error, not a description-only line.
+    let err = first_error(&[
+        r#"{"id": 1, "image": "a.png", "prompt": "p", "description": "d", "reasoning": "r"}"#,
+    ]);
+    assert!(
+        err.contains("bad.jsonl:1:") && err.contains("verdict"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -33,11 +33,12 @@ pub struct Preset {
 
 /// Builds preset `name` for square images of `image_size` pixels.
 pub fn build(name: &str, image_size: u32) -> Result<Preset> {
-    // The tiny preset keeps every 8×8 patch as its own image token (scale factor 1, 64 tokens
-    // for a 64-pixel image): trained from scratch in minutes, its vision learns objects much
-    // faster when the decoder sees each patch than through pixel-shuffled 2×2 groups.
+    // The tiny preset pixel-shuffles 2×2 patches of 8×8 pixels (scale factor 2, 16 image tokens
+    // for a 64-pixel image). With objects that differ in colour as well as shape, 16 tokens name
+    // them as well as 64 did, and the shorter sequences allow 40% more steps in the quickstart's
+    // ten minutes.
     let (vision_width, vision_layers, text_width, text_layers, scale_factor) = match name {
-        "tiny" => (64, 2, 128, 4, 1),
+        "tiny" => (64, 2, 128, 4, 2),
         "small" => (128, 4, 256, 6, 2),
         other => bail!(
             "unknown model preset `{other}`: expected one of {}",

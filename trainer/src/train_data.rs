@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safeaware_data::benchmark::{BenchmarkItem, Subset, Verdict};
-use safeaware_data::processor::{Message, Processor};
+use safeaware_data::processor::{Encoded, Message, Processor, IGNORE_INDEX};
 use safeaware_data::synth::{self, SynthConfig};
-use safeaware_data::traces::{read_training_file, TargetStyle, TrainingFile};
+use safeaware_data::traces::{read_training_file, TargetStyle, TrainingFile, DESCRIPTION_CLOSE};
 
 use crate::fingerprint::fnv1a64_hex;
 use crate::recipe::Recipe;
@@ -120,15 +120,22 @@ pub fn encode_file(
     let mut examples = Vec::with_capacity(file.records.len());
     let mut rejected = 0;
     for ((line, record), conversation) in file.records.iter().zip(file.conversations(style)) {
+        if !record.trains_in(style) {
+            continue;
+        }
         let messages = Message::from_conversation(&conversation)
             .with_context(|| format!("{}:{line}: record `{}`", path.display(), record.id()))?;
-        let encoded = processor.encode_training(&messages).with_context(|| {
+        let mut encoded = processor.encode_training(&messages).with_context(|| {
             format!(
                 "{}:{line}: encoding record `{}`",
                 path.display(),
                 record.id()
             )
         })?;
+        if record.open_answer() {
+            leave_answer_open(&mut encoded, processor)
+                .with_context(|| format!("{}:{line}: record `{}`", path.display(), record.id()))?;
+        }
         let len = encoded.input_ids.len();
         if len > max_length {
             eprintln!(
@@ -158,6 +165,24 @@ pub fn encode_file(
     Ok(EncodedSet { examples, rejected })
 }
 
+/// Stops learning after the last `</description>` of a description-only answer: the end of turn
+/// that the chat template adds is not a target, so the model never learns to stop there.
+fn leave_answer_open(encoded: &mut Encoded, processor: &Processor) -> Result<()> {
+    let close = processor
+        .tokenizer()
+        .token_to_id(DESCRIPTION_CLOSE)
+        .with_context(|| format!("the tokenizer has no `{DESCRIPTION_CLOSE}` token"))?;
+    let end = encoded
+        .input_ids
+        .iter()
+        .rposition(|&t| t == close)
+        .context("the answer has no closing description tag")?;
+    if let Some(labels) = encoded.labels.as_mut() {
+        labels[end + 1..].fill(IGNORE_INDEX);
+    }
+    Ok(())
+}
+
 /// The native traces of a file as benchmark items (gold = the trace verdict), for
 /// generation-based validation. Traces without a subset count as typical (unsafe) or
 /// over-safety (safe).
@@ -177,4 +202,56 @@ pub fn traces_as_benchmark(path: &Path) -> Result<Vec<BenchmarkItem>> {
             scenario: t.scenario.clone(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset;
+    use safeaware_data::synth::world::held_out;
+    use safeaware_data::traces::write_lines;
+
+    /// One full trace and one description-only item from the synthetic world, in a temp folder.
+    fn tiny_file(dir: &Path) -> PathBuf {
+        let cfg = SynthConfig::default();
+        let held = held_out(cfg.seed);
+        let item = synth::make_item(&cfg, &held, synth::Split::Train, 0);
+        let (description, image) = synth::make_description(&cfg, &held, 0);
+        std::fs::create_dir_all(dir.join("images")).unwrap();
+        item.image.save(dir.join(&item.trace.image)).unwrap();
+        image.save(dir.join(&description.image)).unwrap();
+        let path = dir.join("train.jsonl");
+        write_lines(&path, &[item.trace], &[description]).unwrap();
+        path
+    }
+
+    #[test]
+    fn description_only_items_learn_the_description_and_no_end_of_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = tiny_file(dir.path());
+        let processor = preset::build("tiny", 64).unwrap().processor;
+        let set = encode_file(&path, &processor, TargetStyle::Vcr, 384).unwrap();
+        assert_eq!(set.examples.len(), 2);
+        let close = processor
+            .tokenizer()
+            .token_to_id(DESCRIPTION_CLOSE)
+            .unwrap();
+        let eou = processor
+            .tokenizer()
+            .token_to_id(safeaware_data::processor::END_OF_UTTERANCE)
+            .unwrap() as i64;
+        let [full, open] = [&set.examples[0], &set.examples[1]];
+        // The full trace learns its end of turn; the description-only one stops at its tag.
+        assert!(full.labels.contains(&eou));
+        let end = open.input_ids.iter().rposition(|&t| t == close).unwrap();
+        assert_eq!(open.labels[end], close as i64);
+        assert!(open.labels[end + 1..].iter().all(|&l| l == IGNORE_INDEX));
+        assert!(open.input_ids[end + 1..].iter().any(|&t| t as i64 == eou));
+        let learned = open.labels.iter().filter(|&&l| l >= 0).count();
+        assert!(learned > 5, "{learned} description tokens learned");
+        // In the direct style the description-only item has no target and is skipped.
+        let direct = encode_file(&path, &processor, TargetStyle::Direct, 384).unwrap();
+        assert_eq!(direct.examples.len(), 1);
+        assert_eq!(direct.examples[0].id, "train-00000");
+    }
 }

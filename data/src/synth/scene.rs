@@ -39,8 +39,7 @@ pub struct Scene {
 /// Draws `kind` on a random background into a `size`×`size` image; with probability
 /// `distractor_prob` a small distractor object is added where it does not overlap.
 pub fn render(kind: ObjectKind, size: u32, distractor_prob: f32, rng: &mut Rng) -> Scene {
-    let colour_name = pick_colour(kind, rng);
-    let colour = kind.base_colour(colour_name);
+    let colour = kind.base_colour();
     let (bg_name, bg) = pick_background(colour, rng);
     let noise = rng.below(11) as i32;
     let shade = rng.range(0.0, 0.18);
@@ -53,7 +52,7 @@ pub fn render(kind: ObjectKind, size: u32, distractor_prob: f32, rng: &mut Rng) 
     let scale = if kind == ObjectKind::Kitchen {
         rng.range(0.85, 1.0)
     } else {
-        rng.range(0.45, 0.85)
+        rng.range(0.55, 0.9)
     };
     let side = scale * s;
     let x = rng.range(0.0, s - side);
@@ -63,7 +62,7 @@ pub fn render(kind: ObjectKind, size: u32, distractor_prob: f32, rng: &mut Rng) 
     let mut distractor = None;
     if rng.chance(distractor_prob) {
         let d = *rng.pick(&ObjectKind::DISTRACTORS);
-        let dc = d.base_colour(pick_colour(d, rng));
+        let dc = d.base_colour();
         let dside = rng.range(0.18, 0.28) * s;
         for _ in 0..20 {
             let (dx, dy) = (rng.range(0.0, s - dside), rng.range(0.0, s - dside));
@@ -85,23 +84,25 @@ pub fn render(kind: ObjectKind, size: u32, distractor_prob: f32, rng: &mut Rng) 
         }
     }
 
-    let size_word = if scale < 0.62 { SIZES[0] } else { SIZES[1] };
+    let size_word = if scale < 0.72 { SIZES[0] } else { SIZES[1] };
     let position = position_phrase((x + side / 2.0) / s, (y + side / 2.0) / s);
-    let description = describe(kind, colour_name, size_word, position, bg_name, distractor);
+    let description = describe(kind, size_word, position, bg_name, distractor);
     Scene { image, description }
 }
 
-/// The description of a scene, e.g. `a small red car on the left. the background is blue.
+/// The description of a scene, e.g. `a small yellow car on the left. the background is blue.
 /// there is also a cup.`
 pub fn describe(
     kind: ObjectKind,
-    colour: Option<&str>,
     size_word: &str,
     position: &str,
     background: &str,
     distractor: Option<ObjectKind>,
 ) -> String {
-    let colour_word = colour.map(|c| format!("{c} ")).unwrap_or_default();
+    let colour_word = kind
+        .colour_name()
+        .map(|c| format!("{c} "))
+        .unwrap_or_default();
     let mut text = format!(
         "a {size_word} {colour_word}{} {position}. the background is {background}.",
         kind.noun()
@@ -110,14 +111,6 @@ pub fn describe(
         text.push_str(&format!(" there is also {}.", d.with_article()));
     }
     text
-}
-
-/// A random colour name for `kind`, or `None` if its colour is fixed.
-fn pick_colour(kind: ObjectKind, rng: &mut Rng) -> Option<&'static str> {
-    match kind.colours() {
-        [] => None,
-        names => Some(*rng.pick(names)),
-    }
 }
 
 /// A background that contrasts with `colour` (summed channel difference of at least 160): the

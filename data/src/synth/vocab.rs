@@ -56,34 +56,20 @@ pub fn vocabulary() -> Vec<String> {
         }
     }
     for kind in ObjectKind::MAIN {
-        let colours: Vec<Option<&str>> = match kind.colours() {
-            [] => vec![None],
-            names => names.iter().map(|c| Some(*c)).collect(),
-        };
-        for colour in colours {
-            texts.push(scene::describe(
-                kind,
-                colour,
-                SIZES[0],
-                POSITIONS[0],
-                BACKGROUNDS[0].0,
-                None,
-            ));
-        }
+        texts.push(scene::describe(
+            kind,
+            SIZES[0],
+            POSITIONS[0],
+            BACKGROUNDS[0].0,
+            None,
+        ));
     }
     for distractor in ObjectKind::DISTRACTORS {
         for size in SIZES {
             for position in POSITIONS {
                 for (bg, _) in BACKGROUNDS {
                     let d = Some(distractor);
-                    texts.push(scene::describe(
-                        ObjectKind::Ball,
-                        None,
-                        size,
-                        position,
-                        bg,
-                        d,
-                    ));
+                    texts.push(scene::describe(ObjectKind::Ball, size, position, bg, d));
                 }
             }
         }

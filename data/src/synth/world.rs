@@ -179,6 +179,16 @@ impl Category {
             Category::Plant => "a plant",
         }
     }
+
+    /// The category as a noun without its article, as the reasoning's restated intent uses it
+    /// (`how to kill the pest`).
+    pub fn noun(self) -> &'static str {
+        let phrase = self.phrase();
+        phrase
+            .strip_prefix("a ")
+            .or_else(|| phrase.strip_prefix("an "))
+            .unwrap_or(phrase)
+    }
 }
 
 /// The category of a main object.
@@ -206,7 +216,7 @@ pub fn category(object: ObjectKind) -> Category {
 }
 
 /// A prompt template: the text (refers to the image only as it/this/them), the intent used in
-/// the reasoning (`{n}` is the object noun), and the categories that make it unsafe or safe
+/// the reasoning (`{n}` is the object's category noun), and the categories that make it unsafe or safe
 /// (with the scenario). Objects of categories it names on neither side never meet it.
 #[derive(Debug, Clone, Copy)]
 pub struct Template {
@@ -540,7 +550,12 @@ impl ItemSpec {
     /// The reasoning that leads from image and prompt to the verdict.
     pub fn reasoning(&self) -> String {
         let c = &self.combo;
-        let intent = TEMPLATES[c.template].intent.replace("{n}", c.object.noun());
+        // The intent names the category, not the object: after `a cat is a pet.` the rest of
+        // the reasoning reads the same for every pet, so a rule learned from one member carries
+        // over to the others (the held-out test pairs).
+        let intent = TEMPLATES[c.template]
+            .intent
+            .replace("{n}", category(c.object).noun());
         let prefix = self
             .wrapper
             .map(|w| format!("{} ", WRAPPERS[w].reason))
@@ -576,6 +591,22 @@ impl ItemSpec {
 
 /// Share of training items drawn prompt-first (see [`sample_train`]).
 const PROMPT_FIRST: f32 = 0.7;
+
+/// A description-only pairing: the object of one training draw under the prompt of another,
+/// drawn again while the pair is a held-out combination, so no test pair is ever seen.
+pub fn sample_description(held: &[Combo], wrap_prob: f32, rng: &mut Rng) -> (ObjectKind, ItemSpec) {
+    loop {
+        let object = sample_train(held, wrap_prob, rng).combo.object;
+        let prompt = sample_train(held, wrap_prob, rng);
+        let template = prompt.combo.template;
+        if !held
+            .iter()
+            .any(|h| h.template == template && h.object == object)
+        {
+            return (object, prompt);
+        }
+    }
+}
 
 /// Samples a training item, mostly prompt-first (a uniform template, a fair coin for the
 /// verdict, a uniform object of that side), else object-first (a uniform object, a
@@ -728,6 +759,27 @@ mod tests {
                     "{h:?} cannot be inferred from training"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn description_pairings_avoid_held_out_pairs_and_spread_objects_over_prompts() {
+        let held = held_out(0);
+        let mut rng = Rng::stream(0, 9, 0);
+        let mut objects_of = std::collections::BTreeMap::<usize, BTreeSet<ObjectKind>>::new();
+        for _ in 0..4000 {
+            let (object, spec) = sample_description(&held, 0.5, &mut rng);
+            let t = spec.combo.template;
+            assert!(!held.iter().any(|h| h.template == t && h.object == object));
+            objects_of.entry(t).or_default().insert(object);
+        }
+        // Unlike the traces, a prompt meets objects of every kind, not only its own categories.
+        for (t, objects) in objects_of {
+            assert!(
+                objects.len() >= 25,
+                "template {t}: {} objects",
+                objects.len()
+            );
         }
     }
 }

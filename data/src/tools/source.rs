@@ -118,6 +118,14 @@ fn record_entry(record: &Record, dir: &Path) -> Entry {
             subset: t.subset.map(|s| s.as_str().to_string()),
             scenario: t.scenario.clone(),
         },
+        Record::Description(d) => Entry {
+            id: d.id.clone(),
+            image: Some(dir.join(&d.image)),
+            prompt: d.prompt.clone(),
+            verdict: None,
+            subset: None,
+            scenario: None,
+        },
         Record::Chat(c) => {
             let last_of = |role: Role| {
                 c.messages

@@ -52,6 +52,9 @@ pub struct SynthArgs {
     /// Probability that a prompt is wrapped in an instruction attack.
     #[arg(long, default_value_t = SynthConfig::default().wrap_prob)]
     pub wrap_prob: f32,
+    /// Extra description-only training items: a training image under another item's prompt.
+    #[arg(long, default_value_t = SynthConfig::default().describe_only)]
+    pub describe_only: usize,
 }
 
 /// `data validate` flags.
@@ -124,6 +127,7 @@ fn run_synth(a: SynthArgs) -> anyhow::Result<()> {
         image_size: a.image_size,
         distractor_prob: a.distractor_prob,
         wrap_prob: a.wrap_prob,
+        describe_only: a.describe_only,
     };
     let s = synth::generate(&a.out, &cfg)?;
     println!(

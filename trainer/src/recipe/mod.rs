@@ -106,6 +106,8 @@ pub struct SyntheticSection {
     pub distractor_prob: f32,
     /// Probability that a prompt is wrapped in an instruction attack.
     pub wrap_prob: f32,
+    /// Extra description-only training items (trained in the `vcr` style only).
+    pub describe_only: usize,
 }
 
 impl Default for SyntheticSection {
@@ -120,6 +122,7 @@ impl Default for SyntheticSection {
             image_size: c.image_size,
             distractor_prob: c.distractor_prob,
             wrap_prob: c.wrap_prob,
+            describe_only: c.describe_only,
         }
     }
 }
@@ -135,6 +138,7 @@ impl SyntheticSection {
             image_size: self.image_size,
             distractor_prob: self.distractor_prob,
             wrap_prob: self.wrap_prob,
+            describe_only: self.describe_only,
         }
     }
 }
