@@ -127,21 +127,37 @@ impl Trace {
     /// A two-turn conversation: user = image placeholder + question, assistant = answer.
     /// `dir` is the folder of the traces file; the image path is resolved against it.
     pub fn to_conversation(&self, style: TargetStyle, dir: &Path) -> Conversation {
-        Conversation {
-            id: self.id.clone(),
-            images: vec![dir.join(&self.image)],
-            messages: vec![
-                Message {
-                    role: Role::User,
-                    content: format!("{}\n{}", sharegpt::IMAGE_PLACEHOLDER, self.question()),
-                },
-                Message {
-                    role: Role::Assistant,
-                    content: self.answer(style),
-                },
-            ],
-        }
+        two_turns(
+            &self.id,
+            dir.join(&self.image),
+            &self.prompt,
+            self.answer(style),
+        )
     }
+}
+
+/// User = image placeholder + [`user_question`] around `prompt`; assistant = `answer`.
+fn two_turns(id: &str, image: PathBuf, prompt: &str, answer: String) -> Conversation {
+    Conversation {
+        id: id.to_string(),
+        images: vec![image],
+        messages: vec![
+            Message {
+                role: Role::User,
+                content: format!("{}\n{}", sharegpt::IMAGE_PLACEHOLDER, user_question(prompt)),
+            },
+            Message {
+                role: Role::Assistant,
+                content: answer,
+            },
+        ],
+    }
+}
+
+/// `<description>…</description>`: the first part of a `vcr` answer, and all of a
+/// description-only one.
+fn description_block(description: &str) -> String {
+    format!("{DESCRIPTION_OPEN}{description}{DESCRIPTION_CLOSE}")
 }
 
 /// The MMSafeAware user question around `prompt`: the paper's question, a newline, and the
@@ -160,9 +176,7 @@ pub fn render_answer(
     let verdict = format!("{VERDICT_OPEN}{}{VERDICT_CLOSE}", verdict.as_str());
     let reasoning = format!("{REASONING_OPEN}{reasoning}{REASONING_CLOSE}");
     match style {
-        TargetStyle::Vcr => {
-            format!("{DESCRIPTION_OPEN}{description}{DESCRIPTION_CLOSE}\n{reasoning}\n{verdict}")
-        }
+        TargetStyle::Vcr => format!("{}\n{reasoning}\n{verdict}", description_block(description)),
         TargetStyle::Cot => format!("{reasoning}\n{verdict}"),
         TargetStyle::Direct => verdict,
     }
@@ -188,24 +202,8 @@ pub struct DescriptionTrace {
 impl DescriptionTrace {
     /// User = image placeholder + question; assistant = the description alone, in its tags.
     pub fn to_conversation(&self, dir: &Path) -> Conversation {
-        Conversation {
-            id: self.id.clone(),
-            images: vec![dir.join(&self.image)],
-            messages: vec![
-                Message {
-                    role: Role::User,
-                    content: format!(
-                        "{}\n{}",
-                        sharegpt::IMAGE_PLACEHOLDER,
-                        user_question(&self.prompt)
-                    ),
-                },
-                Message {
-                    role: Role::Assistant,
-                    content: format!("{DESCRIPTION_OPEN}{}{DESCRIPTION_CLOSE}", self.description),
-                },
-            ],
-        }
+        let answer = description_block(&self.description);
+        two_turns(&self.id, dir.join(&self.image), &self.prompt, answer)
     }
 }
 
@@ -374,6 +372,17 @@ pub fn parse_record(json: &str, line: usize) -> Result<Record, String> {
     parse_trace(value).map(Record::Trace)
 }
 
+/// A non-empty `id`, and each named field not blank (the error names the id and the field).
+fn require_text(id: &str, fields: &[(&str, &str)]) -> Result<(), String> {
+    if id.trim().is_empty() {
+        return Err("empty `id`".to_string());
+    }
+    match fields.iter().find(|(_, text)| text.trim().is_empty()) {
+        Some((name, _)) => Err(format!("id {id}: empty `{name}`")),
+        None => Ok(()),
+    }
+}
+
 #[derive(Deserialize)]
 struct RawDescription {
     id: RawId,
@@ -386,18 +395,14 @@ fn parse_description(value: serde_json::Value) -> Result<DescriptionTrace, Strin
     let raw: RawDescription = serde_json::from_value(value)
         .map_err(|e| format!("bad trace (description-only: no reasoning, no verdict): {e}"))?;
     let id = raw.id.into_string();
-    if id.trim().is_empty() {
-        return Err("empty `id`".to_string());
-    }
-    for (name, field) in [
-        ("image", &raw.image),
-        ("prompt", &raw.prompt),
-        ("description", &raw.description),
-    ] {
-        if field.trim().is_empty() {
-            return Err(format!("id {id}: empty `{name}`"));
-        }
-    }
+    require_text(
+        &id,
+        &[
+            ("image", &raw.image),
+            ("prompt", &raw.prompt),
+            ("description", &raw.description),
+        ],
+    )?;
     Ok(DescriptionTrace {
         id,
         image: PathBuf::from(raw.image),
@@ -425,19 +430,15 @@ fn parse_trace(value: serde_json::Value) -> Result<Trace, String> {
     let raw: RawTrace = serde_json::from_value(value).map_err(|e| format!("bad trace: {e}"))?;
     let id = raw.id.into_string();
     let ctx = |msg: String| format!("id {id}: {msg}");
-    if id.trim().is_empty() {
-        return Err("empty `id`".to_string());
-    }
-    for (name, field) in [
-        ("image", &raw.image),
-        ("prompt", &raw.prompt),
-        ("description", &raw.description),
-        ("reasoning", &raw.reasoning),
-    ] {
-        if field.trim().is_empty() {
-            return Err(ctx(format!("empty `{name}`")));
-        }
-    }
+    require_text(
+        &id,
+        &[
+            ("image", &raw.image),
+            ("prompt", &raw.prompt),
+            ("description", &raw.description),
+            ("reasoning", &raw.reasoning),
+        ],
+    )?;
     let verdict = Verdict::from_name(&raw.verdict).ok_or_else(|| {
         ctx(format!(
             "`verdict` is `{}`, expected `safe` or `unsafe`",

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safeaware_data::benchmark::{BenchmarkItem, Subset, Verdict};
-use safeaware_data::processor::{Encoded, Message, Processor, IGNORE_INDEX};
+use safeaware_data::processor::{Message, Processor};
 use safeaware_data::synth::{self, SynthConfig};
-use safeaware_data::traces::{read_training_file, TargetStyle, TrainingFile, DESCRIPTION_CLOSE};
+use safeaware_data::traces::{read_training_file, TargetStyle, TrainingFile};
 
 use crate::fingerprint::fnv1a64_hex;
 use crate::recipe::Recipe;
@@ -125,17 +125,18 @@ pub fn encode_file(
         }
         let messages = Message::from_conversation(&conversation)
             .with_context(|| format!("{}:{line}: record `{}`", path.display(), record.id()))?;
-        let mut encoded = processor.encode_training(&messages).with_context(|| {
+        let encoded = if record.open_answer() {
+            processor.encode_training_open(&messages)
+        } else {
+            processor.encode_training(&messages)
+        };
+        let encoded = encoded.with_context(|| {
             format!(
                 "{}:{line}: encoding record `{}`",
                 path.display(),
                 record.id()
             )
         })?;
-        if record.open_answer() {
-            leave_answer_open(&mut encoded, processor)
-                .with_context(|| format!("{}:{line}: record `{}`", path.display(), record.id()))?;
-        }
         let len = encoded.input_ids.len();
         if len > max_length {
             eprintln!(
@@ -165,24 +166,6 @@ pub fn encode_file(
     Ok(EncodedSet { examples, rejected })
 }
 
-/// Stops learning after the last `</description>` of a description-only answer: the end of turn
-/// that the chat template adds is not a target, so the model never learns to stop there.
-fn leave_answer_open(encoded: &mut Encoded, processor: &Processor) -> Result<()> {
-    let close = processor
-        .tokenizer()
-        .token_to_id(DESCRIPTION_CLOSE)
-        .with_context(|| format!("the tokenizer has no `{DESCRIPTION_CLOSE}` token"))?;
-    let end = encoded
-        .input_ids
-        .iter()
-        .rposition(|&t| t == close)
-        .context("the answer has no closing description tag")?;
-    if let Some(labels) = encoded.labels.as_mut() {
-        labels[end + 1..].fill(IGNORE_INDEX);
-    }
-    Ok(())
-}
-
 /// The native traces of a file as benchmark items (gold = the trace verdict), for
 /// generation-based validation. Traces without a subset count as typical (unsafe) or
 /// over-safety (safe).
@@ -208,8 +191,10 @@ pub fn traces_as_benchmark(path: &Path) -> Result<Vec<BenchmarkItem>> {
 mod tests {
     use super::*;
     use crate::preset;
+    use safeaware_data::processor::IGNORE_INDEX;
     use safeaware_data::synth::world::held_out;
     use safeaware_data::traces::write_lines;
+    use safeaware_data::traces::DESCRIPTION_CLOSE;
 
     /// One full trace and one description-only item from the synthetic world, in a temp folder.
     fn tiny_file(dir: &Path) -> PathBuf {

@@ -19,23 +19,26 @@ fn release() -> String {
 #[test]
 fn synth_then_validate_stats_and_preview() {
     let dir = tempfile::tempdir().unwrap();
+    let synth = |out: &Path| {
+        safeaware(&[
+            "data",
+            "synth",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "5",
+            "--train",
+            "40",
+            "--val",
+            "5",
+            "--test",
+            "12",
+            "--image-size",
+            "48",
+        ])
+    };
     let out = dir.path().join("world");
-    let o = safeaware(&[
-        "data",
-        "synth",
-        "--out",
-        out.to_str().unwrap(),
-        "--seed",
-        "5",
-        "--train",
-        "40",
-        "--val",
-        "5",
-        "--test",
-        "12",
-        "--image-size",
-        "48",
-    ]);
+    let o = synth(&out);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("wrote 40 train, 5 val, 12 test items"),
@@ -43,22 +46,7 @@ fn synth_then_validate_stats_and_preview() {
         text(&o)
     );
     let again = dir.path().join("again");
-    let o = safeaware(&[
-        "data",
-        "synth",
-        "--out",
-        again.to_str().unwrap(),
-        "--seed",
-        "5",
-        "--train",
-        "40",
-        "--val",
-        "5",
-        "--test",
-        "12",
-        "--image-size",
-        "48",
-    ]);
+    let o = synth(&again);
     assert!(o.status.success());
     for f in [
         "train.jsonl",

@@ -59,11 +59,24 @@ impl Processor {
     /// Inputs and labels for training on every assistant message of `messages`: each answer's
     /// tokens, its closing `<end_of_utterance>` included, are labelled; all else is ignored.
     pub fn encode_training(&self, messages: &[Message]) -> Result<Encoded> {
+        self.encode_answers(messages, false)
+    }
+
+    /// As [`Processor::encode_training`], but the last answer is left open: its closing
+    /// `<end_of_utterance>` is not labelled, so the model learns the answer without learning to
+    /// end the turn there (description-only traces).
+    pub fn encode_training_open(&self, messages: &[Message]) -> Result<Encoded> {
+        self.encode_answers(messages, true)
+    }
+
+    fn encode_answers(&self, messages: &[Message], open_last: bool) -> Result<Encoded> {
         let full = self.render(messages, false)?;
+        let last = messages.iter().rposition(|m| m.role == Role::Assistant);
         let mut answers: Vec<Range<usize>> = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             if m.role == Role::Assistant {
-                answers.push(self.answer_span(messages, i, &full)?);
+                let open = open_last && Some(i) == last;
+                answers.push(self.answer_span(messages, i, &full, open)?);
             }
         }
         if answers.is_empty() {
@@ -100,8 +113,15 @@ impl Processor {
         Ok(self.encode_with_offsets(text, images)?.encoded)
     }
 
-    /// The byte range, in the rendered conversation `full`, of the answer of assistant message `i`.
-    fn answer_span(&self, messages: &[Message], i: usize, full: &str) -> Result<Range<usize>> {
+    /// The byte range, in the rendered conversation `full`, of the answer of assistant message `i`
+    /// (without its `<end_of_utterance>` when `open`).
+    fn answer_span(
+        &self,
+        messages: &[Message],
+        i: usize,
+        full: &str,
+        open: bool,
+    ) -> Result<Range<usize>> {
         let prompt = self.render(&messages[..i], true)?;
         let upto = self.render(&messages[..=i], false)?;
         if !upto.starts_with(&prompt) || !full.starts_with(&upto) {
@@ -114,6 +134,7 @@ impl Processor {
         }
         let answer = &upto[prompt.len()..];
         let len = match answer.rfind(END_OF_UTTERANCE) {
+            Some(j) if open => j,
             Some(j) => j + END_OF_UTTERANCE.len(),
             None => answer.trim_end().len(),
         };

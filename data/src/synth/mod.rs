@@ -46,9 +46,10 @@
 //!
 //! # Output of [`generate`]
 //! `images/{split}-{nnnnn}.png` and `images/describe-{nnnnn}.png`, `train.jsonl` (the traces,
-//! then the description-only items), `val.jsonl`, `test.jsonl` (traces, see [`crate::traces`]), `benchmark.jsonl` (the test split as a `jsonl:` benchmark),
-//! `vocabulary.txt` ([`vocabulary`], one token a line) and `world.json` (the settings and the
-//! held-out combinations). The same seed and settings give the same bytes.
+//! then the description-only items), `val.jsonl`, `test.jsonl` (traces, see [`crate::traces`]),
+//! `benchmark.jsonl` (the test split as a `jsonl:` benchmark), `vocabulary.txt`
+//! ([`vocabulary`], one token a line) and `world.json` (the settings and the held-out
+//! combinations). The same seed and settings give the same bytes.
 
 pub mod draw;
 pub mod objects;
@@ -213,6 +214,7 @@ pub fn make_description(
     held: &[Combo],
     index: usize,
 ) -> (DescriptionTrace, RgbImage) {
+    // Stream 4: the splits use 1..=3 (`split as u64 + 1`).
     let mut rng = Rng::stream(cfg.seed, 4, index as u64);
     let (object, prompt) = world::sample_description(held, cfg.wrap_prob, &mut rng);
     let scene = scene::render(object, cfg.image_size, cfg.distractor_prob, &mut rng);
