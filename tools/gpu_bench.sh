@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One-shot GPU benchmark, safeaware vs HF transformers + PyTorch, on one NVIDIA GPU (sized for an H100,
-# at most about 8 minutes). It uses the SmolVLM-256M-sized config with random weights:
+# at most about 9 minutes). It first runs `safeaware doctor --device cuda:0` (devices, HF parity on the
+# shipped fixtures, training steps against the CPU, timing; doctor.txt); a failed check
+# is reported and the benchmark still runs. Then, with the SmolVLM-256M-sized config and random weights:
 #   train-bf16  training step, B 8, T 512, bf16   (tokens/s, MFU)
 #   gen-b1      greedy generation, B 1, T 256, K 64, bf16 (new tokens/s)
 #   train-f32   training step, B 8, T 512, f32    (tokens/s, MFU)
@@ -19,9 +21,9 @@
 #   --run-timeout S    kill a single run after S seconds (default 180)        RUN_TIMEOUT
 #   --dry-run          print what would run, touch nothing
 #
-# Output goes to $OUT if that is set, else ./bench_out/. It is four files: nvidia-smi.txt (the card),
-# results.jsonl (one JSON line per run), results.md (the table) and results.log (the commands and their
-# stderr). If python cannot import torch and transformers and a wheel folder .whl/ exists, the wheels
+# Output goes to $OUT if that is set, else ./bench_out/. It is five files: nvidia-smi.txt (the card),
+# doctor.txt (the self-check), results.jsonl (one JSON line per run), results.md (the
+# table) and results.log (the commands and their stderr). If python cannot import torch and transformers and a wheel folder .whl/ exists, the wheels
 # are installed into /tmp/safeaware-bench-site first. If one side cannot run at all (no binary, or no
 # torch), the other side still runs and the script exits 1.
 # MFU = 6 * params * tokens/s / peak. The peak is dense BF16 / FP32 for the card nvidia-smi names:
@@ -75,6 +77,7 @@ if [[ "$DRY_RUN" == 1 ]]; then
   echo "# gpu_bench dry run: output to $OUT_DIR/"
   echo "nvidia-smi > $OUT_DIR/nvidia-smi.txt"
   echo "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit --format=csv >> $OUT_DIR/nvidia-smi.txt"
+  echo "$SAFEAWARE_BIN doctor --device cuda:0 --model $SMOL_MODEL > $OUT_DIR/doctor.txt"
   echo "# if '$PYTHON' cannot import torch+transformers and .whl/ exists:"
   echo "$PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/safeaware-bench-site .whl/*.whl"
   echo "# peaks for MFU from the GPU name (H100 SXM: 989 bf16 / 67 f32 TFLOP/s)"
@@ -104,6 +107,14 @@ esac
 export PEAK_BF16_TFLOPS=${PEAK_BF16_TFLOPS:-${PEAKS[0]}}
 export PEAK_F32_TFLOPS=${PEAK_F32_TFLOPS:-${PEAKS[1]}}
 note "MFU peaks: $PEAK_BF16_TFLOPS TFLOP/s bf16, $PEAK_F32_TFLOPS TFLOP/s f32"
+
+# ------------------------------------------------------------------------------------ self-check
+if [[ -x "$SAFEAWARE_BIN" ]]; then
+  note "safeaware doctor --device cuda:0"
+  "$SAFEAWARE_BIN" doctor --device cuda:0 --model "$SMOL_MODEL" > "$OUT_DIR/doctor.txt" 2>&1 \
+    || note "WARNING: doctor reported a failed check (see doctor.txt)"
+  cat "$OUT_DIR/doctor.txt" >&2
+fi
 
 # --------------------------------------------------------------------------------------- the sides
 ONLY=()

@@ -6,7 +6,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::Tensor;
+use burn::tensor::{Bool, Tensor};
 
 /// `[B, T, H * D]` → `[B, H, T, D]`.
 pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize, head_dim: usize) -> Tensor<B, 4> {
@@ -45,8 +45,11 @@ pub enum AttentionMask<B: Backend> {
     Causal,
     /// Additive bias `[B, H, Tq, Tk]`: 0 where a query may look, −∞ where it may not (padding,
     /// or causality under autodiff). Built once per forward pass and shared by every layer
-    /// (`StepLayout::mask` in `kv_cache.rs` says why it is a bias and not a `Bool` mask).
+    /// (`StepLayout::mask` in `kv_cache.rs` says why training gets a bias).
     Bias(Tensor<B, 4>),
+    /// Boolean mask `[B, H, Tq, Tk]`, true where a query may not look: padding (and causality)
+    /// in inference, a form GPU backends' flash-attention kernel accepts where a bias is not.
+    Masked(Tensor<B, 4, Bool>),
 }
 
 /// `softmax(q kᵀ / sqrt(D) + mask) v` for `q [B, H, Tq, D]`, `k`/`v [B, H, Tk, D]`.
@@ -58,17 +61,20 @@ pub fn scaled_dot_product<B: Backend>(
     v: Tensor<B, 4>,
     mask: &AttentionMask<B>,
 ) -> Tensor<B, 4> {
-    let (bias, is_causal) = match mask {
-        AttentionMask::Bidirectional => (None, false),
-        AttentionMask::Causal => (None, true),
-        AttentionMask::Bias(bias) => (Some(bias.clone()), false),
+    let (bool_mask, bias, is_causal) = match mask {
+        AttentionMask::Bidirectional => (None, None, false),
+        AttentionMask::Causal => (None, None, true),
+        AttentionMask::Bias(bias) => (None, Some(bias.clone()), false),
+        AttentionMask::Masked(masked) => (Some(masked.clone()), None, false),
     };
+    // The default scale (1/√D) and no softcap: with no bias either, this is the form that
+    // GPU backends hand to their flash-attention kernel (burn-cubecl falls back otherwise).
     let options = AttentionModuleOptions {
         scale: None,
         softcap: None,
         is_causal,
     };
-    attention(q, k, v, None, bias, options)
+    attention(q, k, v, bool_mask, bias, options)
 }
 
 /// Grouped-query attention: [`scaled_dot_product`] for `q [B, H, Tq, D]` over `k`/`v
@@ -99,6 +105,13 @@ pub fn grouped_query_attention<B: Backend>(
         AttentionMask::Bidirectional | AttentionMask::Causal => AttentionMask::Bidirectional,
         AttentionMask::Bias(bias) => {
             AttentionMask::Bias(bias.clone().reshape([batch, kv_heads, folded_rows, seq_k]))
+        }
+        AttentionMask::Masked(masked) => {
+            AttentionMask::Masked(
+                masked
+                    .clone()
+                    .reshape([batch, kv_heads, folded_rows, seq_k]),
+            )
         }
     };
     let q = q.reshape([batch, kv_heads, folded_rows, head_dim]);

@@ -72,6 +72,14 @@ pub enum ModelError {
         /// `tiles * tokens_per_tile`.
         expected: usize,
     },
+    /// A parity fixture folder is missing a file or holds inconsistent data.
+    #[error("parity fixture `{path}`: {message}")]
+    Fixture {
+        /// The folder or file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// An input tensor has the wrong shape or content.
     #[error("input `{name}`: {message}")]
     Input {

@@ -72,11 +72,15 @@ impl<B: Backend> KvCache<B> {
             let first_pad = row.iter().position(|&v| !v);
             first_pad.is_some_and(|p| row[p..].iter().any(|&v| v))
         });
+        // A padding query sees itself (only), so that no row is fully masked: flash kernels
+        // lack the decomposed softmax's guard for such rows and would return NaN there, which
+        // reaches real rows through the next layer (0 · NaN). Real queries never see padding.
         let padding_mask = padding_visible.then(|| {
             let mut mask = Vec::with_capacity(new_valid.len() * seq * key_len);
             for row in &self.key_valid {
                 for i in 0..seq {
-                    mask.extend((0..key_len).map(|j| !row[j] || j > past + i));
+                    let query = past + i;
+                    mask.extend((0..key_len).map(|j| j > query || (!row[j] && j != query)));
                 }
             }
             mask
@@ -111,13 +115,13 @@ impl StepLayout {
     /// The attention mask of this step for `heads` query heads, built once per forward pass and
     /// shared by every layer.
     ///
-    /// Without visible padding, a backend without autodiff gets [`AttentionMask::Causal`], which
-    /// its attention kernel applies natively. Otherwise the mask is one contiguous
-    /// [`AttentionMask::Bias`] `[B, heads, T, key_len]`: under autodiff Burn's attention is its
-    /// decomposed fallback, which for `is_causal` or a `Bool` mask builds (causal), expands and
-    /// copies a `[B, H, T, key_len]` mask and `mask_fill`s the scores in every layer, then
-    /// `mask_fill`s their gradient in the backward; a full-shape bias is one in-place add per
-    /// layer and no backward work. The values are the same: `s + 0 = s`, `s + (−∞) = −∞`.
+    /// Without autodiff (evaluation, generation) the mask takes the form GPU backends run with
+    /// their flash-attention kernel: [`AttentionMask::Causal`] without visible padding, else an
+    /// [`AttentionMask::Masked`] boolean mask. Under autodiff Burn's attention is its decomposed
+    /// fallback, which for `is_causal` or a `Bool` mask builds (causal), expands and copies a
+    /// `[B, H, T, key_len]` mask and `mask_fill`s the scores in every layer, then `mask_fill`s
+    /// their gradient in the backward; a full-shape [`AttentionMask::Bias`] is one in-place add
+    /// per layer and no backward work. The values are the same: `s + 0 = s`, `s + (−∞) = −∞`.
     pub fn mask<B: Backend>(
         &self,
         batch: usize,
@@ -125,34 +129,36 @@ impl StepLayout {
         seq: usize,
         device: &B::Device,
     ) -> AttentionMask<B> {
-        if self.padding_mask.is_none() && !B::ad_enabled(device) {
+        let inference = !B::ad_enabled(device);
+        if self.padding_mask.is_none() && inference {
             return AttentionMask::Causal;
         }
         let (key_len, tile) = (self.key_len, seq * self.key_len);
         let past = key_len - seq;
         let causal = |index: usize| index % key_len > past + index / key_len;
-        let mut bias = Vec::with_capacity(batch * heads * tile);
-        for row in 0..batch {
-            let start = bias.len();
-            bias.extend((0..tile).map(|index| {
-                let masked = match &self.padding_mask {
-                    Some(mask) => mask[row * tile + index],
-                    None => causal(index),
-                };
-                if masked {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            }));
-            for _ in 1..heads {
-                bias.extend_from_within(start..start + tile);
-            }
+        let masked: Vec<bool> = (0..batch * tile)
+            .map(|index| match &self.padding_mask {
+                Some(mask) => mask[index],
+                None => causal(index % tile),
+            })
+            .collect();
+        // One copy of each row's tile per head.
+        let per_head = |values: &[bool]| -> Vec<bool> {
+            values
+                .chunks(tile)
+                .flat_map(|row| (0..heads).flat_map(move |_| row.iter().copied()))
+                .collect()
+        };
+        let shape = [batch, heads, seq, key_len];
+        if inference {
+            let data = TensorData::new(per_head(&masked), shape);
+            return AttentionMask::Masked(Tensor::from_data(data, device));
         }
-        AttentionMask::Bias(Tensor::from_data(
-            TensorData::new(bias, [batch, heads, seq, key_len]),
-            device,
-        ))
+        let bias: Vec<f32> = per_head(&masked)
+            .into_iter()
+            .map(|m| if m { f32::NEG_INFINITY } else { 0.0 })
+            .collect();
+        AttentionMask::Bias(Tensor::from_data(TensorData::new(bias, shape), device))
     }
 }
 
@@ -193,6 +199,53 @@ mod tests {
             .advance(&[vec![true], vec![true]])
             .padding_mask
             .is_some());
+    }
+
+    /// Without autodiff a left-padded step gets a boolean mask (the form flash kernels take):
+    /// real rows equal the additive-bias result exactly, and padding rows, which see only
+    /// themselves, stay finite.
+    #[test]
+    fn inference_mask_is_boolean_finite_and_matches_the_bias_on_real_rows() {
+        use crate::attention::scaled_dot_product;
+        use burn::tensor::Distribution;
+        let device = Default::default();
+        let (batch, heads, seq) = (2, 3, 4);
+        let layout = KvCache::<NdArray>::new(1, batch)
+            .advance(&[vec![false, false, true, true], vec![true; seq]]);
+        let masked = layout.mask::<NdArray>(batch, heads, seq, &device);
+        assert!(matches!(masked, AttentionMask::Masked(_)));
+        let bias = layout.padding_mask.as_ref().unwrap().iter().map(|&m| {
+            if m {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        });
+        let bias: Vec<f32> = bias
+            .collect::<Vec<_>>()
+            .chunks(seq * seq)
+            .flat_map(|row| row.repeat(heads))
+            .collect();
+        let bias = AttentionMask::Bias(Tensor::from_data(
+            TensorData::new(bias, [batch, heads, seq, seq]),
+            &device,
+        ));
+        let [q, k, v] = [0, 1, 2].map(|_| {
+            Tensor::<NdArray, 4>::random([batch, heads, seq, 8], Distribution::Default, &device)
+        });
+        let run = |mask| {
+            scaled_dot_product(q.clone(), k.clone(), v.clone(), &mask)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let (with_bool, with_bias) = (run(masked), run(bias));
+        assert!(with_bool.iter().all(|x| x.is_finite()));
+        // Row 0's first two queries are padding; everything else is real.
+        let real = |index: &usize| index / (heads * seq * 8) == 1 || index / 8 % seq >= 2;
+        for index in (0..with_bool.len()).filter(real) {
+            assert_eq!(with_bool[index], with_bias[index], "element {index}");
+        }
     }
 
     /// Under autodiff the mask is a shared additive bias; outputs and gradients are exactly

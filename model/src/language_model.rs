@@ -96,7 +96,17 @@ pub struct LlamaMlp<B: Backend> {
 }
 
 impl<B: Backend> LlamaMlp<B> {
+    /// `x [B, T, D]`. A one-token step of a batch (decoding) runs as `[B, D]` rows: Burn 0.21's
+    /// kernel fusion (wgpu, cuda) computes `x + down(silu(gate(x)) · up(x))` wrongly for
+    /// `[B > 1, 1, D]` inputs, and right for `[1, B, D]` (checked against the CPU in the GPU test
+    /// suite). Longer steps keep the 3-d form, whose weight gradients training was tuned with.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, seq, width] = x.dims();
+        if seq == 1 && batch > 1 {
+            return self
+                .forward(x.reshape([1, batch, width]))
+                .reshape([batch, 1, width]);
+        }
         let gate = silu(self.gate_proj.forward(x.clone()));
         self.down_proj.forward(gate * self.up_proj.forward(x))
     }

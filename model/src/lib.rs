@@ -6,7 +6,7 @@
 //! [`connector`] (pixel shuffle + projection), [`language_model`] (Llama, with [`rope`] and
 //! [`attention`]), [`vision_language_model`] (the whole model), [`loss`], [`kv_cache`],
 //! [`sampling`], [`generation`], [`weights`] (the HF name mapping, load/save), [`init`],
-//! [`params`], [`summary`] (what `safeaware inspect` prints).
+//! [`params`], [`parity`] (HF parity fixtures), [`summary`] (what `safeaware inspect` prints).
 
 pub mod attention;
 pub mod config;
@@ -19,6 +19,7 @@ pub mod kv_cache;
 pub mod language_model;
 pub mod loss;
 pub mod params;
+pub mod parity;
 pub mod rope;
 pub mod safetensors_io;
 pub mod sampling;

@@ -26,7 +26,9 @@ use rand::{Rng, SeedableRng};
 use safeaware_model::{
     Decoding, GenerationConfig, Idefics3, Idefics3Config, ParamCounts, VlmInput, IGNORE_INDEX,
 };
-use safeaware_trainer::backend::{run_on, BackendTask, DeviceSpec};
+use safeaware_trainer::backend::guard::guarded;
+use safeaware_trainer::backend::probe::cpu_name;
+use safeaware_trainer::backend::{require, run_on, BackendTask, DeviceSpec};
 use safeaware_trainer::grad_clip::clip_grad_norm;
 use safeaware_trainer::preset;
 use serde_json::{json, Value};
@@ -320,19 +322,6 @@ fn gpu_process_mem_mib() -> Option<f64> {
         })
 }
 
-/// The CPU model from /proc/cpuinfo.
-pub fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 /// Threads of this process right now (rayon workers included).
 pub fn os_threads() -> Option<usize> {
     std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
@@ -416,15 +405,16 @@ fn run_train<B: AutodiffBackend>(
         slot = Some(optim.step(LR, model, grads));
         Ok(())
     })?;
-    let value = |t: &Tensor<B::InnerBackend, 1>| -> f64 { t.clone().into_scalar().elem() };
-    let (first, last) = (
-        value(&losses[0]),
-        value(losses.last().expect("one step at least")),
-    );
+    let losses: Vec<f64> = losses
+        .iter()
+        .map(|t| t.clone().into_scalar().elem())
+        .collect();
+    let (first, last) = (losses[0], *losses.last().expect("one step at least"));
     ensure!(last.is_finite(), "training loss is not finite ({last})");
     let mut extra = serde_json::Map::new();
     extra.insert("loss_first".into(), json!(first));
     extra.insert("loss_last".into(), json!(last));
+    extra.insert("losses".into(), json!(losses));
     extra.insert("grad_norm_last".into(), json!(norms.last()));
     Ok(Timings {
         times,
@@ -507,7 +497,13 @@ pub fn run(spec: &BenchSpec) -> Result<Value> {
     };
     let timings = match (spec.dtype, spec.device) {
         (Dtype::F32, device) => run_on(device, task)?,
-        (Dtype::Bf16, DeviceSpec::Cuda(index)) => run_cuda_bf16(task, index)?,
+        (Dtype::Bf16, device @ DeviceSpec::Cuda(index)) => {
+            require(device)?;
+            guarded(
+                || format!("work on {device}"),
+                || run_cuda_bf16(task, index),
+            )??
+        }
         (Dtype::Bf16, _) => unreachable!("validate() rejects bf16 off CUDA"),
     };
     Ok(report(spec, &timings))
@@ -520,8 +516,8 @@ fn run_cuda_bf16<T: BackendTask>(task: T, index: usize) -> Result<T::Output> {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn run_cuda_bf16<T: BackendTask>(_task: T, index: usize) -> Result<T::Output> {
-    bail!("device `cuda:{index}` needs the `cuda` backend, but this binary was built without it; rebuild with `cargo build --release --features cuda`")
+fn run_cuda_bf16<T: BackendTask>(_task: T, _index: usize) -> Result<T::Output> {
+    unreachable!("require() refuses cuda in a binary built without it")
 }
 
 fn report(spec: &BenchSpec, t: &Timings) -> Value {

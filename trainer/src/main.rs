@@ -4,8 +4,12 @@
 
 mod bench;
 mod commands;
+mod doctor;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use safeaware_trainer::backend::is_device_error;
 
 #[derive(Parser)]
 #[command(
@@ -34,16 +38,38 @@ enum Command {
     Recipe(commands::recipe::RecipeCommand),
     /// Time training or generation on synthetic inputs (compare with tools/torch_reference.py).
     Bench(commands::bench::BenchArgs),
+    /// Check a machine: backends, devices, HF parity, training against the CPU, speed.
+    Doctor(commands::doctor::DoctorArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command. A device that is missing or failed (no driver, no adapter, an index out of
+/// range, a device lost mid-run) is one paragraph on stderr and exit status 2; other errors
+/// print with their causes and exit with status 1.
+fn main() -> ExitCode {
+    safeaware_trainer::backend::probe::quiet_headless_vulkan();
+    safeaware_trainer::backend::guard::install_panic_hook();
     let cli = Cli::parse();
-    match cli.command {
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_device_error(&err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("Error: {err:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Eval(args) => commands::eval::run(*args),
         Command::Train(args) => commands::train::run(args),
         Command::Recipe(cmd) => commands::recipe::run(cmd),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Doctor(args) => commands::doctor::run(args),
     }
 }

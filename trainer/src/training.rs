@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use safeaware_data::processor::Processor;
 use safeaware_model::{FloatDtype, Idefics3};
 
+use crate::backend::guard::guarded;
 use crate::backend::BackendTask;
 use crate::batching::collate;
 use crate::checkpoint::{latest_checkpoint, prune_checkpoints, write_checkpoint, write_final};
@@ -62,15 +63,21 @@ pub struct TrainJob {
 /// in the middle of a checkpoint deterministically. Not meant for normal use.
 pub const CHECKPOINT_DELAY_ENV: &str = "SAFEAWARE_CHECKPOINT_DELAY_MS";
 
-/// The [`CHECKPOINT_DELAY_ENV`] delay: `Ok(None)` when unset, an error when not a number.
-fn checkpoint_delay() -> Result<Option<Duration>> {
-    match std::env::var(CHECKPOINT_DELAY_ENV) {
+/// Crash-test hook: when this environment variable holds a step number, the backend "fails"
+/// (panics) at the start of that step, as a GPU lost in the middle of a run would, so a test
+/// can check that the run ends with an error naming the step and stays resumable. Not meant for
+/// normal use.
+pub const FAIL_AT_STEP_ENV: &str = "SAFEAWARE_FAIL_AT_STEP";
+
+/// The number in environment variable `name`: `Ok(None)` when unset, an error when not a number.
+fn env_number(name: &str, what: &str) -> Result<Option<u64>> {
+    match std::env::var(name) {
         Err(std::env::VarError::NotPresent) => Ok(None),
         Ok(v) => match v.trim().parse::<u64>() {
-            Ok(ms) => Ok(Some(Duration::from_millis(ms))),
-            Err(_) => bail!("{CHECKPOINT_DELAY_ENV}={v:?}: expected a number of milliseconds"),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => bail!("{name}={v:?}: expected {what}"),
         },
-        Err(e) => bail!("{CHECKPOINT_DELAY_ENV}: {e}"),
+        Err(e) => bail!("{name}: {e}"),
     }
 }
 
@@ -132,7 +139,9 @@ fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
 pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<TrainOutcome> {
     let recipe = &job.recipe;
     let run = &job.run_dir;
-    let checkpoint_delay = checkpoint_delay()?;
+    let checkpoint_delay =
+        env_number(CHECKPOINT_DELAY_ENV, "a number of milliseconds")?.map(Duration::from_millis);
+    let fail_at_step = env_number(FAIL_AT_STEP_ENV, "a step number")?;
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
     let resume_from = if job.resume {
         let Some(ckpt) = latest_checkpoint(run)? else {
@@ -284,43 +293,58 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
             state.data_position += 1;
         }
         let targets: usize = micro.iter().flatten().map(|e| e.target_tokens()).sum();
-        let mut accumulator = GradientsAccumulator::<Idefics3<B>>::new();
-        let mut step_loss = 0.0;
-        for batch in &micro {
-            let batch = collate::<B>(batch, pad_id, device);
-            let loss = model
-                .forward_loss(&batch.input, &batch.labels)
-                .with_context(|| format!("step {step}: forward"))?;
-            let scaled = loss.sum / targets.max(1) as f64;
-            let value: f64 = scaled.clone().into_scalar().elem();
-            if !value.is_finite() {
-                bail!(
-                    "step {step}: the loss is {value}; stopping (the last good checkpoint is kept in {})",
-                    run.display()
-                );
-            }
-            step_loss += value;
-            let grads = GradientsParams::from_grads(scaled.backward(), &model);
-            accumulator.accumulate(&model, grads);
-            window_tokens += batch.tokens;
-            window_images += batch.images;
-        }
-        let mut grads = accumulator.grads();
-        let grad_norm = if o.grad_clip > 0.0 {
-            let outcome = clip_grad_norm(&model, &mut grads, o.grad_clip)?;
-            if !outcome.total_norm.is_finite() {
-                bail!("step {step}: the gradient norm is {}; stopping (the last good checkpoint is kept)", outcome.total_norm);
-            }
-            outcome.total_norm
-        } else {
-            crate::grad_clip::global_grad_norm(&model, &grads)?
-        };
         let factor = schedule.factor(state.step);
-        for (part, part_grads) in split_grads_by_part(&model, grads) {
-            if t.trains(part) {
-                model = optim.step(o.lr(part) * factor, model, part_grads);
-            }
-        }
+        let fail_here = fail_at_step == Some(step);
+        // A panic in the backend (a GPU lost mid-step) ends the run with an error naming the
+        // step; the last checkpoint on disk is complete and resumable.
+        let stepped = guarded(
+            || format!("step {step} on {}", t.device),
+            || -> Result<_> {
+                let mut model = model;
+                if fail_here {
+                    panic!("{FAIL_AT_STEP_ENV}: simulated device loss");
+                }
+                let mut accumulator = GradientsAccumulator::<Idefics3<B>>::new();
+                let mut step_loss = 0.0;
+                for batch in &micro {
+                    let batch = collate::<B>(batch, pad_id, device);
+                    let loss = model
+                        .forward_loss(&batch.input, &batch.labels)
+                        .with_context(|| format!("step {step}: forward"))?;
+                    let scaled = loss.sum / targets.max(1) as f64;
+                    let value: f64 = scaled.clone().into_scalar().elem();
+                    if !value.is_finite() {
+                        bail!(
+                        "step {step}: the loss is {value}; stopping (the last good checkpoint is kept in {})",
+                        run.display()
+                    );
+                    }
+                    step_loss += value;
+                    let grads = GradientsParams::from_grads(scaled.backward(), &model);
+                    accumulator.accumulate(&model, grads);
+                    window_tokens += batch.tokens;
+                    window_images += batch.images;
+                }
+                let mut grads = accumulator.grads();
+                let grad_norm = if o.grad_clip > 0.0 {
+                    let outcome = clip_grad_norm(&model, &mut grads, o.grad_clip)?;
+                    if !outcome.total_norm.is_finite() {
+                        bail!("step {step}: the gradient norm is {}; stopping (the last good checkpoint is kept)", outcome.total_norm);
+                    }
+                    outcome.total_norm
+                } else {
+                    crate::grad_clip::global_grad_norm(&model, &grads)?
+                };
+                for (part, part_grads) in split_grads_by_part(&model, grads) {
+                    if t.trains(part) {
+                        model = optim.step(o.lr(part) * factor, model, part_grads);
+                    }
+                }
+                Ok((model, step_loss, grad_norm))
+            },
+        );
+        let (stepped_model, step_loss, grad_norm) = stepped??;
+        model = stepped_model;
         state.step = step;
         state.schedule_step = step;
         state.tokens_seen += window_tokens as u64;

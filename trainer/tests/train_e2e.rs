@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::text;
-use safeaware_trainer::training::CHECKPOINT_DELAY_ENV;
+use safeaware_trainer::training::{CHECKPOINT_DELAY_ENV, FAIL_AT_STEP_ENV};
 use serde_json::Value;
 
 /// Overrides that shrink the quickstart recipe to a few seconds of training.
@@ -110,7 +110,8 @@ impl Train {
         c.arg("train")
             .args(&self.args)
             .env("RUST_BACKTRACE", "0")
-            .env_remove(CHECKPOINT_DELAY_ENV);
+            .env_remove(CHECKPOINT_DELAY_ENV)
+            .env_remove(FAIL_AT_STEP_ENV);
         for (k, v) in &self.envs {
             c.env(k, v);
         }
@@ -549,6 +550,40 @@ fn a_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() 
         metric_steps(&run).iter().all(|&s| s < step),
         "the failed step was logged"
     );
+}
+
+/// A backend that fails in the middle of a run (as a GPU lost to a driver reset does, by a
+/// panic in Burn's runtime) ends it with one error naming the step and exit status 2; the last
+/// checkpoint resumes to the end.
+#[test]
+fn a_device_lost_mid_run_names_the_step_and_the_last_checkpoint_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = Train::fresh(&run)
+        .no_eval()
+        .env(FAIL_AT_STEP_ENV, "4")
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("step 4 on cpu stopped: the backend failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("simulated device loss"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    assert!(!run.join("final").exists());
+    assert_eq!(latest(&run), "step_2");
+    assert!(
+        metric_steps(&run).iter().all(|&s| s < 4),
+        "the failed step was logged"
+    );
+
+    Train::resume(&run).no_eval().ok();
+    assert_eq!(state(&ckpt(&run, 6))["step"], 6);
+    assert!(run.join("final/model.safetensors").is_file());
 }
 
 #[test]

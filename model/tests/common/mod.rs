@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Int, Tensor, TensorData};
 use safeaware_model::{Idefics3Config, VlmInput};
-use safetensors::tensor::{Dtype, SafeTensors};
 use serde_json::json;
 
 /// The CPU backend the tests run on.
@@ -51,98 +50,12 @@ pub fn parity_fixtures() -> Vec<PathBuf> {
     folders
 }
 
-/// A tensor read from a safetensors file: shape and values (floats as f32, ints as i64).
-pub enum Read {
-    /// Float data.
-    F32(Vec<usize>, Vec<f32>),
-    /// Integer data.
-    I64(Vec<usize>, Vec<i64>),
-}
+#[allow(unused_imports)]
+pub use safeaware_model::parity::{max_abs_diff, read_f32};
 
-/// Reads tensor `name` of `path`, failing with a message naming both.
-pub fn read_tensor(path: &Path, name: &str) -> Result<Read, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e:?}", path.display()))?;
-    let view = st
-        .tensor(name)
-        .map_err(|e| format!("{}: tensor `{name}`: {e:?}", path.display()))?;
-    let shape = view.shape().to_vec();
-    let data = view.data();
-    match view.dtype() {
-        Dtype::F32 => Ok(Read::F32(
-            shape,
-            data.chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
-        )),
-        Dtype::I64 => Ok(Read::I64(
-            shape,
-            data.chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
-        )),
-        other => Err(format!(
-            "{}: tensor `{name}` has unexpected dtype {other:?}",
-            path.display()
-        )),
-    }
-}
-
-/// Reads a float tensor.
-pub fn read_f32(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
-    match read_tensor(path, name)? {
-        Read::F32(shape, values) => Ok((shape, values)),
-        Read::I64(..) => Err(format!("{}: `{name}` should be f32", path.display())),
-    }
-}
-
-/// Reads an integer tensor.
-pub fn read_i64(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<i64>), String> {
-    match read_tensor(path, name)? {
-        Read::I64(shape, values) => Ok((shape, values)),
-        Read::F32(..) => Err(format!("{}: `{name}` should be i64", path.display())),
-    }
-}
-
-/// A fixture's inputs as a model batch. Tiles are flattened in batch order; all-zero tiles
-/// (HF's padding images) are dropped as HF drops them.
+/// A fixture's inputs as a CPU batch ([`safeaware_model::parity::fixture_input`]).
 pub fn fixture_input(folder: &Path, device: &Device) -> Result<VlmInput<Cpu>, String> {
-    let path = folder.join("inputs.safetensors");
-    let (id_shape, ids) = read_i64(&path, "input_ids")?;
-    let (mask_shape, mask) = read_i64(&path, "attention_mask")?;
-    let (pix_shape, pixels) = read_f32(&path, "pixel_values")?;
-    if id_shape.len() != 2
-        || mask_shape != id_shape
-        || pix_shape.len() != 5
-        || pix_shape[0] != id_shape[0]
-    {
-        return Err(format!(
-            "{}: inconsistent shapes {id_shape:?} {mask_shape:?} {pix_shape:?}",
-            path.display()
-        ));
-    }
-    let tile: usize = pix_shape[2..].iter().product();
-    let kept: Vec<f32> = pixels
-        .chunks(tile)
-        .filter(|t| t.iter().any(|&v| v != 0.0))
-        .flatten()
-        .copied()
-        .collect();
-    let tiles = kept.len() / tile;
-    let shape = [id_shape[0], id_shape[1]];
-    Ok(VlmInput {
-        input_ids: Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, shape), device),
-        attention_mask: Some(Tensor::<Cpu, 2, Int>::from_data(
-            TensorData::new(mask, shape),
-            device,
-        )),
-        pixel_values: (tiles > 0).then(|| {
-            Tensor::from_data(
-                TensorData::new(kept, [tiles, pix_shape[2], pix_shape[3], pix_shape[4]]),
-                device,
-            )
-        }),
-    })
+    safeaware_model::parity::fixture_input(folder, device).map_err(|e| e.to_string())
 }
 
 /// A tiny config: GQA text model, 2×2 image tokens per 16-px tile, image token id 60.
@@ -179,15 +92,6 @@ pub fn tiny_pixels(tiles: usize, seed: u32, device: &Device) -> Tensor<Cpu, 4> {
 /// Row-major f32 values of a tensor.
 pub fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
-}
-
-/// Largest absolute difference between two equally long slices.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// The rows of an int tensor `[B, T]`.

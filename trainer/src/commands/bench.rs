@@ -123,7 +123,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 /// Sizes the CPU backend's thread pool. Burn's flex backend (and gemm under it) runs on rayon's
 /// global pool, which reads RAYON_NUM_THREADS once, when first used: this must run before any
 /// tensor work, and it does (nothing touches a tensor before the subcommand starts).
-fn configure_threads(requested: Option<usize>) -> Result<usize> {
+pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
     let from_env = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

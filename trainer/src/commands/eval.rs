@@ -22,7 +22,7 @@ use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
 use safeaware_eval::verdict::Parser;
 use safeaware_model::Idefics3;
-use safeaware_trainer::backend::{run_on, BackendTask, DeviceSpec};
+use safeaware_trainer::backend::{require, run_on, BackendTask, DeviceSpec};
 
 /// `safeaware eval [flags]` or `safeaware eval compare <results.json>...`.
 #[derive(clap::Args)]
@@ -160,6 +160,10 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
 }
 
 fn run_eval(a: RunArgs) -> anyhow::Result<()> {
+    // A local model runs on a device: a missing GPU is an error before anything is read or written.
+    if a.model.is_some() || a.checkpoint.is_some() {
+        require(a.device)?;
+    }
     let Some(spec) = a.benchmark.as_deref() else {
         bail!("--benchmark is required (mmsafeaware:<dir> or jsonl:<file>)")
     };

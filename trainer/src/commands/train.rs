@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safeaware_data::benchmark::Benchmark;
-use safeaware_trainer::backend::{run_on, BackendTask, DeviceSpec};
+use safeaware_trainer::backend::{require, run_on, BackendTask, DeviceSpec};
 use safeaware_trainer::evaluation::{self, EvalPlan};
 use safeaware_trainer::recipe::{load_recipe, RESOLVED_RECIPE_FILE};
 use safeaware_trainer::training::TrainJob;
@@ -57,6 +57,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         (Some(path), None) => {
             let loaded = load_recipe(path, &args.set)?;
             let run_dir = args.out.clone().unwrap_or_else(|| loaded.run_dir());
+            // A missing GPU is an error before anything is written.
+            require(loaded.recipe.train.device)?;
             std::fs::create_dir_all(&run_dir)
                 .with_context(|| format!("creating {}", run_dir.display()))?;
             let mut recipe = loaded.recipe.clone();

@@ -2,7 +2,11 @@
 //!
 //! Burn code is generic over the backend type; the binary picks the concrete backend from the
 //! `--device` string. Each backend exists only when its cargo feature (`cpu`, `cuda`, `wgpu`) was
-//! enabled, and asking for a missing one is a clear error rather than a silent fallback.
+//! enabled, and asking for a missing one is a clear error rather than a silent fallback. A GPU
+//! device is probed first ([`probe`]), so a missing driver or adapter is an error, not a panic.
+
+pub mod guard;
+pub mod probe;
 
 use std::fmt;
 use std::str::FromStr;
@@ -69,13 +73,35 @@ pub trait BackendTask {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
 }
 
-/// Runs `task` on the backend that serves `spec`, or fails if this binary lacks that backend.
+/// Runs `task` on the backend that serves `spec`, or fails if this binary lacks that backend
+/// or the device does not answer its probe (a [`probe::DeviceUnavailable`] error).
+///
+/// On a GPU, a panic while the task runs (a device lost in the middle) is a
+/// [`guard::DeviceFailure`]; on the CPU a panic is a bug and stays one.
 pub fn run_on<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output> {
+    require(spec)?;
     match spec {
         DeviceSpec::Cpu => run_cpu(task),
-        DeviceSpec::Cuda(index) => run_cuda(task, index),
-        DeviceSpec::Wgpu => run_wgpu(task),
+        DeviceSpec::Cuda(index) => {
+            guard::guarded(|| format!("work on {spec}"), || run_cuda(task, index))?
+        }
+        DeviceSpec::Wgpu => guard::guarded(|| format!("work on {spec}"), || run_wgpu(task))?,
     }
+}
+
+/// Whether `err` is the device's fault (unavailable, or failed while working): the binary
+/// exits with status 2 for these.
+pub fn is_device_error(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.is::<probe::DeviceUnavailable>() || cause.is::<guard::DeviceFailure>())
+}
+
+/// Probes a GPU device (the CPU needs no probe); the error is a [`probe::DeviceUnavailable`].
+pub fn require(spec: DeviceSpec) -> Result<()> {
+    if spec != DeviceSpec::Cpu {
+        probe::probe(spec)?;
+    }
+    Ok(())
 }
 
 #[cfg(feature = "cpu")]
@@ -86,7 +112,7 @@ fn run_cpu<T: BackendTask>(task: T) -> Result<T::Output> {
 
 #[cfg(not(feature = "cpu"))]
 fn run_cpu<T: BackendTask>(_task: T) -> Result<T::Output> {
-    not_built("cpu", "cpu")
+    not_built(DeviceSpec::Cpu, "cpu")
 }
 
 #[cfg(feature = "cuda")]
@@ -97,7 +123,7 @@ fn run_cuda<T: BackendTask>(task: T, index: usize) -> Result<T::Output> {
 
 #[cfg(not(feature = "cuda"))]
 fn run_cuda<T: BackendTask>(_task: T, index: usize) -> Result<T::Output> {
-    not_built(&format!("cuda:{index}"), "cuda")
+    not_built(DeviceSpec::Cuda(index), "cuda")
 }
 
 #[cfg(feature = "wgpu")]
@@ -108,15 +134,12 @@ fn run_wgpu<T: BackendTask>(task: T) -> Result<T::Output> {
 
 #[cfg(not(feature = "wgpu"))]
 fn run_wgpu<T: BackendTask>(_task: T) -> Result<T::Output> {
-    not_built("wgpu", "wgpu")
+    not_built(DeviceSpec::Wgpu, "wgpu")
 }
 
 #[allow(dead_code)]
-fn not_built<O>(device: &str, feature: &str) -> Result<O> {
-    bail!(
-        "device `{device}` needs the `{feature}` backend, but this binary was built without it; \
-         rebuild with `cargo build --release --features {feature}`"
-    )
+fn not_built<O>(spec: DeviceSpec, feature: &str) -> Result<O> {
+    Err(probe::not_built(spec, feature).into())
 }
 
 #[cfg(test)]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command (README, and CI through .ci/run): installs a software Vulkan GPU when the
+# machine has no Vulkan driver (tools/install_software_gpu.sh), then runs every test in release,
+# with the wgpu and cuda backends built in: the CPU suites, the wgpu suite (parity, training and
+# evaluation against the CPU on the Vulkan device) and the missing-driver/adapter checks.
+# Extra arguments go to `cargo test` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install_software_gpu.sh
+exec cargo test --release --workspace --features safeaware-trainer/wgpu,safeaware-trainer/cuda "$@"
