@@ -307,4 +307,7 @@ fn print_summary(r: &Results) {
             pct(m.total)
         );
     }
+    if let Some(line) = r.parser_disagreement.report_line() {
+        println!("{line}");
+    }
 }
