@@ -24,14 +24,11 @@ fn write_inputs(dir: &Path) {
     std::fs::write(dir.join("responses.jsonl"), responses.join("\n")).unwrap();
 }
 
-#[test]
-fn responses_run_then_compare() {
-    let dir = tempfile::tempdir().unwrap();
-    write_inputs(dir.path());
-    let bench = format!("jsonl:{}", dir.path().join("bench.jsonl").display());
-    let responses = dir.path().join("responses.jsonl");
-    let out = dir.path().join("run");
-    let run = safeaware(&[
+/// `safeaware eval` of `dir/responses.jsonl` on `dir/bench.jsonl` into `out`.
+fn score_responses(dir: &Path, out: &Path) -> std::process::Output {
+    let bench = format!("jsonl:{}", dir.join("bench.jsonl").display());
+    let responses = dir.join("responses.jsonl");
+    safeaware(&[
         "eval",
         "--benchmark",
         &bench,
@@ -41,7 +38,15 @@ fn responses_run_then_compare() {
         out.to_str().unwrap(),
         "--progress",
         "quiet",
-    ]);
+    ])
+}
+
+#[test]
+fn responses_run_then_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let out = dir.path().join("run");
+    let run = score_responses(dir.path(), &out);
     assert!(run.status.success(), "{}", text(&run));
     let stdout = text(&run);
     assert!(
@@ -86,20 +91,8 @@ fn the_summary_says_why_the_parsers_disagree() {
     }
     std::fs::write(dir.path().join("bench.jsonl"), bench.join("\n")).unwrap();
     std::fs::write(dir.path().join("responses.jsonl"), responses.join("\n")).unwrap();
-    let bench = format!("jsonl:{}", dir.path().join("bench.jsonl").display());
-    let responses = dir.path().join("responses.jsonl");
     let out = dir.path().join("run");
-    let run = safeaware(&[
-        "eval",
-        "--benchmark",
-        &bench,
-        "--responses",
-        responses.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--progress",
-        "quiet",
-    ]);
+    let run = score_responses(dir.path(), &out);
     assert!(run.status.success(), "{}", text(&run));
     let line = "Parsers disagree on 6 of 6 items; main cause: the authors' rule found no 'yes' in \
                 the verdict 'safe' in 5 answers";
