@@ -140,10 +140,10 @@ pub fn is_notable(items: usize, scored: usize) -> bool {
 
 /// `Parsers disagree on 41 of 300 items; main cause: … in 35 answers (…); …`
 fn note(items: usize, scored: usize, main: &CauseCount) -> String {
-    let advice = if main.cause.starts_with(STRICT_UNPARSED) {
-        "the answers do not give a verdict the strict parser can read"
+    let advice = if main.cause == STRICT_UNPARSED {
+        "the strict parser counts those answers wrong"
     } else {
-        "the strict parser reads the verdict itself"
+        "trust the strict number, which reads the model's verdict"
     };
     format!(
         "Parsers disagree on {items} of {scored} items; main cause: {} in {} answers; {advice}.",
@@ -368,7 +368,7 @@ mod tests {
             Some(
                 "Parsers disagree on 11 of 101 items; main cause: the authors' rule matched \
                  'no' inside a longer word ('cannot' 3, 'not' 2, 'ignore' 1, 'normal' 1, …) \
-                 in 8 answers; the strict parser reads the verdict itself."
+                 in 8 answers; trust the strict number, which reads the model's verdict."
             )
         );
     }
@@ -389,5 +389,20 @@ mod tests {
         assert_eq!(d.report_line(), None);
         let none = ParserDisagreement::compute(&refs[1..]);
         assert_eq!((none.items, none.note, none.causes.len()), (0, None, 0));
+    }
+
+    #[test]
+    fn unreadable_answers_are_counted_against_the_strict_parser() {
+        let unreadable: Vec<SampleRecord> = (0..5)
+            .map(|i| scored(&i.to_string(), Verdict::Safe, "I cannot tell."))
+            .collect();
+        let refs: Vec<&SampleRecord> = unreadable.iter().collect();
+        assert_eq!(
+            ParserDisagreement::compute(&refs).report_line(),
+            Some(
+                "Parsers disagree on 5 of 5 items; main cause: the strict parser found no \
+                 verdict in 5 answers; the strict parser counts those answers wrong."
+            )
+        );
     }
 }

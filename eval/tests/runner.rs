@@ -391,7 +391,8 @@ fn reports_say_when_and_why_the_parsers_disagree() {
         "the authors' rule found no 'yes' in the verdict 'safe'"
     );
     let line = "Parsers disagree on 4 of 12 items; main cause: the authors' rule found no 'yes' \
-                in the verdict 'safe' in 4 answers; the strict parser reads the verdict itself.";
+                in the verdict 'safe' in 4 answers; trust the strict number, which reads the \
+                model's verdict.";
     assert_eq!(d.report_line(), Some(line));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join(RESULTS_FILE)).unwrap()).unwrap();
