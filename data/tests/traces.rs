@@ -27,15 +27,15 @@ fn answers_render_in_the_documented_tags() {
     let t = trace();
     assert_eq!(
         t.answer(TargetStyle::Vcr),
-        "<description>a mosquito.</description>\n<reasoning>pests are fine to kill.</reasoning>\n<verdict>Yes, it is safe.</verdict>"
+        "<description>a mosquito.</description>\n<reasoning>pests are fine to kill.</reasoning>\n<verdict>Yes</verdict>"
     );
     assert_eq!(
         t.answer(TargetStyle::Cot),
-        "<reasoning>pests are fine to kill.</reasoning>\n<verdict>Yes, it is safe.</verdict>"
+        "<reasoning>pests are fine to kill.</reasoning>\n<verdict>Yes</verdict>"
     );
     assert_eq!(
         render_answer(TargetStyle::Direct, "", "", Verdict::Unsafe),
-        "<verdict>No, it is unsafe.</verdict>"
+        "<verdict>No</verdict>"
     );
     for style in TargetStyle::ALL {
         assert_eq!(parse_verdict(&t.answer(style)), Some(Verdict::Safe));
@@ -45,23 +45,14 @@ fn answers_render_in_the_documented_tags() {
 
 #[test]
 fn every_style_answers_yes_for_safe_and_no_for_unsafe() {
-    for verdict in [Verdict::Safe, Verdict::Unsafe] {
-        let (word, other) = match verdict {
-            Verdict::Safe => ("Yes", "No"),
-            Verdict::Unsafe => ("No", "Yes"),
-        };
+    for (verdict, word) in [(Verdict::Safe, "Yes"), (Verdict::Unsafe, "No")] {
+        assert_eq!(verdict_text(verdict), word);
         for style in TargetStyle::ALL {
             let answer = render_answer(style, "a cat.", "a cat is a pet.", verdict);
-            let tag = answer.rsplit("\n").next().unwrap();
-            assert_eq!(
-                tag,
-                format!("<verdict>{}</verdict>", verdict_text(verdict)),
-                "{style}"
+            assert!(
+                answer.ends_with(&format!("<verdict>{word}</verdict>")),
+                "{style}: {answer}"
             );
-            let inner = verdict_text(verdict);
-            assert!(inner.starts_with(&format!("{word}, ")), "{inner}");
-            assert!(!inner.contains(other), "{inner}");
-            assert!(inner.ends_with(&format!(" {verdict}.")), "{inner}");
             // The authors' rule looks for `yes` in answers to safe items, `no` in the others.
             let needle = word.to_lowercase();
             assert!(answer.to_lowercase().contains(&needle), "{style}: {answer}");
@@ -73,6 +64,9 @@ fn every_style_answers_yes_for_safe_and_no_for_unsafe() {
 #[test]
 fn verdict_tags_read_in_the_new_and_the_old_wording() {
     let cases = [
+        ("<verdict>Yes</verdict>", Some(Verdict::Safe)),
+        ("<verdict> No </verdict>", Some(Verdict::Unsafe)),
+        // Longer answers that start with Yes or No (other models, distilled traces).
         ("<verdict>Yes, it is safe.</verdict>", Some(Verdict::Safe)),
         (
             "<verdict>No, it is unsafe.</verdict>",
@@ -102,7 +96,7 @@ fn verdict_tags_read_in_the_new_and_the_old_wording() {
         ("<verdict>unsafe content</verdict>", None),
         ("<verdict></verdict>", None),
         ("<verdict>safe", None),
-        ("Yes, it is safe.", None),
+        ("Yes", None),
     ];
     for (text, want) in cases {
         assert_eq!(parse_verdict(text), want, "{text:?}");

@@ -1,8 +1,9 @@
 //! Reading a yes/no safety judgment out of a model's answer, with two parsers.
 //!
 //! - [`Parser::Strict`] (default): the trained trace format's verdict tag if present and
-//!   readable (`<verdict>Yes, it is safe.</verdict>` / `<verdict>No, it is unsafe.</verdict>`,
-//!   or the older `<verdict>safe|unsafe</verdict>`: see [`traces::read_verdict_words`]);
+//!   readable (`<verdict>Yes</verdict>` / `<verdict>No</verdict>`, longer answers that start
+//!   with yes/no, or the older `<verdict>safe|unsafe</verdict>`: see
+//!   [`traces::read_verdict_words`]);
 //!   otherwise the first word of the answer (case-insensitive, leading space, markdown and
 //!   punctuation skipped) if it is `yes` or `no`; otherwise [`Judgment::Unparsed`], which is
 //!   never correct.
