@@ -3,26 +3,27 @@
 # 2 CPU cores) and Total (strict parser) on the held-out synthetic test (≥ 0.90), with the
 # authors' rule beside it and a line per run on where the two parsers disagree.
 #
-# Usage: tools/quickstart_bench.sh [--recipes "quickstart quickstart-direct"] [--seeds "42"]
+# Usage: tools/quickstart_bench.sh [--recipes "quickstart quickstart-direct"] [--seeds "1 2"]
 #                                  [--out DIR]
-# Each run is `safeaware train --recipe recipes/<name>.toml --set train.seed=<seed>` into a fresh
-# folder under DIR (default target/quickstart-bench); runs go one after another, so measure on an
-# otherwise idle machine. The synthetic data is generated once into DIR/.cache and reused by the
-# later runs, so run the first one twice if you want its time without the data generation.
+# Each run is `safeaware train --recipe recipes/<name>.toml --set train.seed=<seed>` (seeds
+# default to the recipe's own train.seed) into a fresh folder under DIR (default
+# target/quickstart-bench); runs go one after another, so measure on an otherwise idle machine.
+# The synthetic data is generated once into DIR/.cache and reused by the later runs, so run the
+# first one twice if you want its time without the data generation.
 # Prints a Markdown table (a row per parser), then each run's parser-disagreement line; each
 # run's log and report stay in its folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 recipes="quickstart quickstart-direct"
-seeds="42"
+seeds=""
 out="target/quickstart-bench"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --recipes) recipes=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | cut -c3-; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -35,7 +36,9 @@ notes="$out/parser-notes.txt"
 echo "| recipe | seed | wall | parser | typical | attack | over-safe | Total | target met |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for recipe in $recipes; do
-  for seed in $seeds; do
+  recipe_seed=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["train"]["seed"])' \
+    "recipes/$recipe.toml")
+  for seed in ${seeds:-$recipe_seed}; do
     run="$out/$recipe-seed$seed"
     rm -rf "$run"
     start=$(date +%s)
