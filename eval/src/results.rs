@@ -1,6 +1,7 @@
 //! `results.json`: what was run (benchmark, source, prompt strategy, decoding, version), the
 //! counts, both parsers' metrics, where and why the parsers disagree, the per-scenario table,
-//! and the ids that were missing or failed. It is rewritten atomically as a run goes, so it is always a valid file.
+//! and the ids that were missing or failed. It is rewritten atomically as a run goes, so it is
+//! always a valid file.
 
 use std::collections::BTreeMap;
 use std::path::Path;

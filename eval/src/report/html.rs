@@ -1,5 +1,6 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, nothing fetched) with the same
-//! tables and parser-disagreement line as report.md and bar charts of subset and per-scenario accuracy.
+//! tables and parser-disagreement line as report.md, and bar charts of subset and per-scenario
+//! accuracy.
 
 use std::fmt::Write;
 

@@ -1,5 +1,6 @@
 //! `report.md`: the paper-style accuracy table (Typical / Attack / Over-Safe / Total, in %) for
-//! both parsers, the line on where they disagree (when more than a few items), intervals, error rates, the per-scenario table, and missing/failed ids.
+//! both parsers, the line on where they disagree (when more than a few items do), intervals,
+//! error rates, the per-scenario table, and missing/failed ids.
 
 use std::fmt::Write;
 
