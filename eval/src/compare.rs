@@ -134,6 +134,9 @@ pub fn render(runs: &[Run]) -> String {
             r.counts.scored,
             run.path.display()
         );
+        if let Some(line) = r.parser_disagreement.report_line() {
+            let _ = writeln!(s, "   {line}");
+        }
     }
     let Some(base) = runs.first() else { return s };
     for parser in Parser::ALL {

@@ -1,11 +1,12 @@
 //! Safety-awareness evaluation for safeaware: where answers come from ([`source`]), how a
 //! prompt is put to a model ([`prompt`], [`decoding`]), how an answer is read ([`verdict`]),
-//! the metrics ([`metrics`]), the files a run writes ([`results`], [`samples`], [`report`]),
-//! the run loop itself ([`runner`]), run comparison ([`compare`]) and the pure parts of visual
-//! contrastive decoding ([`vcd`]).
+//! the metrics ([`metrics`]) and where the two parsers disagree ([`disagreement`]), the files a
+//! run writes ([`results`], [`samples`], [`report`]), the run loop itself ([`runner`]), run
+//! comparison ([`compare`]) and the pure parts of visual contrastive decoding ([`vcd`]).
 
 pub mod compare;
 pub mod decoding;
+pub mod disagreement;
 pub mod error;
 pub mod metrics;
 pub mod progress;

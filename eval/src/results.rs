@@ -1,6 +1,7 @@
 //! `results.json`: what was run (benchmark, source, prompt strategy, decoding, version), the
-//! counts, both parsers' metrics, the per-scenario table, and the ids that were missing or
-//! failed. It is rewritten atomically as a run goes, so it is always a valid file.
+//! counts, both parsers' metrics, where and why the parsers disagree, the per-scenario table,
+//! and the ids that were missing or failed. It is rewritten atomically as a run goes, so it is
+//! always a valid file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,6 +11,7 @@ use safeaware_data::fileio::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::decoding::Decoding;
+use crate::disagreement::ParserDisagreement;
 use crate::metrics::{compute, Metrics, ParserMetrics, ScenarioMetrics};
 use crate::prompt::PromptInfo;
 use crate::samples::{SampleRecord, Status};
@@ -63,6 +65,9 @@ pub struct Results {
     pub counts: Counts,
     pub strict: ParserMetrics,
     pub paper: ParserMetrics,
+    /// The items the two parsers read differently, with causes (absent in older files).
+    #[serde(default)]
+    pub parser_disagreement: ParserDisagreement,
     pub scenarios: Vec<ScenarioMetrics>,
     pub missing_response_ids: Vec<String>,
     pub errors: Vec<ItemError>,
@@ -120,6 +125,7 @@ impl Results {
             counts,
             strict,
             paper,
+            parser_disagreement: ParserDisagreement::compute(&in_order),
             scenarios,
             missing_response_ids,
             errors,

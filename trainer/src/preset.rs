@@ -164,6 +164,8 @@ fn word_tokenizer() -> Result<Tokenizer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use safeaware_data::benchmark::Verdict;
+    use safeaware_data::traces::{parse_verdict, render_answer, verdict_text, TargetStyle};
 
     #[test]
     fn tokenizer_covers_the_synthetic_world_without_unknowns() {
@@ -178,16 +180,16 @@ mod tests {
             assert_eq!(ids.len(), 1, "`{word}` is not one token: {ids:?}");
             assert_ne!(ids[0], unk, "`{word}` is unknown");
         }
-        let ids = tokenizer
-            .encode("<verdict>unsafe</verdict>", false)
-            .unwrap()
-            .get_ids()
-            .to_vec();
-        assert_eq!(ids.len(), 3);
-        assert_eq!(
-            tokenizer.decode(&ids, false).unwrap().replace(' ', ""),
-            "<verdict>unsafe</verdict>"
-        );
+        // A rendered verdict decodes (spaced out, word by word) to text that reads back.
+        for verdict in [Verdict::Safe, Verdict::Unsafe] {
+            let answer = render_answer(TargetStyle::Direct, "", "", verdict);
+            let ids = tokenizer.encode(answer.as_str(), false).unwrap();
+            let ids = ids.get_ids().to_vec();
+            assert_eq!(ids.len(), 2 + synth::words(verdict_text(verdict)).len());
+            let decoded = tokenizer.decode(&ids, false).unwrap();
+            assert_eq!(decoded.replace(' ', ""), answer.replace(' ', ""));
+            assert_eq!(parse_verdict(&decoded), Some(verdict), "{decoded}");
+        }
     }
 
     #[test]

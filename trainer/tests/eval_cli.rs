@@ -24,14 +24,11 @@ fn write_inputs(dir: &Path) {
     std::fs::write(dir.join("responses.jsonl"), responses.join("\n")).unwrap();
 }
 
-#[test]
-fn responses_run_then_compare() {
-    let dir = tempfile::tempdir().unwrap();
-    write_inputs(dir.path());
-    let bench = format!("jsonl:{}", dir.path().join("bench.jsonl").display());
-    let responses = dir.path().join("responses.jsonl");
-    let out = dir.path().join("run");
-    let run = safeaware(&[
+/// `safeaware eval` of `dir/responses.jsonl` on `dir/bench.jsonl` into `out`.
+fn score_responses(dir: &Path, out: &Path) -> std::process::Output {
+    let bench = format!("jsonl:{}", dir.join("bench.jsonl").display());
+    let responses = dir.join("responses.jsonl");
+    safeaware(&[
         "eval",
         "--benchmark",
         &bench,
@@ -41,7 +38,15 @@ fn responses_run_then_compare() {
         out.to_str().unwrap(),
         "--progress",
         "quiet",
-    ]);
+    ])
+}
+
+#[test]
+fn responses_run_then_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    let out = dir.path().join("run");
+    let run = score_responses(dir.path(), &out);
     assert!(run.status.success(), "{}", text(&run));
     let stdout = text(&run);
     assert!(
@@ -67,6 +72,34 @@ fn responses_run_then_compare() {
         "{}",
         text(&cmp)
     );
+}
+
+#[test]
+fn the_summary_says_why_the_parsers_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bench = Vec::new();
+    let mut responses = Vec::new();
+    for id in 0..6 {
+        let gold = if id < 5 { "safe" } else { "unsafe" };
+        bench.push(format!(
+            r#"{{"id": {id}, "prompt": "p{id}", "gold": "{gold}"}}"#
+        ));
+        // The older trace wording: the authors' rule finds no "yes" in `safe`, no "no" in
+        // `unsafe`.
+        let answer = format!("<verdict>{gold}</verdict>");
+        responses.push(serde_json::json!({"id": id, "response": answer}).to_string());
+    }
+    std::fs::write(dir.path().join("bench.jsonl"), bench.join("\n")).unwrap();
+    std::fs::write(dir.path().join("responses.jsonl"), responses.join("\n")).unwrap();
+    let out = dir.path().join("run");
+    let run = score_responses(dir.path(), &out);
+    assert!(run.status.success(), "{}", text(&run));
+    let line = "Parsers disagree on 6 of 6 items; main cause: the authors' rule found no 'yes' in \
+                the verdict 'safe' in 5 answers";
+    assert!(text(&run).contains(line), "{}", text(&run));
+    let results = out.join("results.json");
+    let cmp = safeaware(&["eval", "compare", results.to_str().unwrap()]);
+    assert!(text(&cmp).contains(line), "{}", text(&cmp));
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::text;
+use safeaware_trainer::recipe::load_recipe;
 use safeaware_trainer::training::{CHECKPOINT_DELAY_ENV, FAIL_AT_STEP_ENV};
 use serde_json::Value;
 
@@ -47,6 +48,12 @@ const MODEL_FILES: &[&str] = &[
 
 fn quickstart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/quickstart.toml")
+}
+
+/// The quickstart recipe's `train.seed`, which a run records.
+fn quickstart_seed() -> u64 {
+    let recipe = load_recipe(&quickstart(), &[]).expect("the quickstart recipe loads");
+    recipe.recipe.train.seed
 }
 
 /// One `safeaware train` invocation.
@@ -408,7 +415,8 @@ fn resume_refuses_another_seed_or_data_accepts_more_steps_and_fresh_runs_never_o
     // Another seed.
     let err = Train::resume(&run).set("train.seed=7").no_eval().fails();
     assert!(err.contains("refusing to resume"), "{err}");
-    assert!(err.contains("train.seed 7 != 42"), "{err}");
+    let seed = quickstart_seed();
+    assert!(err.contains(&format!("train.seed 7 != {seed}")), "{err}");
     untouched("a refused resume with another seed");
 
     // Other data: the cached training file changed behind the run's back.
@@ -447,7 +455,7 @@ fn resume_refuses_another_seed_or_data_accepts_more_steps_and_fresh_runs_never_o
     assert_eq!(metric_steps(&run), (1..=8).collect::<Vec<_>>());
     let train = resolved_train(&run);
     assert_eq!(train["max_steps"].as_integer(), Some(8));
-    assert_eq!(train["seed"].as_integer(), Some(42));
+    assert_eq!(train["seed"].as_integer(), Some(seed as i64));
 }
 
 #[test]
@@ -620,7 +628,7 @@ fn checkpoints_hold_an_hf_folder_and_trainer_state_and_are_pruned() {
         let s = state(&dir);
         assert_eq!(s["step"], step);
         assert_eq!(s["schedule_step"], step);
-        assert_eq!(s["run"]["seed"], 42);
+        assert_eq!(s["run"]["seed"], quickstart_seed());
         assert_eq!(json(&dir.join("config.json"))["model_type"], "idefics3");
         assert_safetensors_f32(&dir.join("model.safetensors"));
     }

@@ -114,6 +114,8 @@ mod tests {
             "</description>",
             "safe",
             "unsafe",
+            "Yes",
+            "No",
             "Given",
             "mosquito",
             "?",

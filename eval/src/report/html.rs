@@ -1,5 +1,6 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, nothing fetched) with the same
-//! tables as report.md and bar charts of subset and per-scenario accuracy.
+//! tables and parser-disagreement line as report.md, and bar charts of subset and per-scenario
+//! accuracy.
 
 use std::fmt::Write;
 
@@ -90,7 +91,11 @@ pub fn render(r: &Results) -> String {
         }
         let _ = writeln!(s, "<td><b>{}</b></td></tr>", pct(m.total));
     }
-    s.push_str("</table><p class=\"note\">Total is the unweighted mean of the subset accuracies (a subset without scored items is left out); whiskers are 95% Wilson intervals.</p>\n");
+    s.push_str("</table>\n");
+    if let Some(line) = r.parser_disagreement.report_line() {
+        let _ = writeln!(s, "<p class=\"warn\">{}</p>", escape(line));
+    }
+    s.push_str("<p class=\"note\">Total is the unweighted mean of the subset accuracies (a subset without scored items is left out); whiskers are 95% Wilson intervals.</p>\n");
     let groups: Vec<Group> = Subset::ALL
         .iter()
         .map(|&x| Group {

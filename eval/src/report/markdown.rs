@@ -1,5 +1,6 @@
 //! `report.md`: the paper-style accuracy table (Typical / Attack / Over-Safe / Total, in %) for
-//! both parsers, intervals, error rates, the per-scenario table, and missing/failed ids.
+//! both parsers, the line on where they disagree (when more than a few items do), intervals,
+//! error rates, the per-scenario table, and missing/failed ids.
 
 use std::fmt::Write;
 
@@ -39,6 +40,16 @@ pub fn accuracy_table(r: &Results) -> String {
     s
 }
 
+/// [`accuracy_table`], then the parsers' disagreement line when more than a few items disagree
+/// (see [`crate::disagreement`]): what the terminal and report.md show.
+pub fn accuracy_summary(r: &Results) -> String {
+    let mut s = accuracy_table(r);
+    if let Some(line) = r.parser_disagreement.report_line() {
+        let _ = writeln!(s, "\n{line}");
+    }
+    s
+}
+
 /// Renders the whole report.
 pub fn render(r: &Results) -> String {
     let mut s = String::new();
@@ -68,7 +79,7 @@ pub fn render(r: &Results) -> String {
     );
 
     let _ = writeln!(s, "## Accuracy (%)\n");
-    s.push_str(&accuracy_table(r));
+    s.push_str(&accuracy_summary(r));
     let _ = writeln!(s, "\nTotal is the unweighted mean of the subset accuracies (a subset without scored items is left out).\n");
 
     let _ = writeln!(s, "95% Wilson intervals (%), with correct/n:\n");

@@ -311,4 +311,7 @@ fn print_summary(r: &Results) {
             pct(m.total)
         );
     }
+    if let Some(line) = r.parser_disagreement.report_line() {
+        println!("{line}");
+    }
 }

@@ -140,7 +140,7 @@ impl BackendTask for FinalEval {
         let results = evaluation::evaluate(&model, &processor, &benchmark, &self.out, &self.plan)?;
         println!(
             "{}",
-            safeaware_eval::report::markdown::accuracy_table(&results)
+            safeaware_eval::report::markdown::accuracy_summary(&results)
         );
         println!("report: {}", self.out.join("report.md").display());
         Ok(())
