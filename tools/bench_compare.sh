@@ -250,7 +250,7 @@ else
 fi
 if [[ "$ONLY" != torch ]]; then
   [[ -x "$SAFEAWARE_BIN" ]] \
-    || die "safeaware side: no executable at '$SAFEAWARE_BIN' (build: cargo build --release -p safeaware-trainer; or pass --safeaware PATH; or --torch-only)"
+    || die "safeaware side: no executable at '$SAFEAWARE_BIN' (build: cargo build --release; or pass --safeaware PATH; or --torch-only)"
   "$SAFEAWARE_BIN" bench --help >/dev/null 2>&1 \
     || die "safeaware side: '$SAFEAWARE_BIN bench --help' failed: this binary has no 'bench' command (use a newer build, or --torch-only)"
 fi

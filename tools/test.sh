@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install_software_gpu.sh
-exec cargo test --release --workspace --features safeaware-trainer/wgpu,safeaware-trainer/cuda "$@"
+exec cargo test --release --workspace --features wgpu,cuda "$@"

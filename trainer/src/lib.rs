@@ -1,17 +1,16 @@
-//! safeaware-trainer: the training infrastructure behind the `safeaware` binary — recipes,
+//! safeaware-trainer: the training library behind the `safeaware` binary — recipes,
 //! learning-rate schedule, gradient clipping and parameter groups, run folders and
-//! checkpoints, TensorBoard and JSONL metrics, progress reporting.
-//!
-//! It is a library so that integration tests (and other crates) can use these pieces; the
-//! binary's subcommands live in `src/commands/`.
+//! checkpoints, TensorBoard and JSONL metrics, progress reporting. It is backend-agnostic: the
+//! binary (the root package) compiles the backends in and runs the training job on the device.
 
-pub mod backend;
 pub mod batching;
 pub mod checkpoint;
+pub mod device;
 pub mod evaluation;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod grad_clip;
+pub mod guard;
 pub mod metrics_log;
 pub mod param_groups;
 pub mod preset;

@@ -19,13 +19,13 @@ use rand::SeedableRng;
 use safeaware_data::processor::Processor;
 use safeaware_model::{FloatDtype, Idefics3};
 
-use crate::backend::guard::guarded;
-use crate::backend::BackendTask;
 use crate::batching::collate;
 use crate::checkpoint::{latest_checkpoint, prune_checkpoints, write_checkpoint, write_final};
+use crate::device::BackendTask;
 use crate::evaluation::{self, EvalPlan};
 use crate::fingerprint::fingerprint_files;
 use crate::grad_clip::clip_grad_norm;
+use crate::guard::guarded;
 use crate::metrics_log::{MetricsLog, MetricsRecord};
 use crate::param_groups::{
     freeze, param_ids_by_part, record_from_portable, record_to_portable, split_grads_by_part,

@@ -351,7 +351,7 @@ impl fmt::Display for Part {
 }
 
 /// Compute device named in a recipe: the same strings as the binary's `--device`.
-pub use crate::backend::DeviceSpec as Device;
+pub use crate::device::DeviceSpec as Device;
 
 impl Recipe {
     /// The recipe as TOML, every key present (unset optional keys are omitted).

@@ -7,12 +7,12 @@ mod fixtures;
 
 use std::path::{Path, PathBuf};
 
+use crate::backend::probe::{self, DeviceUnavailable};
+use crate::backend::{run_on, BackendTask, DeviceSpec};
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::parity::{fixture_name, run_fixture, ParityOutcome};
-use safeaware_trainer::backend::guard::guarded;
-use safeaware_trainer::backend::probe::{self, DeviceUnavailable};
-use safeaware_trainer::backend::{run_on, BackendTask, DeviceSpec};
+use safeaware_trainer::guard::guarded;
 use serde::Serialize;
 use serde_json::{json, Value};
 

@@ -7,7 +7,7 @@ use safeaware_trainer::recipe::{load_recipe, parse_recipe, Device, Recipe, Targe
 use std::path::{Path, PathBuf};
 
 fn recipes_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")
 }
 
 fn shipped() -> Vec<PathBuf> {

@@ -24,7 +24,7 @@ fn results(dir: &Path) -> Value {
 fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/quickstart.toml");
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.toml");
     let mut args = vec![
         "train",
         "--recipe",

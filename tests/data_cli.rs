@@ -7,7 +7,7 @@ use std::path::Path;
 use common::{safeaware, text};
 
 fn release() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/mmsafeaware/data");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/mmsafeaware/data");
     assert!(
         dir.join("prompt.txt").is_file(),
         "the MMSafeAware release is expected at {}",

@@ -33,7 +33,7 @@ mod tests {
     #[test]
     fn reports_hf_counts_for_a_config_only_folder() {
         let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../model/tests/fixtures/config_only/smolvlm-256m");
+            .join("model/tests/fixtures/config_only/smolvlm-256m");
         let counts: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(folder.join("hf_param_counts.json")).unwrap(),
         )

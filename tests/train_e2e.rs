@@ -47,7 +47,7 @@ const MODEL_FILES: &[&str] = &[
 ];
 
 fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/quickstart.toml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.toml")
 }
 
 /// The quickstart recipe's `train.seed`, which a run records.
@@ -719,7 +719,7 @@ fn same_seed_gives_identical_weights_and_another_seed_does_not() {
 #[test]
 #[ignore = "needs tools/.venv with torch + transformers"]
 fn final_folder_loads_in_hf_transformers() {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python");
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/.venv/bin/python");
     assert!(python.is_file(), "no {}", python.display());
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");

@@ -21,7 +21,7 @@ use serde_json::Value;
 const LOSS_TOLERANCE: f64 = 1e-3;
 
 fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/quickstart.toml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.toml")
 }
 
 /// Runs `safeaware train` with `args`, asserting success.

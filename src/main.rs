@@ -2,14 +2,15 @@
 //!
 //! Each subcommand lives in its own file under `commands/`; this file only parses and dispatches.
 
+mod backend;
 mod bench;
 mod commands;
 mod doctor;
 
 use std::process::ExitCode;
 
+use crate::backend::is_device_error;
 use clap::{Parser, Subcommand};
-use safeaware_trainer::backend::is_device_error;
 
 #[derive(Parser)]
 #[command(
@@ -46,8 +47,8 @@ enum Command {
 /// range, a device lost mid-run) is one paragraph on stderr and exit status 2; other errors
 /// print with their causes and exit with status 1.
 fn main() -> ExitCode {
-    safeaware_trainer::backend::probe::quiet_headless_vulkan();
-    safeaware_trainer::backend::guard::install_panic_hook();
+    crate::backend::probe::quiet_headless_vulkan();
+    safeaware_trainer::guard::install_panic_hook();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

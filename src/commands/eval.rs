@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backend::{require, run_on, BackendTask, DeviceSpec};
 use anyhow::{bail, Context};
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_data::benchmark::Benchmark;
@@ -22,7 +23,6 @@ use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
 use safeaware_eval::verdict::Parser;
 use safeaware_model::Idefics3;
-use safeaware_trainer::backend::{require, run_on, BackendTask, DeviceSpec};
 
 /// `safeaware eval [flags]` or `safeaware eval compare <results.json>...`.
 #[derive(clap::Args)]

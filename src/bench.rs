@@ -17,6 +17,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+use crate::backend::probe::cpu_name;
+use crate::backend::{require, run_on, BackendTask, DeviceSpec};
 use anyhow::{bail, ensure, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -26,10 +28,8 @@ use rand::{Rng, SeedableRng};
 use safeaware_model::{
     Decoding, GenerationConfig, Idefics3, Idefics3Config, ParamCounts, VlmInput, IGNORE_INDEX,
 };
-use safeaware_trainer::backend::guard::guarded;
-use safeaware_trainer::backend::probe::cpu_name;
-use safeaware_trainer::backend::{require, run_on, BackendTask, DeviceSpec};
 use safeaware_trainer::grad_clip::clip_grad_norm;
+use safeaware_trainer::guard::guarded;
 use safeaware_trainer::preset;
 use serde_json::{json, Value};
 

@@ -27,9 +27,9 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
 /// the start of the error paragraph.
 fn assert_refused_everywhere(device: &str, envs: &[(&str, &str)], expect: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/quickstart.toml");
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.toml");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/tests/fixtures/parity/idefics3_tied_gqa_sf2_b2_1tile/model");
+        .join("model/tests/fixtures/parity/idefics3_tied_gqa_sf2_b2_1tile/model");
     let run_dir = tmp.path().join("run");
     let eval_dir = tmp.path().join("eval");
     let set_device = format!("train.device={device}");

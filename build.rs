@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/parity");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/tests/fixtures/parity");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut fixtures: Vec<PathBuf> = fs::read_dir(&root)
         .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())

@@ -11,7 +11,7 @@ use common::{safeaware, text};
 use serde_json::Value;
 
 fn shipped_fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/parity");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/tests/fixtures/parity");
     safeaware_model::parity::fixture_folders(&root)
 }
 

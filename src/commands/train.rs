@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::backend::{require, run_on, BackendTask, DeviceSpec};
 use anyhow::{bail, Context, Result};
 use safeaware_data::benchmark::Benchmark;
-use safeaware_trainer::backend::{require, run_on, BackendTask, DeviceSpec};
 use safeaware_trainer::evaluation::{self, EvalPlan};
 use safeaware_trainer::recipe::{load_recipe, RESOLVED_RECIPE_FILE};
 use safeaware_trainer::training::TrainJob;
