@@ -12,7 +12,7 @@ use safeaware_data::benchmark::{Benchmark, BenchmarkItem};
 use safeaware_data::processor::Processor;
 use safeaware_eval::runner::{self, RunConfig};
 use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
-use safeaware_model::Idefics3;
+use safeaware_model::VisionLanguageModel;
 
 use crate::batching::collate;
 use crate::train_data::Example;
@@ -27,8 +27,8 @@ pub struct EvalPlan {
 }
 
 /// Mean per-token loss over `examples` (empty when there are none), as `{"val_loss": …}`.
-pub fn validation_loss<B: Backend>(
-    model: &Idefics3<B>,
+pub fn validation_loss<B: Backend, M: VisionLanguageModel<B>>(
+    model: &M,
     examples: &[Example],
     pad_id: u32,
     batch_size: usize,
@@ -54,8 +54,8 @@ pub fn validation_loss<B: Backend>(
 
 /// Generates answers for `items` with `model`, scores them with the evaluator (results in
 /// `out`) and returns the strict parser's headline metrics.
-pub fn generation_metrics<B: Backend>(
-    model: &Idefics3<B>,
+pub fn generation_metrics<B: Backend, M: VisionLanguageModel<B>>(
+    model: &M,
     processor: &Processor,
     items: &[BenchmarkItem],
     out: &Path,
@@ -87,8 +87,8 @@ pub fn generation_metrics<B: Backend>(
 }
 
 /// Runs the evaluator on `benchmark` with `model` answering, greedy, writing into `out`.
-pub fn evaluate<B: Backend>(
-    model: &Idefics3<B>,
+pub fn evaluate<B: Backend, M: VisionLanguageModel<B>>(
+    model: &M,
     processor: &Processor,
     benchmark: &Benchmark,
     out: &Path,

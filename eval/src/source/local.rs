@@ -3,13 +3,14 @@
 //! batches and decoded with the KV cache — greedy, sampled, or with visual contrastive
 //! decoding (a clean and a noised-image branch run side by side, both cached).
 
+use std::marker::PhantomData;
 use std::sync::Mutex;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use safeaware_data::processor::{ImageSource, Message as PMessage, Part, Processor};
 use safeaware_model::{
-    left_pad, Decoding as ModelDecoding, GenerationConfig, Idefics3, Sampler, VlmInput,
+    left_pad, Decoding as ModelDecoding, GenerationConfig, Sampler, VisionLanguageModel, VlmInput,
 };
 
 use super::{Answer, AnswerRequest, AnswerSource, SourceError, SourceInfo};
@@ -39,23 +40,25 @@ impl Default for LocalSettings {
 }
 
 /// Answers with a model held in memory.
-pub struct LocalModelSource<'a, B: Backend> {
-    model: Mutex<&'a Idefics3<B>>,
+pub struct LocalModelSource<'a, B: Backend, M: VisionLanguageModel<B>> {
+    model: Mutex<&'a M>,
+    _backend: PhantomData<fn() -> B>,
     processor: &'a Processor,
     name: String,
     settings: LocalSettings,
 }
 
-impl<'a, B: Backend> LocalModelSource<'a, B> {
+impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalModelSource<'a, B, M> {
     /// A source answering with `model`; `name` is what results record (a folder, a run).
     pub fn new(
-        model: &'a Idefics3<B>,
+        model: &'a M,
         processor: &'a Processor,
         name: impl Into<String>,
         settings: LocalSettings,
     ) -> Self {
         LocalModelSource {
             model: Mutex::new(model),
+            _backend: PhantomData,
             processor,
             name: name.into(),
             settings,
@@ -160,7 +163,7 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
             .model
             .lock()
             .map_err(|_| "the model lock is poisoned".to_string())?;
-        let device = model.model.text_model.embed_tokens.weight.device();
+        let device = model.device();
         let special = self.processor.special_tokens();
         let (input_ids, mask) = left_pad::<B>(rows, special.pad, &device);
         let [c, h, w] = tile_shape;
@@ -173,7 +176,7 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
             attention_mask: Some(mask),
             pixel_values: clean,
         };
-        let mut eos = model.config().text.eos_token_ids.clone();
+        let mut eos = model.eos_token_ids();
         eos.push(special.end_of_utterance);
         let d = &self.settings.decoding;
         let seed = d.seed.unwrap_or(0);
@@ -234,8 +237,8 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
 
 /// Visual contrastive decoding over a batch: both branches prefilled and decoded with their
 /// own caches; each step's token comes from the contrasted logits.
-fn vcd_generate<B: Backend>(
-    model: &Idefics3<B>,
+fn vcd_generate<B: Backend, M: VisionLanguageModel<B>>(
+    model: &M,
     clean: &VlmInput<B>,
     noised: &VlmInput<B>,
     decoding: ModelDecoding,
@@ -299,7 +302,7 @@ fn id_hash(id: &str) -> u64 {
     })
 }
 
-impl<B: Backend> AnswerSource for LocalModelSource<'_, B> {
+impl<B: Backend, M: VisionLanguageModel<B>> AnswerSource for LocalModelSource<'_, B, M> {
     fn info(&self) -> SourceInfo {
         let mut details = std::collections::BTreeMap::new();
         details.insert("max_new_tokens".into(), self.settings.max_new_tokens.into());

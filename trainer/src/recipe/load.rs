@@ -191,7 +191,7 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::{Device, Part, TargetStyle};
+    use crate::recipe::{Device, ModelPart, TargetStyle};
 
     #[test]
     fn missing_sections_and_keys_take_defaults() {
@@ -239,7 +239,10 @@ mod tests {
         assert_eq!(r.train.max_steps, Some(10));
         assert_eq!(r.optim.lr_text, 3e-4);
         assert_eq!(r.model.path.as_deref(), Some(Path::new("/models/smol vlm")));
-        assert_eq!(r.train.freeze, vec![Part::Vision, Part::Connector]);
+        assert_eq!(
+            r.train.freeze,
+            vec![ModelPart::Vision, ModelPart::Connector]
+        );
         assert!(r.data.synthetic.enabled);
         assert_eq!(r.train.device, Device::Cuda(1));
     }

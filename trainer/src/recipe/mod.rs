@@ -16,7 +16,6 @@ use crate::fingerprint::fnv1a64_hex;
 pub use safeaware_data::synth::SynthConfig;
 pub use safeaware_data::traces::TargetStyle;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// File name of the resolved recipe inside a run folder.
@@ -195,11 +194,11 @@ impl Default for OptimSection {
 
 impl OptimSection {
     /// Peak learning rate of `part`.
-    pub fn lr(&self, part: Part) -> f64 {
+    pub fn lr(&self, part: ModelPart) -> f64 {
         match part {
-            Part::Vision => self.lr_vision,
-            Part::Connector => self.lr_connector,
-            Part::Text => self.lr_text,
+            ModelPart::Vision => self.lr_vision,
+            ModelPart::Connector => self.lr_connector,
+            ModelPart::Text => self.lr_text,
         }
     }
 }
@@ -249,7 +248,7 @@ pub struct TrainSection {
     /// Log metrics every N optimiser steps.
     pub log_every: u64,
     /// Parts whose weights are not trained.
-    pub freeze: Vec<Part>,
+    pub freeze: Vec<ModelPart>,
     /// Run folder; defaults to `checkpoints/<recipe file stem>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_dir: Option<PathBuf>,
@@ -286,7 +285,7 @@ impl TrainSection {
     }
 
     /// Whether `part` is trained.
-    pub fn trains(&self, part: Part) -> bool {
+    pub fn trains(&self, part: ModelPart) -> bool {
         !self.freeze.contains(&part)
     }
 }
@@ -318,37 +317,8 @@ impl Default for EvalSection {
     }
 }
 
-/// The three separately configurable parts of an Idefics3-style model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Part {
-    /// The vision encoder.
-    Vision,
-    /// The connector (pixel shuffle + projection) from vision to text.
-    Connector,
-    /// The language model, embeddings and head included.
-    Text,
-}
-
-impl Part {
-    /// All parts, in model order.
-    pub const ALL: [Part; 3] = [Part::Vision, Part::Connector, Part::Text];
-
-    /// Lower-case name as written in recipes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Part::Vision => "vision",
-            Part::Connector => "connector",
-            Part::Text => "text",
-        }
-    }
-}
-
-impl fmt::Display for Part {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The model parts recipes name (`vision`, `connector`, `text`), decided by the model.
+pub use safeaware_model::ModelPart;
 
 /// Compute device named in a recipe: the same strings as the binary's `--device`.
 pub use crate::device::DeviceSpec as Device;
@@ -465,7 +435,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Recipe::default();
         r.model.preset = Some("tiny".into());
-        r.train.freeze = vec![Part::Vision];
+        r.train.freeze = vec![ModelPart::Vision];
         r.data.style = TargetStyle::Cot;
         let path = r
             .save_resolved(

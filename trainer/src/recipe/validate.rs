@@ -2,7 +2,7 @@
 //! positive sizes, ratios in range, …). The file system is not consulted here: a recipe can
 //! be validated on a machine that does not hold its model or data.
 
-use super::{Part, Recipe};
+use super::{ModelPart, Recipe};
 
 /// One broken rule, named by its dotted key.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,12 +138,15 @@ impl Recipe {
         if t.log_every == 0 {
             fail("train.log_every", "must be > 0".into());
         }
-        if Part::ALL.iter().all(|p| t.freeze.contains(p)) {
+        if ModelPart::ALL.iter().all(|p| t.freeze.contains(p)) {
             fail(
                 "train.freeze",
                 "freezes every part; nothing would be trained".into(),
             );
-        } else if Part::ALL.iter().all(|&p| !t.trains(p) || o.lr(p) == 0.0) {
+        } else if ModelPart::ALL
+            .iter()
+            .all(|&p| !t.trains(p) || o.lr(p) == 0.0)
+        {
             fail(
                 "optim.lr_text",
                 "every trained part has a learning rate of 0".into(),
@@ -219,7 +222,7 @@ mod tests {
         r.optim.betas = [0.9, 1.0];
         r.optim.lr_vision = f64::NAN;
         r.train.max_steps = Some(0);
-        r.train.freeze = vec![Part::Vision, Part::Connector, Part::Text];
+        r.train.freeze = vec![ModelPart::Vision, ModelPart::Connector, ModelPart::Text];
         r.train.eval_every = 5;
         r.data.synthetic.val = 0;
         assert_eq!(
@@ -237,7 +240,7 @@ mod tests {
     #[test]
     fn all_trained_parts_at_zero_lr_is_rejected() {
         let mut r = synthetic_tiny();
-        r.train.freeze = vec![Part::Vision, Part::Connector];
+        r.train.freeze = vec![ModelPart::Vision, ModelPart::Connector];
         r.optim.lr_text = 0.0;
         assert_eq!(keys(&r), ["optim.lr_text"]);
         r.optim.lr_text = 1e-4;
