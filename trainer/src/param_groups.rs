@@ -115,14 +115,12 @@ where
     M: Module<B>,
     R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
 {
-    let map: HashMap<ParamId, ParamId> = float_params(module)
-        .into_iter()
-        .map(|p| (p.id, path_id(&p.path)))
-        .collect();
-    record
-        .into_iter()
-        .filter_map(|(id, t)| map.get(&id).map(|&k| (k, t)))
-        .collect()
+    rekey(
+        record,
+        float_params(module)
+            .into_iter()
+            .map(|p| (p.id, path_id(&p.path))),
+    )
 }
 
 /// Inverse of [`record_to_portable`] for `module` (the freshly loaded model).
@@ -132,10 +130,20 @@ where
     M: Module<B>,
     R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
 {
-    let map: HashMap<ParamId, ParamId> = float_params(module)
-        .into_iter()
-        .map(|p| (path_id(&p.path), p.id))
-        .collect();
+    rekey(
+        record,
+        float_params(module)
+            .into_iter()
+            .map(|p| (path_id(&p.path), p.id)),
+    )
+}
+
+/// `record` with each key replaced by its image under `map`; keys `map` lacks are dropped.
+fn rekey<R, T>(record: R, map: impl Iterator<Item = (ParamId, ParamId)>) -> R
+where
+    R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
+{
+    let map: HashMap<ParamId, ParamId> = map.collect();
     record
         .into_iter()
         .filter_map(|(id, t)| map.get(&id).map(|&k| (k, t)))
