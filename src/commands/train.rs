@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{require, run_on, BackendTask, DeviceSpec};
+use crate::backend::{require, run_on, run_on_devices, BackendTask, DeviceSpec};
 use anyhow::{bail, Context, Result};
 use safeaware_data::benchmark::Benchmark;
 use safeaware_trainer::evaluation::{self, EvalPlan};
@@ -31,10 +31,23 @@ pub struct TrainArgs {
     /// Skip the evaluation of the final model.
     #[arg(long)]
     pub no_eval: bool,
+    /// Data-parallel workers, e.g. `cuda:0,cuda:1` or `cpu:0,cpu:1` (the same as
+    /// `--set 'train.devices=["cuda:0","cuda:1"]'`); a run resumes on any number of devices.
+    #[arg(long, value_delimiter = ',', value_name = "DEVICE,...")]
+    pub devices: Vec<String>,
 }
 
 /// Runs `safeaware train`.
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    if !args.devices.is_empty() {
+        let list: Vec<String> = args
+            .devices
+            .iter()
+            .map(|d| format!("{:?}", d.trim()))
+            .collect();
+        args.set
+            .push(format!("train.devices=[{}]", list.join(", ")));
+    }
     // The resolved recipe is (re)written by the training job only once the run is accepted, so
     // a refused start (existing checkpoints, a resume with another seed or data) leaves the
     // run folder untouched.
@@ -58,7 +71,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let loaded = load_recipe(path, &args.set)?;
             let run_dir = args.out.clone().unwrap_or_else(|| loaded.run_dir());
             // A missing GPU is an error before anything is written.
-            require(loaded.recipe.train.device)?;
+            for worker in loaded.recipe.train.workers()? {
+                require(worker)?;
+            }
             std::fs::create_dir_all(&run_dir)
                 .with_context(|| format!("creating {}", run_dir.display()))?;
             let mut recipe = loaded.recipe.clone();
@@ -67,7 +82,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         (None, None) => bail!("give --recipe <toml> or --resume <run-dir>"),
     };
-    let device: DeviceSpec = recipe.train.device;
+    let workers = recipe.train.workers()?;
+    let device: DeviceSpec = workers[0];
     let cache_dir = run_dir.parent().unwrap_or(Path::new(".")).join(".cache");
     let job = TrainJob {
         recipe: recipe.clone(),
@@ -77,7 +93,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cache_dir,
         record_recipe,
     };
-    let outcome = run_on(device, job)?;
+    let outcome = run_on_devices(&workers, job)?;
     let Some(final_dir) = outcome.final_dir else {
         eprintln!(
             "paused at step {}: continue with `safeaware train --resume {}`",

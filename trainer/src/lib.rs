@@ -6,6 +6,7 @@
 pub mod batching;
 pub mod checkpoint;
 pub mod data_order;
+pub mod data_parallel;
 pub mod device;
 pub mod evaluation;
 pub mod fingerprint;

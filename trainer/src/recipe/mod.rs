@@ -239,6 +239,10 @@ pub struct TrainSection {
     pub grad_accum: usize,
     /// Where to train: "cpu", "cuda", "cuda:N" or "wgpu".
     pub device: Device,
+    /// Data-parallel workers, one per device, e.g. `["cuda:0", "cuda:1"]` or `["cpu:0",
+    /// "cpu:1"]`; when set it replaces `device`. Each global batch is split across them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// Save a checkpoint every N optimiser steps (0 = only the final model).
     pub checkpoint_every: u64,
     /// Keep the newest N step checkpoints (0 = keep all).
@@ -263,6 +267,7 @@ impl Default for TrainSection {
             batch_size: 8,
             grad_accum: 1,
             device: Device::Cpu,
+            devices: Vec::new(),
             checkpoint_every: 500,
             keep_last: 2,
             eval_every: 0,
@@ -274,6 +279,23 @@ impl Default for TrainSection {
 }
 
 impl TrainSection {
+    /// The workers: `devices` when set, else the one `device`.
+    pub fn workers(&self) -> anyhow::Result<Vec<Device>> {
+        if self.devices.is_empty() {
+            return Ok(vec![self.device]);
+        }
+        crate::device::parse_workers(&self.devices)
+    }
+
+    /// How the workers are named (`devices`, or `device`), for messages.
+    pub fn worker_names(&self) -> Vec<String> {
+        if self.devices.is_empty() {
+            vec![self.device.to_string()]
+        } else {
+            self.devices.clone()
+        }
+    }
+
     /// Total optimiser steps for a training set of `train_examples` examples:
     /// `max_steps` if set, else `epochs * ceil(examples / (batch_size * grad_accum))`.
     pub fn total_steps(&self, train_examples: usize) -> u64 {
@@ -337,6 +359,7 @@ impl Recipe {
         let mut core = self.clone();
         let defaults = TrainSection::default();
         core.train.device = defaults.device;
+        core.train.devices = Vec::new();
         core.train.checkpoint_every = defaults.checkpoint_every;
         core.train.keep_last = defaults.keep_last;
         core.train.eval_every = defaults.eval_every;

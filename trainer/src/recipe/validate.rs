@@ -118,6 +118,9 @@ impl Recipe {
         }
 
         let t = &self.train;
+        if let Err(err) = t.workers() {
+            fail("train.devices", format!("{err:#}"));
+        }
         if t.max_steps == Some(0) {
             fail("train.max_steps", "must be > 0".into());
         }
