@@ -32,6 +32,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use safeaware_common::fsio::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::benchmark::{Subset, Verdict, PAPER_QUESTION};
@@ -396,7 +397,7 @@ pub fn write_lines(
         out.push_str(&line.expect("a trace always serialises"));
         out.push('\n');
     }
-    fileio::write_atomic(path, out.as_bytes()).map_err(|source| TraceError::Io {
+    write_atomic(path, out.as_bytes()).map_err(|source| TraceError::Io {
         path: path.to_path_buf(),
         source,
     })

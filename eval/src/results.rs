@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use safeaware_common::fsio::write_atomic;
 use safeaware_data::benchmark::Benchmark;
-use safeaware_data::fileio::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::decoding::Decoding;

@@ -12,7 +12,6 @@ pub mod attention;
 pub mod config;
 pub mod connector;
 pub mod error;
-mod fsutil;
 pub mod generation;
 pub mod init;
 pub mod kv_cache;

@@ -196,11 +196,7 @@ pub fn read_i64(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<i64>)> {
 
 /// Shape and little-endian bytes of tensor `name`, which must have `dtype`.
 fn read_raw(path: &Path, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bytes = std::fs::read(path).map_err(|cause| ModelError::Io {
-        action: "reading",
-        path: path.to_path_buf(),
-        cause,
-    })?;
+    let bytes = std::fs::read(path).map_err(ModelError::io("reading", path))?;
     let corrupt = |message: String| ModelError::Safetensors {
         path: path.to_path_buf(),
         message,

@@ -153,7 +153,7 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
     let text = compare::render(&runs);
     print!("{text}");
     if let Some(out) = args.out {
-        safeaware_data::fileio::write_atomic(&out, text.as_bytes())
+        safeaware_common::fsio::write_atomic(&out, text.as_bytes())
             .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())

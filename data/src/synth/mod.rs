@@ -62,10 +62,10 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, RgbImage};
+use safeaware_common::fsio::write_atomic;
 use serde::Serialize;
 
 use crate::benchmark::{jsonl, BenchmarkError, BenchmarkItem};
-use crate::fileio;
 use crate::traces::{self, DescriptionTrace, Trace, TraceError};
 pub use objects::ObjectKind;
 pub use rng::Rng;
@@ -328,7 +328,7 @@ fn write_png(path: &Path, image: &RgbImage) -> Result<(), SynthError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SynthError> {
-    fileio::write_atomic(path, bytes).map_err(|source| SynthError::Io {
+    write_atomic(path, bytes).map_err(|source| SynthError::Io {
         path: path.to_path_buf(),
         source,
     })

@@ -7,8 +7,8 @@ pub mod svg;
 
 use std::path::Path;
 
+use safeaware_common::fsio::write_atomic;
 use safeaware_data::benchmark::Subset;
-use safeaware_data::fileio::write_atomic;
 
 use crate::decoding::DecodingMode;
 use crate::results::Results;

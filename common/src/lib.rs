@@ -1,0 +1,6 @@
+//! safeaware-common: the few pieces every safeaware crate needs and none of them owns. It is a
+//! leaf crate, so the model and data crates can both use it and stay independent of each other.
+//!
+//! - [`fsio`]: crash-safe writes of files and folders (temporary sibling, fsync, rename).
+
+pub mod fsio;
