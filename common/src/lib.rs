@@ -2,5 +2,7 @@
 //! leaf crate, so the model and data crates can both use it and stay independent of each other.
 //!
 //! - [`fsio`]: crash-safe writes of files and folders (temporary sibling, fsync, rename).
+//! - [`progress`]: progress of long jobs, a bar on a terminal and plain lines otherwise.
 
 pub mod fsio;
+pub mod progress;

@@ -115,7 +115,8 @@ pub fn run(
         .iter()
         .filter(|i| !records.contains_key(&i.id))
         .collect();
-    let mut progress = Progress::new(pending.len(), config.progress);
+    let (total, done) = (benchmark.items.len(), benchmark.items.len() - pending.len());
+    let mut progress = Progress::with_mode("eval", total as u64, done as u64, config.progress);
     if let Some(note) = resumed_note {
         progress.println(&note);
     }
@@ -161,7 +162,7 @@ pub fn run(
         }
         Ok(())
     });
-    progress.finish();
+    progress.finish("");
     outcome?;
     writer.sync()?;
     let results = build(&records);
