@@ -26,7 +26,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use safeaware_model::{
-    Decoding, GenerationConfig, Idefics3, Idefics3Config, ParamCounts, VlmInput, IGNORE_INDEX,
+    GenerationConfig, Idefics3, Idefics3Config, ParamCounts, TokenSampling, VlmInput, IGNORE_INDEX,
 };
 use safeaware_trainer::grad_clip::clip_grad_norm;
 use safeaware_trainer::guard::guarded;
@@ -439,7 +439,7 @@ fn run_generate<B: Backend>(
         let gen = GenerationConfig {
             max_new_tokens: k,
             eos_token_ids: Vec::new(),
-            decoding: Decoding::Greedy,
+            sampling: TokenSampling::Greedy,
         };
         let model = &model;
         let input = &input;

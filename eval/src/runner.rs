@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use safeaware_data::benchmark::{Benchmark, BenchmarkItem};
 
-use crate::decoding::Decoding;
+use crate::decoding::DecodingSettings;
 use crate::progress::{Progress, ProgressMode};
 use crate::prompt::{Conversation, PromptStrategy};
 use crate::report;
@@ -36,7 +36,7 @@ pub struct RunConfig {
     pub out: PathBuf,
     pub prompt: PromptStrategy,
     /// Recorded in results (the source applies them).
-    pub decoding: Decoding,
+    pub decoding: DecodingSettings,
     pub progress: ProgressMode,
     /// Longest time between two rewrites of results and reports.
     pub checkpoint_every: Duration,
@@ -48,7 +48,7 @@ impl RunConfig {
         RunConfig {
             out: out.into(),
             prompt: PromptStrategy::Paper,
-            decoding: Decoding::default(),
+            decoding: DecodingSettings::default(),
             progress: ProgressMode::Auto,
             checkpoint_every: Duration::from_secs(2),
         }

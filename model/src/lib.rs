@@ -34,6 +34,6 @@ pub use kv_cache::KvCache;
 pub use loss::{causal_lm_loss, LossOutput, IGNORE_INDEX};
 pub use params::ParamCounts;
 pub use safetensors_io::FloatDtype;
-pub use sampling::{Decoding, Sampler};
+pub use sampling::{Sampler, TokenSampling};
 pub use summary::{inspect, ModelSummary};
 pub use vision_language_model::{Idefics3, VlmInput};

@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use safeaware_data::benchmark::Benchmark;
 use safeaware_data::processor::Processor;
 use safeaware_eval::compare::{self, Run};
-use safeaware_eval::decoding::{Decoding, DecodingMode, VcdParams};
+use safeaware_eval::decoding::{DecodingMode, DecodingSettings, VcdParams};
 use safeaware_eval::progress::ProgressMode;
 use safeaware_eval::prompt::PromptStrategy;
 use safeaware_eval::report::{pct, REPORT_HTML, REPORT_MD};
@@ -170,7 +170,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     let Some(out) = a.out.clone() else {
         bail!("--out is required")
     };
-    let decoding = Decoding {
+    let decoding = DecodingSettings {
         mode: a.decoding,
         temperature: a.temperature,
         top_p: a.top_p,
