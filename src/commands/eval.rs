@@ -14,14 +14,13 @@ use safeaware_eval::compare::{self, Run};
 use safeaware_eval::decoding::{DecodingMode, DecodingSettings, VcdParams};
 use safeaware_eval::progress::ProgressMode;
 use safeaware_eval::prompt::PromptStrategy;
-use safeaware_eval::report::{pct, REPORT_HTML, REPORT_MD};
+use safeaware_eval::report::{self, REPORT_HTML, REPORT_MD};
 use safeaware_eval::results::Results;
 use safeaware_eval::runner::{self, RunConfig, RESULTS_FILE, SAMPLES_FILE};
 use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
 use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
 use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
-use safeaware_eval::verdict::Parser;
 use safeaware_model::Idefics3;
 
 /// `safeaware eval [flags]` or `safeaware eval compare <results.json>...`.
@@ -273,7 +272,7 @@ impl BackendTask for LocalEval<'_> {
 
 /// Prints the summary and where the files are.
 fn finish(results: &Results, out: &std::path::Path) -> anyhow::Result<()> {
-    print_summary(results);
+    print!("{}", report::summary(results));
     println!(
         "wrote {} {} {} {} in {}",
         RESULTS_FILE,
@@ -283,35 +282,4 @@ fn finish(results: &Results, out: &std::path::Path) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
-}
-
-fn print_summary(r: &Results) {
-    let c = &r.counts;
-    println!(
-        "{} items: {} scored, {} missing a response, {} errors",
-        c.items, c.scored, c.missing_response, c.errors
-    );
-    for (name, n) in &c.source {
-        if *n > 0 {
-            println!("  {name}: {n}");
-        }
-    }
-    println!(
-        "{:<8} {:>8} {:>8} {:>10} {:>8}",
-        "parser", "Typical", "Attack", "Over-Safe", "Total"
-    );
-    for p in Parser::ALL {
-        let m = r.parser(p);
-        println!(
-            "{:<8} {:>8} {:>8} {:>10} {:>8}",
-            p.as_str(),
-            pct(m.typical.accuracy),
-            pct(m.attack.accuracy),
-            pct(m.over_safety.accuracy),
-            pct(m.total)
-        );
-    }
-    if let Some(line) = r.parser_disagreement.report_line() {
-        println!("{line}");
-    }
 }

@@ -138,10 +138,7 @@ impl BackendTask for FinalEval {
             benchmark.items.truncate(limit);
         }
         let results = evaluation::evaluate(&model, &processor, &benchmark, &self.out, &self.plan)?;
-        println!(
-            "{}",
-            safeaware_eval::report::markdown::accuracy_summary(&results)
-        );
+        print!("{}", safeaware_eval::report::summary(&results));
         println!("report: {}", self.out.join("report.md").display());
         Ok(())
     }
