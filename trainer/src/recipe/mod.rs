@@ -7,9 +7,11 @@
 //! `--set dotted.key=value` overrides are applied by [`load`](load::load_recipe).
 
 mod load;
+mod synthetic;
 mod validate;
 
 pub use load::{apply_override, load_recipe, parse_recipe, LoadedRecipe, RecipeArgs};
+pub use synthetic::SyntheticSection;
 pub use validate::ValidationError;
 
 use crate::fingerprint::fnv1a64_hex;
@@ -81,64 +83,6 @@ impl Default for DataSection {
             style: TargetStyle::Vcr,
             max_length: 1024,
             synthetic: SyntheticSection::default(),
-        }
-    }
-}
-
-/// `[data.synthetic]`: the synthetic safety world of `safeaware_data::synth` (field names
-/// and defaults as its `SynthConfig`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyntheticSection {
-    /// Use synthetic data instead of `data.train`/`data.val`.
-    pub enabled: bool,
-    /// Generator seed.
-    pub seed: u64,
-    /// Training examples.
-    pub train: usize,
-    /// Validation examples (0 = none).
-    pub val: usize,
-    /// Held-out test examples (the benchmark of the synthetic world).
-    pub test: usize,
-    /// Side of the square images, in pixels.
-    pub image_size: u32,
-    /// Probability that an image gets a distractor object.
-    pub distractor_prob: f32,
-    /// Probability that a prompt is wrapped in an instruction attack.
-    pub wrap_prob: f32,
-    /// Extra description-only training items (trained in the `vcr` style only).
-    pub describe_only: usize,
-}
-
-impl Default for SyntheticSection {
-    fn default() -> Self {
-        let c = SynthConfig::default();
-        Self {
-            enabled: false,
-            seed: c.seed,
-            train: c.train,
-            val: c.val,
-            test: c.test,
-            image_size: c.image_size,
-            distractor_prob: c.distractor_prob,
-            wrap_prob: c.wrap_prob,
-            describe_only: c.describe_only,
-        }
-    }
-}
-
-impl SyntheticSection {
-    /// The generator settings.
-    pub fn synth_config(&self) -> SynthConfig {
-        SynthConfig {
-            seed: self.seed,
-            train: self.train,
-            val: self.val,
-            test: self.test,
-            image_size: self.image_size,
-            distractor_prob: self.distractor_prob,
-            wrap_prob: self.wrap_prob,
-            describe_only: self.describe_only,
         }
     }
 }
