@@ -10,7 +10,7 @@ mod load;
 mod synthetic;
 mod validate;
 
-pub use load::{apply_override, load_recipe, parse_recipe, LoadedRecipe, RecipeArgs};
+pub use load::{apply_override, load_recipe, parse_recipe, LoadedRecipe};
 pub use synthetic::SyntheticSection;
 pub use validate::ValidationError;
 
