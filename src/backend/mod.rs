@@ -120,11 +120,10 @@ fn not_built<O>(spec: DeviceSpec, feature: &str) -> Result<O> {
     Err(probe::not_built(spec, feature).into())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "cuda")))]
 mod tests {
     use super::*;
 
-    #[cfg(not(feature = "cuda"))]
     #[test]
     fn missing_backend_is_a_clear_error() {
         struct Noop;
