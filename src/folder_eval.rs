@@ -1,6 +1,6 @@
 //! Evaluating a saved model folder (an HF folder, a checkpoint, a run's final model) on the
-//! chosen backend: the one task behind `safeaware eval --model/--checkpoint` and the evaluation
-//! that ends `safeaware train`.
+//! chosen backend: the one task behind `safeaware eval --model/--checkpoint`, the evaluation
+//! that ends `safeaware train` and the local arms of `safeaware experiment run`.
 
 use std::path::PathBuf;
 
@@ -8,15 +8,16 @@ use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_data::benchmark::Benchmark;
 use safeaware_data::processor::Processor;
+use safeaware_eval::ablation::{self, ImageAblation};
 use safeaware_eval::results::Results;
-use safeaware_eval::runner::{self, RunConfig};
+use safeaware_eval::runner::RunConfig;
 use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
 use safeaware_model::Idefics3;
 
 use crate::backend::BackendTask;
 
 /// Loads the model and processor in `folder`, then runs the evaluator on `benchmark` with the
-/// model answering.
+/// model answering (and the image ablation, when one is asked for).
 pub struct FolderEval<'a> {
     pub folder: PathBuf,
     /// The answer source's name in results and reports.
@@ -24,6 +25,7 @@ pub struct FolderEval<'a> {
     pub benchmark: &'a Benchmark,
     pub config: &'a RunConfig,
     pub settings: LocalSettings,
+    pub ablation: Option<ImageAblation>,
 }
 
 impl BackendTask for FolderEval<'_> {
@@ -36,6 +38,11 @@ impl BackendTask for FolderEval<'_> {
         let processor = Processor::from_folder(folder)
             .with_context(|| format!("loading the processor in {}", folder.display()))?;
         let source = LocalModelSource::new(&model, &processor, self.name, self.settings);
-        Ok(runner::run(self.benchmark, &source, self.config)?)
+        Ok(ablation::run(
+            self.benchmark,
+            &source,
+            self.config,
+            self.ablation,
+        )?)
     }
 }

@@ -2,8 +2,10 @@
 //! prompt is put to a model ([`prompt`], [`decoding`]), how an answer is read ([`verdict`]),
 //! the metrics ([`metrics`]) and where the two parsers disagree ([`disagreement`]), the files a
 //! run writes ([`results`], [`samples`], [`report`]), the run loop itself ([`runner`]), run
-//! comparison ([`compare`]) and the pure parts of visual contrastive decoding ([`vcd`]).
+//! comparison ([`compare`]), image
+//! reliance ([`ablation`]) and the pure parts of visual contrastive decoding ([`vcd`]).
 
+pub mod ablation;
 pub mod compare;
 pub mod decoding;
 pub mod disagreement;

@@ -238,6 +238,7 @@ mod tests {
             gold: Verdict::Unsafe,
             subset: Subset::Typical,
             scenario: None,
+            counterfactual: None,
         }
     }
 

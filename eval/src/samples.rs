@@ -226,6 +226,7 @@ mod tests {
             gold,
             subset: Subset::Attack,
             scenario: Some("s".into()),
+            counterfactual: None,
         }
     }
 

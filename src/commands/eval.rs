@@ -10,13 +10,14 @@ use crate::backend::{require, run_on, DeviceSpec};
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context};
 use safeaware_data::benchmark::Benchmark;
+use safeaware_eval::ablation::{self, ImageAblation};
 use safeaware_eval::compare::{self, Run};
 use safeaware_eval::decoding::{DecodingMode, DecodingSettings, VcdParams};
 use safeaware_eval::progress::ProgressMode;
 use safeaware_eval::prompt::PromptStrategy;
 use safeaware_eval::report::{self, REPORT_HTML, REPORT_MD};
 use safeaware_eval::results::Results;
-use safeaware_eval::runner::{self, RunConfig, RESULTS_FILE, SAMPLES_FILE};
+use safeaware_eval::runner::{RunConfig, RESULTS_FILE, SAMPLES_FILE};
 use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
 use safeaware_eval::source::local::LocalSettings;
 use safeaware_eval::source::responses::ResponsesFile;
@@ -126,6 +127,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 500)]
     pub vcd_noise_step: usize,
 
+    /// Image reliance: ask every item again with its image replaced by a blank image or by its
+    /// counterfactual (an image that flips the gold verdict; the synthetic world's benchmark
+    /// has one per item) and report the share of verdicts that change (needs a model,
+    /// checkpoint or endpoint).
+    #[arg(long, value_name = "blank|counterfactual")]
+    pub image_ablation: Option<ImageAblation>,
+
     /// Evaluate only the first N items (smoke tests).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -210,6 +218,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             benchmark: &benchmark,
             config: &config,
             settings,
+            ablation: a.image_ablation,
         };
         let results = run_on(a.device, task)?;
         return finish(&results, &out);
@@ -223,21 +232,41 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             if !(a.timeout > 0.0 && a.timeout.is_finite()) {
                 bail!("--timeout must be a positive number of seconds");
             }
-            let mut config = EndpointConfig::new(url, a.endpoint_model.clone().unwrap_or_default());
-            config.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty());
-            config.concurrency = a.concurrency;
-            config.timeout = Duration::from_secs_f64(a.timeout);
-            config.retries = a.retries;
-            config.decoding = decoding.clone();
-            Box::new(Endpoint::new(config)?)
+            Box::new(endpoint_source(
+                url,
+                a.endpoint_model.as_deref().unwrap_or_default(),
+                a.concurrency,
+                Duration::from_secs_f64(a.timeout),
+                a.retries,
+                decoding.clone(),
+            )?)
         }
         _ => bail!(
             "give one answer source: --responses <jsonl>, --endpoint <url> --endpoint-model <name>, \
              --model <hf-folder> or --checkpoint <run>/checkpoints/step_N"
         ),
     };
-    let results = runner::run(&benchmark, source.as_ref(), &config)?;
+    let results = ablation::run(&benchmark, source.as_ref(), &config, a.image_ablation)?;
     finish(&results, &out)
+}
+
+/// An OpenAI-compatible endpoint answering as `model`; the API key is read from
+/// OPENAI_API_KEY if set.
+pub fn endpoint_source(
+    url: &str,
+    model: &str,
+    concurrency: usize,
+    timeout: Duration,
+    retries: u32,
+    decoding: DecodingSettings,
+) -> anyhow::Result<Endpoint> {
+    let mut config = EndpointConfig::new(url, model.to_string());
+    config.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty());
+    config.concurrency = concurrency;
+    config.timeout = timeout;
+    config.retries = retries;
+    config.decoding = decoding;
+    Ok(Endpoint::new(config)?)
 }
 
 /// Prints the summary and where the files are.
