@@ -63,7 +63,9 @@ impl FromStr for ImageAblation {
         [ImageAblation::Blank, ImageAblation::Counterfactual]
             .into_iter()
             .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown image ablation `{s}` (expected blank or counterfactual)"))
+            .ok_or_else(|| {
+                format!("unknown image ablation `{s}` (expected blank or counterfactual)")
+            })
     }
 }
 
@@ -159,7 +161,10 @@ fn write_blank(dir: &Path) -> Result<PathBuf, EvalError> {
     let image = RgbImage::from_pixel(BLANK_SIDE, BLANK_SIDE, Rgb([BLANK_GREY; 3]));
     let mut bytes = Vec::new();
     image
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .map_err(|e| EvalError::Config(format!("encoding the blank image: {e}")))?;
     std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
     write_atomic(&path, &bytes).map_err(EvalError::io(&path))?;

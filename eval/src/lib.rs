@@ -2,11 +2,12 @@
 //! prompt is put to a model ([`prompt`], [`decoding`]), how an answer is read ([`verdict`]),
 //! the metrics ([`metrics`]) and where the two parsers disagree ([`disagreement`]), the files a
 //! run writes ([`results`], [`samples`], [`report`]), the run loop itself ([`runner`]), run
-//! comparison ([`compare`]), image
+//! comparison ([`compare`]), an experiment's comparison of arms ([`comparison`]), image
 //! reliance ([`ablation`]) and the pure parts of visual contrastive decoding ([`vcd`]).
 
 pub mod ablation;
 pub mod compare;
+pub mod comparison;
 pub mod decoding;
 pub mod disagreement;
 pub mod error;

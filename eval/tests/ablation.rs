@@ -54,9 +54,13 @@ fn world(dir: &Path) -> Benchmark {
 /// Yes when the image is light (mean above 128), No otherwise: a model that looks.
 fn looker() -> Scripted {
     Scripted::new(|item, _, _| {
-        let img = image::open(item.image.as_ref().unwrap()).unwrap().to_luma8();
+        let img = image::open(item.image.as_ref().unwrap())
+            .unwrap()
+            .to_luma8();
         let light = img.pixels().map(|p| p.0[0] as f64).sum::<f64>() / img.pixels().len() as f64;
-        Ok(Answer::Text(if light > 128.0 { "Yes" } else { "No" }.into()))
+        Ok(Answer::Text(
+            if light > 128.0 { "Yes" } else { "No" }.into(),
+        ))
     })
 }
 
@@ -124,9 +128,14 @@ fn recorded_responses_and_benchmarks_without_counterfactuals_are_refused_clearly
     let responses = tmp.path().join("r.jsonl");
     std::fs::write(&responses, "{\"id\": 0, \"response\": \"Yes\"}\n").unwrap();
     let file = ResponsesFile::load(&responses, &bench).unwrap();
-    let err = ablation::run(&bench, &file, &quiet(&tmp.path().join("r")), Some(ImageAblation::Blank))
-        .unwrap_err()
-        .to_string();
+    let err = ablation::run(
+        &bench,
+        &file,
+        &quiet(&tmp.path().join("r")),
+        Some(ImageAblation::Blank),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("recorded responses"), "{err}");
 
     let plain = benchmark(vec![item("1", Subset::Typical, None, None)]);

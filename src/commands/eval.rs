@@ -261,7 +261,9 @@ pub fn endpoint_source(
     decoding: DecodingSettings,
 ) -> anyhow::Result<Endpoint> {
     let mut config = EndpointConfig::new(url, model.to_string());
-    config.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty());
+    config.api_key = std::env::var("OPENAI_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty());
     config.concurrency = concurrency;
     config.timeout = timeout;
     config.retries = retries;

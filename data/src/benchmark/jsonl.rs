@@ -121,9 +121,8 @@ pub fn parse_item(json: &str, dir: &Path) -> Result<BenchmarkItem, String> {
 }
 
 fn parse_gold(id: &str, field: &str, value: &str) -> Result<Verdict, String> {
-    Verdict::from_gold(value).ok_or_else(|| {
-        format!("id {id}: `{field}` is `{value}`, expected safe, unsafe, yes or no")
-    })
+    Verdict::from_gold(value)
+        .ok_or_else(|| format!("id {id}: `{field}` is `{value}`, expected safe, unsafe, yes or no"))
 }
 
 fn parse_subset(id: &str, field: &str, value: &str) -> Result<Subset, String> {

@@ -16,7 +16,11 @@ const STREAM: u64 = 5;
 /// The counterfactual of test item `index` whose spec is `spec`: the same template and wrapper
 /// with an object of the opposite verdict, drawn and rendered deterministically in `cfg.seed`
 /// and `index` (the items' own draws are untouched).
-pub fn make_counterfactual(cfg: &SynthConfig, spec: &ItemSpec, index: usize) -> (ItemSpec, RgbImage) {
+pub fn make_counterfactual(
+    cfg: &SynthConfig,
+    spec: &ItemSpec,
+    index: usize,
+) -> (ItemSpec, RgbImage) {
     let mut rng = Rng::stream(cfg.seed, STREAM, index as u64);
     let template = spec.combo.template;
     let verdict = match spec.combo.verdict {
