@@ -91,7 +91,7 @@ fn counterfactual_images_change_every_verdict_of_a_model_that_looks_and_none_of_
         assert_eq!((ir.paired, ir.changed), (9, changed), "{name}");
         assert_eq!(ir.change_rate, Some(changed as f64 / 9.0), "{name}");
         assert!((ir.total.unwrap() - total).abs() < 1e-12, "{name}");
-        let acc = ir.accuracy.clone().unwrap();
+        let acc = ir.accuracy.unwrap();
         assert_eq!((acc.correct, acc.n), (right, 9), "{name}");
         // results.json and the report carry it; the ablated run has its own folder.
         let saved = Results::read(&out.join(RESULTS_FILE)).unwrap();
