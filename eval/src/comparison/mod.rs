@@ -113,24 +113,25 @@ fn mean(values: &[Option<f64>]) -> Option<f64> {
 }
 
 /// A 95% interval for the unweighted mean of independent subset accuracies (Total, Unsafe):
-/// the normal approximation, mean ± z·√(Σ p(1−p)/n) / k, clipped to [0, 1].
+/// mean ± z·√(Σ p̃(1−p̃)/(n+z²)) / k with the Agresti–Coull p̃ = (correct + z²/2)/(n + z²), so an
+/// all-right or all-wrong subset still adds its uncertainty; clipped to [0, 1].
 pub fn mean_interval(parts: &[&Accuracy]) -> Option<[f64; 2]> {
-    let parts: Vec<(f64, f64)> = parts
-        .iter()
-        .filter_map(|a| a.accuracy.map(|p| (p, a.n as f64)))
-        .collect();
+    let parts: Vec<&&Accuracy> = parts.iter().filter(|a| a.n > 0).collect();
     if parts.is_empty() {
         return None;
     }
-    let k = parts.len() as f64;
-    let centre = parts.iter().map(|(p, _)| p).sum::<f64>() / k;
-    let se = parts
+    let (k, z2) = (parts.len() as f64, Z95 * Z95);
+    let centre = parts.iter().filter_map(|a| a.accuracy).sum::<f64>() / k;
+    let variance: f64 = parts
         .iter()
-        .map(|(p, n)| p * (1.0 - p) / n)
-        .sum::<f64>()
-        .sqrt()
-        / k;
-    Some([(centre - Z95 * se).max(0.0), (centre + Z95 * se).min(1.0)])
+        .map(|a| {
+            let n = a.n as f64 + z2;
+            let p = (a.correct as f64 + z2 / 2.0) / n;
+            p * (1.0 - p) / n
+        })
+        .sum();
+    let half = Z95 * variance.sqrt() / k;
+    Some([(centre - half).max(0.0), (centre + half).min(1.0)])
 }
 
 /// The arm's baseline run on the same benchmark, if it has one and it was evaluated.

@@ -33,7 +33,8 @@ accuracy on the counterfactual images, whose gold verdicts are flipped.";
 
 const INTERVALS_TEXT: &str = "95% intervals (%): Wilson score intervals for the subset \
 accuracies and the image-reliance change rate; for Unsafe and Total (means of independent subset \
-accuracies) the normal approximation, mean ± 1.96·√(Σ p(1−p)/n)/k.";
+accuracies) the normal approximation with Agresti–Coull variances, \
+mean ± 1.96·√(Σ p̃(1−p̃)/(n+1.96²))/k.";
 
 /// The benchmarks in the order their first arm appears.
 fn benchmarks(arms: &[ArmRun]) -> Vec<&str> {

@@ -74,7 +74,7 @@ pub fn arms(arms: &[&ArmRun], all: &[ArmRun]) -> Table {
 }
 
 /// 95% intervals (%) of every arm: Wilson for the subsets and the image-reliance change rate,
-/// the normal approximation for Unsafe and Total (means of subset accuracies).
+/// [`super::mean_interval`] for Unsafe and Total (means of subset accuracies).
 pub fn intervals(arms: &[&ArmRun]) -> Table {
     let headers = [
         "Arm",

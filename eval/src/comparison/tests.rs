@@ -125,12 +125,20 @@ fn rows_hold_the_issue_keys_and_the_mcnemar_p_against_the_baseline() {
 }
 
 #[test]
-fn mean_interval_is_the_normal_approximation_of_a_mean_of_proportions() {
+fn mean_interval_is_centred_on_the_mean_with_agresti_coull_variances() {
     let a = Accuracy::new(8, 10);
     let b = Accuracy::new(5, 20);
     let [lo, hi] = mean_interval(&[&a, &b]).unwrap();
-    let se = (0.8 * 0.2 / 10.0 + 0.25 * 0.75 / 20.0f64).sqrt() / 2.0;
-    assert!((lo - (0.525 - Z95 * se)).abs() < 1e-12 && (hi - (0.525 + Z95 * se)).abs() < 1e-12);
+    let z2 = Z95 * Z95;
+    let var = |x: f64, n: f64| {
+        let p = (x + z2 / 2.0) / (n + z2);
+        p * (1.0 - p) / (n + z2)
+    };
+    let half = Z95 * (var(8.0, 10.0) + var(5.0, 20.0)).sqrt() / 2.0;
+    assert!((lo - (0.525 - half)).abs() < 1e-12 && (hi - (0.525 + half)).abs() < 1e-12);
+    // An all-wrong subset still has a width.
+    let [lo, hi] = mean_interval(&[&Accuracy::new(0, 6)]).unwrap();
+    assert!(lo == 0.0 && hi > 0.1, "{hi}");
     assert_eq!(mean_interval(&[&Accuracy::new(0, 0)]), None);
 }
 
