@@ -31,8 +31,7 @@ pub fn run(experiment: &Experiment, out: &Path) -> Result<String> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let models = prepare_models(experiment, out)?;
     let mut arm_runs = Vec::new();
-    let mut skipped = Vec::new();
-    let default_ablation = experiment.image_ablation_default()?;
+    let mut skipped: Vec<Skipped> = Vec::new();
     for (bench_name, source) in &experiment.benchmarks {
         let spec = models::benchmark_spec(bench_name, source, out)?;
         let mut benchmark = Benchmark::open(&spec, source.annotations.as_deref())
@@ -44,52 +43,34 @@ pub fn run(experiment: &Experiment, out: &Path) -> Result<String> {
             let model = &models[&arm.model];
             if let Some(reason) = cannot_run(arm, model) {
                 eprintln!("experiment: arm {} skipped: {reason}", arm.name);
-                skipped.push(Skipped {
-                    name: arm.name.clone(),
-                    reason,
-                });
+                if !skipped.iter().any(|s| s.name == arm.name) {
+                    let name = arm.name.clone();
+                    skipped.push(Skipped { name, reason });
+                }
                 continue;
             }
-            let ablation = match model {
-                Model::Responses(_) => None,
-                _ => arm.ablation(default_ablation)?,
-            };
             let task = ArmEval {
                 arm,
                 model,
                 benchmark: &benchmark,
                 limit: source.limit,
-                ablation,
+                ablation: match model {
+                    Model::Responses(_) => None,
+                    _ => arm.ablation(experiment.image_ablation_default()?)?,
+                },
                 eval: &experiment.eval,
                 device: experiment.device,
                 dir: eval_dir(out, bench_name, &arm.name),
             };
-            let n = experiment.arms.len();
-            if task.finished() {
-                eprintln!(
-                    "experiment: arm {}/{n} {} on {bench_name}: finished before, reused",
-                    i + 1,
-                    arm.name
-                );
-            } else {
-                eprintln!(
-                    "experiment: arm {}/{n} {} on {bench_name}: evaluating",
-                    i + 1,
-                    arm.name
-                );
-                task.run()
-                    .with_context(|| format!("arm {} on {bench_name}", arm.name))?;
-            }
-            arm_runs.push(ArmRun {
-                name: arm.name.clone(),
-                baseline: arm.baseline.clone(),
-                benchmark: bench_name.clone(),
-                description: describe(arm, model, &experiment.models[&arm.model]),
-                run: load_run(&task.dir, &arm.name)?,
-            });
+            let at = format!(
+                "arm {}/{} {} on {bench_name}",
+                i + 1,
+                experiment.arms.len(),
+                arm.name
+            );
+            arm_runs.push(evaluate(&task, &at, experiment, bench_name)?);
         }
     }
-    skipped.dedup();
     let references = experiment
         .references
         .as_deref()
@@ -104,6 +85,25 @@ pub fn run(experiment: &Experiment, out: &Path) -> Result<String> {
     )?;
     let path = out.join(COMPARISON_MD);
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Evaluates one arm on one benchmark unless it finished before; returns its run.
+fn evaluate(task: &ArmEval<'_>, at: &str, experiment: &Experiment, bench: &str) -> Result<ArmRun> {
+    let arm = task.arm;
+    if task.finished() {
+        eprintln!("experiment: {at}: finished before, reused");
+    } else {
+        eprintln!("experiment: {at}: evaluating");
+        task.run()
+            .with_context(|| format!("arm {} on {bench}", arm.name))?;
+    }
+    Ok(ArmRun {
+        name: arm.name.clone(),
+        baseline: arm.baseline.clone(),
+        benchmark: bench.to_string(),
+        description: describe(arm, task.model, &experiment.models[&arm.model]),
+        run: load_run(&task.dir, &arm.name)?,
+    })
 }
 
 /// Makes every model an arm uses ready (training what is not trained yet).
