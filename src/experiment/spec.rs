@@ -242,6 +242,7 @@ impl Experiment {
         self.image_ablation_default()?;
         for (i, arm) in self.arms.iter().enumerate() {
             let at = format!("arms[{i}] (`{}`)", arm.name);
+            check_folder_name(&arm.name).with_context(|| format!("{at}: name"))?;
             if self.arms[..i].iter().any(|a| a.name == arm.name) {
                 bail!("{at}: another arm has this name");
             }
@@ -261,6 +262,7 @@ impl Experiment {
             bail!("no [[arms]]");
         }
         for (name, b) in &self.benchmarks {
+            check_folder_name(name).with_context(|| format!("benchmarks.{name}"))?;
             if b.spec.is_some() == b.recipe.is_some() {
                 bail!("benchmarks.{name}: give exactly one of `spec` or `recipe`");
             }
@@ -282,6 +284,16 @@ impl Experiment {
             }
         }
     }
+}
+
+/// Arm and benchmark names become folder names: letters, digits, `-`, `_`, `+` and `.`, not
+/// starting with a dot.
+fn check_folder_name(name: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_+.".contains(c);
+    if name.is_empty() || name.starts_with('.') || !name.chars().all(allowed) {
+        bail!("`{name}` cannot name a folder: use letters, digits, -, _, + and . (not first)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
