@@ -1,43 +1,11 @@
-//! Stable 64-bit FNV-1a hashing for fingerprints that must match across processes and builds
-//! (recipe and data fingerprints, path-derived parameter ids). `std`'s hasher is not
-//! guaranteed stable across Rust releases, so it cannot be used for anything written to disk.
+//! Fingerprints that must match across processes and builds (recipe and data fingerprints,
+//! path-derived parameter ids), with the stable FNV-1a 64 hash of `safeaware_data::fnv`.
 
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::Path;
 
-const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const PRIME: u64 = 0x0000_0100_0000_01b3;
-
-/// Incremental FNV-1a 64 hasher.
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Self(OFFSET)
-    }
-}
-
-impl Fnv64 {
-    /// Feeds `bytes`.
-    pub fn update(&mut self, bytes: &[u8]) -> &mut Self {
-        self.0 = bytes
-            .iter()
-            .fold(self.0, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME));
-        self
-    }
-
-    /// The hash so far.
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// FNV-1a 64 of `bytes`.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    Fnv64::default().update(bytes).finish()
-}
+pub use safeaware_data::fnv::{fnv1a64, Fnv64};
 
 /// FNV-1a 64 of `bytes` as 16 lowercase hex digits.
 pub fn fnv1a64_hex(bytes: &[u8]) -> String {
