@@ -18,8 +18,26 @@ pub enum ProgressMode {
     Quiet,
 }
 
+impl std::str::FromStr for ProgressMode {
+    type Err = String;
+
+    /// `auto`, `log` or `quiet` (the `--progress` flag).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(ProgressMode::Auto),
+            "log" => Ok(ProgressMode::Log),
+            "quiet" => Ok(ProgressMode::Quiet),
+            other => Err(format!(
+                "unknown progress mode `{other}` (expected auto, log or quiet)"
+            )),
+        }
+    }
+}
+
 /// Tracks finished items and reports them.
 pub struct Progress {
+    /// What is counted, at the start of each log line (`eval`, `distill`).
+    label: &'static str,
     bar: Option<ProgressBar>,
     log: bool,
     total: u64,
@@ -32,8 +50,13 @@ pub struct Progress {
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Progress {
-    /// Starts reporting on `total` items.
+    /// Starts reporting on `total` items of an evaluation.
     pub fn new(total: usize, mode: ProgressMode) -> Progress {
+        Progress::labelled("eval", total, mode)
+    }
+
+    /// Starts reporting on `total` items; log lines start with `label`.
+    pub fn labelled(label: &'static str, total: usize, mode: ProgressMode) -> Progress {
         let total = total as u64;
         let terminal = std::io::stderr().is_terminal();
         let bar = (mode == ProgressMode::Auto && terminal).then(|| {
@@ -48,6 +71,7 @@ impl Progress {
         let log = mode == ProgressMode::Log || (mode == ProgressMode::Auto && !terminal);
         let now = Instant::now();
         Progress {
+            label,
             bar,
             log,
             total,
@@ -89,8 +113,8 @@ impl Progress {
             "unknown".to_string()
         };
         format!(
-            "eval: {}/{} items ({pct:.1}%), {rate:.2} items/s, ETA {eta}",
-            self.done, self.total
+            "{}: {}/{} items ({pct:.1}%), {rate:.2} items/s, ETA {eta}",
+            self.label, self.done, self.total
         )
     }
 
