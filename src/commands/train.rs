@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::{require, run_on, BackendTask, DeviceSpec};
 use anyhow::{bail, Context, Result};
 use safeaware_data::benchmark::Benchmark;
+use safeaware_trainer::benchmark_guard::evaluation_benchmark;
 use safeaware_trainer::evaluation::{self, EvalPlan};
 use safeaware_trainer::recipe::{load_recipe, RESOLVED_RECIPE_FILE};
 use safeaware_trainer::training::TrainJob;
@@ -89,16 +90,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.no_eval {
         return Ok(());
     }
-    let spec = match (&recipe.eval.benchmark, &outcome.benchmark) {
-        (Some(spec), _) => spec.clone(),
-        (None, Some(file)) => format!("jsonl:{}", file.display()),
-        (None, None) => {
-            eprintln!(
-                "no benchmark to evaluate on (set eval.benchmark); final model in {}",
-                final_dir.display()
-            );
-            return Ok(());
-        }
+    let Some(spec) = evaluation_benchmark(&recipe, outcome.benchmark.as_deref()) else {
+        eprintln!(
+            "no benchmark to evaluate on (set eval.benchmark); final model in {}",
+            final_dir.display()
+        );
+        return Ok(());
     };
     let out = run_dir.join("eval").join("final");
     let plan = EvalPlan {
