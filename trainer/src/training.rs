@@ -166,6 +166,9 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<T
 
     // Data.
     let files = resolve_files(recipe, &job.cache_dir)?;
+    // Benchmark guard (issue 15): no training on images or prompts of the evaluation benchmark
+    // unless data.allow_overlap. Keep this call first in setup, right after the data files.
+    crate::benchmark_guard::refuse_benchmark_overlap(recipe, &files)?;
     let train_set = encode_file(
         &files.train,
         &processor,

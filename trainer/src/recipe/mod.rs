@@ -71,6 +71,15 @@ pub struct DataSection {
     pub max_length: usize,
     /// Synthetic data, used instead of trace files when `enabled`.
     pub synthetic: SyntheticSection,
+    /// Train even when the training file shares images or prompts with the evaluation
+    /// benchmark (checked at setup, as `safeaware data overlap` does). Written only when true,
+    /// and outside the fingerprint: it changes what is allowed, not what is trained.
+    #[serde(skip_serializing_if = "is_false")]
+    pub allow_overlap: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for DataSection {
@@ -81,6 +90,7 @@ impl Default for DataSection {
             style: TargetStyle::Vcr,
             max_length: 1024,
             synthetic: SyntheticSection::default(),
+            allow_overlap: false,
         }
     }
 }
@@ -376,6 +386,7 @@ impl Recipe {
         core.train.epochs = defaults.epochs;
         core.train.output_dir = None;
         core.eval = EvalSection::default();
+        core.data.allow_overlap = false;
         fnv1a64_hex(core.to_toml().as_bytes())
     }
 
@@ -451,6 +462,7 @@ mod tests {
         cadence.train.log_every = 1;
         cadence.train.device = Device::Cuda(0);
         cadence.eval.max_new_tokens = 3;
+        cadence.data.allow_overlap = true;
         assert_eq!(base.fingerprint(), cadence.fingerprint());
         let mut lr = base.clone();
         lr.optim.lr_text = 3e-4;
