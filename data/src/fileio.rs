@@ -99,27 +99,32 @@ fn cut_unterminated_line(path: &Path) -> io::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&bytes[keep..]).into_owned()))
 }
 
-/// `path` as it should be written in a file in folder `dir`: relative to `dir` when both can be
-/// made absolute (climbing out with `..` as needed, `/` separators), else absolute. Reading it
-/// back with `dir.join(..)` gives the same file.
+/// `path` as it should be written in a file in folder `dir`: relative to `dir` when they share a
+/// folder (climbing out with `..` as needed, `/` separators), else absolute. Reading it back
+/// with `dir.join(..)` gives the same file.
 pub fn relative_path(path: &Path, dir: &Path) -> String {
     let (Ok(target), Ok(base)) = (std::path::absolute(path), std::path::absolute(dir)) else {
         return path.display().to_string();
     };
     let (target, base) = (normalise(&target), normalise(&base));
     let common = target
-        .iter()
-        .zip(base.iter())
+        .components()
+        .zip(base.components())
         .take_while(|(a, b)| a == b)
         .count();
-    if common == 0 {
+    // Sharing only the root (or drive), the absolute path is the shorter and sturdier one.
+    let shares_a_folder = target
+        .components()
+        .take(common)
+        .any(|c| matches!(c, std::path::Component::Normal(_)));
+    if !shares_a_folder {
         return target.display().to_string();
     }
-    let ups = base.iter().skip(common).map(|_| "..".to_string());
+    let ups = base.components().skip(common).map(|_| "..".to_string());
     let downs = target
-        .iter()
+        .components()
         .skip(common)
-        .map(|c| c.to_string_lossy().into_owned());
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
     ups.chain(downs).collect::<Vec<_>>().join("/")
 }
 
@@ -226,5 +231,6 @@ mod tests {
         );
         let back = root.join("out/pairs").join("../../images/a/x.png");
         assert_eq!(normalise(&back), normalise(&image));
+        assert_eq!(relative_path(Path::new("/a/b.png"), Path::new("/c/d")), "/a/b.png");
     }
 }
