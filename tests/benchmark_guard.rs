@@ -73,6 +73,13 @@ fn data(dir: &Path) -> (PathBuf, String) {
     )
 }
 
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    keys
+}
+
 #[test]
 fn overlap_reports_a_copied_image_and_a_matching_prompt() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +94,9 @@ fn overlap_reports_a_copied_image_and_a_matching_prompt() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(keys(&report), ["image_overlaps", "prompt_overlaps"]);
     let images = report["image_overlaps"].as_array().unwrap();
+    assert_eq!(keys(&images[0]), ["benchmark_id", "distance", "id"]);
     assert_eq!(images.len(), 1, "{report}");
     assert_eq!(
         (images[0]["id"].as_str(), images[0]["benchmark_id"].as_str()),

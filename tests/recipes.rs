@@ -96,7 +96,7 @@ fn the_distilled_recipe_is_guarded_and_the_synthetic_ones_are_not() {
         .recipe;
     assert_eq!(
         distilled.data.train.as_deref(),
-        Some(Path::new("data/distilled/train.jsonl"))
+        Some(Path::new("runs/distilled/train.jsonl"))
     );
     assert!(!distilled.data.synthetic.enabled);
     assert!(!distilled.data.allow_overlap);

@@ -231,6 +231,9 @@ mod tests {
         );
         let back = root.join("out/pairs").join("../../images/a/x.png");
         assert_eq!(normalise(&back), normalise(&image));
-        assert_eq!(relative_path(Path::new("/a/b.png"), Path::new("/c/d")), "/a/b.png");
+        assert_eq!(
+            relative_path(Path::new("/a/b.png"), Path::new("/c/d")),
+            "/a/b.png"
+        );
     }
 }
