@@ -48,7 +48,7 @@ fn teacher() -> Server {
             .next()
             .and_then(|s| s.trim_matches('"').parse().ok())
             .unwrap_or(1);
-        let verdict = if n % 2 == 0 { "Yes" } else { "No" };
+        let verdict = if n.is_multiple_of(2) { "Yes" } else { "No" };
         Reply {
             delay: Duration::from_millis(150),
             ..Reply::ok(&format!(
@@ -151,7 +151,7 @@ fn a_killed_distillation_resumes_without_duplicates() {
         let id = trace["id"].as_str().unwrap();
         *count.entry(id.to_string()).or_default() += 1;
         let n: usize = id.trim_start_matches('q').parse().unwrap();
-        let gold = if n % 2 == 0 { "safe" } else { "unsafe" };
+        let gold = if n.is_multiple_of(2) { "safe" } else { "unsafe" };
         assert_eq!(trace["verdict"], gold, "{trace}");
     }
     assert_eq!(count.len(), PAIRS);
