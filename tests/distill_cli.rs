@@ -151,7 +151,11 @@ fn a_killed_distillation_resumes_without_duplicates() {
         let id = trace["id"].as_str().unwrap();
         *count.entry(id.to_string()).or_default() += 1;
         let n: usize = id.trim_start_matches('q').parse().unwrap();
-        let gold = if n.is_multiple_of(2) { "safe" } else { "unsafe" };
+        let gold = if n.is_multiple_of(2) {
+            "safe"
+        } else {
+            "unsafe"
+        };
         assert_eq!(trace["verdict"], gold, "{trace}");
     }
     assert_eq!(count.len(), PAIRS);

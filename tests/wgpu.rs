@@ -155,20 +155,13 @@ fn quickstart_steps_on_wgpu_match_the_cpu_and_checkpoints_move_between_devices()
     assert_losses_match("wgpu", &run("wgpu"), &reference, 1..=20);
 
     // Three steps each way show that the checkpoint loads and trains on the other device.
-    resume("wgpu_then_cpu", "cpu", 13);
-    assert_losses_match(
-        "wgpu checkpoint on the cpu",
-        &run("wgpu_then_cpu"),
-        &reference,
-        11..=13,
-    );
-    resume("cpu_then_wgpu", "wgpu", 13);
-    assert_losses_match(
-        "cpu checkpoint on wgpu",
-        &run("cpu_then_wgpu"),
-        &reference,
-        11..=13,
-    );
+    for (name, device, what) in [
+        ("wgpu_then_cpu", "cpu", "wgpu checkpoint on the cpu"),
+        ("cpu_then_wgpu", "wgpu", "cpu checkpoint on wgpu"),
+    ] {
+        resume(name, device, 13);
+        assert_losses_match(what, &run(name), &reference, 11..=13);
+    }
 }
 
 /// A checkpoint trained on the CPU until it writes verdicts answers 20 held-out items with the

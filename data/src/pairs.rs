@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use safeaware_common::fsio::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::benchmark::{BenchmarkItem, Subset, Verdict};
@@ -136,7 +137,7 @@ pub fn write_pairs(path: &Path, pairs: &[LabelledPair]) -> Result<(), TraceError
         out.push_str(&serde_json::to_string(pair).expect("a pair always serialises"));
         out.push('\n');
     }
-    fileio::write_atomic(path, out.as_bytes()).map_err(|source| TraceError::Io {
+    write_atomic(path, out.as_bytes()).map_err(|source| TraceError::Io {
         path: path.to_path_buf(),
         source,
     })

@@ -2,6 +2,9 @@
 //! loading and saving with logit parity against HF transformers, seeded random initialisation,
 //! causal-LM loss, KV-cached generation with a step API, and parameter counting.
 //!
+//! [`vlm`] is what the trainer and evaluator use: the [`VisionLanguageModel`] trait, which
+//! [`Idefics3`] implements ([`idefics3`]).
+//!
 //! Layout (one concept per file): [`config`] (HF config.json), [`vision_transformer`] (SigLIP),
 //! [`connector`] (pixel shuffle + projection), [`language_model`] (Llama, with [`rope`] and
 //! [`attention`]), [`vision_language_model`] (the whole model), [`loss`], [`kv_cache`],
@@ -12,8 +15,8 @@ pub mod attention;
 pub mod config;
 pub mod connector;
 pub mod error;
-mod fsutil;
 pub mod generation;
+pub mod idefics3;
 pub mod init;
 pub mod kv_cache;
 pub mod language_model;
@@ -26,6 +29,7 @@ pub mod sampling;
 pub mod summary;
 pub mod vision_language_model;
 pub mod vision_transformer;
+pub mod vlm;
 pub mod weights;
 
 pub use config::{Idefics3Config, ModelFamily, TextConfig, VisionConfig};
@@ -35,6 +39,7 @@ pub use kv_cache::KvCache;
 pub use loss::{causal_lm_loss, LossOutput, IGNORE_INDEX};
 pub use params::ParamCounts;
 pub use safetensors_io::FloatDtype;
-pub use sampling::{Decoding, Sampler};
+pub use sampling::{Sampler, TokenSampling};
 pub use summary::{inspect, ModelSummary};
 pub use vision_language_model::{Idefics3, VlmInput};
+pub use vlm::{ModelPart, ParamPart, TrainableModel, VisionLanguageModel};

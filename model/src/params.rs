@@ -2,11 +2,10 @@
 //! config alone (so a folder holding only config.json can be described) or from a built model;
 //! tests check the two agree and match HF transformers' counts.
 
-use burn::module::Module;
 use burn::tensor::backend::Backend;
 
 use crate::config::Idefics3Config;
-use crate::weights::hf_params;
+use crate::vlm::{ModelPart, VisionLanguageModel};
 
 /// Parameters per part. A tied LM head has no parameters of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +73,9 @@ impl ParamCounts {
         }
     }
 
-    /// Counts of a built model, from its parameters' HF names.
-    pub fn of_model<B: Backend, M: Module<B>>(model: &M) -> Self {
+    /// Counts of a built model, from the parts its parameters belong to (a separate LM head is
+    /// the text part's `lm_head.*` tensors).
+    pub fn of_model<B: Backend, M: VisionLanguageModel<B>>(model: &M) -> Self {
         let mut counts = Self {
             vision: 0,
             connector: 0,
@@ -83,19 +83,17 @@ impl ParamCounts {
             lm_head: 0,
             lm_head_tied: true,
         };
-        for hf in hf_params::<B, M>(model) {
-            let n: usize = hf.shape.iter().product();
-            let part = if hf.name.starts_with("model.vision_model.") {
-                &mut counts.vision
-            } else if hf.name.starts_with("model.connector.") {
-                &mut counts.connector
-            } else if hf.name.starts_with("model.text_model.") {
-                &mut counts.text
-            } else {
-                counts.lm_head_tied = false;
-                &mut counts.lm_head
+        for param in model.param_parts() {
+            let total = match param.part {
+                ModelPart::Vision => &mut counts.vision,
+                ModelPart::Connector => &mut counts.connector,
+                ModelPart::Text if param.name.starts_with("lm_head.") => {
+                    counts.lm_head_tied = false;
+                    &mut counts.lm_head
+                }
+                ModelPart::Text => &mut counts.text,
             };
-            *part += n;
+            *total += param.numel;
         }
         counts
     }

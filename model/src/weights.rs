@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
@@ -49,11 +49,13 @@ pub struct HfParam {
     pub transposed: bool,
     /// What it is.
     pub role: ParamRole,
+    /// The Burn parameter's id.
+    pub id: ParamId,
 }
 
 /// THE mapping: a Burn parameter at `path` (field names, each with the type of the struct that
 /// owns the field) with Burn shape `burn_shape` → its HF tensor.
-fn hf_param(path: &[(String, String)], burn_shape: &[usize]) -> HfParam {
+fn hf_param(path: &[(String, String)], burn_shape: &[usize], id: ParamId) -> HfParam {
     let (field, owner) = path
         .last()
         .map(|(f, o)| (f.as_str(), o.as_str()))
@@ -80,6 +82,7 @@ fn hf_param(path: &[(String, String)], burn_shape: &[usize]) -> HfParam {
         shape,
         transposed,
         role,
+        id,
     }
 }
 
@@ -110,7 +113,7 @@ impl<B: Backend> ModuleVisitor<B> for Collect {
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         self.params
-            .push(hf_param(&self.path.0, &param.lazy_shape()));
+            .push(hf_param(&self.path.0, &param.lazy_shape(), param.id));
     }
 }
 
@@ -137,7 +140,7 @@ impl<B: Backend, F: FnMut(&HfParam) -> Option<Vec<f32>>> ModuleMapper<B> for Rep
         self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let hf = hf_param(&self.path.0, &param.lazy_shape());
+        let hf = hf_param(&self.path.0, &param.lazy_shape(), param.id);
         let Some(values) = (self.values)(&hf) else {
             return param;
         };
@@ -202,11 +205,7 @@ impl<B: Backend> Idefics3<B> {
     /// Saves `config.json` and `model.safetensors` (HF names, `dtype` on disk) into `dir`, each
     /// file written atomically; HF transformers loads the result.
     pub fn save(&self, dir: &Path, dtype: FloatDtype) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io {
-            action: "creating",
-            path: dir.to_owned(),
-            cause,
-        })?;
+        std::fs::create_dir_all(dir).map_err(ModelError::io("creating", dir))?;
         let tensors = flat_params(self);
         let layout: Vec<(String, Vec<usize>)> = tensors
             .iter()
@@ -249,7 +248,7 @@ impl<B: Backend> ModuleVisitor<B> for Gather<B> {
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let value = param.val();
-        let hf = hf_param(&self.path.0, &value.dims());
+        let hf = hf_param(&self.path.0, &value.dims(), param.id);
         let numel = value.shape().num_elements();
         self.out.push((hf, value.reshape([numel])));
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use safeaware_eval::decoding::Decoding;
+use safeaware_eval::decoding::DecodingSettings;
 use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
 
 /// How requests to an endpoint are made.
@@ -28,7 +28,7 @@ impl ClientArgs {
         &self,
         url: &str,
         model: &str,
-        decoding: &Decoding,
+        decoding: &DecodingSettings,
     ) -> anyhow::Result<Endpoint> {
         if !(self.timeout > 0.0 && self.timeout.is_finite()) {
             bail!("--timeout must be a positive number of seconds");

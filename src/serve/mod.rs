@@ -19,9 +19,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
-use safeaware_data::processor::Processor;
 use safeaware_eval::decoding::DecodingMode;
 use safeaware_eval::source::generator::LocalGenerator;
 use safeaware_eval::source::SourceError;
@@ -29,6 +28,7 @@ use safeaware_model::Idefics3;
 use tiny_http::Server;
 
 use crate::backend::BackendTask;
+use crate::folder_eval::load_folder;
 use queue::{Job, Queue};
 
 /// A server ready to run: the socket is bound, the model not yet loaded.
@@ -50,10 +50,7 @@ impl BackendTask for ServeTask {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
         let folder = &self.folder;
-        let model = Idefics3::<B::InnerBackend>::load(folder, &device)
-            .with_context(|| format!("loading the model in {}", folder.display()))?;
-        let processor = Processor::from_folder(folder)
-            .with_context(|| format!("loading the processor in {}", folder.display()))?;
+        let (model, processor) = load_folder::<B::InnerBackend>(folder, &device)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let shared = Arc::new(http::Shared {
             model: self.model_name.clone(),
@@ -87,7 +84,7 @@ impl BackendTask for ServeTask {
 
 /// Generates one batch and sends each job its answer.
 fn generate_batch<B: burn::tensor::backend::Backend>(
-    generator: &LocalGenerator<'_, B>,
+    generator: &LocalGenerator<'_, B, Idefics3<B>>,
     batch: Vec<Job>,
 ) {
     let start = Instant::now();

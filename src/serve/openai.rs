@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use safeaware_data::processor::{ImageSource, Message, Part, Role};
-use safeaware_eval::decoding::{Decoding, DecodingMode};
+use safeaware_eval::decoding::{DecodingMode, DecodingSettings};
 use safeaware_eval::source::data_url::decode_image_data_url;
 use safeaware_eval::source::generator::{Generated, LocalSettings};
 use serde_json::{json, Value};
@@ -115,7 +115,10 @@ fn positive(v: &Value) -> Option<usize> {
 }
 
 /// The decoding of a request: temperature 0 is greedy, anything else samples.
-fn decoding(obj: &serde_json::Map<String, Value>, max_tokens: usize) -> Result<Decoding, ApiError> {
+fn decoding(
+    obj: &serde_json::Map<String, Value>,
+    max_tokens: usize,
+) -> Result<DecodingSettings, ApiError> {
     let number = |key: &str, default: f64| match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
@@ -131,7 +134,7 @@ fn decoding(obj: &serde_json::Map<String, Value>, max_tokens: usize) -> Result<D
                 .ok_or_else(|| ApiError::bad("`seed` must be a non-negative integer"))?,
         ),
     };
-    let d = Decoding {
+    let d = DecodingSettings {
         mode: if temperature == 0.0 {
             DecodingMode::Greedy
         } else {
@@ -141,7 +144,7 @@ fn decoding(obj: &serde_json::Map<String, Value>, max_tokens: usize) -> Result<D
         top_p,
         seed,
         max_tokens,
-        ..Decoding::default()
+        ..DecodingSettings::default()
     };
     d.validate().map_err(|e| {
         let message = e.to_string().replace("--top-p", "top_p");

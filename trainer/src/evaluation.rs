@@ -12,7 +12,7 @@ use safeaware_data::benchmark::{Benchmark, BenchmarkItem};
 use safeaware_data::processor::Processor;
 use safeaware_eval::runner::{self, RunConfig};
 use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
-use safeaware_model::Idefics3;
+use safeaware_model::VisionLanguageModel;
 
 use crate::batching::collate;
 use crate::train_data::Example;
@@ -26,9 +26,27 @@ pub struct EvalPlan {
     pub limit: Option<usize>,
 }
 
+impl EvalPlan {
+    /// How the local model answers under this plan: its token budget and batch size, greedy.
+    pub fn local_settings(&self) -> LocalSettings {
+        LocalSettings {
+            max_new_tokens: self.max_new_tokens,
+            batch_size: self.batch_size,
+            ..Default::default()
+        }
+    }
+
+    /// The evaluator's settings for a run written into `out` (the token budget recorded).
+    pub fn run_config(&self, out: &Path) -> RunConfig {
+        let mut config = RunConfig::new(out);
+        config.decoding.max_tokens = self.max_new_tokens;
+        config
+    }
+}
+
 /// Mean per-token loss over `examples` (empty when there are none), as `{"val_loss": …}`.
-pub fn validation_loss<B: Backend>(
-    model: &Idefics3<B>,
+pub fn validation_loss<B: Backend, M: VisionLanguageModel<B>>(
+    model: &M,
     examples: &[Example],
     pad_id: u32,
     batch_size: usize,
@@ -54,8 +72,8 @@ pub fn validation_loss<B: Backend>(
 
 /// Generates answers for `items` with `model`, scores them with the evaluator (results in
 /// `out`) and returns the strict parser's headline metrics.
-pub fn generation_metrics<B: Backend>(
-    model: &Idefics3<B>,
+pub fn generation_metrics<B: Backend, M: VisionLanguageModel<B>>(
+    model: &M,
     processor: &Processor,
     items: &[BenchmarkItem],
     out: &Path,
@@ -87,21 +105,14 @@ pub fn generation_metrics<B: Backend>(
 }
 
 /// Runs the evaluator on `benchmark` with `model` answering, greedy, writing into `out`.
-pub fn evaluate<B: Backend>(
-    model: &Idefics3<B>,
+pub fn evaluate<B: Backend, M: VisionLanguageModel<B>>(
+    model: &M,
     processor: &Processor,
     benchmark: &Benchmark,
     out: &Path,
     plan: &EvalPlan,
 ) -> Result<safeaware_eval::results::Results> {
-    let settings = LocalSettings {
-        max_new_tokens: plan.max_new_tokens,
-        batch_size: plan.batch_size,
-        ..Default::default()
-    };
-    let source = LocalModelSource::new(model, processor, "training run", settings);
-    let mut config = RunConfig::new(out);
-    config.decoding.max_tokens = plan.max_new_tokens;
-    runner::run(benchmark, &source, &config)
+    let source = LocalModelSource::new(model, processor, "training run", plan.local_settings());
+    runner::run(benchmark, &source, &plan.run_config(out))
         .with_context(|| format!("evaluating into {}", out.display()))
 }

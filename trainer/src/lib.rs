@@ -6,19 +6,26 @@
 pub mod batching;
 pub mod benchmark_guard;
 pub mod checkpoint;
+pub mod data_order;
+pub mod data_parallel;
 pub mod device;
 pub mod evaluation;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod grad_clip;
 pub mod guard;
+pub mod log_window;
 pub mod metrics_log;
 pub mod param_groups;
 pub mod preset;
-pub mod progress;
 pub mod recipe;
 pub mod schedule;
+pub mod setup;
+pub mod step;
 pub mod tensorboard;
 pub mod train_data;
 pub mod trainer_state;
 pub mod training;
+
+/// Progress reporting (shared with the evaluator).
+pub use safeaware_common::progress;

@@ -64,6 +64,36 @@ impl MetricsRecord {
     }
 }
 
+impl MetricsRecord {
+    /// The record as one progress line: `step N loss=… lr=… grad_norm=… tok/s=… img/s=… elapsed=… eta=…`.
+    pub fn line(&self) -> String {
+        let mut line = format!("step {}", self.step);
+        for (name, value) in [
+            ("loss", self.loss),
+            ("lr", self.lr),
+            ("grad_norm", self.grad_norm),
+        ] {
+            if let Some(v) = value {
+                line.push_str(&format!(" {name}={v:.4e}"));
+            }
+        }
+        if let Some(v) = self.tokens_per_s {
+            line.push_str(&format!(" tok/s={v:.0}"));
+        }
+        if let Some(v) = self.images_per_s {
+            line.push_str(&format!(" img/s={v:.1}"));
+        }
+        line.push_str(&format!(
+            " elapsed={}",
+            crate::progress::hms(self.elapsed_s)
+        ));
+        if let Some(v) = self.eta_s {
+            line.push_str(&format!(" eta={}", crate::progress::hms(v)));
+        }
+        line
+    }
+}
+
 /// Appender for `<run>/metrics.jsonl`.
 pub struct MetricsLog {
     file: File,

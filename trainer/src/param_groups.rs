@@ -1,6 +1,7 @@
-//! Parameter groups: which parameters belong to the vision encoder, the connector and the
-//! text model, so each part can get its own learning rate or be frozen — plus keeping the
-//! optimiser state usable across a save/load of the model.
+//! Parameter groups: the parameters of each model part (vision encoder, connector, text model;
+//! the model decides which is which, see `VisionLanguageModel::param_parts`), so each part can
+//! get its own learning rate or be frozen — plus keeping the optimiser state usable across a
+//! save/load of the model.
 //!
 //! What Burn 0.21 offers (and what this builds on):
 //! - `Optimizer::step(lr, module, grads)` takes one learning rate, but only touches parameters
@@ -16,11 +17,11 @@
 //!   is computed for them at all.
 
 use crate::fingerprint::fnv1a64;
-use crate::recipe::Part;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
+use safeaware_model::{ModelPart, ParamPart};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A float parameter of a module.
@@ -46,27 +47,12 @@ pub fn float_params<B: Backend, M: Module<B>>(module: &M) -> Vec<ParamInfo> {
     v.out
 }
 
-/// The part a parameter belongs to, from its path: a segment containing "vision" means the
-/// vision encoder, one containing "connector" or "projector" the connector, anything else the
-/// text model (embeddings and LM head included).
-pub fn part_of_path(path: &str) -> Part {
-    let segments = path.split('.').map(str::to_ascii_lowercase);
-    for seg in segments {
-        if seg.contains("vision") {
-            return Part::Vision;
-        }
-        if seg.contains("connector") || seg.contains("projector") {
-            return Part::Connector;
-        }
-    }
-    Part::Text
-}
-
-/// Parameter ids of each part of `module` (parts without parameters are absent).
-pub fn param_ids_by_part<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<Part, HashSet<ParamId>> {
-    let mut parts: BTreeMap<Part, HashSet<ParamId>> = BTreeMap::new();
-    for p in float_params(module) {
-        parts.entry(part_of_path(&p.path)).or_default().insert(p.id);
+/// Parameter ids of each part, from a model's `param_parts()` (parts without parameters are
+/// absent).
+pub fn param_ids_by_part(params: &[ParamPart]) -> BTreeMap<ModelPart, HashSet<ParamId>> {
+    let mut parts: BTreeMap<ModelPart, HashSet<ParamId>> = BTreeMap::new();
+    for p in params {
+        parts.entry(p.part).or_default().insert(p.id);
     }
     parts
 }
@@ -93,21 +79,22 @@ where
     v.to
 }
 
-/// Splits `grads` by model part (see [`part_of_path`]); parts without gradients are absent.
+/// Splits `grads` of `module` by part, as `params` (the model's `param_parts()`) assigns them;
+/// parts without gradients are absent.
 pub fn split_grads_by_part<B, M>(
     module: &M,
     grads: GradientsParams,
-) -> BTreeMap<Part, GradientsParams>
+    params: &[ParamPart],
+) -> BTreeMap<ModelPart, GradientsParams>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
 {
-    let by_id: HashMap<ParamId, usize> = float_params(module)
-        .into_iter()
-        .map(|p| (p.id, part_of_path(&p.path) as usize))
-        .collect();
-    let groups = split_grads(module, grads, Part::ALL.len(), |id| by_id.get(&id).copied());
-    Part::ALL
+    let by_id: HashMap<ParamId, usize> = params.iter().map(|p| (p.id, p.part as usize)).collect();
+    let groups = split_grads(module, grads, ModelPart::ALL.len(), |id| {
+        by_id.get(&id).copied()
+    });
+    ModelPart::ALL
         .into_iter()
         .zip(groups)
         .filter(|(_, g)| !g.is_empty())
@@ -128,14 +115,12 @@ where
     M: Module<B>,
     R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
 {
-    let map: HashMap<ParamId, ParamId> = float_params(module)
-        .into_iter()
-        .map(|p| (p.id, path_id(&p.path)))
-        .collect();
-    record
-        .into_iter()
-        .filter_map(|(id, t)| map.get(&id).map(|&k| (k, t)))
-        .collect()
+    rekey(
+        record,
+        float_params(module)
+            .into_iter()
+            .map(|p| (p.id, path_id(&p.path))),
+    )
 }
 
 /// Inverse of [`record_to_portable`] for `module` (the freshly loaded model).
@@ -145,10 +130,20 @@ where
     M: Module<B>,
     R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
 {
-    let map: HashMap<ParamId, ParamId> = float_params(module)
-        .into_iter()
-        .map(|p| (path_id(&p.path), p.id))
-        .collect();
+    rekey(
+        record,
+        float_params(module)
+            .into_iter()
+            .map(|p| (path_id(&p.path), p.id)),
+    )
+}
+
+/// `record` with each key replaced by its image under `map`; keys `map` lacks are dropped.
+fn rekey<R, T>(record: R, map: impl Iterator<Item = (ParamId, ParamId)>) -> R
+where
+    R: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)>,
+{
+    let map: HashMap<ParamId, ParamId> = map.collect();
     record
         .into_iter()
         .filter_map(|(id, t)| map.get(&id).map(|&k| (k, t)))
@@ -215,29 +210,5 @@ impl<B: Backend> ModuleMapper<B> for Freezer<'_> {
         } else {
             param
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::recipe::Part;
-
-    #[test]
-    fn parts_from_paths() {
-        assert_eq!(
-            part_of_path("model.vision_model.encoder.layers.0.mlp.fc1.weight"),
-            Part::Vision
-        );
-        assert_eq!(part_of_path("vision.patch_embed.weight"), Part::Vision);
-        assert_eq!(
-            part_of_path("model.connector.modality_projection.proj.weight"),
-            Part::Connector
-        );
-        assert_eq!(
-            part_of_path("text.layers.3.self_attn.q_proj.weight"),
-            Part::Text
-        );
-        assert_eq!(part_of_path("lm_head.weight"), Part::Text);
     }
 }

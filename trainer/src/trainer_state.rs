@@ -1,16 +1,15 @@
 //! `trainer_state/` inside a checkpoint: everything besides the model needed to resume a run
-//! exactly — step, epoch and position in the data order, RNG streams, schedule position — in
-//! `state.json`, plus the optimiser state in its own file written by a callback.
+//! exactly — the step (which also places the learning-rate schedule), and the epoch and
+//! position in the data order (whose permutations derive from the run's seed) — in
+//! `state.json`, plus the training step's own state (the optimiser's) written by a callback.
 //!
 //! The state also records what the run *is* (recipe fingerprint, seed, data fingerprint) so
 //! that resuming with a different recipe or different data is refused instead of silently
 //! producing a run that matches neither.
 
-use crate::fingerprint::Fnv64;
 use crate::fsutil::atomic_write;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -21,8 +20,11 @@ pub const STATE_FILE: &str = "state.json";
 /// Conventional optimiser-state file name inside [`TRAINER_STATE_DIR`] (Burn's named
 /// MessagePack recorder keeps this extension).
 pub const OPTIMIZER_FILE: &str = "optimizer.mpk";
-/// Version of the `state.json` layout.
-pub const STATE_FORMAT: u32 = 1;
+/// Version of the `state.json` layout. Format 1 also held `rng` and `schedule_step`, which
+/// nothing read; it still loads (the two fields are ignored).
+pub const STATE_FORMAT: u32 = 2;
+/// The oldest layout [`read_trainer_state`] accepts.
+const OLDEST_STATE_FORMAT: u32 = 1;
 
 /// The identity of a run; resuming requires all three to match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,40 +67,6 @@ impl RunIdentity {
     }
 }
 
-/// Named random streams derived from one seed, each with a counter of draws/epochs so far.
-/// A stream's next seed is a pure function of (seed, name, counter), so restoring the counters
-/// restores every stream.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RngState {
-    /// The run's seed.
-    pub seed: u64,
-    /// Uses so far of each named stream.
-    pub counters: BTreeMap<String, u64>,
-}
-
-impl RngState {
-    /// Fresh streams for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self {
-            seed,
-            counters: BTreeMap::new(),
-        }
-    }
-
-    /// Seed for the next use of stream `name` (e.g. `"shuffle"` once per epoch); advances it.
-    pub fn next_seed(&mut self, name: &str) -> u64 {
-        let counter = self.counters.entry(name.to_string()).or_insert(0);
-        let seed = Fnv64::default()
-            .update(&self.seed.to_le_bytes())
-            .update(name.as_bytes())
-            .update(&[0])
-            .update(&counter.to_le_bytes())
-            .finish();
-        *counter += 1;
-        seed
-    }
-}
-
 /// Contents of `trainer_state/state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
@@ -110,10 +78,6 @@ pub struct TrainerState {
     pub epoch: u64,
     /// Examples of the current epoch's order already consumed.
     pub data_position: u64,
-    /// Random streams.
-    pub rng: RngState,
-    /// Step the learning-rate schedule continues from (equals `step` unless it was reset).
-    pub schedule_step: u64,
     /// Training tokens processed so far.
     pub tokens_seen: u64,
     /// Training images processed so far.
@@ -132,8 +96,6 @@ impl TrainerState {
             step: 0,
             epoch: 0,
             data_position: 0,
-            rng: RngState::new(run.seed),
-            schedule_step: 0,
             tokens_seen: 0,
             images_seen: 0,
             elapsed_s: 0.0,
@@ -169,9 +131,9 @@ pub fn read_trainer_state(checkpoint: &Path) -> Result<TrainerState> {
     let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let state: TrainerState =
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    if state.format != STATE_FORMAT {
+    if !(OLDEST_STATE_FORMAT..=STATE_FORMAT).contains(&state.format) {
         bail!(
-            "{}: unsupported trainer state format {} (expected {STATE_FORMAT})",
+            "{}: unsupported trainer state format {} (expected {OLDEST_STATE_FORMAT} to {STATE_FORMAT})",
             path.display(),
             state.format
         );
@@ -198,7 +160,6 @@ mod tests {
         state.step = 120;
         state.epoch = 2;
         state.data_position = 33;
-        state.rng.next_seed("shuffle");
         state.elapsed_s = 12.5;
         write_trainer_state(ckpt.path(), &state, |p| {
             assert_eq!(p.file_name().unwrap(), OPTIMIZER_FILE);
@@ -234,21 +195,18 @@ mod tests {
         assert!(err.contains("unsupported trainer state format 99"), "{err}");
     }
 
+    /// A format-1 state (with its unused `rng` and `schedule_step`) still resumes.
     #[test]
-    fn rng_streams_are_independent_and_restorable() {
-        let mut a = RngState::new(1);
-        let s0 = a.next_seed("shuffle");
-        let s1 = a.next_seed("shuffle");
-        let d0 = a.next_seed("dropout");
-        assert_ne!(s0, s1);
-        assert_ne!(s0, d0);
-        let mut restored: RngState =
-            serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
-        assert_eq!(
-            restored.next_seed("shuffle"),
-            a.clone().next_seed("shuffle")
-        );
-        assert_ne!(RngState::new(2).next_seed("shuffle"), s0, "seed matters");
+    fn format_1_states_still_load() {
+        let ckpt = tempfile::tempdir().unwrap();
+        let dir = trainer_state_dir(ckpt.path());
+        fs::create_dir_all(&dir).unwrap();
+        let mut v = serde_json::to_value(TrainerState::new(identity())).unwrap();
+        v["format"] = 1.into();
+        v["rng"] = serde_json::json!({"seed": 7, "counters": {}});
+        v["schedule_step"] = 0.into();
+        fs::write(dir.join(STATE_FILE), v.to_string()).unwrap();
+        assert_eq!(read_trainer_state(ckpt.path()).unwrap().format, 1);
     }
 
     #[test]

@@ -9,12 +9,12 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use safeaware_model::{ModelPart, ParamPart};
 use safeaware_trainer::grad_clip::{clip_grad_norm, global_grad_norm, scale_grads, CLIP_EPS};
 use safeaware_trainer::param_groups::{
     float_params, freeze, param_ids_by_part, record_from_portable, record_to_portable,
     split_grads_by_part,
 };
-use safeaware_trainer::recipe::Part;
 use std::collections::HashSet;
 
 type B = Autodiff<Flex>;
@@ -41,6 +41,32 @@ impl<B: Backend> Net<B> {
             .text_head
             .forward(self.connector.forward(self.vision_proj.forward(x)).tanh());
         y.square().sum()
+    }
+
+    /// The part of each parameter, as a model decides it: the `vision_proj` layer is the
+    /// vision part, `connector` the connector, `text_head` the text part.
+    fn parts(&self) -> Vec<ParamPart> {
+        let layers = [
+            (&self.vision_proj, ModelPart::Vision),
+            (&self.connector, ModelPart::Connector),
+            (&self.text_head, ModelPart::Text),
+        ];
+        let mut out = Vec::new();
+        for (layer, part) in layers {
+            let bias = layer.bias.as_ref().expect("linear has a bias");
+            for (id, numel) in [
+                (layer.weight.id, layer.weight.val().shape().num_elements()),
+                (bias.id, bias.val().shape().num_elements()),
+            ] {
+                out.push(ParamPart {
+                    name: String::new(),
+                    part,
+                    id,
+                    numel,
+                });
+            }
+        }
+        out
     }
 
     /// Every float parameter (id, tensor), in a fixed order, for independent checks.
@@ -199,16 +225,16 @@ fn params_are_grouped_by_part_from_module_paths() {
     );
     let numel: usize = float_params(&model).iter().map(|p| p.numel).sum();
     assert_eq!(numel, model.num_params());
-    let parts = param_ids_by_part(&model);
+    let parts = param_ids_by_part(&model.parts());
     assert_eq!(
-        parts[&Part::Vision],
+        parts[&ModelPart::Vision],
         HashSet::from([
             model.vision_proj.weight.id,
             model.vision_proj.bias.as_ref().unwrap().id
         ])
     );
-    assert_eq!(parts[&Part::Connector].len(), 2);
-    assert_eq!(parts[&Part::Text].len(), 2);
+    assert_eq!(parts[&ModelPart::Connector].len(), 2);
+    assert_eq!(parts[&ModelPart::Text].len(), 2);
 }
 
 #[test]
@@ -220,22 +246,25 @@ fn one_optimizer_stepped_per_part_applies_each_parts_rate() {
         .map(|(id, p)| (id, p.values()))
         .collect();
     let (grads, reference) = grads_and_reference(&model, input(3));
-    let parts = split_grads_by_part(&model, grads);
-    assert_eq!(parts.keys().copied().collect::<Vec<_>>(), Part::ALL);
-    let lr = |p: Part| match p {
-        Part::Vision => 0.5,
-        Part::Connector => 0.1,
-        Part::Text => 0.0,
+    let parts = split_grads_by_part(&model, grads, &model.parts());
+    assert_eq!(parts.keys().copied().collect::<Vec<_>>(), ModelPart::ALL);
+    let lr = |p: ModelPart| match p {
+        ModelPart::Vision => 0.5,
+        ModelPart::Connector => 0.1,
+        ModelPart::Text => 0.0,
     };
     let mut optim = SgdConfig::new().init::<B, Net<B>>();
     let mut model = model;
     for (part, g) in parts {
         model = optim.step(lr(part), model, g);
     }
-    let ids = param_ids_by_part(&model);
+    let ids = param_ids_by_part(&model.parts());
     let after = model.params();
     for (((id, old), (_, new)), (_, g)) in before.iter().zip(after).zip(&reference) {
-        let part = Part::ALL.into_iter().find(|p| ids[p].contains(id)).unwrap();
+        let part = ModelPart::ALL
+            .into_iter()
+            .find(|p| ids[p].contains(id))
+            .unwrap();
         for ((o, n), g) in old.iter().zip(new.values()).zip(g) {
             assert!(
                 (n - (o - lr(part) as f32 * g)).abs() < 1e-5,
@@ -249,14 +278,14 @@ fn one_optimizer_stepped_per_part_applies_each_parts_rate() {
 #[test]
 fn frozen_parts_get_no_gradients() {
     let model = Net::<B>::new(&Default::default());
-    let frozen = param_ids_by_part(&model)[&Part::Vision].clone();
+    let frozen = param_ids_by_part(&model.parts())[&ModelPart::Vision].clone();
     let model = freeze(model, &frozen);
     let grads = GradientsParams::from_grads(model.loss(input(4)).backward(), &model);
     assert_eq!(grads.len(), 4);
-    let parts = split_grads_by_part(&model, grads);
+    let parts = split_grads_by_part(&model, grads, &model.parts());
     assert_eq!(
         parts.keys().copied().collect::<Vec<_>>(),
-        [Part::Connector, Part::Text]
+        [ModelPart::Connector, ModelPart::Text]
     );
 }
 

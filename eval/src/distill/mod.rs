@@ -144,7 +144,7 @@ pub fn run(
         already_done: pairs.pairs.len() - pending.len(),
         ..DistillSummary::default()
     };
-    let mut progress = Progress::labelled("distill", pending.len(), config.progress);
+    let mut progress = Progress::with_mode("distill", pending.len() as u64, 0, config.progress);
     for (path, line) in &outputs.cut {
         let shown: String = line.chars().take(80).collect();
         progress.println(&format!(
@@ -180,7 +180,7 @@ pub fn run(
         }
         drop(tx);
         for asked in rx {
-            let written = record(asked, &mut outputs, &mut summary, &progress, config);
+            let written = record(asked, &mut outputs, &mut summary, &mut progress, config);
             if let Err(e) = written {
                 stop.store(true, Ordering::SeqCst);
                 return Err(e);
@@ -189,7 +189,7 @@ pub fn run(
         }
         Ok(())
     });
-    progress.finish();
+    progress.finish("");
     outcome?;
     Ok(summary)
 }
@@ -199,7 +199,7 @@ fn record(
     asked: Asked,
     outputs: &mut Outputs,
     summary: &mut DistillSummary,
-    progress: &Progress,
+    progress: &mut Progress,
     config: &DistillConfig,
 ) -> Result<(), EvalError> {
     summary.samples += asked.samples;

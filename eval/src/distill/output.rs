@@ -14,8 +14,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use safeaware_common::fsio::write_atomic;
 use safeaware_data::benchmark::Verdict;
-use safeaware_data::fileio::{json_lines, write_atomic, LineAppender, RawId};
+use safeaware_data::fileio::{json_lines, LineAppender, RawId};
 use safeaware_data::traces::Trace;
 use serde::{Deserialize, Serialize};
 

@@ -4,6 +4,7 @@
 //! processor, left-padded into one batch and decoded with the KV cache — greedy, sampled, or with
 //! visual contrastive decoding (a clean and a noised-image branch run side by side, both cached).
 
+use std::marker::PhantomData;
 use std::sync::Mutex;
 
 use burn::tensor::backend::Backend;
@@ -11,11 +12,11 @@ use burn::tensor::{Tensor, TensorData};
 use safeaware_data::fnv::fnv1a64;
 use safeaware_data::processor::{Message as PMessage, Processor};
 use safeaware_model::{
-    left_pad, Decoding as ModelDecoding, GenerationConfig, Idefics3, Sampler, VlmInput,
+    left_pad, GenerationConfig, Sampler, TokenSampling, VisionLanguageModel, VlmInput,
 };
 
 use super::SourceError;
-use crate::decoding::{Decoding, DecodingMode};
+use crate::decoding::{DecodingMode, DecodingSettings};
 use crate::vcd::{contrastive_logits, NoiseSchedule};
 
 /// How a local model generates.
@@ -26,7 +27,7 @@ pub struct LocalSettings {
     /// Prompts generated together.
     pub batch_size: usize,
     /// Greedy, sampling or VCD, with their parameters.
-    pub decoding: Decoding,
+    pub decoding: DecodingSettings,
 }
 
 impl Default for LocalSettings {
@@ -34,7 +35,7 @@ impl Default for LocalSettings {
         LocalSettings {
             max_new_tokens: 256,
             batch_size: 8,
-            decoding: Decoding::default(),
+            decoding: DecodingSettings::default(),
         }
     }
 }
@@ -62,8 +63,9 @@ pub struct Generated {
 }
 
 /// A model and its processor, ready to generate.
-pub struct LocalGenerator<'a, B: Backend> {
-    model: Mutex<&'a Idefics3<B>>,
+pub struct LocalGenerator<'a, B: Backend, M: VisionLanguageModel<B>> {
+    model: Mutex<&'a M>,
+    _backend: PhantomData<fn() -> B>,
     processor: &'a Processor,
 }
 
@@ -78,11 +80,12 @@ struct Batch {
     slots: Vec<usize>,
 }
 
-impl<'a, B: Backend> LocalGenerator<'a, B> {
+impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
     /// A generator over `model` with the processor of its folder.
-    pub fn new(model: &'a Idefics3<B>, processor: &'a Processor) -> Self {
+    pub fn new(model: &'a M, processor: &'a Processor) -> Self {
         LocalGenerator {
             model: Mutex::new(model),
+            _backend: PhantomData,
             processor,
         }
     }
@@ -173,7 +176,7 @@ impl<'a, B: Backend> LocalGenerator<'a, B> {
             .model
             .lock()
             .map_err(|_| "the model lock is poisoned".to_string())?;
-        let device = model.model.text_model.embed_tokens.weight.device();
+        let device = model.device();
         let special = self.processor.special_tokens();
         let (input_ids, mask) = left_pad::<B>(&batch.rows, special.pad, &device);
         let [c, h, w] = batch.tile_shape;
@@ -187,18 +190,18 @@ impl<'a, B: Backend> LocalGenerator<'a, B> {
             attention_mask: Some(mask),
             pixel_values: clean,
         };
-        let mut eos = model.config().text.eos_token_ids.clone();
+        let mut eos = model.eos_token_ids();
         eos.push(special.end_of_utterance);
         let d = &settings.decoding;
         let seed = d.seed.unwrap_or(0);
         // VCD picks from the contrasted logits greedily; `sample` draws with its settings.
-        let decoding = match d.mode {
-            DecodingMode::Sample => ModelDecoding::Sample {
+        let sampling = match d.mode {
+            DecodingMode::Sample => TokenSampling::Sample {
                 temperature: d.temperature,
                 top_p: d.top_p,
                 seed,
             },
-            DecodingMode::Greedy | DecodingMode::Vcd => ModelDecoding::Greedy,
+            DecodingMode::Greedy | DecodingMode::Vcd => TokenSampling::Greedy,
         };
         if d.mode == DecodingMode::Vcd {
             let schedule = NoiseSchedule::new();
@@ -221,7 +224,7 @@ impl<'a, B: Backend> LocalGenerator<'a, B> {
                 *model,
                 &input,
                 &noised_input,
-                decoding,
+                sampling,
                 d,
                 settings.max_new_tokens,
                 &eos,
@@ -230,7 +233,7 @@ impl<'a, B: Backend> LocalGenerator<'a, B> {
         let config = GenerationConfig {
             max_new_tokens: settings.max_new_tokens,
             eos_token_ids: eos,
-            decoding,
+            sampling,
         };
         Ok(model
             .generate(&input, &config, |_, _| false)
@@ -243,17 +246,17 @@ impl<'a, B: Backend> LocalGenerator<'a, B> {
 
 /// Visual contrastive decoding over a batch: both branches prefilled and decoded with their
 /// own caches; each step's token comes from the contrasted logits.
-fn vcd_generate<B: Backend>(
-    model: &Idefics3<B>,
+fn vcd_generate<B: Backend, M: VisionLanguageModel<B>>(
+    model: &M,
     clean: &VlmInput<B>,
     noised: &VlmInput<B>,
-    decoding: ModelDecoding,
-    d: &Decoding,
+    sampling: TokenSampling,
+    d: &DecodingSettings,
     max_new_tokens: usize,
     eos: &[u32],
 ) -> Result<Vec<Vec<u32>>, String> {
     let batch = clean.input_ids.dims()[0];
-    let mut sampler = Sampler::new(decoding).map_err(|e| e.to_string())?;
+    let mut sampler = Sampler::new(sampling).map_err(|e| e.to_string())?;
     let mut out = vec![Vec::new(); batch];
     let mut done = vec![false; batch];
     if max_new_tokens == 0 {

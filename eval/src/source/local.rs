@@ -2,10 +2,9 @@
 //! run): each benchmark question becomes a [`Prompt`] for the [`LocalGenerator`], the same
 //! generation code `safeaware serve` answers with.
 
-use safeaware_data::processor::{ImageSource, Message as PMessage, Part, Processor};
-use safeaware_model::Idefics3;
-
 use burn::tensor::backend::Backend;
+use safeaware_data::processor::{ImageSource, Message as PMessage, Part, Processor};
+use safeaware_model::VisionLanguageModel;
 
 pub use super::generator::LocalSettings;
 use super::generator::{LocalGenerator, Prompt};
@@ -13,16 +12,16 @@ use super::{Answer, AnswerRequest, AnswerSource, SourceError, SourceInfo};
 use crate::prompt::{Conversation, Role};
 
 /// Answers with a model held in memory.
-pub struct LocalModelSource<'a, B: Backend> {
-    generator: LocalGenerator<'a, B>,
+pub struct LocalModelSource<'a, B: Backend, M: VisionLanguageModel<B>> {
+    generator: LocalGenerator<'a, B, M>,
     name: String,
     settings: LocalSettings,
 }
 
-impl<'a, B: Backend> LocalModelSource<'a, B> {
+impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalModelSource<'a, B, M> {
     /// A source answering with `model`; `name` is what results record (a folder, a run).
     pub fn new(
-        model: &'a Idefics3<B>,
+        model: &'a M,
         processor: &'a Processor,
         name: impl Into<String>,
         settings: LocalSettings,
@@ -84,7 +83,7 @@ impl<'a, B: Backend> LocalModelSource<'a, B> {
     }
 }
 
-impl<B: Backend> AnswerSource for LocalModelSource<'_, B> {
+impl<B: Backend, M: VisionLanguageModel<B>> AnswerSource for LocalModelSource<'_, B, M> {
     fn info(&self) -> SourceInfo {
         let mut details = std::collections::BTreeMap::new();
         details.insert("max_new_tokens".into(), self.settings.max_new_tokens.into());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use safeaware_data::pairs::read_pairs;
-use safeaware_eval::decoding::{Decoding, DecodingMode};
+use safeaware_eval::decoding::{DecodingMode, DecodingSettings};
 use safeaware_eval::distill::output::default_rejected_path;
 use safeaware_eval::distill::{self, DistillConfig};
 use safeaware_eval::progress::ProgressMode;
@@ -64,7 +64,7 @@ pub struct DistillArgs {
 /// Runs the distillation and prints its summary.
 pub fn run(a: DistillArgs) -> anyhow::Result<()> {
     let sampling = a.temperature > 0.0;
-    let decoding = Decoding {
+    let decoding = DecodingSettings {
         mode: if sampling {
             DecodingMode::Sample
         } else {
@@ -74,7 +74,7 @@ pub fn run(a: DistillArgs) -> anyhow::Result<()> {
         top_p: a.top_p,
         seed: sampling.then_some(a.seed),
         max_tokens: a.max_tokens,
-        ..Decoding::default()
+        ..DecodingSettings::default()
     };
     decoding.validate()?;
     let config = DistillConfig {

@@ -9,24 +9,6 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Command-line arguments naming a recipe and its overrides (shared by `recipe` and `train`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct RecipeArgs {
-    /// Recipe TOML file.
-    pub recipe: PathBuf,
-    /// Override a key: `--set train.max_steps=10`. The value is parsed as TOML and, if that
-    /// fails, taken as a string (`--set model.path=/models/x`). Repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-}
-
-impl RecipeArgs {
-    /// Loads, overrides and validates the recipe.
-    pub fn load(&self) -> Result<LoadedRecipe> {
-        load_recipe(&self.recipe, &self.set)
-    }
-}
-
 /// A validated recipe together with where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedRecipe {
@@ -42,12 +24,6 @@ impl LoadedRecipe {
     /// The run folder (see [`Recipe::run_dir`]).
     pub fn run_dir(&self) -> PathBuf {
         self.recipe.run_dir(&self.path)
-    }
-
-    /// Writes `<run>/recipe.resolved.toml` (see [`Recipe::save_resolved`]).
-    pub fn save_resolved(&self, run_dir: &Path) -> Result<PathBuf> {
-        self.recipe
-            .save_resolved(run_dir, &self.path, &self.overrides)
     }
 }
 
@@ -191,7 +167,7 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::{Device, Part, TargetStyle};
+    use crate::recipe::{Device, ModelPart, TargetStyle};
 
     #[test]
     fn missing_sections_and_keys_take_defaults() {
@@ -239,7 +215,10 @@ mod tests {
         assert_eq!(r.train.max_steps, Some(10));
         assert_eq!(r.optim.lr_text, 3e-4);
         assert_eq!(r.model.path.as_deref(), Some(Path::new("/models/smol vlm")));
-        assert_eq!(r.train.freeze, vec![Part::Vision, Part::Connector]);
+        assert_eq!(
+            r.train.freeze,
+            vec![ModelPart::Vision, ModelPart::Connector]
+        );
         assert!(r.data.synthetic.enabled);
         assert_eq!(r.train.device, Device::Cuda(1));
     }

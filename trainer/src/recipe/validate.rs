@@ -2,7 +2,7 @@
 //! positive sizes, ratios in range, …). The file system is not consulted here: a recipe can
 //! be validated on a machine that does not hold its model or data.
 
-use super::{Part, Recipe};
+use super::{ModelPart, Recipe};
 
 /// One broken rule, named by its dotted key.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,15 +54,15 @@ impl Recipe {
                     "data.synthetic.enabled is true; remove data.val".into(),
                 );
             }
-            if s.train == 0 {
+            if s.settings.train == 0 {
                 fail("data.synthetic.train", "must be > 0".into());
             }
-            if s.image_size < 16 {
+            if s.settings.image_size < 16 {
                 fail("data.synthetic.image_size", "must be >= 16 pixels".into());
             }
             for (key, p) in [
-                ("data.synthetic.distractor_prob", s.distractor_prob),
-                ("data.synthetic.wrap_prob", s.wrap_prob),
+                ("data.synthetic.distractor_prob", s.settings.distractor_prob),
+                ("data.synthetic.wrap_prob", s.settings.wrap_prob),
             ] {
                 if !(0.0..=1.0).contains(&p) {
                     fail(key, format!("{p} is not a probability in [0, 1]"));
@@ -118,6 +118,9 @@ impl Recipe {
         }
 
         let t = &self.train;
+        if let Err(err) = t.workers() {
+            fail("train.devices", format!("{err:#}"));
+        }
         if t.max_steps == Some(0) {
             fail("train.max_steps", "must be > 0".into());
         }
@@ -138,18 +141,21 @@ impl Recipe {
         if t.log_every == 0 {
             fail("train.log_every", "must be > 0".into());
         }
-        if Part::ALL.iter().all(|p| t.freeze.contains(p)) {
+        if ModelPart::ALL.iter().all(|p| t.freeze.contains(p)) {
             fail(
                 "train.freeze",
                 "freezes every part; nothing would be trained".into(),
             );
-        } else if Part::ALL.iter().all(|&p| !t.trains(p) || o.lr(p) == 0.0) {
+        } else if ModelPart::ALL
+            .iter()
+            .all(|&p| !t.trains(p) || o.lr(p) == 0.0)
+        {
             fail(
                 "optim.lr_text",
                 "every trained part has a learning rate of 0".into(),
             );
         }
-        let has_val = d.val.is_some() || (s.enabled && s.val > 0);
+        let has_val = d.val.is_some() || (s.enabled && s.settings.val > 0);
         if t.eval_every > 0 && !has_val && self.eval.benchmark.is_none() {
             fail(
                 "train.eval_every",
@@ -219,9 +225,9 @@ mod tests {
         r.optim.betas = [0.9, 1.0];
         r.optim.lr_vision = f64::NAN;
         r.train.max_steps = Some(0);
-        r.train.freeze = vec![Part::Vision, Part::Connector, Part::Text];
+        r.train.freeze = vec![ModelPart::Vision, ModelPart::Connector, ModelPart::Text];
         r.train.eval_every = 5;
-        r.data.synthetic.val = 0;
+        r.data.synthetic.settings.val = 0;
         assert_eq!(
             keys(&r),
             [
@@ -237,7 +243,7 @@ mod tests {
     #[test]
     fn all_trained_parts_at_zero_lr_is_rejected() {
         let mut r = synthetic_tiny();
-        r.train.freeze = vec![Part::Vision, Part::Connector];
+        r.train.freeze = vec![ModelPart::Vision, ModelPart::Connector];
         r.optim.lr_text = 0.0;
         assert_eq!(keys(&r), ["optim.lr_text"]);
         r.optim.lr_text = 1e-4;

@@ -1,0 +1,232 @@
+//! One training step: a global batch (the micro-batches of one accumulation window) in, one
+//! update of the model out. The run loop (`training.rs`) only calls [`TrainStep`], so a
+//! data-parallel step or an adapter-only step replaces [`AccumulationStep`] without touching it.
+//!
+//! [`AccumulationStep`] is the single-device step: forward and backward per micro-batch with
+//! the loss normalised by the target tokens of the whole window (so accumulation equals one big
+//! batch), gradients accumulated, clipped to a global norm, then one AdamW step per trained
+//! model part at that part's learning rate.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ElementConversion;
+use safeaware_model::{ModelPart, TrainableModel};
+
+use crate::batching::collate;
+use crate::grad_clip::{clip_grad_norm, global_grad_norm};
+use crate::param_groups::{record_from_portable, record_to_portable, split_grads_by_part};
+use crate::recipe::OptimSection;
+use crate::train_data::Example;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    /// Loss per target token over the whole global batch.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Target tokens of the global batch.
+    pub targets: usize,
+    /// Tokens processed (padding excluded).
+    pub tokens: usize,
+    /// Images processed.
+    pub images: usize,
+}
+
+/// Turns one global batch into one update of the model.
+pub trait TrainStep<B: AutodiffBackend, M: TrainableModel<B>> {
+    /// Updates `model` from the micro-batches `window` with every learning rate multiplied by
+    /// `lr_factor` (the schedule's). A non-finite loss or gradient norm is an error.
+    fn step(
+        &mut self,
+        model: M,
+        window: &[Vec<&Example>],
+        lr_factor: f64,
+    ) -> Result<(M, StepOutcome)>;
+
+    /// Writes the step's own state (the optimiser's) to `path`.
+    fn save_state(&self, model: &M, path: &Path) -> Result<()>;
+
+    /// Restores the state [`TrainStep::save_state`] wrote, for `model` as loaded.
+    fn load_state(&mut self, model: &M, path: &Path) -> Result<()>;
+}
+
+/// The optimiser side of a step: global-norm clipping, then one AdamW step per trained part at
+/// that part's learning rate. Every step implementation updates through it.
+pub struct Update<B: AutodiffBackend, M: TrainableModel<B>> {
+    optim: OptimizerAdaptor<AdamW, M, B>,
+    /// Base learning rate of each trained part (frozen parts are absent).
+    lrs: BTreeMap<ModelPart, f64>,
+    grad_clip: f64,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend, M: TrainableModel<B>> Update<B, M> {
+    /// AdamW with the recipe's settings, training the parts `trains` accepts.
+    pub fn new(o: &OptimSection, trains: impl Fn(ModelPart) -> bool, device: &B::Device) -> Self {
+        let optim = AdamWConfig::new()
+            .with_beta_1(o.betas[0] as f32)
+            .with_beta_2(o.betas[1] as f32)
+            .with_epsilon(o.eps as f32)
+            .with_weight_decay(o.weight_decay as f32)
+            .init::<B, M>();
+        let lrs = ModelPart::ALL
+            .into_iter()
+            .filter(|&part| trains(part))
+            .map(|part| (part, o.lr(part)))
+            .collect();
+        Update {
+            optim,
+            lrs,
+            grad_clip: o.grad_clip,
+            device: device.clone(),
+        }
+    }
+
+    /// Clips `grads` and steps `model`; returns it with the gradient norm before clipping.
+    pub fn apply(
+        &mut self,
+        mut model: M,
+        mut grads: GradientsParams,
+        lr_factor: f64,
+    ) -> Result<(M, f64)> {
+        let grad_norm = if self.grad_clip > 0.0 {
+            clip_grad_norm(&model, &mut grads, self.grad_clip)?.total_norm
+        } else {
+            global_grad_norm(&model, &grads)?
+        };
+        if !grad_norm.is_finite() {
+            bail!("the gradient norm is {grad_norm}");
+        }
+        let parts = model.param_parts();
+        for (part, part_grads) in split_grads_by_part(&model, grads, &parts) {
+            if let Some(lr) = self.lrs.get(&part) {
+                model = self.optim.step(lr * lr_factor, model, part_grads);
+            }
+        }
+        Ok((model, grad_norm))
+    }
+
+    /// Writes the optimiser state to `path`, keyed by parameter path (see `param_groups`).
+    pub fn save(&self, model: &M, path: &Path) -> Result<()> {
+        let record = record_to_portable(self.optim.to_record(), model);
+        Recorder::<B>::record(&recorder(), record, path.to_path_buf())
+            .context("writing the optimiser state")
+    }
+
+    /// Restores the optimiser state [`Update::save`] wrote, for `model` as loaded.
+    pub fn load(&mut self, model: &M, path: &Path) -> Result<()> {
+        let record = Recorder::<B>::load(&recorder(), path.to_path_buf(), &self.device)
+            .with_context(|| format!("loading the optimiser state {}", path.display()))?;
+        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init::<B, M>());
+        self.optim = optim.load_record(record_from_portable(record, model));
+        Ok(())
+    }
+}
+
+/// Gradients of some micro-batches, and what they covered.
+pub struct WindowGradients {
+    pub grads: GradientsParams,
+    /// Sum of the micro-batches' losses (each already divided by the global target count).
+    pub loss: f64,
+    pub tokens: usize,
+    pub images: usize,
+}
+
+/// Forward and backward over `window` on `model`'s device, each micro-batch's summed loss
+/// divided by `targets` (the target tokens of the whole global batch, so that gradients of
+/// several windows or workers add up to those of one big batch), gradients accumulated.
+pub fn window_gradients<B: AutodiffBackend, M: TrainableModel<B>>(
+    model: &M,
+    window: &[Vec<&Example>],
+    targets: usize,
+    pad_id: u32,
+    device: &B::Device,
+) -> Result<WindowGradients> {
+    let mut accumulator = GradientsAccumulator::<M>::new();
+    let (mut loss_sum, mut tokens, mut images) = (0.0, 0, 0);
+    for batch in window.iter().filter(|b| !b.is_empty()) {
+        let batch = collate::<B>(batch, pad_id, device);
+        let loss = model
+            .forward_loss(&batch.input, &batch.labels)
+            .context("forward")?;
+        let scaled = loss.sum / targets.max(1) as f64;
+        let value: f64 = scaled.clone().into_scalar().elem();
+        if !value.is_finite() {
+            bail!("the loss is {value}");
+        }
+        loss_sum += value;
+        let grads = GradientsParams::from_grads(scaled.backward(), model);
+        accumulator.accumulate(model, grads);
+        tokens += batch.tokens;
+        images += batch.images;
+    }
+    Ok(WindowGradients {
+        grads: accumulator.grads(),
+        loss: loss_sum,
+        tokens,
+        images,
+    })
+}
+
+/// Target tokens of a global batch.
+pub fn window_targets(window: &[Vec<&Example>]) -> usize {
+    window.iter().flatten().map(|e| e.target_tokens()).sum()
+}
+
+/// Gradient accumulation on one device.
+pub struct AccumulationStep<B: AutodiffBackend, M: TrainableModel<B>> {
+    update: Update<B, M>,
+    pad_id: u32,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend, M: TrainableModel<B>> AccumulationStep<B, M> {
+    /// The step with `update`'s optimiser, padding batches with `pad_id`.
+    pub fn new(update: Update<B, M>, pad_id: u32, device: &B::Device) -> Self {
+        AccumulationStep {
+            update,
+            pad_id,
+            device: device.clone(),
+        }
+    }
+}
+
+impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for AccumulationStep<B, M> {
+    fn step(
+        &mut self,
+        model: M,
+        window: &[Vec<&Example>],
+        lr_factor: f64,
+    ) -> Result<(M, StepOutcome)> {
+        let targets = window_targets(window);
+        let g = window_gradients(&model, window, targets, self.pad_id, &self.device)?;
+        let (model, grad_norm) = self.update.apply(model, g.grads, lr_factor)?;
+        let outcome = StepOutcome {
+            loss: g.loss,
+            grad_norm,
+            targets,
+            tokens: g.tokens,
+            images: g.images,
+        };
+        Ok((model, outcome))
+    }
+
+    fn save_state(&self, model: &M, path: &Path) -> Result<()> {
+        self.update.save(model, path)
+    }
+
+    fn load_state(&mut self, model: &M, path: &Path) -> Result<()> {
+        self.update.load(model, path)
+    }
+}
+
+fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+}
