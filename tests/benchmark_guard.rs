@@ -73,6 +73,19 @@ fn data(dir: &Path) -> (PathBuf, String) {
     )
 }
 
+/// `safeaware data overlap <file> --benchmark <spec> [extra]`.
+fn overlap(file: &Path, spec: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "data",
+        "overlap",
+        file.to_str().unwrap(),
+        "--benchmark",
+        spec,
+    ];
+    args.extend(extra);
+    safeaware(&args)
+}
+
 /// The keys of a JSON object, sorted.
 fn keys(v: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -84,14 +97,7 @@ fn keys(v: &Value) -> Vec<&str> {
 fn overlap_reports_a_copied_image_and_a_matching_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let (train, spec) = data(dir.path());
-    let o = safeaware(&[
-        "data",
-        "overlap",
-        train.to_str().unwrap(),
-        "--benchmark",
-        &spec,
-        "--json",
-    ]);
+    let o = overlap(&train, &spec, &["--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(keys(&report), ["image_overlaps", "prompt_overlaps"]);
@@ -108,13 +114,7 @@ fn overlap_reports_a_copied_image_and_a_matching_prompt() {
         serde_json::json!([{"id": "t-prompt", "benchmark_id": "b2"}])
     );
 
-    let o = safeaware(&[
-        "data",
-        "overlap",
-        train.to_str().unwrap(),
-        "--benchmark",
-        &spec,
-    ]);
+    let o = overlap(&train, &spec, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o).contains("1 image overlap(s), 1 prompt overlap(s)"),
@@ -126,13 +126,7 @@ fn overlap_reports_a_copied_image_and_a_matching_prompt() {
     let clean = dir.path().join("train/clean.jsonl");
     let all = std::fs::read_to_string(&train).unwrap();
     std::fs::write(&clean, all.lines().last().unwrap()).unwrap();
-    let o = safeaware(&[
-        "data",
-        "overlap",
-        clean.to_str().unwrap(),
-        "--benchmark",
-        &spec,
-    ]);
+    let o = overlap(&clean, &spec, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("0 image overlap(s), 0 prompt overlap(s)"),

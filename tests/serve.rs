@@ -9,46 +9,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{safeaware, text};
+use common::{safeaware, text, train_quickstart};
 use serde_json::{json, Value};
 
 /// A tiny model of the real architecture after a short training run, and its benchmark spec.
 fn trained(dir: &Path) -> (PathBuf, String) {
-    let run = dir.join("run");
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.toml");
-    let mut args = vec![
-        "train",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--no-eval",
-    ];
-    for kv in [
-        "data.synthetic.train=64",
-        "data.synthetic.val=0",
-        "data.synthetic.test=12",
-        "data.synthetic.describe_only=0",
-        "train.batch_size=8",
-        "train.max_steps=80",
-        "schedule.warmup_steps=1",
-        "train.eval_every=0",
-        "train.checkpoint_every=0",
-    ] {
-        args.extend(["--set", kv]);
-    }
-    let o = safeaware(&args);
-    assert!(o.status.success(), "{}", text(&o));
-    let cache = std::fs::read_dir(dir.join(".cache"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    (
-        run.join("final"),
-        format!("jsonl:{}", cache.join("benchmark.jsonl").display()),
-    )
+    let (run, spec) = train_quickstart(
+        dir,
+        &[
+            "data.synthetic.train=64",
+            "data.synthetic.val=0",
+            "data.synthetic.test=12",
+            "data.synthetic.describe_only=0",
+            "train.batch_size=8",
+            "train.max_steps=80",
+            "schedule.warmup_steps=1",
+            "train.eval_every=0",
+            "train.checkpoint_every=0",
+        ],
+    );
+    (run.join("final"), spec)
 }
 
 /// A running server: its base URL and what it writes to stderr.

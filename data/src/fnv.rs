@@ -44,6 +44,7 @@ mod tests {
         // Reference values of FNV-1a 64.
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
         let mut h = Fnv64::default();
         h.update(b"hello ").update(b"world");
         assert_eq!(h.finish(), fnv1a64(b"hello world"));

@@ -43,16 +43,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_reference_vectors() {
-        // Reference values from the FNV specification's test suite.
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+    fn hex_is_sixteen_digits_of_the_hash() {
+        // The hash itself is tested in safeaware_data::fnv.
         assert_eq!(fnv1a64_hex(b"a"), "af63dc4c8601ec8c");
-        assert_eq!(
-            Fnv64::default().update(b"foo").update(b"bar").finish(),
-            fnv1a64(b"foobar")
-        );
+        assert_eq!(fnv1a64_hex(b""), format!("{:016x}", fnv1a64(b"")));
     }
 
     #[test]
