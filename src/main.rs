@@ -8,6 +8,7 @@ mod commands;
 mod doctor;
 mod experiment;
 mod folder_eval;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Check a machine: backends, devices, HF parity, training against the CPU, speed.
     Doctor(commands::doctor::DoctorArgs),
+    /// Serve a model folder as an OpenAI-compatible chat endpoint (/v1/chat/completions).
+    Serve(commands::serve::ServeArgs),
 }
 
 /// Runs the command. A device that is missing or failed (no driver, no adapter, an index out of
@@ -78,5 +81,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Recipe(cmd) => commands::recipe::run(cmd),
         Command::Bench(args) => commands::bench::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     }
 }

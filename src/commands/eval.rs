@@ -4,8 +4,8 @@
 //! [`crate::folder_eval`] for a local model); this file turns flags into its settings.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
+use super::client::ClientArgs;
 use crate::backend::{require, run_on, DeviceSpec};
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context};
@@ -18,7 +18,6 @@ use safeaware_eval::prompt::PromptStrategy;
 use safeaware_eval::report::{self, REPORT_HTML, REPORT_MD};
 use safeaware_eval::results::Results;
 use safeaware_eval::runner::{RunConfig, RESULTS_FILE, SAMPLES_FILE};
-use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
 use safeaware_eval::source::local::LocalSettings;
 use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
@@ -88,18 +87,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
 
-    /// Requests in flight at once (endpoint).
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
-    /// Seconds one request may take (endpoint).
-    #[arg(long, default_value_t = 120.0)]
-    pub timeout: f64,
-    /// Retries after a 429, 5xx or connection error, with exponential backoff (endpoint).
-    #[arg(long, default_value_t = 3)]
-    pub retries: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
 
-    /// Prompting strategy: paper, image-first, describe-first, safety-system, or a template
-    /// file containing {prompt} (and optionally {question}).
+    /// Prompting strategy: paper, image-first, describe-first, safety-system, trace (answer as a
+    /// description/reasoning/verdict trace), or a template file containing {prompt} (and
+    /// optionally {question}).
     #[arg(long, default_value = "paper")]
     pub prompt: String,
     /// greedy, sample or vcd (vcd needs a local model).
@@ -138,8 +131,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Progress display: auto (bar on a terminal, log lines otherwise), log or quiet.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "log", "quiet"])]
-    pub progress: String,
+    #[arg(long, default_value = "auto")]
+    pub progress: ProgressMode,
 }
 
 /// Runs `safeaware eval`.
@@ -195,15 +188,10 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     if let Some(n) = a.limit {
         benchmark.truncate(n);
     }
-    let progress = match a.progress.as_str() {
-        "log" => ProgressMode::Log,
-        "quiet" => ProgressMode::Quiet,
-        _ => ProgressMode::Auto,
-    };
     let config = RunConfig {
         prompt,
         decoding: decoding.clone(),
-        progress,
+        progress: a.progress,
         ..RunConfig::new(&out)
     };
     if let Some(folder) = a.model.as_ref().or(a.checkpoint.as_ref()) {
@@ -228,19 +216,11 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             ResponsesFile::load(path, &benchmark)
                 .with_context(|| format!("reading responses {}", path.display()))?,
         ),
-        (None, Some(url)) => {
-            if !(a.timeout > 0.0 && a.timeout.is_finite()) {
-                bail!("--timeout must be a positive number of seconds");
-            }
-            Box::new(endpoint_source(
-                url,
-                a.endpoint_model.as_deref().unwrap_or_default(),
-                a.concurrency,
-                Duration::from_secs_f64(a.timeout),
-                a.retries,
-                decoding.clone(),
-            )?)
-        }
+        (None, Some(url)) => Box::new(a.client.endpoint(
+            url,
+            a.endpoint_model.as_deref().unwrap_or_default(),
+            &decoding,
+        )?),
         _ => bail!(
             "give one answer source: --responses <jsonl>, --endpoint <url> --endpoint-model <name>, \
              --model <hf-folder> or --checkpoint <run>/checkpoints/step_N"
@@ -248,27 +228,6 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     };
     let results = ablation::run(&benchmark, source.as_ref(), &config, a.image_ablation)?;
     finish(&results, &out)
-}
-
-/// An OpenAI-compatible endpoint answering as `model`; the API key is read from
-/// OPENAI_API_KEY if set.
-pub fn endpoint_source(
-    url: &str,
-    model: &str,
-    concurrency: usize,
-    timeout: Duration,
-    retries: u32,
-    decoding: DecodingSettings,
-) -> anyhow::Result<Endpoint> {
-    let mut config = EndpointConfig::new(url, model.to_string());
-    config.api_key = std::env::var("OPENAI_API_KEY")
-        .ok()
-        .filter(|k| !k.trim().is_empty());
-    config.concurrency = concurrency;
-    config.timeout = timeout;
-    config.retries = retries;
-    config.decoding = decoding;
-    Ok(Endpoint::new(config)?)
 }
 
 /// Prints the summary and where the files are.

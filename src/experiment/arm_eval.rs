@@ -3,7 +3,6 @@
 //! records the settings; a rerun with the same settings reuses it without loading the model.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use safeaware_common::fsio::write_atomic;
@@ -19,7 +18,7 @@ use serde::Serialize;
 use super::models::Model;
 use super::spec::{Arm, EvalSettings};
 use crate::backend::{run_on, DeviceSpec};
-use crate::commands::eval::endpoint_source;
+use crate::commands::client::ClientArgs;
 use crate::folder_eval::FolderEval;
 
 /// Marks a finished arm evaluation; holds its [`Settings`].
@@ -101,14 +100,12 @@ impl ArmEval<'_> {
                 },
             )?,
             Model::Endpoint { url, model } => {
-                let source = endpoint_source(
-                    url,
-                    model,
-                    self.eval.concurrency,
-                    Duration::from_secs_f64(self.eval.timeout_s),
-                    self.eval.retries,
-                    decoding,
-                )?;
+                let client = ClientArgs {
+                    concurrency: self.eval.concurrency,
+                    timeout: self.eval.timeout_s,
+                    retries: self.eval.retries,
+                };
+                let source = client.endpoint(url, model, &decoding)?;
                 ablation::run(self.benchmark, &source, &config, self.ablation)?
             }
             Model::Responses(path) => {
