@@ -9,7 +9,8 @@
 //! [`connector`] (pixel shuffle + projection), [`language_model`] (Llama, with [`rope`] and
 //! [`attention`]), [`vision_language_model`] (the whole model), [`loss`], [`kv_cache`],
 //! [`sampling`], [`generation`], [`weights`] (the HF name mapping, load/save), [`init`],
-//! [`params`], [`parity`] (HF parity fixtures), [`summary`] (what `safeaware inspect` prints).
+//! [`params`], [`parity`] (HF parity fixtures), [`summary`] (what `safeaware inspect` prints),
+//! [`precision`] (autocast for mixed precision).
 
 pub mod attention;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod language_model;
 pub mod loss;
 pub mod params;
 pub mod parity;
+pub mod precision;
 pub mod rope;
 pub mod safetensors_io;
 pub mod sampling;
