@@ -5,7 +5,7 @@
 
 use burn::module::Initializer;
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -13,6 +13,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::attention::{merge_heads, scaled_dot_product, split_heads, AttentionMask};
 use crate::config::VisionConfig;
 use crate::error::{ModelError, Result};
+use crate::linear::Linear;
+use crate::precision;
 
 /// A `Conv2d` with stride = kernel = `patch_size` and no padding (HF `patch_embedding`).
 #[derive(Module, Debug)]
@@ -41,7 +43,7 @@ impl<B: Backend> PatchEmbedding<B> {
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([n, rows * cols, c * p * p]);
         let kernel = self.weight.val().reshape([width, c * p * p]).transpose();
-        burn::tensor::module::linear(patches, kernel, Some(self.bias.val()))
+        precision::linear(patches, kernel, Some(self.bias.val()))
     }
 }
 
@@ -204,7 +206,7 @@ impl<B: Backend> VisionTransformer<B> {
     pub fn new(config: &VisionConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
         let side = config.image_size / config.patch_size;
-        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let linear = |i, o| Linear::new(i, o, true, device);
         let norm = || {
             LayerNormConfig::new(d)
                 .with_epsilon(config.layer_norm_eps)
