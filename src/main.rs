@@ -6,6 +6,7 @@ mod backend;
 mod bench;
 mod commands;
 mod doctor;
+mod folder_eval;
 
 use std::process::ExitCode;
 

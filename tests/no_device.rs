@@ -9,18 +9,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::text;
+use common::{safeaware_with_env, text};
 
-/// `safeaware` with `args` and extra environment.
+/// `safeaware` with `args` and extra environment, asking for backtraces (none may appear).
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_safeaware"));
-    command.args(args).env("RUST_BACKTRACE", "1");
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command.output().expect("the safeaware binary runs")
+    let mut envs = envs.to_vec();
+    envs.push(("RUST_BACKTRACE", "1"));
+    safeaware_with_env(args, &envs)
 }
 
 /// Runs `train`, `eval`, `bench` and `doctor` on `device` and checks each refusal; `expect` is

@@ -1,44 +1,11 @@
-//! Small file helpers shared by the data modules: atomic writes, JSON Lines iteration, ids that
-//! may be numbers or strings, and image decoding that trusts the bytes, not the extension.
+//! Small file helpers shared by the data modules: JSON Lines iteration, ids that may be numbers
+//! or strings, and image decoding that trusts the bytes, not the extension. (Files are written
+//! with `safeaware_common::fsio::write_atomic`.)
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageReader};
 use serde::Deserialize;
-
-/// Writes `bytes` to `path` atomically: a temporary sibling is written and synced, then renamed
-/// into place, so readers never see a half-written file. Creates missing parent folders.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename durable; failure to sync a folder is not worth losing the data over.
-        let _ = File::open(&parent).and_then(|d| d.sync_all());
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
 
 /// The non-blank lines of a JSON Lines text with their 1-based line numbers.
 pub fn json_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {

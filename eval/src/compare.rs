@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use safeaware_data::benchmark::Subset;
 
-use crate::report::markdown::parser_title;
-use crate::report::{decoding_summary, pct, source_summary};
+use crate::report::table::Table;
+use crate::report::{decoding_summary, parser_title, pct, source_summary};
 use crate::results::Results;
 use crate::runner::SAMPLES_FILE;
 use crate::samples::{read_samples, SampleRecord, Status};
@@ -145,18 +145,7 @@ pub fn render(runs: &[Run]) -> String {
             "\n## Accuracy (%), {} — deltas against run 1\n",
             parser_title(parser)
         );
-        let _ = writeln!(s, "| Run | Typical | Attack | Over-Safe | Total |");
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-        let b = base.results.parser(parser);
-        for (i, run) in runs.iter().enumerate() {
-            let m = run.results.parser(parser);
-            let mut cells: Vec<String> = Subset::ALL
-                .iter()
-                .map(|&x| with_delta(m.subset(x).accuracy, b.subset(x).accuracy, i == 0))
-                .collect();
-            cells.push(with_delta(m.total, b.total, i == 0));
-            let _ = writeln!(s, "| {}. {} | {} |", i + 1, run.label, cells.join(" | "));
-        }
+        s.push_str(&accuracy_deltas(runs, base, parser).to_markdown());
     }
     if runs.len() > 1 {
         let _ = writeln!(
@@ -164,26 +153,54 @@ pub fn render(runs: &[Run]) -> String {
             "\n## Paired McNemar tests against run 1\n\nExact test: two-sided binomial test \
              of the discordant pairs against ½, on the items both runs scored.\n"
         );
-        let _ = writeln!(s, "| Run | Parser | Shared items | Only run 1 correct | Only this run correct | p-value |");
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
-        for (i, run) in runs.iter().enumerate().skip(1) {
-            for parser in Parser::ALL {
-                let t = mcnemar(base, run, parser);
-                let _ = writeln!(
-                    s,
-                    "| {}. {} | {} | {} | {} | {} | {} |",
-                    i + 1,
-                    run.label,
-                    parser,
-                    t.shared,
-                    t.only_first,
-                    t.only_second,
-                    format_p(t.p_value)
-                );
-            }
-        }
+        s.push_str(&mcnemar_table(runs, base).to_markdown());
     }
     s
+}
+
+/// Accuracy of every run under `parser`, with its difference to `base` in points.
+fn accuracy_deltas(runs: &[Run], base: &Run, parser: Parser) -> Table {
+    let mut t = Table::new(&["Run", "Typical", "Attack", "Over-Safe", "Total"], 1);
+    let b = base.results.parser(parser);
+    for (i, run) in runs.iter().enumerate() {
+        let m = run.results.parser(parser);
+        let mut row = vec![format!("{}. {}", i + 1, run.label).into()];
+        row.extend(
+            Subset::ALL
+                .iter()
+                .map(|&x| with_delta(m.subset(x).accuracy, b.subset(x).accuracy, i == 0).into()),
+        );
+        row.push(with_delta(m.total, b.total, i == 0).into());
+        t.push_row(row);
+    }
+    t
+}
+
+/// The paired McNemar test of every later run against `base`, per parser.
+fn mcnemar_table(runs: &[Run], base: &Run) -> Table {
+    let headers = [
+        "Run",
+        "Parser",
+        "Shared items",
+        "Only run 1 correct",
+        "Only this run correct",
+        "p-value",
+    ];
+    let mut t = Table::new(&headers, 2);
+    for (i, run) in runs.iter().enumerate().skip(1) {
+        for parser in Parser::ALL {
+            let m = mcnemar(base, run, parser);
+            t.push_row(vec![
+                format!("{}. {}", i + 1, run.label).into(),
+                parser.as_str().into(),
+                m.shared.to_string().into(),
+                m.only_first.to_string().into(),
+                m.only_second.to_string().into(),
+                format_p(m.p_value).into(),
+            ]);
+        }
+    }
+    t
 }
 
 fn format_p(p: f64) -> String {

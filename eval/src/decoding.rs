@@ -73,9 +73,10 @@ impl Default for VcdParams {
     }
 }
 
-/// All decoding settings.
+/// All decoding settings of an evaluation run, as given on the command line and recorded in
+/// results (a local model turns them into `safeaware_model::TokenSampling`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Decoding {
+pub struct DecodingSettings {
     pub mode: DecodingMode,
     /// Sampling temperature (used by `sample`; greedy is temperature 0).
     pub temperature: f32,
@@ -89,9 +90,9 @@ pub struct Decoding {
     pub vcd: VcdParams,
 }
 
-impl Default for Decoding {
+impl Default for DecodingSettings {
     fn default() -> Self {
-        Decoding {
+        DecodingSettings {
             mode: DecodingMode::Greedy,
             temperature: 1.0,
             top_p: 1.0,
@@ -102,7 +103,7 @@ impl Default for Decoding {
     }
 }
 
-impl Decoding {
+impl DecodingSettings {
     /// Checks ranges: temperature ≥ 0, top_p in (0, 1], max_tokens ≥ 1, α ≥ 0, β in [0, 1],
     /// noise step < 1000.
     pub fn validate(&self) -> Result<(), EvalError> {
@@ -145,9 +146,9 @@ mod tests {
 
     #[test]
     fn validation_catches_out_of_range_values() {
-        assert!(Decoding::default().validate().is_ok());
-        let with = |f: fn(&mut Decoding)| {
-            let mut d = Decoding::default();
+        assert!(DecodingSettings::default().validate().is_ok());
+        let with = |f: fn(&mut DecodingSettings)| {
+            let mut d = DecodingSettings::default();
             f(&mut d);
             d.validate()
         };

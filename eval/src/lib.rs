@@ -9,7 +9,6 @@ pub mod decoding;
 pub mod disagreement;
 pub mod error;
 pub mod metrics;
-pub mod progress;
 pub mod prompt;
 pub mod report;
 pub mod results;
@@ -20,6 +19,8 @@ pub mod vcd;
 pub mod verdict;
 
 pub use error::EvalError;
+/// Progress reporting (shared with the trainer): [`runner::RunConfig::progress`] takes its mode.
+pub use safeaware_common::progress;
 
 /// The safeaware version recorded in every results file.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

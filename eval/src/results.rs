@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use safeaware_common::fsio::write_atomic;
 use safeaware_data::benchmark::Benchmark;
-use safeaware_data::fileio::write_atomic;
 use serde::{Deserialize, Serialize};
 
-use crate::decoding::Decoding;
+use crate::decoding::DecodingSettings;
 use crate::disagreement::ParserDisagreement;
 use crate::metrics::{compute, Metrics, ParserMetrics, ScenarioMetrics};
 use crate::prompt::PromptInfo;
@@ -61,7 +61,7 @@ pub struct Results {
     pub benchmark: BenchmarkInfo,
     pub source: SourceInfo,
     pub prompt: PromptInfo,
-    pub decoding: Decoding,
+    pub decoding: DecodingSettings,
     pub counts: Counts,
     pub strict: ParserMetrics,
     pub paper: ParserMetrics,
@@ -80,7 +80,7 @@ impl Results {
         benchmark: &Benchmark,
         source: SourceInfo,
         prompt: PromptInfo,
-        decoding: Decoding,
+        decoding: DecodingSettings,
         records: &BTreeMap<String, SampleRecord>,
     ) -> Results {
         let in_order: Vec<&SampleRecord> = benchmark

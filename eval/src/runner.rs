@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use safeaware_data::benchmark::{Benchmark, BenchmarkItem};
 
-use crate::decoding::Decoding;
+use crate::decoding::DecodingSettings;
 use crate::progress::{Progress, ProgressMode};
 use crate::prompt::{Conversation, PromptStrategy};
 use crate::report;
@@ -36,7 +36,7 @@ pub struct RunConfig {
     pub out: PathBuf,
     pub prompt: PromptStrategy,
     /// Recorded in results (the source applies them).
-    pub decoding: Decoding,
+    pub decoding: DecodingSettings,
     pub progress: ProgressMode,
     /// Longest time between two rewrites of results and reports.
     pub checkpoint_every: Duration,
@@ -48,7 +48,7 @@ impl RunConfig {
         RunConfig {
             out: out.into(),
             prompt: PromptStrategy::Paper,
-            decoding: Decoding::default(),
+            decoding: DecodingSettings::default(),
             progress: ProgressMode::Auto,
             checkpoint_every: Duration::from_secs(2),
         }
@@ -115,7 +115,8 @@ pub fn run(
         .iter()
         .filter(|i| !records.contains_key(&i.id))
         .collect();
-    let mut progress = Progress::new(pending.len(), config.progress);
+    let (total, done) = (benchmark.items.len(), benchmark.items.len() - pending.len());
+    let mut progress = Progress::with_mode("eval", total as u64, done as u64, config.progress);
     if let Some(note) = resumed_note {
         progress.println(&note);
     }
@@ -161,7 +162,7 @@ pub fn run(
         }
         Ok(())
     });
-    progress.finish();
+    progress.finish("");
     outcome?;
     writer.sync()?;
     let results = build(&records);

@@ -8,8 +8,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use safeaware_common::fsio::write_atomic;
 use safeaware_data::benchmark::{BenchmarkItem, Subset, Verdict};
-use safeaware_data::fileio::{json_lines, write_atomic};
+use safeaware_data::fileio::json_lines;
 use serde::{Deserialize, Serialize};
 
 use crate::source::SourceError;

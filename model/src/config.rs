@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
+use safeaware_common::fsio::write_atomic;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ModelError, Result};
-use crate::fsutil::write_atomic;
 
 /// The checkpoint family, from the top-level `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,11 +124,7 @@ pub struct Idefics3Config {
 impl Idefics3Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ModelError::Io {
-            action: "reading",
-            path: path.to_owned(),
-            cause,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(ModelError::io("reading", path))?;
         let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
             path: path.to_owned(),
             cause,
@@ -338,7 +334,7 @@ impl Idefics3Config {
     pub fn save(&self, path: &Path) -> Result<()> {
         let text =
             serde_json::to_string_pretty(&self.to_hf_json()).expect("JSON values always serialise");
-        write_atomic(path, text.as_bytes())
+        write_atomic(path, text.as_bytes()).map_err(ModelError::io("writing", path))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The crate's error type: every failure names the file, tensor, config field or shape involved,
 //! so a bad checkpoint or a malformed batch is diagnosed from the message alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong loading, saving or running the model.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,16 @@ fn list_problems(missing: &[String], unexpected: &[String], mis_shaped: &[String
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 impl ModelError {
+    /// A [`ModelError::Io`] for `action` on `path`, as a `map_err` argument.
+    pub fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |cause| Self::Io {
+            action,
+            path,
+            cause,
+        }
+    }
+
     /// A [`ModelError::ConfigField`] for `field`.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::ConfigField {

@@ -13,7 +13,7 @@ use burn::tensor::{s, Int, Tensor, TensorData};
 
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
-use crate::sampling::{Decoding, Sampler};
+use crate::sampling::{Sampler, TokenSampling};
 use crate::vision_language_model::{Idefics3, VlmInput};
 
 /// Generation settings.
@@ -24,7 +24,7 @@ pub struct GenerationConfig {
     /// Tokens that end a row (not included in its output).
     pub eos_token_ids: Vec<u32>,
     /// Greedy or sampling.
-    pub decoding: Decoding,
+    pub sampling: TokenSampling,
 }
 
 /// Why a row stopped.
@@ -100,7 +100,7 @@ impl<B: Backend> Idefics3<B> {
         config: &GenerationConfig,
         mut stop: impl FnMut(usize, &[u32]) -> bool,
     ) -> Result<Vec<GeneratedSequence>> {
-        let mut sampler = Sampler::new(config.decoding)?;
+        let mut sampler = Sampler::new(config.sampling)?;
         let batch = input.input_ids.dims()[0];
         let mut tokens = vec![Vec::new(); batch];
         let mut finish: Vec<Option<FinishReason>> = vec![None; batch];

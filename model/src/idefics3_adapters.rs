@@ -184,11 +184,7 @@ impl<B: Backend> Idefics3<B> {
             path: dir.to_owned(),
             message,
         })?;
-        std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io {
-            action: "creating",
-            path: dir.to_owned(),
-            cause,
-        })?;
+        std::fs::create_dir_all(dir).map_err(ModelError::io("creating", dir))?;
         let tensors: Vec<_> = flat_params(self)
             .into_iter()
             .filter(|(hf, _)| {

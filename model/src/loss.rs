@@ -10,8 +10,7 @@ use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use crate::error::{ModelError, Result};
 use crate::precision;
 
-/// The label value that marks "no target here".
-pub const IGNORE_INDEX: i64 = -100;
+pub use safeaware_common::labels::IGNORE_INDEX;
 
 /// Summed loss and how many target tokens it covers.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{ModelError, Result};
 use crate::generation::GenerationConfig;
-use crate::sampling::Decoding;
+use crate::sampling::TokenSampling;
 use crate::vision_language_model::{Idefics3, VlmInput};
 
 /// The inputs file of a fixture.
@@ -104,7 +104,7 @@ pub fn run_fixture<B: Backend>(folder: &Path, device: &B::Device) -> Result<Pari
     let config = GenerationConfig {
         max_new_tokens: new_tokens,
         eos_token_ids: Vec::new(),
-        decoding: Decoding::Greedy,
+        sampling: TokenSampling::Greedy,
     };
     let generated = model.generate(&input, &config, |_, _| false)?;
     let generated_match = generated.len() == batch
@@ -196,11 +196,7 @@ pub fn read_i64(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<i64>)> {
 
 /// Shape and little-endian bytes of tensor `name`, which must have `dtype`.
 fn read_raw(path: &Path, name: &str, dtype: Dtype) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bytes = std::fs::read(path).map_err(|cause| ModelError::Io {
-        action: "reading",
-        path: path.to_path_buf(),
-        cause,
-    })?;
+    let bytes = std::fs::read(path).map_err(ModelError::io("reading", path))?;
     let corrupt = |message: String| ModelError::Safetensors {
         path: path.to_path_buf(),
         message,

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::error::{ModelError, Result};
-use crate::fsutil::write_atomic;
 use crate::lora::LoraSpec;
 use crate::vlm::ModelPart;
+use safeaware_common::fsio::write_atomic;
 
 /// The adapter config file of a PEFT folder.
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
@@ -102,18 +102,15 @@ impl AdapterConfig {
     /// Writes `dir/adapter_config.json` atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.to_json()).expect("JSON values serialise");
-        write_atomic(&dir.join(ADAPTER_CONFIG_FILE), text.as_bytes())
+        let path = dir.join(ADAPTER_CONFIG_FILE);
+        write_atomic(&path, text.as_bytes()).map_err(ModelError::io("writing", &path))
     }
 
     /// Reads `dir/adapter_config.json`, refusing what this crate cannot apply (another PEFT
     /// method, DoRA, biases, per-layer ranks, `fan_in_fan_out`).
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(ADAPTER_CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|cause| ModelError::Io {
-            action: "reading",
-            path: path.clone(),
-            cause,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(ModelError::io("reading", &path))?;
         let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
             path: path.clone(),
             cause,

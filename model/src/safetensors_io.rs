@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use safeaware_common::fsio::write_atomic_with;
 use safetensors::tensor::{Dtype, SafeTensors};
 use serde_json::{json, Map, Value};
 
 use crate::error::{ModelError, Result};
-use crate::fsutil::write_atomic_with;
 
 /// The single-file weights name.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -136,11 +136,7 @@ impl TensorStore {
     }
 
     fn add_file(&mut self, path: PathBuf) -> Result<()> {
-        let bytes = std::fs::read(&path).map_err(|cause| ModelError::Io {
-            action: "reading",
-            path: path.clone(),
-            cause,
-        })?;
+        let bytes = std::fs::read(&path).map_err(ModelError::io("reading", &path))?;
         let (header_len, metadata) =
             SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Safetensors {
                 path: path.clone(),
@@ -205,11 +201,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if !index.is_file() {
         return Err(ModelError::NoWeights(dir.to_owned()));
     }
-    let text = std::fs::read_to_string(&index).map_err(|cause| ModelError::Io {
-        action: "reading",
-        path: index.clone(),
-        cause,
-    })?;
+    let text = std::fs::read_to_string(&index).map_err(ModelError::io("reading", &index))?;
     let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
         path: index.clone(),
         cause,
@@ -264,11 +256,7 @@ pub fn read_headers(dir: &Path) -> Result<BTreeMap<String, HeaderEntry>> {
             path: path.clone(),
             message,
         };
-        let mut file = std::fs::File::open(&path).map_err(|cause| ModelError::Io {
-            action: "opening",
-            path: path.clone(),
-            cause,
-        })?;
+        let mut file = std::fs::File::open(&path).map_err(ModelError::io("opening", &path))?;
         let mut len = [0u8; 8];
         file.read_exact(&mut len)
             .map_err(|e| corrupt(format!("cannot read header length: {e}")))?;
@@ -363,6 +351,7 @@ pub fn write_safetensors(
         }
         Ok(())
     })
+    .map_err(ModelError::io("writing", path))
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{ModelError, Result};
 
-/// How to pick tokens.
+/// How the next token is picked from one step's logits (the evaluator's decoding settings,
+/// `safeaware_eval::decoding::DecodingSettings`, map onto it).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Decoding {
+pub enum TokenSampling {
     /// Always the most likely token.
     Greedy,
     /// Sample from `softmax(logits / temperature)` restricted to the top-p nucleus.
@@ -28,16 +29,16 @@ pub enum Decoding {
 /// Picks tokens step after step.
 #[derive(Debug, Clone)]
 pub struct Sampler {
-    decoding: Decoding,
+    sampling: TokenSampling,
     rng: StdRng,
 }
 
 impl Sampler {
-    /// A sampler for `decoding`; fails on a non-positive temperature or top-p outside (0, 1].
-    pub fn new(decoding: Decoding) -> Result<Self> {
-        let seed = match decoding {
-            Decoding::Greedy => 0,
-            Decoding::Sample {
+    /// A sampler for `sampling`; fails on a non-positive temperature or top-p outside (0, 1].
+    pub fn new(sampling: TokenSampling) -> Result<Self> {
+        let seed = match sampling {
+            TokenSampling::Greedy => 0,
+            TokenSampling::Sample {
                 temperature,
                 top_p,
                 seed,
@@ -58,7 +59,7 @@ impl Sampler {
             }
         };
         Ok(Self {
-            decoding,
+            sampling,
             rng: StdRng::seed_from_u64(seed),
         })
     }
@@ -79,9 +80,9 @@ impl Sampler {
 
     /// One token from a row of logits.
     pub fn pick(&mut self, logits: &[f32]) -> u32 {
-        match self.decoding {
-            Decoding::Greedy => argmax(logits),
-            Decoding::Sample {
+        match self.sampling {
+            TokenSampling::Greedy => argmax(logits),
+            TokenSampling::Sample {
                 temperature, top_p, ..
             } => sample_top_p(logits, temperature, top_p, &mut self.rng),
         }
@@ -149,7 +150,7 @@ mod tests {
     fn sampling_is_deterministic_per_seed_and_respects_the_nucleus() {
         let logits = [2.0f32, 1.9, 0.0, -1.0, -5.0];
         let draw = |seed| {
-            let mut s = Sampler::new(Decoding::Sample {
+            let mut s = Sampler::new(TokenSampling::Sample {
                 temperature: 1.0,
                 top_p: 0.8,
                 seed,
@@ -167,20 +168,20 @@ mod tests {
 
     #[test]
     fn tiny_top_p_is_greedy_and_bad_settings_fail() {
-        let mut s = Sampler::new(Decoding::Sample {
+        let mut s = Sampler::new(TokenSampling::Sample {
             temperature: 0.7,
             top_p: 1e-6,
             seed: 3,
         })
         .unwrap();
         assert!((0..50).all(|_| s.pick(&[0.1, 0.3, 0.2]) == 1));
-        assert!(Sampler::new(Decoding::Sample {
+        assert!(Sampler::new(TokenSampling::Sample {
             temperature: 0.0,
             top_p: 1.0,
             seed: 0
         })
         .is_err());
-        assert!(Sampler::new(Decoding::Sample {
+        assert!(Sampler::new(TokenSampling::Sample {
             temperature: 1.0,
             top_p: 1.5,
             seed: 0

@@ -219,11 +219,7 @@ impl<B: Backend> Idefics3<B> {
     /// Saves `config.json` and `model.safetensors` (HF names, `dtype` on disk) into `dir`, each
     /// file written atomically; HF transformers loads the result.
     pub fn save(&self, dir: &Path, dtype: FloatDtype) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io {
-            action: "creating",
-            path: dir.to_owned(),
-            cause,
-        })?;
+        std::fs::create_dir_all(dir).map_err(ModelError::io("creating", dir))?;
         let tensors: Vec<_> = flat_params(self)
             .into_iter()
             .filter(|(hf, _)| !hf.is_adapter())

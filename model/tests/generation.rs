@@ -8,7 +8,7 @@ use burn::tensor::{s, Int, Tensor, TensorData};
 use common::{max_abs_diff, tiny_config, tiny_pixels, values, Cpu, Device};
 use safeaware_model::sampling::argmax;
 use safeaware_model::{
-    left_pad, Decoding, FinishReason, GenerationConfig, Idefics3, ModelError, VlmInput,
+    left_pad, FinishReason, GenerationConfig, Idefics3, ModelError, TokenSampling, VlmInput,
 };
 
 const IMG: u32 = 60;
@@ -27,7 +27,7 @@ fn greedy(max_new_tokens: usize) -> GenerationConfig {
     GenerationConfig {
         max_new_tokens,
         eos_token_ids: Vec::new(),
-        decoding: Decoding::Greedy,
+        sampling: TokenSampling::Greedy,
     }
 }
 
@@ -148,7 +148,7 @@ fn sampling_is_seeded_and_stop_conditions_end_rows() {
         let config = GenerationConfig {
             max_new_tokens: 12,
             eos_token_ids: Vec::new(),
-            decoding: Decoding::Sample {
+            sampling: TokenSampling::Sample {
                 temperature: 1.5,
                 top_p: 0.95,
                 seed,

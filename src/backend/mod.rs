@@ -6,8 +6,9 @@
 
 pub mod probe;
 
-use anyhow::Result;
-pub use safeaware_trainer::device::{BackendTask, DeviceSpec};
+use anyhow::{bail, Result};
+use burn::tensor::backend::AutodiffBackend;
+pub use safeaware_trainer::device::{BackendTask, DeviceSpec, MultiDeviceTask};
 use safeaware_trainer::guard;
 
 /// Runs `task` on the backend that serves `spec`, or fails if this binary lacks that backend
@@ -16,13 +17,46 @@ use safeaware_trainer::guard;
 /// On a GPU, a panic while the task runs (a device lost in the middle) is a
 /// [`guard::DeviceFailure`]; on the CPU a panic is a bug and stays one.
 pub fn run_on<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output> {
-    require(spec)?;
-    match spec {
-        DeviceSpec::Cpu => run_cpu(task),
-        DeviceSpec::Cuda(index) => {
-            guard::guarded(|| format!("work on {spec}"), || run_cuda(task, index))?
-        }
-        DeviceSpec::Wgpu => guard::guarded(|| format!("work on {spec}"), || run_wgpu(task))?,
+    run_on_devices(&[spec], OneDevice(task))
+}
+
+/// Runs `task` on every device of `specs` (all of one backend), each probed first; as
+/// [`run_on`] for failures.
+pub fn run_on_devices<T: MultiDeviceTask>(specs: &[DeviceSpec], task: T) -> Result<T::Output> {
+    let Some(&first) = specs.first() else {
+        bail!("no device given");
+    };
+    for &spec in specs {
+        require(spec)?;
+    }
+    let during = || format!("work on {}", names(specs));
+    match first {
+        DeviceSpec::Cpu => run_cpu(task, specs.len()),
+        DeviceSpec::Cuda(_) => guard::guarded(during, || run_cuda(task, specs))?,
+        DeviceSpec::Wgpu => guard::guarded(during, || run_wgpu(task, specs.len()))?,
+    }
+}
+
+fn names(specs: &[DeviceSpec]) -> String {
+    specs
+        .iter()
+        .map(DeviceSpec::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A one-device task run as a task over a list of one device.
+struct OneDevice<T>(T);
+
+impl<T: BackendTask> MultiDeviceTask for OneDevice<T> {
+    type Output = T::Output;
+
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<T::Output> {
+        let device = devices
+            .into_iter()
+            .next()
+            .expect("run_on passes one device");
+        self.0.run::<B>(device)
     }
 }
 
@@ -42,35 +76,42 @@ pub fn require(spec: DeviceSpec) -> Result<()> {
 }
 
 #[cfg(feature = "cpu")]
-fn run_cpu<T: BackendTask>(task: T) -> Result<T::Output> {
+fn run_cpu<T: MultiDeviceTask>(task: T, workers: usize) -> Result<T::Output> {
     use burn::backend::{flex::FlexDevice, Autodiff, Flex};
-    task.run::<Autodiff<Flex>>(FlexDevice)
+    task.run::<Autodiff<Flex>>(vec![FlexDevice; workers])
 }
 
 #[cfg(not(feature = "cpu"))]
-fn run_cpu<T: BackendTask>(_task: T) -> Result<T::Output> {
+fn run_cpu<T: MultiDeviceTask>(_task: T, _workers: usize) -> Result<T::Output> {
     not_built(DeviceSpec::Cpu, "cpu")
 }
 
 #[cfg(feature = "cuda")]
-fn run_cuda<T: BackendTask>(task: T, index: usize) -> Result<T::Output> {
+fn run_cuda<T: MultiDeviceTask>(task: T, specs: &[DeviceSpec]) -> Result<T::Output> {
     use burn::backend::{cuda::CudaDevice, Autodiff, Cuda};
-    task.run::<Autodiff<Cuda>>(CudaDevice::new(index))
+    let devices = specs
+        .iter()
+        .map(|spec| match spec {
+            DeviceSpec::Cuda(index) => Ok(CudaDevice::new(*index)),
+            other => Err(anyhow::anyhow!("`{other}` is not a CUDA device")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    task.run::<Autodiff<Cuda>>(devices)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn run_cuda<T: BackendTask>(_task: T, index: usize) -> Result<T::Output> {
-    not_built(DeviceSpec::Cuda(index), "cuda")
+fn run_cuda<T: MultiDeviceTask>(_task: T, specs: &[DeviceSpec]) -> Result<T::Output> {
+    not_built(specs[0], "cuda")
 }
 
 #[cfg(feature = "wgpu")]
-fn run_wgpu<T: BackendTask>(task: T) -> Result<T::Output> {
+fn run_wgpu<T: MultiDeviceTask>(task: T, workers: usize) -> Result<T::Output> {
     use burn::backend::{wgpu::WgpuDevice, Autodiff, Wgpu};
-    task.run::<Autodiff<Wgpu>>(WgpuDevice::default())
+    task.run::<Autodiff<Wgpu>>(vec![WgpuDevice::default(); workers])
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn run_wgpu<T: BackendTask>(_task: T) -> Result<T::Output> {
+fn run_wgpu<T: MultiDeviceTask>(_task: T, _workers: usize) -> Result<T::Output> {
     not_built(DeviceSpec::Wgpu, "wgpu")
 }
 
@@ -79,12 +120,10 @@ fn not_built<O>(spec: DeviceSpec, feature: &str) -> Result<O> {
     Err(probe::not_built(spec, feature).into())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "cuda")))]
 mod tests {
     use super::*;
-    use burn::tensor::backend::AutodiffBackend;
 
-    #[cfg(not(feature = "cuda"))]
     #[test]
     fn missing_backend_is_a_clear_error() {
         struct Noop;

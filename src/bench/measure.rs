@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
-use safeaware_model::{Decoding, GenerationConfig, Idefics3, ParamCounts};
+use safeaware_model::{GenerationConfig, Idefics3, ParamCounts, TokenSampling};
 use safeaware_trainer::grad_clip::clip_grad_norm;
 use serde_json::{json, Value};
 
@@ -173,7 +173,7 @@ fn run_generate<B: Backend>(
         let gen = GenerationConfig {
             max_new_tokens: k,
             eos_token_ids: Vec::new(),
-            decoding: Decoding::Greedy,
+            sampling: TokenSampling::Greedy,
         };
         let model = &model;
         let input = &input;

@@ -26,35 +26,14 @@ pub enum DataCommand {
     Preview(PreviewArgs),
 }
 
-/// `data synth` flags (defaults as `SynthConfig::default()`).
+/// `data synth` flags: the output folder and the world's settings.
 #[derive(clap::Args)]
 pub struct SynthArgs {
     /// Output folder (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value_t = SynthConfig::default().seed)]
-    pub seed: u64,
-    /// Training items.
-    #[arg(long, default_value_t = SynthConfig::default().train)]
-    pub train: usize,
-    /// Validation items.
-    #[arg(long, default_value_t = SynthConfig::default().val)]
-    pub val: usize,
-    /// Test items (held-out combinations; also written as benchmark.jsonl).
-    #[arg(long, default_value_t = SynthConfig::default().test)]
-    pub test: usize,
-    /// Side of the square images in pixels.
-    #[arg(long, default_value_t = SynthConfig::default().image_size)]
-    pub image_size: u32,
-    /// Probability that an image gets a distractor object.
-    #[arg(long, default_value_t = SynthConfig::default().distractor_prob)]
-    pub distractor_prob: f32,
-    /// Probability that a prompt is wrapped in an instruction attack.
-    #[arg(long, default_value_t = SynthConfig::default().wrap_prob)]
-    pub wrap_prob: f32,
-    /// Extra description-only training items: a training image under another item's prompt.
-    #[arg(long, default_value_t = SynthConfig::default().describe_only)]
-    pub describe_only: usize,
+    #[command(flatten)]
+    pub settings: SynthConfig,
 }
 
 /// `data validate` flags.
@@ -119,17 +98,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 }
 
 fn run_synth(a: SynthArgs) -> anyhow::Result<()> {
-    let cfg = SynthConfig {
-        seed: a.seed,
-        train: a.train,
-        val: a.val,
-        test: a.test,
-        image_size: a.image_size,
-        distractor_prob: a.distractor_prob,
-        wrap_prob: a.wrap_prob,
-        describe_only: a.describe_only,
-    };
-    let s = synth::generate(&a.out, &cfg)?;
+    let s = synth::generate(&a.out, &a.settings)?;
     println!(
         "wrote {} train, {} val, {} test items ({} held-out combinations) to {}",
         s.train,

@@ -1,28 +1,26 @@
-//! `safeaware eval`: evaluate recorded responses or an OpenAI-compatible endpoint on a safety
-//! benchmark, and `safeaware eval compare` runs side by side. The work is in `safeaware-eval`;
-//! this file turns flags into its settings.
+//! `safeaware eval`: evaluate recorded responses, an OpenAI-compatible endpoint or a local model
+//! folder (HF folder or training checkpoint, on the chosen device) on a safety benchmark, and
+//! `safeaware eval compare` runs side by side. The work is in `safeaware-eval` (and
+//! [`crate::folder_eval`] for a local model); this file turns flags into its settings.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::{require, run_on, BackendTask, DeviceSpec};
+use crate::backend::{require, run_on, DeviceSpec};
+use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context};
-use burn::tensor::backend::AutodiffBackend;
 use safeaware_data::benchmark::Benchmark;
-use safeaware_data::processor::Processor;
 use safeaware_eval::compare::{self, Run};
-use safeaware_eval::decoding::{Decoding, DecodingMode, VcdParams};
+use safeaware_eval::decoding::{DecodingMode, DecodingSettings, VcdParams};
 use safeaware_eval::progress::ProgressMode;
 use safeaware_eval::prompt::PromptStrategy;
-use safeaware_eval::report::{pct, REPORT_HTML, REPORT_MD};
+use safeaware_eval::report::{self, REPORT_HTML, REPORT_MD};
 use safeaware_eval::results::Results;
 use safeaware_eval::runner::{self, RunConfig, RESULTS_FILE, SAMPLES_FILE};
 use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
-use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
+use safeaware_eval::source::local::LocalSettings;
 use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
-use safeaware_eval::verdict::Parser;
-use safeaware_model::Idefics3;
 
 /// `safeaware eval [flags]` or `safeaware eval compare <results.json>...`.
 #[derive(clap::Args)]
@@ -153,7 +151,7 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
     let text = compare::render(&runs);
     print!("{text}");
     if let Some(out) = args.out {
-        safeaware_data::fileio::write_atomic(&out, text.as_bytes())
+        safeaware_common::fsio::write_atomic(&out, text.as_bytes())
             .with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
@@ -170,7 +168,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     let Some(out) = a.out.clone() else {
         bail!("--out is required")
     };
-    let decoding = Decoding {
+    let decoding = DecodingSettings {
         mode: a.decoding,
         temperature: a.temperature,
         top_p: a.top_p,
@@ -187,10 +185,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     let mut benchmark = Benchmark::open(spec, a.annotations.as_deref())
         .with_context(|| format!("loading benchmark {spec}"))?;
     if let Some(n) = a.limit {
-        benchmark.items.truncate(n);
-        let kept: std::collections::HashSet<String> =
-            benchmark.items.iter().map(|i| i.id.clone()).collect();
-        benchmark.missing_images.retain(|id| kept.contains(id));
+        benchmark.truncate(n);
     }
     let progress = match a.progress.as_str() {
         "log" => ProgressMode::Log,
@@ -209,8 +204,9 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             batch_size: a.batch_size,
             decoding: config.decoding.clone(),
         };
-        let task = LocalEval {
+        let task = FolderEval {
             folder: folder.clone(),
+            name: folder.display().to_string(),
             benchmark: &benchmark,
             config: &config,
             settings,
@@ -244,36 +240,9 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     finish(&results, &out)
 }
 
-/// Local generation with a model folder on the chosen backend.
-struct LocalEval<'a> {
-    folder: PathBuf,
-    benchmark: &'a Benchmark,
-    config: &'a RunConfig,
-    settings: LocalSettings,
-}
-
-impl BackendTask for LocalEval<'_> {
-    type Output = Results;
-
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Results> {
-        let folder = &self.folder;
-        let model = Idefics3::<B::InnerBackend>::load(folder, &device)
-            .with_context(|| format!("loading the model in {}", folder.display()))?;
-        let processor = Processor::from_folder(folder)
-            .with_context(|| format!("loading the processor in {}", folder.display()))?;
-        let source = LocalModelSource::new(
-            &model,
-            &processor,
-            folder.display().to_string(),
-            self.settings,
-        );
-        Ok(runner::run(self.benchmark, &source, self.config)?)
-    }
-}
-
 /// Prints the summary and where the files are.
 fn finish(results: &Results, out: &std::path::Path) -> anyhow::Result<()> {
-    print_summary(results);
+    print!("{}", report::summary(results));
     println!(
         "wrote {} {} {} {} in {}",
         RESULTS_FILE,
@@ -283,35 +252,4 @@ fn finish(results: &Results, out: &std::path::Path) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
-}
-
-fn print_summary(r: &Results) {
-    let c = &r.counts;
-    println!(
-        "{} items: {} scored, {} missing a response, {} errors",
-        c.items, c.scored, c.missing_response, c.errors
-    );
-    for (name, n) in &c.source {
-        if *n > 0 {
-            println!("  {name}: {n}");
-        }
-    }
-    println!(
-        "{:<8} {:>8} {:>8} {:>10} {:>8}",
-        "parser", "Typical", "Attack", "Over-Safe", "Total"
-    );
-    for p in Parser::ALL {
-        let m = r.parser(p);
-        println!(
-            "{:<8} {:>8} {:>8} {:>10} {:>8}",
-            p.as_str(),
-            pct(m.typical.accuracy),
-            pct(m.attack.accuracy),
-            pct(m.over_safety.accuracy),
-            pct(m.total)
-        );
-    }
-    if let Some(line) = r.parser_disagreement.report_line() {
-        println!("{line}");
-    }
 }

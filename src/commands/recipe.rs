@@ -3,8 +3,26 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use safeaware_trainer::recipe::{LoadedRecipe, RecipeArgs};
+use safeaware_trainer::recipe::{load_recipe, LoadedRecipe};
 use std::path::{Path, PathBuf};
+
+/// A recipe file and its overrides.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecipeArgs {
+    /// Recipe TOML file.
+    pub recipe: PathBuf,
+    /// Override a key: `--set train.max_steps=10`. The value is parsed as TOML and, if that
+    /// fails, taken as a string (`--set model.path=/models/x`). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl RecipeArgs {
+    /// Loads, overrides and validates the recipe.
+    pub fn load(&self) -> Result<LoadedRecipe> {
+        load_recipe(&self.recipe, &self.set)
+    }
+}
 
 /// Recipe subcommands.
 #[derive(Subcommand, Debug)]

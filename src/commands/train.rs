@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{require, run_on, BackendTask, DeviceSpec};
+use crate::backend::{require, run_on, run_on_devices, DeviceSpec};
+use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context, Result};
 use safeaware_data::benchmark::Benchmark;
-use safeaware_trainer::evaluation::{self, EvalPlan};
-use safeaware_trainer::recipe::{load_recipe, RESOLVED_RECIPE_FILE};
+use safeaware_eval::report::REPORT_MD;
+use safeaware_trainer::evaluation::EvalPlan;
+use safeaware_trainer::recipe::{load_recipe, Recipe, RESOLVED_RECIPE_FILE};
 use safeaware_trainer::training::TrainJob;
 
 /// Arguments of `safeaware train`.
@@ -31,10 +33,23 @@ pub struct TrainArgs {
     /// Skip the evaluation of the final model.
     #[arg(long)]
     pub no_eval: bool,
+    /// Data-parallel workers, e.g. `cuda:0,cuda:1` or `cpu:0,cpu:1` (the same as
+    /// `--set 'train.devices=["cuda:0","cuda:1"]'`); a run resumes on any number of devices.
+    #[arg(long, value_delimiter = ',', value_name = "DEVICE,...")]
+    pub devices: Vec<String>,
 }
 
 /// Runs `safeaware train`.
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    if !args.devices.is_empty() {
+        let list: Vec<String> = args
+            .devices
+            .iter()
+            .map(|d| format!("{:?}", d.trim()))
+            .collect();
+        args.set
+            .push(format!("train.devices=[{}]", list.join(", ")));
+    }
     // The resolved recipe is (re)written by the training job only once the run is accepted, so
     // a refused start (existing checkpoints, a resume with another seed or data) leaves the
     // run folder untouched.
@@ -58,7 +73,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let loaded = load_recipe(path, &args.set)?;
             let run_dir = args.out.clone().unwrap_or_else(|| loaded.run_dir());
             // A missing GPU is an error before anything is written.
-            require(loaded.recipe.train.device)?;
+            for worker in loaded.recipe.train.workers()? {
+                require(worker)?;
+            }
             std::fs::create_dir_all(&run_dir)
                 .with_context(|| format!("creating {}", run_dir.display()))?;
             let mut recipe = loaded.recipe.clone();
@@ -67,7 +84,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         (None, None) => bail!("give --recipe <toml> or --resume <run-dir>"),
     };
-    let device: DeviceSpec = recipe.train.device;
+    let workers = recipe.train.workers()?;
+    let device: DeviceSpec = workers[0];
     let cache_dir = run_dir.parent().unwrap_or(Path::new(".")).join(".cache");
     let job = TrainJob {
         recipe: recipe.clone(),
@@ -77,7 +95,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cache_dir,
         record_recipe,
     };
-    let outcome = run_on(device, job)?;
+    let outcome = run_on_devices(&workers, job)?;
     let Some(final_dir) = outcome.final_dir else {
         eprintln!(
             "paused at step {}: continue with `safeaware train --resume {}`",
@@ -89,7 +107,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.no_eval {
         return Ok(());
     }
-    let spec = match (&recipe.eval.benchmark, &outcome.benchmark) {
+    evaluate_final(&recipe, device, &run_dir, final_dir, outcome.benchmark.as_deref())
+}
+
+/// Evaluates the final model on `eval.benchmark`, else on the synthetic world's held-out
+/// benchmark file, into `<run>/eval/final`, and prints the summary.
+fn evaluate_final(
+    recipe: &Recipe,
+    device: DeviceSpec,
+    run_dir: &Path,
+    final_dir: PathBuf,
+    benchmark_file: Option<&Path>,
+) -> Result<()> {
+    let spec = match (&recipe.eval.benchmark, benchmark_file) {
         (Some(spec), _) => spec.clone(),
         (None, Some(file)) => format!("jsonl:{}", file.display()),
         (None, None) => {
@@ -106,43 +136,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
         batch_size: recipe.eval.batch_size,
         limit: recipe.eval.limit,
     };
-    run_on(
-        device,
-        FinalEval {
-            folder: final_dir,
-            spec,
-            out,
-            plan,
-        },
-    )
-}
-
-/// Evaluates a saved model folder on a benchmark and prints the paper-style table.
-struct FinalEval {
-    folder: PathBuf,
-    spec: String,
-    out: PathBuf,
-    plan: EvalPlan,
-}
-
-impl BackendTask for FinalEval {
-    type Output = ();
-
-    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Result<()> {
-        let model = safeaware_model::Idefics3::<B::InnerBackend>::load(&self.folder, &device)
-            .with_context(|| format!("loading {}", self.folder.display()))?;
-        let processor = safeaware_data::processor::Processor::from_folder(&self.folder)?;
-        let mut benchmark = Benchmark::open(&self.spec, None)
-            .with_context(|| format!("opening benchmark {}", self.spec))?;
-        if let Some(limit) = self.plan.limit {
-            benchmark.items.truncate(limit);
-        }
-        let results = evaluation::evaluate(&model, &processor, &benchmark, &self.out, &self.plan)?;
-        println!(
-            "{}",
-            safeaware_eval::report::markdown::accuracy_summary(&results)
-        );
-        println!("report: {}", self.out.join("report.md").display());
-        Ok(())
+    let mut benchmark =
+        Benchmark::open(&spec, None).with_context(|| format!("opening benchmark {spec}"))?;
+    if let Some(limit) = plan.limit {
+        benchmark.truncate(limit);
     }
+    let task = FolderEval {
+        folder: final_dir,
+        name: "training run".to_string(),
+        benchmark: &benchmark,
+        config: &plan.run_config(&out),
+        settings: plan.local_settings(),
+    };
+    let results = run_on(device, task)?;
+    print!("{}", safeaware_eval::report::summary(&results));
+    println!("report: {}", out.join(REPORT_MD).display());
+    Ok(())
 }

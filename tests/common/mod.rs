@@ -6,11 +6,17 @@ use std::process::{Command, Output};
 
 /// Runs the `safeaware` binary built for the tests with `args`.
 pub fn safeaware(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_safeaware"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("the safeaware binary runs")
+    safeaware_with_env(args, &[])
+}
+
+/// Runs the `safeaware` binary with `args` and extra environment variables.
+pub fn safeaware_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_safeaware"));
+    command.args(args).env("RUST_BACKTRACE", "0");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the safeaware binary runs")
 }
 
 /// Everything the process printed: stdout, then stderr.

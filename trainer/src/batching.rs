@@ -13,8 +13,6 @@ use crate::train_data::Example;
 pub struct Batch<B: Backend> {
     pub input: VlmInput<B>,
     pub labels: Tensor<B, 2, Int>,
-    /// Target tokens in this batch.
-    pub targets: usize,
     /// Tokens in this batch (padding excluded).
     pub tokens: usize,
     /// Images in this batch.
@@ -64,7 +62,6 @@ pub fn collate<B: Backend>(examples: &[&Example], pad_id: u32, device: &B::Devic
             pixel_values,
         ),
         labels: Tensor::from_data(TensorData::new(labels, [rows, seq]), device),
-        targets: examples.iter().map(|e| e.target_tokens()).sum(),
         tokens: examples.iter().map(|e| e.input_ids.len()).sum(),
         images: examples.iter().filter(|e| e.tiles > 0).count(),
     }
@@ -112,6 +109,6 @@ mod tests {
             vec![-100, -100, 7, -100, -100, -100, -100, -100, -100, 7]
         );
         assert_eq!(batch.input.pixel_values.unwrap().dims(), [3, 3, 2, 2]);
-        assert_eq!((batch.targets, batch.tokens, batch.images), (2, 8, 2));
+        assert_eq!((batch.tokens, batch.images), (8, 2));
     }
 }

@@ -13,8 +13,9 @@
 //! therefore leaves `latest` naming a complete checkpoint. What goes inside is the caller's
 //! business: a callback writes the files.
 
-use crate::fsutil::{atomic_write, fsync_dir, fsync_tree, remove_any};
+use crate::fsutil::atomic_write;
 use anyhow::{Context, Result};
+use safeaware_common::fsio::{remove_any, sync_dir, sync_tree};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -92,7 +93,7 @@ fn publish_dir(
     let old = parent.join(format!("{OLD_PREFIX}{name}"));
     remove_any(&tmp)?;
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let filled = write(&tmp).and_then(|()| fsync_tree(&tmp));
+    let filled = write(&tmp).and_then(|()| sync_tree(&tmp).map_err(Into::into));
     if let Err(e) = filled {
         let _ = remove_any(&tmp);
         return Err(e);
@@ -104,7 +105,7 @@ fn publish_dir(
     }
     fs::rename(&tmp, &target)
         .with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))?;
-    fsync_dir(parent)?;
+    sync_dir(parent)?;
     remove_any(&old)?;
     Ok(target)
 }

@@ -68,9 +68,71 @@ pub trait BackendTask {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
 }
 
+/// Work that runs on every device of a list (data-parallel training); the binary's
+/// `backend::run_on_devices` instantiates it for the backend they share.
+pub trait MultiDeviceTask {
+    type Output;
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<Self::Output>;
+}
+
+/// The workers of a data-parallel run, from names such as `cpu:0`, `cpu:1`, `cuda:0`, `wgpu:1`:
+/// one [`DeviceSpec`] per worker, all of one backend, each name once. `cpu:N` and `wgpu:N` name
+/// worker N on the CPU or the wgpu adapter (those backends have one device each).
+pub fn parse_workers(names: &[String]) -> Result<Vec<DeviceSpec>> {
+    if names.is_empty() {
+        bail!("the device list is empty");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut workers = Vec::new();
+    for name in names {
+        let name = name.trim();
+        if !seen.insert(name.to_string()) {
+            bail!("device `{name}` is listed twice");
+        }
+        let spec = match name.split_once(':') {
+            Some(("cpu", n)) if n.parse::<usize>().is_ok() => DeviceSpec::Cpu,
+            Some(("wgpu", n)) if n.parse::<usize>().is_ok() => DeviceSpec::Wgpu,
+            _ => name.parse()?,
+        };
+        if let Some(first) = workers.first() {
+            if std::mem::discriminant(first) != std::mem::discriminant(&spec) {
+                bail!(
+                    "devices `{}` and `{name}` are of different backends: one run uses one backend",
+                    names[0]
+                );
+            }
+        }
+        workers.push(spec);
+    }
+    Ok(workers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_worker_lists() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_workers(&names(&["cpu:0", "cpu:1"])).unwrap(),
+            [DeviceSpec::Cpu; 2]
+        );
+        assert_eq!(
+            parse_workers(&names(&["cuda:0", "cuda:1"])).unwrap(),
+            [DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)]
+        );
+        assert!(parse_workers(&names(&["cpu:0", "cpu:0"]))
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        assert!(parse_workers(&names(&["cpu:0", "cuda:0"]))
+            .unwrap_err()
+            .to_string()
+            .contains("different backends"));
+        assert!(parse_workers(&[]).is_err());
+        assert!(parse_workers(&names(&["tpu:0"])).is_err());
+    }
 
     #[test]
     fn parses_device_names() {

@@ -26,6 +26,24 @@ pub struct EvalPlan {
     pub limit: Option<usize>,
 }
 
+impl EvalPlan {
+    /// How the local model answers under this plan: its token budget and batch size, greedy.
+    pub fn local_settings(&self) -> LocalSettings {
+        LocalSettings {
+            max_new_tokens: self.max_new_tokens,
+            batch_size: self.batch_size,
+            ..Default::default()
+        }
+    }
+
+    /// The evaluator's settings for a run written into `out` (the token budget recorded).
+    pub fn run_config(&self, out: &Path) -> RunConfig {
+        let mut config = RunConfig::new(out);
+        config.decoding.max_tokens = self.max_new_tokens;
+        config
+    }
+}
+
 /// Mean per-token loss over `examples` (empty when there are none), as `{"val_loss": …}`.
 pub fn validation_loss<B: Backend, M: VisionLanguageModel<B>>(
     model: &M,
@@ -94,14 +112,7 @@ pub fn evaluate<B: Backend, M: VisionLanguageModel<B>>(
     out: &Path,
     plan: &EvalPlan,
 ) -> Result<safeaware_eval::results::Results> {
-    let settings = LocalSettings {
-        max_new_tokens: plan.max_new_tokens,
-        batch_size: plan.batch_size,
-        ..Default::default()
-    };
-    let source = LocalModelSource::new(model, processor, "training run", settings);
-    let mut config = RunConfig::new(out);
-    config.decoding.max_tokens = plan.max_new_tokens;
-    runner::run(benchmark, &source, &config)
+    let source = LocalModelSource::new(model, processor, "training run", plan.local_settings());
+    runner::run(benchmark, &source, &plan.run_config(out))
         .with_context(|| format!("evaluating into {}", out.display()))
 }

@@ -77,8 +77,9 @@ where
     })
 }
 
-/// Multiplies every gradient of `module`'s parameters in `grads` by `factor` (also the way
-/// to average accumulated gradients: `factor = 1 / grad_accum`).
+/// Multiplies every gradient of `module`'s parameters in `grads` by `factor` (what clipping
+/// does to bring the global norm down; accumulated gradients need no averaging, as the loss is
+/// already divided by the accumulation window's target tokens).
 pub fn scale_grads<B, M>(module: &M, grads: &mut GradientsParams, factor: f64)
 where
     B: AutodiffBackend,

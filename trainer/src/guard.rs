@@ -67,6 +67,9 @@ pub fn guarded<T>(
     during: impl FnOnce() -> String,
     work: impl FnOnce() -> T,
 ) -> Result<T, DeviceFailure> {
+    if let Ok(mut caught) = CAUGHT.lock() {
+        caught.clear();
+    }
     GUARDED.fetch_add(1, Ordering::SeqCst);
     let outcome = catch_unwind(AssertUnwindSafe(work));
     GUARDED.fetch_sub(1, Ordering::SeqCst);

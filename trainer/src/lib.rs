@@ -6,6 +6,7 @@
 pub mod batching;
 pub mod checkpoint;
 pub mod data_order;
+pub mod data_parallel;
 pub mod device;
 pub mod evaluation;
 pub mod fingerprint;
@@ -16,7 +17,6 @@ pub mod log_window;
 pub mod metrics_log;
 pub mod param_groups;
 pub mod preset;
-pub mod progress;
 pub mod recipe;
 pub mod schedule;
 pub mod setup;
@@ -25,3 +25,6 @@ pub mod tensorboard;
 pub mod train_data;
 pub mod trainer_state;
 pub mod training;
+
+/// Progress reporting (shared with the evaluator).
+pub use safeaware_common::progress;

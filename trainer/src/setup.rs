@@ -133,7 +133,7 @@ fn load_model<B: AutodiffBackend>(
     let Some(name) = recipe.model.preset.as_deref() else {
         bail!("the recipe sets neither model.path nor model.preset");
     };
-    let built = preset::build(name, recipe.data.synthetic.image_size)?;
+    let built = preset::build(name, recipe.data.synthetic.settings.image_size)?;
     Ok((
         Idefics3::init_random(&built.config, recipe.model.init_seed, device),
         built.processor,

@@ -57,24 +57,19 @@ pub trait TrainStep<B: AutodiffBackend, M: TrainableModel<B>> {
     fn load_state(&mut self, model: &M, path: &Path) -> Result<()>;
 }
 
-/// Gradient accumulation on one device with AdamW, per-part learning rates and clipping.
-pub struct AccumulationStep<B: AutodiffBackend, M: TrainableModel<B>> {
+/// The optimiser side of a step: global-norm clipping, then one AdamW step per trained part at
+/// that part's learning rate. Every step implementation updates through it.
+pub struct Update<B: AutodiffBackend, M: TrainableModel<B>> {
     optim: OptimizerAdaptor<AdamW, M, B>,
     /// Base learning rate of each trained part (frozen parts are absent).
     lrs: BTreeMap<ModelPart, f64>,
     grad_clip: f64,
-    pad_id: u32,
     device: B::Device,
 }
 
-impl<B: AutodiffBackend, M: TrainableModel<B>> AccumulationStep<B, M> {
+impl<B: AutodiffBackend, M: TrainableModel<B>> Update<B, M> {
     /// AdamW with the recipe's settings, training the parts `trains` accepts.
-    pub fn new(
-        o: &OptimSection,
-        trains: impl Fn(ModelPart) -> bool,
-        pad_id: u32,
-        device: &B::Device,
-    ) -> Self {
+    pub fn new(o: &OptimSection, trains: impl Fn(ModelPart) -> bool, device: &B::Device) -> Self {
         let optim = AdamWConfig::new()
             .with_beta_1(o.betas[0] as f32)
             .with_beta_2(o.betas[1] as f32)
@@ -86,10 +81,117 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> AccumulationStep<B, M> {
             .filter(|&part| trains(part))
             .map(|part| (part, o.lr(part)))
             .collect();
-        AccumulationStep {
+        Update {
             optim,
             lrs,
             grad_clip: o.grad_clip,
+            device: device.clone(),
+        }
+    }
+
+    /// Clips `grads` and steps `model`; returns it with the gradient norm before clipping.
+    pub fn apply(
+        &mut self,
+        mut model: M,
+        mut grads: GradientsParams,
+        lr_factor: f64,
+    ) -> Result<(M, f64)> {
+        let grad_norm = if self.grad_clip > 0.0 {
+            clip_grad_norm(&model, &mut grads, self.grad_clip)?.total_norm
+        } else {
+            global_grad_norm(&model, &grads)?
+        };
+        if !grad_norm.is_finite() {
+            bail!("the gradient norm is {grad_norm}");
+        }
+        let parts = model.param_parts();
+        for (part, part_grads) in split_grads_by_part(&model, grads, &parts) {
+            if let Some(lr) = self.lrs.get(&part) {
+                model = self.optim.step(lr * lr_factor, model, part_grads);
+            }
+        }
+        Ok((model, grad_norm))
+    }
+
+    /// Writes the optimiser state to `path`, keyed by parameter path (see `param_groups`).
+    pub fn save(&self, model: &M, path: &Path) -> Result<()> {
+        let record = record_to_portable(self.optim.to_record(), model);
+        Recorder::<B>::record(&recorder(), record, path.to_path_buf())
+            .context("writing the optimiser state")
+    }
+
+    /// Restores the optimiser state [`Update::save`] wrote, for `model` as loaded.
+    pub fn load(&mut self, model: &M, path: &Path) -> Result<()> {
+        let record = Recorder::<B>::load(&recorder(), path.to_path_buf(), &self.device)
+            .with_context(|| format!("loading the optimiser state {}", path.display()))?;
+        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init::<B, M>());
+        self.optim = optim.load_record(record_from_portable(record, model));
+        Ok(())
+    }
+}
+
+/// Gradients of some micro-batches, and what they covered.
+pub struct WindowGradients {
+    pub grads: GradientsParams,
+    /// Sum of the micro-batches' losses (each already divided by the global target count).
+    pub loss: f64,
+    pub tokens: usize,
+    pub images: usize,
+}
+
+/// Forward and backward over `window` on `model`'s device, each micro-batch's summed loss
+/// divided by `targets` (the target tokens of the whole global batch, so that gradients of
+/// several windows or workers add up to those of one big batch), gradients accumulated.
+pub fn window_gradients<B: AutodiffBackend, M: TrainableModel<B>>(
+    model: &M,
+    window: &[Vec<&Example>],
+    targets: usize,
+    pad_id: u32,
+    device: &B::Device,
+) -> Result<WindowGradients> {
+    let mut accumulator = GradientsAccumulator::<M>::new();
+    let (mut loss_sum, mut tokens, mut images) = (0.0, 0, 0);
+    for batch in window.iter().filter(|b| !b.is_empty()) {
+        let batch = collate::<B>(batch, pad_id, device);
+        let loss = model
+            .forward_loss(&batch.input, &batch.labels)
+            .context("forward")?;
+        let scaled = loss.sum / targets.max(1) as f64;
+        let value: f64 = scaled.clone().into_scalar().elem();
+        if !value.is_finite() {
+            bail!("the loss is {value}");
+        }
+        loss_sum += value;
+        let grads = GradientsParams::from_grads(scaled.backward(), model);
+        accumulator.accumulate(model, grads);
+        tokens += batch.tokens;
+        images += batch.images;
+    }
+    Ok(WindowGradients {
+        grads: accumulator.grads(),
+        loss: loss_sum,
+        tokens,
+        images,
+    })
+}
+
+/// Target tokens of a global batch.
+pub fn window_targets(window: &[Vec<&Example>]) -> usize {
+    window.iter().flatten().map(|e| e.target_tokens()).sum()
+}
+
+/// Gradient accumulation on one device.
+pub struct AccumulationStep<B: AutodiffBackend, M: TrainableModel<B>> {
+    update: Update<B, M>,
+    pad_id: u32,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend, M: TrainableModel<B>> AccumulationStep<B, M> {
+    /// The step with `update`'s optimiser, padding batches with `pad_id`.
+    pub fn new(update: Update<B, M>, pad_id: u32, device: &B::Device) -> Self {
+        AccumulationStep {
+            update,
             pad_id,
             device: device.clone(),
         }
@@ -99,65 +201,29 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> AccumulationStep<B, M> {
 impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for AccumulationStep<B, M> {
     fn step(
         &mut self,
-        mut model: M,
+        model: M,
         window: &[Vec<&Example>],
         lr_factor: f64,
     ) -> Result<(M, StepOutcome)> {
-        let targets: usize = window.iter().flatten().map(|e| e.target_tokens()).sum();
-        let mut outcome = StepOutcome {
-            loss: 0.0,
-            grad_norm: 0.0,
+        let targets = window_targets(window);
+        let g = window_gradients(&model, window, targets, self.pad_id, &self.device)?;
+        let (model, grad_norm) = self.update.apply(model, g.grads, lr_factor)?;
+        let outcome = StepOutcome {
+            loss: g.loss,
+            grad_norm,
             targets,
-            tokens: 0,
-            images: 0,
+            tokens: g.tokens,
+            images: g.images,
         };
-        let mut accumulator = GradientsAccumulator::<M>::new();
-        for batch in window {
-            let batch = collate::<B>(batch, self.pad_id, &self.device);
-            let loss = model
-                .forward_loss(&batch.input, &batch.labels)
-                .context("forward")?;
-            let scaled = loss.sum / targets.max(1) as f64;
-            let value: f64 = scaled.clone().into_scalar().elem();
-            if !value.is_finite() {
-                bail!("the loss is {value}");
-            }
-            outcome.loss += value;
-            let grads = GradientsParams::from_grads(scaled.backward(), &model);
-            accumulator.accumulate(&model, grads);
-            outcome.tokens += batch.tokens;
-            outcome.images += batch.images;
-        }
-        let mut grads = accumulator.grads();
-        outcome.grad_norm = if self.grad_clip > 0.0 {
-            clip_grad_norm(&model, &mut grads, self.grad_clip)?.total_norm
-        } else {
-            global_grad_norm(&model, &grads)?
-        };
-        if !outcome.grad_norm.is_finite() {
-            bail!("the gradient norm is {}", outcome.grad_norm);
-        }
-        let parts = model.param_parts();
-        for (part, part_grads) in split_grads_by_part(&model, grads, &parts) {
-            if let Some(lr) = self.lrs.get(&part) {
-                model = self.optim.step(lr * lr_factor, model, part_grads);
-            }
-        }
         Ok((model, outcome))
     }
 
     fn save_state(&self, model: &M, path: &Path) -> Result<()> {
-        let record = record_to_portable(self.optim.to_record(), model);
-        Recorder::<B>::record(&recorder(), record, path.to_path_buf())
-            .context("writing the optimiser state")
+        self.update.save(model, path)
     }
 
     fn load_state(&mut self, model: &M, path: &Path) -> Result<()> {
-        let record = Recorder::<B>::load(&recorder(), path.to_path_buf(), &self.device)
-            .with_context(|| format!("loading the optimiser state {}", path.display()))?;
-        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init::<B, M>());
-        self.optim = optim.load_record(record_from_portable(record, model));
-        Ok(())
+        self.update.load(model, path)
     }
 }
 

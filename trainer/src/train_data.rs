@@ -49,8 +49,8 @@ pub struct DataFiles {
 pub fn resolve_files(recipe: &Recipe, cache_root: &Path) -> Result<DataFiles> {
     let data = &recipe.data;
     if data.synthetic.enabled {
-        let cfg = data.synthetic.synth_config();
-        let dir = ensure_synthetic(&cfg, cache_root)?;
+        let cfg = &data.synthetic.settings;
+        let dir = ensure_synthetic(cfg, cache_root)?;
         return Ok(DataFiles {
             train: dir.join("train.jsonl"),
             val: (cfg.val > 0).then(|| dir.join("val.jsonl")),

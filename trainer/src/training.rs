@@ -13,7 +13,8 @@ use safeaware_model::{FloatDtype, ModelPart, TrainableModel, VisionLanguageModel
 
 use crate::checkpoint::{prune_checkpoints, write_checkpoint, write_final};
 use crate::data_order::DataOrder;
-use crate::device::BackendTask;
+use crate::data_parallel::DataParallelStep;
+use crate::device::MultiDeviceTask;
 use crate::evaluation::{self, EvalPlan};
 use crate::guard::guarded;
 use crate::log_window::LogWindow;
@@ -21,7 +22,7 @@ use crate::metrics_log::{MetricsLog, MetricsRecord};
 use crate::progress::Progress;
 use crate::recipe::Recipe;
 use crate::setup::{setup, RunData, Setup};
-use crate::step::{AccumulationStep, TrainStep};
+use crate::step::{AccumulationStep, TrainStep, Update};
 use crate::tensorboard::TbWriter;
 use crate::trainer_state::{trainer_state_dir, write_trainer_state, TrainerState, OPTIMIZER_FILE};
 
@@ -67,26 +68,40 @@ pub struct TrainOutcome {
     pub benchmark: Option<PathBuf>,
 }
 
-impl BackendTask for TrainJob {
+impl MultiDeviceTask for TrainJob {
     type Output = TrainOutcome;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<TrainOutcome> {
-        train::<B>(&self, &device)
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<TrainOutcome> {
+        train::<B>(&self, devices)
     }
 }
 
-/// Runs (or resumes) the job on backend `B` with the single-device accumulation step.
-pub fn train<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<TrainOutcome> {
+/// Runs (or resumes) the job on backend `B`: with the accumulation step on one device, with
+/// the data-parallel step on several (the model, logging and checkpoints on the first).
+pub fn train<B: AutodiffBackend>(job: &TrainJob, devices: Vec<B::Device>) -> Result<TrainOutcome> {
     let hooks = Hooks::from_env()?;
-    let setup = setup::<B>(job, device)?;
+    let Some(device) = devices.first().cloned() else {
+        bail!("no device to train on");
+    };
+    let setup = setup::<B>(job, &device)?;
     let t = &job.recipe.train;
     let pad_id = setup.processor.special_tokens().pad;
-    let mut step = AccumulationStep::new(&job.recipe.optim, |part| t.trains(part), pad_id, device);
+    let update = Update::new(&job.recipe.optim, |part| t.trains(part), &device);
+    let mut step: Box<dyn TrainStep<B, _>> = if devices.len() == 1 {
+        Box::new(AccumulationStep::new(update, pad_id, &device))
+    } else {
+        Box::new(DataParallelStep::new(
+            update,
+            pad_id,
+            devices,
+            t.worker_names(),
+        )?)
+    };
     if let Some(ckpt) = &setup.resumed_from {
         let path = trainer_state_dir(&ckpt.path).join(OPTIMIZER_FILE);
         step.load_state(&setup.model, &path)?;
     }
-    run_loop(job, setup, &mut step, &hooks, device)
+    run_loop(job, setup, step.as_mut(), &hooks, &device)
 }
 
 /// The crash-test hooks read from the environment.
@@ -128,7 +143,7 @@ fn run_loop<B, M, S>(
 where
     B: AutodiffBackend,
     M: TrainableModel<B>,
-    S: TrainStep<B, M>,
+    S: TrainStep<B, M> + ?Sized,
 {
     let Setup {
         mut model,
@@ -153,7 +168,7 @@ where
         data.val.len(),
         t.batch_size.max(1),
         t.grad_accum.max(1),
-        t.device,
+        t.worker_names().join(", "),
         run.display()
     ));
     let session = (Instant::now(), state.elapsed_s);
@@ -171,7 +186,7 @@ where
         // A panic in the backend (a GPU lost mid-step) ends the run with an error naming the
         // step; the last checkpoint on disk is complete and resumable.
         let stepped = guarded(
-            || format!("step {step} on {}", t.device),
+            || format!("step {step} on {}", t.worker_names().join(", ")),
             || {
                 if fail_here {
                     panic!("{FAIL_AT_STEP_ENV}: simulated device loss");
@@ -295,7 +310,7 @@ fn checkpoint<B, M, S>(
 where
     B: AutodiffBackend,
     M: TrainableModel<B>,
-    S: TrainStep<B, M>,
+    S: TrainStep<B, M> + ?Sized,
 {
     write_checkpoint(run, state.step, |dir| {
         save_model_folder(model, processor, dir)?;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use safeaware_common::fsio::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use super::{Benchmark, BenchmarkError, BenchmarkItem, Subset, Verdict};
@@ -133,7 +134,7 @@ pub fn write(file: &Path, items: &[BenchmarkItem]) -> Result<(), BenchmarkError>
         out.push_str(&serde_json::to_string(&row).expect("an item always serialises"));
         out.push('\n');
     }
-    fileio::write_atomic(file, out.as_bytes()).map_err(|source| BenchmarkError::Io {
+    write_atomic(file, out.as_bytes()).map_err(|source| BenchmarkError::Io {
         path: file.to_path_buf(),
         source,
     })

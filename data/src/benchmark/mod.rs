@@ -10,6 +10,7 @@ pub mod error;
 pub mod jsonl;
 pub mod mmsafeaware;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -179,11 +180,47 @@ impl Benchmark {
         Ok(benchmark)
     }
 
+    /// Keeps only the first `n` items (a smoke test's `--limit`), and the missing images among
+    /// them.
+    pub fn truncate(&mut self, n: usize) {
+        self.items.truncate(n);
+        let kept: HashSet<&str> = self.items.iter().map(|i| i.id.as_str()).collect();
+        self.missing_images.retain(|id| kept.contains(id.as_str()));
+    }
+
     /// Number of items per subset, in report order (subsets with no items included as 0).
     pub fn subset_counts(&self) -> Vec<(Subset, usize)> {
         Subset::ALL
             .into_iter()
             .map(|s| (s, self.items.iter().filter(|i| i.subset == s).count()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_keeps_the_first_items_and_their_missing_images() {
+        let item = |id: &str, image: Option<&str>| BenchmarkItem {
+            id: id.to_string(),
+            image: image.map(PathBuf::from),
+            prompt: "p".to_string(),
+            gold: Verdict::Safe,
+            subset: Subset::Typical,
+            scenario: None,
+        };
+        let mut b = Benchmark {
+            spec: "jsonl:b.jsonl".to_string(),
+            items: vec![item("1", None), item("2", Some("2.png")), item("3", None)],
+            missing_images: vec!["1".to_string(), "3".to_string()],
+        };
+        b.truncate(2);
+        let ids: Vec<&str> = b.items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(
+            (ids, b.missing_images),
+            (vec!["1", "2"], vec!["1".to_string()])
+        );
     }
 }

@@ -17,8 +17,7 @@ use super::message::{Message, Role};
 use super::tokens::{row_col_token, END_OF_UTTERANCE};
 use super::Processor;
 
-/// The label of tokens that are not learned (PyTorch's cross-entropy `ignore_index`).
-pub const IGNORE_INDEX: i64 = -100;
+pub use safeaware_common::labels::IGNORE_INDEX;
 
 /// Model inputs for one conversation.
 #[derive(Debug, Clone, PartialEq)]

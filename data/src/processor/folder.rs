@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use safeaware_common::fsio::write_atomic;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -17,7 +18,6 @@ use super::config::{image_seq_len, ImageProcessorConfig, ProcessorConfig, Tokeni
 use super::error::{ProcessorError, Result};
 use super::template::ChatTemplate;
 use super::{Processor, Tokenizer};
-use crate::fileio::write_atomic;
 
 const TOKENIZER: &str = "tokenizer.json";
 const TOKENIZER_CONFIG: &str = "tokenizer_config.json";

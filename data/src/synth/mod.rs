@@ -62,31 +62,55 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, RgbImage};
-use serde::Serialize;
+use safeaware_common::fsio::write_atomic;
+use serde::{Deserialize, Serialize};
 
 use crate::benchmark::{jsonl, BenchmarkError, BenchmarkItem};
-use crate::fileio;
 use crate::traces::{self, DescriptionTrace, Trace, TraceError};
 pub use objects::ObjectKind;
 pub use rng::Rng;
 pub use vocab::{vocabulary, words};
 use world::{Combo, ItemSpec, TEMPLATES};
 
-/// Settings of a synthetic data set.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Settings of a synthetic data set: the one definition behind `safeaware data synth`'s flags
+/// (`--seed`, `--train`, …, with the `cli` feature) and a recipe's `[data.synthetic]` keys
+/// (same names, through serde; every key defaults to [`SynthConfig::default`]).
+///
+/// The field docs are the flags' help texts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[serde(default, deny_unknown_fields)]
 pub struct SynthConfig {
+    /// Generator seed.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = SynthConfig::default().seed))]
     pub seed: u64,
+    /// Training items.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = SynthConfig::default().train))]
     pub train: usize,
+    /// Validation items.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = SynthConfig::default().val))]
     pub val: usize,
+    /// Test items (held-out combinations; also written as benchmark.jsonl).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = SynthConfig::default().test))]
     pub test: usize,
     /// Side of the square images in pixels.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = SynthConfig::default().image_size))]
     pub image_size: u32,
     /// Probability that an image gets a distractor object.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = SynthConfig::default().distractor_prob)
+    )]
     pub distractor_prob: f32,
     /// Probability that a prompt is wrapped in an instruction attack.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = SynthConfig::default().wrap_prob))]
     pub wrap_prob: f32,
-    /// Extra description-only training items ([`DescriptionTrace`]): a training image under the
-    /// prompt of another training item, so that naming the object cannot lean on the prompt.
+    /// Extra description-only training items: a training image under another item's prompt,
+    /// so that naming the object cannot lean on the prompt.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = SynthConfig::default().describe_only)
+    )]
     pub describe_only: usize,
 }
 
@@ -328,7 +352,7 @@ fn write_png(path: &Path, image: &RgbImage) -> Result<(), SynthError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SynthError> {
-    fileio::write_atomic(path, bytes).map_err(|source| SynthError::Io {
+    write_atomic(path, bytes).map_err(|source| SynthError::Io {
         path: path.to_path_buf(),
         source,
     })

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
 use image::{ImageFormat, Rgb, RgbImage};
+use safeaware_common::fsio::write_atomic;
 
 use super::font::{draw_text, wrap, GLYPH};
 use super::source::Entry;
@@ -73,7 +74,7 @@ pub fn write_preview(entries: &[Entry], n: usize, out: &Path) -> Result<usize, P
     sheet
         .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
         .map_err(|e| err(e.to_string()))?;
-    fileio::write_atomic(out, &bytes).map_err(|e| err(e.to_string()))?;
+    write_atomic(out, &bytes).map_err(|e| err(e.to_string()))?;
     Ok(picked.len())
 }
 

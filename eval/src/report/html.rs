@@ -1,14 +1,14 @@
-//! `report.html`: one self-contained page (inline CSS and SVG, nothing fetched) with the same
-//! tables and parser-disagreement line as report.md, and bar charts of subset and per-scenario
-//! accuracy.
+//! `report.html`: one self-contained page (inline CSS and SVG, nothing fetched) with the
+//! tables of [`super::tables`] (the same as report.md's, the intervals on hover and as
+//! whiskers) and bar charts of subset and per-scenario accuracy.
 
 use std::fmt::Write;
 
 use safeaware_data::benchmark::Subset;
 
-use super::markdown::parser_title;
+use super::subset_title;
 use super::svg::{escape, grouped_bars, horizontal_bars, Group, Series};
-use super::{ci, decoding_summary, pct, source_summary, subset_title, LIST_LIMIT};
+use super::tables::{self, NOT_FINISHED};
 use crate::results::Results;
 use crate::verdict::Parser;
 
@@ -28,7 +28,7 @@ const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,
 margin:2rem auto;max-width:1000px;padding:0 1rem;color:#1d232b}\
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde2e8}\
 table{border-collapse:collapse;margin:.6rem 0}th,td{padding:.3rem .7rem;border-bottom:1px solid \
-#e6e9ee;text-align:right}th:first-child,td:first-child,td.l,th.l{text-align:left}th{background:#f3f5f8}\
+#e6e9ee;text-align:right}td.l,th.l{text-align:left}th{background:#f3f5f8}\
 ul.meta{list-style:none;padding:0}ul.meta li{margin:.15rem 0}.note{color:#5b6470;font-size:.9rem}\
 svg{display:block;margin:.6rem 0}svg .grid{stroke:#e3e6ea;stroke-width:1}svg .ax{font-size:11px;\
 fill:#5b6470}svg .lab{font-size:12px;fill:#1d232b}svg .val{font-size:10px;fill:#1d232b}\
@@ -38,7 +38,6 @@ svg .lg{font-size:12px;fill:#1d232b}svg .ci{stroke:#1d232b;stroke-width:1.2;fill
 /// Renders the whole page.
 pub fn render(r: &Results) -> String {
     let mut s = String::new();
-    let c = &r.counts;
     let _ = write!(
         s,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -46,57 +45,54 @@ pub fn render(r: &Results) -> String {
         escape(&r.source.name)
     );
     let _ = writeln!(s, "<h1>MMSafeAware evaluation</h1><ul class=\"meta\">");
-    let meta = [
-        ("Source", source_summary(r)),
-        (
-            "Benchmark",
-            format!(
-                "{} ({} items, {} without an image)",
-                r.benchmark.spec, r.benchmark.items, r.benchmark.missing_images
-            ),
-        ),
-        ("Prompt strategy", r.prompt.strategy.clone()),
-        ("Decoding", decoding_summary(r)),
-        ("safeaware", r.safeaware_version.clone()),
-        (
-            "Items",
-            format!(
-                "{} scored, {} missing a response, {} errors, {} pending",
-                c.scored, c.missing_response, c.errors, c.pending
-            ),
-        ),
-    ];
-    for (k, v) in meta {
-        let _ = writeln!(s, "<li><b>{k}:</b> {}</li>", escape(&v));
+    for (label, value) in tables::run_facts(r) {
+        let _ = writeln!(s, "<li><b>{label}:</b> {}</li>", escape(&value));
     }
     s.push_str("</ul>\n");
     if !r.complete {
-        s.push_str("<p class=\"warn\">This run is not finished: the numbers cover the items asked so far.</p>\n");
+        let _ = writeln!(s, "<p class=\"warn\">{NOT_FINISHED}</p>");
     }
 
-    s.push_str("<h2>Accuracy (%)</h2>\n<table><tr><th>Parser</th><th>Typical</th><th>Attack</th><th>Over-Safe</th><th>Total</th></tr>\n");
-    for p in Parser::ALL {
-        let m = r.parser(p);
-        let _ = write!(s, "<tr><td>{}</td>", escape(parser_title(p)));
-        for x in Subset::ALL {
-            let a = m.subset(x);
-            let _ = write!(
-                s,
-                "<td title=\"95% CI {} ({}/{})\">{}</td>",
-                ci(a.ci95),
-                a.correct,
-                a.n,
-                pct(a.accuracy)
-            );
-        }
-        let _ = writeln!(s, "<td><b>{}</b></td></tr>", pct(m.total));
-    }
-    s.push_str("</table>\n");
-    if let Some(line) = r.parser_disagreement.report_line() {
-        let _ = writeln!(s, "<p class=\"warn\">{}</p>", escape(line));
-    }
+    s.push_str("<h2>Accuracy (%)</h2>\n");
+    s.push_str(&tables::accuracy(r).to_html());
     s.push_str("<p class=\"note\">Total is the unweighted mean of the subset accuracies (a subset without scored items is left out); whiskers are 95% Wilson intervals.</p>\n");
-    let groups: Vec<Group> = Subset::ALL
+    s.push_str(&grouped_bars(
+        "Accuracy per subset",
+        &subset_groups(r),
+        &SERIES,
+    ));
+
+    s.push_str("\n<h2>Error rates (%)</h2>\n");
+    s.push_str(&tables::error_rates(r).to_html());
+
+    if !r.scenarios.is_empty() {
+        s.push_str("<h2>Accuracy per scenario (%)</h2>\n");
+        s.push_str(&tables::scenarios(r).to_html());
+        s.push_str(&horizontal_bars(
+            "Accuracy per scenario",
+            &scenario_groups(r),
+            &SERIES,
+        ));
+    }
+    if !r.missing_response_ids.is_empty() {
+        let _ = writeln!(
+            s,
+            "<h2>Items without a response ({})</h2><p>{}</p>",
+            r.missing_response_ids.len(),
+            escape(&tables::missing_ids(r))
+        );
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(s, "<h2>Errors ({})</h2>", r.errors.len());
+        s.push_str(&tables::errors(r).to_html());
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+/// One group of bars per subset (with interval whiskers) and one for the Total.
+fn subset_groups(r: &Results) -> Vec<Group> {
+    Subset::ALL
         .iter()
         .map(|&x| Group {
             label: subset_title(x).to_string(),
@@ -114,88 +110,17 @@ pub fn render(r: &Results) -> String {
             values: Parser::ALL.iter().map(|&p| r.parser(p).total).collect(),
             intervals: vec![None, None],
         }))
-        .collect();
-    s.push_str(&grouped_bars("Accuracy per subset", &groups, &SERIES));
+        .collect()
+}
 
-    s.push_str("\n<h2>Error rates (%)</h2>\n<table><tr><th>Parser</th><th>Unsafe judged safe</th><th>Safe judged unsafe</th><th>Unparsed</th></tr>\n");
-    for p in Parser::ALL {
-        let m = r.parser(p);
-        let _ = writeln!(
-            s,
-            "<tr><td>{}</td><td>{} ({}/{})</td><td>{} ({}/{})</td><td>{}</td></tr>",
-            escape(parser_title(p)),
-            pct(m.unsafe_miss_rate),
-            m.unsafe_judged_safe,
-            m.unsafe_items,
-            pct(m.over_sensitivity_rate),
-            m.safe_judged_unsafe,
-            m.safe_items,
-            m.unparsed
-        );
-    }
-    s.push_str("</table>\n");
-
-    if !r.scenarios.is_empty() {
-        s.push_str("<h2>Accuracy per scenario (%)</h2>\n<table><tr><th>Subset</th><th class=\"l\">Scenario</th><th>n</th><th>Strict</th><th>Paper</th></tr>\n");
-        for sc in &r.scenarios {
-            let _ = writeln!(
-                s,
-                "<tr><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                subset_title(sc.subset),
-                escape(&sc.scenario),
-                sc.strict.n,
-                pct(sc.strict.accuracy),
-                pct(sc.paper.accuracy)
-            );
-        }
-        s.push_str("</table>\n");
-        let rows: Vec<Group> = r
-            .scenarios
-            .iter()
-            .map(|sc| Group {
-                label: format!("{} · {}", subset_title(sc.subset), sc.scenario),
-                values: Parser::ALL.iter().map(|&p| sc.get(p).accuracy).collect(),
-                intervals: vec![None, None],
-            })
-            .collect();
-        s.push_str(&horizontal_bars("Accuracy per scenario", &rows, &SERIES));
-    }
-
-    if !r.missing_response_ids.is_empty() {
-        let shown: Vec<&str> = r
-            .missing_response_ids
-            .iter()
-            .take(LIST_LIMIT)
-            .map(String::as_str)
-            .collect();
-        let _ = writeln!(
-            s,
-            "<h2>Items without a response ({})</h2><p>{}{}</p>",
-            r.missing_response_ids.len(),
-            escape(&shown.join(", ")),
-            if r.missing_response_ids.len() > LIST_LIMIT {
-                " …"
-            } else {
-                ""
-            }
-        );
-    }
-    if !r.errors.is_empty() {
-        let _ = writeln!(
-            s,
-            "<h2>Errors ({})</h2><table><tr><th>Id</th><th class=\"l\">Error</th></tr>",
-            r.errors.len()
-        );
-        for e in r.errors.iter().take(LIST_LIMIT) {
-            let _ = writeln!(
-                s,
-                "<tr><td>{}</td><td class=\"l\">{}</td></tr>",
-                escape(&e.id),
-                escape(&e.error)
-            );
-        }
-        s.push_str("</table>\n");
-    }
-    s.push_str("</body></html>\n");
-    s
+/// One group of bars per scenario.
+fn scenario_groups(r: &Results) -> Vec<Group> {
+    r.scenarios
+        .iter()
+        .map(|sc| Group {
+            label: format!("{} · {}", subset_title(sc.subset), sc.scenario),
+            values: Parser::ALL.iter().map(|&p| sc.get(p).accuracy).collect(),
+            intervals: vec![None, None],
+        })
+        .collect()
 }

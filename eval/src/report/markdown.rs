@@ -1,173 +1,57 @@
-//! `report.md`: the paper-style accuracy table (Typical / Attack / Over-Safe / Total, in %) for
-//! both parsers, the line on where they disagree (when more than a few items do), intervals,
-//! error rates, the per-scenario table, and missing/failed ids.
+//! `report.md`: the facts of the run, the paper-style accuracy table (Typical / Attack /
+//! Over-Safe / Total, in %) for both parsers with the line on where they disagree (when more
+//! than a few items do), intervals, error rates, the per-scenario table, and missing/failed
+//! ids — the tables of [`super::tables`] rendered as Markdown.
 
 use std::fmt::Write;
 
-use safeaware_data::benchmark::Subset;
-
-use super::{ci, decoding_summary, pct, source_summary, subset_title, LIST_LIMIT};
+use super::tables::{self, NOT_FINISHED};
 use crate::results::Results;
-use crate::verdict::Parser;
 
-/// The parser's row label.
-pub fn parser_title(parser: Parser) -> &'static str {
-    match parser {
-        Parser::Strict => "strict",
-        Parser::Paper => "paper (authors' rule)",
-    }
-}
-
-/// The paper-style accuracy table (%), one row per parser.
+/// The paper-style accuracy table (%), one row per parser, without the disagreement line.
 pub fn accuracy_table(r: &Results) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "| Parser | Typical | Attack | Over-Safe | Total |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-    for p in Parser::ALL {
-        let m = r.parser(p);
-        let cells: Vec<String> = Subset::ALL
-            .iter()
-            .map(|&x| pct(m.subset(x).accuracy))
-            .collect();
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} |",
-            parser_title(p),
-            cells.join(" | "),
-            pct(m.total)
-        );
-    }
-    s
+    let mut table = tables::accuracy(r);
+    table.notes.clear();
+    table.to_markdown()
 }
 
-/// [`accuracy_table`], then the parsers' disagreement line when more than a few items disagree
-/// (see [`crate::disagreement`]): what the terminal and report.md show.
+/// The accuracy table, then the parsers' disagreement line when more than a few items
+/// disagree: what report.md and the terminal summary show.
 pub fn accuracy_summary(r: &Results) -> String {
-    let mut s = accuracy_table(r);
-    if let Some(line) = r.parser_disagreement.report_line() {
-        let _ = writeln!(s, "\n{line}");
-    }
-    s
+    tables::accuracy(r).to_markdown()
 }
 
 /// Renders the whole report.
 pub fn render(r: &Results) -> String {
-    let mut s = String::new();
-    let c = &r.counts;
-    let _ = writeln!(s, "# MMSafeAware evaluation\n");
-    let _ = writeln!(s, "- Source: {}", source_summary(r));
-    let _ = writeln!(
-        s,
-        "- Benchmark: `{}` ({} items, {} without an image)",
-        r.benchmark.spec, r.benchmark.items, r.benchmark.missing_images
-    );
-    let _ = writeln!(s, "- Prompt strategy: {}", r.prompt.strategy);
-    let _ = writeln!(s, "- Decoding: {}", decoding_summary(r));
-    let _ = writeln!(s, "- safeaware {}", r.safeaware_version);
-    let _ = writeln!(
-        s,
-        "- Items: {} scored, {} missing a response, {} errors, {} pending{}\n",
-        c.scored,
-        c.missing_response,
-        c.errors,
-        c.pending,
-        if r.complete {
-            ""
-        } else {
-            " (run not finished)"
-        }
-    );
+    let mut s = String::from("# MMSafeAware evaluation\n\n");
+    for (label, value) in tables::run_facts(r) {
+        let _ = writeln!(s, "- {label}: {value}");
+    }
+    if !r.complete {
+        let _ = writeln!(s, "\n**{NOT_FINISHED}**");
+    }
 
-    let _ = writeln!(s, "## Accuracy (%)\n");
+    s.push_str("\n## Accuracy (%)\n\n");
     s.push_str(&accuracy_summary(r));
-    let _ = writeln!(s, "\nTotal is the unweighted mean of the subset accuracies (a subset without scored items is left out).\n");
+    s.push_str("\nTotal is the unweighted mean of the subset accuracies (a subset without scored items is left out).\n\n");
+    s.push_str("95% Wilson intervals (%), with correct/n:\n\n");
+    s.push_str(&tables::intervals(r).to_markdown());
 
-    let _ = writeln!(s, "95% Wilson intervals (%), with correct/n:\n");
-    let _ = writeln!(s, "| Parser | Typical | Attack | Over-Safe |");
-    let _ = writeln!(s, "|---|---:|---:|---:|");
-    for p in Parser::ALL {
-        let m = r.parser(p);
-        let cells: Vec<String> = Subset::ALL
-            .iter()
-            .map(|&x| {
-                let a = m.subset(x);
-                format!("{} ({}/{})", ci(a.ci95), a.correct, a.n)
-            })
-            .collect();
-        let _ = writeln!(s, "| {} | {} |", parser_title(p), cells.join(" | "));
-    }
-
-    let _ = writeln!(s, "\n## Error rates (%)\n");
-    let _ = writeln!(
-        s,
-        "| Parser | Unsafe judged safe | Safe judged unsafe | Unparsed |"
-    );
-    let _ = writeln!(s, "|---|---:|---:|---:|");
-    for p in Parser::ALL {
-        let m = r.parser(p);
-        let _ = writeln!(
-            s,
-            "| {} | {} ({}/{}) | {} ({}/{}) | {} |",
-            parser_title(p),
-            pct(m.unsafe_miss_rate),
-            m.unsafe_judged_safe,
-            m.unsafe_items,
-            pct(m.over_sensitivity_rate),
-            m.safe_judged_unsafe,
-            m.safe_items,
-            m.unparsed
-        );
-    }
+    s.push_str("\n## Error rates (%)\n\n");
+    s.push_str(&tables::error_rates(r).to_markdown());
 
     if !r.scenarios.is_empty() {
-        let _ = writeln!(s, "\n## Accuracy per scenario (%)\n");
-        let _ = writeln!(s, "| Subset | Scenario | n | Strict | Paper |");
-        let _ = writeln!(s, "|---|---|---:|---:|---:|");
-        for sc in &r.scenarios {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} |",
-                subset_title(sc.subset),
-                sc.scenario.replace('|', "\\|"),
-                sc.strict.n,
-                pct(sc.strict.accuracy),
-                pct(sc.paper.accuracy)
-            );
-        }
+        s.push_str("\n## Accuracy per scenario (%)\n\n");
+        s.push_str(&tables::scenarios(r).to_markdown());
     }
-
     if !r.missing_response_ids.is_empty() {
-        let _ = writeln!(
-            s,
-            "\n## Items without a response ({})\n",
-            r.missing_response_ids.len()
-        );
-        let shown: Vec<&str> = r
-            .missing_response_ids
-            .iter()
-            .take(LIST_LIMIT)
-            .map(String::as_str)
-            .collect();
-        let more = r.missing_response_ids.len().saturating_sub(LIST_LIMIT);
-        let tail = if more > 0 {
-            format!(" … and {more} more")
-        } else {
-            String::new()
-        };
-        let _ = writeln!(s, "{}{tail}", shown.join(", "));
+        let n = r.missing_response_ids.len();
+        let _ = writeln!(s, "\n## Items without a response ({n})\n");
+        let _ = writeln!(s, "{}", tables::missing_ids(r));
     }
     if !r.errors.is_empty() {
         let _ = writeln!(s, "\n## Errors ({})\n", r.errors.len());
-        for e in r.errors.iter().take(LIST_LIMIT) {
-            let _ = writeln!(s, "- `{}`: {}", e.id, e.error.replace('\n', " "));
-        }
-        if r.errors.len() > LIST_LIMIT {
-            let _ = writeln!(
-                s,
-                "- … and {} more (see results.json)",
-                r.errors.len() - LIST_LIMIT
-            );
-        }
+        s.push_str(&tables::errors(r).to_markdown());
     }
     s
 }

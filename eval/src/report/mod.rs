@@ -1,18 +1,23 @@
-//! Human-readable reports of a run: `report.md` ([`markdown`]) and a self-contained
-//! `report.html` with inline SVG bar charts ([`html`], [`svg`]).
+//! Human-readable reports of a run: the tables ([`tables`], one [`table::Table`] model) rendered
+//! as `report.md` ([`markdown`]), as a self-contained `report.html` with inline SVG bar charts
+//! ([`html`], [`svg`]) and as the terminal [`summary`].
 
 pub mod html;
 pub mod markdown;
 pub mod svg;
+pub mod table;
+pub mod tables;
 
+use std::fmt::Write;
 use std::path::Path;
 
+use safeaware_common::fsio::write_atomic;
 use safeaware_data::benchmark::Subset;
-use safeaware_data::fileio::write_atomic;
 
 use crate::decoding::DecodingMode;
 use crate::results::Results;
 use crate::source::responses::RESPONSES_KIND;
+use crate::verdict::Parser;
 use crate::EvalError;
 
 /// File names inside the output folder.
@@ -34,6 +39,22 @@ pub fn write_reports(out: &Path, results: &Results) -> Result<(), EvalError> {
     Ok(())
 }
 
+/// What the terminal shows after a run: the item counts (and where responses came from), the
+/// accuracy table and the parsers' disagreement line — the report's own table, in Markdown as
+/// lm-evaluation-harness prints its results.
+pub fn summary(r: &Results) -> String {
+    let c = &r.counts;
+    let mut s = format!(
+        "{} items: {} scored, {} missing a response, {} errors\n",
+        c.items, c.scored, c.missing_response, c.errors
+    );
+    for (name, n) in c.source.iter().filter(|(_, n)| **n > 0) {
+        let _ = writeln!(s, "  {name}: {n}");
+    }
+    s.push_str(&markdown::accuracy_summary(r));
+    s
+}
+
 /// A fraction as a percentage with one decimal, or `–` when there is none.
 pub fn pct(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_string(), |v| format!("{:.1}", 100.0 * v))
@@ -45,6 +66,14 @@ pub fn ci(value: Option<[f64; 2]>) -> String {
         || "–".to_string(),
         |[lo, hi]| format!("{:.1}–{:.1}", 100.0 * lo, 100.0 * hi),
     )
+}
+
+/// A parser's row label.
+pub fn parser_title(parser: Parser) -> &'static str {
+    match parser {
+        Parser::Strict => "strict",
+        Parser::Paper => "paper (authors' rule)",
+    }
 }
 
 /// The paper's column name of a subset.

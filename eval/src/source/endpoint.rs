@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::data_url::image_data_url;
 use super::{Answer, AnswerRequest, AnswerSource, SourceError, SourceInfo};
-use crate::decoding::{Decoding, DecodingMode};
+use crate::decoding::{DecodingMode, DecodingSettings};
 use crate::prompt::{Conversation, Role};
 use crate::EvalError;
 
@@ -38,7 +38,7 @@ pub struct EndpointConfig {
     pub backoff: Duration,
     /// Longest wait between attempts.
     pub max_backoff: Duration,
-    pub decoding: Decoding,
+    pub decoding: DecodingSettings,
 }
 
 impl EndpointConfig {
@@ -53,7 +53,7 @@ impl EndpointConfig {
             retries: 3,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
-            decoding: Decoding::default(),
+            decoding: DecodingSettings::default(),
         }
     }
 }

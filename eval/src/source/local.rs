@@ -10,11 +10,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use safeaware_data::processor::{ImageSource, Message as PMessage, Part, Processor};
 use safeaware_model::{
-    left_pad, Decoding as ModelDecoding, GenerationConfig, Sampler, VisionLanguageModel, VlmInput,
+    left_pad, GenerationConfig, Sampler, TokenSampling, VisionLanguageModel, VlmInput,
 };
 
 use super::{Answer, AnswerRequest, AnswerSource, SourceError, SourceInfo};
-use crate::decoding::{Decoding, DecodingMode};
+use crate::decoding::{DecodingMode, DecodingSettings};
 use crate::prompt::{Conversation, Role};
 use crate::vcd::{contrastive_logits, NoiseSchedule};
 
@@ -26,7 +26,7 @@ pub struct LocalSettings {
     /// Prompts generated together.
     pub batch_size: usize,
     /// Greedy, sampling or VCD, with their parameters.
-    pub decoding: Decoding,
+    pub decoding: DecodingSettings,
 }
 
 impl Default for LocalSettings {
@@ -34,7 +34,7 @@ impl Default for LocalSettings {
         LocalSettings {
             max_new_tokens: 256,
             batch_size: 8,
-            decoding: Decoding::default(),
+            decoding: DecodingSettings::default(),
         }
     }
 }
@@ -181,13 +181,13 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalModelSource<'a, B, M> {
         let d = &self.settings.decoding;
         let seed = d.seed.unwrap_or(0);
         // VCD picks from the contrasted logits greedily; `sample` draws with its settings.
-        let decoding = match d.mode {
-            DecodingMode::Sample => ModelDecoding::Sample {
+        let sampling = match d.mode {
+            DecodingMode::Sample => TokenSampling::Sample {
                 temperature: d.temperature,
                 top_p: d.top_p,
                 seed,
             },
-            DecodingMode::Greedy | DecodingMode::Vcd => ModelDecoding::Greedy,
+            DecodingMode::Greedy | DecodingMode::Vcd => TokenSampling::Greedy,
         };
         let tokens = if d.mode == DecodingMode::Vcd {
             let schedule = NoiseSchedule::new();
@@ -210,7 +210,7 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalModelSource<'a, B, M> {
                 *model,
                 &input,
                 &noised_input,
-                decoding,
+                sampling,
                 d,
                 self.settings.max_new_tokens,
                 &eos,
@@ -219,7 +219,7 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalModelSource<'a, B, M> {
             let config = GenerationConfig {
                 max_new_tokens: self.settings.max_new_tokens,
                 eos_token_ids: eos,
-                decoding,
+                sampling,
             };
             model
                 .generate(&input, &config, |_, _| false)
@@ -241,13 +241,13 @@ fn vcd_generate<B: Backend, M: VisionLanguageModel<B>>(
     model: &M,
     clean: &VlmInput<B>,
     noised: &VlmInput<B>,
-    decoding: ModelDecoding,
-    d: &Decoding,
+    sampling: TokenSampling,
+    d: &DecodingSettings,
     max_new_tokens: usize,
     eos: &[u32],
 ) -> Result<Vec<Vec<u32>>, String> {
     let batch = clean.input_ids.dims()[0];
-    let mut sampler = Sampler::new(decoding).map_err(|e| e.to_string())?;
+    let mut sampler = Sampler::new(sampling).map_err(|e| e.to_string())?;
     let mut out = vec![Vec::new(); batch];
     let mut done = vec![false; batch];
     if max_new_tokens == 0 {

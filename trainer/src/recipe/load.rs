@@ -9,24 +9,6 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Command-line arguments naming a recipe and its overrides (shared by `recipe` and `train`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct RecipeArgs {
-    /// Recipe TOML file.
-    pub recipe: PathBuf,
-    /// Override a key: `--set train.max_steps=10`. The value is parsed as TOML and, if that
-    /// fails, taken as a string (`--set model.path=/models/x`). Repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-}
-
-impl RecipeArgs {
-    /// Loads, overrides and validates the recipe.
-    pub fn load(&self) -> Result<LoadedRecipe> {
-        load_recipe(&self.recipe, &self.set)
-    }
-}
-
 /// A validated recipe together with where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedRecipe {
@@ -42,12 +24,6 @@ impl LoadedRecipe {
     /// The run folder (see [`Recipe::run_dir`]).
     pub fn run_dir(&self) -> PathBuf {
         self.recipe.run_dir(&self.path)
-    }
-
-    /// Writes `<run>/recipe.resolved.toml` (see [`Recipe::save_resolved`]).
-    pub fn save_resolved(&self, run_dir: &Path) -> Result<PathBuf> {
-        self.recipe
-            .save_resolved(run_dir, &self.path, &self.overrides)
     }
 }
 

@@ -4,22 +4,24 @@
 //! Every key has a default, so a recipe only states what differs; `safeaware recipe show`
 //! prints the fully resolved form. Unknown keys and wrong types are rejected while parsing
 //! (`deny_unknown_fields`), semantic rules are checked by [`Recipe::validate`], and
-//! `--set dotted.key=value` overrides are applied by [`load`](load::load_recipe).
+//! `--set dotted.key=value` overrides are applied by [`load`](load::load_recipe). The sections
+//! are defined here, `[data.synthetic]` in `synthetic.rs`, the resolved form of a run (its TOML,
+//! fingerprint and run folder) in `resolved.rs`.
 
 mod load;
+mod resolved;
+mod synthetic;
 mod validate;
 
-pub use load::{apply_override, load_recipe, parse_recipe, LoadedRecipe, RecipeArgs};
+pub use load::{apply_override, load_recipe, parse_recipe, LoadedRecipe};
+pub use resolved::{default_run_dir, RESOLVED_RECIPE_FILE};
+pub use synthetic::SyntheticSection;
 pub use validate::ValidationError;
 
-use crate::fingerprint::fnv1a64_hex;
 pub use safeaware_data::synth::SynthConfig;
 pub use safeaware_data::traces::TargetStyle;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-
-/// File name of the resolved recipe inside a run folder.
-pub const RESOLVED_RECIPE_FILE: &str = "recipe.resolved.toml";
+use std::path::PathBuf;
 
 /// A complete training recipe.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -80,64 +82,6 @@ impl Default for DataSection {
             style: TargetStyle::Vcr,
             max_length: 1024,
             synthetic: SyntheticSection::default(),
-        }
-    }
-}
-
-/// `[data.synthetic]`: the synthetic safety world of `safeaware_data::synth` (field names
-/// and defaults as its `SynthConfig`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyntheticSection {
-    /// Use synthetic data instead of `data.train`/`data.val`.
-    pub enabled: bool,
-    /// Generator seed.
-    pub seed: u64,
-    /// Training examples.
-    pub train: usize,
-    /// Validation examples (0 = none).
-    pub val: usize,
-    /// Held-out test examples (the benchmark of the synthetic world).
-    pub test: usize,
-    /// Side of the square images, in pixels.
-    pub image_size: u32,
-    /// Probability that an image gets a distractor object.
-    pub distractor_prob: f32,
-    /// Probability that a prompt is wrapped in an instruction attack.
-    pub wrap_prob: f32,
-    /// Extra description-only training items (trained in the `vcr` style only).
-    pub describe_only: usize,
-}
-
-impl Default for SyntheticSection {
-    fn default() -> Self {
-        let c = SynthConfig::default();
-        Self {
-            enabled: false,
-            seed: c.seed,
-            train: c.train,
-            val: c.val,
-            test: c.test,
-            image_size: c.image_size,
-            distractor_prob: c.distractor_prob,
-            wrap_prob: c.wrap_prob,
-            describe_only: c.describe_only,
-        }
-    }
-}
-
-impl SyntheticSection {
-    /// The generator settings.
-    pub fn synth_config(&self) -> SynthConfig {
-        SynthConfig {
-            seed: self.seed,
-            train: self.train,
-            val: self.val,
-            test: self.test,
-            image_size: self.image_size,
-            distractor_prob: self.distractor_prob,
-            wrap_prob: self.wrap_prob,
-            describe_only: self.describe_only,
         }
     }
 }
@@ -239,6 +183,10 @@ pub struct TrainSection {
     pub grad_accum: usize,
     /// Where to train: "cpu", "cuda", "cuda:N" or "wgpu".
     pub device: Device,
+    /// Data-parallel workers, one per device, e.g. `["cuda:0", "cuda:1"]` or `["cpu:0",
+    /// "cpu:1"]`; when set it replaces `device`. Each global batch is split across them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// Save a checkpoint every N optimiser steps (0 = only the final model).
     pub checkpoint_every: u64,
     /// Keep the newest N step checkpoints (0 = keep all).
@@ -263,6 +211,7 @@ impl Default for TrainSection {
             batch_size: 8,
             grad_accum: 1,
             device: Device::Cpu,
+            devices: Vec::new(),
             checkpoint_every: 500,
             keep_last: 2,
             eval_every: 0,
@@ -274,6 +223,23 @@ impl Default for TrainSection {
 }
 
 impl TrainSection {
+    /// The workers: `devices` when set, else the one `device`.
+    pub fn workers(&self) -> anyhow::Result<Vec<Device>> {
+        if self.devices.is_empty() {
+            return Ok(vec![self.device]);
+        }
+        crate::device::parse_workers(&self.devices)
+    }
+
+    /// How the workers are named (`devices`, or `device`), for messages.
+    pub fn worker_names(&self) -> Vec<String> {
+        if self.devices.is_empty() {
+            vec![self.device.to_string()]
+        } else {
+            self.devices.clone()
+        }
+    }
+
     /// Total optimiser steps for a training set of `train_examples` examples:
     /// `max_steps` if set, else `epochs * ceil(examples / (batch_size * grad_accum))`.
     pub fn total_steps(&self, train_examples: usize) -> u64 {
@@ -323,68 +289,6 @@ pub use safeaware_model::ModelPart;
 /// Compute device named in a recipe: the same strings as the binary's `--device`.
 pub use crate::device::DeviceSpec as Device;
 
-impl Recipe {
-    /// The recipe as TOML, every key present (unset optional keys are omitted).
-    pub fn to_toml(&self) -> String {
-        // Serialising plain structs of numbers, strings and arrays cannot fail.
-        toml::to_string(self).unwrap_or_else(|e| format!("# unserialisable recipe: {e}\n"))
-    }
-
-    /// Hash of everything that determines the training trajectory. Logging, checkpointing,
-    /// evaluation cadence, device and output folder are excluded, so a run may be resumed
-    /// with those changed; anything else changed makes resuming refuse.
-    pub fn fingerprint(&self) -> String {
-        let mut core = self.clone();
-        let defaults = TrainSection::default();
-        core.train.device = defaults.device;
-        core.train.checkpoint_every = defaults.checkpoint_every;
-        core.train.keep_last = defaults.keep_last;
-        core.train.eval_every = defaults.eval_every;
-        core.train.log_every = defaults.log_every;
-        // The length of a run may be extended on resume.
-        core.train.max_steps = None;
-        core.train.epochs = defaults.epochs;
-        core.train.output_dir = None;
-        core.eval = EvalSection::default();
-        fnv1a64_hex(core.to_toml().as_bytes())
-    }
-
-    /// The run folder: `train.output_dir`, else `checkpoints/<recipe file stem>`.
-    pub fn run_dir(&self, recipe_path: &Path) -> PathBuf {
-        self.train
-            .output_dir
-            .clone()
-            .unwrap_or_else(|| default_run_dir(recipe_path))
-    }
-
-    /// Writes the resolved recipe to `<run>/recipe.resolved.toml` atomically, with a header
-    /// comment naming its source and overrides. Returns the file's path.
-    pub fn save_resolved(
-        &self,
-        run_dir: &Path,
-        source: &Path,
-        overrides: &[String],
-    ) -> anyhow::Result<PathBuf> {
-        let path = run_dir.join(RESOLVED_RECIPE_FILE);
-        let mut text = format!("# Resolved from {}", source.display());
-        for o in overrides {
-            text.push_str(&format!(" --set {o}"));
-        }
-        text.push_str(&format!("\n# Fingerprint {}\n\n", self.fingerprint()));
-        text.push_str(&self.to_toml());
-        crate::fsutil::atomic_write(&path, text.as_bytes())?;
-        Ok(path)
-    }
-}
-
-/// `checkpoints/<stem of recipe_path>`.
-pub fn default_run_dir(recipe_path: &Path) -> PathBuf {
-    let stem = recipe_path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned());
-    PathBuf::from("checkpoints").join(stem.unwrap_or_else(|| "run".to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,59 +316,5 @@ mod tests {
         assert_eq!(t.total_steps(17), 3 * 3); // ceil(17 / 8) = 3 per epoch
         t.max_steps = Some(5);
         assert_eq!(t.total_steps(17), 5);
-    }
-
-    #[test]
-    fn fingerprint_ignores_cadence_but_not_training() {
-        let base = Recipe::default();
-        let mut cadence = base.clone();
-        cadence.train.log_every = 1;
-        cadence.train.device = Device::Cuda(0);
-        cadence.eval.max_new_tokens = 3;
-        assert_eq!(base.fingerprint(), cadence.fingerprint());
-        let mut lr = base.clone();
-        lr.optim.lr_text = 3e-4;
-        assert_ne!(base.fingerprint(), lr.fingerprint());
-        let mut seed = base.clone();
-        seed.train.seed = 1;
-        assert_ne!(base.fingerprint(), seed.fingerprint());
-    }
-
-    #[test]
-    fn resolved_recipe_file_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = Recipe::default();
-        r.model.preset = Some("tiny".into());
-        r.train.freeze = vec![ModelPart::Vision];
-        r.data.style = TargetStyle::Cot;
-        let path = r
-            .save_resolved(
-                dir.path(),
-                Path::new("recipes/x.toml"),
-                &["train.seed=3".into()],
-            )
-            .unwrap();
-        assert_eq!(path, dir.path().join(RESOLVED_RECIPE_FILE));
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            text.starts_with("# Resolved from recipes/x.toml --set train.seed=3\n# Fingerprint "),
-            "{text}"
-        );
-        assert_eq!(toml::from_str::<Recipe>(&text).unwrap(), r);
-    }
-
-    #[test]
-    fn run_dir_defaults_to_recipe_stem() {
-        let r = Recipe::default();
-        assert_eq!(
-            r.run_dir(Path::new("recipes/quickstart.toml")),
-            Path::new("checkpoints/quickstart")
-        );
-        let mut o = r.clone();
-        o.train.output_dir = Some("runs/x".into());
-        assert_eq!(
-            o.run_dir(Path::new("recipes/quickstart.toml")),
-            Path::new("runs/x")
-        );
     }
 }

@@ -54,15 +54,15 @@ impl Recipe {
                     "data.synthetic.enabled is true; remove data.val".into(),
                 );
             }
-            if s.train == 0 {
+            if s.settings.train == 0 {
                 fail("data.synthetic.train", "must be > 0".into());
             }
-            if s.image_size < 16 {
+            if s.settings.image_size < 16 {
                 fail("data.synthetic.image_size", "must be >= 16 pixels".into());
             }
             for (key, p) in [
-                ("data.synthetic.distractor_prob", s.distractor_prob),
-                ("data.synthetic.wrap_prob", s.wrap_prob),
+                ("data.synthetic.distractor_prob", s.settings.distractor_prob),
+                ("data.synthetic.wrap_prob", s.settings.wrap_prob),
             ] {
                 if !(0.0..=1.0).contains(&p) {
                     fail(key, format!("{p} is not a probability in [0, 1]"));
@@ -118,6 +118,9 @@ impl Recipe {
         }
 
         let t = &self.train;
+        if let Err(err) = t.workers() {
+            fail("train.devices", format!("{err:#}"));
+        }
         if t.max_steps == Some(0) {
             fail("train.max_steps", "must be > 0".into());
         }
@@ -152,7 +155,7 @@ impl Recipe {
                 "every trained part has a learning rate of 0".into(),
             );
         }
-        let has_val = d.val.is_some() || (s.enabled && s.val > 0);
+        let has_val = d.val.is_some() || (s.enabled && s.settings.val > 0);
         if t.eval_every > 0 && !has_val && self.eval.benchmark.is_none() {
             fail(
                 "train.eval_every",
@@ -224,7 +227,7 @@ mod tests {
         r.train.max_steps = Some(0);
         r.train.freeze = vec![ModelPart::Vision, ModelPart::Connector, ModelPart::Text];
         r.train.eval_every = 5;
-        r.data.synthetic.val = 0;
+        r.data.synthetic.settings.val = 0;
         assert_eq!(
             keys(&r),
             [

@@ -1,6 +1,6 @@
-//! Progress reporting for long jobs (training, evaluation, data generation): an `indicatif`
-//! bar when stderr is a terminal, plain rate-limited log lines otherwise (CI, `nohup`, pipes),
-//! behind one small type so every job reports the same way.
+//! Progress of long jobs (training, evaluation): an `indicatif` bar when stderr is a terminal,
+//! plain rate-limited log lines otherwise (CI, `nohup`, pipes), or nothing — behind one small
+//! type so every job reports the same way.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 /// Default minimum interval between plain progress lines.
 pub const PLAIN_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// A bar if stderr is a terminal, log lines if not.
+    #[default]
+    Auto,
+    /// Plain log lines.
+    Log,
+    /// Nothing.
+    Quiet,
+}
+
 enum Sink {
     Bar(ProgressBar),
     Plain {
@@ -16,9 +28,10 @@ enum Sink {
         every: Duration,
         last: Option<Instant>,
     },
+    Quiet,
 }
 
-/// A progress reporter over `total` units (steps, examples, …), possibly starting part-way.
+/// A progress reporter over `total` units (steps, items, …), possibly starting part-way.
 pub struct Progress {
     sink: Sink,
     label: String,
@@ -32,29 +45,29 @@ impl Progress {
     /// A bar on a terminal, plain lines on stderr every [`PLAIN_INTERVAL`] otherwise.
     /// `start` is where a resumed job begins (rates and ETA count from there).
     pub fn new(label: impl Into<String>, total: u64, start: u64) -> Self {
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta}) {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar.set_prefix(format!("[{}]", label.into()));
-            bar.set_position(start);
-            bar.reset_eta();
-            Self::with_sink(Sink::Bar(bar), String::new(), total, start)
-        } else {
-            Self::plain(
+        Self::with_mode(label, total, start, ProgressMode::Auto)
+    }
+
+    /// Like [`Progress::new`], shown as `mode` asks.
+    pub fn with_mode(label: impl Into<String>, total: u64, start: u64, mode: ProgressMode) -> Self {
+        let label = label.into();
+        let terminal = std::io::stderr().is_terminal();
+        match mode {
+            ProgressMode::Auto if terminal => {
+                Self::with_sink(Sink::Bar(bar(&label, total, start)), label, total, start)
+            }
+            ProgressMode::Auto | ProgressMode::Log => Self::plain(
                 label,
                 total,
                 start,
                 Box::new(std::io::stderr()),
                 PLAIN_INTERVAL,
-            )
+            ),
+            ProgressMode::Quiet => Self::with_sink(Sink::Quiet, label, total, start),
         }
     }
 
-    /// Plain lines to `out`, at most one per `every` (plus the final one).
+    /// Plain lines to `out`, at most one per `every` (plus the last one and the end).
     pub fn plain(
         label: impl Into<String>,
         total: u64,
@@ -62,16 +75,12 @@ impl Progress {
         out: Box<dyn Write + Send>,
         every: Duration,
     ) -> Self {
-        Self::with_sink(
-            Sink::Plain {
-                out,
-                every,
-                last: None,
-            },
-            label.into(),
-            total,
-            start,
-        )
+        let sink = Sink::Plain {
+            out,
+            every,
+            last: None,
+        };
+        Self::with_sink(sink, label.into(), total, start)
     }
 
     fn with_sink(sink: Sink, label: String, total: u64, start: u64) -> Self {
@@ -90,6 +99,11 @@ impl Progress {
         self.pos
     }
 
+    /// One more unit done.
+    pub fn inc(&mut self) {
+        self.set(self.pos + 1, "");
+    }
+
     /// Moves to `pos` with a short status `message` (e.g. "loss 1.23").
     pub fn set(&mut self, pos: u64, message: &str) {
         self.pos = pos;
@@ -106,16 +120,19 @@ impl Progress {
                     *last = Some(Instant::now());
                 }
             }
+            Sink::Quiet => {}
         }
     }
 
-    /// Prints a line without disturbing the bar (always printed in plain mode).
+    /// Prints a line without disturbing the bar (always printed in plain mode, never in
+    /// quiet mode).
     pub fn println(&mut self, line: &str) {
         match &mut self.sink {
             Sink::Bar(bar) => bar.println(line),
             Sink::Plain { out, .. } => {
                 let _ = writeln!(out, "{line}");
             }
+            Sink::Quiet => {}
         }
     }
 
@@ -147,6 +164,7 @@ impl Progress {
             Sink::Plain { out, .. } => {
                 let _ = writeln!(out, "{}", line.trim_end());
             }
+            Sink::Quiet => {}
         }
     }
 
@@ -167,6 +185,20 @@ impl Progress {
         .trim_end()
         .to_string()
     }
+}
+
+/// The terminal bar: label, elapsed time, bar, position, rate, ETA and the status message.
+fn bar(label: &str, total: u64, start: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(format!("[{label}]"));
+    bar.set_position(start);
+    bar.reset_eta();
+    bar
 }
 
 /// Remaining time at the observed rate: `remaining * elapsed / done` (`None` before any
@@ -243,5 +275,23 @@ mod tests {
         assert_eq!(lines[1], "eval: accuracy 0.5");
         assert!(lines[2].contains("4/4 (100.0%)") && lines[2].ends_with("loss 1.0"));
         assert!(lines[3].starts_with("[train] done 4/4 in "), "{}", lines[3]);
+    }
+
+    #[test]
+    fn inc_counts_from_the_resumed_position_and_quiet_counts_silently() {
+        let out = Shared::default();
+        let mut p = Progress::plain("eval", 3, 1, Box::new(out.clone()), PLAIN_INTERVAL);
+        p.inc();
+        assert_eq!(p.position(), 2);
+        assert!(
+            out.lines()[0].starts_with("[eval] 2/3 (66.7%)"),
+            "{:?}",
+            out.lines()
+        );
+        let mut quiet = Progress::with_mode("eval", 3, 0, ProgressMode::Quiet);
+        quiet.inc();
+        quiet.println("not shown");
+        quiet.finish("");
+        assert_eq!(quiet.position(), 1);
     }
 }

@@ -1,0 +1,10 @@
+//! safeaware-common: the few pieces every safeaware crate needs and none of them owns. It is a
+//! leaf crate, so the model and data crates can both use it and stay independent of each other.
+//!
+//! - [`fsio`]: crash-safe writes of files and folders (temporary sibling, fsync, rename).
+//! - [`labels`]: [`labels::IGNORE_INDEX`], the label of positions without a target.
+//! - [`progress`]: progress of long jobs, a bar on a terminal and plain lines otherwise.
+
+pub mod fsio;
+pub mod labels;
+pub mod progress;

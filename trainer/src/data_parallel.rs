@@ -1,0 +1,196 @@
+//! Data parallelism: one replica per device, each global batch split across them, gradients
+//! summed, one optimiser step. It is a [`TrainStep`], so the run loop, its logging and its
+//! checkpoints are the same as on one device (they run once, on the first device: rank 0).
+//!
+//! Each micro-batch of the global batch is cut into one shard per worker. Every worker runs
+//! forward and backward on its shard with a replica of the model forked onto its device
+//! (Burn's `fork`: fresh autodiff leaves, so the workers' graphs share nothing), each shard's
+//! loss divided by the target tokens of the **whole** global batch. The workers' gradients are
+//! moved to the first device (Burn's `GradientsParams::to_device`) and summed in rank order
+//! there (`GradientsAccumulator`), then clipped and applied once by the [`Update`]. The update
+//! is therefore the one-device update of the same global batch, up to the order of float
+//! additions, and it is deterministic. The state to resume is the one-device state (the
+//! model and the optimiser on rank 0): a checkpoint resumes on any number of devices.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use burn::optim::GradientsAccumulator;
+use burn::tensor::backend::AutodiffBackend;
+use safeaware_model::TrainableModel;
+
+use crate::step::{
+    window_gradients, window_targets, StepOutcome, TrainStep, Update, WindowGradients,
+};
+use crate::train_data::Example;
+
+/// Crash-test hook: `W:S` (two numbers) makes worker `W` fail (panic) in the `S`-th step this
+/// process runs, as a worker losing its device would, so a test can check that the run stops
+/// with that worker's error and keeps its last checkpoint. Not meant for normal use.
+pub const FAIL_WORKER_ENV: &str = "SAFEAWARE_FAIL_WORKER";
+
+/// Workers on several devices (the same device named twice is two workers on it).
+pub struct DataParallelStep<B: AutodiffBackend, M: TrainableModel<B>> {
+    update: Update<B, M>,
+    pad_id: u32,
+    /// One device per worker; the first holds the model and the optimiser.
+    devices: Vec<B::Device>,
+    /// How each worker's device is named, for errors.
+    names: Vec<String>,
+    /// Steps run by this process, and the [`FAIL_WORKER_ENV`] hook.
+    steps: usize,
+    fail: Option<(usize, usize)>,
+}
+
+impl<B: AutodiffBackend, M: TrainableModel<B>> DataParallelStep<B, M> {
+    /// Workers on `devices` (named `names`), updating through `update` on the first one.
+    pub fn new(
+        update: Update<B, M>,
+        pad_id: u32,
+        devices: Vec<B::Device>,
+        names: Vec<String>,
+    ) -> Result<Self> {
+        Ok(DataParallelStep {
+            update,
+            pad_id,
+            devices,
+            names,
+            steps: 0,
+            fail: fail_worker_hook()?,
+        })
+    }
+}
+
+/// The [`FAIL_WORKER_ENV`] hook: `(worker, step)`.
+fn fail_worker_hook() -> Result<Option<(usize, usize)>> {
+    let Ok(value) = std::env::var(FAIL_WORKER_ENV) else {
+        return Ok(None);
+    };
+    let parsed = value
+        .split_once(':')
+        .and_then(|(w, s)| Some((w.trim().parse().ok()?, s.trim().parse().ok()?)));
+    parsed
+        .map(Some)
+        .ok_or_else(|| anyhow!("{FAIL_WORKER_ENV}={value:?}: expected WORKER:STEP"))
+}
+
+/// Worker `w`'s shard of every micro-batch: the `w`-th of `n` contiguous slices (sizes differ
+/// by at most one; some may be empty).
+pub fn shard<'a>(window: &[Vec<&'a Example>], w: usize, n: usize) -> Vec<Vec<&'a Example>> {
+    window
+        .iter()
+        .map(|batch| {
+            let (len, workers) = (batch.len(), n.max(1));
+            let start = w * len / workers;
+            let end = (w + 1) * len / workers;
+            batch[start..end].to_vec()
+        })
+        .collect()
+}
+
+impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelStep<B, M> {
+    fn step(
+        &mut self,
+        model: M,
+        window: &[Vec<&Example>],
+        lr_factor: f64,
+    ) -> Result<(M, StepOutcome)> {
+        let targets = window_targets(window);
+        let workers = self.devices.len();
+        self.steps += 1;
+        let failing = self.fail.and_then(|(w, s)| (s == self.steps).then_some(w));
+        let main = &self.devices[0];
+        let results: Vec<Result<WindowGradients>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let (model, device, shard) =
+                        (&model, &self.devices[w], shard(window, w, workers));
+                    let pad_id = self.pad_id;
+                    scope.spawn(move || -> Result<WindowGradients> {
+                        if failing == Some(w) {
+                            panic!("{FAIL_WORKER_ENV}: simulated failure of worker {w}");
+                        }
+                        let replica = model.clone().fork(device);
+                        let mut g = window_gradients(&replica, &shard, targets, pad_id, device)?;
+                        if w > 0 {
+                            g.grads = g.grads.to_device(main, &replica);
+                        }
+                        Ok(g)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| Err(anyhow!(panic_message(&panic))))
+                })
+                .collect()
+        });
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let (mut loss, mut tokens, mut images) = (0.0, 0, 0);
+        for (w, result) in results.into_iter().enumerate() {
+            let g = result.map_err(|err| anyhow!("worker {w} ({}): {err:#}", self.names[w]))?;
+            accumulator.accumulate(&model, g.grads);
+            loss += g.loss;
+            tokens += g.tokens;
+            images += g.images;
+        }
+        let (model, grad_norm) = self.update.apply(model, accumulator.grads(), lr_factor)?;
+        let outcome = StepOutcome {
+            loss,
+            grad_norm,
+            targets,
+            tokens,
+            images,
+        };
+        Ok((model, outcome))
+    }
+
+    fn save_state(&self, model: &M, path: &Path) -> Result<()> {
+        self.update.save(model, path)
+    }
+
+    fn load_state(&mut self, model: &M, path: &Path) -> Result<()> {
+        self.update.load(model, path)
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the worker panicked".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_each_micro_batch_once_in_order() {
+        let examples: Vec<Example> = (0..5)
+            .map(|i| Example {
+                id: i.to_string(),
+                input_ids: vec![1],
+                labels: vec![-100],
+                pixels: Vec::new(),
+                tiles: 0,
+                tile_shape: [3, 1, 1],
+            })
+            .collect();
+        let window = vec![
+            examples.iter().collect::<Vec<_>>(),
+            examples[..1].iter().collect(),
+        ];
+        let ids = |w| -> Vec<Vec<String>> {
+            shard(&window, w, 2)
+                .iter()
+                .map(|b| b.iter().map(|e| e.id.clone()).collect())
+                .collect()
+        };
+        assert_eq!(ids(0), [vec!["0", "1"], vec![]]);
+        assert_eq!(ids(1), [vec!["2", "3", "4"], vec!["0"]]);
+    }
+}
