@@ -7,6 +7,7 @@ mod bench;
 mod commands;
 mod doctor;
 mod folder_eval;
+mod model_folder;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,9 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Check a machine: backends, devices, HF parity, training against the CPU, speed.
     Doctor(commands::doctor::DoctorArgs),
+    /// Write a model folder from a run's output: `--merge <adapter>` folds LoRA adapters into
+    /// their base.
+    Export(commands::export::ExportArgs),
 }
 
 /// Runs the command. A device that is missing or failed (no driver, no adapter, an index out of
@@ -73,5 +77,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Recipe(cmd) => commands::recipe::run(cmd),
         Command::Bench(args) => commands::bench::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
+        Command::Export(args) => commands::export::run(args),
     }
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod doctor;
 pub mod eval;
+pub mod export;
 pub mod inspect;
 pub mod recipe;
 pub mod train;

@@ -107,7 +107,13 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     if args.no_eval {
         return Ok(());
     }
-    evaluate_final(&recipe, device, &run_dir, final_dir, outcome.benchmark.as_deref())
+    evaluate_final(
+        &recipe,
+        device,
+        &run_dir,
+        final_dir,
+        outcome.benchmark.as_deref(),
+    )
 }
 
 /// Evaluates the final model on `eval.benchmark`, else on the synthetic world's held-out
@@ -143,6 +149,7 @@ fn evaluate_final(
     }
     let task = FolderEval {
         folder: final_dir,
+        base: None,
         name: "training run".to_string(),
         benchmark: &benchmark,
         config: &plan.run_config(&out),
