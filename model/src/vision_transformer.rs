@@ -33,11 +33,17 @@ impl<B: Backend> PatchEmbedding<B> {
         }
     }
 
-    /// `[N, C, H, W]` → `[N, (H/p)·(W/p), width]`, patches in row-major order.
+    /// `[N, C, H, W]` → `[N, ⌊H/p⌋·⌊W/p⌋, width]`, patches in row-major order (the pixels past
+    /// the last whole patch are dropped, as by a stride-p convolution).
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
         let [n, c, h, w] = pixels.dims();
         let [width, _, p, _] = self.weight.dims();
         let (rows, cols) = (h / p, w / p);
+        let pixels = if (h, w) == (rows * p, cols * p) {
+            pixels
+        } else {
+            pixels.slice([0..n, 0..c, 0..rows * p, 0..cols * p])
+        };
         let patches = pixels
             .reshape([n, c, rows, p, cols, p])
             .permute([0, 2, 4, 1, 3, 5])
