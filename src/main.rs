@@ -46,6 +46,8 @@ enum Command {
     /// Write a model folder from a run's output: `--merge <adapter>` folds LoRA adapters into
     /// their base.
     Export(commands::export::ExportArgs),
+    /// The memory a recipe needs per device, and the largest micro-batch that fits.
+    Plan(commands::plan::PlanArgs),
 }
 
 /// Runs the command. A device that is missing or failed (no driver, no adapter, an index out of
@@ -78,5 +80,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::Plan(args) => commands::plan::run(args),
     }
 }

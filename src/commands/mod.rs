@@ -6,5 +6,6 @@ pub mod doctor;
 pub mod eval;
 pub mod export;
 pub mod inspect;
+pub mod plan;
 pub mod recipe;
 pub mod train;

@@ -17,6 +17,7 @@ pub mod log_window;
 pub mod metrics_log;
 pub mod model_output;
 pub mod param_groups;
+pub mod plan;
 pub mod preset;
 pub mod recipe;
 pub mod schedule;

@@ -222,9 +222,7 @@ pub struct TrainSection {
     /// that a resume is exact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save_dtype: Option<SaveDtype>,
-    /// Recompute cheap activations in the backward pass instead of keeping them (Burn's
-    /// `BalancedCheckpointing`).
-    pub activation_checkpointing: bool,
+
     /// Run folder; defaults to `checkpoints/<recipe file stem>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_dir: Option<PathBuf>,
@@ -247,7 +245,6 @@ impl Default for TrainSection {
             freeze: Vec::new(),
             precision: Precision::F32,
             save_dtype: None,
-            activation_checkpointing: false,
             output_dir: None,
         }
     }
