@@ -88,6 +88,7 @@ impl ArmEval<'_> {
                 self.device,
                 FolderEval {
                     folder: folder.clone(),
+                    base: None,
                     name: folder.display().to_string(),
                     benchmark: self.benchmark,
                     config: &config,

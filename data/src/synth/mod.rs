@@ -55,6 +55,7 @@
 
 pub mod counterfactual;
 pub mod draw;
+mod drawings;
 pub mod objects;
 pub mod rng;
 pub mod scene;
