@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod grad_clip;
 pub mod guard;
 pub mod log_window;
+pub mod manifest;
 pub mod metrics_log;
 pub mod param_groups;
 pub mod preset;

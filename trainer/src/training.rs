@@ -158,7 +158,9 @@ where
     let t = &recipe.train;
     let mut metrics = match resumed_from {
         Some(_) => MetricsLog::resume(run, state.step)?,
-        None => MetricsLog::open(run)?,
+        // A fresh run in its own folder starts the log afresh: lines of an earlier start that
+        // died before its first checkpoint belong to no resumable run.
+        None => MetricsLog::resume(run, 0)?,
     };
     let mut tb = TbWriter::create(run)?;
     let mut progress = Progress::new("train", total_steps, state.step);
