@@ -143,13 +143,14 @@ fn lock_file(dir: &Path) -> Result<File, OutputDirError> {
     Ok(file)
 }
 
-/// Whether `dir` exists, is not empty, and has no marker.
+/// Whether `dir` exists, holds something besides a lock file, and has no marker.
 fn is_foreign(dir: &Path) -> Result<bool, OutputDirError> {
     if !dir.is_dir() {
         return Ok(false);
     }
     let mut entries = fs::read_dir(dir).map_err(io_at(dir))?;
-    Ok(entries.next().is_some() && !dir.join(MARKER_FILE).exists())
+    let has_content = entries.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE));
+    Ok(has_content && !dir.join(MARKER_FILE).exists())
 }
 
 /// Whether `dir` holds nothing but the marker and the lock file.

@@ -123,7 +123,7 @@ impl TensorStore {
         let (header_len, metadata) =
             SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Safetensors {
                 path: path.clone(),
-                message: describe_metadata_error(&e),
+                message: describe_metadata_error(&e, &bytes),
             })?;
         let data_start = 8 + header_len;
         let file = self.files.len();
@@ -183,8 +183,18 @@ impl TensorStore {
 }
 
 /// What a header that does not parse means, in words (not the parser's variant names).
-fn describe_metadata_error(e: &safetensors::SafeTensorError) -> String {
+fn describe_metadata_error(e: &safetensors::SafeTensorError, bytes: &[u8]) -> String {
     use safetensors::SafeTensorError as E;
+    let header_len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    if header_len.is_some_and(|n| n < 100_000_000 && 8 + n > bytes.len() as u64) {
+        return format!(
+            "truncated: the file holds {} bytes, less than its {}-byte header",
+            bytes.len(),
+            header_len.unwrap_or(0)
+        );
+    }
     match e {
         E::HeaderTooSmall | E::MetadataIncompleteBuffer => {
             "truncated: the file is shorter or longer than its header says".to_string()

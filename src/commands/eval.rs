@@ -228,10 +228,14 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
         return finish(&results, &out, a.max_error_rate);
     }
     let source: Box<dyn AnswerSource> = match (&a.responses, &a.endpoint) {
-        (Some(path), None) => Box::new(
-            ResponsesFile::load(path, &benchmark)
-                .with_context(|| format!("reading responses {}", path.display()))?,
-        ),
+        (Some(path), None) => {
+            let file = ResponsesFile::load(path, &benchmark)
+                .with_context(|| format!("reading responses {}", path.display()))?;
+            for (line, problem) in file.unattributed_lines() {
+                eprintln!("warning: {}:{line}: {problem} (line ignored)", path.display());
+            }
+            Box::new(file)
+        }
         (None, Some(url)) => {
             if !(a.timeout > 0.0 && a.timeout.is_finite()) {
                 bail!("--timeout must be a positive number of seconds");

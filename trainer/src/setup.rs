@@ -55,7 +55,8 @@ pub struct RunData {
 }
 
 /// Prepares `job` on `device`: refuses a fresh start over existing checkpoints, and a resume
-/// whose recipe or data differ from the checkpoint's.
+/// whose recipe or data differ from the checkpoint's. Nothing is written: the caller records
+/// the resolved recipe once the run is accepted ([`record_recipe`]).
 pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<Setup<RunModel<B>>> {
     let (recipe, run) = (&job.recipe, &job.run_dir);
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
@@ -82,9 +83,6 @@ pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<S
         state.step,
         recipe.train.total_steps(data.train.len()),
     )?;
-    if let Some((source, overrides)) = &job.record_recipe {
-        recipe.save_resolved(run, source, overrides)?;
-    }
     let model = freeze_parts(model, &recipe.train.freeze);
     let total_steps = recipe.train.total_steps(data.train.len());
     let schedule = LrSchedule {
@@ -101,6 +99,15 @@ pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<S
         total_steps,
         schedule,
     })
+}
+
+/// Writes the run's resolved recipe, if the job asks for it (a fresh run, or a resume with
+/// overrides).
+pub fn record_recipe(job: &TrainJob) -> Result<()> {
+    if let Some((source, overrides)) = &job.record_recipe {
+        job.recipe.save_resolved(&job.run_dir, source, overrides)?;
+    }
+    Ok(())
 }
 
 /// Refuses a run that cannot do what it was asked: a batch larger than the training data, or a

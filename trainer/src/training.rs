@@ -21,7 +21,7 @@ use crate::log_window::LogWindow;
 use crate::metrics_log::{MetricsLog, MetricsRecord};
 use crate::progress::Progress;
 use crate::recipe::Recipe;
-use crate::setup::{setup, RunData, Setup};
+use crate::setup::{record_recipe, setup, RunData, Setup};
 use crate::step::{AccumulationStep, TrainStep, Update};
 use crate::tensorboard::TbWriter;
 use crate::trainer_state::{trainer_state_dir, write_trainer_state, TrainerState, OPTIMIZER_FILE};
@@ -101,6 +101,8 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, devices: Vec<B::Device>) -> Res
         let path = trainer_state_dir(&ckpt.path).join(OPTIMIZER_FILE);
         step.load_state(&setup.model, &path)?;
     }
+    // Only a run that got this far is accepted: a refused start leaves the folder as it was.
+    record_recipe(job)?;
     run_loop(job, setup, step.as_mut(), &hooks, &device)
 }
 

@@ -118,9 +118,14 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalModelSource<'a, B, M> {
                     slots.push(i);
                 }
                 Err(e) => {
+                    // The processor's image errors name the file already; keep only why.
+                    let message = match e {
+                        safeaware_data::processor::ProcessorError::Image { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
                     results[i] = Some(Err(SourceError::Image {
                         path: path.display().to_string(),
-                        message: e.to_string(),
+                        message,
                     }))
                 }
             }
