@@ -315,6 +315,41 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_says_so_and_names_the_file() {
+        let run = tempfile::tempdir().unwrap();
+        write_checkpoint(run.path(), 1, write_marker(1)).unwrap();
+        let err = write_checkpoint(run.path(), 2, |dir: &Path| {
+            let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+            let file = dir.join("trainer_state/optimizer.mpk");
+            Err(anyhow::Error::new(full).context(format!("writing {}", file.display())))
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.starts_with("disk full"), "{text}");
+        assert!(text.contains("optimizer.mpk"), "{text}");
+        assert_eq!(latest_checkpoint(run.path()).unwrap().unwrap().step, 1);
+    }
+
+    #[test]
+    fn a_checkpoint_that_fails_verification_is_passed_over_with_the_reason() {
+        let run = tempfile::tempdir().unwrap();
+        for s in [1, 2] {
+            write_checkpoint(run.path(), s, write_marker(s)).unwrap();
+        }
+        let state = run.path().join("checkpoints/step_2/trainer_state/step.txt");
+        fs::write(&state, "9").unwrap();
+        let choice = resume_checkpoint(run.path()).unwrap();
+        let (chosen, how) = choice.chosen.unwrap();
+        assert_eq!((chosen.step, how), (1, Verification::Verified));
+        assert_eq!(choice.skipped.len(), 1);
+        assert!(
+            choice.skipped[0].1.contains("step.txt is corrupt"),
+            "{:?}",
+            choice.skipped
+        );
+    }
+
+    #[test]
     fn rewriting_a_step_replaces_it() {
         let run = tempfile::tempdir().unwrap();
         write_checkpoint(run.path(), 5, |d: &Path| {
