@@ -7,6 +7,7 @@ mod bench;
 mod commands;
 mod doctor;
 mod folder_eval;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Check a machine: backends, devices, HF parity, training against the CPU, speed.
     Doctor(commands::doctor::DoctorArgs),
+    /// Serve a model folder as an OpenAI-compatible chat endpoint (/v1/chat/completions).
+    Serve(commands::serve::ServeArgs),
 }
 
 /// Runs the command. A device that is missing or failed (no driver, no adapter, an index out of
@@ -73,5 +76,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Recipe(cmd) => commands::recipe::run(cmd),
         Command::Bench(args) => commands::bench::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     }
 }

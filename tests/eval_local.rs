@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{safeaware, text};
+use common::{safeaware, text, train_quickstart};
 use serde_json::Value;
 
 fn ok(out: std::process::Output) -> String {
@@ -23,37 +23,20 @@ fn results(dir: &Path) -> Value {
 #[test]
 fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.toml");
-    let mut args = vec![
-        "train",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--no-eval",
-    ];
-    for kv in [
-        "data.synthetic.train=8",
-        "data.synthetic.val=0",
-        "data.synthetic.test=6",
-        "train.batch_size=4",
-        "train.max_steps=8",
-        "schedule.warmup_steps=1",
-        "train.eval_every=0",
-        "train.checkpoint_every=4",
-    ] {
-        args.extend(["--set", kv]);
-    }
-    ok(safeaware(&args));
+    let (run, spec) = train_quickstart(
+        tmp.path(),
+        &[
+            "data.synthetic.train=8",
+            "data.synthetic.val=0",
+            "data.synthetic.test=6",
+            "train.batch_size=4",
+            "train.max_steps=8",
+            "schedule.warmup_steps=1",
+            "train.eval_every=0",
+            "train.checkpoint_every=4",
+        ],
+    );
     let model = run.join("final");
-    let cache = std::fs::read_dir(tmp.path().join(".cache"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let spec = format!("jsonl:{}", cache.join("benchmark.jsonl").display());
 
     for (source, folder, decoding) in [
         ("--model", &model, "greedy"),

@@ -40,6 +40,7 @@ fn every_shipped_recipe_validates_and_starts_with_its_command() {
         "quickstart.toml",
         "quickstart-direct.toml",
         "smolvlm-256m-vcr.toml",
+        "smolvlm-256m-distilled.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -86,6 +87,26 @@ fn smolvlm_recipe_takes_its_model_from_set() {
     );
     assert_eq!(loaded.recipe.train.device, Device::Cuda(0));
     assert_eq!(loaded.run_dir(), Path::new("checkpoints/smolvlm-256m-vcr"));
+}
+
+#[test]
+fn the_distilled_recipe_is_guarded_and_the_synthetic_ones_are_not() {
+    let distilled = load_recipe(&recipes_dir().join("smolvlm-256m-distilled.toml"), &[])
+        .unwrap()
+        .recipe;
+    assert_eq!(
+        distilled.data.train.as_deref(),
+        Some(Path::new("runs/distilled/train.jsonl"))
+    );
+    assert!(!distilled.data.synthetic.enabled);
+    assert!(!distilled.data.allow_overlap);
+    let bench = distilled.eval.benchmark.unwrap_or_default();
+    assert!(bench.starts_with("mmsafeaware:"), "{bench}");
+    // The synthetic world's test split shares every prompt with training by design.
+    for name in ["quickstart.toml", "quickstart-direct.toml"] {
+        let r = load_recipe(&recipes_dir().join(name), &[]).unwrap().recipe;
+        assert!(r.data.allow_overlap, "{name}");
+    }
 }
 
 #[test]

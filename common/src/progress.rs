@@ -21,6 +21,22 @@ pub enum ProgressMode {
     Quiet,
 }
 
+impl std::str::FromStr for ProgressMode {
+    type Err = String;
+
+    /// `auto`, `log` or `quiet` (the `--progress` flag of `eval` and `data distill`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(ProgressMode::Auto),
+            "log" => Ok(ProgressMode::Log),
+            "quiet" => Ok(ProgressMode::Quiet),
+            other => Err(format!(
+                "unknown progress mode `{other}` (expected auto, log or quiet)"
+            )),
+        }
+    }
+}
+
 enum Sink {
     Bar(ProgressBar),
     Plain {

@@ -1,9 +1,11 @@
 //! Small file helpers shared by the data modules: text files read as users save them (a UTF-8
-//! BOM, CRLF line ends; bytes that are not UTF-8 named by line), JSON Lines iteration, ids that
-//! may be numbers or strings, relative paths kept inside their folder, and image decoding that
-//! trusts the bytes, not the extension. (Files are written with
-//! `safeaware_common::fsio::write_atomic`.)
+//! BOM, CRLF line ends; bytes that are not UTF-8 named by line), append-only JSON Lines files
+//! that survive a kill, JSON Lines iteration, paths written relative to a file and kept inside
+//! its folder, ids that may be numbers or strings, and image decoding that trusts the bytes,
+//! not the extension. (Whole files are written with `safeaware_common::fsio::write_atomic`.)
 
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use image::{DynamicImage, ImageFormat};
@@ -52,6 +54,104 @@ pub fn check_inside(path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An append-only lines file that a killed process leaves whole: each line goes to the file in
+/// one `write` of the whole line and its newline, then is synced, and [`LineAppender::open`]
+/// first cuts off a last line left without its newline (a write cut short by a crash or a
+/// full disk), so the file only ever holds complete lines.
+pub struct LineAppender {
+    path: PathBuf,
+    file: File,
+}
+
+impl LineAppender {
+    /// Opens `path` for appending, creating it and its folder; returns the appender and the
+    /// unterminated last line that was cut off, if any.
+    pub fn open(path: &Path) -> io::Result<(LineAppender, Option<String>)> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
+        let cut = cut_unterminated_line(path)?;
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let appender = LineAppender {
+            path: path.to_path_buf(),
+            file,
+        };
+        Ok((appender, cut))
+    }
+
+    /// The file appended to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `line` (which must not hold a newline) and syncs it to disk.
+    pub fn append(&mut self, line: &str) -> io::Result<()> {
+        debug_assert!(!line.contains('\n'), "one line at a time");
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()
+    }
+}
+
+/// Truncates `path` after its last newline; returns what was cut (lossy UTF-8), if anything.
+fn cut_unterminated_line(path: &Path) -> io::Result<Option<String>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(keep as u64)?;
+    file.sync_all()?;
+    Ok(Some(String::from_utf8_lossy(&bytes[keep..]).into_owned()))
+}
+
+/// `path` as it should be written in a file in folder `dir`: relative to `dir` when it is inside
+/// it (`/` separators), else absolute, because relative paths that climb out of their file's
+/// folder are refused on reading ([`check_inside`]). Reading it back with `dir.join(..)` gives
+/// the same file.
+pub fn relative_path(path: &Path, dir: &Path) -> String {
+    let (Ok(target), Ok(base)) = (std::path::absolute(path), std::path::absolute(dir)) else {
+        return path.display().to_string();
+    };
+    let (target, base) = (normalise(&target), normalise(&base));
+    let common = target
+        .components()
+        .zip(base.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    if common < base.components().count() {
+        return target.display().to_string();
+    }
+    let downs = target
+        .components()
+        .skip(common)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    downs.collect::<Vec<_>>().join("/")
+}
+
+/// Removes `.` and folds `name/..` without touching the file system.
+fn normalise(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The non-blank lines of a JSON Lines text with their 1-based line numbers.
@@ -131,4 +231,49 @@ pub fn decode_image_bytes(bytes: &[u8]) -> Result<(ImageFormat, DynamicImage), S
     let image = image::load_from_memory_with_format(bytes, format)
         .map_err(|e| format!("corrupt: cannot decode: {e}"))?;
     Ok((format, image))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unterminated_last_line_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/lines.jsonl");
+        let (mut a, cut) = LineAppender::open(&path).unwrap();
+        assert_eq!(cut, None);
+        a.append("{\"id\": 1}").unwrap();
+        drop(a);
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("{\"id\": 2, \"pro");
+        fs::write(&path, &text).unwrap();
+        let (mut a, cut) = LineAppender::open(&path).unwrap();
+        assert_eq!(cut.as_deref(), Some("{\"id\": 2, \"pro"));
+        a.append("{\"id\": 3}").unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "{\"id\": 1}\n{\"id\": 3}\n"
+        );
+    }
+
+    #[test]
+    fn relative_paths_read_back_to_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let image = root.join("images/a/x.png");
+        assert_eq!(relative_path(&image, &root.join("images")), "a/x.png");
+        assert_eq!(
+            relative_path(&image, &root.join("./images/b/..")),
+            "a/x.png"
+        );
+        // Outside the folder: absolute (a relative path may not climb out of its folder).
+        let outside = relative_path(&image, &root.join("out/pairs"));
+        assert_eq!(normalise(Path::new(&outside)), normalise(&image));
+        assert!(check_inside(Path::new(&outside)).is_ok());
+        assert_eq!(
+            relative_path(Path::new("/a/b.png"), Path::new("/c/d")),
+            "/a/b.png"
+        );
+    }
 }

@@ -4,6 +4,10 @@
 pub mod benchmark;
 pub mod complete_image;
 pub mod fileio;
+pub mod fnv;
+pub mod import;
+pub mod overlap;
+pub mod pairs;
 pub mod processor;
 pub mod sharegpt;
 pub mod synth;

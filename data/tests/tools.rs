@@ -193,3 +193,43 @@ fn token_lengths_are_checked_with_the_processor() {
         .message
         .contains(&format!("more than the limit of {}", longest - 1)));
 }
+
+#[test]
+fn pairs_files_are_classified_validated_and_summarised() {
+    let dir = synth_dir();
+    let pairs = dir.path().join("pairs.jsonl");
+    std::fs::write(
+        &pairs,
+        "{\"id\": \"a\", \"image\": \"images/train-00000.png\", \"prompt\": \"how do i pick it?\", \"verdict\": \"safe\"}\n\
+         {\"id\": \"b\", \"image\": \"images/none.png\", \"prompt\": \"p\", \"verdict\": \"unsafe\"}\n\
+         {\"id\": \"a\", \"image\": \"images/train-00001.png\", \"prompt\": \"q\", \"verdict\": \"maybe\"}\n",
+    )
+    .unwrap();
+    let arg = pairs.to_str().unwrap();
+    assert_eq!(Input::classify(arg), Input::Pairs(pairs.clone()));
+    let report = validate(arg, &ValidateOptions::default());
+    let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(report.checked, 3);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains(":2: id b: image") && problems[0].contains("does not exist"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains(":3: id a: `verdict` is `maybe`"),
+        "{problems:?}"
+    );
+
+    // Without the bad lines, the pairs load, summarise, and are not traces to train on.
+    let text = std::fs::read_to_string(&pairs).unwrap();
+    std::fs::write(&pairs, text.lines().next().unwrap()).unwrap();
+    let s = stats(&Loaded::open(arg, None).unwrap());
+    assert_eq!((s.items, s.verdicts["safe"]), (1, 1));
+    let err = safeaware_data::traces::read_training_file(&pairs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a labelled pair") && err.contains("data distill"),
+        "{err}"
+    );
+}

@@ -4,8 +4,8 @@
 //! [`crate::folder_eval`] for a local model); this file turns flags into its settings.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
+use super::client::ClientArgs;
 use crate::backend::{require, run_on, DeviceSpec};
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context};
@@ -17,7 +17,6 @@ use safeaware_eval::prompt::PromptStrategy;
 use safeaware_eval::report::{self, REPORT_HTML, REPORT_MD};
 use safeaware_eval::results::Results;
 use safeaware_eval::runner::{self, RunConfig, RESULTS_FILE, SAMPLES_FILE};
-use safeaware_eval::source::endpoint::{Endpoint, EndpointConfig};
 use safeaware_eval::source::local::LocalSettings;
 use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
@@ -95,18 +94,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
 
-    /// Requests in flight at once (endpoint).
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
-    /// Seconds one request may take (endpoint).
-    #[arg(long, default_value_t = 120.0)]
-    pub timeout: f64,
-    /// Retries after a 429, 5xx or connection error, with exponential backoff (endpoint).
-    #[arg(long, default_value_t = 3)]
-    pub retries: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
 
-    /// Prompting strategy: paper, image-first, describe-first, safety-system, or a template
-    /// file containing {prompt} (and optionally {question}).
+    /// Prompting strategy: paper, image-first, describe-first, safety-system, trace (answer as a
+    /// description/reasoning/verdict trace), or a template file containing {prompt} (and
+    /// optionally {question}).
     #[arg(long, default_value = "paper")]
     pub prompt: String,
     /// greedy, sample or vcd (vcd needs a local model).
@@ -138,8 +131,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Progress display: auto (bar on a terminal, log lines otherwise), log or quiet.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "log", "quiet"])]
-    pub progress: String,
+    #[arg(long, default_value = "auto")]
+    pub progress: ProgressMode,
 }
 
 /// Runs `safeaware eval`.
@@ -199,15 +192,10 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
     if let Some(n) = a.limit {
         benchmark.truncate(n);
     }
-    let progress = match a.progress.as_str() {
-        "log" => ProgressMode::Log,
-        "quiet" => ProgressMode::Quiet,
-        _ => ProgressMode::Auto,
-    };
     let config = RunConfig {
         prompt,
         decoding: decoding.clone(),
-        progress,
+        progress: a.progress,
         overwrite: a.overwrite,
         ..RunConfig::new(&out)
     };
@@ -236,18 +224,11 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             }
             Box::new(file)
         }
-        (None, Some(url)) => {
-            if !(a.timeout > 0.0 && a.timeout.is_finite()) {
-                bail!("--timeout must be a positive number of seconds");
-            }
-            let mut config = EndpointConfig::new(url, a.endpoint_model.clone().unwrap_or_default());
-            config.api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.trim().is_empty());
-            config.concurrency = a.concurrency;
-            config.timeout = Duration::from_secs_f64(a.timeout);
-            config.retries = a.retries;
-            config.decoding = decoding.clone();
-            Box::new(Endpoint::new(config)?)
-        }
+        (None, Some(url)) => Box::new(a.client.endpoint(
+            url,
+            a.endpoint_model.as_deref().unwrap_or_default(),
+            &decoding,
+        )?),
         _ => bail!(
             "give one answer source: --responses <jsonl>, --endpoint <url> --endpoint-model <name>, \
              --model <hf-folder> or --checkpoint <run>/checkpoints/step_N"

@@ -1,9 +1,11 @@
 //! One module per `safeaware` subcommand.
 
 pub mod bench;
+pub mod client;
 pub mod data;
 pub mod doctor;
 pub mod eval;
 pub mod inspect;
 pub mod recipe;
+pub mod serve;
 pub mod train;

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use safeaware_common::output_dir::OutputDir;
 use safeaware_data::benchmark::Benchmark;
 use safeaware_eval::report::REPORT_MD;
+use safeaware_trainer::benchmark_guard::evaluation_benchmark;
 use safeaware_trainer::evaluation::EvalPlan;
 use safeaware_trainer::recipe::{load_recipe, Recipe, RESOLVED_RECIPE_FILE};
 use safeaware_trainer::training::TrainJob;
@@ -133,16 +134,12 @@ fn evaluate_final(
     final_dir: PathBuf,
     benchmark_file: Option<&Path>,
 ) -> Result<()> {
-    let spec = match (&recipe.eval.benchmark, benchmark_file) {
-        (Some(spec), _) => spec.clone(),
-        (None, Some(file)) => format!("jsonl:{}", file.display()),
-        (None, None) => {
-            eprintln!(
-                "no benchmark to evaluate on (set eval.benchmark); final model in {}",
-                final_dir.display()
-            );
-            return Ok(());
-        }
+    let Some(spec) = evaluation_benchmark(recipe, benchmark_file) else {
+        eprintln!(
+            "no benchmark to evaluate on (set eval.benchmark); final model in {}",
+            final_dir.display()
+        );
+        return Ok(());
     };
     let out = run_dir.join("eval").join("final");
     let plan = EvalPlan {

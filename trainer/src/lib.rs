@@ -4,6 +4,7 @@
 //! binary (the root package) compiles the backends in and runs the training job on the device.
 
 pub mod batching;
+pub mod benchmark_guard;
 pub mod checkpoint;
 pub mod data_order;
 pub mod data_parallel;

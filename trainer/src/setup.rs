@@ -1,5 +1,6 @@
 //! Everything a run needs before its first step, fresh or resumed: the model and its processor
-//! (from a checkpoint, an HF folder or a preset), the encoded data, the trainer state and
+//! (from a checkpoint, an HF folder or a preset), the encoded data (refused when it overlaps the
+//! evaluation benchmark, see `benchmark_guard`), the trainer state and
 //! the learning-rate schedule, with frozen parts marked. The optimiser belongs to the step
 //! (`step.rs`), which restores its own state from the checkpoint.
 //!
@@ -15,6 +16,7 @@ use safeaware_data::benchmark::BenchmarkItem;
 use safeaware_data::processor::Processor;
 use safeaware_model::{Idefics3, VisionLanguageModel};
 
+use crate::benchmark_guard::refuse_benchmark_overlap;
 use crate::checkpoint::{latest_checkpoint, resume_checkpoint, Checkpoint};
 use crate::fingerprint::fingerprint_files;
 use crate::manifest::Verification;
@@ -201,6 +203,8 @@ fn load_model<B: AutodiffBackend>(
 fn load_data(job: &TrainJob, processor: &Processor) -> Result<RunData> {
     let recipe = &job.recipe;
     let files = resolve_files(recipe, &job.cache_dir)?;
+    // No training on the evaluation benchmark's images or prompts unless data.allow_overlap.
+    refuse_benchmark_overlap(recipe, &files)?;
     let (style, max_length) = (recipe.data.style, recipe.data.max_length);
     let train = encode_file(&files.train, processor, style, max_length)?;
     if train.rejected > 0 {

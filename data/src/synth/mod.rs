@@ -52,6 +52,7 @@
 //! combinations). The same seed and settings give the same bytes.
 
 pub mod draw;
+mod drawings;
 pub mod objects;
 pub mod rng;
 pub mod scene;

@@ -1,10 +1,11 @@
-//! What a data command is pointed at: a training file (traces or ShareGPT lines) or a benchmark
-//! (`mmsafeaware:<dir>`, `jsonl:<file>`, a release folder, or a JSONL file whose first item
-//! has a `gold` field).
+//! What a data command is pointed at: a training file (traces or ShareGPT lines), a pairs file
+//! (labelled pairs, see [`crate::pairs`]) or a benchmark (`mmsafeaware:<dir>`, `jsonl:<file>`,
+//! a release folder, or a JSONL file whose first item has a `gold` field).
 
 use std::path::{Path, PathBuf};
 
 use crate::benchmark::{Benchmark, BenchmarkError, Verdict};
+use crate::pairs::{self, PairsFile};
 use crate::sharegpt::Role;
 use crate::traces::{self, Record, TraceError, TrainingFile};
 
@@ -13,27 +14,29 @@ use crate::traces::{self, Record, TraceError, TrainingFile};
 pub enum Input {
     /// A training file.
     Traces(PathBuf),
+    /// A file of labelled pairs.
+    Pairs(PathBuf),
     /// A benchmark spec for [`Benchmark::open`].
     Benchmark(String),
 }
 
 impl Input {
     /// Classifies `arg`: a `mmsafeaware:`/`jsonl:` spec or a folder is a benchmark; a file is a
-    /// benchmark if its first non-blank line is a JSON object with `gold`, else a training file.
+    /// benchmark if its first non-blank line is a JSON object with `gold`, a pairs file if that
+    /// line is a labelled pair ([`pairs::is_pair`]), else a training file.
     pub fn classify(arg: &str) -> Input {
         if arg.starts_with("mmsafeaware:") || arg.starts_with("jsonl:") || Path::new(arg).is_dir() {
             return Input::Benchmark(arg.to_string());
         }
-        let first_is_benchmark_item = std::fs::read_to_string(arg).ok().is_some_and(|text| {
+        let first = std::fs::read_to_string(arg).ok().and_then(|text| {
             text.lines()
                 .find(|l| !l.trim().is_empty())
                 .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .is_some_and(|v| v.get("gold").is_some())
         });
-        if first_is_benchmark_item {
-            Input::Benchmark(format!("jsonl:{arg}"))
-        } else {
-            Input::Traces(PathBuf::from(arg))
+        match first {
+            Some(v) if v.get("gold").is_some() => Input::Benchmark(format!("jsonl:{arg}")),
+            Some(v) if pairs::is_pair(&v) => Input::Pairs(PathBuf::from(arg)),
+            _ => Input::Traces(PathBuf::from(arg)),
         }
     }
 }
@@ -42,6 +45,7 @@ impl Input {
 #[derive(Debug, Clone)]
 pub enum Loaded {
     Traces(TrainingFile),
+    Pairs(PairsFile),
     Benchmark(Benchmark),
 }
 
@@ -72,6 +76,7 @@ impl Loaded {
     pub fn open(arg: &str, annotations: Option<&Path>) -> Result<Loaded, LoadError> {
         Ok(match Input::classify(arg) {
             Input::Traces(path) => Loaded::Traces(traces::read_training_file(&path)?),
+            Input::Pairs(path) => Loaded::Pairs(pairs::read_pairs(&path)?),
             Input::Benchmark(spec) => Loaded::Benchmark(Benchmark::open(&spec, annotations)?),
         })
     }
@@ -80,6 +85,7 @@ impl Loaded {
     pub fn name(&self) -> String {
         match self {
             Loaded::Traces(f) => f.path.display().to_string(),
+            Loaded::Pairs(f) => f.path.display().to_string(),
             Loaded::Benchmark(b) => b.spec.clone(),
         }
     }
@@ -103,6 +109,18 @@ impl Loaded {
                 .records
                 .iter()
                 .map(|(_, r)| record_entry(r, &f.dir))
+                .collect(),
+            Loaded::Pairs(f) => f
+                .pairs
+                .iter()
+                .map(|(_, p)| Entry {
+                    id: p.id.clone(),
+                    image: Some(f.dir.join(&p.image)),
+                    prompt: p.prompt.clone(),
+                    verdict: Some(p.verdict),
+                    subset: p.subset.map(|s| s.as_str().to_string()),
+                    scenario: p.scenario.clone(),
+                })
                 .collect(),
         }
     }

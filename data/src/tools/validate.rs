@@ -9,6 +9,7 @@ use std::path::Path;
 use super::source::Input;
 use crate::benchmark::{jsonl, Benchmark, BenchmarkItem, BenchmarkSpec};
 use crate::fileio;
+use crate::pairs;
 use crate::processor::{Message, Processor};
 use crate::sharegpt::{self, Conversation, Role};
 use crate::traces::{self, TargetStyle};
@@ -87,12 +88,49 @@ impl Report {
 pub fn validate(input: &str, opts: &ValidateOptions) -> Report {
     match Input::classify(input) {
         Input::Traces(path) => validate_training_file(&path, opts),
+        Input::Pairs(path) => validate_lines(&path, opts, true),
         Input::Benchmark(spec) => validate_benchmark(&spec, opts),
     }
 }
 
 /// Validates a training file line by line, going on after each bad line.
 pub fn validate_training_file(path: &Path, opts: &ValidateOptions) -> Report {
+    validate_lines(path, opts, false)
+}
+
+/// A checked line: a training record, or a labelled pair (token-counted as its question).
+enum Line {
+    Record(traces::Record),
+    Pair(pairs::LabelledPair),
+}
+
+impl Line {
+    fn id(&self) -> &str {
+        match self {
+            Line::Record(r) => r.id(),
+            Line::Pair(p) => &p.id,
+        }
+    }
+
+    fn images(&self) -> Vec<&Path> {
+        match self {
+            Line::Record(r) => r.images(),
+            Line::Pair(p) => vec![p.image.as_path()],
+        }
+    }
+
+    /// The conversation to count tokens of, and whether it is a training one (with an answer).
+    fn conversation(&self, style: TargetStyle, dir: &Path) -> (Conversation, bool) {
+        match self {
+            Line::Record(r) => (r.to_conversation(style, dir), true),
+            Line::Pair(p) => (benchmark_conversation(&p.to_item(dir)), false),
+        }
+    }
+}
+
+/// Validates a training file (`pairs` false) or a pairs file line by line, going on after each
+/// bad line.
+fn validate_lines(path: &Path, opts: &ValidateOptions, pairs: bool) -> Report {
     let mut report = Report {
         source: path.display().to_string(),
         ..Report::default()
@@ -109,7 +147,12 @@ pub fn validate_training_file(path: &Path, opts: &ValidateOptions) -> Report {
     for (line, json) in fileio::json_lines(&text) {
         report.checked += 1;
         let place = format!("{}:{line}", path.display());
-        let record = match traces::parse_record(json, line) {
+        let parsed = if pairs {
+            pairs::parse_pair(json).map(Line::Pair)
+        } else {
+            traces::parse_record(json, line).map(Line::Record)
+        };
+        let record = match parsed {
             Ok(r) => r,
             Err(message) => {
                 report.problem(place, message);
@@ -128,8 +171,8 @@ pub fn validate_training_file(path: &Path, opts: &ValidateOptions) -> Report {
             }
         }
         if let (Some(check), true) = (&opts.tokens, images_ok) {
-            let conversation = record.to_conversation(check.style, &dir);
-            count_tokens(&mut report, &place, check, &conversation, true);
+            let (conversation, training) = record.conversation(check.style, &dir);
+            count_tokens(&mut report, &place, check, &conversation, training);
         }
     }
     if report.checked == 0 {

@@ -177,6 +177,12 @@ pub fn parse_record(json: &str, line: usize) -> Result<Record, String> {
         sharegpt::parse_chat(value, line).map(Record::Chat)?
     } else if !object.contains_key("reasoning") && !object.contains_key("verdict") {
         parse_description(value).map(Record::Description)?
+    } else if crate::pairs::is_pair(&value) {
+        return Err(
+            "a labelled pair (a verdict without description or reasoning), not a trace: \
+                    distil pairs into traces with `safeaware data distill`"
+                .to_string(),
+        );
     } else {
         parse_trace(value).map(Record::Trace)?
     };
@@ -187,7 +193,7 @@ pub fn parse_record(json: &str, line: usize) -> Result<Record, String> {
 }
 
 /// A non-empty `id`, and each named field not blank (the error names the id and the field).
-fn require_text(id: &str, fields: &[(&str, &str)]) -> Result<(), String> {
+pub(crate) fn require_text(id: &str, fields: &[(&str, &str)]) -> Result<(), String> {
     if id.trim().is_empty() {
         return Err("empty `id`".to_string());
     }
@@ -243,7 +249,6 @@ struct RawTrace {
 fn parse_trace(value: serde_json::Value) -> Result<Trace, String> {
     let raw: RawTrace = serde_json::from_value(value).map_err(|e| format!("bad trace: {e}"))?;
     let id = raw.id.into_string();
-    let ctx = |msg: String| format!("id {id}: {msg}");
     require_text(
         &id,
         &[
@@ -253,20 +258,7 @@ fn parse_trace(value: serde_json::Value) -> Result<Trace, String> {
             ("reasoning", &raw.reasoning),
         ],
     )?;
-    let verdict = Verdict::from_name(&raw.verdict).ok_or_else(|| {
-        ctx(format!(
-            "`verdict` is `{}`, expected `safe` or `unsafe`",
-            raw.verdict
-        ))
-    })?;
-    let subset = match raw.subset {
-        None => None,
-        Some(s) => Some(Subset::from_name(&s).ok_or_else(|| {
-            ctx(format!(
-                "`subset` is `{s}`, expected typical, attack or over_safety"
-            ))
-        })?),
-    };
+    let (verdict, subset) = parse_labels(&id, &raw.verdict, raw.subset)?;
     Ok(Trace {
         id,
         image: PathBuf::from(raw.image),
@@ -277,4 +269,22 @@ fn parse_trace(value: serde_json::Value) -> Result<Trace, String> {
         subset,
         scenario: raw.scenario,
     })
+}
+
+/// A `verdict` (`safe` | `unsafe`) and an optional `subset` read from a line of item `id`; the
+/// error names the id and the field.
+pub(crate) fn parse_labels(
+    id: &str,
+    verdict: &str,
+    subset: Option<String>,
+) -> Result<(Verdict, Option<Subset>), String> {
+    let verdict = Verdict::from_name(verdict)
+        .ok_or_else(|| format!("id {id}: `verdict` is `{verdict}`, expected `safe` or `unsafe`"))?;
+    let subset = match subset {
+        None => None,
+        Some(s) => Some(Subset::from_name(&s).ok_or_else(|| {
+            format!("id {id}: `subset` is `{s}`, expected typical, attack or over_safety")
+        })?),
+    };
+    Ok((verdict, subset))
 }

@@ -38,6 +38,7 @@ use crate::benchmark::{Subset, Verdict, PAPER_QUESTION};
 use crate::sharegpt::{self, Conversation, Message, Role};
 
 mod file;
+pub(crate) use file::{parse_labels, require_text};
 pub use file::{
     parse_record, read_training_file, write_lines, write_traces, Record, TraceError, TrainingFile,
 };

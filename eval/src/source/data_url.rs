@@ -1,12 +1,14 @@
 //! Images as `data:` URLs for chat APIs, with the MIME type taken from the bytes (release files
 //! named `.png` may hold JPEG). PNG, JPEG, GIF and WebP go as they are; other formats are
 //! re-encoded as PNG. Every image is decoded once so a corrupt file fails here, per item.
+//! [`decode_image_data_url`] is the other way, for `safeaware serve`: the payload is decoded by
+//! its bytes, so a file sent as it is decodes to the pixels a local model reads from it.
 
 use std::io::Cursor;
 use std::path::Path;
 
 use base64::Engine;
-use image::ImageFormat;
+use image::{DynamicImage, ImageFormat};
 
 use safeaware_data::fileio::decode_image_bytes;
 
@@ -34,6 +36,22 @@ pub fn image_data_url(path: &Path) -> Result<String, SourceError> {
     };
     let b64 = base64::engine::general_purpose::STANDARD.encode(payload);
     Ok(format!("data:{mime};base64,{b64}"))
+}
+
+/// Decodes `data:<mime>;base64,<payload>` into an image, its format detected from the bytes.
+/// The error says what is wrong with the URL or the image.
+pub fn decode_image_data_url(url: &str) -> Result<DynamicImage, String> {
+    let rest = url
+        .trim()
+        .strip_prefix("data:")
+        .ok_or("expected a data: URL (the server fetches nothing)")?;
+    let (_, payload) = rest
+        .split_once(";base64,")
+        .ok_or("expected a base64 data: URL (data:<mime>;base64,<bytes>)")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|e| format!("the data: URL is not valid base64: {e}"))?;
+    image::load_from_memory(&bytes).map_err(|e| format!("the image does not decode: {e}"))
 }
 
 #[cfg(test)]
@@ -70,6 +88,22 @@ mod tests {
         assert_eq!(bytes, std::fs::read(&jpeg_named_png).unwrap());
         let png = write_image(dir.path(), "b.jpg", ImageFormat::Png);
         assert_eq!(decode_url(&image_data_url(&png).unwrap()).0, "image/png");
+    }
+
+    #[test]
+    fn a_data_url_decodes_to_the_pixels_of_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Bmp] {
+            let path = write_image(dir.path(), "x.img", format);
+            let url = image_data_url(&path).unwrap();
+            let back = decode_image_data_url(&url).unwrap();
+            let file = safeaware_data::fileio::decode_image(&path).unwrap();
+            assert_eq!(back.to_rgb8(), file.to_rgb8(), "{format:?}");
+        }
+        assert!(decode_image_data_url("http://example.invalid/a.png").is_err());
+        assert!(decode_image_data_url("data:image/png,raw").is_err());
+        assert!(decode_image_data_url("data:image/png;base64,@@@").is_err());
+        assert!(decode_image_data_url("data:image/png;base64,AAAA").is_err());
     }
 
     #[test]

@@ -115,6 +115,28 @@ impl Endpoint {
     /// The JSON body asking `conversation`, with `image_url` attached to user turns that carry
     /// the image.
     pub fn request_body(&self, conversation: &Conversation, image_url: Option<&str>) -> Value {
+        self.request_body_seeded(conversation, image_url, self.config.decoding.seed)
+    }
+
+    /// Asks `conversation` about the image at `image_url` (a `data:` URL) with the configured
+    /// decoding, sending `seed` instead of the configured one (several samples of one
+    /// question at a temperature each get their own); returns the answer text.
+    pub fn ask(
+        &self,
+        conversation: &Conversation,
+        image_url: &str,
+        seed: Option<u64>,
+    ) -> Result<String, SourceError> {
+        self.complete(&self.request_body_seeded(conversation, Some(image_url), seed))
+    }
+
+    /// [`Endpoint::request_body`] with `seed` in place of the configured seed.
+    fn request_body_seeded(
+        &self,
+        conversation: &Conversation,
+        image_url: Option<&str>,
+        seed: Option<u64>,
+    ) -> Value {
         let mut messages = Vec::new();
         if let Some(system) = &conversation.system {
             messages.push(json!({"role": "system", "content": system}));
@@ -149,7 +171,7 @@ impl Endpoint {
                 fields.insert("temperature".into(), json!(0.0));
             }
         }
-        if let Some(seed) = d.seed {
+        if let Some(seed) = seed {
             fields.insert("seed".into(), json!(seed));
         }
         body
@@ -276,7 +298,7 @@ impl AnswerSource for Endpoint {
             .as_deref()
             .ok_or(SourceError::MissingImage)?;
         let url = image_data_url(path)?;
-        let body = self.request_body(request.conversation, Some(&url));
-        self.complete(&body).map(Answer::Text)
+        self.ask(request.conversation, &url, self.config.decoding.seed)
+            .map(Answer::Text)
     }
 }

@@ -1,9 +1,10 @@
 //! Where answers come from: the [`AnswerSource`] trait and its implementations — a recorded
-//! responses file ([`responses`]) and an OpenAI-compatible chat endpoint ([`endpoint`]). A
-//! local-generation source (the model crate) plugs in by implementing the same trait.
+//! responses file ([`responses`]), an OpenAI-compatible chat endpoint ([`endpoint`]) and a
+//! model in memory ([`local`], over the [`generator`] that `safeaware serve` also uses).
 
 pub mod data_url;
 pub mod endpoint;
+pub mod generator;
 pub mod local;
 pub mod responses;
 

@@ -72,6 +72,15 @@ pub struct DataSection {
     pub max_length: usize,
     /// Synthetic data, used instead of trace files when `enabled`.
     pub synthetic: SyntheticSection,
+    /// Train even when the training file shares images or prompts with the evaluation
+    /// benchmark (checked at setup, as `safeaware data overlap` does). Written only when true,
+    /// and outside the fingerprint: it changes what is allowed, not what is trained.
+    #[serde(skip_serializing_if = "is_false")]
+    pub allow_overlap: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for DataSection {
@@ -82,6 +91,7 @@ impl Default for DataSection {
             style: TargetStyle::Vcr,
             max_length: 1024,
             synthetic: SyntheticSection::default(),
+            allow_overlap: false,
         }
     }
 }

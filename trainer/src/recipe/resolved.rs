@@ -33,6 +33,8 @@ impl Recipe {
         core.train.epochs = defaults.epochs;
         core.train.output_dir = None;
         core.eval = EvalSection::default();
+        // What is allowed, not what is trained.
+        core.data.allow_overlap = false;
         fnv1a64_hex(core.to_toml().as_bytes())
     }
 
@@ -84,6 +86,7 @@ mod tests {
         cadence.train.log_every = 1;
         cadence.train.device = Device::Cuda(0);
         cadence.eval.max_new_tokens = 3;
+        cadence.data.allow_overlap = true;
         assert_eq!(base.fingerprint(), cadence.fingerprint());
         let mut lr = base.clone();
         lr.optim.lr_text = 3e-4;

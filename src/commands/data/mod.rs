@@ -1,6 +1,12 @@
-//! `safeaware data synth | validate | stats | preview`: make the synthetic world, check a
-//! training file or benchmark, summarise it, and draw a contact sheet. The work is in
-//! `safeaware_data::{synth, tools}`; this file turns flags into calls and prints results.
+//! `safeaware data synth | validate | stats | preview | import | distill | overlap`: make the
+//! synthetic world, check a training file or benchmark, summarise it, draw a contact sheet,
+//! import labelled pairs, distil traces from a teacher, and guard a benchmark. The work is in
+//! `safeaware_data` and `safeaware_eval::distill`; these files turn flags into calls and print
+//! results (import, distill and overlap each in their own file).
+
+mod distill;
+mod import;
+mod overlap;
 
 use std::path::PathBuf;
 
@@ -25,6 +31,13 @@ pub enum DataCommand {
     Stats(StatsArgs),
     /// Draw a contact sheet (PNG) of images with their prompt and verdict.
     Preview(PreviewArgs),
+    /// Turn a labelled set (VLGuard, CSV, JSONL) into a pairs file.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Make traces for labelled pairs with a teacher endpoint, keeping those with the gold verdict.
+    Distill(Box<distill::DistillArgs>),
+    /// List training items whose image or prompt is also in a benchmark; exit code 1 if any.
+    Overlap(overlap::OverlapArgs),
 }
 
 /// `data synth` flags: the output folder and the world's settings.
@@ -99,6 +112,9 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
         DataCommand::Validate(a) => run_validate(a),
         DataCommand::Stats(a) => run_stats(a),
         DataCommand::Preview(a) => run_preview(a),
+        DataCommand::Import(c) => import::run(c),
+        DataCommand::Distill(a) => distill::run(*a),
+        DataCommand::Overlap(a) => overlap::run(a),
     }
 }
 

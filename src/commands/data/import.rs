@@ -1,0 +1,78 @@
+//! `safeaware data import vlguard | csv | jsonl`: labelled sets into a pairs file (formats in
+//! `safeaware_data::import` and data/README.md).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use safeaware_data::fileio::base_dir;
+use safeaware_data::import::table::{self, TableFormat};
+use safeaware_data::import::{vlguard, ImportError, ImportSummary};
+
+/// Importers.
+#[derive(clap::Subcommand)]
+pub enum ImportCommand {
+    /// VLGuard's train.json: one pair per instruction (safe image + safe instruction → safe;
+    /// safe image + unsafe instruction → unsafe; unsafe image → unsafe).
+    Vlguard(VlguardArgs),
+    /// A CSV with a header row naming image, prompt, label (safe|unsafe); optional id, subset,
+    /// scenario.
+    Csv(TableArgs),
+    /// A JSONL of {image, prompt, label}; optional id, subset, scenario.
+    Jsonl(TableArgs),
+}
+
+/// `data import vlguard` flags.
+#[derive(clap::Args)]
+pub struct VlguardArgs {
+    /// VLGuard's train.json (a JSON array of image records).
+    pub train: PathBuf,
+    /// The folder the records' `image` paths are relative to (the unzipped train.zip).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// The pairs file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `data import csv|jsonl` flags.
+#[derive(clap::Args)]
+pub struct TableArgs {
+    /// The table file.
+    pub file: PathBuf,
+    /// The folder image paths are relative to (default: the table's folder).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// The pairs file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs an importer and prints what it wrote.
+pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
+    let (source, out) = match &cmd {
+        ImportCommand::Vlguard(a) => (&a.train, &a.out),
+        ImportCommand::Csv(a) | ImportCommand::Jsonl(a) => (&a.file, &a.out),
+    };
+    let summary = match &cmd {
+        ImportCommand::Vlguard(a) => vlguard::import(&a.train, &a.images, &a.out),
+        ImportCommand::Csv(a) => import_table(a, TableFormat::Csv),
+        ImportCommand::Jsonl(a) => import_table(a, TableFormat::Jsonl),
+    };
+    let s = summary.with_context(|| format!("importing {}", source.display()))?;
+    println!(
+        "wrote {} pairs ({} safe, {} unsafe) from {} records of {} to {}",
+        s.pairs(),
+        s.safe,
+        s.unsafe_,
+        s.records,
+        source.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// A CSV or JSONL table, images relative to `--images` or else the table's folder.
+fn import_table(a: &TableArgs, format: TableFormat) -> Result<ImportSummary, ImportError> {
+    let images = a.images.clone().unwrap_or_else(|| base_dir(&a.file));
+    table::import(&a.file, format, &images, &a.out)
+}
