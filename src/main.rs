@@ -7,6 +7,7 @@ mod bench;
 mod commands;
 mod doctor;
 mod folder_eval;
+mod model_folder;
 mod serve;
 
 use std::process::ExitCode;
@@ -45,6 +46,11 @@ enum Command {
     Doctor(commands::doctor::DoctorArgs),
     /// Serve a model folder as an OpenAI-compatible chat endpoint (/v1/chat/completions).
     Serve(commands::serve::ServeArgs),
+    /// Write a model folder from a run's output: `--merge <adapter>` folds LoRA adapters into
+    /// their base.
+    Export(commands::export::ExportArgs),
+    /// The memory a recipe needs per device, and the largest micro-batch that fits.
+    Plan(commands::plan::PlanArgs),
 }
 
 /// Runs the command. A device that is missing or failed (no driver, no adapter, an index out of
@@ -77,5 +83,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Export(args) => commands::export::run(args),
+        Command::Plan(args) => commands::plan::run(args),
     }
 }

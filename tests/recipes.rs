@@ -41,6 +41,8 @@ fn every_shipped_recipe_validates_and_starts_with_its_command() {
         "quickstart-direct.toml",
         "smolvlm-256m-vcr.toml",
         "smolvlm-256m-distilled.toml",
+        "smolvlm-500m-vcr-lora.toml",
+        "smolvlm-2.2b-vcr-lora.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -172,4 +174,40 @@ fn validate_reports_errors_by_line_and_fails() {
     ]);
     assert!(!ok);
     assert!(err.contains("--set train.batch_size=-1"), "{err}");
+}
+
+/// The plan in each SmolVLM recipe's header is what `safeaware plan` says for it on the
+/// config-only fixture of its size.
+#[test]
+fn recipe_headers_hold_their_plans() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/tests/fixtures/config_only");
+    for (recipe, size) in [
+        ("smolvlm-256m-vcr.toml", "smolvlm-256m"),
+        ("smolvlm-500m-vcr-lora.toml", "smolvlm-500m"),
+        ("smolvlm-2.2b-vcr-lora.toml", "smolvlm-2.2b"),
+    ] {
+        let path = recipes_dir().join(recipe);
+        let model = format!("model.path={}", fixtures.join(size).display());
+        let out = common::safeaware(&[
+            "plan",
+            "--recipe",
+            path.to_str().unwrap(),
+            "--set",
+            &model,
+            "--memory",
+            "80GiB",
+        ]);
+        assert!(out.status.success(), "{}", common::text(&out));
+        let header = std::fs::read_to_string(&path).unwrap();
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let total = line.contains("total") || line.contains("largest");
+            if total {
+                let value = line.split_whitespace().rev().take(2).collect::<Vec<_>>();
+                assert!(
+                    header.contains(value[1]) && header.contains(value[0]),
+                    "{recipe}: the header lacks `{line}`"
+                );
+            }
+        }
+    }
 }

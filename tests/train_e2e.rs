@@ -66,19 +66,25 @@ struct Train {
 impl Train {
     /// A fresh run of the shrunk quickstart recipe into `out`.
     fn fresh(out: &Path) -> Self {
-        let args = vec![
-            "--recipe".into(),
-            quickstart().display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-        ];
-        SMALL.iter().fold(
-            Train {
-                args,
-                envs: Vec::new(),
-            },
-            |t, kv| t.set(kv),
-        )
+        SMALL.iter().fold(Train::quickstart(out), |t, kv| t.set(kv))
+    }
+
+    /// A fresh run of the quickstart recipe into `out` as it is (no shrinking).
+    fn quickstart(out: &Path) -> Self {
+        Train {
+            args: vec![
+                "--recipe".into(),
+                quickstart().display().to_string(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+            envs: Vec::new(),
+        }
+    }
+
+    /// A fresh run of the shrunk quickstart recipe into `out`, with `extra` overrides.
+    fn fresh_with(out: &Path, extra: &[&str]) -> Self {
+        extra.iter().fold(Train::fresh(out), |t, kv| t.set(kv))
     }
 
     /// `--resume <run>`.
@@ -169,8 +175,17 @@ fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// The weights file of a model folder: the HF model's, or a LoRA run's adapters.
+fn weights(dir: &Path) -> Vec<u8> {
+    let adapter = dir.join("adapter_model.safetensors");
+    match adapter.is_file() {
+        true => read(&adapter),
+        false => read(&dir.join("model.safetensors")),
+    }
+}
+
 fn final_weights(run: &Path) -> Vec<u8> {
-    read(&run.join("final/model.safetensors"))
+    weights(&run.join("final"))
 }
 
 fn ckpt(run: &Path, step: u64) -> PathBuf {
@@ -255,17 +270,15 @@ fn resolved_train(run: &Path) -> toml::Table {
 fn assert_exact_resume(extra: &[&str], pauses: &[u64]) {
     let tmp = tempfile::tempdir().unwrap();
     let (one_go, paused) = (tmp.path().join("one-go"), tmp.path().join("paused"));
-    let with_extra = |t: Train| extra.iter().fold(t, |t, kv| t.set(kv));
-
-    with_extra(Train::fresh(&one_go)).no_eval().ok();
+    Train::fresh_with(&one_go, extra).no_eval().ok();
     assert_ne!(
         final_weights(&one_go),
-        read(&ckpt(&one_go, 2).join("model.safetensors")),
+        weights(&ckpt(&one_go, 2)),
         "training did not change the weights: the comparison would prove nothing"
     );
 
     let (first, rest) = pauses.split_first().expect("at least one pause");
-    let out = with_extra(Train::fresh(&paused))
+    let out = Train::fresh_with(&paused, extra)
         .no_eval()
         .stop_at(*first)
         .ok();
@@ -284,8 +297,7 @@ fn assert_exact_resume(extra: &[&str], pauses: &[u64]) {
         "resumed final model differs from the one-go run"
     );
     assert!(
-        read(&ckpt(&one_go, 6).join("model.safetensors"))
-            == read(&ckpt(&paused, 6).join("model.safetensors")),
+        weights(&ckpt(&one_go, 6)) == weights(&ckpt(&paused, 6)),
         "step_6 checkpoints differ"
     );
     let (a, b) = (state(&ckpt(&one_go, 6)), state(&ckpt(&paused, 6)));
@@ -318,6 +330,28 @@ fn assert_exact_resume(extra: &[&str], pauses: &[u64]) {
 fn resume_after_pauses_matches_the_uninterrupted_run() {
     // Paused mid-epoch (step 3) and exactly at the end of the first epoch (step 5).
     assert_exact_resume(&[], &[3, 5]);
+}
+
+#[test]
+fn resume_is_exact_in_bf16_mixed_and_in_bf16() {
+    assert_exact_resume(&["train.precision=\"bf16-mixed\""], &[3]);
+    assert_exact_resume(&["train.precision=\"bf16\""], &[3]);
+}
+
+/// LoRA on the text model's attention and MLP, with dropout (seeded per step) and the
+/// connector trained in full.
+const LORA: &[&str] = &[
+    "lora.rank=4",
+    "lora.alpha=8",
+    "lora.dropout=0.1",
+    "lora.targets=[\"q_proj\", \"v_proj\", \"gate_proj\"]",
+    "lora.parts=[\"text\"]",
+    "lora.train_parts=[\"connector\"]",
+];
+
+#[test]
+fn lora_resume_is_exact() {
+    assert_exact_resume(LORA, &[3]);
 }
 
 #[test]
@@ -779,3 +813,145 @@ assert compared == len(items) > 0, f"compared {compared} of {len(items)} items"
 assert not mismatches, f"HF answers differ from safeaware's: {mismatches}"
 print(f"ok: {compared} items")
 "#;
+
+/// The quickstart recipe over 50 steps on 800 synthetic examples (batches of 16), one metrics
+/// line per step.
+const QUICKSTART_50: &[&str] = &[
+    "train.max_steps=50",
+    "data.synthetic.train=800",
+    "data.synthetic.val=16",
+    "data.synthetic.test=16",
+    "data.synthetic.describe_only=0",
+    "train.eval_every=0",
+    "train.checkpoint_every=0",
+    "train.log_every=1",
+];
+
+/// The largest relative difference per step between the bf16-mixed and the f32 loss allowed
+/// over 50 quickstart steps (measured on the CPU: 0.36%, see README).
+const BF16_MIXED_LOSS_BOUND: f64 = 0.02;
+
+#[test]
+fn bf16_mixed_tracks_the_f32_loss_over_50_quickstart_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, precision: &str| {
+        let dir = tmp.path().join(name);
+        let train = QUICKSTART_50
+            .iter()
+            .fold(Train::quickstart(&dir), |t, kv| t.set(kv));
+        train
+            .set(&format!("train.precision=\"{precision}\""))
+            .no_eval()
+            .ok();
+        metrics(&dir)
+    };
+    let (full, mixed) = (run("f32", "f32"), run("mixed", "bf16-mixed"));
+    assert_eq!(full.len(), 50);
+    assert_ne!(
+        full, mixed,
+        "bf16-mixed computed exactly what f32 did: no bf16 ran"
+    );
+    let worst = full
+        .iter()
+        .zip(&mixed)
+        .map(|((s, a), (t, b))| {
+            assert_eq!(s, t);
+            (a - b).abs() / a
+        })
+        .fold(0.0, f64::max);
+    eprintln!("bf16-mixed vs f32: largest relative loss difference {worst:.5}");
+    assert!(
+        worst <= BF16_MIXED_LOSS_BOUND,
+        "bf16-mixed strays {worst:.4} from f32"
+    );
+    assert!(full[49].1 < full[0].1 * 0.7, "the runs did not learn");
+}
+
+#[test]
+fn unknown_lora_targets_are_a_recipe_error_listing_the_valid_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let err = Train::fresh_with(&run, LORA)
+        .set("lora.targets=[\"q_proj\", \"query\"]")
+        .fails();
+    assert!(err.contains("lora.targets"), "{err}");
+    assert!(err.contains("`query`"), "{err}");
+    assert!(err.contains("gate_proj, k_proj"), "{err}");
+    assert!(!run.join("checkpoints").exists());
+}
+
+/// Token ids (no image) for comparing two models' logits.
+fn text_only_input(
+    device: &burn::backend::flex::FlexDevice,
+) -> safeaware_model::VlmInput<burn::backend::Flex> {
+    use burn::tensor::{Int, Tensor, TensorData};
+    let ids: Vec<i64> = vec![1, 5, 7, 9, 11, 13, 17, 19];
+    let ids =
+        Tensor::<burn::backend::Flex, 2, Int>::from_data(TensorData::new(ids, [1, 8]), device);
+    safeaware_model::VlmInput::new(ids, None)
+}
+
+fn logits(model: &safeaware_model::Idefics3<burn::backend::Flex>) -> Vec<f32> {
+    let device = Default::default();
+    let out = model.forward(&text_only_input(&device)).unwrap();
+    out.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn lora_runs_write_peft_folders_that_evaluate_and_merge() {
+    use safeaware_model::Idefics3;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // With the final evaluation, which loads the adapter folder onto its base.
+    let out = Train::fresh_with(&run, LORA).ok();
+    let fin = run.join("final");
+    assert!(fin.join("adapter_model.safetensors").is_file());
+    assert!(
+        !fin.join("model.safetensors").exists(),
+        "final/ holds the whole model"
+    );
+    let config = json(&fin.join("adapter_config.json"));
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 4);
+    assert_eq!(config["modules_to_save"], serde_json::json!(["connector"]));
+    let base = std::path::absolute(run.join("base")).unwrap();
+    assert_eq!(
+        config["base_model_name_or_path"],
+        base.display().to_string()
+    );
+    assert!(
+        run.join("eval/final/report.md").is_file(),
+        "no final evaluation:\n{out}"
+    );
+
+    let merged = tmp.path().join("merged");
+    let export = common::safeaware(&[
+        "export",
+        "--merge",
+        fin.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "{}", text(&export));
+    let device = Default::default();
+    let base_model = Idefics3::<burn::backend::Flex>::load(&base, &device).unwrap();
+    let plain = logits(&base_model);
+    let adapted = logits(&base_model.load_adapter(&fin).unwrap());
+    let merged = logits(&Idefics3::load(&merged, &device).unwrap());
+    assert!(
+        max_diff(&plain, &adapted) > 1e-4,
+        "training changed nothing"
+    );
+    let diff = max_diff(&adapted, &merged);
+    assert!(
+        diff < 1e-4,
+        "merged logits differ from base + adapter by {diff}"
+    );
+}

@@ -597,6 +597,49 @@ def make_config_only(out_root: Path) -> dict:
     return counts
 
 
+def derived_config(text: dict, vision: dict, **top) -> dict:
+    """The 256M config with some text, vision and top-level fields replaced."""
+    cfg = json.loads(json.dumps(SMOLVLM_256M_CONFIG))
+    cfg["text_config"].update(text)
+    cfg["vision_config"].update(vision)
+    cfg.update(top)
+    return cfg
+
+
+# SmolVLM-500M-Instruct: the 256M's vision tower, a wider and deeper SmolLM2 text model.
+SMOLVLM_500M_CONFIG = derived_config(
+    {"hidden_size": 960, "intermediate_size": 2560, "num_hidden_layers": 32, "num_attention_heads": 15,
+     "num_key_value_heads": 5},
+    {},
+)
+
+# SmolVLM-Instruct (2.2B): SigLIP so400m at 384 px (patch 14), SmolLM2-1.7B, pixel shuffle 3.
+SMOLVLM_2B_CONFIG = derived_config(
+    {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24, "num_attention_heads": 32,
+     "num_key_value_heads": 32, "rope_theta": 273768.0, "vocab_size": 49155, "max_position_embeddings": 16384,
+     "pixel_shuffle_factor": 3, "initializer_range": 0.02},
+    {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
+     "image_size": 384, "patch_size": 14, "max_image_size": {"longest_edge": 384}, "size": {"longest_edge": 1536}},
+    scale_factor=3, image_token_id=49153, vocab_size=49155,
+)
+
+
+def make_config_only_size(out_root: Path, name: str, config: dict) -> dict:
+    """A config-only fixture for another SmolVLM size: config.json and HF's parameter counts."""
+    fdir = out_root / name
+    if fdir.exists():
+        shutil.rmtree(fdir)
+    fdir.mkdir(parents=True)
+    write_json(fdir / "config.json", config)
+    cfg = Idefics3Config.from_pretrained(fdir)
+    with torch.device("meta"):
+        model = Idefics3ForConditionalGeneration(cfg)
+    counts = param_counts(model)
+    write_json(fdir / "hf_param_counts.json", counts)
+    write_json(fdir / "versions.json", versions())
+    return counts
+
+
 def fx_tied(model) -> bool:
     return model.lm_head.weight is model.get_input_embeddings().weight
 
@@ -627,6 +670,10 @@ def main() -> int:
     if not args.only:
         counts = make_config_only(args.config_only_out)
         print(f"config_only/smolvlm-256m: {counts}")
+    if not args.only or "config_only" in args.only:
+        for name, config in [("smolvlm-500m", SMOLVLM_500M_CONFIG), ("smolvlm-2.2b", SMOLVLM_2B_CONFIG)]:
+            counts = make_config_only_size(args.config_only_out, name, config)
+            print(f"config_only/{name}: {counts}")
     return 0
 
 

@@ -1,12 +1,16 @@
 //! Scaled dot-product attention shared by the vision tower and the language model: head
 //! splitting/merging, grouped-query attention (query heads folded onto the query axis, or
 //! key/value repetition), and the call into Burn's fused attention op (which backends may
-//! specialise; autodiff differentiates its decomposition).
+//! specialise; autodiff differentiates its decomposition). Under
+//! [`autocast`](crate::precision::autocast) the two products run in the autocast type and the
+//! scores, mask and softmax in the activations' type ([`mixed_precision_attention`]).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, FloatDType, Tensor, TensorData};
+
+use crate::precision::{self, cast, float_dtype};
 
 /// `[B, T, H * D]` → `[B, H, T, D]`.
 pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize, head_dim: usize) -> Tensor<B, 4> {
@@ -61,6 +65,9 @@ pub fn scaled_dot_product<B: Backend>(
     v: Tensor<B, 4>,
     mask: &AttentionMask<B>,
 ) -> Tensor<B, 4> {
+    if let Some(dtype) = precision::matmul_dtype().filter(|&d| d != float_dtype(&q)) {
+        return mixed_precision_attention(q, k, v, mask, dtype);
+    }
     let (bool_mask, bias, is_causal) = match mask {
         AttentionMask::Bidirectional => (None, None, false),
         AttentionMask::Causal => (None, None, true),
@@ -75,6 +82,46 @@ pub fn scaled_dot_product<B: Backend>(
         is_causal,
     };
     attention(q, k, v, bool_mask, bias, options)
+}
+
+/// [`scaled_dot_product`] with `q·kᵀ` and `probabilities·v` computed in `dtype` and the scores,
+/// mask and softmax in `q`'s type: Burn's fallback attention (which autodiff runs anyway) with
+/// casts around the products. Fully masked rows come out as zeros, as there.
+pub fn mixed_precision_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: &AttentionMask<B>,
+    dtype: FloatDType,
+) -> Tensor<B, 4> {
+    let [batch, heads, seq_q, head_dim] = q.dims();
+    let seq_k = k.dims()[2];
+    let out = float_dtype(&q);
+    let scores = cast(q, dtype).matmul(cast(k, dtype).swap_dims(2, 3));
+    let scores = cast(scores, out) * (1.0 / (head_dim as f64).sqrt());
+    let scores = match mask {
+        AttentionMask::Bidirectional => scores,
+        AttentionMask::Bias(bias) => scores + bias.clone(),
+        AttentionMask::Masked(masked) => scores.mask_fill(masked.clone(), f32::NEG_INFINITY),
+        AttentionMask::Causal => {
+            let past = seq_k - seq_q;
+            let future: Vec<bool> = (0..seq_q * seq_k)
+                .map(|i| i % seq_k > past + i / seq_k)
+                .collect();
+            let future = Tensor::<B, 2, Bool>::from_data(
+                TensorData::new(future, [seq_q, seq_k]),
+                &scores.device(),
+            );
+            let future = future.unsqueeze::<4>().expand([batch, heads, seq_q, seq_k]);
+            scores.mask_fill(future, f32::NEG_INFINITY)
+        }
+    };
+    // The fallback's NaN-safe softmax: a fully masked row has max −∞ and sum 0.
+    let max = scores.clone().max_dim(3).clamp_min(f32::MIN);
+    let numerator = (scores - max).exp();
+    let sum = numerator.clone().sum_dim(3).clamp_min(f32::MIN_POSITIVE);
+    let probabilities = numerator / sum;
+    cast(cast(probabilities, dtype).matmul(cast(v, dtype)), out)
 }
 
 /// Grouped-query attention: [`scaled_dot_product`] for `q [B, H, Tq, D]` over `k`/`v

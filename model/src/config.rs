@@ -199,11 +199,13 @@ impl Idefics3Config {
                 ),
             ));
         }
-        if v.image_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
+        // Like HF's stride-p convolution, a remainder of pixels is dropped (SmolVLM-Instruct:
+        // 384 px in 27 patches of 14).
+        if v.image_size < v.patch_size {
             return Err(ModelError::field(
                 "vision_config.image_size",
                 format!(
-                    "{} is not a positive multiple of patch_size {}",
+                    "{} is smaller than patch_size {}",
                     v.image_size, v.patch_size
                 ),
             ));

@@ -4,9 +4,10 @@
 //! language model's width.
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+
+use crate::linear::Linear;
 
 /// The projection (`modality_projection`).
 #[derive(Module, Debug)]
@@ -31,9 +32,12 @@ impl<B: Backend> Connector<B> {
         scale_factor: usize,
         device: &B::Device,
     ) -> Self {
-        let proj = LinearConfig::new(vision_hidden * scale_factor * scale_factor, text_hidden)
-            .with_bias(false)
-            .init(device);
+        let proj = Linear::new(
+            vision_hidden * scale_factor * scale_factor,
+            text_hidden,
+            false,
+            device,
+        );
         Self {
             modality_projection: ModalityProjection { proj },
             scale_factor,

@@ -80,6 +80,24 @@ pub enum ModelError {
         /// What is wrong with it.
         message: String,
     },
+    /// An adapter folder holds something this crate cannot apply to the model.
+    #[error("adapter `{path}`: {message}")]
+    Adapter {
+        /// The folder or file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// LoRA was asked for a layer name the model does not have in the chosen parts.
+    #[error("LoRA target `{target}` is not a layer of the parts {parts}; valid targets: {valid}")]
+    LoraTarget {
+        /// The name asked for.
+        target: String,
+        /// The parts asked for, comma-separated.
+        parts: String,
+        /// The layer names those parts have, comma-separated.
+        valid: String,
+    },
     /// An input tensor has the wrong shape or content.
     #[error("input `{name}`: {message}")]
     Input {

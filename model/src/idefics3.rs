@@ -12,7 +12,9 @@ use burn::tensor::{Int, Tensor};
 use crate::error::Result;
 use crate::generation::{GeneratedSequence, GenerationConfig};
 use crate::kv_cache::KvCache;
+use crate::lora::LoraSpec;
 use crate::loss::LossOutput;
+use crate::peft::AdapterSpec;
 use crate::safetensors_io::FloatDtype;
 use crate::vision_language_model::{Idefics3, VlmInput};
 use crate::vlm::{ModelPart, ParamPart, VisionLanguageModel};
@@ -81,9 +83,26 @@ impl<B: Backend> VisionLanguageModel<B> for Idefics3<B> {
                 part: idefics3_part(&hf.name),
                 numel: hf.shape.iter().product(),
                 id: hf.id,
+                adapter: hf.is_adapter(),
                 name: hf.name,
             })
             .collect()
+    }
+
+    fn with_lora(self, spec: &LoraSpec, seed: u64) -> Result<Self> {
+        Idefics3::with_lora(self, spec, seed)
+    }
+
+    fn merge_lora(self) -> Self {
+        Idefics3::merge_lora(self)
+    }
+
+    fn save_adapter(&self, dir: &Path, spec: &AdapterSpec, dtype: FloatDtype) -> Result<()> {
+        Idefics3::save_adapter(self, dir, spec, dtype)
+    }
+
+    fn load_adapter(self, dir: &Path) -> Result<Self> {
+        Idefics3::load_adapter(self, dir)
     }
 }
 

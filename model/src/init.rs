@@ -21,6 +21,7 @@ impl<B: Backend> Idefics3<B> {
         replace_params(model, |hf| {
             let numel: usize = hf.shape.iter().product();
             Some(match hf.role {
+                ParamRole::Adapter => return None,
                 ParamRole::Bias => vec![0.0; numel],
                 ParamRole::NormScale => vec![1.0; numel],
                 ParamRole::Matrix => {

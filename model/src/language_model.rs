@@ -4,7 +4,7 @@
 //! extends a [`KvCache`].
 
 use burn::module::{Initializer, Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -12,6 +12,7 @@ use burn::tensor::Tensor;
 use crate::attention::{grouped_query_attention, merge_heads, split_heads, AttentionMask};
 use crate::config::TextConfig;
 use crate::kv_cache::KvCache;
+use crate::linear::Linear;
 use crate::rope::{apply_rotary, Rope};
 
 /// Llama's RMSNorm: `x / sqrt(mean(x²) + eps) · weight`, in the backend's float type (Burn's
@@ -146,7 +147,7 @@ impl<B: Backend> TextModel<B> {
             config.num_attention_heads * config.head_dim,
             config.num_key_value_heads * config.head_dim,
         );
-        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+        let linear = |i, o| Linear::new(i, o, false, device);
         let norm = || LlamaRmsNorm::new(d, config.rms_norm_eps, device);
         let layers = (0..config.num_hidden_layers)
             .map(|_| DecoderLayer {

@@ -9,7 +9,10 @@
 //! [`connector`] (pixel shuffle + projection), [`language_model`] (Llama, with [`rope`] and
 //! [`attention`]), [`vision_language_model`] (the whole model), [`loss`], [`kv_cache`],
 //! [`sampling`], [`generation`], [`weights`] (the HF name mapping, load/save), [`init`],
-//! [`params`], [`parity`] (HF parity fixtures), [`summary`] (what `safeaware inspect` prints).
+//! [`params`], [`parity`] (HF parity fixtures), [`summary`] (what `safeaware inspect` prints),
+//! [`precision`] (autocast for mixed precision), [`linear`] (the linear layer, with its optional
+//! [`lora`] adapter), [`peft`] (PEFT adapter folders) and [`idefics3_adapters`] (LoRA on
+//! Idefics3).
 
 pub mod attention;
 pub mod config;
@@ -17,12 +20,17 @@ pub mod connector;
 pub mod error;
 pub mod generation;
 pub mod idefics3;
+pub mod idefics3_adapters;
 pub mod init;
 pub mod kv_cache;
 pub mod language_model;
+pub mod linear;
+pub mod lora;
 pub mod loss;
 pub mod params;
 pub mod parity;
+pub mod peft;
+pub mod precision;
 pub mod rope;
 pub mod safetensors_io;
 pub mod sampling;
@@ -36,8 +44,10 @@ pub use config::{Idefics3Config, ModelFamily, TextConfig, VisionConfig};
 pub use error::{ModelError, Result};
 pub use generation::{left_pad, FinishReason, GeneratedSequence, GenerationConfig};
 pub use kv_cache::KvCache;
+pub use lora::LoraSpec;
 pub use loss::{causal_lm_loss, LossOutput, IGNORE_INDEX};
 pub use params::ParamCounts;
+pub use peft::{is_adapter_folder, AdapterConfig, AdapterSpec};
 pub use safetensors_io::FloatDtype;
 pub use sampling::{Sampler, TokenSampling};
 pub use summary::{inspect, ModelSummary};

@@ -5,9 +5,10 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 use crate::error::{ModelError, Result};
+use crate::precision;
 
 pub use safeaware_common::labels::IGNORE_INDEX;
 
@@ -69,12 +70,14 @@ pub fn causal_lm_targets(
     Ok((rows, targets))
 }
 
-/// `-Σ log softmax(logits)[target]` for logits `[N, V]` and `N` targets.
+/// `-Σ log softmax(logits)[target]` for logits `[N, V]` and `N` targets, computed in f32
+/// whatever the logits' type (as torchtune's and TRL's losses do under bf16).
 pub fn cross_entropy_sum<B: Backend>(
     logits: Tensor<B, 2>,
     targets: &[i64],
     device: &B::Device,
 ) -> Tensor<B, 1> {
+    let logits = precision::cast(logits, FloatDType::F32);
     let n = targets.len();
     let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), device);
     log_softmax(logits, 1).gather(1, targets).sum().neg()

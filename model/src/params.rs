@@ -74,7 +74,7 @@ impl ParamCounts {
     }
 
     /// Counts of a built model, from the parts its parameters belong to (a separate LM head is
-    /// the text part's `lm_head.*` tensors).
+    /// the text part's `lm_head.*` tensors); LoRA factors are not the model's and are left out.
     pub fn of_model<B: Backend, M: VisionLanguageModel<B>>(model: &M) -> Self {
         let mut counts = Self {
             vision: 0,
@@ -83,7 +83,7 @@ impl ParamCounts {
             lm_head: 0,
             lm_head_tied: true,
         };
-        for param in model.param_parts() {
+        for param in model.param_parts().into_iter().filter(|p| !p.adapter) {
             let total = match param.part {
                 ModelPart::Vision => &mut counts.vision,
                 ModelPart::Connector => &mut counts.connector,

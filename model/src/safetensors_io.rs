@@ -38,6 +38,13 @@ impl FloatDtype {
         }
     }
 
+    /// The format named `name` (`f32`, `f16`, `bf16`, any case).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::F32, Self::F16, Self::BF16]
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(name))
+    }
+
     fn from_safetensors(dtype: Dtype) -> Option<Self> {
         match dtype {
             Dtype::F32 => Some(Self::F32),
@@ -115,6 +122,16 @@ impl TensorStore {
         for path in weight_files(dir)? {
             store.add_file(path)?;
         }
+        Ok(store)
+    }
+
+    /// Opens one safetensors file.
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let mut store = Self {
+            files: Vec::new(),
+            entries: BTreeMap::new(),
+        };
+        store.add_file(path.to_owned())?;
         Ok(store)
     }
 
@@ -246,6 +263,21 @@ pub struct HeaderEntry {
     pub dtype: String,
     /// Shape.
     pub shape: Vec<usize>,
+}
+
+/// The float format holding most of a folder's weight elements (read from the headers only);
+/// `None` when the folder has no float weights.
+pub fn stored_dtype(dir: &Path) -> Result<Option<FloatDtype>> {
+    let mut elements: BTreeMap<FloatDtype, usize> = BTreeMap::new();
+    for entry in read_headers(dir)?.values() {
+        if let Some(dtype) = FloatDtype::parse(&entry.dtype) {
+            *elements.entry(dtype).or_default() += entry.shape.iter().product::<usize>();
+        }
+    }
+    Ok(elements
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map(|(dtype, _)| dtype))
 }
 
 /// Reads only the JSON headers of a folder's weight files (cheap even for large checkpoints).

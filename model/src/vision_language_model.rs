@@ -3,7 +3,6 @@
 //! (in order) → Llama → LM head (own weight or tied to the embeddings).
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -12,7 +11,9 @@ use crate::connector::Connector;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::language_model::TextModel;
+use crate::linear::Linear;
 use crate::loss::{loss_on_rows, LossOutput};
+use crate::precision;
 use crate::vision_transformer::VisionTransformer;
 
 /// A batch for the model.
@@ -64,11 +65,8 @@ impl<B: Backend> Idefics3<B> {
     /// [`Idefics3::init_random`] or [`Idefics3::load`] to get a working model.
     pub fn new(config: &Idefics3Config, device: &B::Device) -> Self {
         let (v, t) = (&config.vision, &config.text);
-        let lm_head = (!config.tie_word_embeddings).then(|| {
-            LinearConfig::new(t.hidden_size, t.vocab_size)
-                .with_bias(false)
-                .init(device)
-        });
+        let lm_head = (!config.tie_word_embeddings)
+            .then(|| Linear::new(t.hidden_size, t.vocab_size, false, device));
         Self {
             model: Idefics3Model {
                 vision_model: VisionTransformer::new(v, device),
@@ -183,7 +181,7 @@ impl<B: Backend> Idefics3<B> {
             Some(head) => head.forward(hidden),
             None => {
                 let embedding = self.model.text_model.embed_tokens.weight.val();
-                burn::tensor::module::linear(hidden, embedding.transpose(), None)
+                precision::linear(hidden, embedding.transpose(), None)
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use burn::module::Initializer;
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -13,6 +13,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::attention::{merge_heads, scaled_dot_product, split_heads, AttentionMask};
 use crate::config::VisionConfig;
 use crate::error::{ModelError, Result};
+use crate::linear::Linear;
+use crate::precision;
 
 /// A `Conv2d` with stride = kernel = `patch_size` and no padding (HF `patch_embedding`).
 #[derive(Module, Debug)]
@@ -31,17 +33,23 @@ impl<B: Backend> PatchEmbedding<B> {
         }
     }
 
-    /// `[N, C, H, W]` → `[N, (H/p)·(W/p), width]`, patches in row-major order.
+    /// `[N, C, H, W]` → `[N, ⌊H/p⌋·⌊W/p⌋, width]`, patches in row-major order (the pixels past
+    /// the last whole patch are dropped, as by a stride-p convolution).
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
         let [n, c, h, w] = pixels.dims();
         let [width, _, p, _] = self.weight.dims();
         let (rows, cols) = (h / p, w / p);
+        let pixels = if (h, w) == (rows * p, cols * p) {
+            pixels
+        } else {
+            pixels.slice([0..n, 0..c, 0..rows * p, 0..cols * p])
+        };
         let patches = pixels
             .reshape([n, c, rows, p, cols, p])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([n, rows * cols, c * p * p]);
         let kernel = self.weight.val().reshape([width, c * p * p]).transpose();
-        burn::tensor::module::linear(patches, kernel, Some(self.bias.val()))
+        precision::linear(patches, kernel, Some(self.bias.val()))
     }
 }
 
@@ -204,7 +212,7 @@ impl<B: Backend> VisionTransformer<B> {
     pub fn new(config: &VisionConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
         let side = config.image_size / config.patch_size;
-        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let linear = |i, o| Linear::new(i, o, true, device);
         let norm = || {
             LayerNormConfig::new(d)
                 .with_epsilon(config.layer_norm_eps)

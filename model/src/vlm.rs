@@ -3,6 +3,10 @@
 //! part (vision tower, connector, language model) each parameter belongs to. Idefics3 /
 //! SmolVLM implements it; another family (Qwen2-VL, LLaVA) would implement it too and the
 //! trainer and evaluator would run it unchanged.
+//!
+//! Implementations compute their matrix products through [`crate::precision`] (so that
+//! `autocast` gives mixed precision) and their loss in f32, and take LoRA adapters in PEFT's
+//! format ([`crate::lora`], [`crate::peft`]).
 
 use std::fmt;
 use std::path::Path;
@@ -14,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::generation::{GeneratedSequence, GenerationConfig};
+use crate::lora::LoraSpec;
 use crate::loss::LossOutput;
+use crate::peft::AdapterSpec;
 use crate::safetensors_io::FloatDtype;
 use crate::vision_language_model::VlmInput;
 
@@ -50,8 +56,9 @@ impl fmt::Display for ModelPart {
     }
 }
 
-/// One float parameter: its name in the HF checkpoint, its part, its id in this process and its
-/// size. A parameter shared by two modules (a tied LM head) is listed once.
+/// One float parameter: its name in the HF checkpoint (a LoRA factor: its name in PEFT's
+/// adapter file, without the `base_model.model.` prefix), its part, its id in this process and
+/// its size. A parameter shared by two modules (a tied LM head) is listed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamPart {
     /// The HF tensor name, e.g. `model.vision_model.embeddings.patch_embedding.weight`.
@@ -62,6 +69,8 @@ pub struct ParamPart {
     pub id: ParamId,
     /// Number of elements.
     pub numel: usize,
+    /// Whether it is a LoRA factor (not a weight of the base model).
+    pub adapter: bool,
 }
 
 /// A vision-language model as the trainer and evaluator use it.
@@ -105,6 +114,19 @@ pub trait VisionLanguageModel<B: Backend>: Module<B> + Sync + Sized {
 
     /// Every float parameter with its part, in module order.
     fn param_parts(&self) -> Vec<ParamPart>;
+
+    /// The model with a fresh LoRA adapter (seeded by `seed`) on every layer `spec` targets;
+    /// an unknown target is an error that lists the valid ones.
+    fn with_lora(self, spec: &LoraSpec, seed: u64) -> Result<Self>;
+
+    /// The model with every adapter folded into its layer's weight.
+    fn merge_lora(self) -> Self;
+
+    /// Writes the adapters (and the parts `spec` trains in full) as a PEFT adapter folder.
+    fn save_adapter(&self, dir: &Path, spec: &AdapterSpec, dtype: FloatDtype) -> Result<()>;
+
+    /// Applies a PEFT adapter folder to this (base) model.
+    fn load_adapter(self, dir: &Path) -> Result<Self>;
 }
 
 /// A model that trains on autodiff backend `B` and evaluates (its `valid()` copy) on the inner

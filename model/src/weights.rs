@@ -7,6 +7,7 @@
 //! | `….{Linear}.weight` `[in, out]`        | `….weight` `[out, in]` (transposed) |
 //! | `….{LayerNorm}.gamma` / `.beta`        | `….weight` / `….bias`      |
 //! | anything else (`bias`, `Embedding.weight`, `patch_embedding.weight`, RMSNorm `weight`) | same name, same layout |
+//! | `….{Linear}.lora.lora_a` / `.lora_b` `[in, r]` / `[r, out]` | `….lora_A.weight` `[r, in]` / `….lora_B.weight` `[out, r]` (PEFT's names, without its `base_model.model.` prefix; transposed) |
 //!
 //! giving e.g. `model.vision_model.encoder.layers.3.self_attn.q_proj.weight`,
 //! `model.connector.modality_projection.proj.weight`, `model.text_model.norm.weight`,
@@ -36,6 +37,8 @@ pub enum ParamRole {
     Bias,
     /// A norm's scale (one init).
     NormScale,
+    /// A LoRA factor: not part of the HF model folder, saved in PEFT adapter folders.
+    Adapter,
 }
 
 /// One parameter as HF names and lays it out.
@@ -53,6 +56,13 @@ pub struct HfParam {
     pub id: ParamId,
 }
 
+impl HfParam {
+    /// Whether this is a LoRA factor rather than a weight of the HF model.
+    pub fn is_adapter(&self) -> bool {
+        self.role == ParamRole::Adapter
+    }
+}
+
 /// THE mapping: a Burn parameter at `path` (field names, each with the type of the struct that
 /// owns the field) with Burn shape `burn_shape` → its HF tensor.
 fn hf_param(path: &[(String, String)], burn_shape: &[usize], id: ParamId) -> HfParam {
@@ -62,13 +72,17 @@ fn hf_param(path: &[(String, String)], burn_shape: &[usize], id: ParamId) -> HfP
         .unwrap_or_default();
     let (leaf, transposed, role) = match (owner, field) {
         ("Struct:Linear", "weight") => ("weight", true, ParamRole::Matrix),
+        ("Struct:LoraAdapter", "lora_a") => ("lora_A.weight", true, ParamRole::Adapter),
+        ("Struct:LoraAdapter", "lora_b") => ("lora_B.weight", true, ParamRole::Adapter),
         ("Struct:LayerNorm", "gamma") | ("Struct:LlamaRmsNorm", "weight") => {
             ("weight", false, ParamRole::NormScale)
         }
         ("Struct:LayerNorm", "beta") | (_, "bias") => ("bias", false, ParamRole::Bias),
         (_, other) => (other, false, ParamRole::Matrix),
     };
-    let mut name: Vec<&str> = path[..path.len().saturating_sub(1)]
+    // An adapter's factors sit in the layer's `lora` field, which HF's names do not have.
+    let owned_by = if role == ParamRole::Adapter { 2 } else { 1 };
+    let mut name: Vec<&str> = path[..path.len().saturating_sub(owned_by)]
         .iter()
         .map(|(f, _)| f.as_str())
         .collect();
@@ -206,32 +220,46 @@ impl<B: Backend> Idefics3<B> {
     /// file written atomically; HF transformers loads the result.
     pub fn save(&self, dir: &Path, dtype: FloatDtype) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(ModelError::io("creating", dir))?;
-        let tensors = flat_params(self);
-        let layout: Vec<(String, Vec<usize>)> = tensors
-            .iter()
-            .map(|(hf, _)| (hf.name.clone(), hf.shape.clone()))
+        let tensors: Vec<_> = flat_params(self)
+            .into_iter()
+            .filter(|(hf, _)| !hf.is_adapter())
             .collect();
-        write_safetensors(&dir.join(WEIGHTS_FILE), &layout, dtype, |i| {
-            let (hf, tensor) = &tensors[i];
-            let values = tensor
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("converted to f32");
-            let values = if hf.transposed {
-                transpose(&values, hf.shape[1], hf.shape[0])
-            } else {
-                values
-            };
-            OutTensor {
-                name: hf.name.clone(),
-                shape: hf.shape.clone(),
-                values,
-            }
-        })?;
+        write_hf_tensors(&dir.join(WEIGHTS_FILE), &tensors, dtype, str::to_owned)?;
         self.config().save(&dir.join(CONFIG_FILE))
     }
+}
+
+/// Writes `tensors` (flattened, Burn layout) to the safetensors file `path` in HF layout, each
+/// under `name(hf name)`, `dtype` on disk, atomically.
+pub(crate) fn write_hf_tensors<B: Backend>(
+    path: &Path,
+    tensors: &[(HfParam, Tensor<B, 1>)],
+    dtype: FloatDtype,
+    name: impl Fn(&str) -> String,
+) -> Result<()> {
+    let layout: Vec<(String, Vec<usize>)> = tensors
+        .iter()
+        .map(|(hf, _)| (name(&hf.name), hf.shape.clone()))
+        .collect();
+    write_safetensors(path, &layout, dtype, |i| {
+        let (hf, tensor) = &tensors[i];
+        let values = tensor
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("converted to f32");
+        let values = if hf.transposed {
+            transpose(&values, hf.shape[1], hf.shape[0])
+        } else {
+            values
+        };
+        OutTensor {
+            name: layout[i].0.clone(),
+            shape: hf.shape.clone(),
+            values,
+        }
+    })
 }
 
 struct Gather<B: Backend> {
@@ -255,7 +283,7 @@ impl<B: Backend> ModuleVisitor<B> for Gather<B> {
 }
 
 /// Every parameter flattened to 1-D (Burn layout), next to its HF description.
-fn flat_params<B: Backend, M: Module<B>>(model: &M) -> Vec<(HfParam, Tensor<B, 1>)> {
+pub(crate) fn flat_params<B: Backend, M: Module<B>>(model: &M) -> Vec<(HfParam, Tensor<B, 1>)> {
     let mut gather = Gather {
         path: PathTracker::default(),
         out: Vec::new(),

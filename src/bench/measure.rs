@@ -1,14 +1,20 @@
 //! Timing: warm-up then timed steps bracketed by device syncs, the training and generation
 //! loops, and what the process used (threads, peak memory).
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
-use safeaware_model::{GenerationConfig, Idefics3, ParamCounts, TokenSampling};
+use safeaware_model::idefics3_adapters::IDEFICS3_LORA_TARGETS;
+use safeaware_model::{
+    GenerationConfig, Idefics3, LoraSpec, ModelPart, ParamCounts, TokenSampling,
+    VisionLanguageModel,
+};
 use safeaware_trainer::grad_clip::clip_grad_norm;
+use safeaware_trainer::param_groups::freeze;
 use serde_json::{json, Value};
 
 use super::inputs::host_inputs;
@@ -114,7 +120,7 @@ fn run_train<B: AutodiffBackend>(
     source: &ModelSource,
     device: &B::Device,
 ) -> Result<Timings> {
-    let model = source.build::<B>(spec.seed, device)?;
+    let model = tuned(source.build::<B>(spec.seed, device)?, spec)?;
     let config = model.config().clone();
     let host = host_inputs(&config, spec.batch, spec.seq, spec.seed)?;
     let (input, labels) =
@@ -219,4 +225,29 @@ fn run_generate<B: Backend>(
         source: source.describe(),
         image_seq_len: config.tokens_per_tile(),
     })
+}
+
+/// The model with `--lora` adapters and `--freeze` applied: frozen parameters need no gradient.
+fn tuned<B: AutodiffBackend>(model: Idefics3<B>, spec: &BenchSpec) -> Result<Idefics3<B>> {
+    let model = match spec.lora {
+        None => model,
+        Some(rank) => {
+            let targets = IDEFICS3_LORA_TARGETS[2].1.iter().map(|t| t.to_string());
+            let lora = LoraSpec {
+                rank,
+                alpha: 2.0 * rank as f64,
+                dropout: 0.0,
+                targets: targets.collect(),
+                parts: vec![ModelPart::Text],
+            };
+            model.with_lora(&lora, spec.seed)?
+        }
+    };
+    let frozen: HashSet<_> = model
+        .param_parts()
+        .into_iter()
+        .filter(|p| spec.freeze.contains(&p.part) || (spec.lora.is_some() && !p.adapter))
+        .map(|p| p.id)
+        .collect();
+    Ok(freeze(model, &frozen))
 }

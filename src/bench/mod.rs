@@ -95,6 +95,10 @@ pub struct BenchSpec {
     pub peak_flops: Option<f64>,
     /// Skip the separate prefill timing of `generate`.
     pub no_prefill: bool,
+    /// Parts not trained (their parameters need no gradient).
+    pub freeze: Vec<safeaware_model::ModelPart>,
+    /// Rank of LoRA adapters on every linear layer of the text model (the base then frozen).
+    pub lora: Option<usize>,
 }
 
 impl BenchSpec {
@@ -221,6 +225,8 @@ mod tests {
             seed: 0,
             peak_flops: None,
             no_prefill: false,
+            freeze: Vec::new(),
+            lora: None,
         };
         let err = spec.validate().unwrap_err().to_string();
         assert!(err.contains("--device cuda"), "{err}");
@@ -242,6 +248,8 @@ mod tests {
             seed: 0,
             peak_flops: None,
             no_prefill: false,
+            freeze: Vec::new(),
+            lora: None,
         };
         let r = run(&spec).unwrap();
         for key in [

@@ -68,6 +68,13 @@ pub struct RunArgs {
     /// Print one JSON object (tools/README.md schema) instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Parts not trained (train): `vision`, `connector`, `text`, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_part)]
+    pub freeze: Vec<safeaware_model::ModelPart>,
+    /// Train LoRA adapters of this rank on every linear layer of the text model instead of the
+    /// weights (train).
+    #[arg(long, value_name = "RANK")]
+    pub lora: Option<usize>,
 }
 
 /// Options of `bench export`.
@@ -110,6 +117,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         seed: a.seed,
         peak_flops: a.peak_tflops.map(|t| t * 1e12),
         no_prefill: a.no_prefill,
+        freeze: a.freeze,
+        lora: a.lora,
     };
     let report = bench::run(&spec)?;
     if a.json {
@@ -138,4 +147,12 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
     // Single-threaded here: no other thread can be reading the environment.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     Ok(threads)
+}
+
+/// A model part by its recipe name.
+fn parse_part(name: &str) -> Result<safeaware_model::ModelPart, String> {
+    safeaware_model::ModelPart::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| format!("`{name}`: expected vision, connector or text"))
 }

@@ -84,9 +84,14 @@ pub struct RunArgs {
     /// A local HF model folder (local generation).
     #[arg(long, group = "source")]
     pub model: Option<PathBuf>,
-    /// A training checkpoint, e.g. `<run>/checkpoints/step_N` or `<run>/final` (local generation).
+    /// A training checkpoint, e.g. `<run>/checkpoints/step_N` or `<run>/final`, or a PEFT
+    /// adapter folder (local generation).
     #[arg(long, group = "source")]
     pub checkpoint: Option<PathBuf>,
+    /// The base model folder of an adapter --checkpoint (default: its adapter_config.json's
+    /// base_model_name_or_path).
+    #[arg(long, requires = "checkpoint")]
+    pub base: Option<PathBuf>,
     /// Device for local generation: cpu, cuda:N or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
@@ -207,6 +212,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
         };
         let task = FolderEval {
             folder: folder.clone(),
+            base: a.base.clone(),
             name: folder.display().to_string(),
             benchmark: &benchmark,
             config: &config,

@@ -154,6 +154,7 @@ fn evaluate_final(
     }
     let task = FolderEval {
         folder: final_dir,
+        base: None,
         name: "training run".to_string(),
         benchmark: &benchmark,
         config: &plan.run_config(&out),

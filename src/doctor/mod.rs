@@ -241,6 +241,8 @@ fn training_check(opts: &DoctorOptions) -> Check {
         seed: 0,
         peak_flops: None,
         no_prefill: true,
+        freeze: Vec::new(),
+        lora: None,
     };
     let losses = |device| -> Result<Vec<f64>> {
         let report = bench::run(&spec(device))?;
@@ -286,6 +288,8 @@ fn timing_check(opts: &DoctorOptions) -> Check {
         seed: 0,
         peak_flops: None,
         no_prefill: true,
+        freeze: Vec::new(),
+        lora: None,
     };
     let runs = (|| -> Result<(Value, Value)> {
         Ok((

@@ -28,7 +28,7 @@ use safeaware_model::Idefics3;
 use tiny_http::Server;
 
 use crate::backend::BackendTask;
-use crate::folder_eval::load_folder;
+use crate::model_folder::open_model_folder;
 use queue::{Job, Queue};
 
 /// A server ready to run: the socket is bound, the model not yet loaded.
@@ -50,7 +50,7 @@ impl BackendTask for ServeTask {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
         let folder = &self.folder;
-        let (model, processor) = load_folder::<B::InnerBackend>(folder, &device)?;
+        let (model, processor) = open_model_folder::<B::InnerBackend>(folder, None, &device)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let shared = Arc::new(http::Shared {
             model: self.model_name.clone(),

@@ -82,10 +82,17 @@ pub fn write_checkpoint(
 
 /// Writes `<run>/final` the same crash-safe way (replacing an existing one).
 pub fn write_final(run: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    write_run_folder(run, FINAL_DIR, write).context("writing the final model")
+}
+
+/// Writes the folder `<run>/<name>` crash-safely (replacing an existing one).
+pub fn write_run_folder(
+    run: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
-    publish_dir(run, FINAL_DIR, write)
-        .context("writing the final model")
-        .map_err(say_disk_full)
+    publish_dir(run, name, write).map_err(say_disk_full)
 }
 
 /// Puts "disk full" in front of an error caused by a full disk (ENOSPC) or quota.

@@ -20,7 +20,8 @@ use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::TrainableModel;
 
 use crate::step::{
-    window_gradients, window_targets, StepOutcome, TrainStep, Update, WindowGradients,
+    window_gradients, window_targets, ForwardSettings, StepOutcome, TrainStep, Update,
+    WindowGradients,
 };
 use crate::train_data::Example;
 
@@ -32,7 +33,7 @@ pub const FAIL_WORKER_ENV: &str = "SAFEAWARE_FAIL_WORKER";
 /// Workers on several devices (the same device named twice is two workers on it).
 pub struct DataParallelStep<B: AutodiffBackend, M: TrainableModel<B>> {
     update: Update<B, M>,
-    pad_id: u32,
+    forward: ForwardSettings,
     /// One device per worker; the first holds the model and the optimiser.
     devices: Vec<B::Device>,
     /// How each worker's device is named, for errors.
@@ -46,13 +47,13 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> DataParallelStep<B, M> {
     /// Workers on `devices` (named `names`), updating through `update` on the first one.
     pub fn new(
         update: Update<B, M>,
-        pad_id: u32,
+        forward: ForwardSettings,
         devices: Vec<B::Device>,
         names: Vec<String>,
     ) -> Result<Self> {
         Ok(DataParallelStep {
             update,
-            pad_id,
+            forward,
             devices,
             names,
             steps: 0,
@@ -105,13 +106,13 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
                 .map(|w| {
                     let (model, device, shard) =
                         (&model, &self.devices[w], shard(window, w, workers));
-                    let pad_id = self.pad_id;
+                    let forward = self.forward;
                     scope.spawn(move || -> Result<WindowGradients> {
                         if failing == Some(w) {
                             panic!("{FAIL_WORKER_ENV}: simulated failure of worker {w}");
                         }
                         let replica = model.clone().fork(device);
-                        let mut g = window_gradients(&replica, &shard, targets, pad_id, device)?;
+                        let mut g = window_gradients(&replica, &shard, targets, forward, device)?;
                         if w > 0 {
                             g.grads = g.grads.to_device(main, &replica);
                         }

@@ -10,18 +10,25 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use burn::tensor::backend::AutodiffBackend;
+use anyhow::{anyhow, bail, Context, Result};
+use burn::module::Module;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{set_default_dtypes, Element, FloatDType, IntDType};
 use safeaware_data::benchmark::BenchmarkItem;
 use safeaware_data::processor::Processor;
-use safeaware_model::{Idefics3, VisionLanguageModel};
+use safeaware_model::idefics3_adapters::check_adapter_spec;
+use safeaware_model::precision::first_param_not_in;
+use safeaware_model::safetensors_io::stored_dtype;
+use safeaware_model::{AdapterSpec, FloatDtype, Idefics3, VisionLanguageModel};
 
 use crate::benchmark_guard::refuse_benchmark_overlap;
-use crate::checkpoint::{latest_checkpoint, resume_checkpoint, Checkpoint};
+use crate::checkpoint::{latest_checkpoint, resume_checkpoint, write_run_folder, Checkpoint};
 use crate::fingerprint::fingerprint_files;
 use crate::manifest::Verification;
-use crate::param_groups::{freeze, param_ids_by_part};
+use crate::model_output::{ModelFormat, ModelOutput, BASE_DIR};
+use crate::param_groups::freeze;
 use crate::preset;
+use crate::recipe::{Precision, Recipe};
 use crate::schedule::LrSchedule;
 use crate::train_data::{encode_file, resolve_files, traces_as_benchmark, Example};
 use crate::trainer_state::{read_trainer_state, RunIdentity, TrainerState};
@@ -41,6 +48,8 @@ pub struct Setup<M> {
     pub resumed_from: Option<Checkpoint>,
     pub total_steps: u64,
     pub schedule: LrSchedule,
+    /// How the model is written (full folder or adapters; on-disk types).
+    pub output: ModelOutput,
 }
 
 /// The encoded examples of a run.
@@ -63,8 +72,15 @@ pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<S
     let (recipe, run) = (&job.recipe, &job.run_dir);
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
     let resumed_from = resume_point(run, job.resume)?;
-    let (model, processor) =
-        load_model::<B>(job, resumed_from.as_ref().map(|c| c.path.as_path()), device)?;
+    let output = model_output(recipe, run)?;
+    let precision = recipe.train.precision;
+    set_precision::<B>(precision, device)?;
+    let source = resumed_from.as_ref().map(|c| c.path.as_path());
+    let (model, processor) = load_model::<B>(job, source, device)?;
+    let origin = source
+        .or(recipe.model.path.as_deref())
+        .map_or_else(|| "the preset".to_string(), |p| p.display().to_string());
+    check_param_dtypes(&model, precision, &origin)?;
     let data = load_data(job, &processor)?;
     let identity = RunIdentity {
         recipe_fingerprint: recipe.fingerprint(),
@@ -85,7 +101,10 @@ pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<S
         state.step,
         recipe.train.total_steps(data.train.len()),
     )?;
-    let model = freeze_parts(model, &recipe.train.freeze);
+    if resumed_from.is_none() {
+        write_preset_base(recipe, &output, &model, &processor)?;
+    }
+    let model = freeze_untrained(model, recipe);
     let total_steps = recipe.train.total_steps(data.train.len());
     let schedule = LrSchedule {
         warmup_steps: recipe.schedule.warmup_steps,
@@ -100,6 +119,7 @@ pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<S
         resumed_from,
         total_steps,
         schedule,
+        output,
     })
 }
 
@@ -172,20 +192,41 @@ fn verified_resume_point(run: &Path) -> Result<Option<Checkpoint>> {
     Ok(Some(ckpt))
 }
 
-/// The model and processor: from the checkpoint resumed, else `model.path`, else the preset.
+/// The model and processor: from the checkpoint resumed, else `model.path`, else the preset;
+/// with `[lora]`, the base model (from `model.path` or the preset) with adapters — fresh, or
+/// the checkpoint's.
 fn load_model<B: AutodiffBackend>(
     job: &TrainJob,
     resume_from: Option<&Path>,
     device: &B::Device,
 ) -> Result<(RunModel<B>, Processor)> {
     let recipe = &job.recipe;
-    let folder = resume_from
-        .map(Path::to_path_buf)
-        .or_else(|| recipe.model.path.clone());
-    if let Some(folder) = folder {
-        let model = Idefics3::load(&folder, device)
+    let Some(lora) = &recipe.lora else {
+        let folder = resume_from.map(Path::to_path_buf);
+        return load_base(job, folder.as_deref(), device);
+    };
+    let (base, processor) = load_base::<B>(job, None, device)?;
+    let model = base.with_lora(&lora.spec(), recipe.model.init_seed)?;
+    let model = match resume_from {
+        Some(ckpt) => model
+            .load_adapter(ckpt)
+            .with_context(|| format!("loading the adapters of {}", ckpt.display()))?,
+        None => model,
+    };
+    Ok((model, processor))
+}
+
+/// The model and processor of `folder`, else of `model.path`, else the preset's.
+fn load_base<B: AutodiffBackend>(
+    job: &TrainJob,
+    folder: Option<&Path>,
+    device: &B::Device,
+) -> Result<(RunModel<B>, Processor)> {
+    let recipe = &job.recipe;
+    if let Some(folder) = folder.or(recipe.model.path.as_deref()) {
+        let model = Idefics3::load(folder, device)
             .with_context(|| format!("loading the model from {}", folder.display()))?;
-        let processor = Processor::from_folder(&folder)
+        let processor = Processor::from_folder(folder)
             .with_context(|| format!("loading the processor from {}", folder.display()))?;
         return Ok((model, processor));
     }
@@ -229,21 +270,154 @@ fn load_data(job: &TrainJob, processor: &Processor) -> Result<RunData> {
     })
 }
 
-/// Marks the parameters of the parts in `frozen` as needing no gradient.
-fn freeze_parts<B: AutodiffBackend>(
-    model: RunModel<B>,
-    frozen: &[safeaware_model::ModelPart],
-) -> RunModel<B> {
-    let parts = param_ids_by_part(&model.param_parts());
-    let ids: HashSet<_> = frozen
-        .iter()
-        .filter_map(|p| parts.get(p))
-        .flatten()
-        .copied()
+/// Marks every parameter the recipe does not train as needing no gradient (so autodiff keeps
+/// no activations or gradients for it): the parts in `train.freeze`; with `[lora]`, every base
+/// weight outside `lora.train_parts`.
+fn freeze_untrained<B: AutodiffBackend>(model: RunModel<B>, recipe: &Recipe) -> RunModel<B> {
+    let ids: HashSet<_> = model
+        .param_parts()
+        .into_iter()
+        .filter(|p| match &recipe.lora {
+            Some(lora) => !p.adapter && !lora.train_parts.contains(&p.part),
+            None => recipe.train.freeze.contains(&p.part),
+        })
+        .map(|p| p.id)
         .collect();
     if ids.is_empty() {
         model
     } else {
         freeze(model, &ids)
+    }
+}
+
+/// Makes `device` create floats in the precision's type (pure bf16), before any tensor exists.
+fn set_precision<B: AutodiffBackend>(precision: Precision, device: &B::Device) -> Result<()> {
+    if precision != Precision::Bf16 {
+        return Ok(());
+    }
+    let int = IntDType::from(<B::IntElem as Element>::dtype());
+    set_default_dtypes::<B>(device, FloatDType::BF16, int).map_err(|err| {
+        anyhow!(
+            "train.precision = \"bf16\": cannot make bf16 the device's float type ({err}); \
+             it must be set before any tensor is created on the device"
+        )
+    })
+}
+
+/// Errors, naming the tensor and where it came from, unless every parameter has the type
+/// `precision` keeps weights in (an f32↔bf16 mix-up would otherwise panic inside a kernel).
+pub fn check_param_dtypes<B: Backend, M: Module<B>>(
+    model: &M,
+    precision: Precision,
+    source: &str,
+) -> Result<()> {
+    let expected = precision.param_dtype();
+    match first_param_not_in(model, expected) {
+        None => Ok(()),
+        Some((name, found)) => bail!(
+            "parameter `{name}` (from {source}) is {found:?}, but train.precision = \"{}\" keeps \
+             weights in {expected:?}",
+            precision.name()
+        ),
+    }
+}
+
+/// How the run writes its model: the format (`[lora]`: adapter folders over `base`) and the
+/// types of checkpoints (the weights') and of the final model (`train.save_dtype`, else the
+/// stored type of the HF folder, else f32).
+fn model_output(recipe: &Recipe, run: &Path) -> Result<ModelOutput> {
+    let t = &recipe.train;
+    let stored = match &recipe.model.path {
+        Some(path) => stored_dtype(path)
+            .with_context(|| format!("reading the weight headers of {}", path.display()))?,
+        None => None,
+    };
+    let format = match &recipe.lora {
+        None => ModelFormat::Full,
+        Some(lora) => {
+            let base = match &recipe.model.path {
+                Some(path) => std::path::absolute(path)
+                    .with_context(|| format!("resolving {}", path.display()))?,
+                None => std::path::absolute(run.join(BASE_DIR))
+                    .with_context(|| format!("resolving {}", run.display()))?,
+            };
+            let spec = AdapterSpec {
+                base,
+                lora: lora.spec(),
+                train_parts: lora.train_parts.clone(),
+            };
+            check_adapter_spec(&spec).map_err(|message| anyhow!("[lora]: {message}"))?;
+            ModelFormat::Adapter(spec)
+        }
+    };
+    let checkpoint_dtype = match t.precision {
+        Precision::Bf16 => FloatDtype::BF16,
+        Precision::F32 | Precision::Bf16Mixed => FloatDtype::F32,
+    };
+    Ok(ModelOutput {
+        format,
+        checkpoint_dtype,
+        final_dtype: t
+            .save_dtype
+            .map(FloatDtype::from)
+            .or(stored)
+            .unwrap_or(FloatDtype::F32),
+    })
+}
+
+/// Writes the base of a LoRA run built from a preset to `<run>/base` (once), so that its
+/// adapter folders name a base that exists.
+fn write_preset_base<B: AutodiffBackend>(
+    recipe: &Recipe,
+    output: &ModelOutput,
+    model: &RunModel<B>,
+    processor: &Processor,
+) -> Result<()> {
+    let Some(base) = output.adapter_base() else {
+        return Ok(());
+    };
+    if recipe.model.path.is_some() || base.join("config.json").is_file() {
+        return Ok(());
+    }
+    let run = base.parent().unwrap_or(base);
+    let full = ModelOutput {
+        format: ModelFormat::Full,
+        ..output.clone()
+    };
+    // A saved model leaves its (fresh) adapters out: this is the base as initialised.
+    write_run_folder(run, BASE_DIR, |dir| full.save(model, processor, dir, false))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Param;
+
+    type Ad = Autodiff<Flex>;
+
+    /// A model whose weights are not in the precision's type is refused at setup, naming the
+    /// tensor and where it came from, instead of failing inside a kernel.
+    #[test]
+    fn a_dtype_mix_up_names_the_tensor_and_its_source() {
+        let config = preset::build("tiny", 64).unwrap().config;
+        let mut model = Idefics3::<Ad>::init_random(&config, 0, &Default::default());
+        check_param_dtypes(&model, Precision::F32, "the preset").unwrap();
+        check_param_dtypes(&model, Precision::Bf16Mixed, "the preset").unwrap();
+        let err = check_param_dtypes(&model, Precision::Bf16, "/models/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/models/x") && err.contains("\"bf16\""),
+            "{err}"
+        );
+        let norm = &mut model.model.text_model.norm.weight;
+        *norm = Param::from_tensor(norm.val().cast(FloatDType::BF16).detach());
+        let err = check_param_dtypes(&model, Precision::F32, "step_4")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.text_model.norm.weight"), "{err}");
+        assert!(err.contains("step_4") && err.contains("BF16"), "{err}");
     }
 }

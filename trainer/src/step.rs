@@ -15,7 +15,8 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ElementConversion;
+use burn::tensor::{ElementConversion, FloatDType};
+use safeaware_model::precision::autocast;
 use safeaware_model::{ModelPart, TrainableModel};
 
 use crate::batching::collate;
@@ -149,6 +150,15 @@ pub struct WindowGradients {
     pub images: usize,
 }
 
+/// How micro-batches go through the model: the padding token of collated batches and the
+/// autocast type of the forward's matrix products (`train.precision`).
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardSettings {
+    pub pad_id: u32,
+    /// `Some(bf16)` under `bf16-mixed`.
+    pub autocast: Option<FloatDType>,
+}
+
 /// Forward and backward over `window` on `model`'s device, each micro-batch's summed loss
 /// divided by `targets` (the target tokens of the whole global batch, so that gradients of
 /// several windows or workers add up to those of one big batch), gradients accumulated.
@@ -156,16 +166,17 @@ pub fn window_gradients<B: AutodiffBackend, M: TrainableModel<B>>(
     model: &M,
     window: &[Vec<&Example>],
     targets: usize,
-    pad_id: u32,
+    forward: ForwardSettings,
     device: &B::Device,
 ) -> Result<WindowGradients> {
     let mut accumulator = GradientsAccumulator::<M>::new();
     let (mut loss_sum, mut tokens, mut images) = (0.0, 0, 0);
     for batch in window.iter().filter(|b| !b.is_empty()) {
-        let batch = collate::<B>(batch, pad_id, device);
-        let loss = model
-            .forward_loss(&batch.input, &batch.labels)
-            .context("forward")?;
+        let batch = collate::<B>(batch, forward.pad_id, device);
+        let loss = autocast(forward.autocast, || {
+            model.forward_loss(&batch.input, &batch.labels)
+        })
+        .context("forward")?;
         let scaled = loss.sum / targets.max(1) as f64;
         let value: f64 = scaled.clone().into_scalar().elem();
         if !value.is_finite() {
@@ -193,16 +204,16 @@ pub fn window_targets(window: &[Vec<&Example>]) -> usize {
 /// Gradient accumulation on one device.
 pub struct AccumulationStep<B: AutodiffBackend, M: TrainableModel<B>> {
     update: Update<B, M>,
-    pad_id: u32,
+    forward: ForwardSettings,
     device: B::Device,
 }
 
 impl<B: AutodiffBackend, M: TrainableModel<B>> AccumulationStep<B, M> {
-    /// The step with `update`'s optimiser, padding batches with `pad_id`.
-    pub fn new(update: Update<B, M>, pad_id: u32, device: &B::Device) -> Self {
+    /// The step with `update`'s optimiser, running micro-batches as `forward` says.
+    pub fn new(update: Update<B, M>, forward: ForwardSettings, device: &B::Device) -> Self {
         AccumulationStep {
             update,
-            pad_id,
+            forward,
             device: device.clone(),
         }
     }
@@ -216,7 +227,7 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for AccumulationS
         lr_factor: f64,
     ) -> Result<(M, StepOutcome)> {
         let targets = window_targets(window);
-        let g = window_gradients(&model, window, targets, self.pad_id, &self.device)?;
+        let g = window_gradients(&model, window, targets, self.forward, &self.device)?;
         let (model, grad_norm) = self.update.apply(model, g.grads, lr_factor)?;
         let outcome = StepOutcome {
             loss: g.loss,

@@ -6,23 +6,25 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_data::processor::Processor;
-use safeaware_model::{FloatDtype, ModelPart, TrainableModel, VisionLanguageModel};
+use safeaware_model::{ModelPart, TrainableModel, VisionLanguageModel};
 
 use crate::checkpoint::{prune_checkpoints, write_checkpoint, write_final};
 use crate::data_order::DataOrder;
 use crate::data_parallel::DataParallelStep;
 use crate::device::MultiDeviceTask;
 use crate::evaluation::{self, EvalPlan};
+use crate::fingerprint::fnv1a64;
 use crate::guard::guarded;
 use crate::log_window::LogWindow;
 use crate::metrics_log::{MetricsLog, MetricsRecord};
+use crate::model_output::ModelOutput;
 use crate::progress::Progress;
 use crate::recipe::Recipe;
 use crate::setup::{record_recipe, setup, RunData, Setup};
-use crate::step::{AccumulationStep, TrainStep, Update};
+use crate::step::{AccumulationStep, ForwardSettings, TrainStep, Update};
 use crate::tensorboard::TbWriter;
 use crate::trainer_state::{trainer_state_dir, write_trainer_state, TrainerState, OPTIMIZER_FILE};
 
@@ -85,14 +87,17 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, devices: Vec<B::Device>) -> Res
     };
     let setup = setup::<B>(job, &device)?;
     let t = &job.recipe.train;
-    let pad_id = setup.processor.special_tokens().pad;
-    let update = Update::new(&job.recipe.optim, |part| t.trains(part), &device);
+    let forward = ForwardSettings {
+        pad_id: setup.processor.special_tokens().pad,
+        autocast: t.precision.autocast(),
+    };
+    let update = Update::new(&job.recipe.optim, |part| job.recipe.trains(part), &device);
     let mut step: Box<dyn TrainStep<B, _>> = if devices.len() == 1 {
-        Box::new(AccumulationStep::new(update, pad_id, &device))
+        Box::new(AccumulationStep::new(update, forward, &device))
     } else {
         Box::new(DataParallelStep::new(
             update,
-            pad_id,
+            forward,
             devices,
             t.worker_names(),
         )?)
@@ -155,6 +160,7 @@ where
         resumed_from,
         total_steps,
         schedule,
+        output,
     } = setup;
     let (recipe, run) = (&job.recipe, &job.run_dir);
     let t = &recipe.train;
@@ -186,6 +192,9 @@ where
             .map(|batch| batch.into_iter().map(|i| &data.train[i]).collect())
             .collect();
         let factor = schedule.factor(state.step);
+        // Dropout (LoRA's) draws from the backend's generator: seeded per step, a resumed run
+        // draws what an uninterrupted one would.
+        B::seed(device, step_seed(t.seed, step));
         let fail_here = hooks.fail_at_step == Some(step);
         // A panic in the backend (a GPU lost mid-step) ends the run with an error naming the
         // step; the last checkpoint on disk is complete and resumable.
@@ -236,7 +245,12 @@ where
             progress.println(&record.line());
         }
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || stop_here {
-            let path = checkpoint(run, &model, &processor, &state, step_fn, hooks)?;
+            let saved = Saved {
+                model: &model,
+                processor: &processor,
+                output: &output,
+            };
+            let path = checkpoint(run, saved, &state, step_fn, hooks)?;
             prune_checkpoints(run, t.keep_last)?;
             progress.println(&format!("step {step}: checkpoint {}", path.display()));
         }
@@ -249,7 +263,7 @@ where
             });
         }
     }
-    let final_dir = write_final(run, |dir| save_model_folder(&model, &processor, dir))?;
+    let final_dir = write_final(run, |dir| output.save(&model, &processor, dir, true))?;
     progress.finish(&format!(
         "done: {} steps, final model in {}",
         state.step,
@@ -301,12 +315,18 @@ fn eval_line(eval: &std::collections::BTreeMap<String, f64>) -> String {
         .join(" ")
 }
 
-/// Writes `checkpoints/step_N`: the HF model folder, then the trainer state and the step's own
-/// state; the folder appears whole or not at all.
+/// The model to write and how.
+struct Saved<'a, M> {
+    model: &'a M,
+    processor: &'a Processor,
+    output: &'a ModelOutput,
+}
+
+/// Writes `checkpoints/step_N`: the model folder (HF or adapter), then the trainer state and
+/// the step's own state; the folder appears whole or not at all.
 fn checkpoint<B, M, S>(
     run: &Path,
-    model: &M,
-    processor: &Processor,
+    saved: Saved<'_, M>,
     state: &TrainerState,
     step_fn: &S,
     hooks: &Hooks,
@@ -317,25 +337,17 @@ where
     S: TrainStep<B, M> + ?Sized,
 {
     write_checkpoint(run, state.step, |dir| {
-        save_model_folder(model, processor, dir)?;
+        saved
+            .output
+            .save(saved.model, saved.processor, dir, false)?;
         if let Some(delay) = hooks.checkpoint_delay {
             std::thread::sleep(delay);
         }
-        write_trainer_state(dir, state, |file| step_fn.save_state(model, file))
+        write_trainer_state(dir, state, |file| step_fn.save_state(saved.model, file))
     })
 }
 
-/// Writes an HF model folder: config.json + model.safetensors + the processor's files.
-pub fn save_model_folder<B: burn::tensor::backend::Backend, M: VisionLanguageModel<B>>(
-    model: &M,
-    processor: &Processor,
-    dir: &Path,
-) -> Result<()> {
-    model
-        .save(dir, FloatDtype::F32)
-        .with_context(|| format!("saving the model to {}", dir.display()))?;
-    processor
-        .save(dir)
-        .with_context(|| format!("saving the processor to {}", dir.display()))?;
-    Ok(())
+/// The backend seed of step `step` of a run seeded `seed`.
+fn step_seed(seed: u64, step: u64) -> u64 {
+    fnv1a64(format!("{seed}:{step}").as_bytes())
 }

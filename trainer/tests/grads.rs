@@ -63,6 +63,7 @@ impl<B: Backend> Net<B> {
                     part,
                     id,
                     numel,
+                    adapter: false,
                 });
             }
         }

@@ -9,11 +9,15 @@
 //! fingerprint and run folder) in `resolved.rs`.
 
 mod load;
+mod lora;
+mod precision;
 mod resolved;
 mod synthetic;
 mod validate;
 
 pub use load::{apply_override, load_recipe, parse_recipe, LoadedRecipe};
+pub use lora::LoraSection;
+pub use precision::{Precision, SaveDtype};
 pub use resolved::{default_run_dir, RESOLVED_RECIPE_FILE};
 pub use synthetic::SyntheticSection;
 pub use validate::ValidationError;
@@ -39,6 +43,20 @@ pub struct Recipe {
     pub train: TrainSection,
     /// Evaluation during and after training.
     pub eval: EvalSection,
+    /// LoRA adapters instead of full fine-tuning (absent: every unfrozen weight trains).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraSection>,
+}
+
+impl Recipe {
+    /// Whether `part` has trained parameters: with `[lora]`, a part with adapters or trained in
+    /// full next to them; else a part not in `train.freeze`.
+    pub fn trains(&self, part: ModelPart) -> bool {
+        match &self.lora {
+            Some(l) => l.parts.contains(&part) || l.train_parts.contains(&part),
+            None => self.train.trains(part),
+        }
+    }
 }
 
 /// `[model]`: either an HF folder or a named preset initialised from scratch.
@@ -207,6 +225,14 @@ pub struct TrainSection {
     pub log_every: u64,
     /// Parts whose weights are not trained.
     pub freeze: Vec<ModelPart>,
+    /// "f32", "bf16-mixed" (f32 weights and optimiser state, matmuls in bf16) or "bf16".
+    pub precision: Precision,
+    /// On-disk type of the final model: "f32", "bf16" or "f16" (unset: the type of the HF
+    /// folder trained from; f32 for a preset). Step checkpoints keep the weights' own type so
+    /// that a resume is exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_dtype: Option<SaveDtype>,
+
     /// Run folder; defaults to `checkpoints/<recipe file stem>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_dir: Option<PathBuf>,
@@ -227,6 +253,8 @@ impl Default for TrainSection {
             eval_every: 0,
             log_every: 10,
             freeze: Vec::new(),
+            precision: Precision::F32,
+            save_dtype: None,
             output_dir: None,
         }
     }

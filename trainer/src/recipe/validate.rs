@@ -182,6 +182,9 @@ impl Recipe {
                 "must not be empty (remove it to skip benchmark evaluation)".into(),
             );
         }
+        if let Some(lora) = &self.lora {
+            errors.extend(lora.validate(&self.train.freeze));
+        }
         errors
     }
 }

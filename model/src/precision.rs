@@ -1,0 +1,157 @@
+//! Mixed precision inside the forward pass, as torch's `autocast`: within [`autocast`], matrix
+//! products (linear layers, the patch projection, the tied LM head, attention's two products)
+//! run in a lower float type while their inputs, outputs and everything else (norms, softmax,
+//! residual sums, the loss) keep the parameters' type. Burn's `cast` is differentiable, so the
+//! gradients flow back to the full-precision parameters (the master weights).
+//!
+//! Pure low precision needs none of this: the backend then creates every float tensor in that
+//! type (`set_default_float_dtype`), and only the loss is computed in f32 ([`cast`]).
+
+use std::cell::Cell;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, FloatDType, Tensor};
+
+thread_local! {
+    /// The float type of matrix products on this thread; `None` = the operands' own type.
+    static MATMUL_DTYPE: Cell<Option<FloatDType>> = const { Cell::new(None) };
+}
+
+/// Restores the previous autocast setting when dropped (also when `f` panics).
+struct Restore(Option<FloatDType>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        MATMUL_DTYPE.with(|cell| cell.set(self.0));
+    }
+}
+
+/// Runs `f` with matrix products computed in `dtype` (`None`: in the operands' type). The
+/// backward pass needs no scope: the casts are recorded in the graph.
+pub fn autocast<R>(dtype: Option<FloatDType>, f: impl FnOnce() -> R) -> R {
+    let _restore = Restore(MATMUL_DTYPE.with(|cell| cell.replace(dtype)));
+    f()
+}
+
+/// The float type matrix products use here, when [`autocast`] set one.
+pub fn matmul_dtype() -> Option<FloatDType> {
+    MATMUL_DTYPE.with(Cell::get)
+}
+
+/// `x` in `dtype`; `x` itself (no cast recorded) when it already is.
+pub fn cast<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: FloatDType) -> Tensor<B, D> {
+    if x.dtype() == DType::from(dtype) {
+        x
+    } else {
+        x.cast(dtype)
+    }
+}
+
+/// `x · weight + bias` (`weight [in, out]`), in the autocast type when one is set; the result
+/// has `x`'s type.
+pub fn linear<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    let Some(dtype) = matmul_dtype() else {
+        return burn::tensor::module::linear(x, weight, bias);
+    };
+    let out = float_dtype(&x);
+    let y = burn::tensor::module::linear(
+        cast(x, dtype),
+        cast(weight, dtype),
+        bias.map(|b| cast(b, dtype)),
+    );
+    cast(y, out)
+}
+
+/// The float type of a float tensor.
+pub fn float_dtype<B: Backend, const D: usize>(x: &Tensor<B, D>) -> FloatDType {
+    match x.dtype() {
+        DType::F64 => FloatDType::F64,
+        DType::F16 => FloatDType::F16,
+        DType::BF16 => FloatDType::BF16,
+        _ => FloatDType::F32,
+    }
+}
+
+/// The first float parameter of `module` (by module path) whose type is not `expected`, with
+/// its type: `None` when all are.
+pub fn first_param_not_in<B: Backend, M: Module<B>>(
+    module: &M,
+    expected: FloatDType,
+) -> Option<(String, DType)> {
+    let mut visitor = DtypeCheck {
+        path: Vec::new(),
+        expected: DType::from(expected),
+        found: None,
+    };
+    module.visit(&mut visitor);
+    visitor.found
+}
+
+struct DtypeCheck {
+    path: Vec<String>,
+    expected: DType,
+    found: Option<(String, DType)>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for DtypeCheck {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let dtype = param.val().dtype();
+        if self.found.is_none() && dtype != self.expected {
+            self.found = Some((self.path.join("."), dtype));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::{Distribution, Tolerance};
+
+    type Ad = Autodiff<Flex>;
+
+    /// Under autocast a linear layer computes in bf16 and hands back f32, and its weight's
+    /// gradient (through the casts) is f32 and close to the full-precision one.
+    #[test]
+    fn autocast_linear_is_bf16_inside_and_f32_outside() {
+        let device = Default::default();
+        let x = Tensor::<Ad, 2>::random([4, 8], Distribution::Normal(0.0, 1.0), &device);
+        let w =
+            Tensor::<Ad, 2>::random([8, 3], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let full = linear(x.clone(), w.clone(), None);
+        let mixed = autocast(Some(FloatDType::BF16), || {
+            linear(x.clone(), w.clone(), None)
+        });
+        assert_eq!(matmul_dtype(), None, "the scope ends with the closure");
+        assert_eq!(mixed.dtype(), DType::F32);
+        assert_ne!(mixed.to_data(), full.to_data(), "bf16 rounding shows");
+        mixed
+            .to_data()
+            .assert_approx_eq::<f32>(&full.to_data(), Tolerance::absolute(0.1));
+        let grad_full = full.sum().backward();
+        let grad_mixed = mixed.sum().backward();
+        let (gf, gm) = (w.grad(&grad_full).unwrap(), w.grad(&grad_mixed).unwrap());
+        assert_eq!(gm.dtype(), DType::F32);
+        gm.to_data()
+            .assert_approx_eq::<f32>(&gf.to_data(), Tolerance::absolute(0.05));
+    }
+
+    #[test]
+    fn cast_to_the_same_type_records_nothing() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 1>::ones([3], &device);
+        assert_eq!(cast(x.clone(), FloatDType::F32).to_data(), x.to_data());
+        assert_eq!(cast(x, FloatDType::BF16).dtype(), DType::BF16);
+    }
+}

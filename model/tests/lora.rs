@@ -1,0 +1,311 @@
+//! LoRA on Idefics3: fresh adapters leave the logits unchanged, adapter folders are PEFT's
+//! format and round-trip, merging gives the adapted logits, and (in tools/.venv) PEFT's
+//! `PeftModel.from_pretrained` on the HF base reproduces our logits.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::module::Param;
+use burn::tensor::{Int, Tensor, TensorData};
+use common::{int_rows, max_abs_diff, tiny_config, tiny_pixels, values, Cpu, Device};
+use safeaware_model::peft::{ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
+use safeaware_model::safetensors_io::{write_safetensors, OutTensor, TensorStore};
+use safeaware_model::{
+    AdapterConfig, AdapterSpec, FloatDtype, Idefics3, LoraSpec, ModelPart, ParamCounts,
+    VisionLanguageModel, VlmInput,
+};
+
+fn tiny_input(device: &Device) -> VlmInput<Cpu> {
+    let ids: Vec<i64> = [
+        [1, 5, 60, 60, 60, 60, 7, 9],
+        [1, 60, 60, 60, 60, 11, 12, 13],
+    ]
+    .concat();
+    VlmInput::new(
+        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [2, 8]), device),
+        Some(tiny_pixels(2, 1, device)),
+    )
+}
+
+/// Rank 4 adapters on some attention and MLP layers of `parts` (and the connector's
+/// projection when it is one of them).
+fn spec(parts: &[ModelPart]) -> LoraSpec {
+    let mut targets = vec!["q_proj", "v_proj"];
+    if parts.contains(&ModelPart::Text) {
+        targets.push("gate_proj");
+    }
+    if parts.contains(&ModelPart::Vision) {
+        targets.push("fc1");
+    }
+    if parts.contains(&ModelPart::Connector) {
+        targets.push("proj");
+    }
+    LoraSpec {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: targets.into_iter().map(String::from).collect(),
+        parts: parts.to_vec(),
+    }
+}
+
+fn logits(model: &Idefics3<Cpu>, input: &VlmInput<Cpu>) -> Vec<f32> {
+    values(model.forward(input).unwrap())
+}
+
+/// Gives every adapter a non-zero `B` (a fresh one is zero), deterministically.
+fn perturb_adapters(mut model: Idefics3<Cpu>) -> Idefics3<Cpu> {
+    let mut state = 12345u32;
+    model.for_each_linear_mut(|_, linear| {
+        if let Some(adapter) = &mut linear.lora {
+            let shape = adapter.lora_b.val().dims();
+            let values: Vec<f32> = (0..shape[0] * shape[1])
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (state >> 8) as f32 / (1u32 << 24) as f32 * 0.2 - 0.1
+                })
+                .collect();
+            let device = adapter.lora_b.val().device();
+            adapter.lora_b = Param::from_data(TensorData::new(values, shape), &device);
+        }
+    });
+    model
+}
+
+fn adapted(tied: bool, parts: &[ModelPart], device: &Device) -> Idefics3<Cpu> {
+    let base = Idefics3::<Cpu>::init_random(&tiny_config(tied), 21, device);
+    perturb_adapters(base.with_lora(&spec(parts), 5).unwrap())
+}
+
+#[test]
+fn fresh_adapters_keep_the_logits_and_are_listed_as_adapters() {
+    let device = Device::default();
+    let input = tiny_input(&device);
+    let base = Idefics3::<Cpu>::init_random(&tiny_config(true), 21, &device);
+    let before = logits(&base, &input);
+    let counts = ParamCounts::of_model(&base);
+    let with = base.with_lora(&spec(&[ModelPart::Text]), 5).unwrap();
+    assert_eq!(before, logits(&with, &input), "B starts at zero");
+    assert_eq!(
+        ParamCounts::of_model(&with),
+        counts,
+        "adapters are not model weights"
+    );
+    let adapters: Vec<_> = with
+        .param_parts()
+        .into_iter()
+        .filter(|p| p.adapter)
+        .collect();
+    // 2 layers × (q, v, gate) × (A, B).
+    assert_eq!(adapters.len(), 12);
+    assert!(adapters.iter().all(|p| p.part == ModelPart::Text));
+    assert_eq!(
+        adapters[0].name,
+        "model.text_model.layers.0.self_attn.q_proj.lora_A.weight"
+    );
+    let changed = logits(&perturb_adapters(with), &input);
+    assert!(
+        max_abs_diff(&before, &changed) > 1e-3,
+        "a non-zero B changes the logits"
+    );
+}
+
+#[test]
+fn adapter_folders_use_peft_names_round_trip_and_merge_to_the_same_logits() {
+    let device = Device::default();
+    let input = tiny_input(&device);
+    let all = vec![ModelPart::Vision, ModelPart::Connector, ModelPart::Text];
+    let towers = vec![ModelPart::Vision, ModelPart::Text];
+    for (tied, parts, train_parts) in [
+        (true, towers, vec![ModelPart::Connector]),
+        (false, all, vec![]),
+    ] {
+        let model = adapted(tied, &parts, &device);
+        let expected = logits(&model, &input);
+        let dir = tempfile::tempdir().unwrap();
+        let adapter_spec = AdapterSpec {
+            base: "/models/base".into(),
+            lora: spec(&parts),
+            train_parts: train_parts.clone(),
+        };
+        model
+            .save_adapter(dir.path(), &adapter_spec, FloatDtype::F32)
+            .unwrap();
+        let store = TensorStore::open_file(&dir.path().join(ADAPTER_WEIGHTS_FILE)).unwrap();
+        let prefix = "base_model.model.model.";
+        assert_eq!(
+            store.shape(&format!(
+                "{prefix}text_model.layers.1.mlp.gate_proj.lora_A.weight"
+            )),
+            Some(&[4usize, 32][..]),
+            "[r, in]"
+        );
+        assert_eq!(
+            store.shape(&format!(
+                "{prefix}text_model.layers.1.mlp.gate_proj.lora_B.weight"
+            )),
+            Some(&[48usize, 4][..]),
+            "[out, r]"
+        );
+        assert_eq!(
+            store
+                .shape(&format!(
+                    "{prefix}connector.modality_projection.proj.weight"
+                ))
+                .is_some(),
+            !train_parts.is_empty(),
+            "a part trained in full is saved whole"
+        );
+        assert!(store.names().all(|n| n.starts_with("base_model.model.")));
+        let config = AdapterConfig::read(dir.path()).unwrap();
+        assert_eq!(config.base_model_name_or_path, "/models/base");
+        assert_eq!((config.rank, config.alpha), (4, 8.0));
+
+        let base = Idefics3::<Cpu>::init_random(&tiny_config(tied), 21, &device);
+        let loaded = base.load_adapter(dir.path()).unwrap();
+        assert_eq!(expected, logits(&loaded, &input), "tied={tied}");
+        let merged = logits(&loaded.merge_lora(), &input);
+        let diff = max_abs_diff(&expected, &merged);
+        assert!(diff < 1e-4, "tied={tied}: merged differs by {diff}");
+    }
+}
+
+#[test]
+fn adapters_for_layers_the_model_lacks_are_named() {
+    let device = Device::default();
+    let model = adapted(true, &[ModelPart::Text], &device);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter_spec = AdapterSpec {
+        base: "/b".into(),
+        lora: spec(&[ModelPart::Text]),
+        train_parts: vec![],
+    };
+    model
+        .save_adapter(dir.path(), &adapter_spec, FloatDtype::F32)
+        .unwrap();
+    // A base with one text layer has no `layers.1`.
+    let mut config = tiny_config(true).raw;
+    config["text_config"]["num_hidden_layers"] = 1.into();
+    let small = safeaware_model::Idefics3Config::from_value(config).unwrap();
+    let err = Idefics3::<Cpu>::init_random(&small, 1, &device)
+        .load_adapter(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layers.1"), "{err}");
+    assert!(err.contains(ADAPTER_WEIGHTS_FILE), "{err}");
+    assert!(dir.path().join(ADAPTER_CONFIG_FILE).is_file());
+}
+
+/// Loads the HF base `argv[1]` with PEFT's adapter `argv[2]` and writes the logits for `ids`
+/// `argv[3]` and the tiles in `pixels.safetensors` (next to the base) to `argv[4]`.
+const PEFT_LOGITS: &str = r#"
+import json, sys, torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForImageTextToText
+from peft import PeftModel
+base_dir, adapter_dir, ids, out = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+base = AutoModelForImageTextToText.from_pretrained(base_dir, attn_implementation="eager")
+model = PeftModel.from_pretrained(base, adapter_dir).eval()
+pixels = load_file(base_dir + "/../pixels.safetensors")["pixel_values"]
+ids = torch.tensor(ids, dtype=torch.long)
+with torch.no_grad():
+    logits = model(input_ids=ids, pixel_values=pixels.view(ids.shape[0], -1, *pixels.shape[1:])).logits
+save_file({"logits": logits.float().contiguous()}, out)
+"#;
+
+fn venv_python() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python")
+}
+
+#[test]
+#[ignore = "needs tools/.venv with torch, transformers and peft (see tools/README.md)"]
+fn peft_loads_our_adapter_onto_the_hf_base_with_the_same_logits() {
+    let device = Device::default();
+    let input = tiny_input(&device);
+    let ids = int_rows(&input.input_ids);
+    let pixels = input.pixel_values.clone().unwrap();
+    let all = vec![ModelPart::Vision, ModelPart::Connector, ModelPart::Text];
+    let towers = vec![ModelPart::Vision, ModelPart::Text];
+    for (tied, parts, train_parts) in [
+        (true, towers, vec![ModelPart::Connector]),
+        (false, all, vec![]),
+    ] {
+        let model = adapted(tied, &parts, &device);
+        let ours = logits(&model, &input);
+        let root = tempfile::tempdir().unwrap();
+        let base_dir = root.path().join("base");
+        Idefics3::<Cpu>::init_random(&tiny_config(tied), 21, &device)
+            .save(&base_dir, FloatDtype::F32)
+            .unwrap();
+        let adapter_dir = root.path().join("adapter");
+        let adapter_spec = AdapterSpec {
+            base: base_dir.clone(),
+            lora: spec(&parts),
+            train_parts,
+        };
+        model
+            .save_adapter(&adapter_dir, &adapter_spec, FloatDtype::F32)
+            .unwrap();
+        let shape = pixels.dims().to_vec();
+        write_safetensors(
+            &root.path().join("pixels.safetensors"),
+            &[("pixel_values".into(), shape.clone())],
+            FloatDtype::F32,
+            |_| OutTensor {
+                name: "pixel_values".into(),
+                shape: shape.clone(),
+                values: values(pixels.clone()),
+            },
+        )
+        .unwrap();
+        let out = root.path().join("peft_logits.safetensors");
+        let run = Command::new(venv_python())
+            .args(["-c", PEFT_LOGITS])
+            .arg(&base_dir)
+            .arg(&adapter_dir)
+            .arg(serde_json::to_string(&ids).unwrap())
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "PEFT failed:\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (_, theirs) = common::read_f32(&out, "logits").unwrap();
+        let diff = max_abs_diff(&ours, &theirs);
+        assert!(diff <= 1e-4, "tied={tied}: max |diff| {diff}");
+    }
+}
+
+#[test]
+fn a_part_cannot_both_take_adapters_and_train_in_full() {
+    let device = Device::default();
+    let model = adapted(true, &[ModelPart::Text], &device);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter_spec = AdapterSpec {
+        base: "/b".into(),
+        lora: spec(&[ModelPart::Text]),
+        train_parts: vec![ModelPart::Text],
+    };
+    let err = model
+        .save_adapter(dir.path(), &adapter_spec, FloatDtype::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`text`"), "{err}");
+    // The language model cannot be a PEFT `modules_to_save` here (tied embeddings).
+    let model = adapted(true, &[ModelPart::Vision], &device);
+    let adapter_spec = AdapterSpec {
+        base: "/b".into(),
+        lora: spec(&[ModelPart::Vision]),
+        train_parts: vec![ModelPart::Text],
+    };
+    let err = model
+        .save_adapter(dir.path(), &adapter_spec, FloatDtype::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("modules_to_save"), "{err}");
+    assert!(!dir.path().join(ADAPTER_WEIGHTS_FILE).exists());
+}

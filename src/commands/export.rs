@@ -1,0 +1,74 @@
+//! `safeaware export --merge <adapter-folder> --out <dir>`: folds a PEFT LoRA adapter into its
+//! base model and writes the merged HF folder (weights, config, processor files), whose logits
+//! are those of base + adapter — what PEFT's `merge_and_unload()` then `save_pretrained` give.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::AutodiffBackend;
+use safeaware_model::safetensors_io::stored_dtype;
+use safeaware_model::FloatDtype;
+
+use crate::backend::{run_on, BackendTask, DeviceSpec};
+use crate::model_folder::{adapter_base, open_model_folder};
+
+/// Arguments of `safeaware export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The adapter folder to merge (adapter_config.json + adapter_model.safetensors).
+    #[arg(long, value_name = "ADAPTER_DIR")]
+    pub merge: PathBuf,
+    /// Where to write the merged HF folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The base model folder (default: the adapter's base_model_name_or_path).
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+    /// On-disk type: f32, bf16 or f16 (default: the base folder's).
+    #[arg(long)]
+    pub dtype: Option<String>,
+}
+
+/// Runs `safeaware export`.
+pub fn run(args: ExportArgs) -> Result<()> {
+    let base = adapter_base(&args.merge, args.base.as_deref())?;
+    let dtype = match &args.dtype {
+        Some(name) => FloatDtype::parse(name)
+            .with_context(|| format!("--dtype {name:?}: expected f32, bf16 or f16"))?,
+        None => stored_dtype(&base)
+            .with_context(|| format!("reading the weight headers of {}", base.display()))?
+            .unwrap_or(FloatDtype::F32),
+    };
+    run_on(DeviceSpec::Cpu, Merge { args, base, dtype })?;
+    Ok(())
+}
+
+struct Merge {
+    args: ExportArgs,
+    base: PathBuf,
+    dtype: FloatDtype,
+}
+
+impl BackendTask for Merge {
+    type Output = ();
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
+        let (adapter, out) = (&self.args.merge, &self.args.out);
+        let (model, processor) =
+            open_model_folder::<B::InnerBackend>(adapter, Some(&self.base), &device)?;
+        model
+            .save(out, self.dtype)
+            .with_context(|| format!("writing the merged model to {}", out.display()))?;
+        processor
+            .save(out)
+            .with_context(|| format!("writing the processor to {}", out.display()))?;
+        println!(
+            "merged {} into {} ({}): {}",
+            adapter.display(),
+            self.base.display(),
+            self.dtype.name(),
+            out.display()
+        );
+        Ok(())
+    }
+}

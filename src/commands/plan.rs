@@ -1,0 +1,124 @@
+//! `safeaware plan --recipe R [--set ...] [--memory 80GiB] [--json]`: before launch, the memory a
+//! run needs per device (weights, gradients, optimiser state, activations of one micro-batch)
+//! and the largest micro-batch that fits `--memory`. Only the model's config.json is read.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use safeaware_model::Idefics3Config;
+use safeaware_trainer::plan::{plan, MemoryPlan, Workload};
+use safeaware_trainer::preset;
+use safeaware_trainer::recipe::{load_recipe, Recipe};
+
+/// Arguments of `safeaware plan`.
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// Recipe TOML file.
+    #[arg(long)]
+    pub recipe: PathBuf,
+    /// Override a recipe key (repeatable), as for `train`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Device memory for the largest micro-batch, e.g. `80GiB`, `24GB`, `512MiB`.
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory: Option<u64>,
+    /// Print `{"per_device": {...}, "max_micro_batch": n}` (bytes).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `safeaware plan`.
+pub fn run(args: PlanArgs) -> Result<()> {
+    let recipe = load_recipe(&args.recipe, &args.set)?.recipe;
+    let (config, max_tiles) = model_config(&recipe)?;
+    let work = Workload::of_recipe(&recipe, &config, max_tiles);
+    let p = plan(&recipe, &config, work, args.memory);
+    if args.json {
+        println!("{}", serde_json::to_string(&p)?);
+    } else {
+        print!("{}", describe(&p, work, recipe.train.devices.len().max(1)));
+    }
+    Ok(())
+}
+
+/// The model config of the recipe and the most image tiles one example can have.
+fn model_config(recipe: &Recipe) -> Result<(Idefics3Config, usize)> {
+    if let Some(path) = &recipe.model.path {
+        let config = Idefics3Config::from_file(&path.join("config.json"))
+            .with_context(|| format!("reading the config of {}", path.display()))?;
+        let longest = config.raw["vision_config"]["size"]["longest_edge"].as_u64();
+        let tile = config.vision.image_size as u64;
+        let tiles = match longest {
+            Some(edge) if edge > tile => (edge.div_ceil(tile).pow(2) + 1) as usize,
+            _ => 1,
+        };
+        return Ok((config, tiles));
+    }
+    let Some(name) = recipe.model.preset.as_deref() else {
+        bail!("the recipe sets neither model.path nor model.preset");
+    };
+    let built = preset::build(name, recipe.data.synthetic.settings.image_size)?;
+    Ok((built.config, 1))
+}
+
+fn describe(p: &MemoryPlan, work: Workload, devices: usize) -> String {
+    let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
+    let m = &p.per_device;
+    let mut out = format!(
+        "per device ({devices} device(s); micro-batch of {} rows × {} tokens, {} tile(s) each):\n",
+        work.rows, work.seq, work.tiles
+    );
+    for (name, bytes) in [
+        ("weights", m.weights),
+        ("gradients", m.gradients),
+        ("optimizer", m.optimizer),
+        ("activations", m.activations),
+        ("total (peak)", m.total),
+    ] {
+        out += &format!("  {name:<13} {}\n", gib(bytes));
+    }
+    if let Some(rows) = p.max_micro_batch {
+        out += &format!("largest micro-batch that fits: {rows}\n");
+    }
+    out
+}
+
+/// `80GiB`, `24GB`, `512MiB`, `1e9` → bytes.
+fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a size such as 80GiB"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit (B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
+    };
+    Ok((number * scale) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("80GiB"), Ok(80 << 30));
+        assert_eq!(parse_bytes("24 GB"), Ok(24_000_000_000));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3TB").is_err());
+    }
+}
