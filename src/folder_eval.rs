@@ -1,21 +1,23 @@
 //! Evaluating a saved model folder (an HF folder, a checkpoint, a run's final model, a PEFT
 //! adapter folder) on the chosen backend: the one task behind `safeaware eval
-//! --model/--checkpoint` and the evaluation that ends `safeaware train`. `safeaware serve` opens
-//! its folder the same way (`model_folder.rs`).
+//! --model/--checkpoint`, the evaluation that ends `safeaware train` and the local arms of
+//! `safeaware experiment run`. `safeaware serve` opens its folder the same way
+//! (`model_folder.rs`).
 
 use std::path::PathBuf;
 
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_data::benchmark::Benchmark;
+use safeaware_eval::ablation::{self, ImageAblation};
 use safeaware_eval::results::Results;
-use safeaware_eval::runner::{self, RunConfig};
+use safeaware_eval::runner::RunConfig;
 use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
 
 use crate::backend::BackendTask;
 use crate::model_folder::open_model_folder;
 
 /// Loads the model and processor in `folder`, then runs the evaluator on `benchmark` with the
-/// model answering.
+/// model answering (and the image ablation, when one is asked for).
 pub struct FolderEval<'a> {
     pub folder: PathBuf,
     /// The base model of an adapter folder, overriding its `adapter_config.json`.
@@ -25,6 +27,7 @@ pub struct FolderEval<'a> {
     pub benchmark: &'a Benchmark,
     pub config: &'a RunConfig,
     pub settings: LocalSettings,
+    pub ablation: Option<ImageAblation>,
 }
 
 impl BackendTask for FolderEval<'_> {
@@ -34,6 +37,11 @@ impl BackendTask for FolderEval<'_> {
         let (model, processor) =
             open_model_folder::<B::InnerBackend>(&self.folder, self.base.as_deref(), &device)?;
         let source = LocalModelSource::new(&model, &processor, self.name, self.settings);
-        Ok(runner::run(self.benchmark, &source, self.config)?)
+        Ok(ablation::run(
+            self.benchmark,
+            &source,
+            self.config,
+            self.ablation,
+        )?)
     }
 }

@@ -6,6 +6,7 @@ mod backend;
 mod bench;
 mod commands;
 mod doctor;
+mod experiment;
 mod folder_eval;
 mod model_folder;
 mod serve;
@@ -35,6 +36,9 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Evaluate a model, endpoint or responses file on a safety benchmark.
     Eval(Box<commands::eval::EvalArgs>),
+    /// Run an experiment: methods side by side, with significance tests and image reliance.
+    #[command(subcommand)]
+    Experiment(commands::experiment::ExperimentCommand),
     /// Fine-tune (or train from scratch) from a recipe; resume or pause runs.
     Train(commands::train::TrainArgs),
     /// Validate a training recipe or print it fully resolved.
@@ -78,6 +82,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Eval(args) => commands::eval::run(*args),
+        Command::Experiment(cmd) => commands::experiment::run(cmd),
         Command::Train(args) => commands::train::run(args),
         Command::Recipe(cmd) => commands::recipe::run(cmd),
         Command::Bench(args) => commands::bench::run(args),

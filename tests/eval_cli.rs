@@ -167,5 +167,17 @@ fn impossible_flag_combinations_fail_clearly() {
     );
     let template = with(&["--responses", "r.jsonl", "--prompt", "no-such-template.txt"]);
     assert!(!template.status.success() && text(&template).contains("template"));
+    let responses = dir.path().join("responses.jsonl");
+    let ablation = with(&[
+        "--responses",
+        responses.to_str().unwrap(),
+        "--image-ablation",
+        "blank",
+    ]);
+    assert!(
+        !ablation.status.success() && text(&ablation).contains("recorded responses"),
+        "{}",
+        text(&ablation)
+    );
     assert!(!out.join("results.json").exists(), "no run started");
 }

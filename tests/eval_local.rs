@@ -1,7 +1,8 @@
 //! End-to-end test of local generation in `safeaware eval`: a tiny model of the real
 //! architecture is made by a two-step training run (an HF folder with its processor files), then
 //! evaluated through `--model` with greedy decoding and with visual contrastive decoding, and
-//! through `--checkpoint`; the results files must record every item and the settings used.
+//! through `--checkpoint`, and with `--image-ablation counterfactual`; the results files must
+//! record every item and the settings used.
 
 mod common;
 
@@ -82,6 +83,35 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
         }
         assert!(out.join("report.md").is_file() && out.join("report.html").is_file());
     }
+
+    // Image reliance through the CLI: every item asked again with its counterfactual image.
+    let out = tmp.path().join("eval-counterfactual");
+    let text = ok(safeaware(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--benchmark",
+        &spec,
+        "--out",
+        out.to_str().unwrap(),
+        "--max-tokens",
+        "6",
+        "--image-ablation",
+        "counterfactual",
+        "--progress",
+        "quiet",
+    ]));
+    assert!(text.contains("Image reliance"), "{text}");
+    let ir = &results(&out)["image_reliance"];
+    assert_eq!(ir["ablation"], "counterfactual", "{ir}");
+    assert_eq!(ir["paired"], 6, "{ir}");
+    assert!(ir["change_rate"]
+        .as_f64()
+        .is_some_and(|r| (0.0..=1.0).contains(&r)));
+    assert_eq!(
+        results(&out.join("ablation-counterfactual"))["counts"]["scored"],
+        6
+    );
 }
 
 #[test]

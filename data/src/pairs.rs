@@ -47,6 +47,7 @@ impl LabelledPair {
                 Verdict::Unsafe => Subset::Typical,
             }),
             scenario: self.scenario.clone(),
+            counterfactual: None,
         }
     }
 }

@@ -229,6 +229,7 @@ fn specs_are_parsed_or_refused_clearly() {
         gold: Verdict::Safe,
         subset: Subset::Typical,
         scenario: None,
+        counterfactual: None,
     };
     assert_eq!(serde_json::to_value(&item).unwrap()["gold"], "safe");
 }

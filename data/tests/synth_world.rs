@@ -58,8 +58,8 @@ fn same_seed_gives_the_same_bytes_and_another_seed_does_not() {
     );
     assert_eq!(
         fa.len(),
-        120 + 12 + 40 + 6,
-        "images + 3 trace files + benchmark + vocabulary + world"
+        120 + 12 + 40 + 40 + 6,
+        "images + counterfactual images + 3 trace files + benchmark + vocabulary + world"
     );
     assert!(fa == fb, "same seed, different bytes");
     assert_ne!(fa["train.jsonl"], fc["train.jsonl"]);
@@ -79,6 +79,13 @@ fn generated_data_validates_cleanly_and_loads_as_a_benchmark() {
     let bench = Benchmark::open(&spec, None).unwrap();
     assert_eq!(bench.items.len(), 40);
     assert!(bench.missing_images.is_empty());
+    // Every test item knows its counterfactual: another image, the other verdict.
+    for item in &bench.items {
+        let cf = item.counterfactual.as_ref().expect("a counterfactual");
+        assert!(cf.image.is_file(), "{}", cf.image.display());
+        assert_ne!(cf.gold, item.gold, "{}", item.id);
+        assert_eq!(cf.subset == Subset::OverSafety, cf.gold == Verdict::Safe);
+    }
     let test = read_training_file(&dir.path().join("test.jsonl")).unwrap();
     for ((_, record), item) in test.records.iter().zip(&bench.items) {
         let conv = record.to_conversation(TargetStyle::Direct, &test.dir);

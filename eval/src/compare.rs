@@ -223,7 +223,8 @@ fn mcnemar_table(runs: &[Run], base: &Run) -> Table {
     t
 }
 
-fn format_p(p: f64) -> String {
+/// A p-value as the reports print it: four decimals, or scientific below 10⁻⁴.
+pub fn format_p(p: f64) -> String {
     if p < 1e-4 {
         format!("{p:.1e}")
     } else {

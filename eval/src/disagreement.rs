@@ -242,6 +242,7 @@ mod tests {
                 Verdict::Unsafe => Subset::Typical,
             },
             scenario: None,
+            counterfactual: None,
         };
         SampleRecord::scored(&item, "q".into(), None, response.into())
     }

@@ -2,10 +2,13 @@
 //! prompt is put to a model ([`prompt`], [`decoding`]), how an answer is read ([`verdict`]),
 //! the metrics ([`metrics`]) and where the two parsers disagree ([`disagreement`]), the files a
 //! run writes ([`results`], [`samples`], [`report`]), the run loop itself ([`runner`]), run
-//! comparison ([`compare`]), the pure parts of visual contrastive decoding ([`vcd`]), and
+//! comparison ([`compare`]), an experiment's comparison of arms ([`comparison`]), image
+//! reliance ([`ablation`]), the pure parts of visual contrastive decoding ([`vcd`]), and
 //! distillation of training traces from a teacher endpoint ([`distill`]).
 
+pub mod ablation;
 pub mod compare;
+pub mod comparison;
 pub mod decoding;
 pub mod disagreement;
 pub mod distill;

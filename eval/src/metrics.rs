@@ -236,6 +236,7 @@ mod tests {
             gold,
             subset,
             scenario: Some(scenario.into()),
+            counterfactual: None,
         };
         SampleRecord::scored(&item, "q".into(), None, response.into())
     }

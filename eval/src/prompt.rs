@@ -271,6 +271,7 @@ mod tests {
             gold: Verdict::Unsafe,
             subset: Subset::Typical,
             scenario: None,
+            counterfactual: None,
         }
     }
 

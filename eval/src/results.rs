@@ -1,6 +1,6 @@
 //! `results.json`: what was run (benchmark, source, prompt strategy, decoding, version), the
 //! counts, both parsers' metrics, where and why the parsers disagree, the per-scenario table,
-//! and the ids that were missing or failed. It is rewritten atomically as a run goes, so it is
+//! the ids that were missing or failed, and the image reliance when it was measured. It is rewritten atomically as a run goes, so it is
 //! always a valid file.
 
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use safeaware_common::fsio::write_atomic;
 use safeaware_data::benchmark::Benchmark;
 use serde::{Deserialize, Serialize};
 
+use crate::ablation::ImageReliance;
 use crate::decoding::DecodingSettings;
 use crate::disagreement::ParserDisagreement;
 use crate::metrics::{compute, Metrics, ParserMetrics, ScenarioMetrics};
@@ -77,6 +78,10 @@ pub struct Results {
     pub scenarios: Vec<ScenarioMetrics>,
     pub missing_response_ids: Vec<String>,
     pub errors: Vec<ItemError>,
+    /// How often the verdict changes when the image is replaced (`eval --image-ablation`);
+    /// absent when not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_reliance: Option<ImageReliance>,
 }
 
 impl Results {
@@ -136,6 +141,7 @@ impl Results {
             scenarios,
             missing_response_ids,
             errors,
+            image_reliance: None,
         }
     }
 

@@ -237,6 +237,7 @@ mod tests {
             gold,
             subset: Subset::Attack,
             scenario: Some("s".into()),
+            counterfactual: None,
         }
     }
 

@@ -10,13 +10,14 @@ use crate::backend::{require, run_on, DeviceSpec};
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context};
 use safeaware_data::benchmark::Benchmark;
+use safeaware_eval::ablation::{self, ImageAblation};
 use safeaware_eval::compare::{self, Run};
 use safeaware_eval::decoding::{DecodingMode, DecodingSettings, VcdParams};
 use safeaware_eval::progress::ProgressMode;
 use safeaware_eval::prompt::PromptStrategy;
 use safeaware_eval::report::{self, REPORT_HTML, REPORT_MD};
 use safeaware_eval::results::Results;
-use safeaware_eval::runner::{self, RunConfig, RESULTS_FILE, SAMPLES_FILE};
+use safeaware_eval::runner::{RunConfig, RESULTS_FILE, SAMPLES_FILE};
 use safeaware_eval::source::local::LocalSettings;
 use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
@@ -132,6 +133,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 500)]
     pub vcd_noise_step: usize,
 
+    /// Image reliance: ask every item again with its image replaced by a blank image or by its
+    /// counterfactual (an image that flips the gold verdict; the synthetic world's benchmark
+    /// has one per item) and report the share of verdicts that change (needs a model,
+    /// checkpoint or endpoint).
+    #[arg(long, value_name = "blank|counterfactual")]
+    pub image_ablation: Option<ImageAblation>,
+
     /// Evaluate only the first N items (smoke tests).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -217,6 +225,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             benchmark: &benchmark,
             config: &config,
             settings,
+            ablation: a.image_ablation,
         };
         let results = run_on(a.device, task)?;
         return finish(&results, &out, a.max_error_rate);
@@ -240,7 +249,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
              --model <hf-folder> or --checkpoint <run>/checkpoints/step_N"
         ),
     };
-    let results = runner::run(&benchmark, source.as_ref(), &config)?;
+    let results = ablation::run(&benchmark, source.as_ref(), &config, a.image_ablation)?;
     finish(&results, &out, a.max_error_rate)
 }
 

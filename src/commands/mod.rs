@@ -5,6 +5,7 @@ pub mod client;
 pub mod data;
 pub mod doctor;
 pub mod eval;
+pub mod experiment;
 pub mod export;
 pub mod inspect;
 pub mod plan;

@@ -159,6 +159,7 @@ fn evaluate_final(
         benchmark: &benchmark,
         config: &plan.run_config(&out),
         settings: plan.local_settings(),
+        ablation: None,
     };
     let results = run_on(device, task)?;
     print!("{}", safeaware_eval::report::summary(&results));

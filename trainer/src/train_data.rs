@@ -70,13 +70,18 @@ pub fn resolve_files(recipe: &Recipe, cache_root: &Path) -> Result<DataFiles> {
 /// Generates the synthetic data set for `cfg` unless the cache already holds it.
 fn ensure_synthetic(cfg: &SynthConfig, cache_root: &Path) -> Result<PathBuf> {
     // The key covers the settings and what the generator makes of them (its first item of each
-    // split), so a changed world is regenerated rather than read from a stale cache.
+    // split and the first test item's counterfactual), so a changed world is regenerated rather
+    // than read from a stale cache.
     let mut key = serde_json::to_string(cfg).context("serialising synth settings")?;
     let held = synth::world::held_out(cfg.seed);
     for split in synth::Split::ALL {
         let item = synth::make_item(cfg, &held, split, 0);
         key.push_str(&serde_json::to_string(&item.trace).context("serialising a synth trace")?);
         key.push_str(&fnv1a64_hex(item.image.as_raw()));
+        if split == synth::Split::Test {
+            let (_, image) = synth::counterfactual::make_counterfactual(cfg, &item.spec, 0);
+            key.push_str(&fnv1a64_hex(image.as_raw()));
+        }
     }
     let dir = cache_root.join(format!("synth-{}", fnv1a64_hex(key.as_bytes())));
     if dir.join("benchmark.jsonl").is_file() {
@@ -183,6 +188,7 @@ pub fn traces_as_benchmark(path: &Path) -> Result<Vec<BenchmarkItem>> {
                 Verdict::Unsafe => Subset::Typical,
             }),
             scenario: t.scenario.clone(),
+            counterfactual: None,
         })
         .collect())
 }

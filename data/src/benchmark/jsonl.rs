@@ -3,8 +3,10 @@
 //! One item per line: `id` (number or string), `image` (path relative to the file's folder;
 //! may be absent or null), `prompt`, `gold` (`safe` | `unsafe`, or `yes` | `no`), optional
 //! `subset` (`typical` | `attack` | `over_safety`; when absent, `over_safety` for safe items and
-//! `typical` for unsafe ones) and optional `scenario`. Items whose image is absent or does not
-//! exist stay, with `image: None`, and are listed in `missing_images`.
+//! `typical` for unsafe ones), optional `scenario` and optional `counterfactual`
+//! (`{image, gold, subset, scenario?}`: the same prompt with an image that flips the verdict).
+//! Items whose image is absent or does not exist stay, with `image: None`, and are listed in
+//! `missing_images`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use safeaware_common::fsio::write_atomic;
 use serde::{Deserialize, Serialize};
 
-use super::{Benchmark, BenchmarkError, BenchmarkItem, Subset, Verdict};
+use super::{Benchmark, BenchmarkError, BenchmarkItem, Counterfactual, Subset, Verdict};
 use crate::fileio::{self, RawId};
 
 #[derive(Deserialize)]
@@ -24,6 +26,17 @@ struct RawItem {
     gold: String,
     #[serde(default)]
     subset: Option<String>,
+    #[serde(default)]
+    scenario: Option<String>,
+    #[serde(default)]
+    counterfactual: Option<RawCounterfactual>,
+}
+
+#[derive(Deserialize)]
+struct RawCounterfactual {
+    image: String,
+    gold: String,
+    subset: String,
     #[serde(default)]
     scenario: Option<String>,
 }
@@ -77,16 +90,9 @@ pub fn parse_item(json: &str, dir: &Path) -> Result<BenchmarkItem, String> {
     if raw.prompt.trim().is_empty() {
         return Err(format!("id {id}: empty `prompt`"));
     }
-    let gold = Verdict::from_gold(&raw.gold).ok_or_else(|| {
-        format!(
-            "id {id}: `gold` is `{}`, expected safe, unsafe, yes or no",
-            raw.gold
-        )
-    })?;
+    let gold = parse_gold(&id, "gold", &raw.gold)?;
     let subset = match raw.subset {
-        Some(s) => Subset::from_name(&s).ok_or_else(|| {
-            format!("id {id}: `subset` is `{s}`, expected typical, attack or over_safety")
-        })?,
+        Some(s) => parse_subset(&id, "subset", &s)?,
         None if gold == Verdict::Safe => Subset::OverSafety,
         None => Subset::Typical,
     };
@@ -95,6 +101,19 @@ pub fn parse_item(json: &str, dir: &Path) -> Result<BenchmarkItem, String> {
         fileio::check_inside(Path::new(path)).map_err(|e| format!("id {id}: `image`: {e}"))?;
     }
     let image = image.map(|p| dir.join(p));
+    let counterfactual = match raw.counterfactual {
+        Some(c) => {
+            fileio::check_inside(Path::new(&c.image))
+                .map_err(|e| format!("id {id}: `counterfactual.image`: {e}"))?;
+            Some(Counterfactual {
+                image: dir.join(&c.image),
+                gold: parse_gold(&id, "counterfactual.gold", &c.gold)?,
+                subset: parse_subset(&id, "counterfactual.subset", &c.subset)?,
+                scenario: c.scenario,
+            })
+        }
+        None => None,
+    };
     Ok(BenchmarkItem {
         id,
         image,
@@ -102,6 +121,18 @@ pub fn parse_item(json: &str, dir: &Path) -> Result<BenchmarkItem, String> {
         gold,
         subset,
         scenario: raw.scenario,
+        counterfactual,
+    })
+}
+
+fn parse_gold(id: &str, field: &str, value: &str) -> Result<Verdict, String> {
+    Verdict::from_gold(value)
+        .ok_or_else(|| format!("id {id}: `{field}` is `{value}`, expected safe, unsafe, yes or no"))
+}
+
+fn parse_subset(id: &str, field: &str, value: &str) -> Result<Subset, String> {
+    Subset::from_name(value).ok_or_else(|| {
+        format!("id {id}: `{field}` is `{value}`, expected typical, attack or over_safety")
     })
 }
 
@@ -111,6 +142,17 @@ struct OutItem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     image: Option<String>,
     prompt: &'a str,
+    gold: Verdict,
+    subset: Subset,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scenario: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counterfactual: Option<OutCounterfactual<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutCounterfactual<'a> {
+    image: String,
     gold: Verdict,
     subset: Subset,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +173,12 @@ pub fn write(file: &Path, items: &[BenchmarkItem]) -> Result<(), BenchmarkError>
             gold: item.gold,
             subset: item.subset,
             scenario: item.scenario.as_deref(),
+            counterfactual: item.counterfactual.as_ref().map(|c| OutCounterfactual {
+                image: relative_to(&c.image, &dir),
+                gold: c.gold,
+                subset: c.subset,
+                scenario: c.scenario.as_deref(),
+            }),
         };
         out.push_str(&serde_json::to_string(&row).expect("an item always serialises"));
         out.push('\n');

@@ -68,6 +68,7 @@ pub fn load(dir: &Path) -> Result<Benchmark, BenchmarkError> {
             gold,
             subset,
             scenario: None,
+            counterfactual: None,
         });
     }
     Ok(Benchmark {

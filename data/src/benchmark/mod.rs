@@ -113,6 +113,20 @@ pub struct BenchmarkItem {
     pub subset: Subset,
     /// Finer scenario label, when known.
     pub scenario: Option<String>,
+    /// The same prompt with an image that flips the gold verdict, when the benchmark knows one
+    /// (the synthetic world always does): what `eval --image-ablation counterfactual` asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterfactual: Option<Counterfactual>,
+}
+
+/// A counterfactual of an item: another image under the same prompt, with the verdict, subset
+/// and scenario that image gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counterfactual {
+    pub image: PathBuf,
+    pub gold: Verdict,
+    pub subset: Subset,
+    pub scenario: Option<String>,
 }
 
 /// A loaded benchmark.
@@ -210,6 +224,7 @@ mod tests {
             gold: Verdict::Safe,
             subset: Subset::Typical,
             scenario: None,
+            counterfactual: None,
         };
         let mut b = Benchmark {
             spec: "jsonl:b.jsonl".to_string(),

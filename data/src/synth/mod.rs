@@ -47,10 +47,13 @@
 //! # Output of [`generate`]
 //! `images/{split}-{nnnnn}.png` and `images/describe-{nnnnn}.png`, `train.jsonl` (the traces,
 //! then the description-only items), `val.jsonl`, `test.jsonl` (traces, see [`crate::traces`]),
-//! `benchmark.jsonl` (the test split as a `jsonl:` benchmark), `vocabulary.txt`
+//! `benchmark.jsonl` (the test split as a `jsonl:` benchmark; each item carries its
+//! counterfactual, `images/counterfactual-test-{nnnnn}.png`: the same prompt with an object that
+//! flips the verdict, see [`counterfactual`]), `vocabulary.txt`
 //! ([`vocabulary`], one token a line) and `world.json` (the settings and the held-out
 //! combinations). The same seed and settings give the same bytes.
 
+pub mod counterfactual;
 pub mod draw;
 mod drawings;
 pub mod objects;
@@ -66,7 +69,7 @@ use image::{ImageFormat, RgbImage};
 use safeaware_common::fsio::write_atomic;
 use serde::{Deserialize, Serialize};
 
-use crate::benchmark::{jsonl, BenchmarkError, BenchmarkItem};
+use crate::benchmark::{jsonl, BenchmarkError, BenchmarkItem, Counterfactual};
 use crate::traces::{self, DescriptionTrace, Trace, TraceError};
 pub use objects::ObjectKind;
 pub use rng::Rng;
@@ -282,9 +285,13 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary, SynthErro
     })?;
     for split in Split::ALL {
         let mut traces = Vec::with_capacity(split.count(cfg));
+        let mut counterfactuals = Vec::new();
         for index in 0..split.count(cfg) {
             let item = make_item(cfg, &held, split, index);
             write_png(&out.join(&item.trace.image), &item.image)?;
+            if split == Split::Test {
+                counterfactuals.push(write_counterfactual(out, cfg, &item, index)?);
+            }
             traces.push(item.trace);
         }
         let mut descriptions = Vec::new();
@@ -300,13 +307,15 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary, SynthErro
         if split == Split::Test {
             let items: Vec<BenchmarkItem> = traces
                 .iter()
-                .map(|t| BenchmarkItem {
+                .zip(counterfactuals)
+                .map(|(t, counterfactual)| BenchmarkItem {
                     id: t.id.clone(),
                     image: Some(out.join(&t.image)),
                     prompt: t.prompt.clone(),
                     gold: t.verdict,
                     subset: t.subset.expect("synthetic traces have a subset"),
                     scenario: t.scenario.clone(),
+                    counterfactual: Some(counterfactual),
                 })
                 .collect();
             jsonl::write(&out.join("benchmark.jsonl"), &items)?;
@@ -322,6 +331,25 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary, SynthErro
         val: cfg.val,
         test: cfg.test,
         held_out: held.len(),
+    })
+}
+
+/// Renders and writes the counterfactual of test item `index`; returns it as the benchmark
+/// item carries it.
+fn write_counterfactual(
+    out: &Path,
+    cfg: &SynthConfig,
+    item: &SynthItem,
+    index: usize,
+) -> Result<Counterfactual, SynthError> {
+    let (spec, image) = counterfactual::make_counterfactual(cfg, &item.spec, index);
+    let path = out.join(format!("images/counterfactual-test-{index:05}.png"));
+    write_png(&path, &image)?;
+    Ok(Counterfactual {
+        image: path,
+        gold: spec.combo.verdict,
+        subset: spec.subset(),
+        scenario: Some(spec.scenario().to_string()),
     })
 }
 

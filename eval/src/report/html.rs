@@ -24,7 +24,8 @@ pub const SERIES: [Series<'static>; 2] = [
     },
 ];
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;\
+/// The stylesheet of the HTML pages (report.html and comparison.html).
+pub const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;\
 margin:2rem auto;max-width:1000px;padding:0 1rem;color:#1d232b}\
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde2e8}\
 table{border-collapse:collapse;margin:.6rem 0}th,td{padding:.3rem .7rem;border-bottom:1px solid \
@@ -65,6 +66,10 @@ pub fn render(r: &Results) -> String {
     s.push_str("\n<h2>Error rates (%)</h2>\n");
     s.push_str(&tables::error_rates(r).to_html());
 
+    if let Some(table) = tables::image_reliance(r) {
+        s.push_str("<h2>Image reliance</h2>\n");
+        s.push_str(&table.to_html());
+    }
     if !r.scenarios.is_empty() {
         s.push_str("<h2>Accuracy per scenario (%)</h2>\n");
         s.push_str(&tables::scenarios(r).to_html());

@@ -1,7 +1,8 @@
 //! `report.md`: the facts of the run, the paper-style accuracy table (Typical / Attack /
 //! Over-Safe / Total, in %) for both parsers with the line on where they disagree (when more
-//! than a few items do), intervals, error rates, the per-scenario table, and missing/failed
-//! ids — the tables of [`super::tables`] rendered as Markdown.
+//! than a few items do), intervals, error rates, image reliance when measured, the
+//! per-scenario table, and missing/failed ids — the tables of [`super::tables`] rendered as
+//! Markdown.
 
 use std::fmt::Write;
 
@@ -40,6 +41,10 @@ pub fn render(r: &Results) -> String {
     s.push_str("\n## Error rates (%)\n\n");
     s.push_str(&tables::error_rates(r).to_markdown());
 
+    if let Some(table) = tables::image_reliance(r) {
+        s.push_str("\n## Image reliance\n\n");
+        s.push_str(&table.to_markdown());
+    }
     if !r.scenarios.is_empty() {
         s.push_str("\n## Accuracy per scenario (%)\n\n");
         s.push_str(&tables::scenarios(r).to_markdown());

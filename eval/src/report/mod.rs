@@ -52,6 +52,10 @@ pub fn summary(r: &Results) -> String {
         let _ = writeln!(s, "  {name}: {n}");
     }
     s.push_str(&markdown::accuracy_summary(r));
+    if let Some(table) = tables::image_reliance(r) {
+        s.push_str("\nImage reliance:\n\n");
+        s.push_str(&table.to_markdown());
+    }
     s
 }
 

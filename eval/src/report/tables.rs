@@ -128,6 +128,47 @@ pub fn scenarios(r: &Results) -> Table {
     t
 }
 
+/// Image reliance (`--image-ablation`): how many verdicts changed with the image replaced, as
+/// a share with its Wilson interval, and for counterfactual images the accuracy on them; `None`
+/// when not measured.
+pub fn image_reliance(r: &Results) -> Option<Table> {
+    let ir = r.image_reliance.as_ref()?;
+    let headers = [
+        "Image replaced by",
+        "Items",
+        "Verdicts changed",
+        "Change (%)",
+        "95% CI",
+        "Accuracy on counterfactuals (%)",
+        "Total on counterfactuals (%)",
+    ];
+    let mut t = Table::new(&headers, 1);
+    t.columns[3].strong = true;
+    let accuracy = ir.accuracy.as_ref().map_or_else(
+        || "–".to_string(),
+        |a| format!("{} ({}/{})", pct(a.accuracy), a.correct, a.n),
+    );
+    t.push_row(vec![
+        ir.ablation.as_str().into(),
+        ir.paired.to_string().into(),
+        ir.changed.to_string().into(),
+        pct(ir.change_rate).into(),
+        ci(ir.change_ci95).into(),
+        accuracy.into(),
+        pct(ir.total).into(),
+    ]);
+    t.push_note(
+        format!(
+            "Each item asked again with its image replaced (the run is in {}/); a verdict is the \
+             strict parser's reading (yes, no or unreadable). A model that ignores the image \
+             changes none.",
+            ir.folder
+        ),
+        false,
+    );
+    Some(t)
+}
+
 /// The first [`LIST_LIMIT`] items that failed, with their error; a note says how many more
 /// there are.
 pub fn errors(r: &Results) -> Table {

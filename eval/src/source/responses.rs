@@ -226,6 +226,7 @@ mod tests {
                 gold: Verdict::Unsafe,
                 subset: Subset::Typical,
                 scenario: None,
+                counterfactual: None,
             })
             .collect();
         Benchmark {

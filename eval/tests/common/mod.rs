@@ -35,6 +35,7 @@ pub fn item(
         gold,
         subset,
         scenario: scenario.map(str::to_string),
+        counterfactual: None,
     }
 }
 

@@ -1,0 +1,142 @@
+//! The model behind an arm, made ready: a recipe trained into `<out>/runs/<recipe>-<key>/` (a
+//! finished run with the same key is reused, an interrupted one resumed), a model folder, an
+//! endpoint or a responses file; and the benchmarks, including a recipe's synthetic test split.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use safeaware_trainer::checkpoint::{latest_checkpoint, FINAL_DIR};
+use safeaware_trainer::fingerprint::fnv1a64_hex;
+use safeaware_trainer::recipe::load_recipe;
+use safeaware_trainer::train_data::resolve_files;
+use safeaware_trainer::training::TrainJob;
+
+use super::spec::{BenchmarkSource, SourceKind};
+use crate::backend::{require, run_on_devices, DeviceSpec};
+
+/// An arm's model, ready to answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Model {
+    /// A local model folder (trained here, an HF folder or a checkpoint).
+    Folder(PathBuf),
+    Endpoint {
+        url: String,
+        model: String,
+    },
+    Responses(PathBuf),
+}
+
+impl Model {
+    /// What identifies the answers (recorded with each finished evaluation).
+    pub fn identity(&self) -> String {
+        match self {
+            Model::Folder(p) => format!("folder {}", p.display()),
+            Model::Endpoint { url, model } => format!("endpoint {model} at {url}"),
+            Model::Responses(p) => format!("responses {}", p.display()),
+        }
+    }
+}
+
+/// Folder holding the training runs and their synthetic data cache.
+fn runs_dir(out: &Path) -> PathBuf {
+    out.join("runs")
+}
+
+/// Makes `kind` ready: trains a recipe unless a finished run of it exists.
+pub fn prepare(name: &str, kind: &SourceKind<'_>, out: &Path, device: DeviceSpec) -> Result<Model> {
+    Ok(match *kind {
+        SourceKind::Recipe(recipe, set) => Model::Folder(train(name, recipe, set, out, device)?),
+        SourceKind::Folder(p) => Model::Folder(p.to_path_buf()),
+        SourceKind::Endpoint(url, model) => Model::Endpoint {
+            url: url.to_string(),
+            model: model.to_string(),
+        },
+        SourceKind::Responses(p) => Model::Responses(p.to_path_buf()),
+    })
+}
+
+/// The run folder of a recipe with overrides: its stem and a key of everything that decides
+/// the trained model (the recipe fingerprint and the run length, which the fingerprint leaves
+/// out so that a run may be extended).
+fn run_dir(recipe: &Path, set: &[String], out: &Path) -> Result<PathBuf> {
+    let loaded = load_recipe(recipe, set)?;
+    let r = &loaded.recipe;
+    let key = format!(
+        "{} {:?} {:?}",
+        r.fingerprint(),
+        r.train.max_steps,
+        r.train.epochs
+    );
+    let stem = recipe
+        .file_stem()
+        .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
+    Ok(runs_dir(out).join(format!("{stem}-{}", &fnv1a64_hex(key.as_bytes())[..8])))
+}
+
+/// Trains `recipe` (with `set` and the experiment's device) unless its run folder holds the
+/// final model; resumes an interrupted run. Returns the final model folder.
+fn train(
+    name: &str,
+    recipe: &Path,
+    set: &[String],
+    out: &Path,
+    device: DeviceSpec,
+) -> Result<PathBuf> {
+    let mut set = set.to_vec();
+    set.push(format!("train.device={device}"));
+    let dir = run_dir(recipe, &set, out)?;
+    let final_dir = dir.join(FINAL_DIR);
+    if final_dir.join("config.json").is_file() {
+        eprintln!("experiment: model {name}: reusing {}", final_dir.display());
+        return Ok(final_dir);
+    }
+    let loaded = load_recipe(recipe, &set)?;
+    let mut r = loaded.recipe;
+    r.train.output_dir = Some(dir.clone());
+    let workers = r.train.workers()?;
+    for w in &workers {
+        require(*w)?;
+    }
+    let resume = latest_checkpoint(&dir)?.is_some();
+    eprintln!(
+        "experiment: model {name}: {} {} in {}",
+        if resume { "resuming" } else { "training" },
+        recipe.display(),
+        dir.display()
+    );
+    let job = TrainJob {
+        recipe: r,
+        run_dir: dir.clone(),
+        resume,
+        stop_at_step: None,
+        cache_dir: runs_dir(out).join(".cache"),
+        record_recipe: Some((recipe.to_path_buf(), set)),
+    };
+    let outcome = run_on_devices(&workers, job)
+        .with_context(|| format!("training model {name} ({})", recipe.display()))?;
+    match outcome.final_dir {
+        Some(dir) => Ok(dir),
+        None => bail!("training model {name} stopped at step {}", outcome.step),
+    }
+}
+
+/// The benchmark spec of `source`: as given, or the held-out synthetic benchmark of a recipe's
+/// data (generated into the runs' cache if needed).
+pub fn benchmark_spec(name: &str, source: &BenchmarkSource, out: &Path) -> Result<String> {
+    if let Some(spec) = &source.spec {
+        return Ok(spec.clone());
+    }
+    let Some(recipe) = &source.recipe else {
+        bail!("benchmarks.{name}: give `spec` or `recipe`");
+    };
+    let loaded = load_recipe(recipe, &source.set)?;
+    let files = resolve_files(&loaded.recipe, &runs_dir(out).join(".cache"))
+        .with_context(|| format!("benchmarks.{name}: the data of {}", recipe.display()))?;
+    match files.benchmark {
+        Some(file) => Ok(format!("jsonl:{}", file.display())),
+        None => bail!(
+            "benchmarks.{name}: {} has no synthetic data, so no held-out benchmark",
+            recipe.display()
+        ),
+    }
+}
