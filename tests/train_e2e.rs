@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::text;
+use safeaware_common::output_dir::{LOCK_FILE, MARKER_FILE};
 use safeaware_trainer::recipe::load_recipe;
 use safeaware_trainer::training::{CHECKPOINT_DELAY_ENV, FAIL_AT_STEP_ENV};
 use serde_json::Value;
@@ -216,12 +217,14 @@ fn step_dirs(run: &Path) -> Vec<u64> {
     steps
 }
 
-/// Names starting with a dot in `dir` (temporary leftovers), `.cache` aside.
+/// Names starting with a dot in `dir` (temporary leftovers), `.cache` and the folder's marker
+/// and lock files aside.
 fn hidden_entries(dir: &Path) -> Vec<String> {
+    let kept = [".cache", MARKER_FILE, LOCK_FILE];
     fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.') && n != ".cache")
+        .filter(|n| n.starts_with('.') && !kept.contains(&n.as_str()))
         .collect()
 }
 

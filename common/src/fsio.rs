@@ -80,6 +80,24 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
     result.map_err(naming("removing", path))
 }
 
+/// Whether an error (or any error it wraps) is a full disk (ENOSPC) or an exceeded quota.
+pub fn is_disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = err.downcast_ref::<io::Error>() {
+        let full = matches!(
+            io.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) || io.raw_os_error() == Some(ENOSPC);
+        // An io::Error wrapping another error hides it from `source()`: look inside too.
+        if full || io.get_ref().is_some_and(|inner| is_disk_full(inner)) {
+            return true;
+        }
+    }
+    err.source().is_some_and(is_disk_full)
+}
+
+/// Linux's "no space left on device".
+const ENOSPC: i32 = 28;
+
 /// The folder `path` is in (`.` for a bare file name).
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
@@ -149,6 +167,15 @@ mod tests {
         remove_any(&dir.path().join("d")).unwrap();
         remove_any(&dir.path().join("missing")).unwrap();
         assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn disk_full_is_recognised_through_wrappers() {
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        assert!(is_disk_full(&full));
+        let wrapped = io::Error::other(full);
+        assert!(is_disk_full(&wrapped));
+        assert!(!is_disk_full(&io::Error::from(io::ErrorKind::NotFound)));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //!
 //! - [`fsio`]: crash-safe writes of files and folders (temporary sibling, fsync, rename).
 //! - [`labels`]: [`labels::IGNORE_INDEX`], the label of positions without a target.
+//! - [`output_dir`]: output folders one process owns (lock with the holder's pid, marker file).
 //! - [`progress`]: progress of long jobs, a bar on a terminal and plain lines otherwise.
 
 pub mod fsio;
 pub mod labels;
+pub mod output_dir;
 pub mod progress;

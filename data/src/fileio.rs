@@ -1,14 +1,60 @@
-//! Small file helpers shared by the data modules: append-only JSON Lines files that survive a
-//! kill, JSON Lines iteration, paths written relative to a file, ids that may be numbers or
-//! strings, and image decoding that trusts the bytes, not the extension. (Whole files are
-//! written with `safeaware_common::fsio::write_atomic`.)
+//! Small file helpers shared by the data modules: text files read as users save them (a UTF-8
+//! BOM, CRLF line ends; bytes that are not UTF-8 named by line), append-only JSON Lines files
+//! that survive a kill, JSON Lines iteration, paths written relative to a file and kept inside
+//! its folder, ids that may be numbers or strings, and image decoding that trusts the bytes,
+//! not the extension. (Whole files are written with `safeaware_common::fsio::write_atomic`.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageFormat};
+
+use crate::complete_image::check_complete;
 use serde::Deserialize;
+
+/// Reads a text file: a leading UTF-8 byte-order mark is dropped (CRLF line ends are handled
+/// by [`json_lines`]); bytes that are not UTF-8 are an `InvalidData` error naming the line.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_string()),
+        Err(e) => {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line {line} is not valid UTF-8"),
+            ))
+        }
+    }
+}
+
+/// `Ok` for an absolute path or a relative one that stays inside the folder it is relative
+/// to; a relative path climbing out of it with `..` is refused.
+pub fn check_inside(path: &Path) -> Result<(), String> {
+    if path.is_absolute() {
+        return Ok(());
+    }
+    let mut depth = 0usize;
+    for part in path.components() {
+        match part {
+            Component::ParentDir if depth == 0 => {
+                return Err(format!(
+                    "path {} leaves the data folder (use an absolute path to mean it)",
+                    path.display()
+                ))
+            }
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// An append-only lines file that a killed process leaves whole: each line goes to the file in
 /// one `write` of the whole line and its newline, then is synced, and [`LineAppender::open`]
@@ -68,9 +114,10 @@ fn cut_unterminated_line(path: &Path) -> io::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&bytes[keep..]).into_owned()))
 }
 
-/// `path` as it should be written in a file in folder `dir`: relative to `dir` when they share a
-/// folder (climbing out with `..` as needed, `/` separators), else absolute. Reading it back
-/// with `dir.join(..)` gives the same file.
+/// `path` as it should be written in a file in folder `dir`: relative to `dir` when it is inside
+/// it (`/` separators), else absolute, because relative paths that climb out of their file's
+/// folder are refused on reading ([`check_inside`]). Reading it back with `dir.join(..)` gives
+/// the same file.
 pub fn relative_path(path: &Path, dir: &Path) -> String {
     let (Ok(target), Ok(base)) = (std::path::absolute(path), std::path::absolute(dir)) else {
         return path.display().to_string();
@@ -81,20 +128,14 @@ pub fn relative_path(path: &Path, dir: &Path) -> String {
         .zip(base.components())
         .take_while(|(a, b)| a == b)
         .count();
-    // Sharing only the root (or drive), the absolute path is the shorter and sturdier one.
-    let shares_a_folder = target
-        .components()
-        .take(common)
-        .any(|c| matches!(c, std::path::Component::Normal(_)));
-    if !shares_a_folder {
+    if common < base.components().count() {
         return target.display().to_string();
     }
-    let ups = base.components().skip(common).map(|_| "..".to_string());
     let downs = target
         .components()
         .skip(common)
         .map(|c| c.as_os_str().to_string_lossy().into_owned());
-    ups.chain(downs).collect::<Vec<_>>().join("/")
+    downs.collect::<Vec<_>>().join("/")
 }
 
 /// Removes `.` and folds `name/..` without touching the file system.
@@ -117,7 +158,7 @@ fn normalise(path: &Path) -> PathBuf {
 pub fn json_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines()
         .enumerate()
-        .map(|(i, line)| (i + 1, line.trim()))
+        .map(|(i, line)| (i + 1, line.trim_start_matches('\u{feff}').trim()))
         .filter(|(_, line)| !line.is_empty())
 }
 
@@ -129,12 +170,40 @@ pub fn base_dir(file: &Path) -> PathBuf {
     }
 }
 
-/// An id written as a JSON number or string; kept as text.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// An id written as a JSON number or string; kept as text. Anything else (null, a fraction,
+/// an object) is refused with a message that says what an id must be.
+#[derive(Debug, Clone)]
 pub enum RawId {
     Int(i64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawIdVisitor)
+    }
+}
+
+struct RawIdVisitor;
+
+impl serde::de::Visitor<'_> for RawIdVisitor {
+    type Value = RawId;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an id (a whole number or a string)")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawId, E> {
+        Ok(RawId::Int(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawId, E> {
+        Ok(RawId::Text(v.to_string()))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawId, E> {
+        Ok(RawId::Text(v.to_string()))
+    }
 }
 
 impl RawId {
@@ -147,17 +216,21 @@ impl RawId {
     }
 }
 
-/// Decodes an image, detecting its format from its content (release files named `.png` may
-/// hold JPEG bytes). The error text says what failed; callers add the path or id.
+/// Decodes an image file completely, detecting its format from its content (release files
+/// named `.png` may hold JPEG bytes); a file cut short is an error, not a partly grey image.
+/// The error text says what failed; callers add the path or id.
 pub fn decode_image(path: &Path) -> Result<DynamicImage, String> {
-    let reader = ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let reader = reader
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if reader.format().is_none() {
-        return Err("unknown image format".to_string());
-    }
-    reader.decode().map_err(|e| format!("cannot decode: {e}"))
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot open: {e}"))?;
+    decode_image_bytes(&bytes).map(|(_, image)| image)
+}
+
+/// [`decode_image`] for bytes in memory; also returns the format found.
+pub fn decode_image_bytes(bytes: &[u8]) -> Result<(ImageFormat, DynamicImage), String> {
+    let format = image::guess_format(bytes).map_err(|_| "unknown image format".to_string())?;
+    check_complete(bytes, format)?;
+    let image = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| format!("corrupt: cannot decode: {e}"))?;
+    Ok((format, image))
 }
 
 #[cfg(test)]
@@ -191,15 +264,13 @@ mod tests {
         let image = root.join("images/a/x.png");
         assert_eq!(relative_path(&image, &root.join("images")), "a/x.png");
         assert_eq!(
-            relative_path(&image, &root.join("out/pairs")),
-            "../../images/a/x.png"
+            relative_path(&image, &root.join("./images/b/..")),
+            "a/x.png"
         );
-        assert_eq!(
-            relative_path(&image, &root.join("out/./b/..")),
-            "../images/a/x.png"
-        );
-        let back = root.join("out/pairs").join("../../images/a/x.png");
-        assert_eq!(normalise(&back), normalise(&image));
+        // Outside the folder: absolute (a relative path may not climb out of its folder).
+        let outside = relative_path(&image, &root.join("out/pairs"));
+        assert_eq!(normalise(Path::new(&outside)), normalise(&image));
+        assert!(check_inside(Path::new(&outside)).is_ok());
         assert_eq!(
             relative_path(Path::new("/a/b.png"), Path::new("/c/d")),
             "/a/b.png"

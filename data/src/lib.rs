@@ -2,6 +2,7 @@
 //! traces, safety benchmarks (MMSafeAware and generic JSONL) and the synthetic safety world.
 
 pub mod benchmark;
+pub mod complete_image;
 pub mod fileio;
 pub mod fnv;
 pub mod import;

@@ -55,6 +55,26 @@ impl Run {
     }
 }
 
+/// Refuses runs that cannot be compared: every run must share scored items with the first
+/// (runs of different benchmarks share none, and their deltas would mean nothing).
+pub fn check_comparable(runs: &[Run]) -> Result<(), EvalError> {
+    let Some((first, rest)) = runs.split_first() else {
+        return Ok(());
+    };
+    for run in rest {
+        if !run.samples.keys().any(|id| first.samples.contains_key(id)) {
+            return Err(EvalError::Config(format!(
+                "{} and {} share no scored item (benchmarks {} and {}): nothing to compare",
+                first.path.display(),
+                run.path.display(),
+                first.results.benchmark.spec,
+                run.results.benchmark.spec
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The outcome of a paired McNemar test.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct McNemar {

@@ -26,6 +26,9 @@ pub enum EvalError {
     /// The benchmark could not be loaded.
     #[error(transparent)]
     Benchmark(#[from] BenchmarkError),
+    /// The output folder is another process's or another program's.
+    #[error(transparent)]
+    Output(#[from] safeaware_common::output_dir::OutputDirError),
     /// The output folder holds a run made with other settings.
     #[error(
         "{out} holds a run with other settings ({what} was {before}, now {now}); \

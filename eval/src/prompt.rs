@@ -163,7 +163,7 @@ impl PromptStrategy {
                 PromptStrategy::NAMES.join(", ")
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(EvalError::io(path))?;
+        let text = safeaware_data::fileio::read_text(path).map_err(EvalError::io(path))?;
         PromptStrategy::from_template(path.to_path_buf(), text)
     }
 

@@ -37,8 +37,13 @@ pub struct Counts {
     pub scored: usize,
     /// Items with no response (left out of every denominator).
     pub missing_response: usize,
-    /// Items that failed (missing or corrupt image, endpoint error, unreadable response line).
+    /// Items that failed (unreadable or corrupt image, endpoint error, unreadable response
+    /// line).
     pub errors: usize,
+    /// Items the benchmark has no image for, which a generating source cannot ask (absent in
+    /// older files).
+    #[serde(default)]
+    pub skipped: usize,
     /// Items not asked yet (non-zero only in a run that is still going or was stopped).
     pub pending: usize,
     /// Counts the source adds, e.g. `unknown_ids` for a responses file.
@@ -57,7 +62,8 @@ pub struct ItemError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
     pub safeaware_version: String,
-    /// Whether every item has been asked.
+    /// Whether every item that can be asked was scored: nothing pending, failed or without a
+    /// response (items the benchmark has no image for are skipped and do not count).
     pub complete: bool,
     pub benchmark: BenchmarkInfo,
     pub source: SourceInfo,
@@ -108,6 +114,7 @@ impl Results {
             scored: with(Status::Scored).count(),
             missing_response: missing_response_ids.len(),
             errors: errors.len(),
+            skipped: with(Status::Skipped).count(),
             pending: benchmark.items.len() - in_order.len(),
             source: source.counts.clone(),
         };
@@ -118,7 +125,7 @@ impl Results {
         } = compute(&in_order);
         Results {
             safeaware_version: crate::VERSION.to_string(),
-            complete: counts.pending == 0,
+            complete: counts.pending == 0 && counts.errors == 0 && counts.missing_response == 0,
             benchmark: BenchmarkInfo {
                 spec: benchmark.spec.clone(),
                 items: benchmark.items.len(),
@@ -136,6 +143,18 @@ impl Results {
             errors,
             image_reliance: None,
         }
+    }
+
+    /// The failed items counted by cause (the error without the item's own file or line),
+    /// most frequent first.
+    pub fn failure_causes(&self) -> Vec<(String, usize)> {
+        let mut by_cause: BTreeMap<String, usize> = BTreeMap::new();
+        for e in &self.errors {
+            *by_cause.entry(cause_of(&e.error)).or_default() += 1;
+        }
+        let mut causes: Vec<(String, usize)> = by_cause.into_iter().collect();
+        causes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        causes
     }
 
     /// The metrics of `parser`.
@@ -160,5 +179,38 @@ impl Results {
         let mut text = serde_json::to_string_pretty(self).expect("results always serialise");
         text.push('\n');
         write_atomic(path, text.as_bytes()).map_err(EvalError::io(path))
+    }
+}
+/// An item's error with what names the item (an image path, a responses-file line) left out,
+/// so that items failing the same way are counted together.
+fn cause_of(error: &str) -> String {
+    for (prefix, label) in [
+        ("image ", "image"),
+        ("responses file line ", "responses file"),
+    ] {
+        if let Some((head, reason)) = error.split_once(": ") {
+            if head.starts_with(prefix) {
+                return format!("{label}: {reason}");
+            }
+        }
+    }
+    error.to_string()
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::cause_of;
+
+    #[test]
+    fn causes_leave_out_what_names_the_item() {
+        assert_eq!(cause_of("image /d/7.jpg: truncated"), "image: truncated");
+        assert_eq!(
+            cause_of("responses file line 3: invalid JSON"),
+            "responses file: invalid JSON"
+        );
+        assert_eq!(
+            cause_of("endpoint: HTTP 500 (after 4 attempt(s))"),
+            "endpoint: HTTP 500 (after 4 attempt(s))"
+        );
     }
 }

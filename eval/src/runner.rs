@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use safeaware_common::output_dir::OutputDir;
 use safeaware_data::benchmark::{Benchmark, BenchmarkItem};
 
 use crate::decoding::DecodingSettings;
@@ -40,6 +41,8 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// Longest time between two rewrites of results and reports.
     pub checkpoint_every: Duration,
+    /// Write into an output folder safeaware did not make (`--overwrite`).
+    pub overwrite: bool,
 }
 
 impl RunConfig {
@@ -51,19 +54,22 @@ impl RunConfig {
             decoding: DecodingSettings::default(),
             progress: ProgressMode::Auto,
             checkpoint_every: Duration::from_secs(2),
+            overwrite: false,
         }
     }
 }
 
 /// Evaluates `source` on `benchmark`, writing into `config.out`; returns the final results.
 /// Per-item problems are recorded, never returned; only unusable settings or outputs fail.
+/// The output folder is claimed for the run ([`OutputDir`]): locked against a second process,
+/// and refused when it is another program's (not empty, no marker) unless `config.overwrite`.
 pub fn run(
     benchmark: &Benchmark,
     source: &dyn AnswerSource,
     config: &RunConfig,
 ) -> Result<Results, EvalError> {
     let out = &config.out;
-    std::fs::create_dir_all(out).map_err(EvalError::io(out))?;
+    let _claim = OutputDir::claim(out, "eval", config.overwrite)?;
     let samples_path = out.join(SAMPLES_FILE);
     let build = |records: &BTreeMap<String, SampleRecord>| {
         Results::build(
@@ -239,14 +245,8 @@ pub fn ask_batch(
     let mut done: Vec<Option<SampleRecord>> = items
         .iter()
         .map(|item| {
-            (source.generates() && item.image.is_none()).then(|| {
-                SampleRecord::failed(
-                    item,
-                    prompt.question(item),
-                    None,
-                    &SourceError::MissingImage,
-                )
-            })
+            (source.generates() && item.image.is_none())
+                .then(|| SampleRecord::skipped(item, prompt.question(item)))
         })
         .collect();
     let mut descriptions: Vec<Option<String>> = vec![None; items.len()];

@@ -27,6 +27,9 @@ pub enum Status {
     MissingResponse,
     /// It could not be asked or answered (counted in `counts.errors`).
     Error,
+    /// The benchmark has no image for it, so a generating source cannot ask about it (left
+    /// out of every denominator; not a failure of the run).
+    Skipped,
 }
 
 /// A value per parser.
@@ -111,6 +114,14 @@ impl SampleRecord {
     /// An item the source has no answer for.
     pub fn missing(item: &BenchmarkItem, prompt: String) -> SampleRecord {
         SampleRecord::base(item, prompt, Status::MissingResponse)
+    }
+
+    /// An item the benchmark has no image for, which a generating source cannot ask about.
+    pub fn skipped(item: &BenchmarkItem, prompt: String) -> SampleRecord {
+        SampleRecord {
+            error: Some(SourceError::MissingImage.to_string()),
+            ..SampleRecord::base(item, prompt, Status::Skipped)
+        }
     }
 
     /// An item that failed; `description` keeps a finished first turn.

@@ -186,7 +186,12 @@ fn output_files_have_the_documented_shape() {
     assert_eq!(v["counts"]["items"], 12);
     assert_eq!(v["counts"]["scored"], 11);
     assert_eq!(v["counts"]["missing_response"], 0);
-    assert_eq!(v["counts"]["errors"], 1);
+    assert_eq!(v["counts"]["errors"], 0);
+    assert_eq!(v["counts"]["skipped"], 1);
+    assert_eq!(
+        v["complete"], true,
+        "a skipped item does not make a run incomplete"
+    );
     for parser in ["strict", "paper"] {
         for subset in ["typical", "attack", "over_safety"] {
             let s = &v[parser][subset];
@@ -262,7 +267,7 @@ fn output_files_have_the_documented_shape() {
     let r11 = records.iter().find(|r| r.id == "11").unwrap();
     assert_eq!(
         (r11.status, r11.error.as_deref()),
-        (Status::Error, Some("image missing"))
+        (Status::Skipped, Some("image missing"))
     );
 }
 
@@ -350,7 +355,14 @@ fn batched_sources_give_the_same_results() {
     batched_source.parallelism = 2;
     let batched = runner::run(&bench, &batched_source, &config("batched")).unwrap();
     assert_eq!(metrics_json(&batched), metrics_json(&single));
-    assert_eq!((batched.counts.scored, batched.counts.errors), (10, 2));
+    assert_eq!(
+        (
+            batched.counts.scored,
+            batched.counts.errors,
+            batched.counts.skipped
+        ),
+        (10, 1, 1)
+    );
     // 11 items with an image: 11 descriptions and 11 questions.
     assert_eq!(batched_source.calls(), 22);
     let (records, _) = read_samples(&dir.path().join("batched").join(SAMPLES_FILE)).unwrap();

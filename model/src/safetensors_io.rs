@@ -140,7 +140,7 @@ impl TensorStore {
         let (header_len, metadata) =
             SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Safetensors {
                 path: path.clone(),
-                message: format!("corrupt or truncated: {e:?}"),
+                message: describe_metadata_error(&e, &bytes),
             })?;
         let data_start = 8 + header_len;
         let file = self.files.len();
@@ -173,7 +173,8 @@ impl TensorStore {
         self.entries.get(name).map(|e| e.shape.as_slice())
     }
 
-    /// The values of `name` as f32 (row-major), converting from f16/bf16.
+    /// The values of `name` as f32 (row-major), converting from f16/bf16. Non-finite values
+    /// (NaN, infinity) are an error naming the tensor: such a model only answers garbage.
     pub fn read_f32(&self, name: &str) -> Result<Option<Vec<f32>>> {
         let Some(entry) = self.entries.get(name) else {
             return Ok(None);
@@ -187,7 +188,38 @@ impl TensorStore {
                     entry.dtype
                 ),
             })?;
-        Ok(Some(dtype.decode(&bytes[entry.range.clone()])))
+        let values = dtype.decode(&bytes[entry.range.clone()]);
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(ModelError::Safetensors {
+                path: path.clone(),
+                message: format!("tensor `{name}` holds non-finite values ({bad})"),
+            });
+        }
+        Ok(Some(values))
+    }
+}
+
+/// What a header that does not parse means, in words (not the parser's variant names).
+fn describe_metadata_error(e: &safetensors::SafeTensorError, bytes: &[u8]) -> String {
+    use safetensors::SafeTensorError as E;
+    let header_len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    if header_len.is_some_and(|n| n < 100_000_000 && 8 + n > bytes.len() as u64) {
+        return format!(
+            "truncated: the file holds {} bytes, less than its {}-byte header",
+            bytes.len(),
+            header_len.unwrap_or(0)
+        );
+    }
+    match e {
+        E::HeaderTooSmall | E::MetadataIncompleteBuffer => {
+            "truncated: the file is shorter or longer than its header says".to_string()
+        }
+        E::HeaderTooLarge | E::InvalidHeaderLength => {
+            "corrupt: the header length is impossible".to_string()
+        }
+        _ => "corrupt: the header is not valid safetensors".to_string(),
     }
 }
 
@@ -272,6 +304,21 @@ pub fn read_headers(dir: &Path) -> Result<BTreeMap<String, HeaderEntry>> {
         let map = value
             .as_object()
             .ok_or_else(|| corrupt("header is not a JSON object".into()))?;
+        let data_end = map
+            .values()
+            .filter_map(|info| info.get("data_offsets")?.get(1)?.as_u64())
+            .max()
+            .unwrap_or(0);
+        let size = file
+            .metadata()
+            .map_err(ModelError::io("reading", &path))?
+            .len();
+        if size != 8 + len + data_end {
+            return Err(corrupt(format!(
+                "truncated: the file holds {size} bytes, its header describes {}",
+                8 + len + data_end
+            )));
+        }
         for (name, info) in map.iter().filter(|(k, _)| k.as_str() != "__metadata__") {
             let dtype = info.get("dtype").and_then(Value::as_str);
             let shape = info

@@ -30,6 +30,7 @@ pub fn inspect(dir: &Path) -> Result<ModelSummary> {
         Ok(_) => {
             let headers = read_headers(dir)?;
             config.tie_word_embeddings = !headers.contains_key("lm_head.weight");
+            check_counts(dir, &headers, &ParamCounts::from_config(&config))?;
             Some(headers.values().map(|h| h.dtype.clone()).collect())
         }
         Err(crate::ModelError::NoWeights(_)) => None,
@@ -40,6 +41,29 @@ pub fn inspect(dir: &Path) -> Result<ModelSummary> {
         config,
         disk_dtypes,
     })
+}
+
+/// The weights must hold exactly the parameters config.json describes (weights of another
+/// model size, or a config edited after saving, are refused).
+fn check_counts(
+    dir: &Path,
+    headers: &std::collections::BTreeMap<String, crate::safetensors_io::HeaderEntry>,
+    counts: &ParamCounts,
+) -> Result<()> {
+    let on_disk: usize = headers
+        .values()
+        .map(|h| h.shape.iter().product::<usize>())
+        .sum();
+    if on_disk != counts.total() {
+        return Err(crate::ModelError::Safetensors {
+            path: dir.to_path_buf(),
+            message: format!(
+                "the weights hold {on_disk} parameters but {CONFIG_FILE} describes {}: they belong to another model",
+                counts.total()
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl fmt::Display for ModelSummary {

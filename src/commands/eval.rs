@@ -63,6 +63,14 @@ pub struct RunArgs {
     /// Output folder (results.json, samples.jsonl, report.md, report.html); resumable.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write into an --out folder safeaware did not make (its files of the same names are
+    /// replaced).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Largest share of failed items (0..1) that still exits with status 0; the default 0
+    /// makes any failed item an error. A run that scored nothing always fails.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub max_error_rate: f64,
 
     /// Score a recorded responses file (JSONL with `id` and `response`).
     #[arg(long, group = "source")]
@@ -89,8 +97,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Prompts generated together (local generation).
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
 
     #[command(flatten)]
     pub client: ClientArgs,
@@ -154,6 +162,7 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| Run::load(p).with_context(|| format!("loading run {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    compare::check_comparable(&runs)?;
     let text = compare::render(&runs);
     print!("{text}");
     if let Some(out) = args.out {
@@ -187,6 +196,9 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
         },
     };
     decoding.validate()?;
+    if !(0.0..=1.0).contains(&a.max_error_rate) {
+        bail!("--max-error-rate must be a share between 0 and 1");
+    }
     let prompt = PromptStrategy::parse(&a.prompt)?;
     let mut benchmark = Benchmark::open(spec, a.annotations.as_deref())
         .with_context(|| format!("loading benchmark {spec}"))?;
@@ -197,12 +209,13 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
         prompt,
         decoding: decoding.clone(),
         progress: a.progress,
+        overwrite: a.overwrite,
         ..RunConfig::new(&out)
     };
     if let Some(folder) = a.model.as_ref().or(a.checkpoint.as_ref()) {
         let settings = LocalSettings {
             max_new_tokens: a.max_tokens,
-            batch_size: a.batch_size,
+            batch_size: a.batch_size as usize,
             decoding: config.decoding.clone(),
         };
         let task = FolderEval {
@@ -215,13 +228,17 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             ablation: a.image_ablation,
         };
         let results = run_on(a.device, task)?;
-        return finish(&results, &out);
+        return finish(&results, &out, a.max_error_rate);
     }
     let source: Box<dyn AnswerSource> = match (&a.responses, &a.endpoint) {
-        (Some(path), None) => Box::new(
-            ResponsesFile::load(path, &benchmark)
-                .with_context(|| format!("reading responses {}", path.display()))?,
-        ),
+        (Some(path), None) => {
+            let file = ResponsesFile::load(path, &benchmark)
+                .with_context(|| format!("reading responses {}", path.display()))?;
+            for (line, problem) in file.unattributed_lines() {
+                eprintln!("warning: {}:{line}: {problem} (line ignored)", path.display());
+            }
+            Box::new(file)
+        }
         (None, Some(url)) => Box::new(a.client.endpoint(
             url,
             a.endpoint_model.as_deref().unwrap_or_default(),
@@ -233,11 +250,12 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
         ),
     };
     let results = ablation::run(&benchmark, source.as_ref(), &config, a.image_ablation)?;
-    finish(&results, &out)
+    finish(&results, &out, a.max_error_rate)
 }
 
-/// Prints the summary and where the files are.
-fn finish(results: &Results, out: &std::path::Path) -> anyhow::Result<()> {
+/// Prints the summary and where the files are; fails when nothing was scored or more than
+/// `max_error_rate` of the items failed (the outputs are written either way).
+fn finish(results: &Results, out: &std::path::Path, max_error_rate: f64) -> anyhow::Result<()> {
     print!("{}", report::summary(results));
     println!(
         "wrote {} {} {} {} in {}",
@@ -247,5 +265,32 @@ fn finish(results: &Results, out: &std::path::Path) -> anyhow::Result<()> {
         REPORT_HTML,
         out.display()
     );
-    Ok(())
+    check_outcome(results, max_error_rate)
+}
+
+/// The run's failure, if it is one: nothing scored, or a failed share above `max_error_rate`;
+/// the causes are counted on stderr.
+fn check_outcome(results: &Results, max_error_rate: f64) -> anyhow::Result<()> {
+    let c = &results.counts;
+    let asked = c.items - c.skipped;
+    let failed_share = c.errors as f64 / asked.max(1) as f64;
+    if c.scored > 0 && failed_share <= max_error_rate {
+        return Ok(());
+    }
+    for (cause, n) in results.failure_causes() {
+        eprintln!("  {n} item(s): {cause}");
+    }
+    if c.missing_response > 0 {
+        eprintln!("  {} item(s): no response", c.missing_response);
+    }
+    if c.scored == 0 {
+        bail!("nothing was scored ({} item(s) asked)", asked);
+    }
+    bail!(
+        "{} of {} item(s) failed ({:.1}%, above --max-error-rate {})",
+        c.errors,
+        asked,
+        100.0 * failed_share,
+        max_error_rate
+    )
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::{require, run_on, run_on_devices, DeviceSpec};
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context, Result};
+use safeaware_common::output_dir::OutputDir;
 use safeaware_data::benchmark::Benchmark;
 use safeaware_eval::report::REPORT_MD;
 use safeaware_trainer::benchmark_guard::evaluation_benchmark;
@@ -29,8 +30,12 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
     /// Stop cleanly after writing a checkpoint at step N, as if interrupted.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub stop_at_step: Option<u64>,
+    /// Write into an --out folder safeaware did not make (a non-empty folder without its
+    /// marker is refused otherwise).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Skip the evaluation of the final model.
     #[arg(long)]
     pub no_eval: bool,
@@ -54,6 +59,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     // The resolved recipe is (re)written by the training job only once the run is accepted, so
     // a refused start (existing checkpoints, a resume with another seed or data) leaves the
     // run folder untouched.
+    // The run folder is locked for the whole command (a second process on it fails at once,
+    // naming this one's pid); a fresh run also claims it (see `OutputDir::claim`).
+    let _claim;
     let (recipe, run_dir, record_recipe) = match (&args.recipe, &args.resume) {
         (_, Some(run_dir)) => {
             let resolved = run_dir.join(RESOLVED_RECIPE_FILE);
@@ -63,6 +71,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
                     run_dir.display()
                 );
             }
+            _claim = OutputDir::lock(run_dir)?;
             let record = (!args.set.is_empty()).then(|| (resolved.clone(), args.set.clone()));
             (
                 load_recipe(&resolved, &args.set)?.recipe,
@@ -77,8 +86,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             for worker in loaded.recipe.train.workers()? {
                 require(worker)?;
             }
-            std::fs::create_dir_all(&run_dir)
-                .with_context(|| format!("creating {}", run_dir.display()))?;
+            _claim = OutputDir::claim(&run_dir, "train", args.overwrite)?;
             let mut recipe = loaded.recipe.clone();
             recipe.train.output_dir = Some(run_dir.clone());
             (recipe, run_dir, Some((path.clone(), args.set.clone())))

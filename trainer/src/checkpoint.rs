@@ -11,11 +11,14 @@
 //! A checkpoint is written into `.tmp-step_<N>`, fsynced, renamed to `step_<N>` (atomic on one
 //! file system) and only then is `latest` replaced (itself atomically). A crash at any point
 //! therefore leaves `latest` naming a complete checkpoint. What goes inside is the caller's
-//! business: a callback writes the files.
+//! business: a callback writes the files; a `manifest.json` of their sizes and checksums is
+//! added last (`manifest.rs`), and a resume takes the newest checkpoint that verifies
+//! ([`resume_checkpoint`]). A write that fails for want of space says "disk full".
 
 use crate::fsutil::atomic_write;
+use crate::manifest::{verify, write_manifest, Verification};
 use anyhow::{Context, Result};
-use safeaware_common::fsio::{remove_any, sync_dir, sync_tree};
+use safeaware_common::fsio::{is_disk_full, remove_any, sync_dir, sync_tree};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -69,8 +72,9 @@ pub fn write_checkpoint(
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     cleanup_incomplete(run)?;
     let name = step_dir_name(step);
-    let path =
-        publish_dir(&dir, &name, write).with_context(|| format!("writing checkpoint {name}"))?;
+    let path = publish_dir(&dir, &name, write)
+        .with_context(|| format!("writing checkpoint {name}"))
+        .map_err(say_disk_full)?;
     atomic_write(&dir.join(LATEST_FILE), format!("{name}\n").as_bytes())
         .with_context(|| format!("updating {}", dir.join(LATEST_FILE).display()))?;
     Ok(path)
@@ -88,7 +92,16 @@ pub fn write_run_folder(
     write: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
     fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
-    publish_dir(run, name, write)
+    publish_dir(run, name, write).map_err(say_disk_full)
+}
+
+/// Puts "disk full" in front of an error caused by a full disk (ENOSPC) or quota.
+fn say_disk_full(err: anyhow::Error) -> anyhow::Error {
+    if err.chain().any(is_disk_full) {
+        err.context("disk full: free space where the run folder is, then resume the run")
+    } else {
+        err
+    }
 }
 
 /// Fills `<parent>/.tmp-<name>` with `write`, fsyncs it and renames it to `<parent>/<name>`.
@@ -102,7 +115,9 @@ fn publish_dir(
     let old = parent.join(format!("{OLD_PREFIX}{name}"));
     remove_any(&tmp)?;
     fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let filled = write(&tmp).and_then(|()| sync_tree(&tmp).map_err(Into::into));
+    let filled = write(&tmp)
+        .and_then(|()| write_manifest(&tmp))
+        .and_then(|()| sync_tree(&tmp).map_err(Into::into));
     if let Err(e) = filled {
         let _ = remove_any(&tmp);
         return Err(e);
@@ -179,6 +194,38 @@ pub fn latest_checkpoint(run: &Path) -> Result<Option<Checkpoint>> {
         }
     }
     Ok(list_checkpoints(run)?.pop())
+}
+
+/// The checkpoint to resume from: the newest one that verifies against its manifest, trying
+/// the one `latest` names first (see [`latest_checkpoint`]), then the others, newest first.
+/// Each checkpoint passed over is reported in `skipped` with the reason.
+pub fn resume_checkpoint(run: &Path) -> Result<ResumeChoice> {
+    let mut candidates = list_checkpoints(run)?;
+    candidates.reverse();
+    if let Some(latest) = latest_checkpoint(run)? {
+        candidates.retain(|c| c.step != latest.step);
+        candidates.insert(0, latest);
+    }
+    let mut choice = ResumeChoice::default();
+    for ckpt in candidates {
+        match verify(&ckpt.path) {
+            Ok(verification) => {
+                choice.chosen = Some((ckpt, verification));
+                break;
+            }
+            Err(fault) => choice.skipped.push((ckpt, fault.to_string())),
+        }
+    }
+    Ok(choice)
+}
+
+/// What [`resume_checkpoint`] found.
+#[derive(Debug, Default)]
+pub struct ResumeChoice {
+    /// The checkpoint to resume from, and whether its manifest verified it.
+    pub chosen: Option<(Checkpoint, Verification)>,
+    /// Newer checkpoints that failed verification, with why.
+    pub skipped: Vec<(Checkpoint, String)>,
 }
 
 /// Deletes all but the newest `keep_last` checkpoints (0 = keep all), never the one `latest`
@@ -272,6 +319,41 @@ mod tests {
         assert_eq!(steps(run.path()), [1]);
         assert_eq!(latest_checkpoint(run.path()).unwrap().unwrap().step, 1);
         assert!(!run.path().join("checkpoints/.tmp-step_2").exists());
+    }
+
+    #[test]
+    fn a_full_disk_says_so_and_names_the_file() {
+        let run = tempfile::tempdir().unwrap();
+        write_checkpoint(run.path(), 1, write_marker(1)).unwrap();
+        let err = write_checkpoint(run.path(), 2, |dir: &Path| {
+            let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+            let file = dir.join("trainer_state/optimizer.mpk");
+            Err(anyhow::Error::new(full).context(format!("writing {}", file.display())))
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.starts_with("disk full"), "{text}");
+        assert!(text.contains("optimizer.mpk"), "{text}");
+        assert_eq!(latest_checkpoint(run.path()).unwrap().unwrap().step, 1);
+    }
+
+    #[test]
+    fn a_checkpoint_that_fails_verification_is_passed_over_with_the_reason() {
+        let run = tempfile::tempdir().unwrap();
+        for s in [1, 2] {
+            write_checkpoint(run.path(), s, write_marker(s)).unwrap();
+        }
+        let state = run.path().join("checkpoints/step_2/trainer_state/step.txt");
+        fs::write(&state, "9").unwrap();
+        let choice = resume_checkpoint(run.path()).unwrap();
+        let (chosen, how) = choice.chosen.unwrap();
+        assert_eq!((chosen.step, how), (1, Verification::Verified));
+        assert_eq!(choice.skipped.len(), 1);
+        assert!(
+            choice.skipped[0].1.contains("step.txt is corrupt"),
+            "{:?}",
+            choice.skipped
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod grad_clip;
 pub mod guard;
 pub mod log_window;
+pub mod manifest;
 pub mod metrics_log;
 pub mod model_output;
 pub mod param_groups;

@@ -22,8 +22,9 @@ use safeaware_model::safetensors_io::stored_dtype;
 use safeaware_model::{AdapterSpec, FloatDtype, Idefics3, VisionLanguageModel};
 
 use crate::benchmark_guard::refuse_benchmark_overlap;
-use crate::checkpoint::{latest_checkpoint, write_run_folder, Checkpoint};
+use crate::checkpoint::{latest_checkpoint, resume_checkpoint, write_run_folder, Checkpoint};
 use crate::fingerprint::fingerprint_files;
+use crate::manifest::Verification;
 use crate::model_output::{ModelFormat, ModelOutput, BASE_DIR};
 use crate::param_groups::freeze;
 use crate::preset;
@@ -65,7 +66,8 @@ pub struct RunData {
 }
 
 /// Prepares `job` on `device`: refuses a fresh start over existing checkpoints, and a resume
-/// whose recipe or data differ from the checkpoint's.
+/// whose recipe or data differ from the checkpoint's. Nothing is written: the caller records
+/// the resolved recipe once the run is accepted ([`record_recipe`]).
 pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<Setup<RunModel<B>>> {
     let (recipe, run) = (&job.recipe, &job.run_dir);
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
@@ -93,9 +95,12 @@ pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<S
         }
         None => TrainerState::new(identity),
     };
-    if let Some((source, overrides)) = &job.record_recipe {
-        recipe.save_resolved(run, source, overrides)?;
-    }
+    check_feasible(
+        job,
+        &data,
+        state.step,
+        recipe.train.total_steps(data.train.len()),
+    )?;
     if resumed_from.is_none() {
         write_preset_base(recipe, &output, &model, &processor)?;
     }
@@ -118,21 +123,73 @@ pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<S
     })
 }
 
-/// The checkpoint to resume from (`resume`), or `None` for a fresh run in an empty folder.
+/// Writes the run's resolved recipe, if the job asks for it (a fresh run, or a resume with
+/// overrides).
+pub fn record_recipe(job: &TrainJob) -> Result<()> {
+    if let Some((source, overrides)) = &job.record_recipe {
+        job.recipe.save_resolved(&job.run_dir, source, overrides)?;
+    }
+    Ok(())
+}
+
+/// Refuses a run that cannot do what it was asked: a batch larger than the training data, or a
+/// stop step the run has passed or will never reach.
+fn check_feasible(job: &TrainJob, data: &RunData, step: u64, total_steps: u64) -> Result<()> {
+    let batch = job.recipe.train.batch_size;
+    if batch > data.train.len() {
+        bail!(
+            "train.batch_size is {batch} but {} holds only {} usable training example(s)",
+            data.train_file.display(),
+            data.train.len()
+        );
+    }
+    if let Some(stop) = job.stop_at_step {
+        if stop <= step || stop > total_steps {
+            bail!(
+                "--stop-at-step {stop} is impossible: the run is at step {step} and ends at step {total_steps}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoint to resume from (`resume`): the newest that verifies, saying which newer
+/// ones were passed over and why; `None` for a fresh run in an empty folder.
 fn resume_point(run: &Path, resume: bool) -> Result<Option<Checkpoint>> {
-    match (resume, latest_checkpoint(run)?) {
-        (true, Some(ckpt)) => Ok(Some(ckpt)),
-        (true, None) => bail!(
-            "nothing to resume in {}: it holds no complete checkpoint",
-            run.display()
-        ),
-        (false, Some(_)) => bail!(
+    if resume {
+        return verified_resume_point(run);
+    }
+    match latest_checkpoint(run)? {
+        Some(_) => bail!(
             "{} already holds checkpoints: resume it with `safeaware train --resume {}` or choose another --out",
             run.display(),
             run.display()
         ),
-        (false, None) => Ok(None),
+        None => Ok(None),
     }
+}
+
+/// [`resume_checkpoint`], told on stderr; an error when no checkpoint is usable.
+fn verified_resume_point(run: &Path) -> Result<Option<Checkpoint>> {
+    let choice = resume_checkpoint(run)?;
+    for (ckpt, why) in &choice.skipped {
+        eprintln!("checkpoint {} skipped: {why}", ckpt.path.display());
+    }
+    let Some((ckpt, verification)) = choice.chosen else {
+        let reason = match choice.skipped.is_empty() {
+            true => "it holds no complete checkpoint",
+            false => "no checkpoint in it verifies (see above)",
+        };
+        bail!("nothing to resume in {}: {reason}", run.display());
+    };
+    let how = match verification {
+        Verification::Verified => "verified",
+        Verification::NoManifest => "not verified: it has no manifest",
+    };
+    if !choice.skipped.is_empty() || verification == Verification::NoManifest {
+        eprintln!("resuming from {} ({how})", ckpt.path.display());
+    }
+    Ok(Some(ckpt))
 }
 
 /// The model and processor: from the checkpoint resumed, else `model.path`, else the preset;

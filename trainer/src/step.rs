@@ -13,13 +13,14 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, FloatDType};
 use safeaware_model::precision::autocast;
 use safeaware_model::{ModelPart, TrainableModel};
 
 use crate::batching::collate;
+use crate::fsutil::atomic_write;
 use crate::grad_clip::{clip_grad_norm, global_grad_norm};
 use crate::param_groups::{record_from_portable, record_to_portable, split_grads_by_part};
 use crate::recipe::OptimSection;
@@ -114,17 +115,26 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> Update<B, M> {
         Ok((model, grad_norm))
     }
 
-    /// Writes the optimiser state to `path`, keyed by parameter path (see `param_groups`).
+    /// Writes the optimiser state to `path` (MessagePack), keyed by parameter path (see
+    /// `param_groups`). It is encoded in memory and written atomically, so a write error is
+    /// the file system's (a full disk says so), named with the file.
     pub fn save(&self, model: &M, path: &Path) -> Result<()> {
         let record = record_to_portable(self.optim.to_record(), model);
-        Recorder::<B>::record(&recorder(), record, path.to_path_buf())
-            .context("writing the optimiser state")
+        let bytes = Recorder::<B>::record(&recorder(), record, ())
+            .map_err(|_| anyhow::anyhow!("the optimiser state does not encode"))?;
+        atomic_write(path, &bytes)
     }
 
-    /// Restores the optimiser state [`Update::save`] wrote, for `model` as loaded.
+    /// Restores the optimiser state [`Update::save`] wrote, for `model` as loaded. A file that
+    /// does not decode is reported as corrupt, naming it (not the decoder's internals).
     pub fn load(&mut self, model: &M, path: &Path) -> Result<()> {
-        let record = Recorder::<B>::load(&recorder(), path.to_path_buf(), &self.device)
-            .with_context(|| format!("loading the optimiser state {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let record = Recorder::<B>::load(&recorder(), bytes, &self.device).map_err(|_| {
+            anyhow::anyhow!(
+                "{} is corrupt or truncated: it does not decode as optimiser state",
+                path.display()
+            )
+        })?;
         let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init::<B, M>());
         self.optim = optim.load_record(record_from_portable(record, model));
         Ok(())
@@ -238,6 +248,7 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for AccumulationS
     }
 }
 
-fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
-    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+/// The optimiser state's encoding: named MessagePack, the bytes Burn's `.mpk` files hold.
+fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
+    NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
 }

@@ -23,7 +23,7 @@ use crate::metrics_log::{MetricsLog, MetricsRecord};
 use crate::model_output::ModelOutput;
 use crate::progress::Progress;
 use crate::recipe::Recipe;
-use crate::setup::{setup, RunData, Setup};
+use crate::setup::{record_recipe, setup, RunData, Setup};
 use crate::step::{AccumulationStep, ForwardSettings, TrainStep, Update};
 use crate::tensorboard::TbWriter;
 use crate::trainer_state::{trainer_state_dir, write_trainer_state, TrainerState, OPTIMIZER_FILE};
@@ -106,6 +106,8 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, devices: Vec<B::Device>) -> Res
         let path = trainer_state_dir(&ckpt.path).join(OPTIMIZER_FILE);
         step.load_state(&setup.model, &path)?;
     }
+    // Only a run that got this far is accepted: a refused start leaves the folder as it was.
+    record_recipe(job)?;
     run_loop(job, setup, step.as_mut(), &hooks, &device)
 }
 
@@ -164,7 +166,9 @@ where
     let t = &recipe.train;
     let mut metrics = match resumed_from {
         Some(_) => MetricsLog::resume(run, state.step)?,
-        None => MetricsLog::open(run)?,
+        // A fresh run in its own folder starts the log afresh: lines of an earlier start that
+        // died before its first checkpoint belong to no resumable run.
+        None => MetricsLog::resume(run, 0)?,
     };
     let mut tb = TbWriter::create(run)?;
     let mut progress = Progress::new("train", total_steps, state.step);

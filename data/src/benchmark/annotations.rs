@@ -25,7 +25,7 @@ struct RawAnnotation {
 
 /// Applies the annotations file at `path` to `benchmark`.
 pub fn apply(benchmark: &mut Benchmark, path: &Path) -> Result<(), BenchmarkError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BenchmarkError::Io {
+    let text = crate::fileio::read_text(path).map_err(|source| BenchmarkError::Io {
         path: path.to_path_buf(),
         source,
     })?;

@@ -43,7 +43,7 @@ struct RawCounterfactual {
 
 /// Loads a JSONL benchmark; fails on the first malformed line or a repeated id.
 pub fn load(file: &Path) -> Result<Benchmark, BenchmarkError> {
-    let text = std::fs::read_to_string(file).map_err(|source| BenchmarkError::Io {
+    let text = crate::fileio::read_text(file).map_err(|source| BenchmarkError::Io {
         path: file.to_path_buf(),
         source,
     })?;
@@ -96,17 +96,22 @@ pub fn parse_item(json: &str, dir: &Path) -> Result<BenchmarkItem, String> {
         None if gold == Verdict::Safe => Subset::OverSafety,
         None => Subset::Typical,
     };
-    let image = raw
-        .image
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| dir.join(p));
+    let image = raw.image.filter(|p| !p.trim().is_empty());
+    if let Some(path) = &image {
+        fileio::check_inside(Path::new(path)).map_err(|e| format!("id {id}: `image`: {e}"))?;
+    }
+    let image = image.map(|p| dir.join(p));
     let counterfactual = match raw.counterfactual {
-        Some(c) => Some(Counterfactual {
-            image: dir.join(&c.image),
-            gold: parse_gold(&id, "counterfactual.gold", &c.gold)?,
-            subset: parse_subset(&id, "counterfactual.subset", &c.subset)?,
-            scenario: c.scenario,
-        }),
+        Some(c) => {
+            fileio::check_inside(Path::new(&c.image))
+                .map_err(|e| format!("id {id}: `counterfactual.image`: {e}"))?;
+            Some(Counterfactual {
+                image: dir.join(&c.image),
+                gold: parse_gold(&id, "counterfactual.gold", &c.gold)?,
+                subset: parse_subset(&id, "counterfactual.subset", &c.subset)?,
+                scenario: c.scenario,
+            })
+        }
         None => None,
     };
     Ok(BenchmarkItem {

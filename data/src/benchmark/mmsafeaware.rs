@@ -39,7 +39,7 @@ pub struct PromptBlock {
 /// Loads the release folder `dir`.
 pub fn load(dir: &Path) -> Result<Benchmark, BenchmarkError> {
     let prompt_path = dir.join("prompt.txt");
-    let text = std::fs::read_to_string(&prompt_path).map_err(|source| BenchmarkError::Io {
+    let text = crate::fileio::read_text(&prompt_path).map_err(|source| BenchmarkError::Io {
         path: prompt_path.clone(),
         source,
     })?;

@@ -135,7 +135,7 @@ fn validate_lines(path: &Path, opts: &ValidateOptions, pairs: bool) -> Report {
         source: path.display().to_string(),
         ..Report::default()
     };
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::fileio::read_text(path) {
         Ok(t) => t,
         Err(e) => {
             report.problem(path.display().to_string(), e.to_string());
@@ -233,7 +233,7 @@ pub fn validate_benchmark(spec: &str, opts: &ValidateOptions) -> Report {
 
 /// Checks each line of a JSONL benchmark; false if any is bad (then loading would fail too).
 fn check_jsonl_lines(file: &Path, report: &mut Report) -> bool {
-    let Ok(text) = std::fs::read_to_string(file) else {
+    let Ok(text) = crate::fileio::read_text(file) else {
         return true;
     }; // open() reports it
     let dir = fileio::base_dir(file);

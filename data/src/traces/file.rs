@@ -1,6 +1,7 @@
 //! Training files: JSON Lines of native traces, description-only traces or ShareGPT/LLaVA
 //! conversations, read line by line (errors name the line) and written atomically.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safeaware_common::fsio::write_atomic;
@@ -108,17 +109,22 @@ pub enum TraceError {
 /// Reads a training file (native traces and/or ShareGPT lines); fails on the first bad line,
 /// naming the file and line number. Images are not opened here (see `tools::validate`).
 pub fn read_training_file(path: &Path) -> Result<TrainingFile, TraceError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+    let text = crate::fileio::read_text(path).map_err(|source| TraceError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let mut records = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for (line, json) in fileio::json_lines(&text) {
-        let record = parse_record(json, line).map_err(|message| TraceError::Line {
+        let at_line = |message| TraceError::Line {
             path: path.to_path_buf(),
             line,
             message,
-        })?;
+        };
+        let record = parse_record(json, line).map_err(at_line)?;
+        if let Some(first) = seen.insert(record.id().to_string(), line) {
+            return Err(at_line(format!("id {} repeats line {first}", record.id())));
+        }
         records.push((line, record));
     }
     if records.is_empty() {
@@ -167,20 +173,23 @@ pub fn parse_record(json: &str, line: usize) -> Result<Record, String> {
     let Some(object) = value.as_object() else {
         return Err("expected a JSON object".to_string());
     };
-    if object.contains_key("messages") || object.contains_key("conversations") {
-        return sharegpt::parse_chat(value, line).map(Record::Chat);
-    }
-    if !object.contains_key("reasoning") && !object.contains_key("verdict") {
-        return parse_description(value).map(Record::Description);
-    }
-    if crate::pairs::is_pair(&value) {
+    let record = if object.contains_key("messages") || object.contains_key("conversations") {
+        sharegpt::parse_chat(value, line).map(Record::Chat)?
+    } else if !object.contains_key("reasoning") && !object.contains_key("verdict") {
+        parse_description(value).map(Record::Description)?
+    } else if crate::pairs::is_pair(&value) {
         return Err(
             "a labelled pair (a verdict without description or reasoning), not a trace: \
                     distil pairs into traces with `safeaware data distill`"
                 .to_string(),
         );
+    } else {
+        parse_trace(value).map(Record::Trace)?
+    };
+    for image in record.images() {
+        fileio::check_inside(image).map_err(|e| format!("id {}: `image`: {e}", record.id()))?;
     }
-    parse_trace(value).map(Record::Trace)
+    Ok(record)
 }
 
 /// A non-empty `id`, and each named field not blank (the error names the id and the field).

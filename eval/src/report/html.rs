@@ -50,7 +50,7 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(s, "<li><b>{label}:</b> {}</li>", escape(&value));
     }
     s.push_str("</ul>\n");
-    if !r.complete {
+    if r.counts.pending > 0 {
         let _ = writeln!(s, "<p class=\"warn\">{NOT_FINISHED}</p>");
     }
 

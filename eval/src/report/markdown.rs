@@ -28,7 +28,7 @@ pub fn render(r: &Results) -> String {
     for (label, value) in tables::run_facts(r) {
         let _ = writeln!(s, "- {label}: {value}");
     }
-    if !r.complete {
+    if r.counts.pending > 0 {
         let _ = writeln!(s, "\n**{NOT_FINISHED}**");
     }
 

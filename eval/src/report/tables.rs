@@ -30,8 +30,8 @@ pub fn run_facts(r: &Results) -> Vec<(&'static str, String)> {
         (
             "Items",
             format!(
-                "{} scored, {} missing a response, {} errors, {} pending",
-                c.scored, c.missing_response, c.errors, c.pending
+                "{} scored, {} missing a response, {} errors, {} skipped (no image), {} pending",
+                c.scored, c.missing_response, c.errors, c.skipped, c.pending
             ),
         ),
     ]

@@ -10,6 +10,8 @@ use std::path::Path;
 use base64::Engine;
 use image::{DynamicImage, ImageFormat};
 
+use safeaware_data::fileio::decode_image_bytes;
+
 use super::SourceError;
 
 /// Reads `path` and returns `data:<mime>;base64,<bytes>`.
@@ -19,9 +21,7 @@ pub fn image_data_url(path: &Path) -> Result<String, SourceError> {
         message,
     };
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let format = image::guess_format(&bytes).map_err(|_| fail("unknown image format".into()))?;
-    let decoded = image::load_from_memory_with_format(&bytes, format)
-        .map_err(|e| fail(format!("cannot decode: {e}")))?;
+    let (format, decoded) = decode_image_bytes(&bytes).map_err(fail)?;
     let (mime, payload) = match format {
         ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP => {
             (format.to_mime_type(), bytes)

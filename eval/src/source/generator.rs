@@ -114,9 +114,14 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
                     batch.slots.push(i);
                 }
                 Err(e) => {
+                    // The processor's image errors name the file already; keep only why.
+                    let message = match e {
+                        safeaware_data::processor::ProcessorError::Image { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
                     results[i] = Some(Err(SourceError::Image {
                         path: prompt.image_name.clone(),
-                        message: e.to_string(),
+                        message,
                     }))
                 }
             }

@@ -40,7 +40,7 @@ impl ResponsesFile {
     /// Reads `path`, keeping the responses to `benchmark`'s items. Only an unreadable file is an
     /// error; bad lines are recorded.
     pub fn load(path: &Path, benchmark: &Benchmark) -> Result<ResponsesFile, EvalError> {
-        let text = std::fs::read_to_string(path).map_err(EvalError::io(path))?;
+        let text = safeaware_data::fileio::read_text(path).map_err(EvalError::io(path))?;
         let known: HashSet<&str> = benchmark.items.iter().map(|i| i.id.as_str()).collect();
         let mut file = ResponsesFile {
             path: path.to_path_buf(),

@@ -11,6 +11,7 @@ mod overlap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use safeaware_common::output_dir::OutputDir;
 use safeaware_data::processor::Processor;
 use safeaware_data::synth::{self, SynthConfig};
 use safeaware_data::tools::preview;
@@ -45,6 +46,10 @@ pub struct SynthArgs {
     /// Output folder (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// Write into an --out folder safeaware did not make (its files of the same names are
+    /// replaced).
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub settings: SynthConfig,
 }
@@ -114,6 +119,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 }
 
 fn run_synth(a: SynthArgs) -> anyhow::Result<()> {
+    let _claim = OutputDir::claim(&a.out, "data synth", a.overwrite)?;
     let s = synth::generate(&a.out, &a.settings)?;
     println!(
         "wrote {} train, {} val, {} test items ({} held-out combinations) to {}",

@@ -1,0 +1,23 @@
+//! The robustness suite: bad inputs and faults, tried as a user would with the binary.
+//!
+//! - `cases.rs`: a table of bad-input and fault cases, each run in its own folder; each asserts
+//!   the exit status, that the message names the file/line/field, and that nothing already
+//!   written changed (a refused start also leaves no new folders behind).
+//! - `kill.rs`: `kill -9` at seeded points of training and evaluation, then resume, and the
+//!   results are byte-identical to an uninterrupted run; a resume that falls back past a
+//!   truncated checkpoint; the lock against a second live process.
+//! - `parsers.rs`: arbitrary bytes fed to every parser (recipe TOML, trace JSONL, prompt.txt,
+//!   responses, config.json, safetensors header, tokenizer and chat template files): no panic.
+//!
+//! Fixtures are tiny: a synthetic world of a few 64x64 images and a one-step model of the
+//! `tiny` preset, made once per test binary and copied into each case's folder.
+
+#[path = "robustness/cases.rs"]
+mod cases;
+mod common;
+#[path = "robustness/fixtures.rs"]
+mod fixtures;
+#[path = "robustness/kill.rs"]
+mod kill;
+#[path = "robustness/parsers.rs"]
+mod parsers;
