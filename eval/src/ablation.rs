@@ -69,8 +69,9 @@ impl FromStr for ImageAblation {
     }
 }
 
-/// File name of the blank image inside the blank ablation's folder.
-pub const BLANK_IMAGE: &str = "blank.png";
+/// File name of the blank image, written into the run's output folder (beside, not inside, the
+/// ablated run's folder, which its run claims empty).
+pub const BLANK_IMAGE: &str = "ablation-blank.png";
 /// Side of the blank image in pixels, and its grey level.
 const BLANK_SIDE: u32 = 384;
 const BLANK_GREY: u8 = 128;
@@ -101,15 +102,16 @@ pub struct ImageReliance {
 }
 
 /// The benchmark with every image replaced as `kind` says; the blank image is written into
-/// `dir`. Ids stay the same, so the ablated run pairs with the original item by item.
+/// `out`, the original run's folder. Ids stay the same, so the ablated run pairs with the
+/// original item by item.
 pub fn ablated_benchmark(
     benchmark: &Benchmark,
     kind: ImageAblation,
-    dir: &Path,
+    out: &Path,
 ) -> Result<Benchmark, EvalError> {
     let items: Vec<BenchmarkItem> = match kind {
         ImageAblation::Blank => {
-            let blank = write_blank(dir)?;
+            let blank = write_blank(out)?;
             let with_blank = |item: &BenchmarkItem| BenchmarkItem {
                 image: item.image.as_ref().map(|_| blank.clone()),
                 counterfactual: None,
@@ -193,7 +195,7 @@ pub fn run(
         return Ok(results);
     };
     let dir = kind.folder(&config.out);
-    let ablated = ablated_benchmark(benchmark, kind, &dir)?;
+    let ablated = ablated_benchmark(benchmark, kind, &config.out)?;
     let sub = RunConfig {
         out: dir.clone(),
         ..config.clone()

@@ -114,7 +114,7 @@ fn a_blank_image_changes_the_verdicts_that_depended_on_a_light_image() {
     // Grey (128) reads as dark: the five light-image items change, the five dark ones do not.
     assert_eq!((ir.paired, ir.changed), (10, 5));
     assert_eq!(ir.accuracy, None);
-    assert!(out.join("ablation-blank/blank.png").is_file());
+    assert!(out.join(ablation::BLANK_IMAGE).is_file());
     // A rerun resumes: nothing is asked again.
     let calls = source.calls();
     ablation::run(&bench, &source, &quiet(&out), Some(ImageAblation::Blank)).unwrap();
