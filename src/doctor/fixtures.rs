@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+/// One shipped fixture: its name and its files (name, bytes).
+type ShippedFixture = (&'static str, &'static [(&'static str, &'static [u8])]);
+
 include!(concat!(env!("OUT_DIR"), "/shipped_fixtures.rs"));
 
 /// The shipped fixtures, unpacked under a temporary folder that lives as long as this value.
