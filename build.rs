@@ -14,7 +14,9 @@ fn main() {
         .unwrap_or_default();
     fixtures.retain(|p| p.join("expected.safetensors").is_file());
     fixtures.sort();
-    let mut code = String::from("/// Parity fixtures shipped in the binary.\npub static SHIPPED: &[ShippedFixture] = &[\n");
+    let mut code = String::from(
+        "/// Parity fixtures shipped in the binary.\npub static SHIPPED: &[ShippedFixture] = &[\n",
+    );
     for fixture in &fixtures {
         println!("cargo:rerun-if-changed={}", fixture.display());
         let name = fixture.file_name().unwrap().to_string_lossy();
