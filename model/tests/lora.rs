@@ -4,30 +4,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use burn::module::Param;
-use burn::tensor::{Int, Tensor, TensorData};
-use common::{int_rows, max_abs_diff, tiny_config, tiny_pixels, values, Cpu, Device};
+use burn::tensor::TensorData;
+use common::{int_rows, logits, max_abs_diff, tiny_config, tiny_input, Cpu, Device};
 use safeaware_model::peft::{ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
-use safeaware_model::safetensors_io::{write_safetensors, OutTensor, TensorStore};
+use safeaware_model::safetensors_io::TensorStore;
 use safeaware_model::{
     AdapterConfig, AdapterSpec, FloatDtype, Idefics3, LoraSpec, ModelPart, ParamCounts,
-    VisionLanguageModel, VlmInput,
+    VisionLanguageModel,
 };
-
-fn tiny_input(device: &Device) -> VlmInput<Cpu> {
-    let ids: Vec<i64> = [
-        [1, 5, 60, 60, 60, 60, 7, 9],
-        [1, 60, 60, 60, 60, 11, 12, 13],
-    ]
-    .concat();
-    VlmInput::new(
-        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [2, 8]), device),
-        Some(tiny_pixels(2, 1, device)),
-    )
-}
 
 /// Rank 4 adapters on some attention and MLP layers of `parts` (and the connector's
 /// projection when it is one of them).
@@ -49,10 +34,6 @@ fn spec(parts: &[ModelPart]) -> LoraSpec {
         targets: targets.into_iter().map(String::from).collect(),
         parts: parts.to_vec(),
     }
-}
-
-fn logits(model: &Idefics3<Cpu>, input: &VlmInput<Cpu>) -> Vec<f32> {
-    values(model.forward(input).unwrap())
 }
 
 /// Gives every adapter a non-zero `B` (a fresh one is zero), deterministically.
@@ -215,10 +196,6 @@ with torch.no_grad():
 save_file({"logits": logits.float().contiguous()}, out)
 "#;
 
-fn venv_python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python")
-}
-
 #[test]
 #[ignore = "needs tools/.venv with torch, transformers and peft (see tools/README.md)"]
 fn peft_loads_our_adapter_onto_the_hf_base_with_the_same_logits() {
@@ -248,33 +225,14 @@ fn peft_loads_our_adapter_onto_the_hf_base_with_the_same_logits() {
         model
             .save_adapter(&adapter_dir, &adapter_spec, FloatDtype::F32)
             .unwrap();
-        let shape = pixels.dims().to_vec();
-        write_safetensors(
-            &root.path().join("pixels.safetensors"),
-            &[("pixel_values".into(), shape.clone())],
-            FloatDtype::F32,
-            |_| OutTensor {
-                name: "pixel_values".into(),
-                shape: shape.clone(),
-                values: values(pixels.clone()),
-            },
-        )
-        .unwrap();
+        common::write_pixels(&root.path().join("pixels.safetensors"), &pixels);
         let out = root.path().join("peft_logits.safetensors");
-        let run = Command::new(venv_python())
-            .args(["-c", PEFT_LOGITS])
-            .arg(&base_dir)
-            .arg(&adapter_dir)
-            .arg(serde_json::to_string(&ids).unwrap())
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "PEFT failed:\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let (_, theirs) = common::read_f32(&out, "logits").unwrap();
+        let args = [
+            base_dir.display().to_string(),
+            adapter_dir.display().to_string(),
+            serde_json::to_string(&ids).unwrap(),
+        ];
+        let theirs = common::venv_logits(&common::venv_python(), PEFT_LOGITS, &args, &out, "PEFT");
         let diff = max_abs_diff(&ours, &theirs);
         assert!(diff <= 1e-4, "tied={tied}: max |diff| {diff}");
     }

@@ -8,32 +8,15 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use burn::tensor::{Int, Tensor, TensorData};
-use common::{fixture_input, parity_fixtures, tiny_config, tiny_pixels, values, Cpu, Device};
+use common::{fixture_input, logits, parity_fixtures, tiny_config, tiny_input, Cpu, Device};
 use safeaware_model::safetensors_io::{
     write_safetensors, OutTensor, TensorStore, INDEX_FILE, WEIGHTS_FILE,
 };
-use safeaware_model::{inspect, FloatDtype, Idefics3, ModelError, VlmInput};
+use safeaware_model::{inspect, FloatDtype, Idefics3, ModelError};
 
-/// A batch for the tiny config: one tile (4 image tokens) per row.
-fn tiny_input(device: &Device) -> VlmInput<Cpu> {
-    let ids: Vec<i64> = [
-        [1, 5, 60, 60, 60, 60, 7, 9],
-        [1, 60, 60, 60, 60, 11, 12, 13],
-    ]
-    .concat();
-    VlmInput::new(
-        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [2, 8]), device),
-        Some(tiny_pixels(2, 1, device)),
-    )
-}
-
-fn logits(model: &Idefics3<Cpu>, input: &VlmInput<Cpu>) -> Vec<f32> {
-    values(model.forward(input).unwrap())
-}
-
-fn venv_python() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python");
+/// The venv's Python when it is there with torch and transformers (an optional extra check).
+fn venv_python_if_ready() -> Option<PathBuf> {
+    let python = common::venv_python();
     let ok = python.is_file()
         && Command::new(&python)
             .args(["-c", "import transformers, torch"])
@@ -45,7 +28,7 @@ fn venv_python() -> Option<PathBuf> {
 #[test]
 fn fixtures_save_reload_identically_and_hf_accepts_the_result() {
     let device = Device::default();
-    let python = venv_python();
+    let python = venv_python_if_ready();
     for folder in parity_fixtures() {
         let model = Idefics3::<Cpu>::load(&folder.join("model"), &device).unwrap();
         let input = fixture_input(&folder, &device).unwrap();
@@ -124,11 +107,9 @@ save_file({"logits": logits.float().contiguous()}, out)
 "#;
 
 #[test]
+#[ignore = "needs tools/.venv with torch and transformers (see tools/README.md)"]
 fn models_built_in_code_load_in_hf_with_the_same_logits() {
-    let Some(python) = venv_python() else {
-        eprintln!("tools/.venv missing: skipping");
-        return;
-    };
+    let python = common::venv_python();
     let device = Device::default();
     let input = tiny_input(&device);
     let ids: Vec<Vec<i64>> = common::int_rows(&input.input_ids);
@@ -139,32 +120,13 @@ fn models_built_in_code_load_in_hf_with_the_same_logits() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("model");
         model.save(&dir, FloatDtype::F32).unwrap();
-        let shape = pixels.dims().to_vec();
-        write_safetensors(
-            &root.path().join("pixels.safetensors"),
-            &[("pixel_values".into(), shape.clone())],
-            FloatDtype::F32,
-            |_| OutTensor {
-                name: "pixel_values".into(),
-                shape: shape.clone(),
-                values: values(pixels.clone()),
-            },
-        )
-        .unwrap();
+        common::write_pixels(&root.path().join("pixels.safetensors"), &pixels);
         let out = root.path().join("hf_logits.safetensors");
-        let run = Command::new(&python)
-            .args(["-c", HF_LOGITS])
-            .arg(&dir)
-            .arg(serde_json::to_string(&ids).unwrap())
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "HF failed:\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let (_, theirs) = common::read_f32(&out, "logits").unwrap();
+        let args = [
+            dir.display().to_string(),
+            serde_json::to_string(&ids).unwrap(),
+        ];
+        let theirs = common::venv_logits(&python, HF_LOGITS, &args, &out, "HF");
         let diff = common::max_abs_diff(&ours, &theirs);
         assert!(diff <= 1e-4, "tied={tied}: max |diff| {diff}");
     }

@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use burn::tensor::{Int, Tensor, TensorData};
-use safeaware_model::{Idefics3Config, VlmInput};
+use safeaware_model::safetensors_io::{write_safetensors, OutTensor};
+use safeaware_model::{FloatDtype, Idefics3, Idefics3Config, VlmInput};
 use serde_json::json;
 
 /// The CPU backend the tests run on.
@@ -99,4 +101,66 @@ pub fn int_rows(t: &Tensor<Cpu, 2, Int>) -> Vec<Vec<i64>> {
     let [_, seq] = t.dims();
     let flat = t.to_data().convert::<i64>().to_vec::<i64>().unwrap();
     flat.chunks(seq.max(1)).map(<[i64]>::to_vec).collect()
+}
+
+/// Two rows of eight token ids, each with a four-token image span, and two tiles of pixels.
+pub fn tiny_input(device: &Device) -> VlmInput<Cpu> {
+    let ids: Vec<i64> = [
+        [1, 5, 60, 60, 60, 60, 7, 9],
+        [1, 60, 60, 60, 60, 11, 12, 13],
+    ]
+    .concat();
+    VlmInput::new(
+        Tensor::<Cpu, 2, Int>::from_data(TensorData::new(ids, [2, 8]), device),
+        Some(tiny_pixels(2, 1, device)),
+    )
+}
+
+/// The model's logits for `input`, flattened.
+pub fn logits(model: &Idefics3<Cpu>, input: &VlmInput<Cpu>) -> Vec<f32> {
+    values(model.forward(input).unwrap())
+}
+
+/// The Python of the tools venv (`tools/.venv`, see tools/README.md).
+pub fn venv_python() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python")
+}
+
+/// Writes `pixels` to `path` as the safetensors tensor `pixel_values`, as the venv scripts read it.
+pub fn write_pixels(path: &Path, pixels: &Tensor<Cpu, 4>) {
+    let shape = pixels.dims().to_vec();
+    write_safetensors(
+        path,
+        &[("pixel_values".into(), shape.clone())],
+        FloatDtype::F32,
+        |_| OutTensor {
+            name: "pixel_values".into(),
+            shape: shape.clone(),
+            values: values(pixels.clone()),
+        },
+    )
+    .unwrap();
+}
+
+/// Runs `script` in the venv's Python with `args` and then `out`, and returns the `logits` it
+/// saved to `out`; `who` names the reference in the failure message.
+pub fn venv_logits(
+    python: &Path,
+    script: &str,
+    args: &[String],
+    out: &Path,
+    who: &str,
+) -> Vec<f32> {
+    let run = Command::new(python)
+        .args(["-c", script])
+        .args(args)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{who} failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    read_f32(out, "logits").unwrap().1
 }
