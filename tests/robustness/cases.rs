@@ -9,7 +9,7 @@ use std::path::Path;
 
 use safeaware_common::output_dir::{OutputDir, LOCK_FILE};
 
-use crate::fixtures::{copy_run, prepare, run_in, snapshot};
+use crate::fixtures::{copy_run, prepare, run_in, snapshot, TRAIN};
 
 /// One case.
 struct Case {
@@ -162,14 +162,6 @@ const EVAL_MODEL: &[&str] = &[
     "2",
     "--batch-size",
     "4",
-];
-const TRAIN: &[&str] = &[
-    "train",
-    "--recipe",
-    "recipe.toml",
-    "--out",
-    "run",
-    "--no-eval",
 ];
 const OUT_FILES: &[&str] = &["out"];
 

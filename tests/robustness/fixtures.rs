@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// A fresh training run of `recipe.toml` into `run/`, without the final evaluation.
+pub const TRAIN: &[&str] = &[
+    "train",
+    "--recipe",
+    "recipe.toml",
+    "--out",
+    "run",
+    "--no-eval",
+];
+
 /// Runs the binary in `dir` (relative paths in `args` are relative to it).
 pub fn run_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_safeaware"))
@@ -48,17 +58,7 @@ fn model() -> &'static Path {
             let dir = tempfile::tempdir().unwrap();
             copy_tree(&world().join("world"), &dir.path().join("world"));
             write_recipe(dir.path(), 2);
-            ok_in(
-                dir.path(),
-                &[
-                    "train",
-                    "--recipe",
-                    "recipe.toml",
-                    "--out",
-                    "run",
-                    "--no-eval",
-                ],
-            );
+            ok_in(dir.path(), TRAIN);
             dir
         })
         .path()

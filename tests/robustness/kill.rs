@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use safeaware_trainer::training::CHECKPOINT_DELAY_ENV;
 
-use crate::fixtures::{copy_run, ok_in, prepare, run_in, write_recipe};
+use crate::fixtures::{copy_run, ok_in, prepare, run_in, write_recipe, TRAIN};
 
 /// The kill points: the number of lines a log must hold before the kill, drawn from `seed`
 /// (SplitMix64) in `1..=max`.
@@ -203,14 +203,7 @@ fn a_second_process_on_a_live_run_is_refused_naming_the_first() {
     prepare(dir, false);
     // The first run stalls in its first checkpoint write.
     let mut first = Command::new(env!("CARGO_BIN_EXE_safeaware"))
-        .args([
-            "train",
-            "--recipe",
-            "recipe.toml",
-            "--out",
-            "run",
-            "--no-eval",
-        ])
+        .args(TRAIN)
         .current_dir(dir)
         .env(CHECKPOINT_DELAY_ENV, "600000")
         .stdout(Stdio::null())
