@@ -6,7 +6,7 @@
 //! scores, mask and softmax in the activations' type ([`mixed_precision_attention`]).
 
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
+use burn::tensor::module;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, FloatDType, Tensor, TensorData};
 
@@ -81,7 +81,7 @@ pub fn scaled_dot_product<B: Backend>(
         softcap: None,
         is_causal,
     };
-    attention(q, k, v, bool_mask, bias, options)
+    module::attention(q, k, v, bool_mask, bias, options)
 }
 
 /// [`scaled_dot_product`] with `q·kᵀ` and `probabilities·v` computed in `dtype` and the scores,
@@ -122,6 +122,23 @@ pub fn mixed_precision_attention<B: Backend>(
     let sum = numerator.clone().sum_dim(3).clamp_min(f32::MIN_POSITIVE);
     let probabilities = numerator / sum;
     cast(cast(probabilities, dtype).matmul(cast(v, dtype)), out)
+}
+
+/// Attention as the model runs it: the fused CPU kernel ([`crate::fused::attention`]) where it
+/// applies (the CPU backend, f32, no autocast to another type), else
+/// [`grouped_query_attention`] on Burn's ops. Same shapes and meaning as the latter.
+pub fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: &AttentionMask<B>,
+) -> Tensor<B, 4> {
+    let autocast = precision::matmul_dtype().is_some_and(|d| d != float_dtype(&q));
+    let fused = (!autocast).then(|| crate::fused::attention(&q, &k, &v, mask));
+    match fused.flatten() {
+        Some(output) => output,
+        None => grouped_query_attention(q, k, v, mask),
+    }
 }
 
 /// Grouped-query attention: [`scaled_dot_product`] for `q [B, H, Tq, D]` over `k`/`v

@@ -9,7 +9,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::attention::{grouped_query_attention, merge_heads, split_heads, AttentionMask};
+use crate::attention::{attention, merge_heads, split_heads, AttentionMask};
 use crate::config::TextConfig;
 use crate::kv_cache::KvCache;
 use crate::linear::Linear;
@@ -80,7 +80,7 @@ impl<B: Backend> LlamaAttention<B> {
             Some((cache, layer)) => cache.extend(layer, k, v),
             None => (k, v),
         };
-        let context = grouped_query_attention(q, k, v, step.mask);
+        let context = attention(q, k, v, step.mask);
         self.o_proj.forward(merge_heads(context))
     }
 }

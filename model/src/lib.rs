@@ -18,6 +18,7 @@ pub mod attention;
 pub mod config;
 pub mod connector;
 pub mod error;
+pub mod fused;
 pub mod generation;
 pub mod idefics3;
 pub mod idefics3_adapters;

@@ -10,7 +10,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::attention::{merge_heads, scaled_dot_product, split_heads, AttentionMask};
+use crate::attention::{attention, merge_heads, split_heads, AttentionMask};
 use crate::config::VisionConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
@@ -143,7 +143,7 @@ impl<B: Backend> VisionAttention<B> {
         let q = split_heads(self.q_proj.forward(x.clone()), self.heads, self.head_dim);
         let k = split_heads(self.k_proj.forward(x.clone()), self.heads, self.head_dim);
         let v = split_heads(self.v_proj.forward(x), self.heads, self.head_dim);
-        let context = scaled_dot_product(q, k, v, &AttentionMask::Bidirectional);
+        let context = attention(q, k, v, &AttentionMask::Bidirectional);
         self.out_proj.forward(merge_heads(context))
     }
 }

@@ -1,0 +1,23 @@
+//! Fused CPU kernels: whole sub-graphs of the model (attention, rotary, norms, gated
+//! activations) computed in one multi-threaded pass over burn-flex's buffers, each with its own
+//! backward registered through Burn's custom-backward mechanism, so autodiff keeps one node per
+//! kernel instead of every intermediate of the decomposed formulation.
+//!
+//! They run only where the model's backend is the CPU backend (`Flex`, or `Autodiff<Flex>` with
+//! or without checkpointing) and the tensors are f32; everywhere else (GPU backends, bf16,
+//! autocast) each entry point returns `None` and the caller keeps Burn's ops. Setting
+//! `SAFEAWARE_FUSED=0` turns them off (for comparisons and benchmarks).
+
+mod attention;
+mod op;
+mod strided;
+
+pub use attention::attention;
+
+use std::sync::OnceLock;
+
+/// Whether the fused kernels may run: on unless `SAFEAWARE_FUSED=0` (read once per process).
+pub fn enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("SAFEAWARE_FUSED").map_or(true, |v| v != "0"))
+}
