@@ -71,13 +71,17 @@ pub fn causal_lm_targets(
 }
 
 /// `-Σ log softmax(logits)[target]` for logits `[N, V]` and `N` targets, computed in f32
-/// whatever the logits' type (as torchtune's and TRL's losses do under bf16).
+/// whatever the logits' type (as torchtune's and TRL's losses do under bf16); on the CPU
+/// backend by the fused kernel ([`crate::fused::cross_entropy_sum`]).
 pub fn cross_entropy_sum<B: Backend>(
     logits: Tensor<B, 2>,
     targets: &[i64],
     device: &B::Device,
 ) -> Tensor<B, 1> {
     let logits = precision::cast(logits, FloatDType::F32);
+    if let Some(sum) = crate::fused::cross_entropy_sum(&logits, targets) {
+        return sum;
+    }
     let n = targets.len();
     let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), device);
     log_softmax(logits, 1).gather(1, targets).sum().neg()

@@ -61,12 +61,16 @@ impl Rope {
 }
 
 /// `x · cos + rotate_half(x) · sin` for `x [B, H, T, D]`, where
-/// `rotate_half([x1, x2]) = [-x2, x1]` splits the last dimension in halves.
+/// `rotate_half([x1, x2]) = [-x2, x1]` splits the last dimension in halves. On the CPU backend
+/// this is the fused kernel ([`crate::fused::rotary`]).
 pub fn apply_rotary<B: Backend>(
     x: Tensor<B, 4>,
     cos: &Tensor<B, 4>,
     sin: &Tensor<B, 4>,
 ) -> Tensor<B, 4> {
+    if let Some(rotated) = crate::fused::rotary(&x, cos, sin) {
+        return rotated;
+    }
     let [batch, heads, seq, d] = x.dims();
     if cos.dims()[0] == 1 {
         return apply_rotary_shared(x, cos, sin, [batch, heads, seq, d]);

@@ -119,3 +119,78 @@ fn fused_attention_matches_burn_in_inference() {
         close(name, got, grouped_query_attention(q, k, v, &mask));
     }
 }
+
+/// The unfused rotary formulation, written out (Burn ops only).
+fn rotary_reference<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let d = x.dims()[3];
+    let x1 = x
+        .clone()
+        .slice([0..x.dims()[0], 0..x.dims()[1], 0..x.dims()[2], 0..d / 2]);
+    let x2 = x
+        .clone()
+        .slice([0..x.dims()[0], 0..x.dims()[1], 0..x.dims()[2], d / 2..d]);
+    x * cos + Tensor::cat(vec![x2.neg(), x1], 3) * sin
+}
+
+#[test]
+fn fused_rotary_matches_burn_values_and_gradients() {
+    let (batch, heads, seq, dim) = (3, 4, 5, 8);
+    let rope = safeaware_model::rope::Rope::new(dim, 10_000.0);
+    let device = Default::default();
+    // Shared positions (one table row) and per-row positions (left padding).
+    let shared: Vec<i64> = (0..batch).flat_map(|_| 0..seq as i64).collect();
+    let per_row: Vec<i64> = (0..batch as i64).flat_map(|b| b..b + seq as i64).collect();
+    for positions in [shared, per_row] {
+        let (cos, sin) = rope.tables::<Ad>(&positions, batch, seq, &device);
+        let leaf = random::<Ad, 4>([batch, seq, heads, dim]).require_grad();
+        let weights = random::<Ad, 4>([batch, heads, seq, dim]);
+        let run = |fused_kernel: bool| {
+            let x = head_split(&leaf);
+            let out = if fused_kernel {
+                fused::rotary(&x, &cos, &sin).expect("the fused kernel applies")
+            } else {
+                rotary_reference(x, cos.clone(), sin.clone())
+            };
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            (out.inner(), leaf.grad(&grads).unwrap())
+        };
+        let ((got, got_grad), (want, want_grad)) = (run(true), run(false));
+        close("rotary", got, want);
+        close("rotary dx", got_grad, want_grad);
+        let x = random::<Flex, 4>([batch, seq, heads, dim]).swap_dims(1, 2);
+        let (cos, sin) = (cos.inner(), sin.inner());
+        let got = fused::rotary(&x, &cos, &sin).expect("the fused kernel applies");
+        close("rotary (inference)", got, rotary_reference(x, cos, sin));
+    }
+}
+
+#[test]
+fn fused_cross_entropy_matches_burn_values_and_gradients() {
+    let (rows, vocab) = (37, 50);
+    let targets: Vec<i64> = (0..rows as i64).map(|r| (r * 7) % vocab as i64).collect();
+    let device = Default::default();
+    let leaf = (random::<Ad, 2>([rows, vocab]) * 3.0)
+        .detach()
+        .require_grad();
+    let run = |fused_kernel: bool| {
+        let loss = if fused_kernel {
+            fused::cross_entropy_sum(&leaf, &targets).expect("the fused kernel applies")
+        } else {
+            let index = TensorData::new(targets.clone(), [rows, 1]);
+            let index = Tensor::<Ad, 2, burn::tensor::Int>::from_data(index, &device);
+            burn::tensor::activation::log_softmax(leaf.clone(), 1)
+                .gather(1, index)
+                .sum()
+                .neg()
+        };
+        let grads = (loss.clone() * 0.5).backward();
+        (loss.inner(), leaf.grad(&grads).unwrap())
+    };
+    let ((got, got_grad), (want, want_grad)) = (run(true), run(false));
+    close("cross-entropy", got, want);
+    close("cross-entropy dlogits", got_grad, want_grad);
+}

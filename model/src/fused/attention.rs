@@ -13,6 +13,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::math;
 use super::op::{self, Kernel};
 use super::strided::{matmul, Mat, Out, OutPtr, View};
 use crate::attention::AttentionMask;
@@ -234,7 +235,7 @@ impl Attention {
             self.scores(d, [q, k], [b, h, g], &mut p);
             let lse = &log_sum_exp[(b * d.heads + h) * t..][..t];
             for (row, &lse) in p.chunks_mut(s).zip(lse) {
-                row.iter_mut().for_each(|x| *x = probability(*x, lse));
+                probabilities(row, lse);
             }
             let dot = row_dots(d, [grad, output], [b, h]);
             // SAFETY: the operands are live views and scratch buffers; `dq` rows of head `h`
@@ -293,12 +294,12 @@ impl Attention {
     }
 }
 
-/// `exp(score − lse)`, 0 for a masked score or a fully masked row.
-fn probability(score: f32, lse: f32) -> f32 {
+/// A row of scores to `exp(score − lse)`: 0 for a masked score or a fully masked row.
+fn probabilities(row: &mut [f32], lse: f32) {
     if lse == f32::NEG_INFINITY {
-        0.0
+        row.fill(0.0);
     } else {
-        (score - lse).exp()
+        math::exp_shifted(row, lse);
     }
 }
 
@@ -308,7 +309,7 @@ fn row_dots(d: Dims, [grad, output]: [&View; 2], [b, h]: [usize; 2]) -> Vec<f32>
         .map(|t| {
             let g = &grad.data()[grad.at(b, h, t)..][..d.head_dim];
             let o = &output.data()[output.at(b, h, t)..][..d.head_dim];
-            g.iter().zip(o).map(|(g, o)| g * o).sum()
+            math::dot(g, o)
         })
         .collect()
 }
@@ -321,11 +322,8 @@ fn softmax_in_place(row: &mut [f32]) -> f32 {
         row.fill(0.0);
         return f32::NEG_INFINITY;
     }
-    let mut sum = 0.0f32;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
+    math::exp_shifted(row, max);
+    let sum = math::sum(row);
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|x| *x *= inv);
     max + sum.ln()

@@ -9,10 +9,15 @@
 //! `SAFEAWARE_FUSED=0` turns them off (for comparisons and benchmarks).
 
 mod attention;
+mod cross_entropy;
+mod math;
 mod op;
+mod rotary;
 mod strided;
 
 pub use attention::attention;
+pub use cross_entropy::cross_entropy_sum;
+pub use rotary::rotary;
 
 use std::sync::OnceLock;
 
