@@ -9,10 +9,20 @@
 //! `SAFEAWARE_FUSED=0` turns them off (for comparisons and benchmarks).
 
 mod attention;
+mod chunks;
+mod gelu_tanh;
+mod layer_norm;
 mod op;
+mod rms_norm;
+mod sigmoid;
 mod strided;
+mod swiglu;
 
 pub use attention::attention;
+pub use gelu_tanh::{gelu_tanh, CUBIC as GELU_CUBIC, TWO_SQRT_2_OVER_PI as GELU_SCALE};
+pub use layer_norm::layer_norm;
+pub use rms_norm::rms_norm;
+pub use swiglu::swiglu;
 
 use std::sync::OnceLock;
 
