@@ -71,11 +71,13 @@ pub fn pointwise<const I: usize, const O: usize>(
     let len = inputs[0].len();
     assert!(inputs.iter().all(|x| x.len() == len), "pointwise: lengths");
     let (outputs, _) = by_rows(len, 1, [1; O], |range, mut outs| {
-        let start = range.start;
-        for i in range {
+        // Equal lengths, stated up front, let the compiler drop the bounds checks in the loop.
+        let (n, inputs) = (range.len(), inputs.map(|x| &x[range.clone()]));
+        assert!(outs.iter().all(|out| out.len() == n));
+        for i in 0..n {
             let values = f(inputs.map(|x| x[i]));
             for (out, value) in outs.iter_mut().zip(values) {
-                out[i - start] = value;
+                out[i] = value;
             }
         }
     });
