@@ -360,3 +360,36 @@ fn fused_layer_norm_centres_before_squaring() {
     got.into_data()
         .assert_approx_eq::<f32>(&TensorData::new(want, [rows, width]), tolerance);
 }
+
+#[test]
+fn fused_norm_gradients_do_not_depend_on_the_thread_count() {
+    // Enough rows for many chunks, so the weight gradients are sums of many partial sums.
+    let x = Input::new([16, 128, 128], false, 0.0, 1.0);
+    let weight = Input::new([128], false, 1.0, 0.5);
+    let norm = random_layer_norm::<Ad>(128, 1e-6);
+    let grads_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let out = fused::rms_norm(&x.read(), &weight.read(), 1e-5).unwrap();
+            let out = fused::layer_norm(&norm, &out, 1e-6).unwrap();
+            let grads = (out * random_weights()).sum().backward();
+            let dgamma = norm.gamma.val().grad(&grads).unwrap().into_data();
+            [x.grad(&grads), weight.grad(&grads), dgamma]
+        })
+    };
+    let (one, three) = (grads_with(1), grads_with(3));
+    for (name, (a, b)) in ["x", "weight", "gamma"].iter().zip(one.iter().zip(&three)) {
+        assert_eq!(a, b, "d{name} differs between 1 and 3 threads");
+    }
+}
+
+/// Fixed output weights for the thread-count test (the same in every pool).
+fn random_weights() -> Tensor<Ad, 3> {
+    let values: Vec<f32> = (0..16 * 128 * 128)
+        .map(|i| ((i % 7) as f32 - 3.0) / 3.0)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [16, 128, 128]), &Default::default())
+}
