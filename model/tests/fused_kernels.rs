@@ -172,23 +172,24 @@ impl<const D: usize> Input<D> {
     }
 }
 
-/// Runs `forward` with the fused kernel and with the unfused Burn formulation, back-propagates
-/// `Σ out ⊙ w` (the same random `w`) from each, and compares the outputs and the gradients
-/// `grads` reads, named by `names`.
+/// Runs the fused kernel (`fused`, which must apply) and the unfused Burn formulation (`burn`),
+/// back-propagates `Σ out ⊙ w` (the same random `w`) from each, and compares the outputs and
+/// the gradients `grads` reads, named by `names`.
 fn matches_burn<const D: usize>(
     case: &str,
     names: &[&str],
-    forward: impl Fn(bool) -> Tensor<Ad, D>,
+    fused: impl Fn() -> Option<Tensor<Ad, D>>,
+    burn: impl Fn() -> Tensor<Ad, D>,
     grads: impl Fn(&Grads) -> Vec<TensorData>,
 ) {
-    let fused_out = forward(true);
+    let fused_out = fused().expect("the fused kernel applies");
     let weights = random::<Ad, D>(fused_out.dims());
     let run = |out: Tensor<Ad, D>| {
         let gradients = (out.clone() * weights.clone()).sum().backward();
         (out.into_data(), grads(&gradients))
     };
     let (fused_out, fused_grads) = run(fused_out);
-    let (burn_out, burn_grads) = run(forward(false));
+    let (burn_out, burn_grads) = run(burn());
     close_data(&format!("{case}: output"), fused_out, burn_out);
     assert_eq!(fused_grads.len(), names.len(), "{case}: gradients");
     for ((name, got), want) in names.iter().zip(fused_grads).zip(burn_grads) {
@@ -203,14 +204,8 @@ fn check_rms_norm<const D: usize>(shape: [usize; D], transposed: bool) {
     matches_burn(
         &format!("rms_norm {shape:?}, transposed {transposed}"),
         &["x", "weight"],
-        |fused_kernel| {
-            let (x, weight) = (x.read(), weight.read());
-            if fused_kernel {
-                fused::rms_norm(&x, &weight, eps).expect("the fused kernel applies")
-            } else {
-                rms_norm(x, weight, eps)
-            }
-        },
+        || fused::rms_norm(&x.read(), &weight.read(), eps),
+        || rms_norm(x.read(), weight.read(), eps),
         |grads| vec![x.grad(grads), weight.grad(grads)],
     );
     let (x, weight) = (x.read().inner(), weight.read().inner());
@@ -237,14 +232,8 @@ fn fused_swiglu_matches_burn_values_and_gradients() {
         matches_burn(
             &format!("swiglu {shape:?}, transposed {transposed}"),
             &["gate", "up"],
-            |fused_kernel| {
-                let (gate, up) = (gate.read(), up.read());
-                if fused_kernel {
-                    fused::swiglu(&gate, &up).expect("the fused kernel applies")
-                } else {
-                    silu(gate) * up
-                }
-            },
+            || fused::swiglu(&gate.read(), &up.read()),
+            || silu(gate.read()) * up.read(),
             |grads| vec![gate.grad(grads), up.grad(grads)],
         );
         let (gate, up) = (gate.read().inner(), up.read().inner());
@@ -262,14 +251,8 @@ fn fused_gelu_tanh_matches_burn_values_and_gradients() {
         matches_burn(
             &format!("gelu_tanh {shape:?}, transposed {transposed}"),
             &["x"],
-            |fused_kernel| {
-                let x = x.read();
-                if fused_kernel {
-                    fused::gelu_tanh(&x).expect("the fused kernel applies")
-                } else {
-                    gelu_tanh(x)
-                }
-            },
+            || fused::gelu_tanh(&x.read()),
+            || gelu_tanh(x.read()),
             |grads| vec![x.grad(grads)],
         );
         let x = x.read().inner();
@@ -305,14 +288,8 @@ fn fused_layer_norm_matches_burn_values_and_gradients() {
         matches_burn(
             &format!("layer_norm {shape:?}, transposed {transposed}, mean {mean}"),
             &["x", "gamma", "beta"],
-            |fused_kernel| {
-                let x = x.read();
-                if fused_kernel {
-                    fused::layer_norm(&norm, &x, eps).expect("the fused kernel applies")
-                } else {
-                    norm.forward(x)
-                }
-            },
+            || fused::layer_norm(&norm, &x.read(), eps),
+            || norm.forward(x.read()),
             |grads| {
                 let dgamma = norm.gamma.val().grad(grads).unwrap().into_data();
                 let dbeta = beta.val().grad(grads).unwrap().into_data();
