@@ -11,6 +11,7 @@ use burn::tensor::Tensor;
 
 use crate::attention::{attention, merge_heads, split_heads, AttentionMask};
 use crate::config::TextConfig;
+use crate::fused;
 use crate::kv_cache::KvCache;
 use crate::linear::Linear;
 use crate::rope::{apply_rotary, Rope};
@@ -32,13 +33,22 @@ impl<B: Backend> LlamaRmsNorm<B> {
         }
     }
 
-    /// Normalises the last dimension.
+    /// Normalises the last dimension (with the fused kernel where it applies).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps)
-            .sqrt()
-            .recip();
-        x * inv_rms * self.weight.val().unsqueeze()
+        let weight = self.weight.val();
+        fused::rms_norm(&x, &weight, self.eps).unwrap_or_else(|| rms_norm(x, weight, self.eps))
     }
+}
+
+/// `x / sqrt(mean(x²) + eps) · weight` over the last dimension in Burn's ops: the unfused form
+/// of [`fused::rms_norm`].
+pub fn rms_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
+    let inv_rms = (x.clone().square().mean_dim(D - 1) + eps).sqrt().recip();
+    x * inv_rms * weight.unsqueeze()
 }
 
 /// Grouped-query self-attention (`self_attn`).
@@ -108,8 +118,9 @@ impl<B: Backend> LlamaMlp<B> {
                 .forward(x.reshape([1, batch, width]))
                 .reshape([batch, 1, width]);
         }
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let (gate, up) = (self.gate_proj.forward(x.clone()), self.up_proj.forward(x));
+        let hidden = fused::swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        self.down_proj.forward(hidden)
     }
 }
 

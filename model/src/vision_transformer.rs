@@ -13,6 +13,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::attention::{attention, merge_heads, split_heads, AttentionMask};
 use crate::config::VisionConfig;
 use crate::error::{ModelError, Result};
+use crate::fused;
 use crate::linear::Linear;
 use crate::precision;
 
@@ -159,11 +160,16 @@ pub struct VisionMlp<B: Backend> {
 
 /// `gelu_pytorch_tanh`: `x/2 · (1 + tanh(√(2/π)(x + 0.044715x³)))`, evaluated as the identical
 /// `x · sigmoid(2√(2/π)(x + 0.044715x³))` — one transcendental and no `powf`, about 3× faster on
-/// CPU backends than Burn's `gelu_approximate`.
+/// CPU backends than Burn's `gelu_approximate`. The unfused form of [`fused::gelu_tanh`].
 pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    const TWO_SQRT_2_OVER_PI: f64 = 2.0 * 0.797_884_560_802_865_4;
-    let inner = (x.clone() * x.clone() * 0.044715 + 1.0) * x.clone() * TWO_SQRT_2_OVER_PI;
+    let inner = (x.clone() * x.clone() * fused::GELU_CUBIC + 1.0) * x.clone() * fused::GELU_SCALE;
     x * sigmoid(inner)
+}
+
+/// `norm` applied to `x`, by the fused kernel where it applies (`eps` is the epsilon `norm` was
+/// built with, which Burn keeps private).
+fn layer_norm<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
+    fused::layer_norm(norm, &x, eps).unwrap_or_else(|| norm.forward(x))
 }
 
 /// A pre-LayerNorm encoder layer (`encoder.layers.N`).
@@ -180,10 +186,18 @@ pub struct EncoderLayer<B: Backend> {
 }
 
 impl<B: Backend> EncoderLayer<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
-        let h = self.mlp.fc1.forward(self.layer_norm2.forward(x.clone()));
-        x + self.mlp.fc2.forward(gelu_tanh(h))
+    /// `eps`: the LayerNorms' epsilon.
+    fn forward(&self, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
+        let x = x.clone()
+            + self
+                .self_attn
+                .forward(layer_norm(&self.layer_norm1, x, eps));
+        let h = self
+            .mlp
+            .fc1
+            .forward(layer_norm(&self.layer_norm2, x.clone(), eps));
+        let h = fused::gelu_tanh(&h).unwrap_or_else(|| gelu_tanh(h));
+        x + self.mlp.fc2.forward(h)
     }
 }
 
@@ -205,6 +219,7 @@ pub struct VisionTransformer<B: Backend> {
     pub post_layernorm: LayerNorm<B>,
     image_size: usize,
     channels: usize,
+    layer_norm_eps: f64,
 }
 
 impl<B: Backend> VisionTransformer<B> {
@@ -251,6 +266,7 @@ impl<B: Backend> VisionTransformer<B> {
             post_layernorm: norm(),
             image_size: config.image_size,
             channels: config.num_channels,
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 
@@ -271,9 +287,9 @@ impl<B: Backend> VisionTransformer<B> {
         }
         let mut x = self.embeddings.forward(pixels);
         for layer in &self.encoder.layers {
-            x = layer.forward(x);
+            x = layer.forward(x, self.layer_norm_eps);
         }
-        Ok(self.post_layernorm.forward(x))
+        Ok(layer_norm(&self.post_layernorm, x, self.layer_norm_eps))
     }
 }
 

@@ -4,20 +4,33 @@
 //! f32 in a different order).
 
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::Backend;
+use burn::module::{AutodiffModule, Param};
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::tensor::activation::silu;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Distribution, Tensor, TensorData, Tolerance};
 use safeaware_model::attention::{grouped_query_attention, AttentionMask};
 use safeaware_model::fused;
+use safeaware_model::language_model::rms_norm;
+use safeaware_model::vision_transformer::gelu_tanh;
 
 type Ad = Autodiff<Flex>;
 
 const TOLERANCE: f64 = 1e-5;
 
 fn close<B: Backend, const D: usize>(what: &str, got: Tensor<B, D>, want: Tensor<B, D>) {
-    let (got, want) = (got.into_data(), want.into_data());
+    close_data(what, got.into_data(), want.into_data());
+}
+
+fn close_data(what: &str, got: TensorData, want: TensorData) {
     assert_eq!(got.shape, want.shape, "{what}: shapes");
     let tolerance = Tolerance::<f32>::absolute(TOLERANCE).set_relative(TOLERANCE);
-    got.assert_approx_eq::<f32>(&want, tolerance);
+    let compare = || got.assert_approx_eq::<f32>(&want, tolerance);
+    let compared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(compare));
+    if let Err(panic) = compared {
+        let message = panic.downcast_ref::<String>().map_or("", String::as_str);
+        panic!("{what}: {message}");
+    }
 }
 
 fn random<B: Backend, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
@@ -118,6 +131,244 @@ fn fused_attention_matches_burn_in_inference() {
         let got = fused::attention(&q, &k, &v, &mask).expect("the fused kernel applies");
         close(name, got, grouped_query_attention(q, k, v, &mask));
     }
+}
+
+type Grads = <Ad as AutodiffBackend>::Gradients;
+
+/// An input that needs a gradient: a leaf, read as itself or, when `transposed`, a
+/// `[d1, d0, ..]` leaf read through swapped first dimensions (a non-contiguous input). Each
+/// [`Self::read`] makes a fresh view: Burn frees a graph's intermediate nodes on `backward`, so
+/// a view shared by two passes would not reach the leaf in the second.
+struct Input<const D: usize> {
+    leaf: Tensor<Ad, D>,
+    transposed: bool,
+}
+
+impl<const D: usize> Input<D> {
+    /// Normal values of `shape` with mean `mean` and standard deviation `std`.
+    fn new(shape: [usize; D], transposed: bool, mean: f64, std: f64) -> Self {
+        let mut stored = shape;
+        if transposed {
+            stored.swap(0, 1);
+        }
+        let leaf = Tensor::random(stored, Distribution::Normal(mean, std), &Default::default());
+        Self {
+            leaf: leaf.require_grad(),
+            transposed,
+        }
+    }
+
+    fn read(&self) -> Tensor<Ad, D> {
+        if self.transposed {
+            self.leaf.clone().swap_dims(0, 1)
+        } else {
+            self.leaf.clone()
+        }
+    }
+
+    /// The leaf's gradient.
+    fn grad(&self, grads: &Grads) -> TensorData {
+        self.leaf.grad(grads).expect("a gradient").into_data()
+    }
+}
+
+/// Runs the fused kernel (`fused`, which must apply) and the unfused Burn formulation (`burn`),
+/// back-propagates `Σ out ⊙ w` (the same random `w`) from each, and compares the outputs and
+/// the gradients `grads` reads, named by `names`.
+fn matches_burn<const D: usize>(
+    case: &str,
+    names: &[&str],
+    fused: impl Fn() -> Option<Tensor<Ad, D>>,
+    burn: impl Fn() -> Tensor<Ad, D>,
+    grads: impl Fn(&Grads) -> Vec<TensorData>,
+) {
+    let fused_out = fused().expect("the fused kernel applies");
+    let weights = random::<Ad, D>(fused_out.dims());
+    let run = |out: Tensor<Ad, D>| {
+        let gradients = (out.clone() * weights.clone()).sum().backward();
+        (out.into_data(), grads(&gradients))
+    };
+    let (fused_out, fused_grads) = run(fused_out);
+    let (burn_out, burn_grads) = run(burn());
+    close_data(&format!("{case}: output"), fused_out, burn_out);
+    assert_eq!(fused_grads.len(), names.len(), "{case}: gradients");
+    for ((name, got), want) in names.iter().zip(fused_grads).zip(burn_grads) {
+        close_data(&format!("{case}: d{name}"), got, want);
+    }
+}
+
+fn check_rms_norm<const D: usize>(shape: [usize; D], transposed: bool) {
+    let x = Input::new(shape, transposed, 0.0, 1.0);
+    let weight = Input::new([shape[D - 1]], false, 1.0, 0.5);
+    let eps = 1e-5;
+    matches_burn(
+        &format!("rms_norm {shape:?}, transposed {transposed}"),
+        &["x", "weight"],
+        || fused::rms_norm(&x.read(), &weight.read(), eps),
+        || rms_norm(x.read(), weight.read(), eps),
+        |grads| vec![x.grad(grads), weight.grad(grads)],
+    );
+    let (x, weight) = (x.read().inner(), weight.read().inner());
+    let got = fused::rms_norm(&x, &weight, eps).expect("the fused kernel applies");
+    close("rms_norm inference", got, rms_norm(x, weight, eps));
+}
+
+#[test]
+fn fused_rms_norm_matches_burn_values_and_gradients() {
+    // The tiny model's text width (128) over [B, T]; a width that is not a multiple of the
+    // eight accumulation lanes; rank 2 (decoding rows) and non-contiguous inputs.
+    check_rms_norm([3, 7, 128], false);
+    check_rms_norm([2, 5, 37], true);
+    check_rms_norm([9, 64], false);
+    check_rms_norm([2, 3, 4, 24], true);
+}
+
+#[test]
+fn fused_swiglu_matches_burn_values_and_gradients() {
+    // The tiny model's MLP width (384), then a non-contiguous gate of an odd width.
+    for (shape, transposed) in [([3, 7, 384], false), ([4, 5, 21], true)] {
+        let gate = Input::new(shape, transposed, 0.0, 2.0);
+        let up = Input::new(shape, false, 0.0, 1.0);
+        matches_burn(
+            &format!("swiglu {shape:?}, transposed {transposed}"),
+            &["gate", "up"],
+            || fused::swiglu(&gate.read(), &up.read()),
+            || silu(gate.read()) * up.read(),
+            |grads| vec![gate.grad(grads), up.grad(grads)],
+        );
+        let (gate, up) = (gate.read().inner(), up.read().inner());
+        let got = fused::swiglu(&gate, &up).expect("the fused kernel applies");
+        close("swiglu inference", got, silu(gate) * up);
+    }
+}
+
+#[test]
+fn fused_gelu_tanh_matches_burn_values_and_gradients() {
+    // The tiny vision tower's MLP width (256) over [tiles, patches], then a non-contiguous
+    // input; spread over the curved part and both tails.
+    for (shape, transposed) in [([2, 64, 256], false), ([3, 5, 19], true)] {
+        let x = Input::new(shape, transposed, 0.0, 3.0);
+        matches_burn(
+            &format!("gelu_tanh {shape:?}, transposed {transposed}"),
+            &["x"],
+            || fused::gelu_tanh(&x.read()),
+            || gelu_tanh(x.read()),
+            |grads| vec![x.grad(grads)],
+        );
+        let x = x.read().inner();
+        let got = fused::gelu_tanh(&x).expect("the fused kernel applies");
+        close("gelu_tanh inference", got, gelu_tanh(x));
+    }
+}
+
+/// A LayerNorm of `width` with random weight and bias (so their gradients are not trivial).
+fn random_layer_norm<B: Backend>(width: usize, eps: f64) -> LayerNorm<B> {
+    let mut norm = LayerNormConfig::new(width)
+        .with_epsilon(eps)
+        .init::<B>(&Default::default());
+    norm.gamma = Param::from_tensor(random::<B, 1>([width]) + 1.0);
+    norm.beta = Some(Param::from_tensor(random::<B, 1>([width])));
+    norm
+}
+
+#[test]
+fn fused_layer_norm_matches_burn_values_and_gradients() {
+    // The tiny vision tower's width (64) over [tiles, patches], a non-contiguous input of an
+    // odd width, and a mean away from zero.
+    let cases = [
+        ([2, 64, 64], false, 0.0),
+        ([3, 5, 45], true, 0.0),
+        ([2, 9, 64], false, 2.0),
+    ];
+    for (shape, transposed, mean) in cases {
+        let eps = 1e-6;
+        let x = Input::new(shape, transposed, mean, 1.0);
+        let norm = random_layer_norm::<Ad>(shape[2], eps);
+        let beta = norm.beta.as_ref().unwrap();
+        matches_burn(
+            &format!("layer_norm {shape:?}, transposed {transposed}, mean {mean}"),
+            &["x", "gamma", "beta"],
+            || fused::layer_norm(&norm, &x.read(), eps),
+            || norm.forward(x.read()),
+            |grads| {
+                let dgamma = norm.gamma.val().grad(grads).unwrap().into_data();
+                let dbeta = beta.val().grad(grads).unwrap().into_data();
+                vec![x.grad(grads), dgamma, dbeta]
+            },
+        );
+        let (norm, x) = (norm.valid(), x.read().inner());
+        let got = fused::layer_norm(&norm, &x, eps).expect("the fused kernel applies");
+        close("layer_norm inference", got, norm.forward(x));
+    }
+}
+
+#[test]
+fn fused_layer_norm_centres_before_squaring() {
+    // Rows with mean 1000 and deviation 1: `E[x²] − E[x]²` in f32 loses every digit of the
+    // variance, the centred two-pass form about 1e-4 relative (the rounding of x itself), so
+    // the kernel is checked against an f64 reference at 1e-3.
+    let (rows, width, eps) = (6, 64, 1e-6);
+    let x = Tensor::<Flex, 2>::random(
+        [rows, width],
+        Distribution::Normal(1000.0, 1.0),
+        &Default::default(),
+    );
+    let norm = random_layer_norm::<Flex>(width, eps);
+    let got = fused::layer_norm(&norm, &x, eps).expect("the fused kernel applies");
+    let [x, gamma, beta] = [
+        x,
+        norm.gamma.val().unsqueeze(),
+        norm.beta.unwrap().val().unsqueeze(),
+    ]
+    .map(|t| t.into_data().to_vec::<f32>().unwrap());
+    let want: Vec<f32> = x
+        .chunks(width)
+        .flat_map(|row| {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / width as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / width as f64;
+            let inv_std = 1.0 / (var + eps).sqrt();
+            let affine = row.iter().zip(&gamma).zip(&beta);
+            affine.map(move |((&v, &g), &b)| {
+                ((v as f64 - mean) * inv_std * g as f64 + b as f64) as f32
+            })
+        })
+        .collect();
+    let tolerance = Tolerance::<f32>::absolute(1e-3).set_relative(1e-3);
+    got.into_data()
+        .assert_approx_eq::<f32>(&TensorData::new(want, [rows, width]), tolerance);
+}
+
+#[test]
+fn fused_norm_gradients_do_not_depend_on_the_thread_count() {
+    // Enough rows for many chunks, so the weight gradients are sums of many partial sums.
+    let x = Input::new([16, 128, 128], false, 0.0, 1.0);
+    let weight = Input::new([128], false, 1.0, 0.5);
+    let norm = random_layer_norm::<Ad>(128, 1e-6);
+    let grads_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let out = fused::rms_norm(&x.read(), &weight.read(), 1e-5).unwrap();
+            let out = fused::layer_norm(&norm, &out, 1e-6).unwrap();
+            let grads = (out * random_weights()).sum().backward();
+            let dgamma = norm.gamma.val().grad(&grads).unwrap().into_data();
+            [x.grad(&grads), weight.grad(&grads), dgamma]
+        })
+    };
+    let (one, three) = (grads_with(1), grads_with(3));
+    for (name, (a, b)) in ["x", "weight", "gamma"].iter().zip(one.iter().zip(&three)) {
+        assert_eq!(a, b, "d{name} differs between 1 and 3 threads");
+    }
+}
+
+/// Fixed output weights for the thread-count test (the same in every pool).
+fn random_weights() -> Tensor<Ad, 3> {
+    let values: Vec<f32> = (0..16 * 128 * 128)
+        .map(|i| ((i % 7) as f32 - 3.0) / 3.0)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [16, 128, 128]), &Default::default())
 }
 
 /// The unfused rotary formulation, written out (Burn ops only).

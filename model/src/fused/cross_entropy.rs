@@ -10,6 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::chunks::contiguous;
 use super::math;
 use super::op::{self, Kernel};
 
@@ -42,11 +43,7 @@ struct CrossEntropy {
 
 /// `logits` as contiguous rows.
 fn rows(logits: &FlexTensor) -> (FlexTensor, usize) {
-    let logits = if logits.is_contiguous() {
-        logits.clone()
-    } else {
-        logits.to_contiguous()
-    };
+    let logits = contiguous(logits);
     let vocab = logits.layout().shape()[1];
     (logits, vocab)
 }

@@ -9,15 +9,25 @@
 //! `SAFEAWARE_FUSED=0` turns them off (for comparisons and benchmarks).
 
 mod attention;
+mod chunks;
 mod cross_entropy;
+mod gelu_tanh;
+mod layer_norm;
 mod math;
 mod op;
+mod rms_norm;
 mod rotary;
+mod sigmoid;
 mod strided;
+mod swiglu;
 
 pub use attention::attention;
 pub use cross_entropy::cross_entropy_sum;
+pub use gelu_tanh::{gelu_tanh, CUBIC as GELU_CUBIC, TWO_SQRT_2_OVER_PI as GELU_SCALE};
+pub use layer_norm::layer_norm;
+pub use rms_norm::rms_norm;
 pub use rotary::rotary;
+pub use swiglu::swiglu;
 
 use std::sync::OnceLock;
 

@@ -54,11 +54,7 @@ impl Rotary {
     /// Applies `f(input row, cos, sin, output row)` to every `(b, h, t)` row of `input`
     /// (`[B, H, T, D]`), writing a `[B, T, H, D]` buffer, and returns it as a `[B, H, T, D]`
     /// view.
-    fn map_rows(
-        &self,
-        input: &FlexTensor,
-        f: RowFn,
-    ) -> FlexTensor {
+    fn map_rows(&self, input: &FlexTensor, f: RowFn) -> FlexTensor {
         let x = View::new(input);
         let [batch, heads, seq, dim] = x.shape;
         let mut out = Out::zeros(batch * heads * seq * dim);
