@@ -70,17 +70,69 @@ pub fn pointwise<const I: usize, const O: usize>(
     let len = inputs[0].len();
     assert!(inputs.iter().all(|x| x.len() == len), "pointwise: lengths");
     let (outputs, _) = by_rows(len, 1, [1; O], |range, mut outs| {
-        // Equal lengths, stated up front, let the compiler drop the bounds checks in the loop.
-        let (n, inputs) = (range.len(), inputs.map(|x| &x[range.clone()]));
-        assert!(outs.iter().all(|out| out.len() == n));
-        for i in 0..n {
-            let values = f(inputs.map(|x| x[i]));
-            for (out, value) in outs.iter_mut().zip(values) {
-                out[i] = value;
-            }
-        }
+        let inputs = inputs.map(|x| &x[range.clone()]);
+        pointwise_chunk(inputs, &mut outs, &f);
     });
     outputs
+}
+
+/// One chunk of [`pointwise`], compiled for AVX-512 or AVX2 when the CPU has them (the loop
+/// and `f` are inlined into a function with those target features, so they vectorise at that
+/// width; `f` is then evaluated with the same operations, so results do not change).
+fn pointwise_chunk<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
+    inputs: [&[f32]; I],
+    outs: &mut [&mut [f32]; O],
+    f: &F,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { pointwise_avx512(inputs, outs, f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { pointwise_avx2(inputs, outs, f) };
+        }
+    }
+    pointwise_loop(inputs, outs, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pointwise_avx512<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
+    inputs: [&[f32]; I],
+    outs: &mut [&mut [f32]; O],
+    f: &F,
+) {
+    pointwise_loop(inputs, outs, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pointwise_avx2<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
+    inputs: [&[f32]; I],
+    outs: &mut [&mut [f32]; O],
+    f: &F,
+) {
+    pointwise_loop(inputs, outs, f)
+}
+
+/// The element loop; equal lengths, checked up front, let the compiler drop the bounds checks.
+#[inline(always)]
+fn pointwise_loop<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
+    inputs: [&[f32]; I],
+    outs: &mut [&mut [f32]; O],
+    f: &F,
+) {
+    let n = inputs[0].len();
+    assert!(inputs.iter().all(|x| x.len() == n) && outs.iter().all(|out| out.len() == n));
+    for i in 0..n {
+        let values = f(inputs.map(|x| x[i]));
+        for (out, value) in outs.iter_mut().zip(values) {
+            out[i] = value;
+        }
+    }
 }
 
 /// Element-wise sum of per-chunk partial vectors of `width` values, in chunk order (a fixed
