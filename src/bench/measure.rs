@@ -113,6 +113,10 @@ impl BackendTask for Task<'_> {
             Mode::Generate => run_generate::<B::InnerBackend>(self.spec, self.source, &device),
         }
     }
+
+    fn activation_checkpointing(&self) -> bool {
+        self.spec.activation_checkpointing
+    }
 }
 
 fn run_train<B: AutodiffBackend>(

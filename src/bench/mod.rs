@@ -99,6 +99,9 @@ pub struct BenchSpec {
     pub freeze: Vec<safeaware_model::ModelPart>,
     /// Rank of LoRA adapters on every linear layer of the text model (the base then frozen).
     pub lora: Option<usize>,
+    /// Train under `Autodiff<_, BalancedCheckpointing>` (train only), as
+    /// `train.activation_checkpointing` does.
+    pub activation_checkpointing: bool,
 }
 
 impl BenchSpec {
@@ -107,6 +110,10 @@ impl BenchSpec {
         ensure!(
             self.batch >= 1 && self.seq >= 1 && self.steps >= 1 && self.new_tokens >= 1,
             "--batch, --seq, --steps and --new-tokens must be >= 1"
+        );
+        ensure!(
+            !(self.activation_checkpointing && self.mode == Mode::Generate),
+            "--activation-checkpointing applies to `bench train` only: generation keeps no activations"
         );
         if self.dtype == Dtype::Bf16 && !matches!(self.device, DeviceSpec::Cuda(_)) {
             bail!(
@@ -143,8 +150,8 @@ pub fn run(spec: &BenchSpec) -> Result<Value> {
 
 #[cfg(feature = "cuda")]
 fn run_cuda_bf16<T: BackendTask>(task: T, index: usize) -> Result<T::Output> {
-    use burn::backend::{cuda::CudaDevice, Autodiff, Cuda};
-    task.run::<Autodiff<Cuda<burn::tensor::bf16>>>(CudaDevice::new(index))
+    use burn::backend::{cuda::CudaDevice, Cuda};
+    crate::backend::run_autodiff_on::<Cuda<burn::tensor::bf16>, _>(task, CudaDevice::new(index))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -227,6 +234,7 @@ mod tests {
             no_prefill: false,
             freeze: Vec::new(),
             lora: None,
+            activation_checkpointing: false,
         };
         let err = spec.validate().unwrap_err().to_string();
         assert!(err.contains("--device cuda"), "{err}");
@@ -250,6 +258,7 @@ mod tests {
             no_prefill: false,
             freeze: Vec::new(),
             lora: None,
+            activation_checkpointing: false,
         };
         let r = run(&spec).unwrap();
         for key in [

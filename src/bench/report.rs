@@ -65,6 +65,7 @@ pub(super) fn report(spec: &BenchSpec, t: &Timings) -> Value {
         "device_spec": spec.device.to_string(),
         "weights": t.source,
         "image_seq_len": t.image_seq_len,
+        "activation_checkpointing": spec.activation_checkpointing,
         "os_threads": os_threads(),
         "times_s": t.times,
     });

@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// weights (train).
     #[arg(long, value_name = "RANK")]
     pub lora: Option<usize>,
+    /// Recompute cheap activations in the backward pass instead of keeping them (train; Burn's
+    /// BalancedCheckpointing, as `train.activation_checkpointing = true`).
+    #[arg(long)]
+    pub activation_checkpointing: bool,
 }
 
 /// Options of `bench export`.
@@ -119,6 +123,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         no_prefill: a.no_prefill,
         freeze: a.freeze,
         lora: a.lora,
+        activation_checkpointing: a.activation_checkpointing,
     };
     let report = bench::run(&spec)?;
     if a.json {
