@@ -50,7 +50,8 @@ pub struct RunArgs {
     /// cpu | cuda:N | wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-    /// Float type; bf16 only with --device cuda:N (the CPU backend is f32-only).
+    /// Float type; bf16 only with --device cuda:N (the CPU backend is f32-only); bf16-mixed
+    /// (train: f32 weights, matrix products in bf16) on any device.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
     /// Threads of the CPU backend's pool (default: RAYON_NUM_THREADS, else all available cores).
