@@ -211,3 +211,47 @@ fn recipe_headers_hold_their_plans() {
         }
     }
 }
+
+/// `safeaware plan` with `train.activation_checkpointing`: the same weights, gradients and
+/// optimiser state, fewer activations, larger micro-batches; a value that is not a boolean is
+/// a clear error naming the override.
+#[test]
+fn plan_accounts_for_activation_checkpointing() {
+    let recipe = recipes_dir().join("smolvlm-256m-vcr.toml");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("model/tests/fixtures/config_only/smolvlm-256m");
+    let model = format!("model.path={}", fixture.display());
+    let plan = |checkpointing: &str, json: bool| {
+        let set = format!("train.activation_checkpointing={checkpointing}");
+        let mut args = vec!["plan", "--recipe", recipe.to_str().unwrap()];
+        args.extend(["--set", &model, "--set", &set, "--memory", "120GiB"]);
+        if json {
+            args.push("--json");
+        }
+        safeaware(&args)
+    };
+    let json = |checkpointing| {
+        let (ok, out, err) = plan(checkpointing, true);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let (off, on) = (json("false"), json("true"));
+    for key in ["weights", "gradients", "optimizer"] {
+        assert_eq!(off["per_device"][key], on["per_device"][key], "{key}");
+    }
+    let bytes = |v: &serde_json::Value, key: &str| v["per_device"][key].as_u64().unwrap();
+    assert!(bytes(&on, "activations") < bytes(&off, "activations"));
+    assert!(bytes(&on, "total") < bytes(&off, "total"));
+    assert!(on["max_micro_batch"].as_u64() > off["max_micro_batch"].as_u64());
+    let (ok, text, err) = plan("true", false);
+    assert!(
+        ok && text.contains("activation checkpointing"),
+        "{text}{err}"
+    );
+    let (ok, _, err) = plan("1", true);
+    assert!(!ok);
+    assert!(
+        err.contains("--set train.activation_checkpointing=1") && !err.contains("panicked"),
+        "{err}"
+    );
+}

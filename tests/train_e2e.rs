@@ -359,6 +359,83 @@ fn resume_with_grad_accum_matches_the_uninterrupted_run() {
     assert_exact_resume(&["train.grad_accum=2"], &[3]);
 }
 
+/// `train.activation_checkpointing` on.
+const CHECKPOINTING: &str = "train.activation_checkpointing=true";
+
+/// Two runs are the same: identical per-step losses, step-6 checkpoint and final weights.
+fn assert_same_run(a: &Path, b: &Path, what: &str) {
+    assert_eq!(metrics(a), metrics(b), "{what}: per-step losses differ");
+    assert!(
+        weights(&ckpt(a, 6)) == weights(&ckpt(b, 6)),
+        "{what}: step_6 checkpoints differ"
+    );
+    assert!(
+        final_weights(a) == final_weights(b),
+        "{what}: final weights differ"
+    );
+}
+
+/// Activation checkpointing recomputes the same numbers on the CPU: losses and weights are
+/// identical (not merely close) with it and without, and a checkpoint written with it on
+/// resumes with it off, and the other way round, to the same final model.
+#[test]
+fn activation_checkpointing_changes_no_number_and_resumes_switched_either_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name);
+    let off = Train::fresh(&dir("off")).no_eval().ok();
+    let on = Train::fresh_with(&dir("on"), &[CHECKPOINTING])
+        .no_eval()
+        .ok();
+    assert!(!off.contains("activation checkpointing"), "{off}");
+    assert!(on.contains("with activation checkpointing"), "{on}");
+    assert_eq!(
+        resolved_train(&dir("on")).get("activation_checkpointing"),
+        Some(&toml::Value::Boolean(true))
+    );
+    assert_same_run(&dir("off"), &dir("on"), "with checkpointing");
+    for (name, first, then) in [
+        ("on-then-off", true, "false"),
+        ("off-then-on", false, "true"),
+    ] {
+        let extra: &[&str] = if first { &[CHECKPOINTING] } else { &[] };
+        Train::fresh_with(&dir(name), extra)
+            .no_eval()
+            .stop_at(3)
+            .ok();
+        Train::resume(&dir(name))
+            .set(&format!("train.activation_checkpointing={then}"))
+            .no_eval()
+            .ok();
+        assert_same_run(&dir("off"), &dir(name), name);
+    }
+}
+
+/// The same with the features that change which activations exist: bf16-mixed with the
+/// vision tower frozen, LoRA with dropout, and LoRA on two data-parallel workers. (The workers
+/// run without dropout: two workers drawing dropout masks from the backend's shared generator
+/// are not reproducible from run to run, with checkpointing or without.)
+#[test]
+fn activation_checkpointing_is_exact_with_bf16_mixed_frozen_parts_lora_and_workers() {
+    let mixed_frozen = [
+        "train.precision=\"bf16-mixed\"",
+        "train.freeze=[\"vision\"]",
+    ];
+    let workers = ["lora.dropout=0.0", "train.devices=[\"cpu:0\", \"cpu:1\"]"];
+    let lora_workers: Vec<&str> = LORA.iter().chain(&workers).copied().collect();
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        ("mixed-frozen", &mixed_frozen[..]),
+        ("lora", LORA),
+        ("lora-workers", &lora_workers),
+    ] {
+        let (off, on) = (tmp.path().join(name), tmp.path().join(format!("{name}-ac")));
+        Train::fresh_with(&off, extra).no_eval().ok();
+        let with: Vec<&str> = extra.iter().copied().chain([CHECKPOINTING]).collect();
+        Train::fresh_with(&on, &with).no_eval().ok();
+        assert_same_run(&off, &on, name);
+    }
+}
+
 #[test]
 fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_resumable() {
     let tmp = tempfile::tempdir().unwrap();

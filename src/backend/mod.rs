@@ -2,7 +2,9 @@
 //! type, and the binary picks the concrete backend from the `--device` string. Each backend
 //! exists only when its cargo feature (`cpu`, `cuda`, `wgpu`) was enabled, and asking for a
 //! missing one is a clear error rather than a silent fallback. A GPU device is probed first
-//! ([`probe`]), so a missing driver or adapter is an error, not a panic.
+//! ([`probe`]), so a missing driver or adapter is an error, not a panic. Every backend runs
+//! under autodiff the same way ([`run_autodiff`]): with Burn's `BalancedCheckpointing` when the
+//! task asks for activation checkpointing.
 
 pub mod probe;
 
@@ -58,6 +60,38 @@ impl<T: BackendTask> MultiDeviceTask for OneDevice<T> {
             .expect("run_on passes one device");
         self.0.run::<B>(device)
     }
+
+    fn activation_checkpointing(&self) -> bool {
+        self.0.activation_checkpointing()
+    }
+}
+
+/// Runs `task` on `devices` of the inner backend `X` under autodiff: Burn's
+/// `BalancedCheckpointing` when the task asks for activation checkpointing, else none.
+#[cfg(any(feature = "cpu", feature = "cuda", feature = "wgpu"))]
+fn run_autodiff<X, T>(task: T, devices: Vec<X::Device>) -> Result<T::Output>
+where
+    X: burn::tensor::backend::Backend,
+    T: MultiDeviceTask,
+{
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+    use burn::backend::Autodiff;
+    if task.activation_checkpointing() {
+        task.run::<Autodiff<X, BalancedCheckpointing>>(devices)
+    } else {
+        task.run::<Autodiff<X>>(devices)
+    }
+}
+
+/// [`run_autodiff`] of a one-device task on `device` of the inner backend `X` (a backend that
+/// [`run_on`] does not pick, such as the bench's bf16 CUDA).
+#[cfg(feature = "cuda")]
+pub fn run_autodiff_on<X, T>(task: T, device: X::Device) -> Result<T::Output>
+where
+    X: burn::tensor::backend::Backend,
+    T: BackendTask,
+{
+    run_autodiff::<X, _>(OneDevice(task), vec![device])
 }
 
 /// Whether `err` is the device's fault (unavailable, or failed while working): the binary
@@ -77,8 +111,8 @@ pub fn require(spec: DeviceSpec) -> Result<()> {
 
 #[cfg(feature = "cpu")]
 fn run_cpu<T: MultiDeviceTask>(task: T, workers: usize) -> Result<T::Output> {
-    use burn::backend::{flex::FlexDevice, Autodiff, Flex};
-    task.run::<Autodiff<Flex>>(vec![FlexDevice; workers])
+    use burn::backend::{flex::FlexDevice, Flex};
+    run_autodiff::<Flex, _>(task, vec![FlexDevice; workers])
 }
 
 #[cfg(not(feature = "cpu"))]
@@ -88,7 +122,7 @@ fn run_cpu<T: MultiDeviceTask>(_task: T, _workers: usize) -> Result<T::Output> {
 
 #[cfg(feature = "cuda")]
 fn run_cuda<T: MultiDeviceTask>(task: T, specs: &[DeviceSpec]) -> Result<T::Output> {
-    use burn::backend::{cuda::CudaDevice, Autodiff, Cuda};
+    use burn::backend::{cuda::CudaDevice, Cuda};
     let devices = specs
         .iter()
         .map(|spec| match spec {
@@ -96,7 +130,7 @@ fn run_cuda<T: MultiDeviceTask>(task: T, specs: &[DeviceSpec]) -> Result<T::Outp
             other => Err(anyhow::anyhow!("`{other}` is not a CUDA device")),
         })
         .collect::<Result<Vec<_>>>()?;
-    task.run::<Autodiff<Cuda>>(devices)
+    run_autodiff::<Cuda, _>(task, devices)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -106,8 +140,8 @@ fn run_cuda<T: MultiDeviceTask>(_task: T, specs: &[DeviceSpec]) -> Result<T::Out
 
 #[cfg(feature = "wgpu")]
 fn run_wgpu<T: MultiDeviceTask>(task: T, workers: usize) -> Result<T::Output> {
-    use burn::backend::{wgpu::WgpuDevice, Autodiff, Wgpu};
-    task.run::<Autodiff<Wgpu>>(vec![WgpuDevice::default(); workers])
+    use burn::backend::{wgpu::WgpuDevice, Wgpu};
+    run_autodiff::<Wgpu, _>(task, vec![WgpuDevice::default(); workers])
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -135,5 +169,38 @@ mod tests {
         }
         let err = run_on(DeviceSpec::Cuda(0), Noop).unwrap_err().to_string();
         assert!(err.contains("--features cuda"), "{err}");
+    }
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod dispatch_tests {
+    use super::*;
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+    use burn::backend::{Autodiff, Flex};
+    use std::any::TypeId;
+
+    /// Reports the backend it was given.
+    struct WhichBackend {
+        checkpointing: bool,
+    }
+
+    impl BackendTask for WhichBackend {
+        type Output = TypeId;
+        fn run<B: AutodiffBackend>(self, _device: B::Device) -> Result<TypeId> {
+            Ok(TypeId::of::<B>())
+        }
+        fn activation_checkpointing(&self) -> bool {
+            self.checkpointing
+        }
+    }
+
+    #[test]
+    fn activation_checkpointing_selects_the_balanced_strategy() {
+        let run = |checkpointing| run_on(DeviceSpec::Cpu, WhichBackend { checkpointing }).unwrap();
+        assert_eq!(
+            run(true),
+            TypeId::of::<Autodiff<Flex, BalancedCheckpointing>>()
+        );
+        assert_eq!(run(false), TypeId::of::<Autodiff<Flex>>());
     }
 }

@@ -9,6 +9,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use safeaware_model::idefics3_adapters::IDEFICS3_LORA_TARGETS;
+use safeaware_model::precision::autocast;
 use safeaware_model::{
     GenerationConfig, Idefics3, LoraSpec, ModelPart, ParamCounts, TokenSampling,
     VisionLanguageModel,
@@ -113,6 +114,10 @@ impl BackendTask for Task<'_> {
             Mode::Generate => run_generate::<B::InnerBackend>(self.spec, self.source, &device),
         }
     }
+
+    fn activation_checkpointing(&self) -> bool {
+        self.spec.activation_checkpointing
+    }
 }
 
 fn run_train<B: AutodiffBackend>(
@@ -138,7 +143,10 @@ fn run_train<B: AutodiffBackend>(
     let mut slot = Some(model);
     let times = timed::<B>(device, spec.steps, spec.warmup, || {
         let model = slot.take().expect("the model is put back after every step");
-        let loss = model.forward_loss(&input, &labels).context("forward")?;
+        let loss = autocast(spec.dtype.autocast(), || {
+            model.forward_loss(&input, &labels)
+        })
+        .context("forward")?;
         losses.push(loss.mean.clone().inner());
         let mut grads = GradientsParams::from_grads(loss.mean.backward(), &model);
         norms.push(clip_grad_norm(&model, &mut grads, MAX_GRAD_NORM)?.total_norm);

@@ -64,6 +64,8 @@ impl Mode {
 pub enum Dtype {
     F32,
     Bf16,
+    /// f32 parameters with the matrix products in bf16 (`train.precision = "bf16-mixed"`).
+    Bf16Mixed,
 }
 
 impl Dtype {
@@ -71,7 +73,13 @@ impl Dtype {
         match self {
             Dtype::F32 => "f32",
             Dtype::Bf16 => "bf16",
+            Dtype::Bf16Mixed => "bf16-mixed",
         }
+    }
+
+    /// The type the forward's matrix products are cast to (bf16-mixed's autocast).
+    pub fn autocast(self) -> Option<burn::tensor::FloatDType> {
+        (self == Dtype::Bf16Mixed).then_some(burn::tensor::FloatDType::BF16)
     }
 }
 
@@ -99,6 +107,9 @@ pub struct BenchSpec {
     pub freeze: Vec<safeaware_model::ModelPart>,
     /// Rank of LoRA adapters on every linear layer of the text model (the base then frozen).
     pub lora: Option<usize>,
+    /// Train under `Autodiff<_, BalancedCheckpointing>` (train only), as
+    /// `train.activation_checkpointing` does.
+    pub activation_checkpointing: bool,
 }
 
 impl BenchSpec {
@@ -108,6 +119,16 @@ impl BenchSpec {
             self.batch >= 1 && self.seq >= 1 && self.steps >= 1 && self.new_tokens >= 1,
             "--batch, --seq, --steps and --new-tokens must be >= 1"
         );
+        if self.mode == Mode::Generate {
+            ensure!(
+                !self.activation_checkpointing,
+                "--activation-checkpointing applies to `bench train` only: generation keeps no activations"
+            );
+            ensure!(
+                self.dtype != Dtype::Bf16Mixed,
+                "--dtype bf16-mixed applies to `bench train` only (a training precision)"
+            );
+        }
         if self.dtype == Dtype::Bf16 && !matches!(self.device, DeviceSpec::Cuda(_)) {
             bail!(
                 "--dtype bf16 needs --device cuda:N: the CPU backend (flex) computes in f32 only, so a CPU \
@@ -128,7 +149,7 @@ pub fn run(spec: &BenchSpec) -> Result<Value> {
         source: &source,
     };
     let timings = match (spec.dtype, spec.device) {
-        (Dtype::F32, device) => run_on(device, task)?,
+        (Dtype::F32 | Dtype::Bf16Mixed, device) => run_on(device, task)?,
         (Dtype::Bf16, device @ DeviceSpec::Cuda(index)) => {
             require(device)?;
             guarded(
@@ -143,8 +164,8 @@ pub fn run(spec: &BenchSpec) -> Result<Value> {
 
 #[cfg(feature = "cuda")]
 fn run_cuda_bf16<T: BackendTask>(task: T, index: usize) -> Result<T::Output> {
-    use burn::backend::{cuda::CudaDevice, Autodiff, Cuda};
-    task.run::<Autodiff<Cuda<burn::tensor::bf16>>>(CudaDevice::new(index))
+    use burn::backend::{cuda::CudaDevice, Cuda};
+    crate::backend::run_autodiff_on::<Cuda<burn::tensor::bf16>, _>(task, CudaDevice::new(index))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -209,39 +230,16 @@ mod tests {
         assert_eq!(h, host_inputs(&config, b, t, 0).unwrap());
     }
 
-    #[test]
-    fn bf16_off_gpu_is_refused() {
-        let spec = BenchSpec {
-            mode: Mode::Train,
+    /// One short f32 training run of the tiny preset on the CPU.
+    fn tiny(mode: Mode) -> BenchSpec {
+        BenchSpec {
+            mode,
             model: "tiny".into(),
             batch: 1,
             seq: 32,
             steps: 1,
             warmup: 0,
             new_tokens: 1,
-            device: DeviceSpec::Cpu,
-            dtype: Dtype::Bf16,
-            threads: 1,
-            seed: 0,
-            peak_flops: None,
-            no_prefill: false,
-            freeze: Vec::new(),
-            lora: None,
-        };
-        let err = spec.validate().unwrap_err().to_string();
-        assert!(err.contains("--device cuda"), "{err}");
-    }
-
-    #[test]
-    fn tiny_train_and_generate_report_the_schema() {
-        let mut spec = BenchSpec {
-            mode: Mode::Train,
-            model: "tiny".into(),
-            batch: 2,
-            seq: 88,
-            steps: 2,
-            warmup: 1,
-            new_tokens: 3,
             device: DeviceSpec::Cpu,
             dtype: Dtype::F32,
             threads: 1,
@@ -250,6 +248,58 @@ mod tests {
             no_prefill: false,
             freeze: Vec::new(),
             lora: None,
+            activation_checkpointing: false,
+        }
+    }
+
+    #[test]
+    fn bf16_off_gpu_is_refused() {
+        let spec = BenchSpec {
+            dtype: Dtype::Bf16,
+            ..tiny(Mode::Train)
+        };
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.contains("--device cuda"), "{err}");
+    }
+
+    #[test]
+    fn training_only_options_are_refused_for_generate() {
+        let train = BenchSpec {
+            dtype: Dtype::Bf16Mixed,
+            activation_checkpointing: true,
+            ..tiny(Mode::Train)
+        };
+        train.validate().unwrap();
+        let checkpointing = BenchSpec {
+            dtype: Dtype::F32,
+            ..train.clone()
+        };
+        let mixed = BenchSpec {
+            activation_checkpointing: false,
+            ..train.clone()
+        };
+        for (spec, flag) in [
+            (checkpointing, "--activation-checkpointing"),
+            (mixed, "--dtype bf16-mixed"),
+        ] {
+            let spec = BenchSpec {
+                mode: Mode::Generate,
+                ..spec
+            };
+            let err = spec.validate().unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn tiny_train_and_generate_report_the_schema() {
+        let mut spec = BenchSpec {
+            batch: 2,
+            seq: 88,
+            steps: 2,
+            warmup: 1,
+            new_tokens: 3,
+            ..tiny(Mode::Train)
         };
         let r = run(&spec).unwrap();
         for key in [
@@ -287,5 +337,36 @@ mod tests {
         assert_eq!(r["new_tokens"], 3);
         assert!(r["prefill_median_s"].as_f64().unwrap() > 0.0);
         assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0);
+    }
+
+    /// Activation checkpointing changes the memory kept, not the numbers; bf16-mixed changes
+    /// the numbers a little (its products really run in bf16).
+    #[test]
+    fn checkpointing_keeps_the_losses_and_bf16_mixed_moves_them_slightly() {
+        let spec = BenchSpec {
+            steps: 3,
+            seq: 48,
+            ..tiny(Mode::Train)
+        };
+        let losses = |spec: &BenchSpec| -> Vec<f64> {
+            let r = run(spec).unwrap();
+            assert_eq!(r["activation_checkpointing"], spec.activation_checkpointing);
+            assert_eq!(r["dtype"], spec.dtype.name());
+            serde_json::from_value(r["losses"].clone()).unwrap()
+        };
+        let plain = losses(&spec);
+        let checkpointed = BenchSpec {
+            activation_checkpointing: true,
+            ..spec.clone()
+        };
+        assert_eq!(losses(&checkpointed), plain);
+        let mixed = losses(&BenchSpec {
+            dtype: Dtype::Bf16Mixed,
+            ..spec
+        });
+        assert_ne!(mixed, plain, "bf16-mixed computed exactly the f32 losses");
+        for (m, p) in mixed.iter().zip(&plain) {
+            assert!((m - p).abs() < 0.02 * p, "bf16-mixed {m} vs f32 {p}");
+        }
     }
 }

@@ -19,7 +19,7 @@ pub(super) fn report(spec: &BenchSpec, t: &Timings) -> Value {
     let gpu = matches!(spec.device, DeviceSpec::Cuda(_));
     let peak = (gpu && spec.mode == Mode::Train).then(|| {
         spec.peak_flops.unwrap_or(match spec.dtype {
-            Dtype::Bf16 => PEAK_BF16,
+            Dtype::Bf16 | Dtype::Bf16Mixed => PEAK_BF16,
             Dtype::F32 => PEAK_F32,
         })
     });
@@ -65,6 +65,7 @@ pub(super) fn report(spec: &BenchSpec, t: &Timings) -> Value {
         "device_spec": spec.device.to_string(),
         "weights": t.source,
         "image_seq_len": t.image_seq_len,
+        "activation_checkpointing": spec.activation_checkpointing,
         "os_threads": os_threads(),
         "times_s": t.times,
     });

@@ -50,7 +50,8 @@ pub struct RunArgs {
     /// cpu | cuda:N | wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-    /// Float type; bf16 only with --device cuda:N (the CPU backend is f32-only).
+    /// Float type; bf16 only with --device cuda:N (the CPU backend is f32-only); bf16-mixed
+    /// (train: f32 weights, matrix products in bf16) on any device.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
     /// Threads of the CPU backend's pool (default: RAYON_NUM_THREADS, else all available cores).
@@ -75,6 +76,10 @@ pub struct RunArgs {
     /// weights (train).
     #[arg(long, value_name = "RANK")]
     pub lora: Option<usize>,
+    /// Recompute cheap activations in the backward pass instead of keeping them (train; Burn's
+    /// BalancedCheckpointing, as `train.activation_checkpointing = true`).
+    #[arg(long)]
+    pub activation_checkpointing: bool,
 }
 
 /// Options of `bench export`.
@@ -119,6 +124,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         no_prefill: a.no_prefill,
         freeze: a.freeze,
         lora: a.lora,
+        activation_checkpointing: a.activation_checkpointing,
     };
     let report = bench::run(&spec)?;
     if a.json {

@@ -36,7 +36,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&p)?);
     } else {
-        print!("{}", describe(&p, work, recipe.train.devices.len().max(1)));
+        print!("{}", describe(&p, work, &recipe));
     }
     Ok(())
 }
@@ -61,12 +61,19 @@ fn model_config(recipe: &Recipe) -> Result<(Idefics3Config, usize)> {
     Ok((built.config, 1))
 }
 
-fn describe(p: &MemoryPlan, work: Workload, devices: usize) -> String {
+fn describe(p: &MemoryPlan, work: Workload, recipe: &Recipe) -> String {
     let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
     let m = &p.per_device;
+    let checkpointing = match recipe.train.activation_checkpointing {
+        true => "; activation checkpointing",
+        false => "",
+    };
     let mut out = format!(
-        "per device ({devices} device(s); micro-batch of {} rows × {} tokens, {} tile(s) each):\n",
-        work.rows, work.seq, work.tiles
+        "per device ({} device(s); micro-batch of {} rows × {} tokens, {} tile(s) each{checkpointing}):\n",
+        recipe.train.devices.len().max(1),
+        work.rows,
+        work.seq,
+        work.tiles
     );
     for (name, bytes) in [
         ("weights", m.weights),

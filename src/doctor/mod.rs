@@ -243,6 +243,7 @@ fn training_check(opts: &DoctorOptions) -> Check {
         no_prefill: true,
         freeze: Vec::new(),
         lora: None,
+        activation_checkpointing: false,
     };
     let losses = |device| -> Result<Vec<f64>> {
         let report = bench::run(&spec(device))?;
@@ -290,6 +291,7 @@ fn timing_check(opts: &DoctorOptions) -> Check {
         no_prefill: true,
         freeze: Vec::new(),
         lora: None,
+        activation_checkpointing: false,
     };
     let runs = (|| -> Result<(Value, Value)> {
         Ok((

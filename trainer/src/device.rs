@@ -66,6 +66,12 @@ impl fmt::Display for DeviceSpec {
 pub trait BackendTask {
     type Output;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
+
+    /// Whether the autodiff backend should recompute cheap activations in the backward pass
+    /// instead of keeping them (Burn's `BalancedCheckpointing`); see [`MultiDeviceTask`].
+    fn activation_checkpointing(&self) -> bool {
+        false
+    }
 }
 
 /// Work that runs on every device of a list (data-parallel training); the binary's
@@ -73,6 +79,12 @@ pub trait BackendTask {
 pub trait MultiDeviceTask {
     type Output;
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<Self::Output>;
+
+    /// Whether `run` gets `Autodiff<_, BalancedCheckpointing>` rather than plain `Autodiff<_>`:
+    /// the same numbers, less memory kept for the backward pass, some forward work redone.
+    fn activation_checkpointing(&self) -> bool {
+        false
+    }
 }
 
 /// The workers of a data-parallel run, from names such as `cpu:0`, `cpu:1`, `cuda:0`, `wgpu:1`:

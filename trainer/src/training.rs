@@ -76,6 +76,10 @@ impl MultiDeviceTask for TrainJob {
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<TrainOutcome> {
         train::<B>(&self, devices)
     }
+
+    fn activation_checkpointing(&self) -> bool {
+        self.recipe.train.activation_checkpointing
+    }
 }
 
 /// Runs (or resumes) the job on backend `B`: with the accumulation step on one device, with
@@ -173,12 +177,17 @@ where
     let mut tb = TbWriter::create(run)?;
     let mut progress = Progress::new("train", total_steps, state.step);
     progress.println(&format!(
-        "training {} examples ({} val) for {total_steps} steps of {}×{} on {}; run folder {}",
+        "training {} examples ({} val) for {total_steps} steps of {}×{} on {}{}; run folder {}",
         data.train.len(),
         data.val.len(),
         t.batch_size.max(1),
         t.grad_accum.max(1),
         t.worker_names().join(", "),
+        if t.activation_checkpointing {
+            " with activation checkpointing"
+        } else {
+            ""
+        },
         run.display()
     ));
     let session = (Instant::now(), state.elapsed_s);

@@ -273,6 +273,40 @@ mod tests {
     }
 
     #[test]
+    fn activation_checkpointing_is_a_bool_key_of_train() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "[model]\npreset = \"tiny\"\n[data.synthetic]\nenabled = true\n";
+        let path = write_recipe(dir.path(), base);
+        assert!(
+            !load_recipe(&path, &[])
+                .unwrap()
+                .recipe
+                .train
+                .activation_checkpointing
+        );
+        let on = load_recipe(&path, &["train.activation_checkpointing=true".into()]).unwrap();
+        assert!(on.recipe.train.activation_checkpointing);
+        let err = load_recipe(&path, &["train.activation_checkpointing=yes".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--set train.activation_checkpointing=yes:")
+                && err.contains("expected a boolean"),
+            "{err}"
+        );
+        let text = format!("{base}[train]\nactivation_checkpointing = 1\n");
+        let err = parse_recipe(&text, "r.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("r.toml:6:") && err.contains("activation_checkpointing = 1"),
+            "{err}"
+        );
+        let text = format!("{base}[train]\nactivation_checkpointing = true\n");
+        let recipe = parse_recipe(&text, "r.toml").unwrap();
+        assert!(recipe.train.activation_checkpointing);
+        assert_eq!(parse_recipe(&recipe.to_toml(), "resolved").unwrap(), recipe);
+    }
+
+    #[test]
     fn semantic_errors_are_located_and_all_reported() {
         let dir = tempfile::tempdir().unwrap();
         let text = "[model]\npreset = \"tiny\"\n[data.synthetic]\nenabled = true\n[train]\nbatch_size = 0\n\n[schedule]\nmin_lr_ratio = 2.0\n";

@@ -232,6 +232,11 @@ pub struct TrainSection {
     /// that a resume is exact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save_dtype: Option<SaveDtype>,
+    /// Recompute cheap activations in the backward pass instead of keeping them (Burn's
+    /// `BalancedCheckpointing`): less memory for more compute, the same numbers. Written only
+    /// when true, and outside the fingerprint, so a run resumes with it switched either way.
+    #[serde(skip_serializing_if = "is_false")]
+    pub activation_checkpointing: bool,
 
     /// Run folder; defaults to `checkpoints/<recipe file stem>`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,6 +260,7 @@ impl Default for TrainSection {
             freeze: Vec::new(),
             precision: Precision::F32,
             save_dtype: None,
+            activation_checkpointing: false,
             output_dir: None,
         }
     }

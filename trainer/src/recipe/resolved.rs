@@ -17,7 +17,7 @@ impl Recipe {
     }
 
     /// Hash of everything that determines the training trajectory. Logging, checkpointing,
-    /// evaluation cadence, device and output folder are excluded, so a run may be resumed
+    /// evaluation cadence, device, activation checkpointing and output folder are excluded, so a run may be resumed
     /// with those changed; anything else changed makes resuming refuse.
     pub fn fingerprint(&self) -> String {
         let mut core = self.clone();
@@ -35,6 +35,8 @@ impl Recipe {
         core.eval = EvalSection::default();
         // What is allowed, not what is trained.
         core.data.allow_overlap = false;
+        // How memory is traded for compute, not what is computed (the same losses and weights).
+        core.train.activation_checkpointing = false;
         fnv1a64_hex(core.to_toml().as_bytes())
     }
 
@@ -87,6 +89,7 @@ mod tests {
         cadence.train.device = Device::Cuda(0);
         cadence.eval.max_new_tokens = 3;
         cadence.data.allow_overlap = true;
+        cadence.train.activation_checkpointing = true;
         assert_eq!(base.fingerprint(), cadence.fingerprint());
         let mut lr = base.clone();
         lr.optim.lr_text = 3e-4;
