@@ -17,6 +17,7 @@
 pub mod attention;
 pub mod config;
 pub mod connector;
+pub mod dropout;
 pub mod error;
 pub mod fused;
 pub mod generation;

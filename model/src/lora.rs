@@ -46,7 +46,7 @@ pub struct LoraAdapter<B: Backend> {
     pub lora_a: Param<Tensor<B, 2>>,
     /// `[r, out]` (PEFT's `lora_B.weight`, transposed).
     pub lora_b: Param<Tensor<B, 2>>,
-    /// Dropout on the input (training only).
+    /// Dropout on the input (training only; its mask from [`crate::dropout`]).
     pub dropout: Dropout,
     scaling: f64,
 }
@@ -95,7 +95,8 @@ impl<B: Backend> LoraAdapter<B> {
 
     /// `dropout(x) · A · B · scaling`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let h = precision::linear(self.dropout.forward(x), self.lora_a.val(), None);
+        let x = crate::dropout::dropout(x, self.dropout.prob);
+        let h = precision::linear(x, self.lora_a.val(), None);
         precision::linear(h, self.lora_b.val(), None) * self.scaling
     }
 

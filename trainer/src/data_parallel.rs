@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use burn::optim::GradientsAccumulator;
 use burn::tensor::backend::AutodiffBackend;
-use safeaware_model::TrainableModel;
+use safeaware_model::{dropout, TrainableModel};
 
 use crate::step::{
     window_gradients, window_targets, ForwardSettings, StepOutcome, TrainStep, Update,
@@ -101,13 +101,16 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
         self.steps += 1;
         let failing = self.fail.and_then(|(w, s)| (s == self.steps).then_some(w));
         let main = &self.devices[0];
+        // Each worker's dropout generator, seeded from this thread's (seeded per step).
+        let seeds: Vec<u64> = (0..workers).map(|_| dropout::next_seed()).collect();
         let results: Vec<Result<WindowGradients>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
                     let (model, device, shard) =
                         (&model, &self.devices[w], shard(window, w, workers));
-                    let forward = self.forward;
+                    let (forward, seed) = (self.forward, seeds[w]);
                     scope.spawn(move || -> Result<WindowGradients> {
+                        dropout::seed(seed);
                         if failing == Some(w) {
                             panic!("{FAIL_WORKER_ENV}: simulated failure of worker {w}");
                         }

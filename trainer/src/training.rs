@@ -201,9 +201,11 @@ where
             .map(|batch| batch.into_iter().map(|i| &data.train[i]).collect())
             .collect();
         let factor = schedule.factor(state.step);
-        // Dropout (LoRA's) draws from the backend's generator: seeded per step, a resumed run
-        // draws what an uninterrupted one would.
+        // Dropout (LoRA's) draws from this thread's generator (workers' from seeds drawn from
+        // it), and anything else random from the backend's: both seeded per step, so a resumed
+        // run draws what an uninterrupted one would.
         B::seed(device, step_seed(t.seed, step));
+        safeaware_model::dropout::seed(step_seed(t.seed, step));
         let fail_here = hooks.fail_at_step == Some(step);
         // A panic in the backend (a GPU lost mid-step) ends the run with an error naming the
         // step; the last checkpoint on disk is complete and resumable.
