@@ -4,6 +4,7 @@
 //! missing one is a clear error rather than a silent fallback. A GPU device is probed first
 //! ([`probe`]), so a missing driver or adapter is an error, not a panic.
 
+pub mod nccl;
 pub mod probe;
 
 use anyhow::{bail, Result};
@@ -29,10 +30,18 @@ pub fn run_on_devices<T: MultiDeviceTask>(specs: &[DeviceSpec], task: T) -> Resu
     for &spec in specs {
         require(spec)?;
     }
+    let (path, line) = nccl::choose(
+        specs,
+        std::env::var(nccl::DATA_PARALLEL_ENV).ok().as_deref(),
+        nccl::nccl_missing,
+    )?;
+    if let Some(line) = line {
+        eprintln!("{line}");
+    }
     let during = || format!("work on {}", names(specs));
     match first {
         DeviceSpec::Cpu => run_cpu(task, specs.len()),
-        DeviceSpec::Cuda(_) => guard::guarded(during, || run_cuda(task, specs))?,
+        DeviceSpec::Cuda(_) => guard::guarded(during, || run_cuda(task, specs, path))?,
         DeviceSpec::Wgpu => guard::guarded(during, || run_wgpu(task, specs.len()))?,
     }
 }
@@ -86,8 +95,13 @@ fn run_cpu<T: MultiDeviceTask>(_task: T, _workers: usize) -> Result<T::Output> {
     not_built(DeviceSpec::Cpu, "cpu")
 }
 
+/// Runs `task` on the CUDA devices `specs`, on the data-parallel `path` when there are several.
 #[cfg(feature = "cuda")]
-fn run_cuda<T: MultiDeviceTask>(task: T, specs: &[DeviceSpec]) -> Result<T::Output> {
+fn run_cuda<T: MultiDeviceTask>(
+    task: T,
+    specs: &[DeviceSpec],
+    path: nccl::Path,
+) -> Result<T::Output> {
     use burn::backend::{cuda::CudaDevice, Autodiff, Cuda};
     let devices = specs
         .iter()
@@ -96,11 +110,20 @@ fn run_cuda<T: MultiDeviceTask>(task: T, specs: &[DeviceSpec]) -> Result<T::Outp
             other => Err(anyhow::anyhow!("`{other}` is not a CUDA device")),
         })
         .collect::<Result<Vec<_>>>()?;
+    #[cfg(feature = "nccl")]
+    if path == nccl::Path::Nccl {
+        return task.run_synced::<Autodiff<Cuda>, _>(devices, nccl::NcclSync);
+    }
+    let _ = path;
     task.run::<Autodiff<Cuda>>(devices)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn run_cuda<T: MultiDeviceTask>(_task: T, specs: &[DeviceSpec]) -> Result<T::Output> {
+fn run_cuda<T: MultiDeviceTask>(
+    _task: T,
+    specs: &[DeviceSpec],
+    _path: nccl::Path,
+) -> Result<T::Output> {
     not_built(specs[0], "cuda")
 }
 

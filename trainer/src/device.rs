@@ -8,6 +8,8 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::nccl_step::GradientSync;
+
 /// A device named on the command line or in a recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -73,6 +75,21 @@ pub trait BackendTask {
 pub trait MultiDeviceTask {
     type Output;
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<Self::Output>;
+
+    /// Runs on devices whose backend sums gradients over them inside `backward()` (`sync`:
+    /// Burn's NCCL path on CUDA). Work with no use for that (anything on one device) runs as
+    /// [`MultiDeviceTask::run`].
+    fn run_synced<B: AutodiffBackend, S: GradientSync<B>>(
+        self,
+        devices: Vec<B::Device>,
+        sync: S,
+    ) -> Result<Self::Output>
+    where
+        Self: Sized,
+    {
+        drop(sync);
+        self.run::<B>(devices)
+    }
 }
 
 /// The workers of a data-parallel run, from names such as `cpu:0`, `cpu:1`, `cuda:0`, `wgpu:1`:
