@@ -57,17 +57,21 @@ impl Request {
     }
 }
 
-/// The path for `workers` (one backend, as `parse_workers` gives them), as `setting` (the
-/// value of [`DATA_PARALLEL_ENV`]) asks; `nccl_missing` says why NCCL cannot run here, if it
-/// cannot (asked only for two or more CUDA devices). Returns the path and the line to log
-/// (`None` for one device). NCCL asked for where it cannot run is a [`DeviceUnavailable`].
+/// The path for `workers` (one backend, as `parse_workers` gives them, at least one), as
+/// `setting` (the value of [`DATA_PARALLEL_ENV`]) asks; `nccl_missing` says why NCCL cannot
+/// run here, if it cannot (asked only for CUDA devices). Returns the path and the line to log
+/// (`None` for one device on its own). NCCL asked for where it cannot run is a
+/// [`DeviceUnavailable`]. One CUDA device with `nccl` asked for runs the NCCL path with one
+/// rank: the same update as one device, through NCCL (a check for a machine with one GPU).
 pub fn choose(
     workers: &[DeviceSpec],
     setting: Option<&str>,
     nccl_missing: impl FnOnce() -> Option<String>,
 ) -> Result<(Path, Option<String>)> {
     let request = Request::parse(setting)?;
-    if workers.len() < 2 {
+    let cuda = matches!(workers[0], DeviceSpec::Cuda(_));
+    // One GPU takes the NCCL path only when asked: a one-rank check of the NCCL machinery.
+    if workers.len() < 2 && !(cuda && request == Request::Nccl) {
         return Ok((Path::Portable, None));
     }
     let names = match workers.iter().all(|w| *w == workers[0]) {
@@ -85,7 +89,6 @@ pub fn choose(
         );
         Ok((Path::Portable, Some(line)))
     };
-    let cuda = matches!(workers[0], DeviceSpec::Cuda(_));
     match (request, cuda) {
         (Request::Portable, _) => portable(&format!("{DATA_PARALLEL_ENV}=portable")),
         (Request::Nccl, false) => Err(DeviceUnavailable {
@@ -238,9 +241,18 @@ mod tests {
     }
 
     #[test]
-    fn one_device_needs_no_path_and_bad_settings_are_named() {
-        let (path, line) = choose(&[DeviceSpec::Cuda(0)], None, || None).unwrap();
+    fn one_device_needs_no_path_unless_nccl_is_asked_for() {
+        let one = [DeviceSpec::Cuda(0)];
+        let (path, line) = choose(&one, None, || None).unwrap();
         assert_eq!((path, line), (Path::Portable, None));
+        assert_eq!(choose(&one, Some("nccl"), || None).unwrap().0, Path::Nccl);
+        let err = choose(&one, Some("nccl"), || Some("no libnccl".into())).unwrap_err();
+        assert!(err.to_string().contains("no libnccl"), "{err:#}");
+        let cpu = [DeviceSpec::Cpu];
+        assert_eq!(
+            choose(&cpu, Some("nccl"), || None).unwrap().0,
+            Path::Portable
+        );
         let err = choose(&cuda2(), Some("ring"), || None).unwrap_err();
         assert!(err.to_string().contains(DATA_PARALLEL_ENV), "{err:#}");
     }

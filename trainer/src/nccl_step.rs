@@ -44,7 +44,8 @@ pub trait GradientSync<B: AutodiffBackend>: Send + Sync + 'static {
     fn close(&self, devices: &[B::Device]);
 }
 
-/// Workers in lock step on distinct devices, gradients summed by `S` during backward.
+/// Workers in lock step on distinct devices, gradients summed by `S` during backward (one
+/// worker is allowed: a one-rank check of the machinery on a machine with one GPU).
 pub struct NcclStep<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> {
     sync: Arc<S>,
     forward: ForwardSettings,
@@ -68,9 +69,9 @@ impl<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> NcclStep<B, M
         names: Vec<String>,
         sync: S,
     ) -> Result<Self> {
-        if updates.len() != devices.len() || devices.len() < 2 {
+        if updates.len() != devices.len() || devices.is_empty() {
             anyhow::bail!(
-                "the NCCL step needs 2 or more devices and one optimiser per device (got {} and {})",
+                "the NCCL step needs one optimiser per device (got {} device(s), {} optimiser(s))",
                 devices.len(),
                 updates.len()
             );

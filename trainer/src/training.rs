@@ -92,13 +92,24 @@ impl MultiDeviceTask for TrainJob {
 pub fn train<B: AutodiffBackend>(job: &TrainJob, devices: Vec<B::Device>) -> Result<TrainOutcome> {
     train_with::<B>(job, devices, |parts| {
         let update = parts.update(0);
-        let step = DataParallelStep::new(update, parts.forward, parts.devices, parts.names)?;
-        Ok(Box::new(step))
+        Ok(match parts.devices.len() {
+            1 => Box::new(AccumulationStep::new(
+                update,
+                parts.forward,
+                &parts.devices[0],
+            )),
+            _ => Box::new(DataParallelStep::new(
+                update,
+                parts.forward,
+                parts.devices,
+                parts.names,
+            )?),
+        })
     })
 }
 
-/// As [`train`], but several devices run in lock step with their gradients summed by `sync`
-/// inside `backward()` (the NCCL path; see `nccl_step`).
+/// As [`train`], but the devices (one or more) run in lock step with their gradients summed
+/// by `sync` inside `backward()` (the NCCL path; see `nccl_step`).
 pub fn train_synced<B: AutodiffBackend, S: GradientSync<B>>(
     job: &TrainJob,
     devices: Vec<B::Device>,
@@ -127,11 +138,11 @@ impl<B: AutodiffBackend> StepParts<'_, B> {
     }
 }
 
-/// A run on `devices`: the accumulation step on one, the step `multi` makes on several.
+/// A run on `devices` with the step `make_step` makes.
 fn train_with<B: AutodiffBackend>(
     job: &TrainJob,
     devices: Vec<B::Device>,
-    multi: impl FnOnce(StepParts<'_, B>) -> Result<Box<dyn TrainStep<B, RunModel<B>>>>,
+    make_step: impl FnOnce(StepParts<'_, B>) -> Result<Box<dyn TrainStep<B, RunModel<B>>>>,
 ) -> Result<TrainOutcome> {
     let hooks = Hooks::from_env()?;
     let Some(device) = devices.first().cloned() else {
@@ -144,17 +155,12 @@ fn train_with<B: AutodiffBackend>(
         autocast: t.precision.autocast(),
         lockstep: false,
     };
-    let mut step: Box<dyn TrainStep<B, _>> = if devices.len() == 1 {
-        let update = Update::new(&job.recipe.optim, |part| job.recipe.trains(part), &device);
-        Box::new(AccumulationStep::new(update, forward, &device))
-    } else {
-        multi(StepParts {
-            job,
-            forward,
-            devices,
-            names: t.worker_names(),
-        })?
-    };
+    let mut step = make_step(StepParts {
+        job,
+        forward,
+        devices,
+        names: t.worker_names(),
+    })?;
     if let Some(ckpt) = &setup.resumed_from {
         let path = trainer_state_dir(&ckpt.path).join(OPTIMIZER_FILE);
         step.load_state(&setup.model, &path)?;
