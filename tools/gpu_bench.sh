@@ -19,6 +19,12 @@
 #   --rounds N         rounds (default 2)                                     ROUNDS
 #   --budget S         start no new run after S seconds (default 290)         BUDGET_S
 #   --run-timeout S    kill a single run after S seconds (default 180)        RUN_TIMEOUT
+#   --nccl-bin PATH    optional: a binary built with `--no-default-features --features cuda,nccl`
+#                      SAFEAWARE_NCCL_BIN; when given, 10 quickstart steps run on cuda:0 once
+#                      plainly and once through the NCCL path with one rank
+#                      (SAFEAWARE_DATA_PARALLEL=nccl), and nccl.txt compares their losses. One GPU
+#                      cannot host two NCCL workers (a device may be listed once, and NCCL refuses
+#                      two ranks on one GPU), so the 2-GPU all-reduce itself is not exercised.
 #   --dry-run          print what would run, touch nothing
 #
 # Output goes to $OUT if that is set, else ./bench_out/. It is five files: nvidia-smi.txt (the card),
@@ -45,6 +51,7 @@ BUDGET_S=${BUDGET_S:-290}
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 OUT_DIR=${OUT:-bench_out}
 DRY_RUN=0
+NCCL_BIN=${SAFEAWARE_NCCL_BIN:-}
 
 need() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
@@ -55,6 +62,7 @@ while [[ $# -gt 0 ]]; do
     --rounds) need "$@"; ROUNDS=$2; shift 2 ;;
     --budget) need "$@"; BUDGET_S=$2; shift 2 ;;
     --run-timeout) need "$@"; RUN_TIMEOUT=$2; shift 2 ;;
+    --nccl-bin) need "$@"; NCCL_BIN=$2; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -82,6 +90,7 @@ if [[ "$DRY_RUN" == 1 ]]; then
   echo "$PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/safeaware-bench-site .whl/*.whl"
   echo "# peaks for MFU from the GPU name (H100 SXM: 989 bf16 / 67 f32 TFLOP/s)"
   printf '%q ' "${COMPARE[@]}" --python "$PYTHON"; echo
+  [[ -z "$NCCL_BIN" ]] || echo "# then the one-rank NCCL check with $NCCL_BIN into $OUT_DIR/nccl.txt"
   echo "# which runs, in this order:"
   PYTHON=$PYTHON "${COMPARE[@]}" --dry-run
   exit 0
@@ -143,9 +152,34 @@ else
 fi
 [[ "$TORCH_OK" == 1 || "$SA_OK" == 1 ]] || die "neither side can run (no safeaware binary, no torch with CUDA)"
 
+# ------------------------------------------------------------------------- one-rank NCCL check
+# 10 quickstart steps on cuda:0, plainly and through the NCCL path with one rank (Burn's
+# communication server, parameters marked distributed, an NCCL all-reduce inside every
+# backward); the per-step losses should agree to float rounding.
+nccl_check() {
+  local bin=$1 dir
+  dir=$(mktemp -d)
+  local args=(train --recipe recipes/quickstart.toml --devices cuda:0 --no-eval
+              --set train.max_steps=10 --set train.log_every=1 --set data.synthetic.train=256
+              --set data.synthetic.val=16 --set data.synthetic.test=16 --set data.synthetic.describe_only=0)
+  timeout "$RUN_TIMEOUT" "$bin" "${args[@]}" --out "$dir/plain" || return 1
+  SAFEAWARE_DATA_PARALLEL=nccl timeout "$RUN_TIMEOUT" "$bin" "${args[@]}" --out "$dir/nccl" || return 1
+  "$PYTHON" - "$dir/plain/metrics.jsonl" "$dir/nccl/metrics.jsonl" <<'PY'
+import json, sys
+plain, nccl = ([json.loads(l)["loss"] for l in open(p) if '"loss"' in l] for p in sys.argv[1:])
+worst = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(plain, nccl))
+print("plain:", plain); print("nccl: ", nccl); print(f"largest relative difference {worst:.3g}")
+sys.exit(0 if len(plain) == len(nccl) == 10 and worst <= 1e-5 else 1)
+PY
+}
+
 # -------------------------------------------------------------------------------------------- run
 rc=0
 "${COMPARE[@]}" --python "$PYTHON" "${ONLY[@]}" || rc=$?
+if [[ -n "$NCCL_BIN" ]]; then
+  nccl_check "$NCCL_BIN" > "$OUT_DIR/nccl.txt" 2>&1 || { rc=1; note "WARNING: the NCCL check failed"; }
+  cat "$OUT_DIR/nccl.txt" >&2
+fi
 note "GPU: $GPU_NAME; outputs in $OUT_DIR/: nvidia-smi.txt results.jsonl results.md results.log"
 if [[ "$TORCH_OK" != 1 || "$SA_OK" != 1 ]]; then rc=1; fi
 exit "$rc"

@@ -6,6 +6,7 @@
 //! under autodiff the same way ([`run_autodiff`]): with Burn's `BalancedCheckpointing` when the
 //! task asks for activation checkpointing.
 
+pub mod nccl;
 pub mod probe;
 
 use anyhow::{bail, Result};
@@ -31,10 +32,18 @@ pub fn run_on_devices<T: MultiDeviceTask>(specs: &[DeviceSpec], task: T) -> Resu
     for &spec in specs {
         require(spec)?;
     }
+    let (path, line) = nccl::choose(
+        specs,
+        std::env::var(nccl::DATA_PARALLEL_ENV).ok().as_deref(),
+        nccl::nccl_missing,
+    )?;
+    if let Some(line) = line {
+        eprintln!("{line}");
+    }
     let during = || format!("work on {}", names(specs));
     match first {
         DeviceSpec::Cpu => run_cpu(task, specs.len()),
-        DeviceSpec::Cuda(_) => guard::guarded(during, || run_cuda(task, specs))?,
+        DeviceSpec::Cuda(_) => guard::guarded(during, || run_cuda(task, specs, path))?,
         DeviceSpec::Wgpu => guard::guarded(during, || run_wgpu(task, specs.len()))?,
     }
 }
@@ -66,12 +75,30 @@ impl<T: BackendTask> MultiDeviceTask for OneDevice<T> {
     }
 }
 
+/// A backend autodiff can wrap: any, except that with the `nccl` feature (Burn's
+/// `distributed`, under which autodiff needs it) it must implement `DistributedBackend`.
+#[cfg(not(feature = "nccl"))]
+pub trait InnerBackend: burn::tensor::backend::Backend {}
+#[cfg(not(feature = "nccl"))]
+impl<X: burn::tensor::backend::Backend> InnerBackend for X {}
+/// A backend autodiff can wrap: with the `nccl` feature, one with `DistributedBackend`.
+#[cfg(feature = "nccl")]
+pub trait InnerBackend:
+    burn::tensor::backend::Backend + burn::tensor::backend::distributed::DistributedBackend
+{
+}
+#[cfg(feature = "nccl")]
+impl<X> InnerBackend for X where
+    X: burn::tensor::backend::Backend + burn::tensor::backend::distributed::DistributedBackend
+{
+}
+
 /// Runs `task` on `devices` of the inner backend `X` under autodiff: Burn's
 /// `BalancedCheckpointing` when the task asks for activation checkpointing, else none.
 #[cfg(any(feature = "cpu", feature = "cuda", feature = "wgpu"))]
 fn run_autodiff<X, T>(task: T, devices: Vec<X::Device>) -> Result<T::Output>
 where
-    X: burn::tensor::backend::Backend,
+    X: InnerBackend,
     T: MultiDeviceTask,
 {
     use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
@@ -88,7 +115,7 @@ where
 #[cfg(feature = "cuda")]
 pub fn run_autodiff_on<X, T>(task: T, device: X::Device) -> Result<T::Output>
 where
-    X: burn::tensor::backend::Backend,
+    X: InnerBackend,
     T: BackendTask,
 {
     run_autodiff::<X, _>(OneDevice(task), vec![device])
@@ -120,8 +147,13 @@ fn run_cpu<T: MultiDeviceTask>(_task: T, _workers: usize) -> Result<T::Output> {
     not_built(DeviceSpec::Cpu, "cpu")
 }
 
+/// Runs `task` on the CUDA devices `specs`, on the data-parallel `path` when there are several.
 #[cfg(feature = "cuda")]
-fn run_cuda<T: MultiDeviceTask>(task: T, specs: &[DeviceSpec]) -> Result<T::Output> {
+fn run_cuda<T: MultiDeviceTask>(
+    task: T,
+    specs: &[DeviceSpec],
+    path: nccl::Path,
+) -> Result<T::Output> {
     use burn::backend::{cuda::CudaDevice, Cuda};
     let devices = specs
         .iter()
@@ -130,11 +162,26 @@ fn run_cuda<T: MultiDeviceTask>(task: T, specs: &[DeviceSpec]) -> Result<T::Outp
             other => Err(anyhow::anyhow!("`{other}` is not a CUDA device")),
         })
         .collect::<Result<Vec<_>>>()?;
+    #[cfg(feature = "nccl")]
+    if path == nccl::Path::Nccl {
+        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+        use burn::backend::Autodiff;
+        return if task.activation_checkpointing() {
+            task.run_synced::<Autodiff<Cuda, BalancedCheckpointing>, _>(devices, nccl::NcclSync)
+        } else {
+            task.run_synced::<Autodiff<Cuda>, _>(devices, nccl::NcclSync)
+        };
+    }
+    let _ = path;
     run_autodiff::<Cuda, _>(task, devices)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn run_cuda<T: MultiDeviceTask>(_task: T, specs: &[DeviceSpec]) -> Result<T::Output> {
+fn run_cuda<T: MultiDeviceTask>(
+    _task: T,
+    specs: &[DeviceSpec],
+    _path: nccl::Path,
+) -> Result<T::Output> {
     not_built(specs[0], "cuda")
 }
 

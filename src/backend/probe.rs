@@ -243,7 +243,7 @@ fn wgpu() -> Result<DeviceInfo, DeviceUnavailable> {
 
 /// A backend this binary was built without.
 #[allow(dead_code)]
-pub(super) fn not_built(spec: DeviceSpec, feature: &str) -> DeviceUnavailable {
+pub(crate) fn not_built(spec: DeviceSpec, feature: &str) -> DeviceUnavailable {
     DeviceUnavailable {
         device: spec.to_string(),
         reason: format!(

@@ -21,7 +21,7 @@ mod source;
 
 use std::path::Path;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use safeaware_trainer::guard::guarded;
 use serde_json::Value;
 
@@ -175,7 +175,9 @@ fn run_cuda_bf16<T: BackendTask>(_task: T, _index: usize) -> Result<T::Output> {
 
 /// Writes the model `--model` resolves to as an HF folder (config.json + model.safetensors),
 /// so that the torch side can load exactly the same weights.
+#[cfg(feature = "cpu")]
 pub fn export(model: &str, seed: u64, out: &Path) -> Result<()> {
+    use anyhow::Context;
     use burn::backend::{flex::FlexDevice, Flex};
     let source = ModelSource::resolve(model, seed)?;
     let built = source.build::<Flex>(seed, &FlexDevice)?;
@@ -183,6 +185,13 @@ pub fn export(model: &str, seed: u64, out: &Path) -> Result<()> {
         .save(out, safeaware_model::FloatDtype::F32)
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
+}
+
+/// `bench export` builds the model on the CPU backend, which this binary lacks (an `nccl`
+/// build).
+#[cfg(not(feature = "cpu"))]
+pub fn export(_model: &str, _seed: u64, _out: &Path) -> Result<()> {
+    Err(crate::backend::probe::not_built(crate::backend::DeviceSpec::Cpu, "cpu").into())
 }
 
 #[cfg(test)]

@@ -160,7 +160,8 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
     }
 }
 
-fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+/// The message a panicking worker left.
+pub(crate) fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

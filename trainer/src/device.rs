@@ -8,6 +8,8 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::nccl_step::GradientSync;
+
 /// A device named on the command line or in a recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -84,6 +86,21 @@ pub trait MultiDeviceTask {
     /// the same numbers, less memory kept for the backward pass, some forward work redone.
     fn activation_checkpointing(&self) -> bool {
         false
+    }
+
+    /// Runs on devices whose backend sums gradients over them inside `backward()` (`sync`:
+    /// Burn's NCCL path on CUDA). Work with no use for that (anything on one device) runs as
+    /// [`MultiDeviceTask::run`].
+    fn run_synced<B: AutodiffBackend, S: GradientSync<B>>(
+        self,
+        devices: Vec<B::Device>,
+        sync: S,
+    ) -> Result<Self::Output>
+    where
+        Self: Sized,
+    {
+        drop(sync);
+        self.run::<B>(devices)
     }
 }
 

@@ -15,13 +15,14 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, FloatDType};
+use burn::tensor::{ElementConversion, FloatDType, Tensor};
 use safeaware_model::precision::autocast;
 use safeaware_model::{ModelPart, TrainableModel};
 
 use crate::batching::collate;
 use crate::fsutil::atomic_write;
 use crate::grad_clip::{clip_grad_norm, global_grad_norm};
+use crate::grad_coverage::trained_params_zero;
 use crate::param_groups::{record_from_portable, record_to_portable, split_grads_by_part};
 use crate::recipe::OptimSection;
 use crate::train_data::Example;
@@ -157,6 +158,11 @@ pub struct ForwardSettings {
     pub pad_id: u32,
     /// `Some(bf16)` under `bf16-mixed`.
     pub autocast: Option<FloatDType>,
+    /// For workers whose gradients are all-reduced inside `backward()` (the NCCL path), so
+    /// their backward passes must line up: every micro-batch runs a backward pass, an empty
+    /// shard included, and each gives every trained parameter a gradient (zero where unused;
+    /// see `grad_coverage`). Off, empty micro-batches are skipped.
+    pub lockstep: bool,
 }
 
 /// Forward and backward over `window` on `model`'s device, each micro-batch's summed loss
@@ -171,28 +177,78 @@ pub fn window_gradients<B: AutodiffBackend, M: TrainableModel<B>>(
 ) -> Result<WindowGradients> {
     let mut accumulator = GradientsAccumulator::<M>::new();
     let (mut loss_sum, mut tokens, mut images) = (0.0, 0, 0);
-    for batch in window.iter().filter(|b| !b.is_empty()) {
-        let batch = collate::<B>(batch, forward.pad_id, device);
-        let loss = autocast(forward.autocast, || {
-            model.forward_loss(&batch.input, &batch.labels)
-        })
-        .context("forward")?;
-        let scaled = loss.sum / targets.max(1) as f64;
-        let value: f64 = scaled.clone().into_scalar().elem();
-        if !value.is_finite() {
-            bail!("the loss is {value}");
-        }
-        loss_sum += value;
-        let grads = GradientsParams::from_grads(scaled.backward(), model);
+    for batch in window.iter().filter(|b| forward.lockstep || !b.is_empty()) {
+        let micro = match batch.is_empty() {
+            // Only in lock step: a backward pass that gives every trained parameter a zero.
+            true => match trained_params_zero(model, FloatDType::F32) {
+                Some(zero) => MicroLoss::of_nothing(zero),
+                None => continue,
+            },
+            false => micro_batch_loss(model, batch, targets, forward, device)?,
+        };
+        loss_sum += micro.value;
+        tokens += micro.tokens;
+        images += micro.images;
+        let grads = GradientsParams::from_grads(micro.scaled.backward(), model);
         accumulator.accumulate(model, grads);
-        tokens += batch.tokens;
-        images += batch.images;
     }
     Ok(WindowGradients {
         grads: accumulator.grads(),
         loss: loss_sum,
         tokens,
         images,
+    })
+}
+
+/// One micro-batch's loss, divided by the global batch's target tokens.
+struct MicroLoss<B: AutodiffBackend> {
+    scaled: Tensor<B, 1>,
+    value: f64,
+    tokens: usize,
+    images: usize,
+}
+
+impl<B: AutodiffBackend> MicroLoss<B> {
+    /// The "loss" of an empty shard: `zero`, over no tokens.
+    fn of_nothing(zero: Tensor<B, 1>) -> Self {
+        MicroLoss {
+            scaled: zero,
+            value: 0.0,
+            tokens: 0,
+            images: 0,
+        }
+    }
+}
+
+/// Forward over `batch` (not empty); in lock step the loss also depends on every trained
+/// parameter (with a zero weight).
+fn micro_batch_loss<B: AutodiffBackend, M: TrainableModel<B>>(
+    model: &M,
+    batch: &[&Example],
+    targets: usize,
+    forward: ForwardSettings,
+    device: &B::Device,
+) -> Result<MicroLoss<B>> {
+    let batch = collate::<B>(batch, forward.pad_id, device);
+    let loss = autocast(forward.autocast, || {
+        model.forward_loss(&batch.input, &batch.labels)
+    })
+    .context("forward")?;
+    let mut scaled = loss.sum / targets.max(1) as f64;
+    let value: f64 = scaled.clone().into_scalar().elem();
+    if !value.is_finite() {
+        bail!("the loss is {value}");
+    }
+    if forward.lockstep {
+        if let Some(zero) = trained_params_zero(model, FloatDType::from(scaled.dtype())) {
+            scaled = scaled + zero;
+        }
+    }
+    Ok(MicroLoss {
+        scaled,
+        value,
+        tokens: batch.tokens,
+        images: batch.images,
     })
 }
 

@@ -21,9 +21,10 @@ use crate::guard::guarded;
 use crate::log_window::LogWindow;
 use crate::metrics_log::{MetricsLog, MetricsRecord};
 use crate::model_output::ModelOutput;
+use crate::nccl_step::{GradientSync, NcclStep};
 use crate::progress::Progress;
 use crate::recipe::Recipe;
-use crate::setup::{record_recipe, setup, RunData, Setup};
+use crate::setup::{record_recipe, setup, RunData, RunModel, Setup};
 use crate::step::{AccumulationStep, ForwardSettings, TrainStep, Update};
 use crate::tensorboard::TbWriter;
 use crate::trainer_state::{trainer_state_dir, write_trainer_state, TrainerState, OPTIMIZER_FILE};
@@ -80,11 +81,73 @@ impl MultiDeviceTask for TrainJob {
     fn activation_checkpointing(&self) -> bool {
         self.recipe.train.activation_checkpointing
     }
+
+    fn run_synced<B: AutodiffBackend, S: GradientSync<B>>(
+        self,
+        devices: Vec<B::Device>,
+        sync: S,
+    ) -> Result<TrainOutcome> {
+        train_synced::<B, S>(&self, devices, sync)
+    }
 }
 
 /// Runs (or resumes) the job on backend `B`: with the accumulation step on one device, with
-/// the data-parallel step on several (the model, logging and checkpoints on the first).
+/// the portable data-parallel step on several (the model, logging and checkpoints on the first).
 pub fn train<B: AutodiffBackend>(job: &TrainJob, devices: Vec<B::Device>) -> Result<TrainOutcome> {
+    train_with::<B>(job, devices, |parts| {
+        let update = parts.update(0);
+        Ok(match parts.devices.len() {
+            1 => Box::new(AccumulationStep::new(
+                update,
+                parts.forward,
+                &parts.devices[0],
+            )),
+            _ => Box::new(DataParallelStep::new(
+                update,
+                parts.forward,
+                parts.devices,
+                parts.names,
+            )?),
+        })
+    })
+}
+
+/// As [`train`], but the devices (one or more) run in lock step with their gradients summed
+/// by `sync` inside `backward()` (the NCCL path; see `nccl_step`).
+pub fn train_synced<B: AutodiffBackend, S: GradientSync<B>>(
+    job: &TrainJob,
+    devices: Vec<B::Device>,
+    sync: S,
+) -> Result<TrainOutcome> {
+    train_with::<B>(job, devices, |parts| {
+        let updates = (0..parts.devices.len()).map(|w| parts.update(w)).collect();
+        let step = NcclStep::new(updates, parts.forward, parts.devices, parts.names, sync)?;
+        Ok(Box::new(step))
+    })
+}
+
+/// What a multi-device step is made of.
+struct StepParts<'a, B: AutodiffBackend> {
+    job: &'a TrainJob,
+    forward: ForwardSettings,
+    devices: Vec<B::Device>,
+    names: Vec<String>,
+}
+
+impl<B: AutodiffBackend> StepParts<'_, B> {
+    /// The recipe's optimiser on worker `w`'s device.
+    fn update<M: TrainableModel<B>>(&self, w: usize) -> Update<B, M> {
+        let recipe = &self.job.recipe;
+        Update::new(&recipe.optim, |part| recipe.trains(part), &self.devices[w])
+    }
+}
+
+/// A run on `devices` with the step `make_step` makes.
+fn train_with<B: AutodiffBackend>(
+    job: &TrainJob,
+    devices: Vec<B::Device>,
+    make_step: impl FnOnce(StepParts<'_, B>) -> Result<Box<dyn TrainStep<B, RunModel<B>>>>,
+) -> Result<TrainOutcome> {
     let hooks = Hooks::from_env()?;
     let Some(device) = devices.first().cloned() else {
         bail!("no device to train on");
@@ -94,18 +157,14 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, devices: Vec<B::Device>) -> Res
     let forward = ForwardSettings {
         pad_id: setup.processor.special_tokens().pad,
         autocast: t.precision.autocast(),
+        lockstep: false,
     };
-    let update = Update::new(&job.recipe.optim, |part| job.recipe.trains(part), &device);
-    let mut step: Box<dyn TrainStep<B, _>> = if devices.len() == 1 {
-        Box::new(AccumulationStep::new(update, forward, &device))
-    } else {
-        Box::new(DataParallelStep::new(
-            update,
-            forward,
-            devices,
-            t.worker_names(),
-        )?)
-    };
+    let mut step = make_step(StepParts {
+        job,
+        forward,
+        devices,
+        names: t.worker_names(),
+    })?;
     if let Some(ckpt) = &setup.resumed_from {
         let path = trainer_state_dir(&ckpt.path).join(OPTIMIZER_FILE);
         step.load_state(&setup.model, &path)?;
