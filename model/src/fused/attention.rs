@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::math;
 use super::op::{self, Kernel};
-use super::strided::{matmul, Mat, Out, OutPtr, View};
+use super::strided::{matmul, Dst, Mat, Out, OutPtr, View};
 use crate::attention::AttentionMask;
 
 /// `softmax(q kᵀ / √D + mask) v` for `q [B, H, T, D]` and `k`/`v [B, KVH, S, D]` (`H` a
@@ -180,7 +180,7 @@ impl Attention {
         unsafe {
             let [qm, km] = [rows(q, b, h), columns(k, b, g)];
             let dst = scores.as_mut_ptr();
-            matmul(shape, dst, [d.seq_k, 1], false, qm, km, self.scale)
+            matmul(shape, Dst::set(dst, d.seq_k), qm, km, self.scale)
         };
         for (i, row) in scores.chunks_mut(d.seq_k).enumerate() {
             self.mask.apply([b, h, i], row, d.seq_q);
@@ -203,15 +203,8 @@ impl Attention {
             // SAFETY: this task alone writes head `h` of row `b`, rows `heads · D` apart.
             unsafe {
                 let p = scratch(&scores, d.seq_k, false);
-                matmul(
-                    shape,
-                    dst,
-                    [d.heads * d.head_dim, 1],
-                    false,
-                    p,
-                    rows(v, b, g),
-                    1.0,
-                )
+                let dst = Dst::set(dst, d.heads * d.head_dim);
+                matmul(shape, dst, p, rows(v, b, g), 1.0)
             };
         }
     }
@@ -227,69 +220,53 @@ impl Attention {
         [dq, dk, dv]: [OutPtr; 3],
     ) {
         let (t, s) = (d.seq_q, d.seq_k);
-        let (mut p, mut ds) = (vec![0.0f32; t * s], vec![0.0f32; t * s]);
-        let kv_row = [d.kv_heads * d.head_dim, 1];
-        let dk = dk.at(d.token_major([b, 0, g], s, d.kv_heads));
-        let dv = dv.at(d.token_major([b, 0, g], s, d.kv_heads));
+        let mut scratch = [vec![0.0f32; t * s], vec![0.0f32; t * s]];
+        let kv_row = d.kv_heads * d.head_dim;
+        let dk = Dst::add(dk.at(d.token_major([b, 0, g], s, d.kv_heads)), kv_row);
+        let dv = Dst::add(dv.at(d.token_major([b, 0, g], s, d.kv_heads)), kv_row);
         for h in d.group(g) {
-            self.scores(d, [q, k], [b, h, g], &mut p);
             let lse = &log_sum_exp[(b * d.heads + h) * t..][..t];
-            for (row, &lse) in p.chunks_mut(s).zip(lse) {
-                probabilities(row, lse);
-            }
-            let dot = row_dots(d, [grad, output], [b, h]);
-            // SAFETY: the operands are live views and scratch buffers; `dq` rows of head `h`
-            // are written by this task only, and `dk`/`dv` of key/value head `g` likewise
-            // (every head of the group runs in this task, one after another).
-            unsafe {
-                let ds_ptr = ds.as_mut_ptr();
-                matmul(
-                    [t, s, d.head_dim],
-                    ds_ptr,
-                    [s, 1],
-                    false,
-                    rows(grad, b, h),
-                    columns(v, b, g),
-                    1.0,
-                );
-                for ((ds_row, p_row), dot) in ds.chunks_mut(s).zip(p.chunks(s)).zip(&dot) {
-                    ds_row
-                        .iter_mut()
-                        .zip(p_row)
-                        .for_each(|(x, p)| *x = p * (*x - dot));
+            let dq = Dst::set(
+                dq.at(d.token_major([b, 0, h], t, d.heads)),
+                d.heads * d.head_dim,
+            );
+            let views = [q, k, v, grad, output];
+            self.backward_head(d, views, lse, [b, h, g], [dq, dk, dv], &mut scratch);
+        }
+    }
+
+    /// Backward of head `h` (key/value head `g`) in row `b`: writes its query gradient and adds
+    /// to the group's key and value gradients. `scratch` holds two `[T, S]` buffers.
+    fn backward_head(
+        &self,
+        d: Dims,
+        [q, k, v, grad, output]: [&View; 5],
+        lse: &[f32],
+        [b, h, g]: [usize; 3],
+        [dq, dk, dv]: [Dst; 3],
+        [p, ds]: &mut [Vec<f32>; 2],
+    ) {
+        let (t, s, hd) = (d.seq_q, d.seq_k, d.head_dim);
+        self.scores(d, [q, k], [b, h, g], p);
+        for (row, &lse) in p.chunks_mut(s).zip(lse) {
+            probabilities(row, lse);
+        }
+        let dot = row_dots(d, [grad, output], [b, h]);
+        // SAFETY: the operands are live views and scratch buffers; `dq` rows of head `h` are
+        // written by this task only, and `dk`/`dv` of key/value head `g` likewise (every head
+        // of the group runs in this task, one after another).
+        unsafe {
+            let dp = Dst::set(ds.as_mut_ptr(), s);
+            matmul([t, s, hd], dp, rows(grad, b, h), columns(v, b, g), 1.0);
+            for ((ds_row, p_row), dot) in ds.chunks_mut(s).zip(p.chunks(s)).zip(&dot) {
+                for (x, p) in ds_row.iter_mut().zip(p_row) {
+                    *x = p * (*x - dot);
                 }
-                let dq = dq.at(d.token_major([b, 0, h], t, d.heads));
-                let q_row = [d.heads * d.head_dim, 1];
-                let (dsm, dst) = (scratch(&ds, s, false), scratch(&ds, s, true));
-                matmul(
-                    [t, d.head_dim, s],
-                    dq,
-                    q_row,
-                    false,
-                    dsm,
-                    rows(k, b, g),
-                    self.scale,
-                );
-                matmul(
-                    [s, d.head_dim, t],
-                    dk,
-                    kv_row,
-                    true,
-                    dst,
-                    rows(q, b, h),
-                    self.scale,
-                );
-                let pt = scratch(&p, s, true);
-                matmul(
-                    [s, d.head_dim, t],
-                    dv,
-                    kv_row,
-                    true,
-                    pt,
-                    rows(grad, b, h),
-                    1.0,
-                );
             }
+            let (dsm, dst) = (scratch(ds, s, false), scratch(ds, s, true));
+            matmul([t, hd, s], dq, dsm, rows(k, b, g), self.scale);
+            matmul([s, hd, t], dk, dst, rows(q, b, h), self.scale);
+            matmul([s, hd, t], dv, scratch(p, s, true), rows(grad, b, h), 1.0);
         }
     }
 }

@@ -114,31 +114,51 @@ pub struct Mat {
     pub col: usize,
 }
 
-/// `dst[m×n] (+)= scale · lhs[m×k] · rhs[k×n]`, accumulating into `dst` when `accumulate`,
-/// single-threaded (the kernels parallelise over heads).
+/// A GEMM destination: pointer to element `[0, 0]`, row stride (columns contiguous), and
+/// whether the product is added to what is there.
+#[derive(Clone, Copy)]
+pub struct Dst {
+    ptr: *mut f32,
+    row: usize,
+    accumulate: bool,
+}
+
+impl Dst {
+    /// The product overwrites the destination.
+    pub fn set(ptr: *mut f32, row: usize) -> Self {
+        Self {
+            ptr,
+            row,
+            accumulate: false,
+        }
+    }
+
+    /// The product is added to the destination.
+    pub fn add(ptr: *mut f32, row: usize) -> Self {
+        Self {
+            ptr,
+            row,
+            accumulate: true,
+        }
+    }
+}
+
+/// `dst[m×n] (+)= scale · lhs[m×k] · rhs[k×n]`, single-threaded (the kernels parallelise
+/// over heads).
 ///
 /// # Safety
 /// Every operand must be valid for its shape and strides, and `dst` must not alias the others.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul(
-    [m, n, k]: [usize; 3],
-    dst: *mut f32,
-    [dst_row, dst_col]: [usize; 2],
-    accumulate: bool,
-    lhs: Mat,
-    rhs: Mat,
-    scale: f32,
-) {
+pub unsafe fn matmul([m, n, k]: [usize; 3], dst: Dst, lhs: Mat, rhs: Mat, scale: f32) {
     // SAFETY: forwarded from the caller.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst,
-            dst_col as isize,
-            dst_row as isize,
-            accumulate,
+            dst.ptr,
+            1,
+            dst.row as isize,
+            dst.accumulate,
             lhs.ptr,
             lhs.col as isize,
             lhs.row as isize,
