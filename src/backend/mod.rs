@@ -139,7 +139,9 @@ pub fn require(spec: DeviceSpec) -> Result<()> {
 #[cfg(feature = "cpu")]
 fn run_cpu<T: MultiDeviceTask>(task: T, workers: usize) -> Result<T::Output> {
     use burn::backend::{flex::FlexDevice, Flex};
-    run_autodiff::<Flex, _>(task, vec![FlexDevice; workers])
+    // On a thread of the CPU backend's pool (rayon's global one): every parallel op then
+    // starts where it is, instead of being handed from this thread to the pool and back.
+    rayon::scope(|_| run_autodiff::<Flex, _>(task, vec![FlexDevice; workers]))
 }
 
 #[cfg(not(feature = "cpu"))]

@@ -64,9 +64,9 @@ impl fmt::Display for DeviceSpec {
 }
 
 /// Work that is generic over the (autodiff) backend; the binary's `backend::run_on` instantiates
-/// it for the device.
-pub trait BackendTask {
-    type Output;
+/// it for the device. `Send`, as CPU work runs on a thread of the backend's pool.
+pub trait BackendTask: Send {
+    type Output: Send;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
 
     /// Whether the autodiff backend should recompute cheap activations in the backward pass
@@ -77,9 +77,10 @@ pub trait BackendTask {
 }
 
 /// Work that runs on every device of a list (data-parallel training); the binary's
-/// `backend::run_on_devices` instantiates it for the backend they share.
-pub trait MultiDeviceTask {
-    type Output;
+/// `backend::run_on_devices` instantiates it for the backend they share. `Send`, as CPU work
+/// runs on a thread of the backend's pool.
+pub trait MultiDeviceTask: Send {
+    type Output: Send;
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<Self::Output>;
 
     /// Whether `run` gets `Autodiff<_, BalancedCheckpointing>` rather than plain `Autodiff<_>`:
