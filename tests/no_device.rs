@@ -1,5 +1,6 @@
 //! A GPU backend without its device: the CUDA driver library absent (as on every CPU machine, CI
-//! included) or no Vulkan adapter (hidden with `VK_ICD_FILENAMES`). Every command that would
+//! included) or every GPU hidden (`CUDA_VISIBLE_DEVICES=""` on a GPU box), or no Vulkan adapter
+//! (every driver manifest hidden with `VK_ICD_FILENAMES`, on lavapipe and real GPUs alike). Every command that would
 //! touch the device prints one paragraph saying what is missing, exits with status 2, panics
 //! nowhere and writes nothing. These tests run in binaries built with the `cuda` / `wgpu`
 //! features (the README's test command builds both).
@@ -75,23 +76,53 @@ fn assert_refused_everywhere(device: &str, envs: &[(&str, &str)], expect: &str) 
     assert!(!eval_dir.exists(), "eval wrote its output folder");
 }
 
-/// This machine has no NVIDIA driver (as CI's have none): a `cuda` build says so and where it
-/// looked, for every command, and an index past the GPUs found is refused the same way.
+/// Whether the NVIDIA driver library is on the dynamic loader's path here (as the probe looks
+/// for it: `ldconfig`'s cache or `LD_LIBRARY_PATH`).
+#[cfg(feature = "cuda")]
+fn nvidia_driver_installed() -> bool {
+    let cached = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("libcuda.so"))
+        .unwrap_or(false);
+    let on_path = std::env::var("LD_LIBRARY_PATH").is_ok_and(|dirs| {
+        dirs.split(':').any(|d| {
+            Path::new(d).join("libcuda.so.1").exists() || Path::new(d).join("libcuda.so").exists()
+        })
+    });
+    cached || on_path
+}
+
+/// Every command refuses a CUDA device it cannot use: on a machine without the NVIDIA driver
+/// (CI's) because the library is missing, on a GPU box because `CUDA_VISIBLE_DEVICES=""` hides
+/// every GPU from the driver. An index past the GPUs found is refused the same way either way.
 #[cfg(feature = "cuda")]
 #[test]
-fn cuda_without_a_driver_is_a_clear_error_for_every_command() {
-    assert_refused_everywhere(
-        "cuda:0",
-        &[],
-        "error: device `cuda:0` cannot be used: the NVIDIA driver library was not found (looked for libcuda.so",
-    );
+fn cuda_without_a_usable_device_is_a_clear_error_for_every_command() {
+    let reason = match nvidia_driver_installed() {
+        // cuInit fails with no device visible, or the driver counts none.
+        true => "error: device `cuda:0` cannot be used: the NVIDIA driver ",
+        false => "error: device `cuda:0` cannot be used: the NVIDIA driver library was not found (looked for libcuda.so",
+    };
+    assert_refused_everywhere("cuda:0", &[("CUDA_VISIBLE_DEVICES", "")], reason);
     let out = run(
-        &["bench", "generate", "--model", "tiny", "--device", "cuda:7"],
+        &[
+            "bench",
+            "generate",
+            "--model",
+            "tiny",
+            "--device",
+            "cuda:4096",
+        ],
         &[],
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let expected = match nvidia_driver_installed() {
+        true => "the NVIDIA driver reports",
+        false => "the NVIDIA driver library was not found",
+    };
     assert!(
-        text(&out).contains("device `cuda:7` cannot be used"),
+        text(&out).contains("device `cuda:4096` cannot be used: ") && text(&out).contains(expected),
         "{}",
         text(&out)
     );

@@ -1,11 +1,13 @@
 //! safeaware-common: the few pieces every safeaware crate needs and none of them owns. It is a
 //! leaf crate, so the model and data crates can both use it and stay independent of each other.
 //!
+//! - [`fnv`]: the stable FNV-1a 64 hash of fingerprints, cache keys and parameter ids.
 //! - [`fsio`]: crash-safe writes of files and folders (temporary sibling, fsync, rename).
 //! - [`labels`]: [`labels::IGNORE_INDEX`], the label of positions without a target.
 //! - [`output_dir`]: output folders one process owns (lock with the holder's pid, marker file).
 //! - [`progress`]: progress of long jobs, a bar on a terminal and plain lines otherwise.
 
+pub mod fnv;
 pub mod fsio;
 pub mod labels;
 pub mod output_dir;

@@ -4,7 +4,6 @@
 pub mod benchmark;
 pub mod complete_image;
 pub mod fileio;
-pub mod fnv;
 pub mod import;
 pub mod overlap;
 pub mod pairs;

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use safeaware_common::fnv::fnv1a64_hex;
 use safeaware_trainer::checkpoint::{latest_checkpoint, FINAL_DIR};
-use safeaware_trainer::fingerprint::fnv1a64_hex;
 use safeaware_trainer::recipe::load_recipe;
 use safeaware_trainer::train_data::resolve_files;
 use safeaware_trainer::training::TrainJob;

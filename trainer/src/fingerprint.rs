@@ -1,16 +1,11 @@
 //! Fingerprints that must match across processes and builds (recipe and data fingerprints,
-//! path-derived parameter ids), with the stable FNV-1a 64 hash of `safeaware_data::fnv`.
+//! path-derived parameter ids), with the stable FNV-1a 64 hash of `safeaware_common::fnv`.
 
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::Path;
 
-pub use safeaware_data::fnv::{fnv1a64, Fnv64};
-
-/// FNV-1a 64 of `bytes` as 16 lowercase hex digits.
-pub fn fnv1a64_hex(bytes: &[u8]) -> String {
-    format!("{:016x}", fnv1a64(bytes))
-}
+use safeaware_common::fnv::Fnv64;
 
 /// Fingerprint of the contents of `files` (length-prefixed, in order), as hex. Used to refuse
 /// resuming a run on different data.
@@ -41,13 +36,6 @@ pub fn fingerprint_files(files: &[&Path]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_is_sixteen_digits_of_the_hash() {
-        // The hash itself is tested in safeaware_data::fnv.
-        assert_eq!(fnv1a64_hex(b"a"), "af63dc4c8601ec8c");
-        assert_eq!(fnv1a64_hex(b""), format!("{:016x}", fnv1a64(b"")));
-    }
 
     #[test]
     fn file_fingerprint_depends_on_content_and_boundaries() {

@@ -16,11 +16,11 @@
 //! - Frozen parts: [`freeze`] marks their parameters `require_grad = false`, so no gradient
 //!   is computed for them at all.
 
-use crate::fingerprint::fnv1a64;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
+use safeaware_common::fnv::fnv1a64;
 use safeaware_model::{ModelPart, ParamPart};
 use std::collections::{BTreeMap, HashMap, HashSet};
 

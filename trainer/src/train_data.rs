@@ -12,8 +12,8 @@ use safeaware_data::processor::{Message, Processor};
 use safeaware_data::synth::{self, SynthConfig};
 use safeaware_data::traces::{read_training_file, TargetStyle, TrainingFile};
 
-use crate::fingerprint::fnv1a64_hex;
 use crate::recipe::Recipe;
+use safeaware_common::fnv::fnv1a64_hex;
 
 /// One encoded training sample.
 #[derive(Debug, Clone)]

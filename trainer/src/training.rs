@@ -16,7 +16,6 @@ use crate::data_order::DataOrder;
 use crate::data_parallel::DataParallelStep;
 use crate::device::MultiDeviceTask;
 use crate::evaluation::{self, EvalPlan};
-use crate::fingerprint::fnv1a64;
 use crate::guard::guarded;
 use crate::log_window::LogWindow;
 use crate::metrics_log::{MetricsLog, MetricsRecord};
@@ -28,6 +27,7 @@ use crate::setup::{record_recipe, setup, RunData, RunModel, Setup};
 use crate::step::{AccumulationStep, ForwardSettings, TrainStep, Update};
 use crate::tensorboard::TbWriter;
 use crate::trainer_state::{trainer_state_dir, write_trainer_state, TrainerState, OPTIMIZER_FILE};
+use safeaware_common::fnv::fnv1a64;
 
 /// What to train and where.
 #[derive(Debug, Clone)]

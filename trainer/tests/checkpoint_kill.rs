@@ -4,10 +4,10 @@
 //! start writing a large step 2 slowly, kills it with `kill -9`, and inspects the run folder.
 
 use anyhow::Result;
+use safeaware_common::fnv::fnv1a64_hex;
 use safeaware_trainer::checkpoint::{
     cleanup_incomplete, latest_checkpoint, list_checkpoints, write_checkpoint,
 };
-use safeaware_trainer::fingerprint::fnv1a64_hex;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@
 use image::imageops::{self, FilterType};
 use image::DynamicImage;
 
-use crate::fnv::Fnv64;
+use safeaware_common::fnv::Fnv64;
 
 /// Side of the grayscale image the DCT is taken of.
 const SIDE: usize = 64;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use safeaware_data::fnv::fnv1a64;
+use safeaware_common::fnv::fnv1a64;
 use safeaware_data::processor::{Message as PMessage, Processor};
 use safeaware_model::{
     left_pad, GenerationConfig, Sampler, TokenSampling, VisionLanguageModel, VlmInput,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{EvalSection, Recipe, TrainSection};
-use crate::fingerprint::fnv1a64_hex;
+use safeaware_common::fnv::fnv1a64_hex;
 
 /// File name of the resolved recipe inside a run folder.
 pub const RESOLVED_RECIPE_FILE: &str = "recipe.resolved.toml";

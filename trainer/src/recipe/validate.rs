@@ -13,74 +13,96 @@ pub struct ValidationError {
     pub message: String,
 }
 
-impl Recipe {
-    /// Every broken rule (empty when the recipe is usable).
-    pub fn validate(&self) -> Vec<ValidationError> {
-        let mut errors = Vec::new();
-        let mut fail = |key: &str, message: String| {
-            errors.push(ValidationError {
-                key: key.to_string(),
-                message,
-            })
-        };
+/// The broken rules found so far.
+#[derive(Default)]
+struct Errors(Vec<ValidationError>);
 
+impl Errors {
+    fn fail(&mut self, key: &str, message: String) {
+        self.0.push(ValidationError {
+            key: key.to_string(),
+            message,
+        })
+    }
+}
+
+impl Recipe {
+    /// Every broken rule (empty when the recipe is usable), section by section.
+    pub fn validate(&self) -> Vec<ValidationError> {
+        let mut errors = Errors::default();
+        self.check_model(&mut errors);
+        self.check_data(&mut errors);
+        self.check_optim(&mut errors);
+        self.check_train(&mut errors);
+        self.check_eval(&mut errors);
+        let mut errors = errors.0;
+        if let Some(lora) = &self.lora {
+            errors.extend(lora.validate(&self.train.freeze));
+        }
+        errors
+    }
+
+    /// `[model]`: exactly one of a path and a preset.
+    fn check_model(&self, e: &mut Errors) {
         match (&self.model.path, &self.model.preset) {
-            (None, None) => fail(
+            (None, None) => e.fail(
                 "model.path",
                 "set model.path (an HF folder) or model.preset".into(),
             ),
-            (Some(_), Some(_)) => fail(
+            (Some(_), Some(_)) => e.fail(
                 "model.preset",
                 "set only one of model.path and model.preset".into(),
             ),
             (None, Some(p)) if p.trim().is_empty() => {
-                fail("model.preset", "must not be empty".into())
+                e.fail("model.preset", "must not be empty".into())
             }
             _ => {}
         }
+    }
 
+    /// `[data]` and `[data.synthetic]`: one source of training data, sane sizes.
+    fn check_data(&self, e: &mut Errors) {
         let d = &self.data;
         let s = &d.synthetic;
         if s.enabled {
-            if d.train.is_some() {
-                fail(
-                    "data.train",
-                    "data.synthetic.enabled is true; remove data.train".into(),
-                );
-            }
-            if d.val.is_some() {
-                fail(
-                    "data.val",
-                    "data.synthetic.enabled is true; remove data.val".into(),
-                );
+            for (key, set) in [
+                ("data.train", d.train.is_some()),
+                ("data.val", d.val.is_some()),
+            ] {
+                if set {
+                    e.fail(key, format!("data.synthetic.enabled is true; remove {key}"));
+                }
             }
             if s.settings.train == 0 {
-                fail("data.synthetic.train", "must be > 0".into());
+                e.fail("data.synthetic.train", "must be > 0".into());
             }
             if s.settings.image_size < 16 {
-                fail("data.synthetic.image_size", "must be >= 16 pixels".into());
+                e.fail("data.synthetic.image_size", "must be >= 16 pixels".into());
             }
             for (key, p) in [
                 ("data.synthetic.distractor_prob", s.settings.distractor_prob),
                 ("data.synthetic.wrap_prob", s.settings.wrap_prob),
             ] {
                 if !(0.0..=1.0).contains(&p) {
-                    fail(key, format!("{p} is not a probability in [0, 1]"));
+                    e.fail(key, format!("{p} is not a probability in [0, 1]"));
                 }
             }
         } else if d.train.is_none() {
-            fail(
+            e.fail(
                 "data.train",
                 "set data.train (a trace file) or data.synthetic.enabled = true".into(),
             );
         }
         if d.max_length < 16 {
-            fail(
+            e.fail(
                 "data.max_length",
                 format!("{} is too short; must be >= 16", d.max_length),
             );
         }
+    }
 
+    /// `[optim]` and `[schedule]`: finite, non-negative rates and AdamW settings in range.
+    fn check_optim(&self, e: &mut Errors) {
         let o = &self.optim;
         for (key, lr) in [
             ("optim.lr_vision", o.lr_vision),
@@ -88,44 +110,46 @@ impl Recipe {
             ("optim.lr_text", o.lr_text),
         ] {
             if !(lr.is_finite() && lr >= 0.0) {
-                fail(key, format!("{lr} is not a finite rate >= 0"));
+                e.fail(key, format!("{lr} is not a finite rate >= 0"));
             }
         }
         if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            fail("optim.weight_decay", "must be finite and >= 0".into());
+            e.fail("optim.weight_decay", "must be finite and >= 0".into());
         }
         if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-            fail(
+            e.fail(
                 "optim.betas",
                 format!("{:?}: both must be in [0, 1)", o.betas),
             );
         }
         if !(o.eps.is_finite() && o.eps > 0.0) {
-            fail("optim.eps", "must be finite and > 0".into());
+            e.fail("optim.eps", "must be finite and > 0".into());
         }
         if !(o.grad_clip.is_finite() && o.grad_clip >= 0.0) {
-            fail(
+            e.fail(
                 "optim.grad_clip",
                 "must be finite and >= 0 (0 disables clipping)".into(),
             );
         }
-
         if !(0.0..=1.0).contains(&self.schedule.min_lr_ratio) {
-            fail(
+            e.fail(
                 "schedule.min_lr_ratio",
                 format!("{} is not in [0, 1]", self.schedule.min_lr_ratio),
             );
         }
+    }
 
+    /// `[train]`: devices, a length, positive sizes, something to train, data for evaluations.
+    fn check_train(&self, e: &mut Errors) {
         let t = &self.train;
         if let Err(err) = t.workers() {
-            fail("train.devices", format!("{err:#}"));
+            e.fail("train.devices", format!("{err:#}"));
         }
         if t.max_steps == Some(0) {
-            fail("train.max_steps", "must be > 0".into());
+            e.fail("train.max_steps", "must be > 0".into());
         }
         if t.max_steps.is_none() && t.epochs == 0 {
-            fail(
+            e.fail(
                 "train.epochs",
                 "must be > 0 (or set train.max_steps)".into(),
             );
@@ -135,57 +159,57 @@ impl Recipe {
             ("train.grad_accum", t.grad_accum),
         ] {
             if v == 0 {
-                fail(key, "must be > 0".into());
+                e.fail(key, "must be > 0".into());
             }
         }
         if t.log_every == 0 {
-            fail("train.log_every", "must be > 0".into());
+            e.fail("train.log_every", "must be > 0".into());
         }
         if ModelPart::ALL.iter().all(|p| t.freeze.contains(p)) {
-            fail(
+            e.fail(
                 "train.freeze",
                 "freezes every part; nothing would be trained".into(),
             );
         } else if ModelPart::ALL
             .iter()
-            .all(|&p| !t.trains(p) || o.lr(p) == 0.0)
+            .all(|&p| !t.trains(p) || self.optim.lr(p) == 0.0)
         {
-            fail(
+            e.fail(
                 "optim.lr_text",
                 "every trained part has a learning rate of 0".into(),
             );
         }
+        let (d, s) = (&self.data, &self.data.synthetic);
         let has_val = d.val.is_some() || (s.enabled && s.settings.val > 0);
         if t.eval_every > 0 && !has_val && self.eval.benchmark.is_none() {
-            fail(
+            e.fail(
                 "train.eval_every",
                 "needs data.val, data.synthetic.val > 0 or eval.benchmark".into(),
             );
         }
+    }
 
-        let e = &self.eval;
-        if e.max_new_tokens == 0 {
-            fail("eval.max_new_tokens", "must be > 0".into());
+    /// `[eval]`: positive sizes, a non-empty benchmark when one is named.
+    fn check_eval(&self, e: &mut Errors) {
+        let ev = &self.eval;
+        if ev.max_new_tokens == 0 {
+            e.fail("eval.max_new_tokens", "must be > 0".into());
         }
-        if e.batch_size == 0 {
-            fail("eval.batch_size", "must be > 0".into());
+        if ev.batch_size == 0 {
+            e.fail("eval.batch_size", "must be > 0".into());
         }
-        if e.limit == Some(0) {
-            fail(
+        if ev.limit == Some(0) {
+            e.fail(
                 "eval.limit",
                 "must be > 0 (remove it to use every item)".into(),
             );
         }
-        if matches!(&e.benchmark, Some(b) if b.trim().is_empty()) {
-            fail(
+        if matches!(&ev.benchmark, Some(b) if b.trim().is_empty()) {
+            e.fail(
                 "eval.benchmark",
                 "must not be empty (remove it to skip benchmark evaluation)".into(),
             );
         }
-        if let Some(lora) = &self.lora {
-            errors.extend(lora.validate(&self.train.freeze));
-        }
-        errors
     }
 }
 

@@ -35,9 +35,20 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     Fnv64::default().update(bytes).finish()
 }
 
+/// FNV-1a 64 of `bytes` as 16 lowercase hex digits.
+pub fn fnv1a64_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv1a64(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_sixteen_digits_of_the_hash() {
+        assert_eq!(fnv1a64_hex(b"a"), "af63dc4c8601ec8c");
+        assert_eq!(fnv1a64_hex(b""), format!("{:016x}", fnv1a64(b"")));
+    }
 
     #[test]
     fn known_values_and_incremental_feeding_agree() {
