@@ -74,7 +74,7 @@ impl ParamCounts {
     }
 
     /// Counts of a built model, from the parts its parameters belong to (a separate LM head is
-    /// the text part's `lm_head.*` tensors); LoRA factors are not the model's and are left out.
+    /// the text part's `lm_head` tensors, `lm_head.*` or `language_model.lm_head.*`); LoRA factors are not the model's and are left out.
     pub fn of_model<B: Backend, M: VisionLanguageModel<B>>(model: &M) -> Self {
         let mut counts = Self {
             vision: 0,
@@ -87,7 +87,7 @@ impl ParamCounts {
             let total = match param.part {
                 ModelPart::Vision => &mut counts.vision,
                 ModelPart::Connector => &mut counts.connector,
-                ModelPart::Text if param.name.starts_with("lm_head.") => {
+                ModelPart::Text if param.name.split('.').any(|s| s == "lm_head") => {
                     counts.lm_head_tied = false;
                     &mut counts.lm_head
                 }
