@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use burn::tensor::s;
 use common::{
     fixture_input, llava_fixtures, logits, tiny_llava_config, tiny_llava_input, Cpu, Device,
 };
@@ -125,6 +126,9 @@ fn rewrite_sharded(from: &Path, to: &Path, rename: impl Fn(&str) -> String) {
     std::fs::write(to.join(INDEX_FILE), index.to_string()).unwrap();
 }
 
+/// A tensor renaming, from the hub layout to another.
+type Rename = dyn Fn(&str) -> String;
+
 #[test]
 fn every_checkpoint_layout_loads_sharded() {
     let device = Device::default();
@@ -139,7 +143,7 @@ fn every_checkpoint_layout_loads_sharded() {
         Some(rest) => format!("model.vision_tower.{rest}"),
         None => module_name(name),
     };
-    let renames: [(&str, &dyn Fn(&str) -> String); 3] = [
+    let renames: [(&str, &Rename); 3] = [
         ("transformers 5 in memory", &module_name),
         ("transformers 5 saved", &transformers_5_saved),
         ("transformers 4.52", &transformers_4_52),
@@ -207,7 +211,10 @@ fn image_token_count_mismatch_is_an_error() {
     let input = tiny_llava_input(&device);
     let one_image = safeaware_model::VlmInput::new(
         input.input_ids.clone(),
-        input.pixel_values.clone().map(|p| p.slice([0..1])),
+        input
+            .pixel_values
+            .clone()
+            .map(|p| p.slice(s![0..1, .., .., ..])),
     );
     let err = model.forward(&one_image).unwrap_err();
     assert!(
