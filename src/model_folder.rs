@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use safeaware_data::processor::Processor;
-use safeaware_model::{is_adapter_folder, AdapterConfig, Idefics3};
+use safeaware_model::{is_adapter_folder, AdapterConfig, VisionLanguageModel, Vlm};
 
 /// The base folder of adapter folder `adapter`: `base` when given, else its config's.
 pub fn adapter_base(adapter: &Path, base: Option<&Path>) -> Result<PathBuf> {
@@ -30,14 +30,14 @@ pub fn open_model_folder<B: Backend>(
     folder: &Path,
     base: Option<&Path>,
     device: &B::Device,
-) -> Result<(Idefics3<B>, Processor)> {
+) -> Result<(Vlm<B>, Processor)> {
     if !is_adapter_folder(folder) {
-        let model = Idefics3::<B>::load(folder, device)
+        let model = Vlm::<B>::load(folder, device)
             .with_context(|| format!("loading the model in {}", folder.display()))?;
         return Ok((model, load_processor(folder)?));
     }
     let base = adapter_base(folder, base)?;
-    let model = Idefics3::<B>::load(&base, device)
+    let model = Vlm::<B>::load(&base, device)
         .with_context(|| {
             format!(
                 "loading the base model {} of {}",

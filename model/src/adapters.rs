@@ -61,19 +61,7 @@ pub type LoraTargets = [(ModelPart, &'static [&'static str])];
 
 /// Errors unless every target of `spec` names a layer of one of its parts in `table`.
 pub fn check_lora_targets(table: &LoraTargets, spec: &LoraSpec) -> Result<()> {
-    let valid: BTreeSet<&str> = table
-        .iter()
-        .filter(|(part, _)| spec.parts.contains(part))
-        .flat_map(|(_, names)| names.iter().copied())
-        .collect();
-    match spec.targets.iter().find(|t| !valid.contains(t.as_str())) {
-        None => Ok(()),
-        Some(target) => Err(ModelError::LoraTarget {
-            target: target.clone(),
-            parts: join(spec.parts.iter().map(|p| p.name())),
-            valid: join(valid.into_iter()),
-        }),
-    }
+    crate::lora::check_targets(spec, table)
 }
 
 /// Errors unless `spec` can be written as a PEFT folder: each part trained in full is a module
@@ -97,10 +85,6 @@ pub fn check_adapter_spec(
         }
     }
     Ok(())
-}
-
-fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    items.collect::<Vec<_>>().join(", ")
 }
 
 /// Whether the layer at module `path` gets an adapter under `spec`.

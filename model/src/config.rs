@@ -11,6 +11,7 @@ use safeaware_common::fsio::write_atomic;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ModelError, Result};
+use crate::vlm::ModelPart;
 
 /// The checkpoint family, from the top-level `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,63 @@ pub struct TextConfig {
     pub eos_token_ids: Vec<u32>,
     /// `pad_token_id`, when set.
     pub pad_token_id: Option<u32>,
+}
+
+impl TextConfig {
+    /// One line: layers, widths, heads, vocabulary and RoPE base.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} layers, hidden {}, mlp {}, {} heads / {} kv heads, head dim {}, vocab {}, rope theta {}",
+            self.num_hidden_layers,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.head_dim,
+            self.vocab_size,
+            self.rope_theta
+        )
+    }
+
+    /// The Llama of a from-scratch model: 4 query heads, 2 key/value heads, MLP 3× wide.
+    pub fn scratch(spec: &crate::registry::ScratchSpec) -> Self {
+        TextConfig {
+            vocab_size: spec.vocab_size,
+            hidden_size: spec.text_width,
+            intermediate_size: spec.text_width * 3,
+            num_hidden_layers: spec.text_layers,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: spec.text_width / 4,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            max_position_embeddings: 2048,
+            initializer_range: 0.02,
+            bos_token_id: Some(spec.bos_token_id),
+            eos_token_ids: vec![spec.eos_token_id],
+            pad_token_id: Some(spec.pad_token_id),
+        }
+    }
+
+    /// `(in, out, how many)` of the Llama linear layers named `name`.
+    pub fn linear_dims(&self, name: &str) -> (usize, usize, usize) {
+        let (h, layers, m) = (
+            self.hidden_size,
+            self.num_hidden_layers,
+            self.intermediate_size,
+        );
+        let (q, kv) = (
+            self.num_attention_heads * self.head_dim,
+            self.num_key_value_heads * self.head_dim,
+        );
+        match name {
+            "q_proj" => (h, q, layers),
+            "k_proj" | "v_proj" => (h, kv, layers),
+            "o_proj" => (q, h, layers),
+            "down_proj" => (m, h, layers),
+            _ => (h, m, layers),
+        }
+    }
 }
 
 /// A parsed and validated Idefics3 / SmolVLM config.
@@ -236,6 +294,81 @@ impl Idefics3Config {
     pub fn tokens_per_tile(&self) -> usize {
         let side = self.patches_per_side() / self.scale_factor;
         side * side
+    }
+
+    /// A small Idefics3 of `spec`'s dimensions, to train from scratch: 4 heads in both towers,
+    /// 2 key/value heads, MLPs 4× (vision) and 3× (text) wide, tied LM head.
+    pub fn scratch(spec: &crate::registry::ScratchSpec) -> Result<Self> {
+        let config = Self {
+            family: ModelFamily::Idefics3,
+            image_token_id: spec.image_token_id,
+            scale_factor: spec.scale_factor,
+            tie_word_embeddings: true,
+            vision: VisionConfig {
+                hidden_size: spec.vision_width,
+                intermediate_size: spec.vision_width * 4,
+                num_hidden_layers: spec.vision_layers,
+                num_attention_heads: 4,
+                num_channels: 3,
+                image_size: spec.image_size,
+                patch_size: spec.patch_size,
+                layer_norm_eps: 1e-6,
+                initializer_range: 0.02,
+            },
+            text: TextConfig::scratch(spec),
+            raw: Value::Null,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The architecture, line by line, as `safeaware inspect` prints it.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let (v, t, sf) = (&self.vision, &self.text, self.scale_factor);
+        vec![
+            (
+                "vision",
+                format!(
+                    "{} layers, hidden {}, mlp {}, {} heads, {}px tiles, {}px patches",
+                    v.num_hidden_layers,
+                    v.hidden_size,
+                    v.intermediate_size,
+                    v.num_attention_heads,
+                    v.image_size,
+                    v.patch_size
+                ),
+            ),
+            (
+                "connector",
+                format!(
+                    "pixel shuffle x{sf}, {} -> {}",
+                    v.hidden_size * sf * sf,
+                    t.hidden_size
+                ),
+            ),
+            ("text", t.describe()),
+            (
+                "tokens per tile",
+                format!(
+                    "{} (image token id {})",
+                    self.tokens_per_tile(),
+                    self.image_token_id
+                ),
+            ),
+        ]
+    }
+
+    /// `(in, out, how many)` of the LoRA-targetable linear layers named `name` in `part`.
+    pub fn linear_dims(&self, part: ModelPart, name: &str) -> (usize, usize, usize) {
+        let (v, t) = (&self.vision, &self.text);
+        let (vd, vl) = (v.hidden_size, v.num_hidden_layers);
+        match (part, name) {
+            (ModelPart::Vision, "fc1") => (vd, v.intermediate_size, vl),
+            (ModelPart::Vision, "fc2") => (v.intermediate_size, vd, vl),
+            (ModelPart::Vision, _) => (vd, vd, vl),
+            (ModelPart::Connector, _) => (vd * self.scale_factor.pow(2), t.hidden_size, 1),
+            (ModelPart::Text, _) => t.linear_dims(name),
+        }
     }
 
     /// The config as HF `config.json` JSON: the parsed original with every interpreted field

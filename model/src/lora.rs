@@ -39,6 +39,32 @@ impl LoraSpec {
     }
 }
 
+/// Errors unless every target of `spec` names a layer of one of its parts, where `table` lists
+/// a family's adaptable layers per part (by HF module name).
+pub fn check_targets(
+    spec: &LoraSpec,
+    table: &[(ModelPart, &'static [&'static str])],
+) -> crate::error::Result<()> {
+    let valid: std::collections::BTreeSet<&str> = table
+        .iter()
+        .filter(|(part, _)| spec.parts.contains(part))
+        .flat_map(|(_, names)| names.iter().copied())
+        .collect();
+    match spec.targets.iter().find(|t| !valid.contains(t.as_str())) {
+        None => Ok(()),
+        Some(target) => Err(crate::error::ModelError::LoraTarget {
+            target: target.clone(),
+            parts: join(spec.parts.iter().map(|p| p.name())),
+            valid: join(valid.into_iter()),
+        }),
+    }
+}
+
+/// `a, b, c`.
+pub(crate) fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
+
 /// The low-rank update of one linear layer.
 #[derive(Module, Debug)]
 pub struct LoraAdapter<B: Backend> {

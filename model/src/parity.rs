@@ -2,8 +2,8 @@
 //! (`inputs.safetensors`) and HF transformers' outputs (`expected.safetensors`: logits and a
 //! KV-cached greedy generation), made by `tools/make_parity_fixtures.py`.
 //!
-//! Fixtures of any family: [`run_fixture`] dispatches on the model folder's `model_type`
-//! (`llava` → [`Llava`], otherwise Idefics3 / SmolVLM).
+//! Fixtures of any registered family: the model folder loads as a [`Vlm`], which dispatches on
+//! its config.json's `model_type`.
 //!
 //! [`run_fixture`] runs one on any backend and reports the largest logit difference and whether
 //! the greedy tokens match. The parity tests, the GPU test suites and `safeaware doctor` all
@@ -17,13 +17,10 @@ use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{ModelError, Result};
 use crate::generation::GenerationConfig;
-use crate::llava::config::LLAVA_MODEL_TYPE;
-use crate::llava::Llava;
+use crate::registry::Vlm;
 use crate::sampling::TokenSampling;
-use crate::text_decoder::{self, TextDecoder};
-use crate::vision_language_model::{int_values, Idefics3, VlmInput};
+use crate::vision_language_model::{int_values, VlmInput};
 use crate::vlm::VisionLanguageModel;
-use crate::weights::CONFIG_FILE;
 
 /// The inputs file of a fixture.
 pub const INPUTS_FILE: &str = "inputs.safetensors";
@@ -72,46 +69,19 @@ pub fn fixture_name(folder: &Path) -> String {
 }
 
 /// Loads the fixture's model on `device` (the family its `config.json`'s `model_type` names),
-/// runs the forward pass and greedy generation, and compares both with HF's outputs.
+/// runs the forward pass and greedy generation, and compares both with HF's outputs: logits at
+/// real (unpadded) positions only, since a padding position's logits depend on how a query
+/// that sees no real key is masked.
 pub fn run_fixture<B: Backend>(folder: &Path, device: &B::Device) -> Result<ParityOutcome> {
     if !folder.is_dir() {
         return Err(fixture_error(folder, "the fixture folder does not exist"));
     }
-    let dir = folder.join(MODEL_DIR);
-    match model_type(&dir)?.as_str() {
-        LLAVA_MODEL_TYPE => compare(folder, &Llava::<B>::load(&dir, device)?, device),
-        _ => compare(folder, &Idefics3::<B>::load(&dir, device)?, device),
-    }
-}
-
-/// The `model_type` of the HF folder `dir` (from its config.json).
-pub fn model_type(dir: &Path) -> Result<String> {
-    let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(ModelError::io("reading", &path))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|cause| ModelError::Json {
-            path: path.clone(),
-            cause,
-        })?;
-    value
-        .get("model_type")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| ModelError::field("model_type", "missing or not a string"))
-}
-
-/// Compares `model` on the fixture's inputs with HF's logits (real positions only: a padding
-/// position's logits depend on how a query that sees no real key is masked) and greedy tokens.
-fn compare<B: Backend, M>(folder: &Path, model: &M, device: &B::Device) -> Result<ParityOutcome>
-where
-    M: VisionLanguageModel<B> + TextDecoder<B>,
-{
+    let model = Vlm::<B>::load(&folder.join(MODEL_DIR), device)?;
     let input = fixture_input::<B>(folder, device)?;
     let expected = folder.join(EXPECTED_FILE);
     let (logit_shape, expected_logits) = read_f32(&expected, "logits")?;
-    let (gen_shape, expected_generated) = read_i64(&expected, "generated")?;
 
-    let logits = text_decoder::forward(model, &input)?;
+    let logits = model.forward(&input)?;
     if logits.dims().to_vec() != logit_shape {
         return Err(fixture_error(
             &expected,
@@ -139,11 +109,25 @@ where
     };
     let max_abs_logit_diff = max_abs_diff(&pick(&ours), &pick(&expected_logits));
 
+    let generated_match = generation_matches(&model, &input, &expected)?;
+    Ok(ParityOutcome {
+        max_abs_logit_diff,
+        generated_match,
+    })
+}
+
+/// Whether `model`'s greedy generation on `input` gives the `generated` tokens of `expected`.
+fn generation_matches<B: Backend>(
+    model: &Vlm<B>,
+    input: &VlmInput<B>,
+    expected: &Path,
+) -> Result<bool> {
+    let (gen_shape, expected_generated) = read_i64(expected, "generated")?;
     let [batch, new_tokens] = match gen_shape[..] {
         [b, n] => [b, n],
         _ => {
             return Err(fixture_error(
-                &expected,
+                expected,
                 "`generated` must be [batch, new_tokens]",
             ))
         }
@@ -153,7 +137,7 @@ where
         eos_token_ids: Vec::new(),
         sampling: TokenSampling::Greedy,
     };
-    let generated = model.generate(&input, &config, |_, _| false)?;
+    let generated = model.generate(input, &config, |_, _| false)?;
     let generated_match = generated.len() == batch
         && generated.iter().enumerate().all(|(row, seq)| {
             let want = &expected_generated[row * new_tokens..(row + 1) * new_tokens];
@@ -162,10 +146,7 @@ where
                 .map(|&t| t as i64)
                 .eq(want.iter().copied())
         });
-    Ok(ParityOutcome {
-        max_abs_logit_diff,
-        generated_match,
-    })
+    Ok(generated_match)
 }
 
 /// Per position of `[B, T]`, row-major: whether it is a real token (attention mask 1).

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 
-use crate::config::Idefics3Config;
 use crate::error::Result;
 use crate::params::ParamCounts;
+use crate::registry::ModelConfig;
 use crate::safetensors_io::{read_headers, weight_files};
 use crate::weights::CONFIG_FILE;
 
@@ -16,7 +16,7 @@ use crate::weights::CONFIG_FILE;
 #[derive(Debug, Clone)]
 pub struct ModelSummary {
     /// The parsed config (tying resolved against the weights when present).
-    pub config: Idefics3Config,
+    pub config: ModelConfig,
     /// Parameter counts by part.
     pub counts: ParamCounts,
     /// Distinct dtypes of the weight files; `None` for a config-only folder.
@@ -25,19 +25,20 @@ pub struct ModelSummary {
 
 /// Describes the model folder `dir`.
 pub fn inspect(dir: &Path) -> Result<ModelSummary> {
-    let mut config = Idefics3Config::from_file(&dir.join(CONFIG_FILE))?;
+    let mut config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
     let disk_dtypes = match weight_files(dir) {
         Ok(_) => {
             let headers = read_headers(dir)?;
-            config.tie_word_embeddings = !headers.contains_key("lm_head.weight");
-            check_counts(dir, &headers, &ParamCounts::from_config(&config))?;
+            let untied = ["lm_head.weight", "language_model.lm_head.weight"];
+            config.set_tie_word_embeddings(!untied.iter().any(|k| headers.contains_key(*k)));
+            check_counts(dir, &headers, &config.param_counts())?;
             Some(headers.values().map(|h| h.dtype.clone()).collect())
         }
         Err(crate::ModelError::NoWeights(_)) => None,
         Err(other) => return Err(other),
     };
     Ok(ModelSummary {
-        counts: ParamCounts::from_config(&config),
+        counts: config.param_counts(),
         config,
         disk_dtypes,
     })
@@ -68,37 +69,11 @@ fn check_counts(
 
 impl fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.config;
-        let (v, t, n) = (&c.vision, &c.text, &self.counts);
-        writeln!(f, "family:            {}", c.family.model_type())?;
-        writeln!(
-            f,
-            "vision:            {} layers, hidden {}, mlp {}, {} heads, {}px tiles, {}px patches",
-            v.num_hidden_layers,
-            v.hidden_size,
-            v.intermediate_size,
-            v.num_attention_heads,
-            v.image_size,
-            v.patch_size
-        )?;
-        writeln!(
-            f,
-            "connector:         pixel shuffle x{}, {} -> {}",
-            c.scale_factor,
-            v.hidden_size * c.scale_factor * c.scale_factor,
-            t.hidden_size
-        )?;
-        writeln!(
-            f,
-            "text:              {} layers, hidden {}, mlp {}, {} heads / {} kv heads, head dim {}, vocab {}, rope theta {}",
-            t.num_hidden_layers, t.hidden_size, t.intermediate_size, t.num_attention_heads, t.num_key_value_heads, t.head_dim, t.vocab_size, t.rope_theta
-        )?;
-        writeln!(
-            f,
-            "tokens per tile:   {} (image token id {})",
-            c.tokens_per_tile(),
-            c.image_token_id
-        )?;
+        let (c, n) = (&self.config, &self.counts);
+        writeln!(f, "family:            {}", c.model_type())?;
+        for (label, text) in c.describe() {
+            writeln!(f, "{:<19}{text}", format!("{label}:"))?;
+        }
         writeln!(f, "parameters:")?;
         writeln!(f, "  vision:          {:>13}", group(n.vision))?;
         writeln!(f, "  connector:       {:>13}", group(n.connector))?;

@@ -7,7 +7,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{fixtures_dir, idefics3_fixtures, llava_fixtures, model_type_of, sub_folders, Cpu};
+use common::{family_of, fixtures_dir, idefics3_fixtures, llava_fixtures, sub_folders, Cpu};
+use safeaware_model::registry::{Family, ModelConfig};
 use safeaware_model::{inspect, Idefics3, Idefics3Config, Llava, LlavaConfig, ParamCounts};
 use serde_json::Value;
 
@@ -26,7 +27,10 @@ fn ours(c: &ParamCounts) -> [usize; 5] {
 fn counts_from_config_match_hf_for_config_only_folders() {
     let folders = sub_folders(&fixtures_dir().join("config_only"));
     assert!(!folders.is_empty(), "no config-only fixtures");
-    for folder in folders.into_iter().filter(|f| model_type_of(f) != "llava") {
+    for folder in folders
+        .into_iter()
+        .filter(|f| family_of(f) == Family::Idefics3)
+    {
         let config = Idefics3Config::from_file(&folder.join("config.json")).unwrap();
         assert_eq!(
             ours(&ParamCounts::from_config(&config)),
@@ -89,6 +93,15 @@ fn llava_counts_from_config_match_hf_for_llava_1_5_7b() {
         "HF's count for llava-hf/llava-1.5-7b-hf"
     );
     assert_eq!(config.tokens_per_image(), 576);
+    let registered = ModelConfig::from_file(&folder.join("config.json")).unwrap();
+    assert_eq!(registered.family(), Family::Llava);
+    assert_eq!(ours(&registered.param_counts()), hf_counts(&folder));
+    let summary = inspect(&folder).unwrap();
+    assert_eq!(ours(&summary.counts), hf_counts(&folder));
+    assert!(
+        summary.to_string().contains("tokens per image"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -98,6 +111,13 @@ fn llava_counts_match_hf_for_parity_fixtures_from_config_and_from_the_model() {
     assert!(folders.len() >= 3, "{folders:?}");
     for folder in folders {
         let expected = hf_counts(&folder);
+        let summary = inspect(&folder.join("model")).unwrap();
+        assert_eq!(
+            ours(&summary.counts),
+            expected,
+            "inspect {}",
+            folder.display()
+        );
         let model = Llava::<Cpu>::load(&folder.join("model"), &device).unwrap();
         let from_config = ParamCounts::from_llava_config(model.config());
         assert_eq!(ours(&from_config), expected, "config {}", folder.display());

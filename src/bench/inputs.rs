@@ -5,7 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use safeaware_model::{Idefics3Config, VlmInput, IGNORE_INDEX};
+use safeaware_model::{ModelConfig, VlmInput, IGNORE_INDEX};
 
 /// The synthetic batch of `tools/torch_reference.py`, host side: ids and labels `[B·T]` row-major,
 /// pixels `[B·3·S·S]`.
@@ -19,21 +19,21 @@ pub struct HostInputs {
 
 /// Builds the inputs for `config` (one tile per row).
 pub fn host_inputs(
-    config: &Idefics3Config,
+    config: &ModelConfig,
     batch: usize,
     seq: usize,
     seed: u64,
 ) -> Result<HostInputs> {
-    let span = config.tokens_per_tile();
+    let span = config.tokens_per_image();
     ensure!(
         seq >= span + 2,
         "--seq {seq} is too short: the image span alone is {span} tokens (need seq >= {})",
         span + 2
     );
-    let vocab = config.text.vocab_size as i64;
-    let image = config.image_token_id as i64;
+    let vocab = config.text().vocab_size as i64;
+    let image = config.image_token_id() as i64;
     ensure!(vocab > 4, "vocabulary of {vocab} is too small");
-    let bos = config.text.bos_token_id.map_or(1, i64::from);
+    let bos = config.text().bos_token_id.map_or(1, i64::from);
     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1));
     let mut ids = Vec::with_capacity(batch * seq);
     let mut labels = Vec::with_capacity(batch * seq);
@@ -59,8 +59,8 @@ pub fn host_inputs(
             });
         }
     }
-    let size = config.vision.image_size;
-    let channels = config.vision.num_channels;
+    let size = config.image_size();
+    let channels = config.num_channels();
     let n = batch * channels * size * size;
     let mut pixels = Vec::with_capacity(n + 1);
     while pixels.len() < n {

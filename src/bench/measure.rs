@@ -8,11 +8,9 @@ use anyhow::{ensure, Context, Result};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
-use safeaware_model::idefics3_adapters::IDEFICS3_LORA_TARGETS;
 use safeaware_model::precision::autocast;
 use safeaware_model::{
-    GenerationConfig, Idefics3, LoraSpec, ModelPart, ParamCounts, TokenSampling,
-    VisionLanguageModel,
+    GenerationConfig, LoraSpec, ModelPart, ParamCounts, TokenSampling, VisionLanguageModel, Vlm,
 };
 use safeaware_trainer::grad_clip::clip_grad_norm;
 use safeaware_trainer::param_groups::freeze;
@@ -126,16 +124,15 @@ fn run_train<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Timings> {
     let model = tuned(source.build::<B>(spec.seed, device)?, spec)?;
-    let config = model.config().clone();
+    let config = model.config();
     let host = host_inputs(&config, spec.batch, spec.seq, spec.seed)?;
-    let (input, labels) =
-        host.to_device::<B>(spec.batch, spec.seq, config.vision.num_channels, device);
+    let (input, labels) = host.to_device::<B>(spec.batch, spec.seq, config.num_channels(), device);
     let mut optim = AdamWConfig::new()
         .with_beta_1(BETAS.0)
         .with_beta_2(BETAS.1)
         .with_epsilon(ADAM_EPS)
         .with_weight_decay(WEIGHT_DECAY)
-        .init::<B, Idefics3<B>>();
+        .init::<B, Vlm<B>>();
     let params = ParamCounts::of_model(&model).total();
     let mut losses: Vec<Tensor<B::InnerBackend, 1>> = Vec::new();
     let mut norms = Vec::new();
@@ -169,7 +166,7 @@ fn run_train<B: AutodiffBackend>(
         extra,
         params,
         source: source.describe(),
-        image_seq_len: config.tokens_per_tile(),
+        image_seq_len: config.tokens_per_image(),
     })
 }
 
@@ -179,9 +176,9 @@ fn run_generate<B: Backend>(
     device: &B::Device,
 ) -> Result<Timings> {
     let model = source.build::<B>(spec.seed, device)?;
-    let config = model.config().clone();
+    let config = model.config();
     let host = host_inputs(&config, spec.batch, spec.seq, spec.seed)?;
-    let (input, _) = host.to_device::<B>(spec.batch, spec.seq, config.vision.num_channels, device);
+    let (input, _) = host.to_device::<B>(spec.batch, spec.seq, config.num_channels(), device);
     let params = ParamCounts::of_model(&model).total();
     let call = |k: usize| {
         let gen = GenerationConfig {
@@ -231,16 +228,19 @@ fn run_generate<B: Backend>(
         extra,
         params,
         source: source.describe(),
-        image_seq_len: config.tokens_per_tile(),
+        image_seq_len: config.tokens_per_image(),
     })
 }
 
 /// The model with `--lora` adapters and `--freeze` applied: frozen parameters need no gradient.
-fn tuned<B: AutodiffBackend>(model: Idefics3<B>, spec: &BenchSpec) -> Result<Idefics3<B>> {
+fn tuned<B: AutodiffBackend>(model: Vlm<B>, spec: &BenchSpec) -> Result<Vlm<B>> {
     let model = match spec.lora {
         None => model,
         Some(rank) => {
-            let targets = IDEFICS3_LORA_TARGETS[2].1.iter().map(|t| t.to_string());
+            let text = model.family().lora_targets().iter();
+            let targets = text
+                .filter(|(part, _)| *part == ModelPart::Text)
+                .flat_map(|(_, names)| names.iter().map(|t| t.to_string()));
             let lora = LoraSpec {
                 rank,
                 alpha: 2.0 * rank as f64,

@@ -9,7 +9,7 @@
 //!
 //! * `train`: forward + loss (mean over targets) + backward + global-norm clip to 1.0 +
 //!   AdamW(lr 1e-4, betas 0.9/0.999, eps 1e-8, weight decay 0.01), the torch script's settings.
-//! * `generate`: `Idefics3::generate`, greedy, KV cache, K new tokens with EOS disabled (torch:
+//! * `generate`: `VisionLanguageModel::generate`, greedy, KV cache, K new tokens with EOS disabled (torch:
 //!   `min_new_tokens = max_new_tokens = K`), plus the prefill alone timed as K = 1 calls.
 //!
 //! Each step/call is bracketed by `Backend::sync`, warm-up steps are not timed.
@@ -179,6 +179,7 @@ fn run_cuda_bf16<T: BackendTask>(_task: T, _index: usize) -> Result<T::Output> {
 pub fn export(model: &str, seed: u64, out: &Path) -> Result<()> {
     use anyhow::Context;
     use burn::backend::{flex::FlexDevice, Flex};
+    use safeaware_model::VisionLanguageModel;
     let source = ModelSource::resolve(model, seed)?;
     let built = source.build::<Flex>(seed, &FlexDevice)?;
     built
@@ -214,21 +215,21 @@ mod tests {
     #[test]
     fn inputs_have_the_torch_layout() {
         let config = preset::build("tiny", PRESET_IMAGE_SIZE).unwrap().config;
-        let span = config.tokens_per_tile();
+        let span = config.tokens_per_image();
         let (b, t) = (3, span + 24);
         let h = host_inputs(&config, b, t, 0).unwrap();
         assert_eq!(h.ids.len(), b * t);
         assert_eq!(h.pixels.len(), b * 3 * 64 * 64);
-        let image = config.image_token_id as i64;
+        let image = config.image_token_id() as i64;
         assert_eq!(h.ids.iter().filter(|&&id| id == image).count(), b * span);
         for row in 0..b {
             let ids = &h.ids[row * t..(row + 1) * t];
             let labels = &h.labels[row * t..(row + 1) * t];
-            assert_eq!(ids[0], config.text.bos_token_id.unwrap() as i64);
+            assert_eq!(ids[0], config.text().bos_token_id.unwrap() as i64);
             assert!(ids[1..=span].iter().all(|&id| id == image));
             assert!(ids[span + 1..]
                 .iter()
-                .all(|&id| id >= 3 && id != image && id < config.text.vocab_size as i64));
+                .all(|&id| id >= 3 && id != image && id < config.text().vocab_size as i64));
             assert!(labels[1..=span].iter().all(|&l| l == IGNORE_INDEX));
             assert_eq!(labels[0], ids[0]);
             assert_eq!(&labels[span + 1..], &ids[span + 1..]);

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
-use safeaware_model::{Idefics3, Idefics3Config};
+use safeaware_model::{ModelConfig, VisionLanguageModel, Vlm};
 use safeaware_trainer::preset;
 
 use super::PRESET_IMAGE_SIZE;
@@ -15,7 +15,7 @@ pub enum ModelSource {
     /// HF folder with weights.
     Weights(std::path::PathBuf),
     /// Random init (seeded) of a config: a config-only folder or a preset.
-    Random(Box<Idefics3Config>, String),
+    Random(Box<ModelConfig>, String),
 }
 
 impl ModelSource {
@@ -26,7 +26,7 @@ impl ModelSource {
             if has_weights(path) {
                 return Ok(Self::Weights(path.to_path_buf()));
             }
-            let config = Idefics3Config::from_file(&path.join("config.json"))
+            let config = ModelConfig::from_file(&path.join("config.json"))
                 .with_context(|| format!("reading {}/config.json", path.display()))?;
             return Ok(Self::Random(
                 Box::new(config),
@@ -49,12 +49,12 @@ impl ModelSource {
         )
     }
 
-    pub(super) fn build<B: Backend>(&self, seed: u64, device: &B::Device) -> Result<Idefics3<B>> {
+    pub(super) fn build<B: Backend>(&self, seed: u64, device: &B::Device) -> Result<Vlm<B>> {
         match self {
             Self::Weights(dir) => {
-                Idefics3::load(dir, device).with_context(|| format!("loading {}", dir.display()))
+                Vlm::load(dir, device).with_context(|| format!("loading {}", dir.display()))
             }
-            Self::Random(config, _) => Ok(Idefics3::init_random(config, seed, device)),
+            Self::Random(config, _) => Ok(Vlm::init_random(config, seed, device)),
         }
     }
 

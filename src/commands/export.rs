@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::safetensors_io::stored_dtype;
-use safeaware_model::FloatDtype;
+use safeaware_model::{FloatDtype, VisionLanguageModel};
 
 use crate::backend::{run_on, BackendTask, DeviceSpec};
 use crate::model_folder::{adapter_base, open_model_folder};

@@ -1,4 +1,4 @@
-//! `safeaware inspect <model-folder>`: describes an HF Idefics3/SmolVLM folder — family,
+//! `safeaware inspect <model-folder>`: describes an HF model folder of any registered family —
 //! dimensions, image tokens per tile, parameter counts by part and the on-disk dtype. A folder
 //! holding only config.json is enough (counts come from the config; weights are never loaded).
 

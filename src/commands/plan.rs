@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use safeaware_model::Idefics3Config;
+use safeaware_model::ModelConfig;
 use safeaware_trainer::plan::{plan, MemoryPlan, Workload};
 use safeaware_trainer::preset;
 use safeaware_trainer::recipe::{load_recipe, Recipe};
@@ -42,16 +42,11 @@ pub fn run(args: PlanArgs) -> Result<()> {
 }
 
 /// The model config of the recipe and the most image tiles one example can have.
-fn model_config(recipe: &Recipe) -> Result<(Idefics3Config, usize)> {
+fn model_config(recipe: &Recipe) -> Result<(ModelConfig, usize)> {
     if let Some(path) = &recipe.model.path {
-        let config = Idefics3Config::from_file(&path.join("config.json"))
+        let config = ModelConfig::from_file(&path.join("config.json"))
             .with_context(|| format!("reading the config of {}", path.display()))?;
-        let longest = config.raw["vision_config"]["size"]["longest_edge"].as_u64();
-        let tile = config.vision.image_size as u64;
-        let tiles = match longest {
-            Some(edge) if edge > tile => (edge.div_ceil(tile).pow(2) + 1) as usize,
-            _ => 1,
-        };
+        let tiles = config.max_tiles_per_image();
         return Ok((config, tiles));
     }
     let Some(name) = recipe.model.preset.as_deref() else {

@@ -24,7 +24,7 @@ use burn::tensor::backend::AutodiffBackend;
 use safeaware_eval::decoding::DecodingMode;
 use safeaware_eval::source::generator::LocalGenerator;
 use safeaware_eval::source::SourceError;
-use safeaware_model::Idefics3;
+use safeaware_model::Vlm;
 use tiny_http::Server;
 
 use crate::backend::BackendTask;
@@ -84,7 +84,7 @@ impl BackendTask for ServeTask {
 
 /// Generates one batch and sends each job its answer.
 fn generate_batch<B: burn::tensor::backend::Backend>(
-    generator: &LocalGenerator<'_, B, Idefics3<B>>,
+    generator: &LocalGenerator<'_, B, Vlm<B>>,
     batch: Vec<Job>,
 ) {
     let start = Instant::now();

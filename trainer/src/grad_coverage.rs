@@ -46,7 +46,7 @@ pub(crate) mod tests {
 
     use burn::backend::{Autodiff, Flex};
     use burn::optim::GradientsParams;
-    use safeaware_model::Idefics3;
+    use safeaware_model::Vlm;
 
     use crate::preset;
     use crate::step::{window_gradients, ForwardSettings};
@@ -66,7 +66,7 @@ pub(crate) mod tests {
     }
 
     /// Each trained parameter's gradient (flattened), by parameter name.
-    fn grads_by_name(model: &Idefics3<Ad>, grads: &GradientsParams) -> BTreeMap<String, Vec<f32>> {
+    fn grads_by_name(model: &Vlm<Ad>, grads: &GradientsParams) -> BTreeMap<String, Vec<f32>> {
         struct Collect<'a> {
             grads: &'a GradientsParams,
             path: Vec<String>,
@@ -113,7 +113,7 @@ pub(crate) mod tests {
     fn lock_step_covers_every_trained_parameter_without_changing_gradients() {
         let config = preset::build("tiny", 64).unwrap().config;
         let device = Default::default();
-        let model = Idefics3::<Ad>::init_random(&config, 3, &device);
+        let model = Vlm::<Ad>::init_random(&config, 3, &device);
         let (a, b) = (text_only("a"), text_only("b"));
         let window = vec![vec![&a, &b]];
         let free = window_gradients(&model, &window, 6, settings(false), &device).unwrap();

@@ -284,7 +284,7 @@ mod tests {
 
     use burn::backend::flex::FlexDevice;
     use burn::backend::{Autodiff, Flex};
-    use safeaware_model::{Idefics3, ModelPart};
+    use safeaware_model::{ModelPart, Vlm};
 
     use super::*;
     use crate::grad_coverage::tests::text_only;
@@ -323,7 +323,7 @@ mod tests {
         }
     }
 
-    fn step_on_two(sync: Counting) -> NcclStep<Ad, Idefics3<Ad>, Counting> {
+    fn step_on_two(sync: Counting) -> NcclStep<Ad, Vlm<Ad>, Counting> {
         let optim = OptimSection::default();
         let updates = (0..2)
             .map(|_| Update::new(&optim, |p| p == ModelPart::Text, &FlexDevice))
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn workers_split_the_global_batch_and_run_in_lock_step() {
         let config = preset::build("tiny", 64).unwrap().config;
-        let model = Idefics3::<Ad>::init_random(&config, 5, &FlexDevice);
+        let model = Vlm::<Ad>::init_random(&config, 5, &FlexDevice);
         let mut c = text_only("c");
         c.input_ids.push(10);
         c.labels.push(10);
@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn a_failing_worker_stops_the_step_with_its_error() {
         let config = preset::build("tiny", 64).unwrap().config;
-        let model = Idefics3::<Ad>::init_random(&config, 5, &FlexDevice);
+        let model = Vlm::<Ad>::init_random(&config, 5, &FlexDevice);
         let (a, b) = (text_only("a"), text_only("b"));
         let window = vec![vec![&a, &b]];
         let mut step = step_on_two(Counting {

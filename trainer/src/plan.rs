@@ -28,8 +28,7 @@
 
 use serde::Serialize;
 
-use safeaware_model::idefics3_adapters::IDEFICS3_LORA_TARGETS;
-use safeaware_model::{Idefics3Config, ModelPart, ParamCounts};
+use safeaware_model::{ModelConfig, ModelPart};
 
 use crate::recipe::{Precision, Recipe};
 
@@ -79,13 +78,13 @@ pub struct Workload {
 impl Workload {
     /// A recipe's micro-batch on one of its devices: `batch_size / devices` rows (rounded up)
     /// of `data.max_length` tokens, with as many tiles as fit in them (at most `max_tiles`).
-    pub fn of_recipe(recipe: &Recipe, config: &Idefics3Config, max_tiles: usize) -> Self {
+    pub fn of_recipe(recipe: &Recipe, config: &ModelConfig, max_tiles: usize) -> Self {
         let devices = recipe.train.devices.len().max(1);
         let seq = recipe.data.max_length;
         Workload {
             rows: recipe.train.batch_size.div_ceil(devices),
             seq,
-            tiles: (seq / config.tokens_per_tile().max(1)).clamp(1, max_tiles.max(1)),
+            tiles: (seq / config.tokens_per_image().max(1)).clamp(1, max_tiles.max(1)),
         }
     }
 }
@@ -94,7 +93,7 @@ impl Workload {
 /// the largest micro-batch that fits.
 pub fn plan(
     recipe: &Recipe,
-    config: &Idefics3Config,
+    config: &ModelConfig,
     work: Workload,
     memory: Option<u64>,
 ) -> MemoryPlan {
@@ -112,9 +111,9 @@ pub fn plan(
 }
 
 /// Weights, gradients, optimiser state and activations of one device.
-pub fn device_memory(recipe: &Recipe, config: &Idefics3Config, work: Workload) -> DeviceMemory {
+pub fn device_memory(recipe: &Recipe, config: &ModelConfig, work: Workload) -> DeviceMemory {
     let state = param_bytes(recipe.train.precision);
-    let counts = ParamCounts::from_config(config);
+    let counts = config.param_counts();
     let adapters = adapter_params(recipe, config);
     let trainable = adapters + trained_base_params(recipe, &counts);
     let weights = (counts.total() as u64 + adapters) * state;
@@ -149,7 +148,7 @@ fn activation_factor(precision: Precision) -> f64 {
 }
 
 /// Base weights that train: the unfrozen parts, or `lora.train_parts`.
-fn trained_base_params(recipe: &Recipe, counts: &ParamCounts) -> u64 {
+fn trained_base_params(recipe: &Recipe, counts: &safeaware_model::ParamCounts) -> u64 {
     let of = |part: ModelPart| match part {
         ModelPart::Vision => counts.vision,
         ModelPart::Connector => counts.connector,
@@ -166,47 +165,22 @@ fn trained_base_params(recipe: &Recipe, counts: &ParamCounts) -> u64 {
 }
 
 /// LoRA factors: `r·(in + out)` for each adapted layer.
-fn adapter_params(recipe: &Recipe, config: &Idefics3Config) -> u64 {
+fn adapter_params(recipe: &Recipe, config: &ModelConfig) -> u64 {
     let Some(lora) = &recipe.lora else {
         return 0;
     };
-    IDEFICS3_LORA_TARGETS
+    config
+        .family()
+        .lora_targets()
         .iter()
         .filter(|(part, _)| lora.parts.contains(part))
         .flat_map(|&(part, names)| names.iter().map(move |&name| (part, name)))
         .filter(|(_, name)| lora.targets.iter().any(|t| t == name))
         .map(|(part, name)| {
-            let (d_in, d_out, count) = linear_dims(config, part, name);
+            let (d_in, d_out, count) = config.linear_dims(part, name);
             (lora.rank * (d_in + d_out) * count) as u64
         })
         .sum()
-}
-
-/// `(in, out, how many)` of the linear layers named `name` in `part`.
-fn linear_dims(config: &Idefics3Config, part: ModelPart, name: &str) -> (usize, usize, usize) {
-    let (v, t) = (&config.vision, &config.text);
-    let (vd, vl, h, tl) = (
-        v.hidden_size,
-        v.num_hidden_layers,
-        t.hidden_size,
-        t.num_hidden_layers,
-    );
-    let (q, kv, m) = (
-        t.num_attention_heads * t.head_dim,
-        t.num_key_value_heads * t.head_dim,
-        t.intermediate_size,
-    );
-    match (part, name) {
-        (ModelPart::Vision, "fc1") => (vd, v.intermediate_size, vl),
-        (ModelPart::Vision, "fc2") => (v.intermediate_size, vd, vl),
-        (ModelPart::Vision, _) => (vd, vd, vl),
-        (ModelPart::Connector, _) => (vd * config.scale_factor.pow(2), h, 1),
-        (ModelPart::Text, "q_proj") => (h, q, tl),
-        (ModelPart::Text, "k_proj" | "v_proj") => (h, kv, tl),
-        (ModelPart::Text, "o_proj") => (q, h, tl),
-        (ModelPart::Text, "down_proj") => (m, h, tl),
-        (ModelPart::Text, _) => (h, m, tl),
-    }
 }
 
 /// Floats one transformer layer keeps for the backward pass.
@@ -215,31 +189,25 @@ fn layer_floats(s: usize, d: usize, m: usize, heads: usize) -> u64 {
 }
 
 /// Activation bytes of a micro-batch.
-fn activation_bytes(recipe: &Recipe, config: &Idefics3Config, work: Workload) -> u64 {
-    let (v, t) = (&config.vision, &config.text);
+fn activation_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> u64 {
+    let (v, t) = (config.vision_shape(), config.text());
     let has_grad = |part: ModelPart| match &recipe.lora {
         Some(lora) => lora.parts.contains(&part) || lora.train_parts.contains(&part),
         None => recipe.train.trains(part),
     };
-    let patches = config.patches_per_side().pow(2);
     let vision = if has_grad(ModelPart::Vision) {
-        let layer = layer_floats(
-            patches,
-            v.hidden_size,
-            v.intermediate_size,
-            v.num_attention_heads,
-        );
+        let layer = layer_floats(v.positions, v.hidden_size, v.intermediate_size, v.heads);
         let keep = match recipe.train.activation_checkpointing {
             true => checkpointed_vision_keep(recipe.train.precision),
             false => 1.0,
         };
-        let floats = layer * v.num_hidden_layers as u64 * work.tiles as u64;
+        let floats = layer * v.layers as u64 * work.tiles as u64;
         (floats as f64 * keep) as u64
     } else {
         0
     };
     let connector = if has_grad(ModelPart::Vision) || has_grad(ModelPart::Connector) {
-        (work.tiles * patches * v.hidden_size * 2) as u64
+        (work.tiles * v.connector_floats * 2) as u64
     } else {
         0
     };
@@ -257,13 +225,12 @@ mod tests {
     use super::*;
     use crate::recipe::LoraSection;
 
-    fn smolvlm_256m() -> Idefics3Config {
+    fn smolvlm_256m() -> ModelConfig {
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../model/tests/fixtures/config_only"
         );
-        Idefics3Config::from_file(&std::path::Path::new(dir).join("smolvlm-256m/config.json"))
-            .unwrap()
+        ModelConfig::from_file(&std::path::Path::new(dir).join("smolvlm-256m/config.json")).unwrap()
     }
 
     const BENCH: Workload = Workload {
@@ -284,7 +251,7 @@ mod tests {
         let lora = Recipe {
             lora: Some(LoraSection {
                 rank: 16,
-                targets: IDEFICS3_LORA_TARGETS[2]
+                targets: safeaware_model::Family::Idefics3.lora_targets()[2]
                     .1
                     .iter()
                     .map(|t| t.to_string())

@@ -1,6 +1,6 @@
 //! Named small models initialised from scratch (`model.preset` in a recipe).
 //!
-//! A preset is an Idefics3 config of the real architecture, shrunk, plus its own processor: a
+//! A preset is a registered family's architecture, shrunk, plus its own processor: a
 //! word-level tokenizer over the synthetic world's closed vocabulary (with SmolVLM's special
 //! tokens) and an image processor whose single tile is the synthetic image size. This is the
 //! offline default: no weights or tokenizer need to be downloaded, and a checkpoint of it is an
@@ -13,7 +13,7 @@ use safeaware_data::processor::{
 };
 use safeaware_data::synth;
 use safeaware_data::traces::TAGS;
-use safeaware_model::{Idefics3Config, ModelFamily, TextConfig, VisionConfig};
+use safeaware_model::{Family, ModelConfig, ScratchSpec};
 use serde_json::{json, Value};
 
 /// Names accepted by `model.preset`.
@@ -27,7 +27,7 @@ const TEMPLATE_WORDS: &str = "User : Assistant : System : \" .";
 
 /// A preset's architecture and processor.
 pub struct Preset {
-    pub config: Idefics3Config,
+    pub config: ModelConfig,
     pub processor: Processor,
 }
 
@@ -63,41 +63,22 @@ pub fn build(name: &str, image_size: u32) -> Result<Preset> {
     let eos = id(END_OF_UTTERANCE)?;
     let pad = id("<|im_end|>")?;
     let bos = id("<|im_start|>")?;
-    let config = Idefics3Config {
-        family: ModelFamily::Idefics3,
-        image_token_id,
-        scale_factor,
-        tie_word_embeddings: true,
-        vision: VisionConfig {
-            hidden_size: vision_width,
-            intermediate_size: vision_width * 4,
-            num_hidden_layers: vision_layers,
-            num_attention_heads: 4,
-            num_channels: 3,
+    let config = Family::Idefics3
+        .scratch_config(&ScratchSpec {
+            vision_width,
+            vision_layers,
+            text_width,
+            text_layers,
             image_size: image_size as usize,
             patch_size,
-            layer_norm_eps: 1e-6,
-            initializer_range: 0.02,
-        },
-        text: TextConfig {
+            scale_factor,
             vocab_size,
-            hidden_size: text_width,
-            intermediate_size: text_width * 3,
-            num_hidden_layers: text_layers,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            head_dim: text_width / 4,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            max_position_embeddings: 2048,
-            initializer_range: 0.02,
-            bos_token_id: Some(bos),
-            eos_token_ids: vec![eos],
-            pad_token_id: Some(pad),
-        },
-        raw: Value::Null,
-    };
-    config.validate().context("preset config")?;
+            image_token_id,
+            bos_token_id: bos,
+            eos_token_id: eos,
+            pad_token_id: pad,
+        })
+        .context("preset config")?;
     let mut image_config = ImageProcessorConfig::smolvlm(image_size, image_size);
     image_config.do_image_splitting = false;
     let seq_len = image_seq_len(image_size as usize, patch_size, scale_factor);
@@ -196,11 +177,11 @@ mod tests {
     fn tiny_preset_is_consistent() {
         let preset = build("tiny", 64).unwrap();
         assert_eq!(
-            preset.config.tokens_per_tile(),
+            preset.config.tokens_per_image(),
             preset.processor.image_seq_len()
         );
         assert_eq!(
-            preset.config.image_token_id,
+            preset.config.image_token_id(),
             preset.processor.special_tokens().image
         );
         assert!(build("huge", 64).is_err());

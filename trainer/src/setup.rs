@@ -4,8 +4,8 @@
 //! the learning-rate schedule, with frozen parts marked. The optimiser belongs to the step
 //! (`step.rs`), which restores its own state from the checkpoint.
 //!
-//! Adding a model family: implement `safeaware_model::VisionLanguageModel` for it and load it
-//! in [`load_model`]; nothing else in the trainer names a model type.
+//! Models come from the model registry (`safeaware_model::Vlm`, by config.json's
+//! `model_type`); nothing in the trainer names a model family.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -16,10 +16,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{set_default_dtypes, Element, FloatDType, IntDType};
 use safeaware_data::benchmark::BenchmarkItem;
 use safeaware_data::processor::Processor;
-use safeaware_model::idefics3_adapters::check_adapter_spec;
 use safeaware_model::precision::first_param_not_in;
 use safeaware_model::safetensors_io::stored_dtype;
-use safeaware_model::{AdapterSpec, FloatDtype, Idefics3, VisionLanguageModel};
+use safeaware_model::{AdapterSpec, FloatDtype, VisionLanguageModel, Vlm};
 
 use crate::benchmark_guard::refuse_benchmark_overlap;
 use crate::checkpoint::{latest_checkpoint, resume_checkpoint, write_run_folder, Checkpoint};
@@ -34,8 +33,8 @@ use crate::train_data::{encode_file, resolve_files, traces_as_benchmark, Example
 use crate::trainer_state::{read_trainer_state, RunIdentity, TrainerState};
 use crate::training::TrainJob;
 
-/// The model a run trains.
-pub type RunModel<B> = Idefics3<B>;
+/// The model a run trains: any family of the registry.
+pub type RunModel<B> = Vlm<B>;
 
 /// A run ready for its next step.
 pub struct Setup<M> {
@@ -81,6 +80,12 @@ pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<S
         .or(recipe.model.path.as_deref())
         .map_or_else(|| "the preset".to_string(), |p| p.display().to_string());
     check_param_dtypes(&model, precision, &origin)?;
+    if let ModelFormat::Adapter(spec) = &output.format {
+        model
+            .family()
+            .check_adapter_spec(spec)
+            .map_err(|message| anyhow!("[lora]: {message}"))?;
+    }
     let data = load_data(job, &processor)?;
     let identity = RunIdentity {
         recipe_fingerprint: recipe.fingerprint(),
@@ -224,7 +229,7 @@ fn load_base<B: AutodiffBackend>(
 ) -> Result<(RunModel<B>, Processor)> {
     let recipe = &job.recipe;
     if let Some(folder) = folder.or(recipe.model.path.as_deref()) {
-        let model = Idefics3::load(folder, device)
+        let model = Vlm::load(folder, device)
             .with_context(|| format!("loading the model from {}", folder.display()))?;
         let processor = Processor::from_folder(folder)
             .with_context(|| format!("loading the processor from {}", folder.display()))?;
@@ -235,7 +240,7 @@ fn load_base<B: AutodiffBackend>(
     };
     let built = preset::build(name, recipe.data.synthetic.settings.image_size)?;
     Ok((
-        Idefics3::init_random(&built.config, recipe.model.init_seed, device),
+        Vlm::init_random(&built.config, recipe.model.init_seed, device),
         built.processor,
     ))
 }
@@ -346,7 +351,6 @@ fn model_output(recipe: &Recipe, run: &Path) -> Result<ModelOutput> {
                 lora: lora.spec(),
                 train_parts: lora.train_parts.clone(),
             };
-            check_adapter_spec(&spec).map_err(|message| anyhow!("[lora]: {message}"))?;
             ModelFormat::Adapter(spec)
         }
     };
@@ -402,7 +406,7 @@ mod tests {
     #[test]
     fn a_dtype_mix_up_names_the_tensor_and_its_source() {
         let config = preset::build("tiny", 64).unwrap().config;
-        let mut model = Idefics3::<Ad>::init_random(&config, 0, &Default::default());
+        let model = Vlm::<Ad>::init_random(&config, 0, &Default::default());
         check_param_dtypes(&model, Precision::F32, "the preset").unwrap();
         check_param_dtypes(&model, Precision::Bf16Mixed, "the preset").unwrap();
         let err = check_param_dtypes(&model, Precision::Bf16, "/models/x")
@@ -412,6 +416,9 @@ mod tests {
             err.contains("/models/x") && err.contains("\"bf16\""),
             "{err}"
         );
+        let Vlm::Idefics3(mut model) = model else {
+            panic!("the tiny preset is Idefics3")
+        };
         let norm = &mut model.model.text_model.norm.weight;
         *norm = Param::from_tensor(norm.val().cast(FloatDType::BF16).detach());
         let err = check_param_dtypes(&model, Precision::F32, "step_4")

@@ -1,7 +1,8 @@
 //! LLaVA-1.5 (`model_type: "llava"`, HF `LlavaForConditionalGeneration`): a CLIP vision tower,
 //! a two-layer projector and a Llama language model, with HF parity.
 //!
-//! One concept per file: [`config`] (HF config.json), [`clip`] (the CLIP tower),
+//! One concept per file: [`config`] (HF config.json), [`architecture`] (what the registry
+//! asks of a config: scratch sizes, description, layer shapes), [`clip`] (the CLIP tower),
 //! [`projector`] (`multi_modal_projector`), [`model`] (the whole model: embedding with image
 //! features, forward, loss, generation), [`weights`] (both checkpoint layouts, load/save),
 //! [`params`] (parameter counts from the config), [`adapters`] (LoRA / PEFT) and [`vlm`] (the
@@ -10,6 +11,7 @@
 //! modules, not copies.
 
 pub mod adapters;
+pub mod architecture;
 pub mod clip;
 pub mod config;
 pub mod model;

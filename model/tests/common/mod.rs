@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::{Int, Tensor, TensorData};
+use safeaware_model::registry::Family;
 use safeaware_model::safetensors_io::{write_safetensors, OutTensor};
 use safeaware_model::text_decoder::{self, TextDecoder};
 use safeaware_model::{FloatDtype, Idefics3Config, LlavaConfig, VlmInput};
@@ -56,26 +57,28 @@ pub fn parity_fixtures() -> Vec<PathBuf> {
 #[allow(unused_imports)]
 pub use safeaware_model::parity::{max_abs_diff, read_f32};
 
-/// The `model_type` of a parity fixture's model, or of a config-only folder.
-pub fn model_type_of(folder: &Path) -> String {
+/// The family of a parity fixture's model, or of a config-only folder.
+pub fn family_of(folder: &Path) -> Family {
     let dir = if folder.join("model").is_dir() {
         folder.join("model")
     } else {
         folder.to_owned()
     };
-    safeaware_model::parity::model_type(&dir).expect("config.json with a model_type")
+    Family::of_folder(&dir).expect("a config.json of a registered family")
 }
 
 /// The parity fixtures of the Idefics3 / SmolVLM family.
 pub fn idefics3_fixtures() -> Vec<PathBuf> {
     let folders = parity_fixtures().into_iter();
-    folders.filter(|f| model_type_of(f) != "llava").collect()
+    folders
+        .filter(|f| family_of(f) == Family::Idefics3)
+        .collect()
 }
 
 /// The parity fixtures of the LLaVA family.
 pub fn llava_fixtures() -> Vec<PathBuf> {
     let folders = parity_fixtures().into_iter();
-    folders.filter(|f| model_type_of(f) == "llava").collect()
+    folders.filter(|f| family_of(f) == Family::Llava).collect()
 }
 
 /// A tiny LLaVA config: CLIP 28 px / patch 14 (4 image tokens per image, `default`), three

@@ -3,7 +3,7 @@
 //! parts `parts`, and the parts in `train_parts` are trained in full next to them (PEFT's
 //! `modules_to_save`). Checkpoints and the final model are PEFT adapter folders.
 
-use safeaware_model::idefics3_adapters::check_lora_targets;
+use safeaware_model::Family;
 use safeaware_model::{LoraSpec, ModelPart};
 use serde::{Deserialize, Serialize};
 
@@ -80,7 +80,7 @@ impl LoraSection {
         }
         if self.targets.is_empty() {
             fail("lora.targets", "name at least one layer to adapt".into());
-        } else if let Err(err) = check_lora_targets(&self.spec()) {
+        } else if let Err(err) = Family::check_lora_targets_of_any(&self.spec()) {
             fail("lora.targets", err.to_string());
         }
         for part in &self.train_parts {
