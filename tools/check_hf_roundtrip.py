@@ -5,7 +5,8 @@
 
 <saved-folder>   an HF-style folder written by safeaware (config.json + model.safetensors [+ shards])
 <fixture-folder> one of model/tests/fixtures/parity/<name>/ (inputs.safetensors, expected.safetensors,
-                 hf_param_counts.json)
+                 hf_param_counts.json), of either family (Idefics3/SmolVLM or LLaVA); logits are
+                 compared at real (attention mask 1) positions only
 
 Loads the folder with the class named in its config.json "architectures" (float32, eager attention),
 reports missing/unexpected/mismatched checkpoint keys, compares parameter counts with the fixture's
@@ -36,10 +37,14 @@ from safetensors.torch import load_file  # noqa: E402
 
 def param_counts(model) -> dict:
     inner = model.model
-    vision = sum(p.numel() for p in inner.vision_model.parameters())
-    connector = sum(p.numel() for p in inner.connector.parameters())
-    text = sum(p.numel() for p in inner.text_model.parameters())
-    tied = model.lm_head.weight is inner.text_model.get_input_embeddings().weight
+    if model.config.model_type == "llava":
+        vision_tower, projector, text_model = inner.vision_tower, inner.multi_modal_projector, inner.language_model
+    else:
+        vision_tower, projector, text_model = inner.vision_model, inner.connector, inner.text_model
+    vision = sum(p.numel() for p in vision_tower.parameters())
+    connector = sum(p.numel() for p in projector.parameters())
+    text = sum(p.numel() for p in text_model.parameters())
+    tied = model.lm_head.weight is text_model.get_input_embeddings().weight
     lm_head = 0 if tied else sum(p.numel() for p in model.lm_head.parameters())
     total = sum(p.numel() for p in model.parameters())
     return {"vision": vision, "connector": connector, "text": text, "lm_head": lm_head, "total": total}
@@ -97,10 +102,15 @@ def main() -> int:
 
     inputs = load_file(str(args.fixture / "inputs.safetensors"))
     expected = load_file(str(args.fixture / "expected.safetensors"))
+    mask = inputs["attention_mask"]
+    # Left-padded rows (LLaVA fixtures): generate's position ids, padding positions not compared.
+    extra = {}
+    if bool((mask == 0).any()):
+        extra["position_ids"] = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     with torch.no_grad():
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                    pixel_values=inputs["pixel_values"], use_cache=False)
-    logits = out.logits.float()
+        out = model(input_ids=inputs["input_ids"], attention_mask=mask,
+                    pixel_values=inputs["pixel_values"], use_cache=False, **extra)
+    logits = out.logits.float() * mask[..., None].float()
     if logits.shape != expected["logits"].shape:
         print(f"FAIL logits shape {tuple(logits.shape)} != expected {tuple(expected['logits'].shape)}")
         return 1

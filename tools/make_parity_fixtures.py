@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build HF-transformers parity fixtures for the safeaware Idefics3/SmolVLM model crate.
+"""Build HF-transformers parity fixtures for the safeaware model crate (Idefics3/SmolVLM and LLaVA).
 
 For every fixture in FIXTURES this script builds a tiny random
 `Idefics3ForConditionalGeneration` (or `SmolVLMForConditionalGeneration`),
@@ -15,6 +15,9 @@ included, so a loader that silently skips them cannot pass), and writes
     <out>/<fixture>/hf_param_counts.json   {"vision","connector","text","lm_head","total"}
     <out>/<fixture>/fixture.json           what the fixture covers + self-check results
     <out>/<fixture>/versions.json          python/torch/transformers/safetensors/numpy versions
+
+LLaVA fixtures (LLAVA_FIXTURES, LlavaForConditionalGeneration) have the same files; their
+pixel_values are HF's [N,3,H,W] (one image per row) and rows may be left-padded.
 
 It also writes the config-only fixture <config-only-out>/smolvlm-256m/
 (config.json in the published SmolVLM-256M-Instruct layout + hf_param_counts.json
@@ -48,7 +51,7 @@ import numpy as np  # noqa: E402
 import safetensors  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import GenerationConfig, Idefics3Config, Idefics3ForConditionalGeneration  # noqa: E402
 
 try:  # SmolVLM exists in transformers >= 4.50
@@ -644,6 +647,320 @@ def fx_tied(model) -> bool:
     return model.lm_head.weight is model.get_input_embeddings().weight
 
 
+# ---------------------------------------------------------------------------------------
+# LLaVA-1.5 fixtures (LlavaForConditionalGeneration): a CLIP tower, a 2-layer projector and a
+# Llama text model. One image per row, pixel_values [N,3,H,W] exactly as HF takes them.
+# Rows may be left-padded (pad 0, mask 0): the expected logits are computed with the position
+# ids HF's generate uses (cumsum of the mask - 1), so they describe what generation sees, and
+# the parity check compares only real (mask 1) positions. The image token is vocab - 1.
+#   layout: "v5" = what transformers 5 save_pretrained writes (hub names, but the CLIP tower
+#   without its `vision_model.` level), "hub" = the llava-hf checkpoints' names
+#   (`vision_tower.vision_model.*`), written by renaming the v5 keys.
+# ---------------------------------------------------------------------------------------
+LLAVA_FIXTURES = [
+    dict(
+        name="llava_untied_b2",
+        summary="LLaVA-1.5 layout: CLIP 28px / patch 14 (4 image tokens, `default` strategy drops CLS), "
+        "3 CLIP layers, vision_feature_layer -2 (penultimate layer), projector gelu with biases, "
+        "Llama silu with GQA 4q/2kv, untied lm_head, batch 2 with left padding (row 0 padded by 2), "
+        "one image per row; saved as transformers 5 writes it.",
+        seed=6000,
+        top=dict(vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu",
+                 tie_word_embeddings=False),
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                    image_size=28, patch_size=14),
+        text=dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, max_position_embeddings=256),
+        text_before=[3, 5], text_after=[5, 5], layout="v5",
+    ),
+    dict(
+        name="llava_tied_full_layers",
+        summary="LLaVA with vision_feature_select_strategy `full` (CLS kept: 9 patches + 1 = 10 image tokens), "
+        "vision_feature_layer [-3, -1] (two layers concatenated on channels, one of them the embeddings' "
+        "pre_layrnorm output for this 2-layer tower), CLIP 42px / patch 14, 4 heads, layer_norm_eps 1e-6, "
+        "projector gelu without biases, tied lm_head, MHA text with rope_theta 50000, batch 2 unpadded.",
+        seed=7000,
+        top=dict(vision_feature_layer=[-3, -1], vision_feature_select_strategy="full", projector_hidden_act="gelu",
+                 multimodal_projector_bias=False, tie_word_embeddings=True),
+        vision=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                    image_size=42, patch_size=14, layer_norm_eps=1e-6),
+        text=dict(vocab_size=288, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=4, rms_norm_eps=1e-6,
+                  rope_parameters={"rope_type": "default", "rope_theta": 50000.0}, max_position_embeddings=256),
+        text_before=[2, 2], text_after=[4, 4], layout="v5",
+    ),
+    dict(
+        name="llava_hub_layout_quickgelu_b1",
+        summary="LLaVA saved in the llava-hf hub layout (`vision_tower.vision_model.*`, `language_model.model.*`, "
+        "`language_model.lm_head.*`), CLIP 28px / patch 14, 2 CLIP layers, vision_feature_layer -1, "
+        "projector quick_gelu, untied, batch 1.",
+        seed=8000,
+        top=dict(vision_feature_layer=-1, vision_feature_select_strategy="default",
+                 projector_hidden_act="quick_gelu", tie_word_embeddings=False),
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=28, patch_size=14),
+        text=dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=1, rms_norm_eps=1e-5, max_position_embeddings=256),
+        text_before=[3], text_after=[4], layout="hub",
+    ),
+]
+
+
+def llava_config(fx: dict):
+    from transformers import LlavaConfig
+    vocab = fx["text"]["vocab_size"]
+    text = dict(model_type="llama", pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, **fx["text"])
+    vision = dict(model_type="clip_vision_model", **fx["vision"])
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=vocab - 1,
+                      image_seq_length=llava_image_tokens(fx), **fx["top"])
+    cfg._attn_implementation = "eager"
+    return cfg
+
+
+def llava_image_tokens(fx: dict) -> int:
+    v = fx["vision"]
+    patches = (v["image_size"] // v["patch_size"]) ** 2
+    return patches + (1 if fx["top"]["vision_feature_select_strategy"] == "full" else 0)
+
+
+def llava_param_counts(model) -> dict:
+    inner = model.model
+    vision = sum(p.numel() for p in inner.vision_tower.parameters())
+    connector = sum(p.numel() for p in inner.multi_modal_projector.parameters())
+    text = sum(p.numel() for p in inner.language_model.parameters())
+    tied = model.lm_head.weight is inner.language_model.get_input_embeddings().weight
+    lm_head = 0 if tied else sum(p.numel() for p in model.lm_head.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert total == vision + connector + text + lm_head, (total, vision, connector, text, lm_head)
+    return {"vision": vision, "connector": connector, "text": text, "lm_head": lm_head, "total": total}
+
+
+def llava_inputs(fx: dict, cfg, gen: torch.Generator):
+    """Left-padded rows [bos] text_before* image*L text_after*, and one image per row."""
+    vocab = cfg.text_config.vocab_size
+    lo, hi = special_ids(vocab)["text_token_range"]
+    L = llava_image_tokens(fx)
+    rows = []
+    for before, after in zip(fx["text_before"], fx["text_after"]):
+        ids = [BOS_ID] + torch.randint(lo, hi, (before,), generator=gen).tolist()
+        ids += [cfg.image_token_index] * L + torch.randint(lo, hi, (after,), generator=gen).tolist()
+        rows.append(ids)
+    T = max(len(r) for r in rows)
+    input_ids = torch.tensor([[PAD_ID] * (T - len(r)) + r for r in rows], dtype=torch.long)
+    attention_mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    size = cfg.vision_config.image_size
+    pixel_values = torch.rand((len(rows), 3, size, size), generator=gen, dtype=torch.float32) * 2.0 - 1.0
+    return input_ids, attention_mask, pixel_values
+
+
+def generate_positions(attention_mask):
+    """The position ids HF's generate gives a left-padded prompt."""
+    position_ids = attention_mask.long().cumsum(-1) - 1
+    return position_ids.masked_fill(attention_mask == 0, 1)
+
+
+@torch.no_grad()
+def run_llava(model, input_ids, attention_mask, pixel_values):
+    captured = []
+    hook = model.model.multi_modal_projector.register_forward_hook(
+        lambda mod, inp, out: captured.append(out.detach().float().contiguous()))
+    try:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                    position_ids=generate_positions(attention_mask), use_cache=False)
+    finally:
+        hook.remove()
+    gcfg = GenerationConfig(
+        max_new_tokens=NUM_NEW_TOKENS, do_sample=False, num_beams=1, use_cache=True,
+        eos_token_id=None, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+        output_logits=True, return_dict_in_generate=True,
+    )
+    g = model.generate(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                       generation_config=gcfg)
+    T = input_ids.shape[1]
+    # Logits at padding positions depend on how each implementation masks a query that sees no
+    # real key; they are zeroed here and not compared.
+    logits = out.logits.float() * attention_mask[..., None].float()
+    return dict(logits=logits.contiguous(), generated=g.sequences[:, T:].contiguous(),
+                generated_logits=torch.stack([s.float() for s in g.logits], dim=1).contiguous(),
+                image_features=captured[0])
+
+
+def to_hub_layout(folder: Path) -> None:
+    """Rewrites folder/model.safetensors with the llava-hf hub names (`vision_tower.vision_model.*`)."""
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    renamed = {}
+    for key, value in tensors.items():
+        if key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model."):
+            key = "vision_tower.vision_model." + key[len("vision_tower."):]
+        renamed[key] = value
+    assert any(k.startswith("language_model.model.") for k in renamed)
+    save_file(dict(sorted(renamed.items())), str(path), metadata={"format": "pt"})
+
+
+@torch.no_grad()
+def make_llava_fixture(fx: dict, out_root: Path) -> dict:
+    from transformers import LlavaForConditionalGeneration as cls
+    cfg = llava_config(fx)
+    vocab = cfg.text_config.vocab_size
+    chosen = None
+    for attempt in range(MAX_SEED_TRIES):
+        seed = fx["seed"] + attempt
+        torch.manual_seed(seed)
+        model = cls(cfg).eval()
+        gen = torch.Generator().manual_seed(seed)
+        randomize_parameters(model, gen)
+        inputs = llava_inputs(fx, cfg, gen)
+        res = run_llava(model, *inputs)
+        ok, margin, why = greedy_ok(res, vocab)
+        if ok:
+            chosen = (seed, model, inputs, res, margin)
+            break
+        print(f"  [{fx['name']}] seed {seed} rejected: {why}", file=sys.stderr)
+    if chosen is None:
+        raise RuntimeError(f"{fx['name']}: no acceptable seed in {MAX_SEED_TRIES} tries")
+    seed, model, (input_ids, attention_mask, pixel_values), res, margin = chosen
+    tied = model.lm_head.weight is model.get_input_embeddings().weight
+    assert tied == fx["top"]["tie_word_embeddings"]
+
+    fdir = out_root / fx["name"]
+    if fdir.exists():
+        shutil.rmtree(fdir)
+    (fdir / "model").mkdir(parents=True)
+    model.save_pretrained(fdir / "model", safe_serialization=True)
+    if fx["layout"] == "hub":
+        to_hub_layout(fdir / "model")
+    keys = sorted(load_file(str(fdir / "model" / "model.safetensors")).keys())
+    save_file({"input_ids": input_ids.contiguous(), "attention_mask": attention_mask.contiguous(),
+               "pixel_values": pixel_values.contiguous()}, str(fdir / "inputs.safetensors"))
+    save_file(res, str(fdir / "expected.safetensors"))
+    counts = llava_param_counts(model)
+    write_json(fdir / "hf_param_counts.json", counts)
+    write_json(fdir / "versions.json", versions())
+    checks = llava_self_checks(cls, fdir, model, (input_ids, attention_mask, pixel_values), res, counts)
+    checks["min_greedy_top1_top2_margin"] = margin
+    meta = {
+        "name": fx["name"], "summary": fx["summary"], "hf_class": cls.__name__, "model_type": cfg.model_type,
+        "seed": seed, "layout": fx["layout"], "first_weight_names": keys[:2] + keys[-2:],
+        "batch": int(input_ids.shape[0]), "prompt_len": int(input_ids.shape[1]),
+        "padding_per_row": [int((r == 0).sum()) for r in attention_mask],
+        "num_new_tokens": NUM_NEW_TOKENS, "image_seq_len": llava_image_tokens(fx),
+        "top": fx["top"], "vision": fx["vision"], "text": {k: v for k, v in fx["text"].items()},
+        "image_token_index": cfg.image_token_index,
+        "special_ids": {"pad_token_id": PAD_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID,
+                        "text_token_range": special_ids(vocab)["text_token_range"]},
+        "input_layout": "per row: left padding (pad 0, mask 0), [bos] text_before* image*image_seq_len text_after*",
+        "logits_note": "HF forward with generate's position ids (cumsum(mask) - 1); padding positions zeroed",
+        "checks": checks,
+    }
+    write_json(fdir / "fixture.json", meta)
+    for p in sorted(fdir.rglob("*")):
+        if p.is_file():
+            assert p.stat().st_size < MAX_FILE_BYTES, f"{p} is {p.stat().st_size} bytes"
+    return meta
+
+
+@torch.no_grad()
+def llava_self_checks(cls, fdir, model, inputs, res, counts) -> dict:
+    input_ids, attention_mask, pixel_values = inputs
+    reloaded, info = cls.from_pretrained(fdir / "model", attn_implementation="eager", dtype=torch.float32,
+                                         output_loading_info=True)
+    assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    re_res = run_llava(reloaded.eval(), *inputs)
+    reload_diff = max_abs(re_res["logits"], res["logits"])
+    assert reload_diff == 0.0, reload_diff
+    assert torch.equal(re_res["generated"], res["generated"])
+    assert llava_param_counts(reloaded) == counts
+    sdpa = cls.from_pretrained(fdir / "model", attn_implementation="sdpa", dtype=torch.float32).eval()
+    sdpa_logits = sdpa(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                       position_ids=generate_positions(attention_mask), use_cache=False).logits
+    sdpa_diff = max_abs(sdpa_logits * attention_mask[..., None], res["logits"])
+    assert sdpa_diff < 1e-4, f"sdpa vs eager {sdpa_diff}"
+    T = input_ids.shape[1]
+    full_ids = torch.cat([input_ids, res["generated"]], dim=1)
+    full_mask = torch.cat([attention_mask, torch.ones_like(res["generated"])], dim=1)
+    full = model(input_ids=full_ids, attention_mask=full_mask, pixel_values=pixel_values,
+                 position_ids=generate_positions(full_mask), use_cache=False).logits
+    nocache_step = full[:, T - 1:T - 1 + NUM_NEW_TOKENS]
+    cache_diff = max_abs(nocache_step, res["generated_logits"])
+    assert cache_diff < 1e-4, f"kv-cache vs no-cache {cache_diff}"
+    prefill_diff = max_abs(res["generated_logits"][:, 0], res["logits"][:, -1])
+    assert prefill_diff < 1e-4
+    return {
+        "reload_logits_max_abs_diff": reload_diff,
+        "sdpa_vs_eager_logits_max_abs_diff": sdpa_diff,
+        "kv_cache_vs_no_cache_step_logits_max_abs_diff": cache_diff,
+        "generate_prefill_vs_forward_last_logits_max_abs_diff": prefill_diff,
+        "logits_std": float(res["logits"].std()),
+        "logits_abs_max": float(res["logits"].abs().max()),
+    }
+
+
+# Config-only fixture: llava-hf/llava-1.5-7b-hf as published (transformers 4.36-era layout, see
+# /work/shared/notes/vlm-families.md A2): Vicuna-7B text config with LlamaConfig defaults left out,
+# the CLIP-L/336 tower, vocab 32064 with <image> = 32000 and pad = 32001.
+LLAVA_15_7B_CONFIG = {
+    "architectures": ["LlavaForConditionalGeneration"],
+    "ignore_index": -100,
+    "image_token_index": 32000,
+    "model_type": "llava",
+    "pad_token_id": 32001,
+    "projector_hidden_act": "gelu",
+    "text_config": {
+        "_name_or_path": "lmsys/vicuna-7b-v1.5",
+        "architectures": ["LlamaForCausalLM"],
+        "max_position_embeddings": 4096,
+        "model_type": "llama",
+        "rms_norm_eps": 1e-05,
+        "torch_dtype": "float16",
+        "vocab_size": 32064,
+    },
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
+    "transformers_version": "4.36.0.dev0",
+    "vision_config": {
+        "hidden_size": 1024,
+        "image_size": 336,
+        "intermediate_size": 4096,
+        "model_type": "clip_vision_model",
+        "num_attention_heads": 16,
+        "num_hidden_layers": 24,
+        "patch_size": 14,
+        "projection_dim": 768,
+        "vocab_size": 32000,
+    },
+    "vision_feature_layer": -2,
+    "vision_feature_select_strategy": "default",
+    "vocab_size": 32064,
+}
+
+
+def make_llava_config_only(out_root: Path) -> dict:
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    fdir = out_root / "llava-1.5-7b"
+    if fdir.exists():
+        shutil.rmtree(fdir)
+    fdir.mkdir(parents=True)
+    write_json(fdir / "config.json", LLAVA_15_7B_CONFIG)
+    cfg = LlavaConfig.from_pretrained(fdir)
+    t, v = cfg.text_config, cfg.vision_config
+    expect = [
+        (t.hidden_size, 4096), (t.num_hidden_layers, 32), (t.num_attention_heads, 32), (t.num_key_value_heads, 32),
+        (t.intermediate_size, 11008), (t.vocab_size, 32064), (t.hidden_act, "silu"), (v.hidden_size, 1024),
+        (v.num_hidden_layers, 24), (v.image_size, 336), (v.patch_size, 14), (v.hidden_act, "quick_gelu"),
+        (cfg.image_token_index, 32000), (cfg.vision_feature_layer, -2), (cfg.tie_word_embeddings, False),
+    ]
+    for got, want in expect:
+        assert got == want, (got, want)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(cfg)
+    counts = llava_param_counts(model)
+    assert counts["total"] == 7_063_427_072, counts
+    write_json(fdir / "hf_param_counts.json", counts)
+    write_json(fdir / "versions.json", versions())
+    return counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parity fixtures root (default: %(default)s)")
@@ -670,7 +987,17 @@ def main() -> int:
     if not args.only:
         counts = make_config_only(args.config_only_out)
         print(f"config_only/smolvlm-256m: {counts}")
+    for fx in LLAVA_FIXTURES:
+        if args.only and fx["name"] not in args.only:
+            continue
+        meta = make_llava_fixture(fx, args.out)
+        c = meta["checks"]
+        print(f"{fx['name']}: seed {meta['seed']}, T={meta['prompt_len']}, layout {meta['layout']}, "
+              f"sdpa diff {c['sdpa_vs_eager_logits_max_abs_diff']:.2e}, "
+              f"cache diff {c['kv_cache_vs_no_cache_step_logits_max_abs_diff']:.2e}, "
+              f"margin {c['min_greedy_top1_top2_margin']:.3f}")
     if not args.only or "config_only" in args.only:
+        print(f"config_only/llava-1.5-7b: {make_llava_config_only(args.config_only_out)}")
         for name, config in [("smolvlm-500m", SMOLVLM_500M_CONFIG), ("smolvlm-2.2b", SMOLVLM_2B_CONFIG)]:
             counts = make_config_only_size(args.config_only_out, name, config)
             print(f"config_only/{name}: {counts}")

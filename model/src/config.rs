@@ -235,12 +235,6 @@ impl Idefics3Config {
             ("vision_config.num_attention_heads", v.num_attention_heads),
             ("vision_config.num_channels", v.num_channels),
             ("vision_config.patch_size", v.patch_size),
-            ("text_config.vocab_size", t.vocab_size),
-            ("text_config.hidden_size", t.hidden_size),
-            ("text_config.intermediate_size", t.intermediate_size),
-            ("text_config.num_attention_heads", t.num_attention_heads),
-            ("text_config.num_key_value_heads", t.num_key_value_heads),
-            ("text_config.head_dim", t.head_dim),
             ("scale_factor", self.scale_factor),
         ];
         for (field, value) in positive {
@@ -278,21 +272,7 @@ impl Idefics3Config {
                 ),
             ));
         }
-        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
-            return Err(ModelError::field(
-                "text_config.num_key_value_heads",
-                format!(
-                    "{} does not divide num_attention_heads {}",
-                    t.num_key_value_heads, t.num_attention_heads
-                ),
-            ));
-        }
-        if !t.head_dim.is_multiple_of(2) {
-            return Err(ModelError::field(
-                "text_config.head_dim",
-                "must be even for rotary embeddings",
-            ));
-        }
+        validate_text(t)?;
         if self.image_token_id as usize >= t.vocab_size {
             return Err(ModelError::field(
                 "image_token_id",
@@ -427,41 +407,8 @@ impl Idefics3Config {
         }
         top.insert("vision_config".into(), Value::Object(vision));
 
-        let mut text = as_object(top.get("text_config").unwrap_or(&Value::Null));
-        text.entry("model_type").or_insert_with(|| json!("llama"));
-        let eos = match t.eos_token_ids.as_slice() {
-            [] => Value::Null,
-            [one] => json!(one),
-            many => json!(many),
-        };
-        for (key, value) in [
-            ("vocab_size", json!(t.vocab_size)),
-            ("hidden_size", json!(t.hidden_size)),
-            ("intermediate_size", json!(t.intermediate_size)),
-            ("num_hidden_layers", json!(t.num_hidden_layers)),
-            ("num_attention_heads", json!(t.num_attention_heads)),
-            ("num_key_value_heads", json!(t.num_key_value_heads)),
-            ("head_dim", json!(t.head_dim)),
-            ("hidden_act", json!("silu")),
-            ("rms_norm_eps", json!(t.rms_norm_eps)),
-            ("rope_theta", json!(t.rope_theta)),
-            (
-                "rope_parameters",
-                json!({"rope_type": "default", "rope_theta": t.rope_theta}),
-            ),
-            ("max_position_embeddings", json!(t.max_position_embeddings)),
-            ("initializer_range", json!(t.initializer_range)),
-            ("attention_bias", json!(false)),
-            ("mlp_bias", json!(false)),
-            ("tie_word_embeddings", json!(self.tie_word_embeddings)),
-            ("bos_token_id", json!(t.bos_token_id)),
-            ("eos_token_id", eos),
-            ("pad_token_id", json!(t.pad_token_id)),
-        ] {
-            text.insert(key.into(), value);
-        }
-        text.remove("rope_scaling");
-        top.insert("text_config".into(), Value::Object(text));
+        let text = text_config_json(t, self.tie_word_embeddings, top.get("text_config"));
+        top.insert("text_config".into(), text);
         Value::Object(top)
     }
 
@@ -473,7 +420,85 @@ impl Idefics3Config {
     }
 }
 
-fn as_object(value: &Value) -> Map<String, Value> {
+/// The Llama text model's own constraints (sizes positive, GQA groups whole, rotary head
+/// width even), errors naming the `text_config.` field.
+pub(crate) fn validate_text(t: &TextConfig) -> Result<()> {
+    let positive = [
+        ("vocab_size", t.vocab_size),
+        ("hidden_size", t.hidden_size),
+        ("intermediate_size", t.intermediate_size),
+        ("num_attention_heads", t.num_attention_heads),
+        ("num_key_value_heads", t.num_key_value_heads),
+        ("head_dim", t.head_dim),
+    ];
+    for (field, value) in positive {
+        if value == 0 {
+            return Err(ModelError::field(
+                format!("text_config.{field}"),
+                "must be positive",
+            ));
+        }
+    }
+    if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
+        return Err(ModelError::field(
+            "text_config.num_key_value_heads",
+            format!(
+                "{} does not divide num_attention_heads {}",
+                t.num_key_value_heads, t.num_attention_heads
+            ),
+        ));
+    }
+    if !t.head_dim.is_multiple_of(2) {
+        return Err(ModelError::field(
+            "text_config.head_dim",
+            "must be even for rotary embeddings",
+        ));
+    }
+    Ok(())
+}
+
+/// `text_config` as HF writes it for the Llama model `t`: `existing` (the parsed original, or
+/// null) with every interpreted field overwritten.
+pub(crate) fn text_config_json(t: &TextConfig, tied: bool, existing: Option<&Value>) -> Value {
+    let mut text = as_object(existing.unwrap_or(&Value::Null));
+    text.entry("model_type").or_insert_with(|| json!("llama"));
+    let eos = match t.eos_token_ids.as_slice() {
+        [] => Value::Null,
+        [one] => json!(one),
+        many => json!(many),
+    };
+    for (key, value) in [
+        ("vocab_size", json!(t.vocab_size)),
+        ("hidden_size", json!(t.hidden_size)),
+        ("intermediate_size", json!(t.intermediate_size)),
+        ("num_hidden_layers", json!(t.num_hidden_layers)),
+        ("num_attention_heads", json!(t.num_attention_heads)),
+        ("num_key_value_heads", json!(t.num_key_value_heads)),
+        ("head_dim", json!(t.head_dim)),
+        ("hidden_act", json!("silu")),
+        ("rms_norm_eps", json!(t.rms_norm_eps)),
+        ("rope_theta", json!(t.rope_theta)),
+        (
+            "rope_parameters",
+            json!({"rope_type": "default", "rope_theta": t.rope_theta}),
+        ),
+        ("max_position_embeddings", json!(t.max_position_embeddings)),
+        ("initializer_range", json!(t.initializer_range)),
+        ("attention_bias", json!(false)),
+        ("mlp_bias", json!(false)),
+        ("tie_word_embeddings", json!(tied)),
+        ("bos_token_id", json!(t.bos_token_id)),
+        ("eos_token_id", eos),
+        ("pad_token_id", json!(t.pad_token_id)),
+    ] {
+        text.insert(key.into(), value);
+    }
+    text.remove("rope_scaling");
+    Value::Object(text)
+}
+
+/// The JSON object `value` as a map (empty for anything else).
+pub(crate) fn as_object(value: &Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
@@ -495,7 +520,9 @@ fn parse_vision(f: &Fields) -> Result<VisionConfig> {
     })
 }
 
-fn parse_text(f: &Fields) -> Result<TextConfig> {
+/// Parses a Llama `text_config` (HF's `LlamaConfig` defaults), refusing what the text model
+/// does not implement.
+pub(crate) fn parse_text(f: &Fields) -> Result<TextConfig> {
     if let Some(model_type) = f.opt_str("model_type")? {
         if model_type != "llama" {
             return Err(f.error(
@@ -589,13 +616,13 @@ fn parse_text(f: &Fields) -> Result<TextConfig> {
 }
 
 /// A JSON object with typed, field-path-aware accessors.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     obj: &'a Map<String, Value>,
     prefix: String,
 }
 
 impl<'a> Fields<'a> {
-    fn new(value: &'a Value, prefix: &str) -> Result<Self> {
+    pub(crate) fn new(value: &'a Value, prefix: &str) -> Result<Self> {
         match value {
             Value::Object(obj) => Ok(Self {
                 obj,
@@ -608,7 +635,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn path(&self, key: &str) -> String {
+    pub(crate) fn path(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_owned()
         } else {
@@ -616,26 +643,26 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn error(&self, key: &str, message: impl Into<String>) -> ModelError {
+    pub(crate) fn error(&self, key: &str, message: impl Into<String>) -> ModelError {
         ModelError::field(self.path(key), message)
     }
 
-    fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
         self.obj.get(key)
     }
 
-    fn child(&self, key: &str) -> Result<Fields<'a>> {
+    pub(crate) fn child(&self, key: &str) -> Result<Fields<'a>> {
         match self.obj.get(key) {
             Some(value) => Fields::new(value, &self.path(key)),
             None => Err(self.error(key, "missing")),
         }
     }
 
-    fn present(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn present(&self, key: &str) -> Option<&'a Value> {
         self.obj.get(key).filter(|v| !v.is_null())
     }
 
-    fn usize(&self, key: &str, default: Option<usize>) -> Result<usize> {
+    pub(crate) fn usize(&self, key: &str, default: Option<usize>) -> Result<usize> {
         match self.present(key) {
             Some(value) => value
                 .as_u64()
@@ -650,17 +677,17 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn u32(&self, key: &str, default: Option<u32>) -> Result<u32> {
+    pub(crate) fn u32(&self, key: &str, default: Option<u32>) -> Result<u32> {
         let value = self.usize(key, default.map(|d| d as usize))?;
         u32::try_from(value)
             .map_err(|_| self.error(key, format!("{value} does not fit a token id")))
     }
 
-    fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
+    pub(crate) fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
         self.present(key).map(|_| self.u32(key, None)).transpose()
     }
 
-    fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         self.present(key)
             .map(|value| {
                 value
@@ -670,13 +697,13 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    fn f64(&self, key: &str, default: Option<f64>) -> Result<f64> {
+    pub(crate) fn f64(&self, key: &str, default: Option<f64>) -> Result<f64> {
         self.opt_f64(key)?
             .or(default)
             .ok_or_else(|| self.error(key, "missing"))
     }
 
-    fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         self.present(key)
             .map(|value| {
                 value.as_bool().ok_or_else(|| {
@@ -686,7 +713,7 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    fn opt_str(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<String>> {
         self.present(key)
             .map(|value| {
                 value
@@ -697,14 +724,14 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    fn str(&self, key: &str, default: Option<&str>) -> Result<String> {
+    pub(crate) fn str(&self, key: &str, default: Option<&str>) -> Result<String> {
         self.opt_str(key)?
             .or_else(|| default.map(str::to_owned))
             .ok_or_else(|| self.error(key, "missing"))
     }
 
     /// Fails unless `key` is absent or equal to `expected`.
-    fn expect_str(&self, key: &str, expected: &str) -> Result<()> {
+    pub(crate) fn expect_str(&self, key: &str, expected: &str) -> Result<()> {
         match self.opt_str(key)? {
             Some(found) if found != expected => Err(self.error(
                 key,

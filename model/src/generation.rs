@@ -1,10 +1,11 @@
-//! Autoregressive generation with the KV cache. Two layers:
+//! Autoregressive generation with the KV cache, written once for every [`TextDecoder`] (the
+//! families' methods of the same names call these). Two layers:
 //!
-//! * a step API — [`Idefics3::prefill`] (prompt → last-position logits + cache) and
-//!   [`Idefics3::decode_step`] (given next tokens → logits) — on which callers build their own
+//! * a step API — [`prefill`] (prompt → last-position logits + cache) and
+//!   [`decode_step`] (given next tokens → logits) — on which callers build their own
 //!   loops, e.g. visual contrastive decoding running a clean and a noised-image branch side by
 //!   side and combining their logits each step;
-//! * [`Idefics3::generate`]: greedy or seeded sampling over a left-padded batch, stopping per
+//! * [`generate`]: greedy or seeded sampling over a left-padded batch, stopping per
 //!   row on an EOS id, on a caller-supplied check (stop strings: the caller decodes), or at the
 //!   token budget.
 
@@ -14,6 +15,7 @@ use burn::tensor::{s, Int, Tensor, TensorData};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::sampling::{Sampler, TokenSampling};
+use crate::text_decoder::{forward_hidden, logits, TextDecoder};
 use crate::vision_language_model::{Idefics3, VlmInput};
 
 /// Generation settings.
@@ -51,45 +53,12 @@ impl<B: Backend> Idefics3<B> {
     /// Runs the prompt batch (left-padded when rows differ in length) and returns the logits of
     /// its last position `[B, vocab]` and the cache to continue from.
     pub fn prefill(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 2>, KvCache<B>)> {
-        let [batch, seq] = input.input_ids.dims();
-        if seq == 0 {
-            return Err(ModelError::input("input_ids", "the prompt is empty"));
-        }
-        let mut cache = KvCache::new(self.model.text_model.num_layers(), batch);
-        let hidden = self.forward_hidden(input, Some(&mut cache))?;
-        let width = hidden.dims()[2];
-        let last = hidden
-            .slice(s![.., seq - 1..seq, ..])
-            .reshape([batch, width]);
-        Ok((self.logits(last), cache))
+        prefill(self, input)
     }
 
     /// Feeds one token per row (text only) and returns the next logits `[B, vocab]`.
     pub fn decode_step(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Tensor<B, 2>> {
-        let batch = cache.batch_size();
-        if tokens.len() != batch {
-            return Err(ModelError::input(
-                "tokens",
-                format!("{} tokens for a batch of {batch}", tokens.len()),
-            ));
-        }
-        let vocab = self.config().text.vocab_size;
-        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ModelError::input(
-                "tokens",
-                format!("token id {bad} is outside the vocabulary of {vocab}"),
-            ));
-        }
-        let device = self.model.text_model.embed_tokens.weight.device();
-        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, 1]), &device);
-        let embeds = self.model.text_model.embed_tokens.forward(ids);
-        let hidden = self
-            .model
-            .text_model
-            .forward(embeds, &vec![vec![true]; batch], Some(cache));
-        let width = hidden.dims()[2];
-        Ok(self.logits(hidden.reshape([batch, width])))
+        decode_step(self, tokens, cache)
     }
 
     /// Generates up to `config.max_new_tokens` per row. `stop(row, tokens_so_far)` is asked
@@ -98,44 +67,104 @@ impl<B: Backend> Idefics3<B> {
         &self,
         input: &VlmInput<B>,
         config: &GenerationConfig,
-        mut stop: impl FnMut(usize, &[u32]) -> bool,
+        stop: impl FnMut(usize, &[u32]) -> bool,
     ) -> Result<Vec<GeneratedSequence>> {
-        let mut sampler = Sampler::new(config.sampling)?;
-        let batch = input.input_ids.dims()[0];
-        let mut tokens = vec![Vec::new(); batch];
-        let mut finish: Vec<Option<FinishReason>> = vec![None; batch];
-        if config.max_new_tokens > 0 {
-            let (mut logits, mut cache) = self.prefill(input)?;
-            for step in 0..config.max_new_tokens {
-                let next = sampler.pick_rows(logits);
-                for (row, &token) in next.iter().enumerate() {
-                    if finish[row].is_some() {
-                        continue;
-                    }
-                    if config.eos_token_ids.contains(&token) {
-                        finish[row] = Some(FinishReason::Eos);
-                        continue;
-                    }
-                    tokens[row].push(token);
-                    if stop(row, &tokens[row]) {
-                        finish[row] = Some(FinishReason::Stop);
-                    }
-                }
-                if finish.iter().all(Option::is_some) || step + 1 == config.max_new_tokens {
-                    break;
-                }
-                logits = self.decode_step(&next, &mut cache)?;
-            }
-        }
-        Ok(tokens
-            .into_iter()
-            .zip(finish)
-            .map(|(tokens, finish)| GeneratedSequence {
-                tokens,
-                finish: finish.unwrap_or(FinishReason::Length),
-            })
-            .collect())
+        generate(self, input, config, stop)
     }
+}
+
+/// Runs `model` over the prompt batch (left-padded when rows differ in length) and returns the
+/// logits of its last position `[B, vocab]` and the cache to continue from.
+pub fn prefill<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    input: &VlmInput<B>,
+) -> Result<(Tensor<B, 2>, KvCache<B>)> {
+    let [batch, seq] = input.input_ids.dims();
+    if seq == 0 {
+        return Err(ModelError::input("input_ids", "the prompt is empty"));
+    }
+    let mut cache = KvCache::new(model.text_model().num_layers(), batch);
+    let hidden = forward_hidden(model, input, Some(&mut cache))?;
+    let width = hidden.dims()[2];
+    let last = hidden
+        .slice(s![.., seq - 1..seq, ..])
+        .reshape([batch, width]);
+    Ok((logits(model, last), cache))
+}
+
+/// Feeds one token per row (text only) to `model` and returns the next logits `[B, vocab]`.
+pub fn decode_step<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    tokens: &[u32],
+    cache: &mut KvCache<B>,
+) -> Result<Tensor<B, 2>> {
+    let batch = cache.batch_size();
+    if tokens.len() != batch {
+        return Err(ModelError::input(
+            "tokens",
+            format!("{} tokens for a batch of {batch}", tokens.len()),
+        ));
+    }
+    let vocab = model.vocab_size();
+    if let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(ModelError::input(
+            "tokens",
+            format!("token id {bad} is outside the vocabulary of {vocab}"),
+        ));
+    }
+    let text = model.text_model();
+    let device = text.embed_tokens.weight.device();
+    let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, 1]), &device);
+    let embeds = text.embed_tokens.forward(ids);
+    let hidden = text.forward(embeds, &vec![vec![true]; batch], Some(cache));
+    let width = hidden.dims()[2];
+    Ok(logits(model, hidden.reshape([batch, width])))
+}
+
+/// Generates up to `config.max_new_tokens` per row with `model`. `stop(row, tokens_so_far)` is
+/// asked after every new token of a row; returning true ends that row (for stop strings).
+pub fn generate<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    input: &VlmInput<B>,
+    config: &GenerationConfig,
+    mut stop: impl FnMut(usize, &[u32]) -> bool,
+) -> Result<Vec<GeneratedSequence>> {
+    let mut sampler = Sampler::new(config.sampling)?;
+    let batch = input.input_ids.dims()[0];
+    let mut tokens = vec![Vec::new(); batch];
+    let mut finish: Vec<Option<FinishReason>> = vec![None; batch];
+    if config.max_new_tokens > 0 {
+        let (mut logits, mut cache) = prefill(model, input)?;
+        for step in 0..config.max_new_tokens {
+            let next = sampler.pick_rows(logits);
+            for (row, &token) in next.iter().enumerate() {
+                if finish[row].is_some() {
+                    continue;
+                }
+                if config.eos_token_ids.contains(&token) {
+                    finish[row] = Some(FinishReason::Eos);
+                    continue;
+                }
+                tokens[row].push(token);
+                if stop(row, &tokens[row]) {
+                    finish[row] = Some(FinishReason::Stop);
+                }
+            }
+            if finish.iter().all(Option::is_some) || step + 1 == config.max_new_tokens {
+                break;
+            }
+            logits = decode_step(model, &next, &mut cache)?;
+        }
+    }
+    Ok(tokens
+        .into_iter()
+        .zip(finish)
+        .map(|(tokens, finish)| GeneratedSequence {
+            tokens,
+            finish: finish.unwrap_or(FinishReason::Length),
+        })
+        .collect())
 }
 
 /// Left-pads token rows of different lengths into `input_ids` and `attention_mask` `[B, T]`.

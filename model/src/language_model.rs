@@ -229,6 +229,25 @@ impl<B: Backend> TextModel<B> {
         self.norm.forward(x)
     }
 
+    /// Calls `f` with every linear layer and its module path under `prefix` (the model's own
+    /// path, e.g. `model.text_model`), in module order.
+    pub fn for_each_linear_mut(&mut self, prefix: &str, f: &mut impl FnMut(&str, &mut Linear<B>)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
+            for (name, linear) in [
+                ("self_attn.q_proj", &mut attn.q_proj),
+                ("self_attn.k_proj", &mut attn.k_proj),
+                ("self_attn.v_proj", &mut attn.v_proj),
+                ("self_attn.o_proj", &mut attn.o_proj),
+                ("mlp.gate_proj", &mut mlp.gate_proj),
+                ("mlp.up_proj", &mut mlp.up_proj),
+                ("mlp.down_proj", &mut mlp.down_proj),
+            ] {
+                f(&format!("{prefix}.layers.{i}.{name}"), linear);
+            }
+        }
+    }
+
     /// Layers in the stack (the cache needs one slot each).
     pub fn num_layers(&self) -> usize {
         self.layers.len()

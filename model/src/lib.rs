@@ -14,6 +14,8 @@
 //! [`lora`] adapter), [`peft`] (PEFT adapter folders) and [`idefics3_adapters`] (LoRA on
 //! Idefics3).
 
+pub mod activation;
+pub mod adapters;
 pub mod attention;
 pub mod config;
 pub mod connector;
@@ -27,6 +29,7 @@ pub mod init;
 pub mod kv_cache;
 pub mod language_model;
 pub mod linear;
+pub mod llava;
 pub mod lora;
 pub mod loss;
 pub mod params;
@@ -38,6 +41,7 @@ pub mod rope;
 pub mod safetensors_io;
 pub mod sampling;
 pub mod summary;
+pub mod text_decoder;
 pub mod vision_language_model;
 pub mod vision_transformer;
 pub mod vlm;
@@ -47,6 +51,7 @@ pub use config::{Idefics3Config, ModelFamily, TextConfig, VisionConfig};
 pub use error::{ModelError, Result};
 pub use generation::{left_pad, FinishReason, GeneratedSequence, GenerationConfig};
 pub use kv_cache::KvCache;
+pub use llava::{Llava, LlavaConfig};
 pub use lora::LoraSpec;
 pub use loss::{causal_lm_loss, LossOutput, IGNORE_INDEX};
 pub use params::ParamCounts;

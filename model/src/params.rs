@@ -4,7 +4,7 @@
 
 use burn::tensor::backend::Backend;
 
-use crate::config::Idefics3Config;
+use crate::config::{Idefics3Config, TextConfig};
 use crate::vlm::{ModelPart, VisionLanguageModel};
 
 /// Parameters per part. A tied LM head has no parameters of its own.
@@ -32,34 +32,34 @@ impl ParamCounts {
     pub fn from_config(config: &Idefics3Config) -> Self {
         let v = &config.vision;
         let t = &config.text;
-        let linear = |i: usize, o: usize, bias: bool| i * o + if bias { o } else { 0 };
         let (d, side) = (v.hidden_size, config.patches_per_side());
-        let vision_layer = 4 * linear(d, d, true)
-            + linear(d, v.intermediate_size, true)
-            + linear(v.intermediate_size, d, true)
-            + 2 * 2 * d;
-        let vision = linear(v.num_channels * v.patch_size * v.patch_size, d, true)
+        let vision = linear_params(v.num_channels * v.patch_size * v.patch_size, d, true)
             + side * side * d
-            + v.num_hidden_layers * vision_layer
+            + v.num_hidden_layers * vision_layer_params(d, v.intermediate_size)
             + 2 * d;
-        let connector = linear(
+        let connector = linear_params(
             d * config.scale_factor * config.scale_factor,
             t.hidden_size,
             false,
         );
+        Self::with_text(vision, connector, t, config.tie_word_embeddings)
+    }
+
+    /// Counts given the vision and connector counts and the text model `t` (with its head
+    /// unless `tied`).
+    pub fn with_text(vision: usize, connector: usize, t: &TextConfig, tied: bool) -> Self {
         let h = t.hidden_size;
         let (q, kv) = (
             t.num_attention_heads * t.head_dim,
             t.num_key_value_heads * t.head_dim,
         );
-        let text_layer = linear(h, q, false)
-            + 2 * linear(h, kv, false)
-            + linear(q, h, false)
-            + 2 * linear(h, t.intermediate_size, false)
-            + linear(t.intermediate_size, h, false)
+        let text_layer = linear_params(h, q, false)
+            + 2 * linear_params(h, kv, false)
+            + linear_params(q, h, false)
+            + 2 * linear_params(h, t.intermediate_size, false)
+            + linear_params(t.intermediate_size, h, false)
             + 2 * h;
         let text = t.vocab_size * h + t.num_hidden_layers * text_layer + h;
-        let tied = config.tie_word_embeddings;
         Self {
             vision,
             connector,
@@ -67,14 +67,14 @@ impl ParamCounts {
             lm_head: if tied {
                 0
             } else {
-                linear(h, t.vocab_size, false)
+                linear_params(h, t.vocab_size, false)
             },
             lm_head_tied: tied,
         }
     }
 
     /// Counts of a built model, from the parts its parameters belong to (a separate LM head is
-    /// the text part's `lm_head.*` tensors); LoRA factors are not the model's and are left out.
+    /// the text part's `lm_head` tensors, `lm_head.*` or `language_model.lm_head.*`); LoRA factors are not the model's and are left out.
     pub fn of_model<B: Backend, M: VisionLanguageModel<B>>(model: &M) -> Self {
         let mut counts = Self {
             vision: 0,
@@ -87,7 +87,7 @@ impl ParamCounts {
             let total = match param.part {
                 ModelPart::Vision => &mut counts.vision,
                 ModelPart::Connector => &mut counts.connector,
-                ModelPart::Text if param.name.starts_with("lm_head.") => {
+                ModelPart::Text if param.name.split('.').any(|s| s == "lm_head") => {
                     counts.lm_head_tied = false;
                     &mut counts.lm_head
                 }
@@ -97,4 +97,18 @@ impl ParamCounts {
         }
         counts
     }
+}
+
+/// Parameters of an `i → o` linear layer.
+pub fn linear_params(i: usize, o: usize, bias: bool) -> usize {
+    i * o + if bias { o } else { 0 }
+}
+
+/// Parameters of a vision encoder layer of width `d` and MLP width `inter` (SigLIP and CLIP:
+/// four biased projections, a biased two-layer MLP, two LayerNorms).
+pub fn vision_layer_params(d: usize, inter: usize) -> usize {
+    4 * linear_params(d, d, true)
+        + linear_params(d, inter, true)
+        + linear_params(inter, d, true)
+        + 4 * d
 }

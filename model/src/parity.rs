@@ -2,6 +2,9 @@
 //! (`inputs.safetensors`) and HF transformers' outputs (`expected.safetensors`: logits and a
 //! KV-cached greedy generation), made by `tools/make_parity_fixtures.py`.
 //!
+//! Fixtures of any registered family: the model folder loads as a [`Vlm`], which dispatches on
+//! its config.json's `model_type`.
+//!
 //! [`run_fixture`] runs one on any backend and reports the largest logit difference and whether
 //! the greedy tokens match. The parity tests, the GPU test suites and `safeaware doctor` all
 //! check fixtures through it, so "parity" means the same thing everywhere.
@@ -14,8 +17,10 @@ use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{ModelError, Result};
 use crate::generation::GenerationConfig;
+use crate::registry::Vlm;
 use crate::sampling::TokenSampling;
-use crate::vision_language_model::{Idefics3, VlmInput};
+use crate::vision_language_model::{int_values, VlmInput};
+use crate::vlm::VisionLanguageModel;
 
 /// The inputs file of a fixture.
 pub const INPUTS_FILE: &str = "inputs.safetensors";
@@ -27,7 +32,8 @@ pub const MODEL_DIR: &str = "model";
 /// How one fixture compares with HF.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ParityOutcome {
-    /// Largest |logit − HF logit| over the whole `[B, T, V]` output (NaN if any logit is NaN).
+    /// Largest |logit − HF logit| over every real (unpadded) position of the `[B, T, V]` output
+    /// (NaN if any logit is NaN).
     pub max_abs_logit_diff: f32,
     /// Whether every row's greedy tokens equal HF's.
     pub generated_match: bool,
@@ -62,17 +68,18 @@ pub fn fixture_name(folder: &Path) -> String {
         .unwrap_or_else(|| folder.display().to_string())
 }
 
-/// Loads the fixture's model on `device`, runs the forward pass and greedy generation, and
-/// compares both with HF's outputs.
+/// Loads the fixture's model on `device` (the family its `config.json`'s `model_type` names),
+/// runs the forward pass and greedy generation, and compares both with HF's outputs: logits at
+/// real (unpadded) positions only, since a padding position's logits depend on how a query
+/// that sees no real key is masked.
 pub fn run_fixture<B: Backend>(folder: &Path, device: &B::Device) -> Result<ParityOutcome> {
     if !folder.is_dir() {
         return Err(fixture_error(folder, "the fixture folder does not exist"));
     }
-    let model = Idefics3::<B>::load(&folder.join(MODEL_DIR), device)?;
+    let model = Vlm::<B>::load(&folder.join(MODEL_DIR), device)?;
     let input = fixture_input::<B>(folder, device)?;
     let expected = folder.join(EXPECTED_FILE);
     let (logit_shape, expected_logits) = read_f32(&expected, "logits")?;
-    let (gen_shape, expected_generated) = read_i64(&expected, "generated")?;
 
     let logits = model.forward(&input)?;
     if logits.dims().to_vec() != logit_shape {
@@ -90,13 +97,37 @@ pub fn run_fixture<B: Backend>(folder: &Path, device: &B::Device) -> Result<Pari
         .convert::<f32>()
         .to_vec::<f32>()
         .map_err(|e| fixture_error(&expected, format!("reading the logits back: {e:?}")))?;
-    let max_abs_logit_diff = max_abs_diff(&ours, &expected_logits);
+    let real = real_positions(&input);
+    let vocab = logit_shape[2];
+    let pick = |values: &[f32]| -> Vec<f32> {
+        values
+            .chunks(vocab)
+            .zip(&real)
+            .filter(|(_, &r)| r)
+            .flat_map(|(row, _)| row.iter().copied())
+            .collect()
+    };
+    let max_abs_logit_diff = max_abs_diff(&pick(&ours), &pick(&expected_logits));
 
+    let generated_match = generation_matches(&model, &input, &expected)?;
+    Ok(ParityOutcome {
+        max_abs_logit_diff,
+        generated_match,
+    })
+}
+
+/// Whether `model`'s greedy generation on `input` gives the `generated` tokens of `expected`.
+fn generation_matches<B: Backend>(
+    model: &Vlm<B>,
+    input: &VlmInput<B>,
+    expected: &Path,
+) -> Result<bool> {
+    let (gen_shape, expected_generated) = read_i64(expected, "generated")?;
     let [batch, new_tokens] = match gen_shape[..] {
         [b, n] => [b, n],
         _ => {
             return Err(fixture_error(
-                &expected,
+                expected,
                 "`generated` must be [batch, new_tokens]",
             ))
         }
@@ -106,7 +137,7 @@ pub fn run_fixture<B: Backend>(folder: &Path, device: &B::Device) -> Result<Pari
         eos_token_ids: Vec::new(),
         sampling: TokenSampling::Greedy,
     };
-    let generated = model.generate(&input, &config, |_, _| false)?;
+    let generated = model.generate(input, &config, |_, _| false)?;
     let generated_match = generated.len() == batch
         && generated.iter().enumerate().all(|(row, seq)| {
             let want = &expected_generated[row * new_tokens..(row + 1) * new_tokens];
@@ -115,10 +146,16 @@ pub fn run_fixture<B: Backend>(folder: &Path, device: &B::Device) -> Result<Pari
                 .map(|&t| t as i64)
                 .eq(want.iter().copied())
         });
-    Ok(ParityOutcome {
-        max_abs_logit_diff,
-        generated_match,
-    })
+    Ok(generated_match)
+}
+
+/// Per position of `[B, T]`, row-major: whether it is a real token (attention mask 1).
+fn real_positions<B: Backend>(input: &VlmInput<B>) -> Vec<bool> {
+    let [batch, seq] = input.input_ids.dims();
+    match &input.attention_mask {
+        Some(mask) => int_values(mask).into_iter().map(|m| m == 1).collect(),
+        None => vec![true; batch * seq],
+    }
 }
 
 /// Largest absolute difference of two equally long slices (NaN if either holds a NaN).
@@ -136,27 +173,26 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     })
 }
 
-/// The fixture's inputs as a model batch. Tiles are flattened in batch order; all-zero tiles
-/// (HF's padding images) are dropped as HF drops them.
+/// The fixture's inputs as a model batch. Idefics3's per-row tiles `[B, N, C, H, W]` are
+/// flattened in batch order, all-zero tiles (HF's padding images) dropped as HF drops them;
+/// LLaVA's images `[N, C, H, W]` are taken as they are.
 pub fn fixture_input<B: Backend>(folder: &Path, device: &B::Device) -> Result<VlmInput<B>> {
     let path = folder.join(INPUTS_FILE);
     let (id_shape, ids) = read_i64(&path, "input_ids")?;
     let (mask_shape, mask) = read_i64(&path, "attention_mask")?;
     let (pix_shape, pixels) = read_f32(&path, "pixel_values")?;
-    if id_shape.len() != 2
-        || mask_shape != id_shape
-        || pix_shape.len() != 5
-        || pix_shape[0] != id_shape[0]
-    {
+    let per_row = pix_shape.len() == 5 && pix_shape[0] == id_shape[0];
+    if id_shape.len() != 2 || mask_shape != id_shape || !(per_row || pix_shape.len() == 4) {
         return Err(fixture_error(
             &path,
             format!("inconsistent shapes: input_ids {id_shape:?}, attention_mask {mask_shape:?}, pixel_values {pix_shape:?}"),
         ));
     }
-    let tile: usize = pix_shape[2..].iter().product();
+    let image_dims = &pix_shape[pix_shape.len() - 3..];
+    let tile: usize = image_dims.iter().product();
     let kept: Vec<f32> = pixels
         .chunks(tile.max(1))
-        .filter(|t| t.iter().any(|&v| v != 0.0))
+        .filter(|t| !per_row || t.iter().any(|&v| v != 0.0))
         .flatten()
         .copied()
         .collect();
@@ -168,7 +204,7 @@ pub fn fixture_input<B: Backend>(folder: &Path, device: &B::Device) -> Result<Vl
         input_ids: int(ids),
         attention_mask: Some(int(mask)),
         pixel_values: (tiles > 0).then(|| {
-            let tile_shape = [tiles, pix_shape[2], pix_shape[3], pix_shape[4]];
+            let tile_shape = [tiles, image_dims[0], image_dims[1], image_dims[2]];
             Tensor::from_data(TensorData::new(kept, tile_shape), device)
         }),
     })

@@ -19,6 +19,8 @@ use crate::error::{ModelError, Result};
 use crate::generation::{GeneratedSequence, GenerationConfig};
 use crate::idefics3_adapters::IDEFICS3_LORA_TARGETS;
 use crate::kv_cache::KvCache;
+use crate::llava::adapters::{check_llava_adapter_spec, LLAVA_LORA_TARGETS};
+use crate::llava::{Llava, LlavaConfig};
 use crate::lora::LoraSpec;
 use crate::loss::LossOutput;
 use crate::params::ParamCounts;
@@ -33,16 +35,19 @@ use crate::weights::CONFIG_FILE;
 pub enum Family {
     /// Idefics3 / SmolVLM (`model_type` `idefics3` or `smolvlm`).
     Idefics3,
+    /// LLaVA-1.5 (`model_type` `llava`).
+    Llava,
 }
 
 impl Family {
     /// Every registered family.
-    pub const ALL: [Family; 1] = [Family::Idefics3];
+    pub const ALL: [Family; 2] = [Family::Idefics3, Family::Llava];
 
     /// The `model_type` values of this family's config.json.
     pub fn model_types(self) -> &'static [&'static str] {
         match self {
             Family::Idefics3 => &["idefics3", "smolvlm"],
+            Family::Llava => &["llava"],
         }
     }
 
@@ -50,6 +55,7 @@ impl Family {
     pub fn name(self) -> &'static str {
         match self {
             Family::Idefics3 => "Idefics3/SmolVLM",
+            Family::Llava => "LLaVA-1.5",
         }
     }
 
@@ -87,6 +93,7 @@ impl Family {
     pub fn lora_targets(self) -> &'static [(ModelPart, &'static [&'static str])] {
         match self {
             Family::Idefics3 => &IDEFICS3_LORA_TARGETS,
+            Family::Llava => &LLAVA_LORA_TARGETS,
         }
     }
 
@@ -114,6 +121,7 @@ impl Family {
     pub fn scratch_config(self, spec: &ScratchSpec) -> Result<ModelConfig> {
         match self {
             Family::Idefics3 => Ok(Idefics3Config::scratch(spec)?.into()),
+            Family::Llava => Ok(LlavaConfig::scratch(spec)?.into()),
         }
     }
 
@@ -121,6 +129,7 @@ impl Family {
     pub fn check_adapter_spec(self, spec: &AdapterSpec) -> std::result::Result<(), String> {
         match self {
             Family::Idefics3 => crate::idefics3_adapters::check_adapter_spec(spec),
+            Family::Llava => check_llava_adapter_spec(spec),
         }
     }
 }
@@ -182,11 +191,19 @@ pub struct VisionShape {
 pub enum ModelConfig {
     /// Idefics3 / SmolVLM.
     Idefics3(Idefics3Config),
+    /// LLaVA-1.5.
+    Llava(LlavaConfig),
 }
 
 impl From<Idefics3Config> for ModelConfig {
     fn from(config: Idefics3Config) -> Self {
         ModelConfig::Idefics3(config)
+    }
+}
+
+impl From<LlavaConfig> for ModelConfig {
+    fn from(config: LlavaConfig) -> Self {
+        ModelConfig::Llava(config)
     }
 }
 
@@ -209,6 +226,7 @@ impl ModelConfig {
             .ok_or_else(|| ModelError::field("model_type", "missing or not a string"))?;
         match Family::from_model_type(model_type)? {
             Family::Idefics3 => Ok(Idefics3Config::from_value(raw)?.into()),
+            Family::Llava => Ok(LlavaConfig::from_value(raw)?.into()),
         }
     }
 
@@ -216,6 +234,7 @@ impl ModelConfig {
     pub fn save(&self, path: &Path) -> Result<()> {
         match self {
             ModelConfig::Idefics3(c) => c.save(path),
+            ModelConfig::Llava(c) => c.save(path),
         }
     }
 
@@ -223,6 +242,7 @@ impl ModelConfig {
     pub fn family(&self) -> Family {
         match self {
             ModelConfig::Idefics3(_) => Family::Idefics3,
+            ModelConfig::Llava(_) => Family::Llava,
         }
     }
 
@@ -230,6 +250,7 @@ impl ModelConfig {
     pub fn model_type(&self) -> &'static str {
         match self {
             ModelConfig::Idefics3(c) => c.family.model_type(),
+            ModelConfig::Llava(_) => crate::llava::config::LLAVA_MODEL_TYPE,
         }
     }
 
@@ -237,6 +258,7 @@ impl ModelConfig {
     pub fn text(&self) -> &TextConfig {
         match self {
             ModelConfig::Idefics3(c) => &c.text,
+            ModelConfig::Llava(c) => &c.text,
         }
     }
 
@@ -244,6 +266,7 @@ impl ModelConfig {
     pub fn tie_word_embeddings(&self) -> bool {
         match self {
             ModelConfig::Idefics3(c) => c.tie_word_embeddings,
+            ModelConfig::Llava(c) => c.tie_word_embeddings,
         }
     }
 
@@ -251,6 +274,7 @@ impl ModelConfig {
     pub fn set_tie_word_embeddings(&mut self, tied: bool) {
         match self {
             ModelConfig::Idefics3(c) => c.tie_word_embeddings = tied,
+            ModelConfig::Llava(c) => c.tie_word_embeddings = tied,
         }
     }
 
@@ -258,6 +282,7 @@ impl ModelConfig {
     pub fn image_token_id(&self) -> u32 {
         match self {
             ModelConfig::Idefics3(c) => c.image_token_id,
+            ModelConfig::Llava(c) => c.image_token_index,
         }
     }
 
@@ -265,6 +290,7 @@ impl ModelConfig {
     pub fn tokens_per_image(&self) -> usize {
         match self {
             ModelConfig::Idefics3(c) => c.tokens_per_tile(),
+            ModelConfig::Llava(c) => c.tokens_per_image(),
         }
     }
 
@@ -272,6 +298,7 @@ impl ModelConfig {
     pub fn image_size(&self) -> usize {
         match self {
             ModelConfig::Idefics3(c) => c.vision.image_size,
+            ModelConfig::Llava(c) => c.vision.image_size,
         }
     }
 
@@ -287,6 +314,7 @@ impl ModelConfig {
                     _ => 1,
                 }
             }
+            ModelConfig::Llava(_) => 1,
         }
     }
 
@@ -294,6 +322,7 @@ impl ModelConfig {
     pub fn num_channels(&self) -> usize {
         match self {
             ModelConfig::Idefics3(c) => c.vision.num_channels,
+            ModelConfig::Llava(c) => c.vision.num_channels,
         }
     }
 
@@ -308,6 +337,7 @@ impl ModelConfig {
                 positions: c.patches_per_side().pow(2),
                 connector_floats: c.patches_per_side().pow(2) * c.vision.hidden_size,
             },
+            ModelConfig::Llava(c) => c.vision_shape(),
         }
     }
 
@@ -316,6 +346,7 @@ impl ModelConfig {
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         match self {
             ModelConfig::Idefics3(c) => c.describe(),
+            ModelConfig::Llava(c) => c.describe(),
         }
     }
 
@@ -323,6 +354,7 @@ impl ModelConfig {
     pub fn param_counts(&self) -> ParamCounts {
         match self {
             ModelConfig::Idefics3(c) => ParamCounts::from_config(c),
+            ModelConfig::Llava(c) => ParamCounts::from_llava_config(c),
         }
     }
 
@@ -330,15 +362,21 @@ impl ModelConfig {
     pub fn linear_dims(&self, part: ModelPart, name: &str) -> (usize, usize, usize) {
         match self {
             ModelConfig::Idefics3(c) => c.linear_dims(part, name),
+            ModelConfig::Llava(c) => c.linear_dims(part, name),
         }
     }
 }
 
 /// A model of any registered family, as the trainer and evaluator hold it.
+// A process holds one or two models, so the variants' size difference (the modules' own
+// bookkeeping, not their tensors) costs nothing; boxing would complicate every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Vlm<B: Backend> {
     /// Idefics3 / SmolVLM.
     Idefics3(Idefics3<B>),
+    /// LLaVA-1.5.
+    Llava(Llava<B>),
 }
 
 /// Runs `$body` with `$m` bound to the inner model of `$self`, whatever its family.
@@ -346,6 +384,7 @@ macro_rules! each_family {
     ($self:expr, $m:ident => $body:expr) => {
         match $self {
             Vlm::Idefics3($m) => $body,
+            Vlm::Llava($m) => $body,
         }
     };
 }
@@ -355,6 +394,7 @@ macro_rules! map_family {
     ($self:expr, $m:ident => $body:expr) => {
         match $self {
             Vlm::Idefics3($m) => Vlm::Idefics3($body),
+            Vlm::Llava($m) => Vlm::Llava($body),
         }
     };
 }
@@ -364,6 +404,7 @@ impl<B: Backend> Vlm<B> {
     pub fn init_random(config: &ModelConfig, seed: u64, device: &B::Device) -> Self {
         match config {
             ModelConfig::Idefics3(c) => Vlm::Idefics3(Idefics3::init_random(c, seed, device)),
+            ModelConfig::Llava(c) => Vlm::Llava(Llava::init_random(c, seed, device)),
         }
     }
 
@@ -371,6 +412,7 @@ impl<B: Backend> Vlm<B> {
     pub fn config(&self) -> ModelConfig {
         match self {
             Vlm::Idefics3(m) => m.config().clone().into(),
+            Vlm::Llava(m) => m.config().clone().into(),
         }
     }
 
@@ -378,6 +420,7 @@ impl<B: Backend> Vlm<B> {
     pub fn family(&self) -> Family {
         match self {
             Vlm::Idefics3(_) => Family::Idefics3,
+            Vlm::Llava(_) => Family::Llava,
         }
     }
 
@@ -393,6 +436,7 @@ impl<B: Backend> VisionLanguageModel<B> for Vlm<B> {
     fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         match Family::of_folder(dir)? {
             Family::Idefics3 => Ok(Vlm::Idefics3(Idefics3::load(dir, device)?)),
+            Family::Llava => Ok(Vlm::Llava(Llava::load(dir, device)?)),
         }
     }
 
@@ -467,5 +511,35 @@ mod tests {
             Family::from_model_type("smolvlm").unwrap(),
             Family::Idefics3
         );
+        assert_eq!(Family::from_model_type("llava").unwrap(), Family::Llava);
+    }
+
+    #[test]
+    fn every_family_builds_a_valid_scratch_config() {
+        let spec = ScratchSpec {
+            vision_width: 32,
+            vision_layers: 2,
+            text_width: 64,
+            text_layers: 2,
+            image_size: 32,
+            patch_size: 8,
+            scale_factor: 2,
+            vocab_size: 128,
+            image_token_id: 127,
+            bos_token_id: 1,
+            eos_token_id: 2,
+            pad_token_id: 0,
+        };
+        for family in Family::ALL {
+            let config = family.scratch_config(&spec).unwrap();
+            assert_eq!(config.family(), family);
+            assert!(config.tokens_per_image() > 0);
+            let again = ModelConfig::from_value(match &config {
+                ModelConfig::Idefics3(c) => c.to_hf_json(),
+                ModelConfig::Llava(c) => c.to_hf_json(),
+            })
+            .unwrap();
+            assert_eq!(again.param_counts(), config.param_counts(), "{family}");
+        }
     }
 }

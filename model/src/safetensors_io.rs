@@ -163,6 +163,26 @@ impl TensorStore {
         Ok(())
     }
 
+    /// The store with every tensor renamed by `rename` (one checkpoint layout read as
+    /// another); two tensors given the same name are an error naming both.
+    pub fn renamed(mut self, rename: impl Fn(&str) -> String) -> Result<Self> {
+        let mut entries = BTreeMap::new();
+        for (name, entry) in std::mem::take(&mut self.entries) {
+            let new_name = rename(&name);
+            let path = self.files[entry.file].0.clone();
+            if let Some(_clash) = entries.insert(new_name.clone(), entry) {
+                return Err(ModelError::Safetensors {
+                    path,
+                    message: format!(
+                        "tensor `{name}` and another tensor both stand for `{new_name}`"
+                    ),
+                });
+            }
+        }
+        self.entries = entries;
+        Ok(self)
+    }
+
     /// Every tensor name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)

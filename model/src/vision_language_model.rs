@@ -4,7 +4,7 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 use crate::config::Idefics3Config;
 use crate::connector::Connector;
@@ -12,8 +12,8 @@ use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::language_model::TextModel;
 use crate::linear::Linear;
-use crate::loss::{loss_on_rows, LossOutput};
-use crate::precision;
+use crate::loss::LossOutput;
+use crate::text_decoder::{self, check_token_ids, splice_image_features, TextDecoder};
 use crate::vision_transformer::VisionTransformer;
 
 /// A batch for the model.
@@ -100,13 +100,7 @@ impl<B: Backend> Idefics3<B> {
     pub fn embed(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 3>, Vec<Vec<bool>>)> {
         let [batch, seq] = input.input_ids.dims();
         let ids = int_values(&input.input_ids);
-        let vocab = self.config().text.vocab_size as i64;
-        if let Some(bad) = ids.iter().find(|&&id| id < 0 || id >= vocab) {
-            return Err(ModelError::input(
-                "input_ids",
-                format!("token id {bad} is outside the vocabulary of {vocab}"),
-            ));
-        }
+        check_token_ids(&ids, self.config().text.vocab_size)?;
         let valid = validity(input.attention_mask.as_ref(), batch, seq)?;
         let embeds = self
             .model
@@ -130,27 +124,10 @@ impl<B: Backend> Idefics3<B> {
             return Ok((embeds, valid));
         };
         let features = self.image_features(pixels)?;
-        let width = embeds.dims()[2];
-        // Row p of the result is row p of the text embeddings, or the next image feature row.
-        let rows = batch * seq;
-        let mut next_feature = rows as i64;
-        let source: Vec<i64> = ids
-            .iter()
-            .enumerate()
-            .map(|(p, &id)| {
-                if id == image_token {
-                    next_feature += 1;
-                    next_feature - 1
-                } else {
-                    p as i64
-                }
-            })
-            .collect();
-        let device = embeds.device();
-        let source = Tensor::<B, 1, Int>::from_data(TensorData::new(source, [rows]), &device);
-        let merged =
-            Tensor::cat(vec![embeds.reshape([rows, width]), features], 0).select(0, source);
-        Ok((merged.reshape([batch, seq, width]), valid))
+        Ok((
+            splice_image_features(embeds, &ids, image_token, features),
+            valid,
+        ))
     }
 
     /// Final hidden states `[B, T, hidden]`, continuing and extending `cache` when given.
@@ -159,36 +136,17 @@ impl<B: Backend> Idefics3<B> {
         input: &VlmInput<B>,
         cache: Option<&mut KvCache<B>>,
     ) -> Result<Tensor<B, 3>> {
-        let (embeds, valid) = self.embed(input)?;
-        if let Some(cache) = &cache {
-            if cache.batch_size() != valid.len() {
-                return Err(ModelError::input(
-                    "input_ids",
-                    format!(
-                        "batch of {} rows does not match the cache's {}",
-                        valid.len(),
-                        cache.batch_size()
-                    ),
-                ));
-            }
-        }
-        Ok(self.model.text_model.forward(embeds, &valid, cache))
+        text_decoder::forward_hidden(self, input, cache)
     }
 
     /// LM-head logits for hidden states `[..., hidden]`.
     pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => {
-                let embedding = self.model.text_model.embed_tokens.weight.val();
-                precision::linear(hidden, embedding.transpose(), None)
-            }
-        }
+        text_decoder::logits(self, hidden)
     }
 
     /// Causal LM logits `[B, T, vocab]`.
     pub fn forward(&self, input: &VlmInput<B>) -> Result<Tensor<B, 3>> {
-        Ok(self.logits(self.forward_hidden(input, None)?))
+        text_decoder::forward(self, input)
     }
 
     /// Next-token cross-entropy against `labels [B, T]` (aligned with `input_ids`, as in HF:
@@ -199,26 +157,21 @@ impl<B: Backend> Idefics3<B> {
         input: &VlmInput<B>,
         labels: &Tensor<B, 2, Int>,
     ) -> Result<LossOutput<B>> {
-        let hidden = self.forward_hidden(input, None)?;
-        let [batch, seq, width] = hidden.dims();
-        if labels.dims() != [batch, seq] {
-            return Err(ModelError::input(
-                "labels",
-                format!(
-                    "shape {:?} differs from input_ids [{batch}, {seq}]",
-                    labels.dims()
-                ),
-            ));
-        }
-        let vocab = self.config().text.vocab_size;
-        loss_on_rows(
-            hidden.reshape([batch * seq, width]),
-            &int_values(labels),
-            batch,
-            seq,
-            vocab,
-            |h| self.logits(h),
-        )
+        text_decoder::forward_loss(self, input, labels)
+    }
+}
+
+impl<B: Backend> TextDecoder<B> for Idefics3<B> {
+    fn text_model(&self) -> &TextModel<B> {
+        &self.model.text_model
+    }
+
+    fn lm_head(&self) -> Option<&Linear<B>> {
+        self.lm_head.as_ref()
+    }
+
+    fn embed(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 3>, Vec<Vec<bool>>)> {
+        Idefics3::embed(self, input)
     }
 }
 
@@ -232,7 +185,7 @@ pub(crate) fn int_values<B: Backend, const D: usize>(tensor: &Tensor<B, D, Int>)
 }
 
 /// Per-row validity from an optional 0/1 attention mask.
-fn validity<B: Backend>(
+pub(crate) fn validity<B: Backend>(
     mask: Option<&Tensor<B, 2, Int>>,
     batch: usize,
     seq: usize,

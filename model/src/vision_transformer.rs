@@ -1,7 +1,8 @@
 //! The SigLIP-style vision tower (`model.vision_model`): patch embedding (a convolution whose
 //! stride equals its kernel, computed as one batched matmul over flattened patches), learned
 //! position embeddings, pre-LayerNorm bidirectional encoder layers with gelu-tanh MLPs, and a
-//! final LayerNorm. Input tiles are full-size (the processor always produces them).
+//! final LayerNorm. Input tiles are full-size (the processor always produces them). Its encoder
+//! layers ([`EncoderLayer`], [`Encoder`]) are CLIP's too, which LLaVA's tower reuses.
 
 use burn::module::Initializer;
 use burn::module::{Module, Param};
@@ -10,6 +11,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::activation::Activation;
 use crate::attention::{attention, merge_heads, split_heads, AttentionMask};
 use crate::config::VisionConfig;
 use crate::error::{ModelError, Result};
@@ -22,15 +24,22 @@ use crate::precision;
 pub struct PatchEmbedding<B: Backend> {
     /// `[out_channels, in_channels, patch, patch]`, exactly as HF stores it.
     pub weight: Param<Tensor<B, 4>>,
-    /// `[out_channels]`.
-    pub bias: Param<Tensor<B, 1>>,
+    /// `[out_channels]` (SigLIP has one, CLIP does not).
+    pub bias: Option<Param<Tensor<B, 1>>>,
 }
 
 impl<B: Backend> PatchEmbedding<B> {
-    fn new(channels: usize, width: usize, patch: usize, device: &B::Device) -> Self {
+    /// A placeholder (zeros, allocated lazily) `channels → width` patch convolution.
+    pub fn new(
+        channels: usize,
+        width: usize,
+        patch: usize,
+        bias: bool,
+        device: &B::Device,
+    ) -> Self {
         Self {
             weight: Initializer::Zeros.init([width, channels, patch, patch], device),
-            bias: Initializer::Zeros.init([width], device),
+            bias: bias.then(|| Initializer::Zeros.init([width], device)),
         }
     }
 
@@ -50,7 +59,7 @@ impl<B: Backend> PatchEmbedding<B> {
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([n, rows * cols, c * p * p]);
         let kernel = self.weight.val().reshape([width, c * p * p]).transpose();
-        precision::linear(patches, kernel, Some(self.bias.val()))
+        precision::linear(patches, kernel, self.bias.as_ref().map(Param::val))
     }
 }
 
@@ -168,11 +177,16 @@ pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 
 /// `norm` applied to `x`, by the fused kernel where it applies (`eps` is the epsilon `norm` was
 /// built with, which Burn keeps private).
-fn layer_norm<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
+pub(crate) fn layer_norm<B: Backend>(
+    norm: &LayerNorm<B>,
+    x: Tensor<B, 3>,
+    eps: f64,
+) -> Tensor<B, 3> {
     fused::layer_norm(norm, &x, eps).unwrap_or_else(|| norm.forward(x))
 }
 
-/// A pre-LayerNorm encoder layer (`encoder.layers.N`).
+/// A pre-LayerNorm encoder layer (`encoder.layers.N`), shared by SigLIP (gelu-tanh MLP) and
+/// CLIP (quick_gelu MLP): the two differ only in the MLP's activation.
 #[derive(Module, Debug)]
 pub struct EncoderLayer<B: Backend> {
     /// Self-attention.
@@ -183,11 +197,51 @@ pub struct EncoderLayer<B: Backend> {
     pub mlp: VisionMlp<B>,
     /// Norm before the MLP.
     pub layer_norm2: LayerNorm<B>,
+    #[module(skip)]
+    activation: Activation,
+}
+
+/// The sizes of a vision encoder layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EncoderLayerShape {
+    /// Width.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// The MLP's activation.
+    pub activation: Activation,
 }
 
 impl<B: Backend> EncoderLayer<B> {
+    /// A placeholder layer (zeros, allocated lazily; norms at their defaults).
+    pub fn new(shape: &EncoderLayerShape, device: &B::Device) -> Self {
+        let d = shape.hidden_size;
+        let linear = |i, o| Linear::new(i, o, true, device);
+        Self {
+            self_attn: VisionAttention {
+                q_proj: linear(d, d),
+                k_proj: linear(d, d),
+                v_proj: linear(d, d),
+                out_proj: linear(d, d),
+                heads: shape.heads,
+                head_dim: d / shape.heads,
+            },
+            layer_norm1: vision_layer_norm(d, shape.layer_norm_eps, device),
+            mlp: VisionMlp {
+                fc1: linear(d, shape.intermediate_size),
+                fc2: linear(shape.intermediate_size, d),
+            },
+            layer_norm2: vision_layer_norm(d, shape.layer_norm_eps, device),
+            activation: shape.activation,
+        }
+    }
+
     /// `eps`: the LayerNorms' epsilon.
-    fn forward(&self, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
+    pub(crate) fn forward(&self, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
         let x = x.clone()
             + self
                 .self_attn
@@ -196,9 +250,13 @@ impl<B: Backend> EncoderLayer<B> {
             .mlp
             .fc1
             .forward(layer_norm(&self.layer_norm2, x.clone(), eps));
-        let h = fused::gelu_tanh(&h).unwrap_or_else(|| gelu_tanh(h));
-        x + self.mlp.fc2.forward(h)
+        x + self.mlp.fc2.forward(self.activation.forward(h))
     }
+}
+
+/// A LayerNorm over `width` with epsilon `eps`.
+pub fn vision_layer_norm<B: Backend>(width: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(width).with_epsilon(eps).init(device)
 }
 
 /// The encoder stack (`encoder`).
@@ -206,6 +264,26 @@ impl<B: Backend> EncoderLayer<B> {
 pub struct Encoder<B: Backend> {
     /// Layers in order.
     pub layers: Vec<EncoderLayer<B>>,
+}
+
+impl<B: Backend> Encoder<B> {
+    /// Calls `f` with every linear layer and its module path under `prefix` (the encoder's
+    /// own path, e.g. `model.vision_model.encoder`), in module order.
+    pub fn for_each_linear_mut(&mut self, prefix: &str, f: &mut impl FnMut(&str, &mut Linear<B>)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
+            for (name, linear) in [
+                ("self_attn.q_proj", &mut attn.q_proj),
+                ("self_attn.k_proj", &mut attn.k_proj),
+                ("self_attn.v_proj", &mut attn.v_proj),
+                ("self_attn.out_proj", &mut attn.out_proj),
+                ("mlp.fc1", &mut mlp.fc1),
+                ("mlp.fc2", &mut mlp.fc2),
+            ] {
+                f(&format!("{prefix}.layers.{i}.{name}"), linear);
+            }
+        }
+    }
 }
 
 /// The whole vision tower (`model.vision_model`).
@@ -227,29 +305,15 @@ impl<B: Backend> VisionTransformer<B> {
     pub fn new(config: &VisionConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
         let side = config.image_size / config.patch_size;
-        let linear = |i, o| Linear::new(i, o, true, device);
-        let norm = || {
-            LayerNormConfig::new(d)
-                .with_epsilon(config.layer_norm_eps)
-                .init(device)
+        let shape = EncoderLayerShape {
+            hidden_size: d,
+            intermediate_size: config.intermediate_size,
+            heads: config.num_attention_heads,
+            layer_norm_eps: config.layer_norm_eps,
+            activation: Activation::GeluTanh,
         };
         let layers = (0..config.num_hidden_layers)
-            .map(|_| EncoderLayer {
-                self_attn: VisionAttention {
-                    q_proj: linear(d, d),
-                    k_proj: linear(d, d),
-                    v_proj: linear(d, d),
-                    out_proj: linear(d, d),
-                    heads: config.num_attention_heads,
-                    head_dim: d / config.num_attention_heads,
-                },
-                layer_norm1: norm(),
-                mlp: VisionMlp {
-                    fc1: linear(d, config.intermediate_size),
-                    fc2: linear(config.intermediate_size, d),
-                },
-                layer_norm2: norm(),
-            })
+            .map(|_| EncoderLayer::new(&shape, device))
             .collect();
         Self {
             embeddings: VisionEmbeddings {
@@ -257,13 +321,14 @@ impl<B: Backend> VisionTransformer<B> {
                     config.num_channels,
                     d,
                     config.patch_size,
+                    true,
                     device,
                 ),
                 position_embedding: EmbeddingConfig::new(side * side, d).init(device),
                 position_ids: full_tile_position_ids(side),
             },
             encoder: Encoder { layers },
-            post_layernorm: norm(),
+            post_layernorm: vision_layer_norm(d, config.layer_norm_eps, device),
             image_size: config.image_size,
             channels: config.num_channels,
             layer_norm_eps: config.layer_norm_eps,

@@ -199,34 +199,53 @@ impl<B: Backend> Idefics3<B> {
         let mut config = Idefics3Config::from_file(&dir.join(CONFIG_FILE))?;
         let store = TensorStore::open_dir(dir)?;
         config.tie_word_embeddings = store.shape("lm_head.weight").is_none();
-        let model = Self::new(&config, device);
-        let expected = hf_params(&model);
-        check_names(dir, &expected, &store)?;
-        let mut failure = None;
-        let model = replace_params(model, |hf| match store.read_f32(&hf.name) {
-            Ok(values) => values,
-            Err(err) => {
-                failure.get_or_insert(err);
-                None
-            }
-        });
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(model),
-        }
+        load_params(dir, Self::new(&config, device), &store)
     }
 
     /// Saves `config.json` and `model.safetensors` (HF names, `dtype` on disk) into `dir`, each
     /// file written atomically; HF transformers loads the result.
     pub fn save(&self, dir: &Path, dtype: FloatDtype) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(ModelError::io("creating", dir))?;
-        let tensors: Vec<_> = flat_params(self)
-            .into_iter()
-            .filter(|(hf, _)| !hf.is_adapter())
-            .collect();
-        write_hf_tensors(&dir.join(WEIGHTS_FILE), &tensors, dtype, str::to_owned)?;
+        save_params(self, dir, dtype)?;
         self.config().save(&dir.join(CONFIG_FILE))
     }
+}
+
+/// `model` with every parameter read from `store` (by its HF name, [`hf_params`]) after checking
+/// that the store holds exactly those tensors with those shapes (one error listing every
+/// problem, naming `dir`).
+pub(crate) fn load_params<B: Backend, M: Module<B>>(
+    dir: &Path,
+    model: M,
+    store: &TensorStore,
+) -> Result<M> {
+    check_names(dir, &hf_params(&model), store)?;
+    let mut failure = None;
+    let model = replace_params(model, |hf| match store.read_f32(&hf.name) {
+        Ok(values) => values,
+        Err(err) => {
+            failure.get_or_insert(err);
+            None
+        }
+    });
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(model),
+    }
+}
+
+/// Writes every model weight of `model` (not its LoRA factors) to `dir/model.safetensors`
+/// under its HF name, `dtype` on disk, atomically (creating `dir`).
+pub(crate) fn save_params<B: Backend, M: Module<B>>(
+    model: &M,
+    dir: &Path,
+    dtype: FloatDtype,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(ModelError::io("creating", dir))?;
+    let tensors: Vec<_> = flat_params(model)
+        .into_iter()
+        .filter(|(hf, _)| !hf.is_adapter())
+        .collect();
+    write_hf_tensors(&dir.join(WEIGHTS_FILE), &tensors, dtype, str::to_owned)
 }
 
 /// Writes `tensors` (flattened, Burn layout) to the safetensors file `path` in HF layout, each

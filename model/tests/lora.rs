@@ -1,22 +1,35 @@
-//! LoRA on Idefics3: fresh adapters leave the logits unchanged, adapter folders are PEFT's
-//! format and round-trip, merging gives the adapted logits, and (in tools/.venv) PEFT's
+//! LoRA on Idefics3 and LLaVA: fresh adapters leave the logits unchanged, adapter folders are
+//! PEFT's format and round-trip, merging gives the adapted logits, and (in tools/.venv) PEFT's
 //! `PeftModel.from_pretrained` on the HF base reproduces our logits.
 
 mod common;
 
 use burn::module::Param;
 use burn::tensor::TensorData;
-use common::{int_rows, logits, max_abs_diff, tiny_config, tiny_input, Cpu, Device};
+use common::{
+    int_rows, logits, max_abs_diff, tiny_config, tiny_input, tiny_llava_config, tiny_llava_input,
+    Cpu, Device,
+};
+use safeaware_model::adapters::AdaptableModel;
 use safeaware_model::peft::{ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
 use safeaware_model::safetensors_io::TensorStore;
 use safeaware_model::{
-    AdapterConfig, AdapterSpec, FloatDtype, Idefics3, LoraSpec, ModelPart, ParamCounts,
-    VisionLanguageModel,
+    AdapterConfig, AdapterSpec, FloatDtype, Idefics3, Llava, LoraSpec, ModelPart, ParamCounts,
+    VisionLanguageModel, VlmInput,
 };
 
 /// Rank 4 adapters on some attention and MLP layers of `parts` (and the connector's
 /// projection when it is one of them).
 fn spec(parts: &[ModelPart]) -> LoraSpec {
+    spec_with(parts, &["proj"])
+}
+
+/// [`spec`] with LLaVA's projector layers.
+fn llava_spec(parts: &[ModelPart]) -> LoraSpec {
+    spec_with(parts, &["linear_1", "linear_2"])
+}
+
+fn spec_with(parts: &[ModelPart], connector: &[&'static str]) -> LoraSpec {
     let mut targets = vec!["q_proj", "v_proj"];
     if parts.contains(&ModelPart::Text) {
         targets.push("gate_proj");
@@ -25,7 +38,7 @@ fn spec(parts: &[ModelPart]) -> LoraSpec {
         targets.push("fc1");
     }
     if parts.contains(&ModelPart::Connector) {
-        targets.push("proj");
+        targets.extend(connector);
     }
     LoraSpec {
         rank: 4,
@@ -37,7 +50,7 @@ fn spec(parts: &[ModelPart]) -> LoraSpec {
 }
 
 /// Gives every adapter a non-zero `B` (a fresh one is zero), deterministically.
-fn perturb_adapters(mut model: Idefics3<Cpu>) -> Idefics3<Cpu> {
+fn perturb_adapters<M: AdaptableModel<Cpu>>(mut model: M) -> M {
     let mut state = 12345u32;
     model.for_each_linear_mut(|_, linear| {
         if let Some(adapter) = &mut linear.lora {
@@ -191,8 +204,10 @@ base = AutoModelForImageTextToText.from_pretrained(base_dir, attn_implementation
 model = PeftModel.from_pretrained(base, adapter_dir).eval()
 pixels = load_file(base_dir + "/../pixels.safetensors")["pixel_values"]
 ids = torch.tensor(ids, dtype=torch.long)
+if base.config.model_type != "llava":  # Idefics3 takes tiles per row, LLaVA [N, 3, H, W]
+    pixels = pixels.view(ids.shape[0], -1, *pixels.shape[1:])
 with torch.no_grad():
-    logits = model(input_ids=ids, pixel_values=pixels.view(ids.shape[0], -1, *pixels.shape[1:])).logits
+    logits = model(input_ids=ids, pixel_values=pixels).logits
 save_file({"logits": logits.float().contiguous()}, out)
 "#;
 
@@ -266,4 +281,108 @@ fn a_part_cannot_both_take_adapters_and_train_in_full() {
         .to_string();
     assert!(err.contains("modules_to_save"), "{err}");
     assert!(!dir.path().join(ADAPTER_WEIGHTS_FILE).exists());
+}
+
+/// The tiny LLaVA with seeded adapters on `parts`, their `B` factors made non-zero.
+fn adapted_llava(tied: bool, parts: &[ModelPart], device: &Device) -> Llava<Cpu> {
+    let base = Llava::<Cpu>::init_random(&tiny_llava_config(tied), 21, device);
+    perturb_adapters(base.with_lora(&llava_spec(parts), 5).unwrap())
+}
+
+/// The LLaVA cases: adapters everywhere, or on the towers with the projector trained in full.
+fn llava_cases() -> [(bool, Vec<ModelPart>, Vec<ModelPart>); 2] {
+    let all = vec![ModelPart::Vision, ModelPart::Connector, ModelPart::Text];
+    let towers = vec![ModelPart::Vision, ModelPart::Text];
+    [
+        (true, towers, vec![ModelPart::Connector]),
+        (false, all, vec![]),
+    ]
+}
+
+#[test]
+fn llava_adapter_folders_use_peft_names_round_trip_and_merge_to_the_same_logits() {
+    let device = Device::default();
+    let input = tiny_llava_input(&device);
+    for (tied, parts, train_parts) in llava_cases() {
+        let model = adapted_llava(tied, &parts, &device);
+        let expected = logits(&model, &input);
+        let dir = tempfile::tempdir().unwrap();
+        let adapter_spec = AdapterSpec {
+            base: "/models/base".into(),
+            lora: llava_spec(&parts),
+            train_parts: train_parts.clone(),
+        };
+        model
+            .save_adapter(dir.path(), &adapter_spec, FloatDtype::F32)
+            .unwrap();
+        let store = TensorStore::open_file(&dir.path().join(ADAPTER_WEIGHTS_FILE)).unwrap();
+        let prefix = "base_model.model.model.";
+        let gate = format!("{prefix}language_model.layers.1.mlp.gate_proj.lora_A.weight");
+        assert_eq!(store.shape(&gate), Some(&[4usize, 32][..]), "[r, in]");
+        let fc1 = format!("{prefix}vision_tower.encoder.layers.2.mlp.fc1.lora_B.weight");
+        assert_eq!(store.shape(&fc1), Some(&[32usize, 4][..]), "[out, r]");
+        let projector = format!("{prefix}multi_modal_projector.linear_1");
+        let whole = store.shape(&format!("{projector}.weight")).is_some();
+        assert_eq!(
+            whole,
+            !train_parts.is_empty(),
+            "a part trained in full is saved whole"
+        );
+        let adapted = store.shape(&format!("{projector}.lora_A.weight")).is_some();
+        assert_eq!(adapted, train_parts.is_empty());
+
+        let base = Llava::<Cpu>::init_random(&tiny_llava_config(tied), 21, &device);
+        let loaded = base.load_adapter(dir.path()).unwrap();
+        assert_eq!(expected, logits(&loaded, &input), "tied={tied}");
+        let counts = ParamCounts::of_model(&loaded);
+        let merged = loaded.merge_lora();
+        assert_eq!(ParamCounts::of_model(&merged), counts);
+        let diff = max_abs_diff(&expected, &logits(&merged, &input));
+        assert!(diff < 1e-4, "tied={tied}: merged differs by {diff}");
+    }
+}
+
+#[test]
+#[ignore = "needs tools/.venv with torch, transformers and peft (see tools/README.md)"]
+fn peft_loads_our_llava_adapter_onto_the_hf_base_with_the_same_logits() {
+    let device = Device::default();
+    let input: VlmInput<Cpu> = tiny_llava_input(&device);
+    let ids = int_rows(&input.input_ids);
+    for (tied, parts, train_parts) in llava_cases() {
+        let model = adapted_llava(tied, &parts, &device);
+        let ours = logits(&model, &input);
+        let root = tempfile::tempdir().unwrap();
+        let base_dir = root.path().join("base");
+        Llava::<Cpu>::init_random(&tiny_llava_config(tied), 21, &device)
+            .save(&base_dir, FloatDtype::F32)
+            .unwrap();
+        let adapter_dir = root.path().join("adapter");
+        let adapter_spec = AdapterSpec {
+            base: base_dir.clone(),
+            lora: llava_spec(&parts),
+            train_parts,
+        };
+        model
+            .save_adapter(&adapter_dir, &adapter_spec, FloatDtype::F32)
+            .unwrap();
+        common::write_pixels(
+            &root.path().join("pixels.safetensors"),
+            input.pixel_values.as_ref().unwrap(),
+        );
+        let out = root.path().join("peft_logits.safetensors");
+        let args = [
+            base_dir.display().to_string(),
+            adapter_dir.display().to_string(),
+            serde_json::to_string(&ids).unwrap(),
+        ];
+        let theirs = common::venv_logits(&common::venv_python(), PEFT_LOGITS, &args, &out, "PEFT");
+        let diff = max_abs_diff(&ours, &theirs);
+        assert!(diff <= 1e-4, "tied={tied}: PEFT vs ours, max |diff| {diff}");
+        let merged = logits(&model.merge_lora(), &input);
+        let diff = max_abs_diff(&merged, &theirs);
+        assert!(
+            diff <= 1e-4,
+            "tied={tied}: PEFT vs our merged model, max |diff| {diff}"
+        );
+    }
 }

@@ -1,14 +1,15 @@
 //! Parameter counts against HF transformers' (`hf_param_counts.json`, written by
 //! tools/make_parity_fixtures.py): from the config alone for every parity fixture and the
-//! config-only SmolVLM-256M folder, and from the loaded model for the parity fixtures. Also
-//! `inspect` on both kinds of folder.
+//! config-only SmolVLM and LLaVA-1.5-7B folders, and from the loaded model for the parity
+//! fixtures of both families. Also `inspect` on both kinds of Idefics3 folder.
 
 mod common;
 
 use std::path::Path;
 
-use common::{fixtures_dir, parity_fixtures, sub_folders, Cpu};
-use safeaware_model::{inspect, Idefics3, Idefics3Config, ParamCounts};
+use common::{family_of, fixtures_dir, idefics3_fixtures, llava_fixtures, sub_folders, Cpu};
+use safeaware_model::registry::{Family, ModelConfig};
+use safeaware_model::{inspect, Idefics3, Idefics3Config, Llava, LlavaConfig, ParamCounts};
 use serde_json::Value;
 
 fn hf_counts(folder: &Path) -> [usize; 5] {
@@ -26,7 +27,10 @@ fn ours(c: &ParamCounts) -> [usize; 5] {
 fn counts_from_config_match_hf_for_config_only_folders() {
     let folders = sub_folders(&fixtures_dir().join("config_only"));
     assert!(!folders.is_empty(), "no config-only fixtures");
-    for folder in folders {
+    for folder in folders
+        .into_iter()
+        .filter(|f| family_of(f) == Family::Idefics3)
+    {
         let config = Idefics3Config::from_file(&folder.join("config.json")).unwrap();
         assert_eq!(
             ours(&ParamCounts::from_config(&config)),
@@ -48,7 +52,7 @@ fn counts_from_config_match_hf_for_config_only_folders() {
 #[test]
 fn counts_match_hf_for_parity_fixtures_from_config_and_from_the_model() {
     let device = Default::default();
-    for folder in parity_fixtures() {
+    for folder in idefics3_fixtures() {
         let expected = hf_counts(&folder);
         let summary = inspect(&folder.join("model")).unwrap();
         assert_eq!(
@@ -68,6 +72,55 @@ fn counts_match_hf_for_parity_fixtures_from_config_and_from_the_model() {
         );
         assert_eq!(summary.counts.lm_head_tied, expected[3] == 0);
         let model = Idefics3::<Cpu>::load(&folder.join("model"), &device).unwrap();
+        assert_eq!(
+            ours(&ParamCounts::of_model::<Cpu, _>(&model)),
+            expected,
+            "model {}",
+            folder.display()
+        );
+    }
+}
+
+#[test]
+fn llava_counts_from_config_match_hf_for_llava_1_5_7b() {
+    let folder = fixtures_dir().join("config_only/llava-1.5-7b");
+    let config = LlavaConfig::from_file(&folder.join("config.json")).unwrap();
+    let counts = ParamCounts::from_llava_config(&config);
+    assert_eq!(ours(&counts), hf_counts(&folder));
+    assert_eq!(
+        counts.total(),
+        7_063_427_072,
+        "HF's count for llava-hf/llava-1.5-7b-hf"
+    );
+    assert_eq!(config.tokens_per_image(), 576);
+    let registered = ModelConfig::from_file(&folder.join("config.json")).unwrap();
+    assert_eq!(registered.family(), Family::Llava);
+    assert_eq!(ours(&registered.param_counts()), hf_counts(&folder));
+    let summary = inspect(&folder).unwrap();
+    assert_eq!(ours(&summary.counts), hf_counts(&folder));
+    assert!(
+        summary.to_string().contains("tokens per image"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn llava_counts_match_hf_for_parity_fixtures_from_config_and_from_the_model() {
+    let device = Default::default();
+    let folders = llava_fixtures();
+    assert!(folders.len() >= 3, "{folders:?}");
+    for folder in folders {
+        let expected = hf_counts(&folder);
+        let summary = inspect(&folder.join("model")).unwrap();
+        assert_eq!(
+            ours(&summary.counts),
+            expected,
+            "inspect {}",
+            folder.display()
+        );
+        let model = Llava::<Cpu>::load(&folder.join("model"), &device).unwrap();
+        let from_config = ParamCounts::from_llava_config(model.config());
+        assert_eq!(ours(&from_config), expected, "config {}", folder.display());
         assert_eq!(
             ours(&ParamCounts::of_model::<Cpu, _>(&model)),
             expected,

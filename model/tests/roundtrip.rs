@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fixture_input, logits, parity_fixtures, tiny_config, tiny_input, Cpu, Device};
+use common::{fixture_input, idefics3_fixtures, logits, tiny_config, tiny_input, Cpu, Device};
 use safeaware_model::safetensors_io::{
     write_safetensors, OutTensor, TensorStore, INDEX_FILE, WEIGHTS_FILE,
 };
@@ -29,7 +29,7 @@ fn venv_python_if_ready() -> Option<PathBuf> {
 fn fixtures_save_reload_identically_and_hf_accepts_the_result() {
     let device = Device::default();
     let python = venv_python_if_ready();
-    for folder in parity_fixtures() {
+    for folder in idefics3_fixtures() {
         let model = Idefics3::<Cpu>::load(&folder.join("model"), &device).unwrap();
         let input = fixture_input(&folder, &device).unwrap();
         let before = logits(&model, &input);

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::{Int, Tensor, TensorData};
+use safeaware_model::registry::Family;
 use safeaware_model::safetensors_io::{write_safetensors, OutTensor};
-use safeaware_model::{FloatDtype, Idefics3, Idefics3Config, VlmInput};
+use safeaware_model::text_decoder::{self, TextDecoder};
+use safeaware_model::{FloatDtype, Idefics3Config, LlavaConfig, VlmInput};
 use serde_json::json;
 
 /// The CPU backend the tests run on.
@@ -55,6 +57,52 @@ pub fn parity_fixtures() -> Vec<PathBuf> {
 #[allow(unused_imports)]
 pub use safeaware_model::parity::{max_abs_diff, read_f32};
 
+/// The family of a parity fixture's model, or of a config-only folder.
+pub fn family_of(folder: &Path) -> Family {
+    let dir = if folder.join("model").is_dir() {
+        folder.join("model")
+    } else {
+        folder.to_owned()
+    };
+    Family::of_folder(&dir).expect("a config.json of a registered family")
+}
+
+/// The parity fixtures of the Idefics3 / SmolVLM family.
+pub fn idefics3_fixtures() -> Vec<PathBuf> {
+    let folders = parity_fixtures().into_iter();
+    folders
+        .filter(|f| family_of(f) == Family::Idefics3)
+        .collect()
+}
+
+/// The parity fixtures of the LLaVA family.
+pub fn llava_fixtures() -> Vec<PathBuf> {
+    let folders = parity_fixtures().into_iter();
+    folders.filter(|f| family_of(f) == Family::Llava).collect()
+}
+
+/// A tiny LLaVA config: CLIP 28 px / patch 14 (4 image tokens per image, `default`), three
+/// CLIP layers read at -2, a GQA text model, image token id 60.
+pub fn tiny_llava_config(tied: bool) -> LlavaConfig {
+    LlavaConfig::from_value(json!({
+        "model_type": "llava",
+        "image_token_index": 60,
+        "tie_word_embeddings": tied,
+        "vision_config": {"model_type": "clip_vision_model", "hidden_size": 16, "intermediate_size": 32,
+                          "num_hidden_layers": 3, "num_attention_heads": 2, "image_size": 28, "patch_size": 14},
+        "text_config": {"model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+                        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                        "rms_norm_eps": 1e-5, "pad_token_id": 0, "eos_token_id": 2}
+    }))
+    .expect("valid tiny LLaVA config")
+}
+
+/// [`tiny_input`]'s token rows (each with a four-token image span) and two 28-px images.
+pub fn tiny_llava_input(device: &Device) -> VlmInput<Cpu> {
+    let input = tiny_input(device);
+    VlmInput::new(input.input_ids, Some(pixels(2, 28, 1, device)))
+}
+
 /// A fixture's inputs as a CPU batch ([`safeaware_model::parity::fixture_input`]).
 pub fn fixture_input(folder: &Path, device: &Device) -> Result<VlmInput<Cpu>, String> {
     safeaware_model::parity::fixture_input(folder, device).map_err(|e| e.to_string())
@@ -78,7 +126,12 @@ pub fn tiny_config(tied: bool) -> Idefics3Config {
 
 /// Deterministic pseudo-random pixels in [-1, 1) for `tiles` 16-px tiles.
 pub fn tiny_pixels(tiles: usize, seed: u32, device: &Device) -> Tensor<Cpu, 4> {
-    let n = tiles * 3 * 16 * 16;
+    pixels(tiles, 16, seed, device)
+}
+
+/// Deterministic pseudo-random pixels in [-1, 1) for `count` images of `size`² pixels.
+pub fn pixels(count: usize, size: usize, seed: u32, device: &Device) -> Tensor<Cpu, 4> {
+    let n = count * 3 * size * size;
     let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
     let values: Vec<f32> = (0..n)
         .map(|_| {
@@ -88,7 +141,7 @@ pub fn tiny_pixels(tiles: usize, seed: u32, device: &Device) -> Tensor<Cpu, 4> {
             (state as f32 / u32::MAX as f32) * 2.0 - 1.0
         })
         .collect();
-    Tensor::from_data(TensorData::new(values, [tiles, 3, 16, 16]), device)
+    Tensor::from_data(TensorData::new(values, [count, 3, size, size]), device)
 }
 
 /// Row-major f32 values of a tensor.
@@ -117,8 +170,8 @@ pub fn tiny_input(device: &Device) -> VlmInput<Cpu> {
 }
 
 /// The model's logits for `input`, flattened.
-pub fn logits(model: &Idefics3<Cpu>, input: &VlmInput<Cpu>) -> Vec<f32> {
-    values(model.forward(input).unwrap())
+pub fn logits<M: TextDecoder<Cpu>>(model: &M, input: &VlmInput<Cpu>) -> Vec<f32> {
+    values(text_decoder::forward(model, input).unwrap())
 }
 
 /// The Python of the tools venv (`tools/.venv`, see tools/README.md).

@@ -1,0 +1,157 @@
+//! The half every vision-language family here shares after its embeddings: the token
+//! embeddings with image features spliced in run through the Llama [`TextModel`] and an LM head
+//! (its own weight or tied to the embeddings). [`TextDecoder`] is what a family provides (its
+//! embedding step, its text model and head); the forward pass, the loss and the KV-cached
+//! generation in [`crate::generation`] are written once against it.
+
+use burn::nn::Embedding;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::language_model::TextModel;
+use crate::linear::Linear;
+use crate::loss::{loss_on_rows, LossOutput};
+use crate::precision;
+use crate::vision_language_model::{int_values, VlmInput};
+
+/// A model whose language half is a [`TextModel`] run from embeddings, then an LM head.
+pub trait TextDecoder<B: Backend> {
+    /// The language model.
+    fn text_model(&self) -> &TextModel<B>;
+
+    /// The LM head; `None` when tied to the token embeddings.
+    fn lm_head(&self) -> Option<&Linear<B>>;
+
+    /// Token embeddings `[B, T, D]` with image features spliced in, plus per-row token
+    /// validity (`[B][T]`, false = padding).
+    fn embed(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 3>, Vec<Vec<bool>>)>;
+
+    /// Vocabulary size.
+    fn vocab_size(&self) -> usize {
+        self.text_model().embed_tokens.weight.dims()[0]
+    }
+}
+
+/// LM-head logits for hidden states `[..., hidden]`: `head`, or the transposed `embeddings`.
+pub fn head_logits<B: Backend, const D: usize>(
+    head: Option<&Linear<B>>,
+    embeddings: &Embedding<B>,
+    hidden: Tensor<B, D>,
+) -> Tensor<B, D> {
+    match head {
+        Some(head) => head.forward(hidden),
+        None => precision::linear(hidden, embeddings.weight.val().transpose(), None),
+    }
+}
+
+/// LM-head logits of `model` for hidden states `[..., hidden]`.
+pub fn logits<B: Backend, M: TextDecoder<B>, const D: usize>(
+    model: &M,
+    hidden: Tensor<B, D>,
+) -> Tensor<B, D> {
+    head_logits(model.lm_head(), &model.text_model().embed_tokens, hidden)
+}
+
+/// Final hidden states `[B, T, hidden]`, continuing and extending `cache` when given.
+pub fn forward_hidden<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    input: &VlmInput<B>,
+    cache: Option<&mut KvCache<B>>,
+) -> Result<Tensor<B, 3>> {
+    let (embeds, valid) = model.embed(input)?;
+    if let Some(cache) = &cache {
+        if cache.batch_size() != valid.len() {
+            return Err(ModelError::input(
+                "input_ids",
+                format!(
+                    "batch of {} rows does not match the cache's {}",
+                    valid.len(),
+                    cache.batch_size()
+                ),
+            ));
+        }
+    }
+    Ok(model.text_model().forward(embeds, &valid, cache))
+}
+
+/// Causal LM logits `[B, T, vocab]`.
+pub fn forward<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    input: &VlmInput<B>,
+) -> Result<Tensor<B, 3>> {
+    Ok(logits(model, forward_hidden(model, input, None)?))
+}
+
+/// Next-token cross-entropy against `labels [B, T]` (aligned with `input_ids`, as in HF:
+/// position `t` predicts `labels[t + 1]`; -100 is ignored). Only positions with a target go
+/// through the LM head.
+pub fn forward_loss<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    input: &VlmInput<B>,
+    labels: &Tensor<B, 2, Int>,
+) -> Result<LossOutput<B>> {
+    let hidden = forward_hidden(model, input, None)?;
+    let [batch, seq, width] = hidden.dims();
+    if labels.dims() != [batch, seq] {
+        return Err(ModelError::input(
+            "labels",
+            format!(
+                "shape {:?} differs from input_ids [{batch}, {seq}]",
+                labels.dims()
+            ),
+        ));
+    }
+    loss_on_rows(
+        hidden.reshape([batch * seq, width]),
+        &int_values(labels),
+        batch,
+        seq,
+        model.vocab_size(),
+        |h| logits(model, h),
+    )
+}
+
+/// Fails unless every id lies in `[0, vocab)`.
+pub fn check_token_ids(ids: &[i64], vocab: usize) -> Result<()> {
+    match ids.iter().find(|&&id| id < 0 || id >= vocab as i64) {
+        None => Ok(()),
+        Some(bad) => Err(ModelError::input(
+            "input_ids",
+            format!("token id {bad} is outside the vocabulary of {vocab}"),
+        )),
+    }
+}
+
+/// `embeds [B, T, D]` with the rows of `ids` equal to `image_token` replaced, in order, by the
+/// rows of `features [N, D]` (HF's `masked_scatter`); the caller has checked that there are as
+/// many image tokens as feature rows.
+pub fn splice_image_features<B: Backend>(
+    embeds: Tensor<B, 3>,
+    ids: &[i64],
+    image_token: i64,
+    features: Tensor<B, 2>,
+) -> Tensor<B, 3> {
+    let [batch, seq, width] = embeds.dims();
+    // Row p of the result is row p of the text embeddings, or the next image feature row.
+    let rows = batch * seq;
+    let mut next_feature = rows as i64;
+    let source: Vec<i64> = ids
+        .iter()
+        .enumerate()
+        .map(|(p, &id)| {
+            if id == image_token {
+                next_feature += 1;
+                next_feature - 1
+            } else {
+                p as i64
+            }
+        })
+        .collect();
+    let device = embeds.device();
+    let source = Tensor::<B, 1, Int>::from_data(TensorData::new(source, [rows]), &device);
+    Tensor::cat(vec![embeds.reshape([rows, width]), features], 0)
+        .select(0, source)
+        .reshape([batch, seq, width])
+}
