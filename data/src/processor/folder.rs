@@ -50,12 +50,13 @@ impl Processor {
             read_json_opt(&dir.join(TOKENIZER_CONFIG))?.unwrap_or_default();
         let (image_config, image_origin) = load_image_config::<ImageProcessorConfig>(dir)?;
         image_config.validate(&image_origin)?;
-        let config = match read_json_opt::<ProcessorConfig>(&dir.join(PROCESSOR_CONFIG))? {
+        let mut config = match read_json_opt::<ProcessorConfig>(&dir.join(PROCESSOR_CONFIG))? {
             Some(c) => c,
             None => {
                 ProcessorConfig::with_image_seq_len(seq_len_from_model_config(dir)?.unwrap_or(169))
             }
         };
+        config.extra.remove("image_processor"); // read by load_image_config
         let template = load_template(dir, &config.extra, &tokenizer_config)?
             .unwrap_or_else(ChatTemplate::smolvlm);
         let origin = dir.display().to_string();

@@ -42,6 +42,8 @@ pub struct ClipImageProcessorConfig {
     pub image_std: [f64; 3],
     /// `LlavaImageProcessor`'s pad to a square of the mean colour before resizing (original
     /// LLaVA's `expand2square`). `CLIPImageProcessor` has no such step, so it is ignored there.
+    /// Written only when set (HF's default is off).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub do_pad: bool,
     /// Keys we do not interpret (`image_processor_type`, `processor_class`, …).
     #[serde(flatten)]

@@ -41,6 +41,7 @@ impl Processor {
             config.image_token = tokenizer_image_token(&tokenizer_config);
         }
         let (image_config, image_origin) = load_image_config::<ClipImageProcessorConfig>(dir)?;
+        config.extra.remove("image_processor"); // now the image processor's own configuration
         let images = ClipImageProcessor::new(image_config, &image_origin)?;
         let model_path = dir.join(MODEL_CONFIG);
         let model = read_json_opt::<Value>(&model_path)?;
