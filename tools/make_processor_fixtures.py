@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Build the processor parity fixtures in data/tests/fixtures/processor/ with HF's Idefics3Processor.
+"""Build the processor parity fixtures with HF's processors: data/tests/fixtures/processor/
+(SmolVLM, `Idefics3Processor`) and data/tests/fixtures/processor_llava/ (LLaVA-1.5,
+`LlavaProcessor`; see llava_fixtures.py's docstring for its contents).
 
 What it writes (all small, deterministic for a given Python / tokenizers / Pillow / transformers):
 
@@ -18,10 +20,13 @@ What it writes (all small, deterministic for a given Python / tokenizers / Pillo
 
 The pixel values come from the PIL backend (`Idefics3ImageProcessorPil`, i.e. Pillow resampling),
 which is the semantics safeaware-data reproduces. Run: tools/.venv/bin/python tools/make_processor_fixtures.py
+[--out DIR] [--only smolvlm|llava] (DIR defaults to data/tests/fixtures; a scratch DIR plus
+`diff -r` checks that a rerun reproduces the committed files).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import json
@@ -39,7 +44,8 @@ from transformers.models.idefics3.image_processing_pil_idefics3 import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "data" / "tests" / "fixtures" / "processor"
+FIXTURES = ROOT / "data" / "tests" / "fixtures"
+OUT = FIXTURES / "processor"
 
 # SmolVLM(-Instruct)'s chat template (as in the HF hub folders; string content tolerated).
 CHAT_TEMPLATE = (
@@ -252,6 +258,19 @@ def run_case(proc, messages, images, add_generation_prompt):
 
 
 def main() -> None:
+    global OUT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=FIXTURES, help="fixtures root (default: %(default)s)")
+    parser.add_argument("--only", choices=["smolvlm", "llava"], help="build one family's fixtures")
+    args = parser.parse_args()
+    OUT = args.out / "processor"
+    if args.only != "llava":
+        make_smolvlm()
+    if args.only != "smolvlm":
+        make_llava(args.out / "processor_llava")
+
+
+def make_smolvlm() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
@@ -379,6 +398,272 @@ def make_resample_fixtures(folder: Path) -> None:
             src.resize((w, h), resample=Image.Resampling(code)).save(folder / out_name)
             index.append({"filter": code, "width": w, "height": h, "file": out_name})
     write_json(folder / "index.json", index)
+
+
+# ---------------------------------------------------------------------------------------------
+# LLaVA-1.5 (`LlavaProcessor` with the PIL `CLIPImageProcessor` / `LlavaImageProcessor`)
+# ---------------------------------------------------------------------------------------------
+
+# llava-hf/llava-1.5-*-hf's chat_template.json ({% generation %} marks answers for HF's masks).
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+CLIP_BASE = {
+    "do_convert_rgb": True,
+    "do_resize": True,
+    "resample": 3,
+    "do_center_crop": True,
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+}
+# name -> (image processor class, its settings, LlavaProcessor settings, layouts, full pixels?)
+LLAVA_CONFIGS = {
+    # Resize the shortest edge to 32, crop 28: 2x2 patches of 14, CLS counted then dropped.
+    "clip": ("CLIPImageProcessor", {"size": {"shortest_edge": 32}, "crop_size": {"height": 28, "width": 28}},
+             {"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1},
+             ("hub", "v5"), True),
+    # The same with original LLaVA's pad-to-square (mean colour) first.
+    "pad": ("LlavaImageProcessor", {"size": {"shortest_edge": 32}, "crop_size": {"height": 28, "width": 28},
+                                    "do_pad": True},
+            {"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1},
+            ("hub", "v5"), True),
+    # A crop larger than the resize (zero padding) and not square, the "full" strategy: 2*3+1 tokens.
+    "full": ("CLIPImageProcessor", {"size": {"shortest_edge": 24}, "crop_size": {"height": 28, "width": 42}},
+             {"patch_size": 14, "vision_feature_select_strategy": "full", "num_additional_image_tokens": 1},
+             ("hub",), True),
+    # llava-1.5's real settings (openai/clip-vit-large-patch14-336): 576 tokens; pixels as statistics and a sample.
+    "clip336": ("CLIPImageProcessor", {"size": {"shortest_edge": 336}, "crop_size": {"height": 336, "width": 336}},
+                {"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1},
+                ("hub",), False),
+}
+PIXEL_SAMPLE_STRIDE = 37  # every 37th value of the 336 case's pixel_values, flattened
+
+
+def build_llama_tokenizer() -> Tokenizer:
+    """A small Llama-style tokenizer (legacy: normalizer prepends and replaces spaces by U+2581, no
+    pre-tokenizer, `<s>` prepended by the post-processor), trained here, with `<image>` and `<pad>`
+    added as llava-hf's converter does."""
+    from tokenizers import normalizers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(
+        vocab_size=1024, min_frequency=2, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False,
+        max_token_length=12,
+    )
+    tok.train_from_iterator(corpus(), trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    tok.add_special_tokens([AddedToken("<image>", normalized=False, special=True),
+                            AddedToken("<pad>", normalized=False, special=True)])
+    return tok
+
+
+def make_llava_images(folder: Path) -> dict[str, Path]:
+    """LLaVA inputs: odd sizes, landscape and portrait, RGBA, grayscale, palette, a JPEG."""
+    specs = [
+        ("tiny_rgba", 20, 30, "RGBA"),
+        ("portrait_gray", 45, 81, "L"),
+        ("landscape_odd", 77, 41, "RGB"),
+        ("square_exact", 32, 32, "RGB"),  # already the resize target: the crop is exact
+        ("wide_palette", 150, 31, "P"),
+        ("photo_jpeg", 97, 64, "JPEG"),
+        ("large_rgb", 349, 340, "RGB"),  # shortest edge above 336: a downscale in the 336 case
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for seed, (name, w, h, mode) in enumerate(specs, start=21):
+        rgb = smooth_rgb(w, h, seed)
+        if mode == "RGBA":
+            yy, xx = np.mgrid[0:h, 0:w]
+            alpha = ((xx * 11 + yy * 5) % 256).astype(np.uint8)
+            alpha[:3, :] = 0
+            img = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+        elif mode == "L":
+            img = Image.fromarray(rgb, "RGB").convert("L")
+        elif mode == "P":
+            img = Image.fromarray(rgb, "RGB").quantize(colors=16, method=Image.Quantize.MEDIANCUT, dither=0)
+        else:
+            img = Image.fromarray(rgb, "RGB")
+        path = folder / (f"{name}.jpg" if mode == "JPEG" else f"{name}.png")
+        if mode == "JPEG":
+            img.save(path, format="JPEG", quality=90)
+        else:
+            img.save(path, optimize=False)
+        paths[name] = path
+    return paths
+
+
+def make_llava_processor(tokenizer, config: str):
+    from transformers import LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    class_name, image_settings, settings, _, _ = LLAVA_CONFIGS[config]
+    image_class = {"CLIPImageProcessor": CLIPImageProcessorPil, "LlavaImageProcessor": LlavaImageProcessorPil}[class_name]
+    image_processor = image_class(**CLIP_BASE, **image_settings)
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=LLAVA_CHAT_TEMPLATE,
+                          **settings)
+
+
+def save_llava_layouts(proc, out: Path, config: str, model_config: dict) -> list[str]:
+    """The processor saved by transformers (`<config>.v5/`) and rewritten in the hub's layout
+    (`<config>.hub/`: preprocessor_config.json, processor_config.json, chat_template.json, config.json)."""
+    layouts = LLAVA_CONFIGS[config][3]
+    v5 = out / f"{config}.v5"
+    proc.save_pretrained(str(v5))
+    folders = []
+    if "hub" in layouts:
+        hub = out / f"{config}.hub"
+        hub.mkdir()
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(v5 / name, hub / name)
+        processor_config = json.loads((v5 / "processor_config.json").read_text())
+        image_config = dict(processor_config.pop("image_processor"), processor_class="LlavaProcessor")
+        write_json(hub / "preprocessor_config.json", image_config)
+        write_json(hub / "processor_config.json", processor_config)
+        write_json(hub / "chat_template.json", {"chat_template": (v5 / "chat_template.jinja").read_text()})
+        write_json(hub / "config.json", model_config)
+        folders.append(hub.name)
+    if "v5" in layouts:
+        folders.append(v5.name)
+    else:
+        shutil.rmtree(v5)
+    return folders
+
+
+def llava_prompts() -> list[tuple[str, list[dict], int]]:
+    return [
+        ("image_first", [user(IMAGE, text("Is this scene safe for a child?"))], 1),
+        ("text_first", [user(text("Describe any hazards in this picture:"), IMAGE)], 1),
+        ("two_images", [user(IMAGE, IMAGE, text("Which of these two images shows a risk?"))], 2),
+    ]
+
+
+def llava_labels(proc, messages, images, ids) -> list[int]:
+    """Expected training labels, derived from HF's tokenizer offsets: the conversation as the
+    template renders it, each answer's trailing space replaced by `</s>`; a token is learned iff
+    it starts at or after the end of the generation prompt (answer and `</s>` are last)."""
+    prompt = proc.apply_chat_template(messages[:-1], add_generation_prompt=True)
+    n = len(proc(text=prompt, images=images)["input_ids"][0]) - len(proc.tokenizer(prompt)["input_ids"])
+    expand = lambda t: t.replace("<image>", "<image>" * (n // max(len(images), 1) + 1))
+    enc = proc.tokenizer(expand(llava_training_text(proc, messages)), return_offsets_mapping=True)
+    assert enc["input_ids"] == ids
+    start = len(expand(prompt))
+    return [t if b >= start and e > b else -100 for t, (b, e) in zip(ids, enc["offset_mapping"])]
+
+
+def llava_training_text(proc, messages) -> str:
+    full = proc.apply_chat_template(messages, add_generation_prompt=False)
+    assert full.endswith(" "), full
+    return full[:-1] + "</s>"
+
+
+def pixel_stats(pv: np.ndarray) -> dict[str, float]:
+    flat = pv.reshape(-1).astype(np.float64)
+    return {"mean": float(flat.mean()), "std": float(flat.std()), "min": float(flat.min()), "max": float(flat.max())}
+
+
+def make_llava(out: Path) -> None:
+    """processor_llava/: <config>.<layout>/ processor folders (see LLAVA_CONFIGS), images/, and
+    cases.json: per case the folder, messages, HF's rendered prompt, input_ids, attention_mask,
+    pixel_shape and the pixels (pixels/<image>.<config>.safetensors, f32 [1,3,H,W]; for clip336
+    per-image statistics plus every 37th value in pixels/<image>.clip336.sample.safetensors) and,
+    for training cases, labels."""
+    from transformers import AutoProcessor, PreTrainedTokenizerFast
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=build_llama_tokenizer(), bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        pad_token="<pad>",
+    )
+    image_paths = make_llava_images(out / "images")
+    (out / "pixels").mkdir()
+    cases = []
+    for config in LLAVA_CONFIGS:
+        proc = make_llava_processor(tokenizer, config)
+        model_config = {"model_type": "llava", "image_token_index": tokenizer.convert_tokens_to_ids("<image>")}
+        folders = save_llava_layouts(proc, out, config, model_config)
+        for folder in folders:  # both layouts load back into the same processor
+            loaded = AutoProcessor.from_pretrained(str(out / folder), backend="pil")
+            assert type(loaded.image_processor).__name__.endswith("Pil"), type(loaded.image_processor)
+            assert loaded.image_processor.to_dict() == proc.image_processor.to_dict(), folder
+        cases += llava_cases(proc, config, folders, image_paths, out)
+    write_json(out / "cases.json", cases)
+    write_json(out / "versions.json", versions())
+    too_big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size >= 1 << 20]
+    assert not too_big, f"fixture files over 1 MiB: {too_big}"
+    print(f"wrote {len(cases)} LLaVA cases to {out}")
+
+
+def llava_cases(proc, config, folders, image_paths, out: Path) -> list[dict]:
+    names = list(image_paths)
+    full_pixels = LLAVA_CONFIGS[config][4]
+    if not full_pixels:
+        names = ["landscape_odd", "large_rgb", "portrait_gray"]
+    pixels = {}
+    for name in names:
+        pv = np.asarray(proc.image_processor([Image.open(image_paths[name])], return_tensors="np")["pixel_values"],
+                        dtype=np.float32)
+        pixels[name] = pv
+        if full_pixels:
+            save_file({"pixel_values": np.ascontiguousarray(pv)}, str(out / "pixels" / f"{name}.{config}.safetensors"))
+        else:
+            sample = np.ascontiguousarray(pv.reshape(-1)[::PIXEL_SAMPLE_STRIDE])
+            save_file({"pixel_values": sample}, str(out / "pixels" / f"{name}.{config}.sample.safetensors"))
+    cases = []
+
+    def add(case_name, messages, imgs, generation, folder):
+        loaded = [Image.open(image_paths[n]) for n in imgs]
+        prompt = proc.apply_chat_template(messages if generation else messages[:-1], add_generation_prompt=True)
+        if not generation:
+            prompt = llava_training_text(proc, messages)
+        res = proc(text=prompt, images=loaded or None, return_tensors="np")
+        ids = [int(i) for i in res["input_ids"][0]]
+        case = {"name": case_name, "folder": folder, "config": config, "messages": messages,
+                "add_generation_prompt": generation, "images": [f"images/{image_paths[n].name}" for n in imgs],
+                "prompt": prompt, "input_ids": ids, "attention_mask": [int(i) for i in res["attention_mask"][0]]}
+        if imgs:
+            pv = np.asarray(res["pixel_values"], dtype=np.float32)
+            assert np.array_equal(pv, np.concatenate([pixels[n] for n in imgs])), case_name
+            case["pixel_shape"] = list(pv.shape)
+            if full_pixels:
+                case["pixels"] = [f"pixels/{n}.{config}.safetensors" for n in imgs]
+            else:  # per image: statistics, and every PIXEL_SAMPLE_STRIDE-th value in a file
+                case["pixel_stats"] = [pixel_stats(pixels[n]) for n in imgs]
+                case["pixel_samples"] = [f"pixels/{n}.{config}.sample.safetensors" for n in imgs]
+                case["pixel_sample_stride"] = PIXEL_SAMPLE_STRIDE
+        if not generation:
+            case["prompt"] = proc.apply_chat_template(messages, add_generation_prompt=False)
+            case["labels"] = llava_labels(proc, messages, loaded, ids)
+        cases.append(case)
+
+    for folder in folders:
+        for p_name, messages, n_images in llava_prompts():
+            for k, name in enumerate(names):
+                if (n_images == 2 and k % 2) or (not full_pixels and p_name != "image_first"):
+                    continue
+                imgs = [names[(k + j) % len(names)] for j in range(n_images)]
+                add(f"{folder}/{p_name}/{name}", messages, imgs, True, folder)
+        if full_pixels or folder.endswith(".hub"):
+            add(f"{folder}/text_only", [user(text("What makes a kitchen safe? Answer in 3 words."))], [], True, folder)
+            msgs = [user(IMAGE, text("Is this scene safe for a child?")), {"role": "assistant", "content": [text(ANSWER)]}]
+            add(f"{folder}/train/{names[0]}", msgs, [names[0]], False, folder)
+    return cases
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-//! Data for safeaware: the SmolVLM processor (tokenizer, chat template, image tiles), training
+//! Data for safeaware: the SmolVLM and LLaVA processors (tokenizer, chat template, images), training
 //! traces, safety benchmarks (MMSafeAware and generic JSONL) and the synthetic safety world.
 
 pub mod benchmark;

@@ -36,7 +36,7 @@ fn nosplit_processor(split: &Processor) -> Processor {
         tokenizer: split.tokenizer().clone(),
         tokenizer_config: split.tokenizer_config().clone(),
         image_config: config,
-        processor_config: split.processor_config().clone(),
+        processor_config: split.processor_config().as_idefics3().unwrap().clone(),
         chat_template: Some(split.chat_template().source().to_string()),
     })
     .unwrap()

@@ -10,11 +10,14 @@ use serde_json::{Map, Value};
 use super::error::{ProcessorError, Result};
 use super::resample::Resample;
 
-/// A size entry (`size`, `max_image_size`): either `{"longest_edge": n}` or `{"height", "width"}`.
+/// A size entry (`size`, `max_image_size`, `crop_size`): `{"longest_edge": n}`,
+/// `{"shortest_edge": n}` (CLIP) or `{"height", "width"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Size {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub longest_edge: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortest_edge: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,8 +29,24 @@ impl Size {
     pub fn longest_edge(n: u32) -> Self {
         Size {
             longest_edge: Some(n),
-            height: None,
-            width: None,
+            ..Size::default()
+        }
+    }
+
+    /// `{"shortest_edge": n}`.
+    pub fn shortest_edge(n: u32) -> Self {
+        Size {
+            shortest_edge: Some(n),
+            ..Size::default()
+        }
+    }
+
+    /// `{"height": h, "width": w}`.
+    pub fn exact(height: u32, width: u32) -> Self {
+        Size {
+            height: Some(height),
+            width: Some(width),
+            ..Size::default()
         }
     }
 }
@@ -124,7 +143,7 @@ impl ImageProcessorConfig {
 }
 
 /// `image_mean`/`image_std`: one number for all channels or a list of three.
-fn channels<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<[f64; 3], D::Error> {
+pub(crate) fn channels<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<[f64; 3], D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -141,7 +160,10 @@ fn channels<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<[f64; 3], D:
     }
 }
 
-fn channels_out<S: Serializer>(v: &[f64; 3], s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(crate) fn channels_out<S: Serializer>(
+    v: &[f64; 3],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     v.serialize(s)
 }
 
@@ -226,6 +248,22 @@ impl TokenizerConfig {
             bos_token: Some("<|im_start|>".into()),
             eos_token: Some("<end_of_utterance>".into()),
             pad_token: Some("<|im_end|>".into()),
+            unk_token: None,
+            extra,
+        }
+    }
+
+    /// LLaVA-1.5's (Llama's) names: bos `<s>`, eos `</s>`, pad `<pad>`.
+    pub fn llava() -> Self {
+        let mut extra = Map::new();
+        extra.insert(
+            "tokenizer_class".into(),
+            Value::from("PreTrainedTokenizerFast"),
+        );
+        TokenizerConfig {
+            bos_token: Some("<s>".into()),
+            eos_token: Some("</s>".into()),
+            pad_token: Some("<pad>".into()),
             unk_token: None,
             extra,
         }

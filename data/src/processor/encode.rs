@@ -3,18 +3,24 @@
 //!
 //! Labels are found on the rendered text, not by guessing token boundaries: for each assistant
 //! message the template is rendered up to its generation prompt and up to its end, the answer is
-//! the text in between up to and including its `<end_of_utterance>`, and a token is learned iff
-//! it starts inside an answer (offsets from the tokenizer). Text after that, such as the
+//! the text in between up to and including its end of turn, and a token is learned iff it
+//! starts inside an answer (offsets from the tokenizer). Text after that, such as the
 //! template's trailing newline, stays masked.
+//!
+//! The end of turn: SmolVLM's template writes `<end_of_utterance>`; LLaVA's writes the answer
+//! followed by a space and nothing else, so for training each answer's trailing white space is
+//! replaced by the eos token (`</s>`), which is learned: `ASSISTANT: answer</s>USER: …`, the
+//! format original LLaVA-1.5 trained on. Prompts are left exactly as HF renders them.
 
 use std::ops::Range;
 
 use super::decode::ImageSource;
 use super::error::{ProcessorError, Result};
-use super::expand::{expand, image_prompt, Expanded};
-use super::image_processor::Grid;
+use super::expand::{expand, Expanded};
+use super::family::Family;
+use super::image_processor::{Grid, ImageProcessor};
 use super::message::{Message, Role};
-use super::tokens::{row_col_token, END_OF_UTTERANCE};
+use super::tokens::{row_col_token, END_OF_UTTERANCE, LLAVA_EOS};
 use super::Processor;
 
 pub use safeaware_common::labels::IGNORE_INDEX;
@@ -26,12 +32,12 @@ pub struct Encoded {
     /// Training targets aligned with `input_ids` ([`IGNORE_INDEX`] except on answer tokens);
     /// `None` for prompts.
     pub labels: Option<Vec<i64>>,
-    /// All images' tiles, flattened `[N, 3, H, W]` (HF's order: image by image, each image's
-    /// row-major tiles then its global view).
+    /// All images' frames, flattened `[N, 3, H, W]` (HF's order: image by image; SmolVLM: each
+    /// image's row-major tiles then its global view; LLaVA: one crop per image).
     pub pixel_values: Vec<f32>,
     /// `[N, 3, H, W]`; `N` is 0 without images.
     pub pixel_shape: [usize; 4],
-    /// Per image, how it was tiled.
+    /// Per image, how it was tiled (`0`×`0` for LLaVA).
     pub grids: Vec<Grid>,
 }
 
@@ -71,7 +77,7 @@ impl Processor {
     fn encode_answers(&self, messages: &[Message], open_last: bool) -> Result<Encoded> {
         let full = self.render(messages, false)?;
         let last = messages.iter().rposition(|m| m.role == Role::Assistant);
-        let mut answers: Vec<Range<usize>> = Vec::new();
+        let mut answers: Vec<Answer> = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             if m.role == Role::Assistant {
                 let open = open_last && Some(i) == last;
@@ -81,11 +87,15 @@ impl Processor {
         if answers.is_empty() {
             return Err(ProcessorError::NoAssistantTurn);
         }
+        let (text, answers) = match self.family() {
+            Family::Idefics3 => (full, answers.into_iter().map(|a| a.span).collect()),
+            Family::Llava => close_answers(&full, &answers, self.eos_text()),
+        };
         let Tokenized {
             expanded,
             mut encoded,
             offsets,
-        } = self.encode_with_offsets(&full, &images_of(messages))?;
+        } = self.encode_with_offsets(&text, &images_of(messages))?;
         let answers: Vec<Range<usize>> = answers
             .iter()
             .map(|r| expanded.map(r.start)..expanded.map(r.end))
@@ -106,21 +116,30 @@ impl Processor {
         Ok(encoded)
     }
 
+    /// The text of the eos token (LLaVA's end of turn in training encodings).
+    fn eos_text(&self) -> &str {
+        self.tokenizer_config
+            .eos_token
+            .as_deref()
+            .unwrap_or(LLAVA_EOS)
+    }
+
     /// HF's `processor(text=…, images=…)`: expands the `<image>` placeholders of an already
     /// rendered `text` with `images` (in order) and tokenizes it.
     pub fn encode_text(&self, text: &str, images: &[ImageSource]) -> Result<Encoded> {
         Ok(self.encode_with_offsets(text, images)?.encoded)
     }
 
-    /// The byte range, in the rendered conversation `full`, of the answer of assistant message `i`
-    /// (without its `<end_of_utterance>` when `open`).
+    /// Where, in the rendered conversation `full`, the answer of assistant message `i` is (with
+    /// its `<end_of_utterance>` unless `open`; without trailing white space) and where its
+    /// rendering ends.
     fn answer_span(
         &self,
         messages: &[Message],
         i: usize,
         full: &str,
         open: bool,
-    ) -> Result<Range<usize>> {
+    ) -> Result<Answer> {
         let prompt = self.render(&messages[..i], true)?;
         let upto = self.render(&messages[..=i], false)?;
         if !upto.starts_with(&prompt) || !full.starts_with(&upto) {
@@ -132,28 +151,50 @@ impl Processor {
             });
         }
         let answer = &upto[prompt.len()..];
-        let len = match answer.rfind(END_OF_UTTERANCE) {
+        let end_of_utterance = match self.family() {
+            Family::Idefics3 => answer.rfind(END_OF_UTTERANCE),
+            Family::Llava => None,
+        };
+        let len = match end_of_utterance {
             Some(j) if open => j,
             Some(j) => j + END_OF_UTTERANCE.len(),
             None => answer.trim_end().len(),
         };
-        Ok(prompt.len()..prompt.len() + len)
+        Ok(Answer {
+            span: prompt.len()..prompt.len() + len,
+            rendered_end: upto.len(),
+            open,
+        })
     }
 
     /// Expands and tokenizes `text`, returning the expansion and each token's byte offsets.
     fn encode_with_offsets(&self, text: &str, images: &[ImageSource]) -> Result<Tokenized> {
-        let tile = self.images.tile_size();
+        let (mut height, mut width) = self.frame_size();
         let mut pixel_values = Vec::new();
         let mut grids = Vec::with_capacity(images.len());
         let mut replacements = Vec::with_capacity(images.len());
-        for source in images {
+        let mut frames = 0;
+        for (k, source) in images.iter().enumerate() {
             let processed = self.images.process_source(source)?;
-            self.check_grid_tokens(processed.grid)?;
-            replacements.push(image_prompt(processed.grid, self.config.image_seq_len));
+            if let ImageProcessor::Tiling(_) = self.images {
+                self.check_grid_tokens(processed.grid)?;
+            }
+            if k > 0 && (processed.height, processed.width) != (height, width) {
+                return Err(ProcessorError::Image {
+                    name: source.name(),
+                    reason: format!(
+                        "processed to {}x{} pixels, unlike the {width}x{height} of the images before it (set a crop size to batch images of different sizes)",
+                        processed.width, processed.height
+                    ),
+                });
+            }
+            (height, width) = (processed.height, processed.width);
+            replacements.push(self.config.image_text(&processed, &self.origin)?);
             grids.push(processed.grid);
+            frames += processed.num_tiles;
             pixel_values.extend_from_slice(&processed.pixel_values);
         }
-        let expanded = expand(text, &replacements)?;
+        let expanded = expand(text, self.config.placeholder(), &replacements)?;
         // Like HF's apply_chat_template(tokenize=True): no extra special tokens when the prompt
         // already starts with the bos token.
         let starts_with_bos = self
@@ -165,12 +206,11 @@ impl Processor {
             .tokenizer
             .encode(expanded.text.as_str(), !starts_with_bos)
             .map_err(|e| self.tokenizer_error(e))?;
-        let n = pixel_values.len() / (3 * tile * tile).max(1);
         let encoded = Encoded {
             input_ids: encoding.get_ids().to_vec(),
             labels: None,
             pixel_values,
-            pixel_shape: [n, 3, tile, tile],
+            pixel_shape: [frames, 3, height, width],
             grids,
         };
         Ok(Tokenized {
@@ -200,6 +240,37 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// An assistant answer in the rendered conversation.
+struct Answer {
+    /// The learned bytes.
+    span: Range<usize>,
+    /// Where the message's rendering ends (after the template's trailing text).
+    rendered_end: usize,
+    /// Left open: no end of turn is added or learned.
+    open: bool,
+}
+
+/// LLaVA's training text: each closed answer's trailing white space (up to the end of its
+/// rendering) replaced by `eos`, which joins the learned span. Returns the text and the spans.
+fn close_answers(full: &str, answers: &[Answer], eos: &str) -> (String, Vec<Range<usize>>) {
+    let mut out = String::with_capacity(full.len() + answers.len() * eos.len());
+    let mut spans = Vec::with_capacity(answers.len());
+    let mut last = 0;
+    for a in answers {
+        out.push_str(&full[last..a.span.end]);
+        let start = a.span.start + out.len() - a.span.end;
+        last = a.span.end;
+        if !a.open {
+            out.push_str(eos);
+            let tail = &full[a.span.end..a.rendered_end];
+            last += tail.len() - tail.trim_start().len();
+        }
+        spans.push(start..out.len());
+    }
+    out.push_str(&full[last..]);
+    (out, spans)
 }
 
 /// A tokenized prompt with what label placement needs.

@@ -1,5 +1,6 @@
-//! Image placeholder expansion, as HF's `Idefics3Processor`: every `<image>` of the rendered
-//! prompt becomes its image's token text. A single (unsplit) image is
+//! Image placeholder expansion: every `<image>` of the rendered prompt becomes its image's token
+//! text. LLaVA (`LlavaProcessor`): the placeholder repeated `image_seq_length` times. SmolVLM
+//! (`Idefics3Processor`): A single (unsplit) image is
 //! `<fake_token_around_image><global-img>` + `<image>`×n + `<fake_token_around_image>`; a split
 //! image is, row by row, `<fake_token_around_image><row_r_col_c>` + `<image>`×n for each tile and
 //! `\n` after each row, then `\n<fake_token_around_image><global-img>` + `<image>`×n +
@@ -8,6 +9,11 @@
 use super::error::{ProcessorError, Result};
 use super::image_processor::Grid;
 use super::tokens::{row_col_token, FAKE_IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, IMAGE_TOKEN};
+
+/// LLaVA's text for one image: `image_token` repeated `count` times.
+pub fn llava_image_prompt(image_token: &str, count: usize) -> String {
+    image_token.repeat(count)
+}
 
 /// The text that stands for one image tiled as `grid`, with `image_seq_len` tokens per tile.
 pub fn image_prompt(grid: Grid, image_seq_len: usize) -> String {
@@ -47,10 +53,9 @@ impl Expanded {
     }
 }
 
-/// Replaces the `<image>` placeholders of `text`, in order, by `replacements`; their counts
-/// must agree.
-pub(crate) fn expand(text: &str, replacements: &[String]) -> Result<Expanded> {
-    let positions: Vec<usize> = text.match_indices(IMAGE_TOKEN).map(|(i, _)| i).collect();
+/// Replaces the `placeholder`s of `text`, in order, by `replacements`; their counts must agree.
+pub(crate) fn expand(text: &str, placeholder: &str, replacements: &[String]) -> Result<Expanded> {
+    let positions: Vec<usize> = text.match_indices(placeholder).map(|(i, _)| i).collect();
     if positions.len() != replacements.len() {
         return Err(ProcessorError::ImageCount {
             placeholders: positions.len(),
@@ -64,8 +69,8 @@ pub(crate) fn expand(text: &str, replacements: &[String]) -> Result<Expanded> {
     for (&start, replacement) in positions.iter().zip(replacements) {
         out.push_str(&text[last..start]);
         out.push_str(replacement);
-        last = start + IMAGE_TOKEN.len();
-        growth += replacement.len() as isize - IMAGE_TOKEN.len() as isize;
+        last = start + placeholder.len();
+        growth += replacement.len() as isize - placeholder.len() as isize;
         shifts.push((last, growth));
     }
     out.push_str(&text[last..]);
@@ -96,13 +101,13 @@ mod tests {
     #[test]
     fn expansion_maps_offsets_around_placeholders() {
         let text = "A<image>BC<image>D";
-        let e = expand(text, &["xyz".to_string(), String::new()]).unwrap();
+        let e = expand(text, IMAGE_TOKEN, &["xyz".to_string(), String::new()]).unwrap();
         assert_eq!(e.text, "AxyzBCD");
         assert_eq!(e.map(0), 0); // A
         assert_eq!(e.map(8), 4); // B
         assert_eq!(e.map(17), 6); // D
         assert_eq!(e.map(text.len()), e.text.len());
-        let err = expand(text, &["x".to_string()]).unwrap_err();
+        let err = expand(text, IMAGE_TOKEN, &["x".to_string()]).unwrap_err();
         assert!(matches!(
             err,
             ProcessorError::ImageCount {

@@ -1,16 +1,20 @@
-//! The SmolVLM/Idefics3 processor: turns conversations with images into the token ids, labels
-//! and pixel tiles the model consumes, identical to HF's `Idefics3Processor` (PIL backend).
+//! The processor of a vision-language model: turns conversations with images into the token
+//! ids, labels and pixels the model consumes, identical to HF's processor (PIL backend) of its
+//! family: SmolVLM/Idefics3 (`Idefics3Processor`: image tiles) or LLaVA-1.5 (`LlavaProcessor`:
+//! one CLIP crop per image). One [`Processor`] type serves both; [`Family`] says which.
 //!
 //! - [`Processor::from_folder`] loads a model folder (tokenizer.json, tokenizer_config.json,
-//!   preprocessor_config.json, processor_config.json, chat template); [`Processor::from_parts`]
-//!   builds one in memory; [`Processor::save`] writes the files back out.
+//!   preprocessor_config.json, processor_config.json, chat template), picking the family from
+//!   config.json or the processor class names; [`Processor::from_parts`] (SmolVLM) and
+//!   [`Processor::from_llava_parts`] build one in memory; [`Processor::save`] writes the files
+//!   back out.
 //! - [`Processor::encode_training`] gives ids, labels (only the assistant answers learn) and
 //!   pixels; [`Processor::encode_prompt`] gives the generation prompt.
 //! - The chat template is the folder's Jinja template rendered with minijinja (HF's settings),
-//!   SmolVLM's built-in one when the folder has none.
+//!   the family's built-in one when the folder has none.
 //! - Images are decoded by content, resized with a bit-exact port of Pillow's resampling and
-//!   tiled as HF does: pixels equal HF's exactly for lossless inputs (JPEG decoders differ by
-//!   about half a level on average).
+//!   tiled (SmolVLM) or cropped (LLaVA) as HF does: pixels equal HF's exactly for lossless
+//!   inputs (JPEG decoders differ by about half a level on average).
 //!
 //! ```no_run
 //! use safeaware_data::processor::{Message, Part, Processor};
@@ -28,35 +32,48 @@
 //! Training records in the placeholder form ([`crate::sharegpt::Conversation`]) convert with
 //! [`Message::from_conversation`].
 
+mod clip;
 mod config;
 mod decode;
 mod encode;
 mod error;
 mod expand;
+mod family;
+mod family_config;
 mod folder;
 mod image_processor;
+mod llava_config;
+mod llava_folder;
 mod message;
 mod resample;
 mod template;
+mod tiling;
 mod tokens;
 
+pub use clip::ClipImageProcessor;
 pub use config::{image_seq_len, ImageProcessorConfig, ProcessorConfig, Size, TokenizerConfig};
 pub use decode::{load_image, to_rgb, ImageSource};
 pub use encode::{Encoded, IGNORE_INDEX};
 pub use error::{ProcessorError, Result};
-pub use expand::image_prompt;
+pub use expand::{image_prompt, llava_image_prompt};
+pub use family::{Family, SUPPORTED_MODEL_TYPES};
+pub use family_config::FamilyConfig;
 pub use image_processor::{Grid, ImageProcessor, ProcessedImage};
+pub use llava_config::{
+    ClipImageProcessorConfig, LlavaProcessorConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
+};
 pub use message::{Message, Part, Role};
 pub use resample::{resize, Resample};
-pub use template::{ChatTemplate, SMOLVLM_CHAT_TEMPLATE};
+pub use template::{ChatTemplate, LLAVA_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE};
+pub use tiling::Idefics3ImageProcessor;
 pub use tokens::{
-    add_smolvlm_tokens, row_col_token, SpecialTokens, END_OF_UTTERANCE, FAKE_IMAGE_TOKEN,
-    GLOBAL_IMAGE_TOKEN, IMAGE_TOKEN, MAX_GRID_SIDE,
+    add_llava_tokens, add_smolvlm_tokens, row_col_token, SpecialTokens, END_OF_UTTERANCE,
+    FAKE_IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, IMAGE_TOKEN, LLAVA_EOS, MAX_GRID_SIDE,
 };
 
 pub use tokenizers::Tokenizer;
 
-/// Everything a [`Processor`] is made of, for building one in memory.
+/// Everything a SmolVLM [`Processor`] is made of, for building one in memory.
 #[derive(Debug, Clone)]
 pub struct ProcessorParts {
     pub tokenizer: Tokenizer,
@@ -67,7 +84,22 @@ pub struct ProcessorParts {
     pub chat_template: Option<String>,
 }
 
-/// Tokenizer, chat template and image processor of one SmolVLM model.
+/// Everything a LLaVA [`Processor`] is made of, for building one in memory (e.g. the trainer's
+/// synthetic LLaVA preset: a tiny tokenizer with [`add_llava_tokens`], [`TokenizerConfig::llava`],
+/// [`ClipImageProcessorConfig::clip`] and [`LlavaProcessorConfig::llava_1_5`]).
+#[derive(Debug, Clone)]
+pub struct LlavaParts {
+    pub tokenizer: Tokenizer,
+    pub tokenizer_config: TokenizerConfig,
+    pub image_config: ClipImageProcessorConfig,
+    pub processor_config: LlavaProcessorConfig,
+    /// config.json's `image_seq_length`, used when `processor_config` cannot give the count.
+    pub image_seq_length: Option<usize>,
+    /// Jinja source; `None` for llava-hf's template ([`LLAVA_CHAT_TEMPLATE`]).
+    pub chat_template: Option<String>,
+}
+
+/// Tokenizer, chat template and image processor of one model.
 #[derive(Debug, Clone)]
 pub struct Processor {
     tokenizer: Tokenizer,
@@ -75,46 +107,93 @@ pub struct Processor {
     special: SpecialTokens,
     template: ChatTemplate,
     images: ImageProcessor,
-    config: ProcessorConfig,
+    config: FamilyConfig,
     /// Where it was loaded from, for error messages.
     origin: String,
 }
 
 impl Processor {
-    /// Builds a processor from in-memory parts (e.g. the trainer's tiny tokenizer). The tokenizer
-    /// must already contain SmolVLM's special tokens (see [`add_smolvlm_tokens`]).
+    /// Builds a SmolVLM processor from in-memory parts (e.g. the trainer's tiny tokenizer). The
+    /// tokenizer must already contain SmolVLM's special tokens (see [`add_smolvlm_tokens`]).
     pub fn from_parts(parts: ProcessorParts) -> Result<Self> {
+        let origin = "in-memory processor";
         let template = match parts.chat_template {
             Some(src) => ChatTemplate::new(src, "in-memory chat template")?,
             None => ChatTemplate::smolvlm(),
         };
+        let images = Idefics3ImageProcessor::new(parts.image_config, origin)?;
         Processor::assemble(
             parts.tokenizer,
             parts.tokenizer_config,
-            parts.image_config,
-            parts.processor_config,
+            ImageProcessor::Tiling(images),
+            FamilyConfig::Idefics3(parts.processor_config),
             template,
-            "in-memory processor",
+            origin,
         )
     }
 
+    /// Builds a LLaVA processor from in-memory parts. The tokenizer must contain the image token
+    /// and the eos/pad/bos tokens `tokenizer_config` names (see [`add_llava_tokens`]).
+    pub fn from_llava_parts(parts: LlavaParts) -> Result<Self> {
+        let origin = "in-memory processor";
+        let template = match parts.chat_template {
+            Some(src) => ChatTemplate::new(src, "in-memory chat template")?,
+            None => ChatTemplate::llava(),
+        };
+        let images = ClipImageProcessor::new(parts.image_config, origin)?;
+        let config = FamilyConfig::Llava {
+            config: parts.processor_config,
+            image_seq_length: parts.image_seq_length,
+        };
+        Processor::assemble(
+            parts.tokenizer,
+            parts.tokenizer_config,
+            ImageProcessor::Clip(images),
+            config,
+            template,
+            origin,
+        )
+    }
+
+    /// Checks that the parts fit together and looks the special tokens up.
     fn assemble(
         tokenizer: Tokenizer,
         tokenizer_config: TokenizerConfig,
-        image_config: ImageProcessorConfig,
-        config: ProcessorConfig,
+        images: ImageProcessor,
+        config: FamilyConfig,
         template: ChatTemplate,
         origin: &str,
     ) -> Result<Self> {
-        if config.image_seq_len == 0 {
-            return Err(ProcessorError::config(
-                origin,
-                "image_seq_len must be positive",
-            ));
-        }
-        let images = ImageProcessor::new(image_config, origin)?;
-        let side = largest_grid_side(images.config()).min(MAX_GRID_SIDE);
-        let special = SpecialTokens::lookup(&tokenizer, &tokenizer_config, side, origin)?;
+        let special = match (&images, &config) {
+            (ImageProcessor::Tiling(tiling), FamilyConfig::Idefics3(c)) => {
+                if c.image_seq_len == 0 {
+                    return Err(ProcessorError::config(
+                        origin,
+                        "image_seq_len must be positive",
+                    ));
+                }
+                let side = largest_grid_side(tiling.config()).min(MAX_GRID_SIDE);
+                SpecialTokens::lookup(&tokenizer, &tokenizer_config, side, origin)?
+            }
+            (ImageProcessor::Clip(_), FamilyConfig::Llava { .. }) => {
+                let (h, w) = images.frame_size().unwrap_or((1, 1));
+                if config.seq_len(h, w).is_none_or(|n| n == 0) {
+                    return Err(family_config::no_count(origin));
+                }
+                SpecialTokens::lookup_llava(
+                    &tokenizer,
+                    &tokenizer_config,
+                    config.placeholder(),
+                    origin,
+                )?
+            }
+            _ => {
+                return Err(ProcessorError::config(
+                    origin,
+                    "the image processor and processor_config.json are of different families",
+                ))
+            }
+        };
         Ok(Processor {
             tokenizer,
             tokenizer_config,
@@ -124,6 +203,11 @@ impl Processor {
             config,
             origin: origin.to_string(),
         })
+    }
+
+    /// The model family.
+    pub fn family(&self) -> Family {
+        self.config.family()
     }
 
     /// The tokenizer.
@@ -151,14 +235,29 @@ impl Processor {
         &self.template
     }
 
-    /// processor_config.json.
-    pub fn processor_config(&self) -> &ProcessorConfig {
+    /// processor_config.json (SmolVLM's or LLaVA's).
+    pub fn processor_config(&self) -> &FamilyConfig {
         &self.config
     }
 
-    /// `<image>` tokens per tile.
+    /// `<image>` tokens per tile (SmolVLM) or per image (LLaVA; for an image of the crop size
+    /// when the size of the processed image varies).
     pub fn image_seq_len(&self) -> usize {
-        self.config.image_seq_len
+        let (h, w) = self.frame_size();
+        self.config.seq_len(h, w).unwrap_or(0)
+    }
+
+    /// `(height, width)` of each pixel frame (a tile or a crop); for LLaVA without a centre crop,
+    /// a square of the resize target.
+    pub fn frame_size(&self) -> (usize, usize) {
+        self.images.frame_size().unwrap_or_else(|| {
+            let side = self
+                .images
+                .as_clip()
+                .and_then(|p| p.config().size.shortest_edge)
+                .unwrap_or(0) as usize;
+            (side, side)
+        })
     }
 
     /// Token ids back to text.

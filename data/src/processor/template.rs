@@ -1,6 +1,7 @@
 //! Chat templates: the model folder's Jinja template rendered with minijinja the way HF renders
 //! it (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, Python string methods),
-//! or SmolVLM's own template when the folder has none.
+//! or the family's own template when the folder has none. HF's `{% generation %}` block (which
+//! only marks assistant text for masks) renders its body unchanged, as here.
 //!
 //! Messages are passed in HF's processor form: `{"role": "user", "content": [{"type": "image"},
 //! {"type": "text", "text": "…"}]}`, together with `add_generation_prompt` and the special-token
@@ -17,6 +18,10 @@ use super::message::{Message, Part, Role};
 /// SmolVLM-Instruct's chat template: `<|im_start|>User:<image>…<end_of_utterance>\nAssistant:`.
 /// A message whose first part is an image gets `User:`, otherwise `User: `.
 pub const SMOLVLM_CHAT_TEMPLATE: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'] is string %}{{': ' + message['content']}}{% else %}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+
+/// llava-hf's LLaVA-1.5 chat template (chat_template.json of the hub folders):
+/// `USER: <image>\n{text} ASSISTANT:`; an answer renders as `{text} `.
+pub const LLAVA_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
 
 const NAME: &str = "chat_template";
 
@@ -56,7 +61,7 @@ impl ChatTemplate {
                 Err(JinjaError::new(ErrorKind::InvalidOperation, message))
             },
         );
-        env.add_template_owned(NAME, source.clone())
+        env.add_template_owned(NAME, without_generation_tags(&source))
             .map_err(|e| ProcessorError::Template {
                 origin: origin.clone(),
                 reason: describe(&e),
@@ -71,6 +76,12 @@ impl ChatTemplate {
     /// SmolVLM's built-in template.
     pub fn smolvlm() -> Self {
         ChatTemplate::new(SMOLVLM_CHAT_TEMPLATE, "built-in SmolVLM template")
+            .expect("built-in template compiles")
+    }
+
+    /// LLaVA-1.5's built-in template ([`LLAVA_CHAT_TEMPLATE`]).
+    pub fn llava() -> Self {
+        ChatTemplate::new(LLAVA_CHAT_TEMPLATE, "built-in LLaVA template")
             .expect("built-in template compiles")
     }
 
@@ -139,6 +150,45 @@ fn message_json(m: &Message) -> Value {
     json!({"role": role_name(m.role), "content": content})
 }
 
+/// `source` with HF's `{% generation %}` / `{% endgeneration %}` tags turned into an
+/// always-true `if` block (whitespace control kept), which renders the body the same way.
+fn without_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        let Some(len) = rest[start..].find("%}") else {
+            break;
+        };
+        let tag = &rest[start..start + len + 2];
+        let inner = &tag[2..tag.len() - 2];
+        let (open, body, close) = split_controls(inner);
+        out.push_str(&rest[..start]);
+        match body.trim() {
+            "generation" => out.push_str(&format!("{{%{open} if true {close}%}}")),
+            "endgeneration" => out.push_str(&format!("{{%{open} endif {close}%}}")),
+            _ => out.push_str(tag),
+        }
+        rest = &rest[start + tag.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A block tag's inside split into its whitespace-control marks (`-`/`+`) and the rest.
+fn split_controls(inner: &str) -> (&str, &str, &str) {
+    let open = if inner.starts_with(['-', '+']) {
+        &inner[..1]
+    } else {
+        ""
+    };
+    let close = if inner.len() > open.len() && inner.ends_with(['-', '+']) {
+        &inner[inner.len() - 1..]
+    } else {
+        ""
+    };
+    (open, &inner[open.len()..inner.len() - close.len()], close)
+}
+
 /// A minijinja error with its causes and line, on one line.
 fn describe(e: &JinjaError) -> String {
     let mut out = e.to_string();
@@ -204,6 +254,27 @@ mod tests {
             t.render(&msgs, false, &tokens()).unwrap(),
             "<|im_start|>hi|\n"
         );
+    }
+
+    #[test]
+    fn llava_template_and_generation_tags() {
+        let t = ChatTemplate::llava();
+        let mut msgs = vec![Message::user(vec![
+            Part::image(PathBuf::from("x.png")),
+            Part::text("What is this?"),
+        ])];
+        assert_eq!(
+            t.render(&msgs, true, &tokens()).unwrap(),
+            "USER: <image>\nWhat is this? ASSISTANT:"
+        );
+        msgs.push(Message::assistant("A cat."));
+        assert_eq!(
+            t.render(&msgs, false, &tokens()).unwrap(),
+            "USER: <image>\nWhat is this? ASSISTANT: A cat. "
+        );
+        let t = ChatTemplate::new("a {%- generation -%} b {%- endgeneration %}\nc", "t").unwrap();
+        assert_eq!(t.render(&[], false, &tokens()).unwrap(), "abc");
+        assert!(t.source().contains("generation"));
     }
 
     #[test]

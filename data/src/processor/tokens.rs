@@ -1,6 +1,6 @@
-//! SmolVLM's special tokens: their strings, their ids in a given tokenizer (looked up by string,
-//! with an error naming the missing token), and a helper that adds them to a tokenizer lacking
-//! them (for the tiny tokenizers tests and the trainer build).
+//! The special tokens of each family: their strings, their ids in a given tokenizer (looked up
+//! by string, with an error naming the missing token), and helpers that add them to a tokenizer
+//! lacking them (for the tiny tokenizers of tests and the trainer's presets).
 
 use tokenizers::{AddedToken, Tokenizer};
 
@@ -23,12 +23,19 @@ pub fn row_col_token(row: usize, col: usize) -> String {
     format!("<row_{row}_col_{col}>")
 }
 
+/// LLaVA's end of sequence (Llama's), which also ends an assistant turn.
+pub const LLAVA_EOS: &str = "</s>";
+
 /// Ids of the tokens the processor and the models need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecialTokens {
+    /// The image placeholder the model replaces with image features.
     pub image: u32,
-    pub fake_image: u32,
-    pub global_image: u32,
+    /// SmolVLM's `<fake_token_around_image>` (`None` for LLaVA).
+    pub fake_image: Option<u32>,
+    /// SmolVLM's `<global-img>` (`None` for LLaVA).
+    pub global_image: Option<u32>,
+    /// The token that ends an assistant turn: `<end_of_utterance>` for SmolVLM, eos for LLaVA.
     pub end_of_utterance: u32,
     pub eos: u32,
     pub pad: u32,
@@ -46,15 +53,7 @@ impl SpecialTokens {
         grid_side: usize,
         origin: &str,
     ) -> Result<Self> {
-        let id = |token: &str, purpose: &str| {
-            tokenizer
-                .token_to_id(token)
-                .ok_or_else(|| ProcessorError::MissingToken {
-                    origin: origin.to_string(),
-                    token: token.to_string(),
-                    purpose: purpose.to_string(),
-                })
-        };
+        let id = |token: &str, purpose: &str| token_id(tokenizer, token, purpose, origin);
         let eos_name = names.eos_token.as_deref().unwrap_or(END_OF_UTTERANCE);
         let eos = id(eos_name, "eos_token")?;
         let pad = match names.pad_token.as_deref() {
@@ -75,13 +74,44 @@ impl SpecialTokens {
         }
         Ok(SpecialTokens {
             image: id(IMAGE_TOKEN, "image placeholders")?,
-            fake_image: id(FAKE_IMAGE_TOKEN, "image boundaries")?,
-            global_image: id(GLOBAL_IMAGE_TOKEN, "the global image view")?,
+            fake_image: Some(id(FAKE_IMAGE_TOKEN, "image boundaries")?),
+            global_image: Some(id(GLOBAL_IMAGE_TOKEN, "the global image view")?),
             end_of_utterance: id(END_OF_UTTERANCE, "ends of turns")?,
             eos,
             pad,
             bos,
             row_col,
+        })
+    }
+
+    /// LLaVA's tokens: `image_token` (the placeholder), eos (`</s>` when unnamed, also the end
+    /// of a turn), pad (eos when unnamed) and bos from `names`.
+    pub fn lookup_llava(
+        tokenizer: &Tokenizer,
+        names: &TokenizerConfig,
+        image_token: &str,
+        origin: &str,
+    ) -> Result<Self> {
+        let id = |token: &str, purpose: &str| token_id(tokenizer, token, purpose, origin);
+        let eos = id(names.eos_token.as_deref().unwrap_or(LLAVA_EOS), "eos_token")?;
+        let pad = match names.pad_token.as_deref() {
+            Some(name) => id(name, "pad_token")?,
+            None => eos,
+        };
+        let bos = names
+            .bos_token
+            .as_deref()
+            .map(|name| id(name, "bos_token"))
+            .transpose()?;
+        Ok(SpecialTokens {
+            image: id(image_token, "image placeholders")?,
+            fake_image: None,
+            global_image: None,
+            end_of_utterance: eos,
+            eos,
+            pad,
+            bos,
+            row_col: Vec::new(),
         })
     }
 
@@ -97,6 +127,28 @@ impl SpecialTokens {
     pub fn grid_side(&self) -> usize {
         self.row_col.len()
     }
+}
+
+/// The id of `token`, or an error naming it and what it is needed for.
+fn token_id(tokenizer: &Tokenizer, token: &str, purpose: &str, origin: &str) -> Result<u32> {
+    tokenizer
+        .token_to_id(token)
+        .ok_or_else(|| ProcessorError::MissingToken {
+            origin: origin.to_string(),
+            token: token.to_string(),
+            purpose: purpose.to_string(),
+        })
+}
+
+/// Adds LLaVA's special tokens (`<s>`, `</s>`, `<pad>`, `<image>`) that `tokenizer` lacks.
+/// Returns how many were added.
+pub fn add_llava_tokens(tokenizer: &mut Tokenizer) -> usize {
+    add_missing(
+        tokenizer,
+        ["<s>", LLAVA_EOS, "<pad>", IMAGE_TOKEN]
+            .map(String::from)
+            .to_vec(),
+    )
 }
 
 /// Adds SmolVLM's added tokens (image, boundary, global, end-of-utterance, `<|im_start|>`,
@@ -119,6 +171,11 @@ pub fn add_smolvlm_tokens(tokenizer: &mut Tokenizer) -> usize {
             names.push(row_col_token(r, c));
         }
     }
+    add_missing(tokenizer, names)
+}
+
+/// Adds the `names` that `tokenizer` lacks as special tokens; returns how many.
+fn add_missing(tokenizer: &mut Tokenizer, names: Vec<String>) -> usize {
     let missing: Vec<AddedToken> = names
         .into_iter()
         .filter(|t| tokenizer.token_to_id(t).is_none())
@@ -155,6 +212,21 @@ mod tests {
             msg.contains("<end_of_utterance>") && msg.contains("tiny/tokenizer.json"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn llava_tokens_default_to_llama_names() {
+        let mut tok = bare_tokenizer();
+        assert_eq!(add_llava_tokens(&mut tok), 4);
+        let ids = SpecialTokens::lookup_llava(&tok, &TokenizerConfig::default(), IMAGE_TOKEN, "t")
+            .unwrap();
+        assert_eq!(ids.eos, tok.token_to_id(LLAVA_EOS).unwrap());
+        assert_eq!((ids.end_of_utterance, ids.pad), (ids.eos, ids.eos));
+        assert_eq!((ids.fake_image, ids.grid_side()), (None, 0));
+        let e = SpecialTokens::lookup_llava(&tok, &TokenizerConfig::default(), "<img>", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("<img>"), "{e}");
     }
 
     #[test]

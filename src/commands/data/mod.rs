@@ -1,10 +1,12 @@
-//! `safeaware data synth | validate | stats | preview | import | distill | overlap`: make the
-//! synthetic world, check a training file or benchmark, summarise it, draw a contact sheet,
-//! import labelled pairs, distil traces from a teacher, and guard a benchmark. The work is in
-//! `safeaware_data` and `safeaware_eval::distill`; these files turn flags into calls and print
-//! results (import, distill and overlap each in their own file).
+//! `safeaware data synth | validate | stats | preview | import | distill | overlap | encode`:
+//! make the synthetic world, check a training file or benchmark, summarise it, draw a contact
+//! sheet, import labelled pairs, distil traces from a teacher, guard a benchmark, and show what
+//! a model's processor makes of an image and a prompt. The work is in `safeaware_data` and
+//! `safeaware_eval::distill`; these files turn flags into calls and print results (import,
+//! distill, overlap and encode each in their own file).
 
 mod distill;
+mod encode;
 mod import;
 mod overlap;
 
@@ -38,6 +40,8 @@ pub enum DataCommand {
     Distill(Box<distill::DistillArgs>),
     /// List training items whose image or prompt is also in a benchmark; exit code 1 if any.
     Overlap(overlap::OverlapArgs),
+    /// Encode one image and prompt with a model folder's processor, as HF's processor does.
+    Encode(encode::EncodeArgs),
 }
 
 /// `data synth` flags: the output folder and the world's settings.
@@ -115,6 +119,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
         DataCommand::Import(c) => import::run(c),
         DataCommand::Distill(a) => distill::run(*a),
         DataCommand::Overlap(a) => overlap::run(a),
+        DataCommand::Encode(a) => encode::run(a),
     }
 }
 
