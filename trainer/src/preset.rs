@@ -1,15 +1,17 @@
 //! Named small models initialised from scratch (`model.preset` in a recipe).
 //!
 //! A preset is a registered family's architecture, shrunk, plus its own processor: a
-//! word-level tokenizer over the synthetic world's closed vocabulary (with SmolVLM's special
-//! tokens) and an image processor whose single tile is the synthetic image size. This is the
-//! offline default: no weights or tokenizer need to be downloaded, and a checkpoint of it is an
-//! ordinary HF folder.
+//! word-level tokenizer over the synthetic world's closed vocabulary (with the family's special
+//! tokens) and the family's image processor for the synthetic image size. `tiny` and `small`
+//! are Idefics3/SmolVLM; `tiny-llava` is LLaVA-1.5 (CLIP tower, MLP projector, Llama). This is
+//! the offline default: no weights or tokenizer need to be downloaded, and a checkpoint of it
+//! is an ordinary HF folder.
 
 use anyhow::{bail, Context, Result};
 use safeaware_data::processor::{
-    add_smolvlm_tokens, image_seq_len, ImageProcessorConfig, Processor, ProcessorConfig,
-    ProcessorParts, Tokenizer, TokenizerConfig, END_OF_UTTERANCE,
+    add_llava_tokens, add_smolvlm_tokens, image_seq_len, ClipImageProcessorConfig,
+    ImageProcessorConfig, LlavaParts, LlavaProcessorConfig, Processor, ProcessorConfig,
+    ProcessorParts, Tokenizer, TokenizerConfig, END_OF_UTTERANCE, LLAVA_EOS,
 };
 use safeaware_data::synth;
 use safeaware_data::traces::TAGS;
@@ -17,13 +19,16 @@ use safeaware_model::{Family, ModelConfig, ScratchSpec};
 use serde_json::{json, Value};
 
 /// Names accepted by `model.preset`.
-pub const PRESETS: [&str; 2] = ["tiny", "small"];
+pub const PRESETS: [&str; 3] = ["tiny", "small", "tiny-llava"];
 
 /// Unknown-word token of the preset tokenizer.
 const UNK: &str = "<unk>";
 
-/// Words the chat template itself writes around the turns.
+/// Words SmolVLM's chat template writes around the turns.
 const TEMPLATE_WORDS: &str = "User : Assistant : System : \" .";
+
+/// Words LLaVA's chat template writes besides those (`USER: <image>\n… ASSISTANT:`).
+const LLAVA_TEMPLATE_WORDS: &str = "USER ASSISTANT";
 
 /// A preset's architecture and processor.
 pub struct Preset {
@@ -31,76 +36,125 @@ pub struct Preset {
     pub processor: Processor,
 }
 
+/// A preset's family and dimensions.
+struct Shape {
+    family: Family,
+    vision_width: usize,
+    vision_layers: usize,
+    text_width: usize,
+    text_layers: usize,
+    patch_size: usize,
+    /// Idefics3's pixel shuffle (1 for LLaVA, which has none).
+    scale_factor: usize,
+}
+
+/// The shape of preset `name`. Each gives 16 image tokens for the quickstart's 64-pixel images:
+/// Idefics3 pixel-shuffles 2×2 patches of 8×8 pixels; LLaVA takes 16-pixel patches (its class
+/// token dropped), with a third CLIP layer because LLaVA-1.5 reads the penultimate one. With
+/// objects that differ in colour as well as shape, 16 tokens name them as well as 64 did, and
+/// the shorter sequences allow 40% more steps in the quickstart's ten minutes.
+fn shape(name: &str) -> Result<Shape> {
+    let (family, vision_width, vision_layers, text_width, text_layers, patch_size, scale_factor) =
+        match name {
+            "tiny" => (Family::Idefics3, 64, 2, 128, 4, 8, 2),
+            "small" => (Family::Idefics3, 128, 4, 256, 6, 8, 2),
+            "tiny-llava" => (Family::Llava, 64, 3, 128, 4, 16, 1),
+            other => bail!(
+                "unknown model preset `{other}`: expected one of {}",
+                PRESETS.join(", ")
+            ),
+        };
+    Ok(Shape {
+        family,
+        vision_width,
+        vision_layers,
+        text_width,
+        text_layers,
+        patch_size,
+        scale_factor,
+    })
+}
+
 /// Builds preset `name` for square images of `image_size` pixels.
 pub fn build(name: &str, image_size: u32) -> Result<Preset> {
-    // The tiny preset pixel-shuffles 2×2 patches of 8×8 pixels (scale factor 2, 16 image tokens
-    // for a 64-pixel image). With objects that differ in colour as well as shape, 16 tokens name
-    // them as well as 64 did, and the shorter sequences allow 40% more steps in the quickstart's
-    // ten minutes.
-    let (vision_width, vision_layers, text_width, text_layers, scale_factor) = match name {
-        "tiny" => (64, 2, 128, 4, 2),
-        "small" => (128, 4, 256, 6, 2),
-        other => bail!(
-            "unknown model preset `{other}`: expected one of {}",
-            PRESETS.join(", ")
-        ),
-    };
-    let patch_size = 8;
-    if image_size == 0 || !image_size.is_multiple_of((patch_size * scale_factor) as u32) {
-        bail!(
-            "preset image size {image_size} must be a positive multiple of {}",
-            patch_size * scale_factor
-        );
+    let shape = shape(name)?;
+    let step = shape.patch_size * shape.scale_factor;
+    if image_size == 0 || !image_size.is_multiple_of(step as u32) {
+        bail!("preset image size {image_size} must be a positive multiple of {step}");
     }
-    let tokenizer = word_tokenizer()?;
-    let vocab_size = tokenizer.get_vocab_size(true);
+    let tokenizer = word_tokenizer(shape.family)?;
     let id = |token: &str| {
         tokenizer
             .token_to_id(token)
             .with_context(|| format!("preset tokenizer lacks {token}"))
     };
-    let image_token_id = id("<image>")?;
-    let eos = id(END_OF_UTTERANCE)?;
-    let pad = id("<|im_end|>")?;
-    let bos = id("<|im_start|>")?;
-    let config = Family::Idefics3
+    let (bos, eos, pad) = match shape.family {
+        Family::Idefics3 => ("<|im_start|>", END_OF_UTTERANCE, "<|im_end|>"),
+        Family::Llava => ("<s>", LLAVA_EOS, "<pad>"),
+    };
+    let config = shape
+        .family
         .scratch_config(&ScratchSpec {
-            vision_width,
-            vision_layers,
-            text_width,
-            text_layers,
+            vision_width: shape.vision_width,
+            vision_layers: shape.vision_layers,
+            text_width: shape.text_width,
+            text_layers: shape.text_layers,
             image_size: image_size as usize,
-            patch_size,
-            scale_factor,
-            vocab_size,
-            image_token_id,
-            bos_token_id: bos,
-            eos_token_id: eos,
-            pad_token_id: pad,
+            patch_size: shape.patch_size,
+            scale_factor: shape.scale_factor,
+            vocab_size: tokenizer.get_vocab_size(true),
+            image_token_id: id("<image>")?,
+            bos_token_id: id(bos)?,
+            eos_token_id: id(eos)?,
+            pad_token_id: id(pad)?,
         })
         .context("preset config")?;
-    let mut image_config = ImageProcessorConfig::smolvlm(image_size, image_size);
-    image_config.do_image_splitting = false;
-    let seq_len = image_seq_len(image_size as usize, patch_size, scale_factor);
-    let processor = Processor::from_parts(ProcessorParts {
-        tokenizer,
-        tokenizer_config: TokenizerConfig::smolvlm(),
-        image_config,
-        processor_config: ProcessorConfig::with_image_seq_len(seq_len),
-        chat_template: None,
-    })
-    .context("building the preset processor")?;
+    let processor =
+        processor(&shape, tokenizer, image_size).context("building the preset processor")?;
     Ok(Preset { config, processor })
+}
+
+/// The family's processor around the preset tokenizer, for one `image_size` image (one tile).
+fn processor(shape: &Shape, tokenizer: Tokenizer, image_size: u32) -> Result<Processor> {
+    Ok(match shape.family {
+        Family::Idefics3 => {
+            let mut image_config = ImageProcessorConfig::smolvlm(image_size, image_size);
+            image_config.do_image_splitting = false;
+            let seq_len = image_seq_len(image_size as usize, shape.patch_size, shape.scale_factor);
+            Processor::from_parts(ProcessorParts {
+                tokenizer,
+                tokenizer_config: TokenizerConfig::smolvlm(),
+                image_config,
+                processor_config: ProcessorConfig::with_image_seq_len(seq_len),
+                chat_template: None,
+            })?
+        }
+        Family::Llava => Processor::from_llava_parts(LlavaParts {
+            tokenizer,
+            tokenizer_config: TokenizerConfig::llava(),
+            image_config: ClipImageProcessorConfig::clip(image_size),
+            processor_config: LlavaProcessorConfig::llava_1_5(shape.patch_size as u32),
+            image_seq_length: None,
+            chat_template: None,
+        })?,
+    })
 }
 
 /// A word-level tokenizer covering every word the synthetic world and the chat template emit.
 ///
 /// Pre-tokenization matches [`synth::words`]: white space separates, runs of `[A-Za-z0-9_]`
 /// are one word, any other character is a word by itself; the answer tags are added tokens.
-fn word_tokenizer() -> Result<Tokenizer> {
+fn word_tokenizer(family: Family) -> Result<Tokenizer> {
     let mut words: Vec<String> = vec![UNK.to_string()];
     let mut seen: std::collections::BTreeSet<String> = words.iter().cloned().collect();
-    let template_words = synth::words(TEMPLATE_WORDS).into_iter().map(str::to_string);
+    let extra = match family {
+        Family::Idefics3 => "",
+        Family::Llava => LLAVA_TEMPLATE_WORDS,
+    };
+    let template_words = synth::words(TEMPLATE_WORDS)
+        .into_iter()
+        .chain(synth::words(extra))
+        .map(str::to_string);
     for word in synth::vocabulary().into_iter().chain(template_words) {
         if !TAGS.contains(&word.as_str()) && seen.insert(word.clone()) {
             words.push(word);
@@ -138,7 +192,10 @@ fn word_tokenizer() -> Result<Tokenizer> {
         .to_string()
         .parse()
         .map_err(|e| anyhow::anyhow!("building the preset tokenizer: {e}"))?;
-    add_smolvlm_tokens(&mut tokenizer);
+    match family {
+        Family::Idefics3 => add_smolvlm_tokens(&mut tokenizer),
+        Family::Llava => add_llava_tokens(&mut tokenizer),
+    };
     Ok(tokenizer)
 }
 
@@ -150,7 +207,7 @@ mod tests {
 
     #[test]
     fn tokenizer_covers_the_synthetic_world_without_unknowns() {
-        let tokenizer = word_tokenizer().unwrap();
+        let tokenizer = word_tokenizer(Family::Idefics3).unwrap();
         let unk = tokenizer.token_to_id(UNK).unwrap();
         for word in synth::vocabulary() {
             let ids = tokenizer
@@ -185,6 +242,15 @@ mod tests {
             preset.processor.special_tokens().image
         );
         assert!(build("huge", 64).is_err());
+        let llava = build("tiny-llava", 64).unwrap();
+        assert_eq!(llava.config.family(), Family::Llava);
+        assert_eq!(llava.config.tokens_per_image(), 16);
+        assert_eq!(llava.processor.image_seq_len(), 16);
+        assert_eq!(
+            llava.config.image_token_id(),
+            llava.processor.special_tokens().image
+        );
+        assert!(build("tiny-llava", 72).is_err());
         assert!(build("tiny", 60).is_err());
     }
 }
