@@ -6,6 +6,8 @@
 //! - [`output_dir`]: output folders one process owns (lock with the holder's pid, marker file).
 //! - [`progress`]: progress of long jobs, a bar on a terminal and plain lines otherwise.
 
+#![forbid(unsafe_code)]
+
 pub mod fsio;
 pub mod labels;
 pub mod output_dir;

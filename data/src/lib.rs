@@ -1,6 +1,8 @@
 //! Data for safeaware: the SmolVLM processor (tokenizer, chat template, image tiles), training
 //! traces, safety benchmarks (MMSafeAware and generic JSONL) and the synthetic safety world.
 
+#![forbid(unsafe_code)]
+
 pub mod benchmark;
 pub mod complete_image;
 pub mod fileio;

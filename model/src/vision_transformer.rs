@@ -169,7 +169,7 @@ pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 /// `norm` applied to `x`, by the fused kernel where it applies (`eps` is the epsilon `norm` was
 /// built with, which Burn keeps private).
 fn layer_norm<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
-    fused::layer_norm(norm, &x, eps).unwrap_or_else(|| norm.forward(x))
+    fused::applied(fused::layer_norm(norm, &x, eps)).unwrap_or_else(|| norm.forward(x))
 }
 
 /// A pre-LayerNorm encoder layer (`encoder.layers.N`).
@@ -196,7 +196,7 @@ impl<B: Backend> EncoderLayer<B> {
             .mlp
             .fc1
             .forward(layer_norm(&self.layer_norm2, x.clone(), eps));
-        let h = fused::gelu_tanh(&h).unwrap_or_else(|| gelu_tanh(h));
+        let h = fused::applied(fused::gelu_tanh(&h)).unwrap_or_else(|| gelu_tanh(h));
         x + self.mlp.fc2.forward(h)
     }
 }
