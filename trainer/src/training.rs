@@ -16,7 +16,6 @@ use crate::data_order::DataOrder;
 use crate::data_parallel::DataParallelStep;
 use crate::device::MultiDeviceTask;
 use crate::evaluation::{self, EvalPlan};
-use crate::fail_points;
 use crate::fingerprint::fnv1a64;
 use crate::guard::guarded;
 use crate::log_window::LogWindow;
@@ -229,7 +228,7 @@ where
         let stepped = guarded(
             || format!("step {step} on {}", t.worker_names().join(", ")),
             || {
-                fail::fail_point!(fail_points::TRAIN_STEP);
+                fail::fail_point!(crate::fail_points::TRAIN_STEP);
                 step_fn.step(model, &batches, factor)
             },
         )?;
@@ -365,7 +364,7 @@ where
         saved
             .output
             .save(saved.model, saved.processor, dir, false)?;
-        fail::fail_point!(fail_points::CHECKPOINT_WRITE);
+        fail::fail_point!(crate::fail_points::CHECKPOINT_WRITE);
         write_trainer_state(dir, state, |file| step_fn.save_state(saved.model, file))
     })
 }
