@@ -106,6 +106,10 @@ fn pointwise_chunk<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
     pointwise_loop(inputs, outs, f)
 }
 
+/// [`pointwise_loop`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pointwise_avx512<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
@@ -116,6 +120,10 @@ unsafe fn pointwise_avx512<const I: usize, const O: usize, F: Fn([f32; I]) -> [f
     pointwise_loop(inputs, outs, f)
 }
 
+/// [`pointwise_loop`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn pointwise_avx2<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
