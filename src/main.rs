@@ -2,6 +2,10 @@
 //!
 //! Each subcommand lives in its own file under `commands/`; this file only parses and dispatches.
 
+// Unsafe code here is only the device probes' driver calls (`backend/probe.rs`, `backend/nccl.rs`),
+// each block with a `// SAFETY:` comment; every library crate but the model forbids unsafe code.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod backend;
 mod bench;
 mod commands;
@@ -9,8 +13,10 @@ mod doctor;
 mod experiment;
 mod folder_eval;
 mod model_folder;
+mod output;
 mod serve;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::backend::is_device_error;
@@ -57,22 +63,25 @@ enum Command {
     Plan(commands::plan::PlanArgs),
 }
 
-/// Runs the command. A device that is missing or failed (no driver, no adapter, an index out of
-/// range, a device lost mid-run) is one paragraph on stderr and exit status 2; other errors
-/// print with their causes and exit with status 1.
+/// Runs the command. Every error prints the same way ([`output::render_error`]: `error: <what>`
+/// and its causes, never a backtrace) and exits with status 2 for a device that is missing or
+/// failed (no driver, no adapter, an index out of range, a device lost mid-run) and 1 for
+/// anything else (usage, data, files); clap's own usage errors keep clap's status 2. A stdout
+/// closed by its reader ends the command quietly with status 0.
 fn main() -> ExitCode {
+    // Fail points of the crash tests, from FAILPOINTS (test builds only: feature `failpoints`).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     crate::backend::probe::quiet_headless_vulkan();
     safeaware_trainer::guard::install_panic_hook();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if is_device_error(&err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
+        Err(err) if output::is_closed_stdout(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {err:?}");
-            ExitCode::FAILURE
+            // Ignored: with stderr closed too there is nowhere left to say it.
+            let _ = writeln!(std::io::stderr(), "{}", output::render_error(&err));
+            ExitCode::from(if is_device_error(&err) { 2 } else { 1 })
         }
     }
 }

@@ -14,4 +14,6 @@ tools/setup_venv.sh
 # The NCCL build (Burn's `distributed` feature, which leaves out the CPU backend) is compiled, not
 # run: its path needs CUDA GPUs and libnccl.
 cargo check --release --no-default-features --features cuda,nccl
-exec cargo test --release --workspace --features wgpu,cuda "$@"
+# `failpoints` compiles in the fault-injection points the crash tests set (FAILPOINTS); release
+# builds leave it off.
+exec cargo test --release --workspace --features wgpu,cuda,failpoints "$@"

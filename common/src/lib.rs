@@ -7,6 +7,8 @@
 //! - [`output_dir`]: output folders one process owns (lock with the holder's pid, marker file).
 //! - [`progress`]: progress of long jobs, a bar on a terminal and plain lines otherwise.
 
+#![forbid(unsafe_code)]
+
 pub mod fnv;
 pub mod fsio;
 pub mod labels;

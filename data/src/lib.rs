@@ -1,6 +1,8 @@
 //! Data for safeaware: the SmolVLM and LLaVA processors (tokenizer, chat template, images), training
 //! traces, safety benchmarks (MMSafeAware and generic JSONL) and the synthetic safety world.
 
+#![forbid(unsafe_code)]
+
 pub mod benchmark;
 pub mod complete_image;
 pub mod fileio;

@@ -6,6 +6,8 @@
 //! reliance ([`ablation`]), the pure parts of visual contrastive decoding ([`vcd`]), and
 //! distillation of training traces from a teacher endpoint ([`distill`]).
 
+#![forbid(unsafe_code)]
+
 pub mod ablation;
 pub mod compare;
 pub mod comparison;

@@ -61,7 +61,7 @@ impl Activation {
     pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Self::Gelu => gelu(x),
-            Self::GeluTanh => fused::gelu_tanh(&x).unwrap_or_else(|| gelu_tanh(x)),
+            Self::GeluTanh => fused::applied(fused::gelu_tanh(&x)).unwrap_or_else(|| gelu_tanh(x)),
             Self::QuickGelu => x.clone() * sigmoid(x * 1.702),
             Self::Silu => silu(x),
             Self::Relu => relu(x),

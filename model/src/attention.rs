@@ -10,6 +10,7 @@ use burn::tensor::module;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, FloatDType, Tensor, TensorData};
 
+use crate::fused;
 use crate::precision::{self, cast, float_dtype};
 
 /// `[B, T, H * D]` → `[B, H, T, D]`.
@@ -134,7 +135,7 @@ pub fn attention<B: Backend>(
     mask: &AttentionMask<B>,
 ) -> Tensor<B, 4> {
     let autocast = precision::matmul_dtype().is_some_and(|d| d != float_dtype(&q));
-    let fused = (!autocast).then(|| crate::fused::attention(&q, &k, &v, mask));
+    let fused = (!autocast).then(|| fused::applied(fused::attention(&q, &k, &v, mask)));
     match fused.flatten() {
         Some(output) => output,
         None => grouped_query_attention(q, k, v, mask),

@@ -36,7 +36,8 @@ impl<B: Backend> LlamaRmsNorm<B> {
     /// Normalises the last dimension (with the fused kernel where it applies).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let weight = self.weight.val();
-        fused::rms_norm(&x, &weight, self.eps).unwrap_or_else(|| rms_norm(x, weight, self.eps))
+        fused::applied(fused::rms_norm(&x, &weight, self.eps))
+            .unwrap_or_else(|| rms_norm(x, weight, self.eps))
     }
 }
 
@@ -119,7 +120,7 @@ impl<B: Backend> LlamaMlp<B> {
                 .reshape([batch, 1, width]);
         }
         let (gate, up) = (self.gate_proj.forward(x.clone()), self.up_proj.forward(x));
-        let hidden = fused::swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        let hidden = fused::applied(fused::swiglu(&gate, &up)).unwrap_or_else(|| silu(gate) * up);
         self.down_proj.forward(hidden)
     }
 }

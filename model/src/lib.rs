@@ -14,6 +14,11 @@
 //! [`lora`] adapter), [`peft`] (PEFT adapter folders) and [`idefics3_adapters`] (LoRA on
 //! Idefics3).
 
+// Unsafe code lives only in `fused/` (raw-pointer GEMMs and disjoint parallel writes): every
+// unsafe operation sits in its own block with a `// SAFETY:` comment.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod activation;
 pub mod adapters;
 pub mod attention;

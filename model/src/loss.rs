@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 use crate::error::{ModelError, Result};
+use crate::fused;
 use crate::precision;
 
 pub use safeaware_common::labels::IGNORE_INDEX;
@@ -79,7 +80,7 @@ pub fn cross_entropy_sum<B: Backend>(
     device: &B::Device,
 ) -> Tensor<B, 1> {
     let logits = precision::cast(logits, FloatDType::F32);
-    if let Some(sum) = crate::fused::cross_entropy_sum(&logits, targets) {
+    if let Some(sum) = fused::applied(fused::cross_entropy_sum(&logits, targets)) {
         return sum;
     }
     let n = targets.len();

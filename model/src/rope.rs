@@ -5,6 +5,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{s, Tensor, TensorData};
 
+use crate::fused;
+
 /// The inverse frequencies of one head.
 #[derive(Debug, Clone)]
 pub struct Rope {
@@ -68,7 +70,7 @@ pub fn apply_rotary<B: Backend>(
     cos: &Tensor<B, 4>,
     sin: &Tensor<B, 4>,
 ) -> Tensor<B, 4> {
-    if let Some(rotated) = crate::fused::rotary(&x, cos, sin) {
+    if let Some(rotated) = fused::applied(fused::rotary(&x, cos, sin)) {
         return rotated;
     }
     let [batch, heads, seq, d] = x.dims();

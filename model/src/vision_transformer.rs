@@ -182,7 +182,7 @@ pub(crate) fn layer_norm<B: Backend>(
     x: Tensor<B, 3>,
     eps: f64,
 ) -> Tensor<B, 3> {
-    fused::layer_norm(norm, &x, eps).unwrap_or_else(|| norm.forward(x))
+    fused::applied(fused::layer_norm(norm, &x, eps)).unwrap_or_else(|| norm.forward(x))
 }
 
 /// A pre-LayerNorm encoder layer (`encoder.layers.N`), shared by SigLIP (gelu-tanh MLP) and

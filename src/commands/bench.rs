@@ -8,6 +8,7 @@ use crate::backend::DeviceSpec;
 use anyhow::{bail, Result};
 
 use crate::bench::{self, BenchSpec, Dtype, Mode};
+use crate::output::outln;
 
 /// Arguments of `safeaware bench`.
 #[derive(clap::Args, Debug)]
@@ -128,9 +129,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let report = bench::run(&spec)?;
     if a.json {
-        println!("{report}");
+        outln!("{report}")?;
     } else {
-        println!("{}", bench::summary(&report));
+        outln!("{}", bench::summary(&report))?;
     }
     Ok(())
 }

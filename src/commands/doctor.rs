@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::commands::bench::configure_threads;
 use crate::doctor::{self, DoctorOptions, Report};
+use crate::output::{out, outln};
 
 /// Arguments of `safeaware doctor`.
 #[derive(clap::Args, Debug)]
@@ -42,9 +43,9 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     };
     let report = doctor::run(&options)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", render(&report));
+        out!("{}", render(&report))?;
     }
     if let Some(unavailable) = report.unavailable {
         return Err(unavailable.into());

@@ -22,6 +22,8 @@ use safeaware_eval::source::local::LocalSettings;
 use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
 
+use crate::output::{out, outln};
+
 /// `safeaware eval [flags]` or `safeaware eval compare <results.json>...`.
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -164,7 +166,7 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     compare::check_comparable(&runs)?;
     let text = compare::render(&runs);
-    print!("{text}");
+    out!("{text}")?;
     if let Some(out) = args.out {
         safeaware_common::fsio::write_atomic(&out, text.as_bytes())
             .with_context(|| format!("writing {}", out.display()))?;
@@ -256,15 +258,15 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
 /// Prints the summary and where the files are; fails when nothing was scored or more than
 /// `max_error_rate` of the items failed (the outputs are written either way).
 fn finish(results: &Results, out: &std::path::Path, max_error_rate: f64) -> anyhow::Result<()> {
-    print!("{}", report::summary(results));
-    println!(
+    out!("{}", report::summary(results))?;
+    outln!(
         "wrote {} {} {} {} in {}",
         RESULTS_FILE,
         SAMPLES_FILE,
         REPORT_MD,
         REPORT_HTML,
         out.display()
-    );
+    )?;
     check_outcome(results, max_error_rate)
 }
 

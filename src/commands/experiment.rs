@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::experiment::{self, spec};
+use crate::output::{out, outln};
 
 /// Subcommands of `experiment`.
 #[derive(clap::Subcommand)]
@@ -40,10 +41,10 @@ pub fn run(command: ExperimentCommand) -> Result<()> {
         PathBuf::from("runs").join(stem)
     });
     let text = experiment::run(&loaded, &out)?;
-    print!("{text}");
-    println!(
+    out!("{text}")?;
+    outln!(
         "\nwrote comparison.json, comparison.md and comparison.html in {}",
         out.display()
-    );
+    )?;
     Ok(())
 }

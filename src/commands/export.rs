@@ -11,6 +11,7 @@ use safeaware_model::{FloatDtype, VisionLanguageModel};
 
 use crate::backend::{run_on, BackendTask, DeviceSpec};
 use crate::model_folder::{adapter_base, open_model_folder};
+use crate::output::outln;
 
 /// Arguments of `safeaware export`.
 #[derive(clap::Args, Debug)]
@@ -62,13 +63,13 @@ impl BackendTask for Merge {
         processor
             .save(out)
             .with_context(|| format!("writing the processor to {}", out.display()))?;
-        println!(
+        outln!(
             "merged {} into {} ({}): {}",
             adapter.display(),
             self.base.display(),
             self.dtype.name(),
             out.display()
-        );
+        )?;
         Ok(())
     }
 }

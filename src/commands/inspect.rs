@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::output::outln;
+
 #[derive(clap::Args)]
 pub struct InspectArgs {
     /// An HF model folder (config.json, optionally *.safetensors).
@@ -13,7 +15,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    println!("{}", report(&args.folder)?);
+    outln!("{}", report(&args.folder)?)?;
     Ok(())
 }
 

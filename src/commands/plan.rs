@@ -10,6 +10,8 @@ use safeaware_trainer::plan::{plan, MemoryPlan, Workload};
 use safeaware_trainer::preset;
 use safeaware_trainer::recipe::{load_recipe, Recipe};
 
+use crate::output::{out, outln};
+
 /// Arguments of `safeaware plan`.
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
@@ -34,9 +36,9 @@ pub fn run(args: PlanArgs) -> Result<()> {
     let work = Workload::of_recipe(&recipe, &config, max_tiles);
     let p = plan(&recipe, &config, work, args.memory);
     if args.json {
-        println!("{}", serde_json::to_string(&p)?);
+        outln!("{}", serde_json::to_string(&p)?)?;
     } else {
-        print!("{}", describe(&p, work, &recipe));
+        out!("{}", describe(&p, work, &recipe))?;
     }
     Ok(())
 }

@@ -6,6 +6,8 @@ use clap::Subcommand;
 use safeaware_trainer::recipe::{load_recipe, LoadedRecipe};
 use std::path::{Path, PathBuf};
 
+use crate::output::{out, outln};
+
 /// A recipe file and its overrides.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RecipeArgs {
@@ -47,21 +49,21 @@ pub fn run(cmd: RecipeCommand) -> Result<()> {
             for warning in missing_paths(&loaded) {
                 eprintln!("warning: {warning}");
             }
-            println!(
+            outln!(
                 "ok: {} (run folder {})",
                 loaded.path.display(),
                 loaded.run_dir().display()
-            );
+            )?;
             Ok(())
         }
         RecipeCommand::Show(args) => {
             let loaded = args.load()?;
-            println!(
+            outln!(
                 "# Resolved from {}{}",
                 loaded.path.display(),
                 overrides_suffix(&loaded)
-            );
-            print!("{}", loaded.recipe.to_toml());
+            )?;
+            out!("{}", loaded.recipe.to_toml())?;
             Ok(())
         }
         RecipeCommand::List { dir } => list(&dir),
@@ -108,7 +110,7 @@ fn list(dir: &Path) -> Result<()> {
                     .map(|l| l.trim_start_matches('#').trim().to_string())
             })
             .unwrap_or_default();
-        println!("{:<40} {first}", path.display());
+        outln!("{:<40} {first}", path.display())?;
     }
     Ok(())
 }

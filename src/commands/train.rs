@@ -14,6 +14,8 @@ use safeaware_trainer::evaluation::EvalPlan;
 use safeaware_trainer::recipe::{load_recipe, Recipe, RESOLVED_RECIPE_FILE};
 use safeaware_trainer::training::TrainJob;
 
+use crate::output::{out, outln};
+
 /// Arguments of `safeaware train`.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -162,7 +164,7 @@ fn evaluate_final(
         ablation: None,
     };
     let results = run_on(device, task)?;
-    print!("{}", safeaware_eval::report::summary(&results));
-    println!("report: {}", out.join(REPORT_MD).display());
+    out!("{}", safeaware_eval::report::summary(&results))?;
+    outln!("report: {}", out.join(REPORT_MD).display())?;
     Ok(())
 }

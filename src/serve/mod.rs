@@ -31,6 +31,8 @@ use crate::backend::BackendTask;
 use crate::model_folder::open_model_folder;
 use queue::{Job, Queue};
 
+use crate::output::outln;
+
 /// A server ready to run: the socket is bound, the model not yet loaded.
 pub struct ServeTask {
     pub folder: PathBuf,
@@ -67,12 +69,12 @@ impl BackendTask for ServeTask {
             .server_addr()
             .to_ip()
             .map_or_else(|| "?".to_string(), |a| a.to_string());
-        println!(
+        outln!(
             "serving {} as `{}` on http://{addr}/v1 (batches of up to {})",
             folder.display(),
             self.model_name,
             self.max_batch
-        );
+        )?;
         let generator = LocalGenerator::new(&model, &processor);
         let mut queue = Queue::new(rx, self.max_batch, self.linger);
         while let Some(batch) = queue.next_batch() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use safeaware_trainer::training::CHECKPOINT_DELAY_ENV;
+use safeaware_trainer::fail_points::CHECKPOINT_WRITE;
 
 use crate::fixtures::{copy_run, ok_in, prepare, run_in, write_recipe, TRAIN};
 
@@ -197,6 +197,7 @@ fn a_resume_falls_back_past_a_truncated_checkpoint_and_says_why() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 fn a_second_process_on_a_live_run_is_refused_naming_the_first() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -205,7 +206,7 @@ fn a_second_process_on_a_live_run_is_refused_naming_the_first() {
     let mut first = Command::new(env!("CARGO_BIN_EXE_safeaware"))
         .args(TRAIN)
         .current_dir(dir)
-        .env(CHECKPOINT_DELAY_ENV, "600000")
+        .env("FAILPOINTS", format!("{CHECKPOINT_WRITE}=sleep(600000)"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

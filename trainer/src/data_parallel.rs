@@ -19,16 +19,12 @@ use burn::optim::GradientsAccumulator;
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::{dropout, TrainableModel};
 
+use crate::fail_points;
 use crate::step::{
     window_gradients, window_targets, ForwardSettings, StepOutcome, TrainStep, Update,
     WindowGradients,
 };
 use crate::train_data::Example;
-
-/// Crash-test hook: `W:S` (two numbers) makes worker `W` fail (panic) in the `S`-th step this
-/// process runs, as a worker losing its device would, so a test can check that the run stops
-/// with that worker's error and keeps its last checkpoint. Not meant for normal use.
-pub const FAIL_WORKER_ENV: &str = "SAFEAWARE_FAIL_WORKER";
 
 /// Workers on several devices (the same device named twice is two workers on it).
 pub struct DataParallelStep<B: AutodiffBackend, M: TrainableModel<B>> {
@@ -38,9 +34,6 @@ pub struct DataParallelStep<B: AutodiffBackend, M: TrainableModel<B>> {
     devices: Vec<B::Device>,
     /// How each worker's device is named, for errors.
     names: Vec<String>,
-    /// Steps run by this process, and the [`FAIL_WORKER_ENV`] hook.
-    steps: usize,
-    fail: Option<(usize, usize)>,
 }
 
 impl<B: AutodiffBackend, M: TrainableModel<B>> DataParallelStep<B, M> {
@@ -56,23 +49,8 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> DataParallelStep<B, M> {
             forward,
             devices,
             names,
-            steps: 0,
-            fail: fail_worker_hook()?,
         })
     }
-}
-
-/// The [`FAIL_WORKER_ENV`] hook: `(worker, step)`.
-fn fail_worker_hook() -> Result<Option<(usize, usize)>> {
-    let Ok(value) = std::env::var(FAIL_WORKER_ENV) else {
-        return Ok(None);
-    };
-    let parsed = value
-        .split_once(':')
-        .and_then(|(w, s)| Some((w.trim().parse().ok()?, s.trim().parse().ok()?)));
-    parsed
-        .map(Some)
-        .ok_or_else(|| anyhow!("{FAIL_WORKER_ENV}={value:?}: expected WORKER:STEP"))
 }
 
 /// Worker `w`'s shard of every micro-batch: the `w`-th of `n` contiguous slices (sizes differ
@@ -98,8 +76,7 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
     ) -> Result<(M, StepOutcome)> {
         let targets = window_targets(window);
         let workers = self.devices.len();
-        self.steps += 1;
-        let failing = self.fail.and_then(|(w, s)| (s == self.steps).then_some(w));
+        let failing = fail_points::failing_worker();
         let main = &self.devices[0];
         // Each worker's dropout generator, seeded from this thread's (seeded per step).
         let seeds: Vec<u64> = (0..workers).map(|_| dropout::next_seed()).collect();
@@ -112,7 +89,7 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
                     scope.spawn(move || -> Result<WindowGradients> {
                         dropout::seed(seed);
                         if failing == Some(w) {
-                            panic!("{FAIL_WORKER_ENV}: simulated failure of worker {w}");
+                            panic!("simulated failure of worker {w}");
                         }
                         let replica = model.clone().fork(device);
                         let mut g = window_gradients(&replica, &shard, targets, forward, device)?;

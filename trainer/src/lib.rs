@@ -3,6 +3,8 @@
 //! checkpoints, TensorBoard and JSONL metrics, progress reporting. It is backend-agnostic: the
 //! binary (the root package) compiles the backends in and runs the training job on the device.
 
+#![forbid(unsafe_code)]
+
 pub mod batching;
 pub mod benchmark_guard;
 pub mod checkpoint;
@@ -10,6 +12,7 @@ pub mod data_order;
 pub mod data_parallel;
 pub mod device;
 pub mod evaluation;
+pub mod fail_points;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod grad_clip;

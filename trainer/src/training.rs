@@ -4,7 +4,7 @@
 //! optimiser: the step owns both kinds of detail.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
@@ -47,18 +47,6 @@ pub struct TrainJob {
     /// a refused start leaves the run folder as it was.
     pub record_recipe: Option<(PathBuf, Vec<String>)>,
 }
-
-/// Crash-test hook: when this environment variable holds a number of milliseconds, every
-/// checkpoint write sleeps that long after the model files are written into
-/// `checkpoints/.tmp-step_N/` and before the trainer state is, so a test can kill the process
-/// in the middle of a checkpoint deterministically. Not meant for normal use.
-pub const CHECKPOINT_DELAY_ENV: &str = "SAFEAWARE_CHECKPOINT_DELAY_MS";
-
-/// Crash-test hook: when this environment variable holds a step number, the backend "fails"
-/// (panics) at the start of that step, as a GPU lost in the middle of a run would, so a test
-/// can check that the run ends with an error naming the step and stays resumable. Not meant for
-/// normal use.
-pub const FAIL_AT_STEP_ENV: &str = "SAFEAWARE_FAIL_AT_STEP";
 
 /// How a run ended.
 #[derive(Debug, Clone)]
@@ -148,7 +136,6 @@ fn train_with<B: AutodiffBackend>(
     devices: Vec<B::Device>,
     make_step: impl FnOnce(StepParts<'_, B>) -> Result<Box<dyn TrainStep<B, RunModel<B>>>>,
 ) -> Result<TrainOutcome> {
-    let hooks = Hooks::from_env()?;
     let Some(device) = devices.first().cloned() else {
         bail!("no device to train on");
     };
@@ -171,35 +158,7 @@ fn train_with<B: AutodiffBackend>(
     }
     // Only a run that got this far is accepted: a refused start leaves the folder as it was.
     record_recipe(job)?;
-    run_loop(job, setup, step.as_mut(), &hooks, &device)
-}
-
-/// The crash-test hooks read from the environment.
-struct Hooks {
-    checkpoint_delay: Option<Duration>,
-    fail_at_step: Option<u64>,
-}
-
-impl Hooks {
-    fn from_env() -> Result<Self> {
-        Ok(Hooks {
-            checkpoint_delay: env_number(CHECKPOINT_DELAY_ENV, "a number of milliseconds")?
-                .map(Duration::from_millis),
-            fail_at_step: env_number(FAIL_AT_STEP_ENV, "a step number")?,
-        })
-    }
-}
-
-/// The number in environment variable `name`: `Ok(None)` when unset, an error when not a number.
-fn env_number(name: &str, what: &str) -> Result<Option<u64>> {
-    match std::env::var(name) {
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(n) => Ok(Some(n)),
-            Err(_) => bail!("{name}={v:?}: expected {what}"),
-        },
-        Err(e) => bail!("{name}: {e}"),
-    }
+    run_loop(job, setup, step.as_mut(), &device)
 }
 
 /// Steps until the end (or the pause), then writes `<run>/final`.
@@ -207,7 +166,6 @@ fn run_loop<B, M, S>(
     job: &TrainJob,
     setup: Setup<M>,
     step_fn: &mut S,
-    hooks: &Hooks,
     device: &B::Device,
 ) -> Result<TrainOutcome>
 where
@@ -265,15 +223,12 @@ where
         // run draws what an uninterrupted one would.
         B::seed(device, step_seed(t.seed, step));
         safeaware_model::dropout::seed(step_seed(t.seed, step));
-        let fail_here = hooks.fail_at_step == Some(step);
         // A panic in the backend (a GPU lost mid-step) ends the run with an error naming the
         // step; the last checkpoint on disk is complete and resumable.
         let stepped = guarded(
             || format!("step {step} on {}", t.worker_names().join(", ")),
             || {
-                if fail_here {
-                    panic!("{FAIL_AT_STEP_ENV}: simulated device loss");
-                }
+                fail::fail_point!(crate::fail_points::TRAIN_STEP);
                 step_fn.step(model, &batches, factor)
             },
         )?;
@@ -320,7 +275,7 @@ where
                 processor: &processor,
                 output: &output,
             };
-            let path = checkpoint(run, saved, &state, step_fn, hooks)?;
+            let path = checkpoint(run, saved, &state, step_fn)?;
             prune_checkpoints(run, t.keep_last)?;
             progress.println(&format!("step {step}: checkpoint {}", path.display()));
         }
@@ -399,7 +354,6 @@ fn checkpoint<B, M, S>(
     saved: Saved<'_, M>,
     state: &TrainerState,
     step_fn: &S,
-    hooks: &Hooks,
 ) -> Result<PathBuf>
 where
     B: AutodiffBackend,
@@ -410,9 +364,7 @@ where
         saved
             .output
             .save(saved.model, saved.processor, dir, false)?;
-        if let Some(delay) = hooks.checkpoint_delay {
-            std::thread::sleep(delay);
-        }
+        fail::fail_point!(crate::fail_points::CHECKPOINT_WRITE);
         write_trainer_state(dir, state, |file| step_fn.save_state(saved.model, file))
     })
 }

@@ -13,6 +13,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::error::{ensure, FusedError};
 use super::math;
 use super::op::{self, Kernel};
 use super::strided::{matmul, Dst, Mat, Out, OutPtr, View};
@@ -20,38 +21,46 @@ use crate::attention::AttentionMask;
 
 /// `softmax(q kᵀ / √D + mask) v` for `q [B, H, T, D]` and `k`/`v [B, KVH, S, D]` (`H` a
 /// multiple of `KVH`; query head `h` reads key/value head `h / (H / KVH)`), fully masked rows
-/// giving zeros, as [`crate::attention::grouped_query_attention`]; `None` where the fused
-/// kernel does not apply (see [`super`]).
+/// giving zeros, as [`crate::attention::grouped_query_attention`]; `Ok(None)` where the fused
+/// kernel does not apply (see [`super`]), an error for operands that are not attention's.
 pub fn attention<B: Backend>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
     v: &Tensor<B, 4>,
     mask: &AttentionMask<B>,
-) -> Option<Tensor<B, 4>> {
-    let [batch, heads, seq_q, head_dim] = q.dims();
-    let [_, kv_heads, seq_k, _] = k.dims();
-    if kv_heads == 0 || heads % kv_heads != 0 || seq_q == 0 || seq_k == 0 {
-        return None;
+) -> Result<Option<Tensor<B, 4>>, FusedError> {
+    let d = Dims::check(q.dims(), k.dims(), v.dims())?;
+    if d.seq_q == 0 || d.seq_k == 0 {
+        return Ok(None);
     }
-    let full = [batch, heads, seq_q, seq_k];
+    let full = [d.batch, d.heads, d.seq_q, d.seq_k];
     let mask = match mask {
         AttentionMask::Bidirectional => Mask::None,
-        AttentionMask::Causal if seq_q <= seq_k => Mask::Causal,
-        AttentionMask::Causal => return None,
+        AttentionMask::Causal if d.seq_q <= d.seq_k => Mask::Causal,
+        AttentionMask::Causal => return Ok(None),
         AttentionMask::Bias(bias) if bias.dims() == full => {
-            Mask::Bias(View::new(&op::inner(op::primitive(bias))?))
+            let Some(bias) = op::inner(op::primitive(bias)) else {
+                return Ok(None);
+            };
+            Mask::Bias(View::new(&bias, [KERNEL, "bias mask"])?)
         }
         AttentionMask::Masked(masked) if masked.dims() == full => {
-            Mask::Bool(View::new(&op::cast(masked.clone().into_primitive())?))
+            let Some(masked) = op::cast(masked.clone().into_primitive()) else {
+                return Ok(None);
+            };
+            Mask::Bool(View::new(&masked, [KERNEL, "bool mask"])?)
         }
-        _ => return None,
+        _ => return Ok(None),
     };
     let kernel = Attention {
         mask,
-        scale: 1.0 / (head_dim as f32).sqrt(),
+        scale: 1.0 / (d.head_dim as f32).sqrt(),
     };
     op::run(kernel, [q, k, v].map(op::primitive))
 }
+
+/// The kernel's name in errors.
+const KERNEL: &str = "attention";
 
 /// How queries may look at keys, read in place.
 #[derive(Debug, Clone)]
@@ -118,16 +127,51 @@ struct Dims {
 }
 
 impl Dims {
-    fn of(q: &View, k: &View) -> Self {
-        let [batch, heads, seq_q, head_dim] = q.shape;
-        Self {
+    /// The sizes of `q [B, H, T, D]`, `k [B, KVH, S, D]` and `v [B, KVH, S, D]`, or what
+    /// does not fit: every kernel access is within these sizes.
+    fn check(q: [usize; 4], k: [usize; 4], v: [usize; 4]) -> Result<Self, FusedError> {
+        let [batch, heads, seq_q, head_dim] = q;
+        let [_, kv_heads, seq_k, _] = k;
+        ensure(k == v, KERNEL, || format!("k {k:?} and v {v:?} differ"))?;
+        ensure(k[0] == batch && k[3] == head_dim, KERNEL, || {
+            format!("q {q:?} and k {k:?} differ in batch or head size")
+        })?;
+        ensure(kv_heads > 0 && heads % kv_heads == 0, KERNEL, || {
+            format!("{heads} query heads cannot share {kv_heads} key/value heads")
+        })?;
+        Ok(Self {
             batch,
             heads,
-            kv_heads: k.shape[1],
+            kv_heads,
             seq_q,
-            seq_k: k.shape[2],
+            seq_k,
             head_dim,
+        })
+    }
+
+    /// [`Self::check`] on the views a kernel call reads, and the mask against `[B, H, T, S]`.
+    fn of([q, k, v]: [&View; 3], mask: &Mask) -> Result<Self, FusedError> {
+        let d = Self::check(q.shape, k.shape, v.shape)?;
+        let full = [d.batch, d.heads, d.seq_q, d.seq_k];
+        match mask {
+            Mask::None => Ok(d),
+            Mask::Causal => ensure(d.seq_q <= d.seq_k, KERNEL, || {
+                format!(
+                    "a causal mask over {} queries and {} keys",
+                    d.seq_q, d.seq_k
+                )
+            })
+            .map(|()| d),
+            Mask::Bias(m) | Mask::Bool(m) => ensure(m.shape == full, KERNEL, || {
+                format!("a mask of {:?} for scores {full:?}", m.shape)
+            })
+            .map(|()| d),
         }
+    }
+
+    /// `[B, H, T, D]`: the shape of `q`, the output and its gradient.
+    fn q_shape(&self) -> [usize; 4] {
+        [self.batch, self.heads, self.seq_q, self.head_dim]
     }
 
     /// The query heads reading key/value head `g`.
@@ -143,31 +187,22 @@ impl Dims {
 }
 
 /// A strided operand at `[b, h, 0, 0]` of `view`, rows along its third dimension.
-fn rows(view: &View, b: usize, h: usize) -> Mat {
-    Mat {
-        ptr: view.data()[view.at(b, h, 0)..].as_ptr(),
-        row: view.strides[2],
-        col: 1,
-    }
+fn rows(view: &View, b: usize, h: usize) -> Mat<'_> {
+    Mat::new(view.data(), view.at(b, h, 0), view.strides[2], 1)
 }
 
 /// The transpose of [`rows`].
-fn columns(view: &View, b: usize, h: usize) -> Mat {
-    let m = rows(view, b, h);
-    Mat {
-        ptr: m.ptr,
-        row: 1,
-        col: m.row,
-    }
+fn columns(view: &View, b: usize, h: usize) -> Mat<'_> {
+    rows(view, b, h).t()
 }
 
 /// A row-major `[rows, cols]` scratch matrix, or its transpose.
-fn scratch(values: &[f32], cols: usize, transposed: bool) -> Mat {
-    let (row, col) = if transposed { (1, cols) } else { (cols, 1) };
-    Mat {
-        ptr: values.as_ptr(),
-        row,
-        col,
+fn scratch(values: &[f32], cols: usize, transposed: bool) -> Mat<'_> {
+    let m = Mat::new(values, 0, cols, 1);
+    if transposed {
+        m.t()
+    } else {
+        m
     }
 }
 
@@ -175,13 +210,9 @@ impl Attention {
     /// `scale · q kᵀ + mask` for head `h` (key/value head `g`) of row `b` into `scores [T, S]`.
     fn scores(&self, d: Dims, [q, k]: [&View; 2], [b, h, g]: [usize; 3], scores: &mut [f32]) {
         let shape = [d.seq_q, d.seq_k, d.head_dim];
-        // SAFETY: the operands are views of live buffers with their own strides; `scores` is
-        // a separate `[T, S]` buffer.
-        unsafe {
-            let [qm, km] = [rows(q, b, h), columns(k, b, g)];
-            let dst = scores.as_mut_ptr();
-            matmul(shape, Dst::set(dst, d.seq_k), qm, km, self.scale)
-        };
+        let dst = Dst::scratch(scores, d.seq_k);
+        // SAFETY: `scores` is this task's own `[T, S]` scratch, apart from `q` and `k`.
+        unsafe { matmul(shape, dst, rows(q, b, h), columns(k, b, g), self.scale) };
         for (i, row) in scores.chunks_mut(d.seq_k).enumerate() {
             self.mask.apply([b, h, i], row, d.seq_q);
         }
@@ -195,15 +226,16 @@ impl Attention {
             self.scores(d, [q, k], [b, h, g], &mut scores);
             for (i, row) in scores.chunks_mut(d.seq_k).enumerate() {
                 let lse = softmax_in_place(row);
-                // SAFETY: each (b, h, i) is written by this task only.
-                unsafe { *log_sum_exp.at((b * d.heads + h) * d.seq_q + i) = lse };
+                // SAFETY: the task of (b, g) alone writes the statistics of its heads' rows.
+                unsafe { log_sum_exp.write((b * d.heads + h) * d.seq_q + i, lse) };
             }
-            let dst = output.at(d.token_major([b, 0, h], d.seq_q, d.heads));
+            let at = d.token_major([b, 0, h], d.seq_q, d.heads);
             let shape = [d.seq_q, d.head_dim, d.seq_k];
-            // SAFETY: this task alone writes head `h` of row `b`, rows `heads · D` apart.
+            let p = scratch(&scores, d.seq_k, false);
+            // SAFETY: this task alone writes head `h` of row `b` (rows `heads · D` apart), and
+            // the output buffer outlives the parallel loop running this task.
             unsafe {
-                let p = scratch(&scores, d.seq_k, false);
-                let dst = Dst::set(dst, d.heads * d.head_dim);
+                let dst = output.dst(at, d.heads * d.head_dim, false);
                 matmul(shape, dst, p, rows(v, b, g), 1.0)
             };
         }
@@ -221,17 +253,23 @@ impl Attention {
     ) {
         let (t, s) = (d.seq_q, d.seq_k);
         let mut scratch = [vec![0.0f32; t * s], vec![0.0f32; t * s]];
-        let kv_row = d.kv_heads * d.head_dim;
-        let dk = Dst::add(dk.at(d.token_major([b, 0, g], s, d.kv_heads)), kv_row);
-        let dv = Dst::add(dv.at(d.token_major([b, 0, g], s, d.kv_heads)), kv_row);
+        let (kv_row, q_row) = (d.kv_heads * d.head_dim, d.heads * d.head_dim);
+        let kv_at = d.token_major([b, 0, g], s, d.kv_heads);
         for h in d.group(g) {
             let lse = &log_sum_exp[(b * d.heads + h) * t..][..t];
-            let dq = Dst::set(
-                dq.at(d.token_major([b, 0, h], t, d.heads)),
-                d.heads * d.head_dim,
-            );
+            let q_at = d.token_major([b, 0, h], t, d.heads);
+            // SAFETY: the task of (b, g) alone writes the query gradients of its heads and
+            // the key and value gradients of key/value head `g` of row `b`, one head after
+            // another; the gradient buffers outlive the parallel loop running this task.
+            let dsts = unsafe {
+                [
+                    dq.dst(q_at, q_row, false),
+                    dk.dst(kv_at, kv_row, true),
+                    dv.dst(kv_at, kv_row, true),
+                ]
+            };
             let views = [q, k, v, grad, output];
-            self.backward_head(d, views, lse, [b, h, g], [dq, dk, dv], &mut scratch);
+            self.backward_head(d, views, lse, [b, h, g], dsts, &mut scratch);
         }
     }
 
@@ -243,7 +281,7 @@ impl Attention {
         [q, k, v, grad, output]: [&View; 5],
         lse: &[f32],
         [b, h, g]: [usize; 3],
-        [dq, dk, dv]: [Dst; 3],
+        [dq, dk, dv]: [Dst<'_>; 3],
         [p, ds]: &mut [Vec<f32>; 2],
     ) {
         let (t, s, hd) = (d.seq_q, d.seq_k, d.head_dim);
@@ -252,18 +290,18 @@ impl Attention {
             probabilities(row, lse);
         }
         let dot = row_dots(d, [grad, output], [b, h]);
-        // SAFETY: the operands are live views and scratch buffers; `dq` rows of head `h` are
-        // written by this task only, and `dk`/`dv` of key/value head `g` likewise (every head
-        // of the group runs in this task, one after another).
-        unsafe {
-            let dp = Dst::set(ds.as_mut_ptr(), s);
-            matmul([t, s, hd], dp, rows(grad, b, h), columns(v, b, g), 1.0);
-            for ((ds_row, p_row), dot) in ds.chunks_mut(s).zip(p.chunks(s)).zip(&dot) {
-                for (x, p) in ds_row.iter_mut().zip(p_row) {
-                    *x = p * (*x - dot);
-                }
+        let dp = Dst::scratch(ds, s);
+        // SAFETY: `ds` is this task's own scratch, apart from `grad` and `v`.
+        unsafe { matmul([t, s, hd], dp, rows(grad, b, h), columns(v, b, g), 1.0) };
+        for ((ds_row, p_row), dot) in ds.chunks_mut(s).zip(p.chunks(s)).zip(&dot) {
+            for (x, p) in ds_row.iter_mut().zip(p_row) {
+                *x = p * (*x - dot);
             }
-            let (dsm, dst) = (scratch(ds, s, false), scratch(ds, s, true));
+        }
+        let (dsm, dst) = (scratch(ds, s, false), scratch(ds, s, true));
+        // SAFETY: the destinations are this task's alone (see `backward_group`) and lie in
+        // the gradient buffers, apart from every operand read here.
+        unsafe {
             matmul([t, hd, s], dq, dsm, rows(k, b, g), self.scale);
             matmul([s, hd, t], dk, dst, rows(q, b, h), self.scale);
             matmul([s, hd, t], dv, scratch(p, s, true), rows(grad, b, h), 1.0);
@@ -309,9 +347,11 @@ fn softmax_in_place(row: &mut [f32]) -> f32 {
 impl Kernel<3> for Attention {
     type Saved = Saved;
 
-    fn forward(&self, [q, k, v]: &[FlexTensor; 3]) -> (FlexTensor, Saved) {
-        let (q, k, v) = (View::new(q), View::new(k), View::new(v));
-        let d = Dims::of(&q, &k);
+    fn forward(&self, [q, k, v]: &[FlexTensor; 3]) -> Result<(FlexTensor, Saved), FusedError> {
+        let q = View::new(q, [KERNEL, "q"])?;
+        let k = View::new(k, [KERNEL, "k"])?;
+        let v = View::new(v, [KERNEL, "v"])?;
+        let d = Dims::of([&q, &k, &v], &self.mask)?;
         let mut output = Out::zeros(d.batch * d.seq_q * d.heads * d.head_dim);
         let mut log_sum_exp = Out::zeros(d.batch * d.heads * d.seq_q);
         let ptrs = [output.ptr(), log_sum_exp.ptr()];
@@ -325,7 +365,7 @@ impl Kernel<3> for Attention {
             output: output.clone(),
             log_sum_exp: Arc::new(log_sum_exp.into_vec()),
         };
-        (output, saved)
+        Ok((output, saved))
     }
 
     fn backward(
@@ -334,10 +374,29 @@ impl Kernel<3> for Attention {
         saved: &Saved,
         grad: FlexTensor,
         _wanted: [bool; 3],
-    ) -> [Option<FlexTensor>; 3] {
-        let (q, k, v) = (View::new(q), View::new(k), View::new(v));
-        let (grad, output) = (View::new(&grad), View::new(&saved.output));
-        let d = Dims::of(&q, &k);
+    ) -> Result<[Option<FlexTensor>; 3], FusedError> {
+        let q = View::new(q, [KERNEL, "q"])?;
+        let k = View::new(k, [KERNEL, "k"])?;
+        let v = View::new(v, [KERNEL, "v"])?;
+        let grad = View::new(&grad, [KERNEL, "output gradient"])?;
+        let output = View::new(&saved.output, [KERNEL, "saved output"])?;
+        let d = Dims::of([&q, &k, &v], &self.mask)?;
+        let lse_len = d.batch * d.heads * d.seq_q;
+        ensure(
+            grad.shape == d.q_shape()
+                && output.shape == d.q_shape()
+                && saved.log_sum_exp.len() == lse_len,
+            KERNEL,
+            || {
+                format!(
+                    "output gradient {:?}, saved output {:?} and {} statistics for q {:?}",
+                    grad.shape,
+                    output.shape,
+                    saved.log_sum_exp.len(),
+                    d.q_shape()
+                )
+            },
+        )?;
         let mut dq = Out::zeros(d.batch * d.seq_q * d.heads * d.head_dim);
         let kv_len = d.batch * d.seq_k * d.kv_heads * d.head_dim;
         let (mut dk, mut dv) = (Out::zeros(kv_len), Out::zeros(kv_len));
@@ -349,10 +408,10 @@ impl Kernel<3> for Attention {
         });
         let q_shape = [d.batch, d.seq_q, d.heads, d.head_dim];
         let kv_shape = [d.batch, d.seq_k, d.kv_heads, d.head_dim];
-        [
+        Ok([
             Some(dq.into_tensor(q_shape).transpose(1, 2)),
             Some(dk.into_tensor(kv_shape).transpose(1, 2)),
             Some(dv.into_tensor(kv_shape).transpose(1, 2)),
-        ]
+        ])
     }
 }

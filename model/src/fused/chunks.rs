@@ -9,18 +9,26 @@ use burn::tensor::{Shape, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::strided::Out;
+use super::error::FusedError;
+use super::strided::{check_tensor, Out};
 
 /// Input values one task reads (32 KiB of f32): small tensors run as a single task.
 const TASK_VALUES: usize = 8192;
 
-/// `tensor` with a contiguous layout (itself, without a copy, when it already has one).
-pub fn contiguous(tensor: &FlexTensor) -> FlexTensor {
-    if tensor.is_contiguous() {
+/// `tensor` with a contiguous layout (itself, without a copy, when it already has one), once
+/// its layout is checked to lie inside its buffer (`names`: kernel and operand, for the error).
+pub fn contiguous(tensor: &FlexTensor, names: [&'static str; 2]) -> Result<FlexTensor, FusedError> {
+    check_tensor(tensor, names)?;
+    Ok(if tensor.is_contiguous() {
         tensor.clone()
     } else {
         tensor.to_contiguous()
-    }
+    })
+}
+
+/// The dimensions of `tensor`.
+pub fn dims(tensor: &FlexTensor) -> Vec<usize> {
+    tensor.layout().shape().to_vec()
 }
 
 /// The values of a contiguous f32 tensor (see [`contiguous`]).
@@ -52,8 +60,8 @@ pub fn by_rows<const O: usize, P: Send>(
             let parts = std::array::from_fn(|k| {
                 let (start, len) = (range.start * widths[k], range.len() * widths[k]);
                 // SAFETY: chunks own disjoint row ranges, so no two tasks' slices overlap, and
-                // the buffers outlive this parallel loop.
-                unsafe { std::slice::from_raw_parts_mut(pointers[k].at(start), len) }
+                // the buffers outlive this parallel loop (the range is bounds-checked).
+                unsafe { pointers[k].slice_mut(start, len) }
             });
             task(range, parts)
         })
@@ -98,6 +106,10 @@ fn pointwise_chunk<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
     pointwise_loop(inputs, outs, f)
 }
 
+/// [`pointwise_loop`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pointwise_avx512<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(
@@ -108,6 +120,10 @@ unsafe fn pointwise_avx512<const I: usize, const O: usize, F: Fn([f32; I]) -> [f
     pointwise_loop(inputs, outs, f)
 }
 
+/// [`pointwise_loop`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn pointwise_avx2<const I: usize, const O: usize, F: Fn([f32; I]) -> [f32; O]>(

@@ -10,7 +10,8 @@ use burn::tensor::{Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::chunks::contiguous;
+use super::chunks::{contiguous, dims};
+use super::error::{ensure, FusedError};
 use super::math;
 use super::op::{self, Kernel};
 
@@ -18,21 +19,41 @@ use super::op::{self, Kernel};
 const ROWS_PER_TASK: usize = 8;
 
 /// `−Σ log softmax(logits)[target]` for f32 logits `[N, V]` and `N` targets (each below `V`,
-/// as [`crate::loss::causal_lm_targets`] checks), as `[1]`; `None` where the fused kernel does
-/// not apply (see [`super`]).
+/// as [`crate::loss::causal_lm_targets`] checks), as `[1]`; `Ok(None)` where the fused kernel
+/// does not apply (see [`super`]), an error for targets that do not fit the logits.
 pub fn cross_entropy_sum<B: Backend>(
     logits: &Tensor<B, 2>,
     targets: &[i64],
-) -> Option<Tensor<B, 1>> {
+) -> Result<Option<Tensor<B, 1>>, FusedError> {
     let [rows, vocab] = logits.dims();
-    let valid = targets.iter().all(|&t| t >= 0 && (t as usize) < vocab);
-    if rows != targets.len() || rows == 0 || !valid {
-        return None;
+    check_targets(targets, [rows, vocab])?;
+    if rows == 0 {
+        return Ok(None);
     }
     let kernel = CrossEntropy {
         targets: Arc::new(targets.iter().map(|&t| t as usize).collect()),
     };
     op::run(kernel, [op::primitive(logits)])
+}
+
+/// The kernel's name in errors.
+const KERNEL: &str = "cross_entropy";
+
+/// One target per row of `[rows, vocab]` logits, each a token of the vocabulary.
+fn check_targets<T: Copy + TryInto<usize>>(
+    targets: &[T],
+    [rows, vocab]: [usize; 2],
+) -> Result<(), FusedError> {
+    ensure(targets.len() == rows, KERNEL, || {
+        format!("{} targets for {rows} rows of logits", targets.len())
+    })?;
+    let outside = targets
+        .iter()
+        .position(|&t| t.try_into().map_or(true, |t| t >= vocab));
+    ensure(outside.is_none(), KERNEL, || {
+        let row = outside.unwrap_or_default();
+        format!("the target of row {row} is not a token of a {vocab}-token vocabulary")
+    })
 }
 
 /// The kernel: one target per row.
@@ -41,19 +62,29 @@ struct CrossEntropy {
     targets: Arc<Vec<usize>>,
 }
 
-/// `logits` as contiguous rows.
-fn rows(logits: &FlexTensor) -> (FlexTensor, usize) {
-    let logits = contiguous(logits);
-    let vocab = logits.layout().shape()[1];
-    (logits, vocab)
+/// `logits` as contiguous `[rows, vocab]` rows, once checked against the targets.
+fn rows(logits: &FlexTensor, targets: &[usize]) -> Result<(FlexTensor, usize), FusedError> {
+    let logits = contiguous(logits, [KERNEL, "logits"])?;
+    let shape = dims(&logits);
+    let [rows, vocab] = shape[..] else {
+        return Err(FusedError::shape(
+            KERNEL,
+            format!("logits {shape:?}, expected rank 2"),
+        ));
+    };
+    ensure(vocab > 0, KERNEL, || {
+        format!("logits {shape:?} over no tokens")
+    })?;
+    check_targets(targets, [rows, vocab])?;
+    Ok((logits, vocab))
 }
 
 impl Kernel<1> for CrossEntropy {
     /// Each row's log-sum-exp.
     type Saved = Arc<Vec<f32>>;
 
-    fn forward(&self, [logits]: &[FlexTensor; 1]) -> (FlexTensor, Self::Saved) {
-        let (logits, vocab) = rows(logits);
+    fn forward(&self, [logits]: &[FlexTensor; 1]) -> Result<(FlexTensor, Self::Saved), FusedError> {
+        let (logits, vocab) = rows(logits, &self.targets)?;
         let values = logits.as_slice::<f32>().expect("contiguous f32 logits");
         let per_row: Vec<(f32, f32)> = values
             .par_chunks(vocab * ROWS_PER_TASK)
@@ -74,7 +105,7 @@ impl Kernel<1> for CrossEntropy {
         let loss: f32 = per_row.iter().map(|(_, loss)| loss).sum();
         let lse = per_row.into_iter().map(|(lse, _)| lse).collect();
         let loss = FlexTensor::from_data(TensorData::new(vec![loss], [1]));
-        (loss, Arc::new(lse))
+        Ok((loss, Arc::new(lse)))
     }
 
     fn backward(
@@ -83,13 +114,19 @@ impl Kernel<1> for CrossEntropy {
         lse: &Self::Saved,
         grad: FlexTensor,
         _: [bool; 1],
-    ) -> [Option<FlexTensor>; 1] {
-        let (logits, vocab) = rows(logits);
+    ) -> Result<[Option<FlexTensor>; 1], FusedError> {
+        let (logits, vocab) = rows(logits, &self.targets)?;
         let values = logits.as_slice::<f32>().expect("contiguous f32 logits");
-        let scale = grad
-            .to_contiguous()
-            .as_slice::<f32>()
-            .expect("f32 gradient")[0];
+        let grad = contiguous(&grad, [KERNEL, "loss gradient"])?;
+        let rows = values.len() / vocab;
+        ensure(dims(&grad) == [1] && lse.len() == rows, KERNEL, || {
+            let g = dims(&grad);
+            format!(
+                "loss gradient {g:?} and {} row statistics for {rows} rows",
+                lse.len()
+            )
+        })?;
+        let scale = grad.as_slice::<f32>().expect("f32 gradient")[0];
         let mut out = vec![0.0f32; values.len()];
         out.par_chunks_mut(vocab * ROWS_PER_TASK)
             .zip(values.par_chunks(vocab * ROWS_PER_TASK))
@@ -104,7 +141,7 @@ impl Kernel<1> for CrossEntropy {
                 }
             });
         let shape = logits.layout().shape().clone();
-        [Some(FlexTensor::from_data(TensorData::new(out, shape)))]
+        Ok([Some(FlexTensor::from_data(TensorData::new(out, shape)))])
     }
 }
 

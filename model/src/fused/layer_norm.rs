@@ -10,22 +10,32 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
-use super::chunks::{by_rows, contiguous, sum_in_order, tensor, values};
+use super::chunks::{by_rows, contiguous, dims, sum_in_order, tensor, values};
+use super::error::{ensure, fallback_or_error, FusedError};
 use super::math::{dot, sum};
 use super::op::{self, Kernel};
 
 /// `norm` (which must have a bias) applied to `x [.., D]`, with its epsilon `eps` (Burn keeps
-/// a LayerNorm's epsilon private, so the caller passes the one it was built with); `None` where
-/// the fused kernel does not apply (see [`super`]).
+/// a LayerNorm's epsilon private, so the caller passes the one it was built with); `Ok(None)`
+/// where the fused kernel does not apply (see [`super`]), an error for parameters that cannot
+/// scale `x`'s rows.
 pub fn layer_norm<B: Backend, const D: usize>(
     norm: &LayerNorm<B>,
     x: &Tensor<B, D>,
     eps: f64,
-) -> Option<Tensor<B, D>> {
+) -> Result<Option<Tensor<B, D>>, FusedError> {
     let width = x.dims()[D - 1];
-    let (gamma, beta) = (norm.gamma.val(), norm.beta.as_ref()?.val());
-    if width == 0 || x.shape().num_elements() == 0 || gamma.dims() != [width] {
-        return None;
+    let Some(beta) = norm.beta.as_ref() else {
+        return Ok(None);
+    };
+    let (gamma, beta) = (norm.gamma.val(), beta.val());
+    for (name, param) in [("gamma", &gamma), ("beta", &beta)] {
+        if param.dims() != [width] {
+            return fallback_or_error(KERNEL, [("x rows", &[width]), (name, &param.dims())]);
+        }
+    }
+    if width == 0 || x.shape().num_elements() == 0 {
+        return Ok(None);
     }
     let inputs = [
         op::primitive(x),
@@ -33,6 +43,31 @@ pub fn layer_norm<B: Backend, const D: usize>(
         op::primitive(&beta),
     ];
     op::run(LayerNormKernel { eps: eps as f32 }, inputs)
+}
+
+/// The kernel's name in errors.
+const KERNEL: &str = "layer_norm";
+
+/// `x`, `gamma` and `beta` contiguous, once checked: `gamma` and `beta` are `[D]` for the last
+/// dimension `D > 0` of `x`.
+fn operands([x, gamma, beta]: &[FlexTensor; 3]) -> Result<[FlexTensor; 3], FusedError> {
+    let x = contiguous(x, [KERNEL, "x"])?;
+    let gamma = contiguous(gamma, [KERNEL, "gamma"])?;
+    let beta = contiguous(beta, [KERNEL, "beta"])?;
+    let width = dims(&x).last().copied().unwrap_or(0);
+    ensure(
+        width > 0 && dims(&gamma) == [width] && dims(&beta) == [width],
+        KERNEL,
+        || {
+            format!(
+                "gamma {:?} and beta {:?} for x {:?}",
+                dims(&gamma),
+                dims(&beta),
+                dims(&x)
+            )
+        },
+    )?;
+    Ok([x, gamma, beta])
 }
 
 /// The LayerNorm kernel: its epsilon (added in f32, as Burn adds the scalar).
@@ -51,8 +86,8 @@ struct Saved {
 impl Kernel<3> for LayerNormKernel {
     type Saved = Saved;
 
-    fn forward(&self, [x, gamma, beta]: &[FlexTensor; 3]) -> (FlexTensor, Saved) {
-        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    fn forward(&self, inputs: &[FlexTensor; 3]) -> Result<(FlexTensor, Saved), FusedError> {
+        let [x, gamma, beta] = operands(inputs)?;
         let (xs, gamma, beta) = (values(&x), values(&gamma), values(&beta));
         let width = gamma.len();
         let rows = xs.len() / width;
@@ -79,22 +114,32 @@ impl Kernel<3> for LayerNormKernel {
             mean: Arc::new(mean),
             inv_std: Arc::new(inv_std),
         };
-        (tensor(out, x.layout().shape().clone()), saved)
+        Ok((tensor(out, x.layout().shape().clone()), saved))
     }
 
     /// With `x̂ = (x − mean)/σ` and `h = g⊙gamma`: `dx = (h − mean(h) − x̂·mean(h⊙x̂))/σ`,
     /// `dgamma = Σ_rows g⊙x̂`, `dbeta = Σ_rows g`.
     fn backward(
         &self,
-        [x, gamma, _beta]: &[FlexTensor; 3],
+        inputs: &[FlexTensor; 3],
         saved: &Saved,
         grad: FlexTensor,
         [want_x, want_gamma, want_beta]: [bool; 3],
-    ) -> [Option<FlexTensor>; 3] {
-        let (x, gamma_t, grad) = (contiguous(x), contiguous(gamma), contiguous(&grad));
+    ) -> Result<[Option<FlexTensor>; 3], FusedError> {
+        let [x, gamma_t, _beta] = operands(inputs)?;
+        let grad = contiguous(&grad, [KERNEL, "output gradient"])?;
         let (xs, gamma, gs) = (values(&x), values(&gamma_t), values(&grad));
         let width = gamma.len();
         let rows = xs.len() / width;
+        let stats = [saved.mean.len(), saved.inv_std.len()];
+        ensure(
+            dims(&grad) == dims(&x) && stats == [rows; 2],
+            KERNEL,
+            || {
+                let (g, x) = (dims(&grad), dims(&x));
+                format!("output gradient {g:?} and {stats:?} row statistics for x {x:?}")
+            },
+        )?;
         let want_params = want_gamma || want_beta;
         let ([dx], partials) = by_rows(rows, width, [width], |range, [dx]| {
             let span = range.start * width..range.end * width;
@@ -132,10 +177,10 @@ impl Kernel<3> for LayerNormKernel {
         });
         let sums = sum_in_order(&partials, 2 * width);
         let param = |part: &[f32]| tensor(part.to_vec(), gamma_t.layout().shape().clone());
-        [
+        Ok([
             want_x.then(|| tensor(dx, x.layout().shape().clone())),
             want_gamma.then(|| param(&sums[..width])),
             want_beta.then(|| param(&sums[width..])),
-        ]
+        ])
     }
 }

@@ -20,12 +20,20 @@ pub fn exp_shifted(values: &mut [f32], shift: f32) {
     exp_loop(values, shift)
 }
 
+/// [`exp_loop`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn exp_avx512(values: &mut [f32], shift: f32) {
     exp_loop(values, shift)
 }
 
+/// [`exp_loop`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn exp_avx2(values: &mut [f32], shift: f32) {

@@ -7,10 +7,17 @@
 //! or without checkpointing) and the tensors are f32; everywhere else (GPU backends, bf16,
 //! autocast) each entry point returns `None` and the caller keeps Burn's ops. Setting
 //! `SAFEAWARE_FUSED=0` turns them off (for comparisons and benchmarks).
+//!
+//! Each entry point returns `Ok(None)` where Burn's ops should run, and a [`FusedError`] for
+//! operands that are not what the operation takes (shapes no op could combine, a layout past
+//! its buffer): every kernel checks its operands' shapes, strides and buffer lengths before
+//! any pointer access, and never computes on operands it refused. The model calls them through
+//! [`applied`].
 
 mod attention;
 mod chunks;
 mod cross_entropy;
+mod error;
 mod gelu_tanh;
 mod layer_norm;
 mod math;
@@ -23,6 +30,7 @@ mod swiglu;
 
 pub use attention::attention;
 pub use cross_entropy::cross_entropy_sum;
+pub use error::FusedError;
 pub use gelu_tanh::{gelu_tanh, CUBIC as GELU_CUBIC, TWO_SQRT_2_OVER_PI as GELU_SCALE};
 pub use layer_norm::layer_norm;
 pub use rms_norm::rms_norm;
@@ -35,4 +43,11 @@ use std::sync::OnceLock;
 pub fn enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var("SAFEAWARE_FUSED").map_or(true, |v| v != "0"))
+}
+
+/// The kernel's output where it ran, `None` where Burn's ops should. Operands a kernel refused
+/// panic with its error: the model's forward has no error path, and Burn's own ops panic on
+/// operands they cannot combine in the same way.
+pub fn applied<T>(result: Result<Option<T>, FusedError>) -> Option<T> {
+    result.unwrap_or_else(|err| panic!("{err}"))
 }

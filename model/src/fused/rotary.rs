@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::error::{ensure, fallback_or_error, FusedError};
 use super::op::{self, Kernel};
 use super::strided::{Out, View};
 
@@ -17,25 +18,40 @@ type RowFn = fn(&[f32], &[f32], &[f32], &mut [f32]);
 /// Rows of `D` values per parallel task.
 const ROWS_PER_TASK: usize = 256;
 
-/// [`crate::rope::apply_rotary`] for `x [B, H, T, D]` and tables `[1 or B, 1, T, D]`; `None`
-/// where the fused kernel does not apply (see [`super`]).
+/// [`crate::rope::apply_rotary`] for `x [B, H, T, D]` and tables `[1 or B, 1, T, D]`;
+/// `Ok(None)` where the fused kernel does not apply (see [`super`]: tables that only
+/// broadcast, an odd `D`), an error for tables that do not broadcast to `x`.
 pub fn rotary<B: Backend>(
     x: &Tensor<B, 4>,
     cos: &Tensor<B, 4>,
     sin: &Tensor<B, 4>,
-) -> Option<Tensor<B, 4>> {
-    let [batch, _, seq, dim] = x.dims();
-    let [rows, one, table_seq, table_dim] = cos.dims();
-    let fits = (rows == 1 || rows == batch) && one == 1 && table_seq == seq && table_dim == dim;
-    if !fits || dim % 2 != 0 || sin.dims() != cos.dims() {
-        return None;
+) -> Result<Option<Tensor<B, 4>>, FusedError> {
+    let (x_dims, cos_dims, sin_dims) = (x.dims(), cos.dims(), sin.dims());
+    for (name, table) in [("cos", &cos_dims), ("sin", &sin_dims)] {
+        if !table_fits(x_dims, *table) {
+            return fallback_or_error(KERNEL, [("x", &x_dims), (name, table)]);
+        }
     }
-    let table = |t: &Tensor<B, 4>| op::inner(op::primitive(t)).map(|t| View::new(&t));
-    let kernel = Rotary {
-        cos: table(cos)?,
-        sin: table(sin)?,
+    if x_dims[3] % 2 != 0 || sin_dims != cos_dims {
+        return Ok(None);
+    }
+    let table = |t: &Tensor<B, 4>, name| {
+        op::inner(op::primitive(t))
+            .map(|t| View::new(&t, [KERNEL, name]))
+            .transpose()
     };
-    op::run(kernel, [op::primitive(x)])
+    let (Some(cos), Some(sin)) = (table(cos, "cos")?, table(sin, "sin")?) else {
+        return Ok(None);
+    };
+    op::run(Rotary { cos, sin }, [op::primitive(x)])
+}
+
+/// The kernel's name in errors.
+const KERNEL: &str = "rotary";
+
+/// Whether a `[1 or B, 1, T, D]` table serves `x [B, H, T, D]` as the kernel reads it.
+fn table_fits([batch, _, seq, dim]: [usize; 4], [rows, one, t, d]: [usize; 4]) -> bool {
+    (rows == 1 || rows == batch) && one == 1 && t == seq && d == dim
 }
 
 /// The kernel: the tables, read in place.
@@ -53,9 +69,22 @@ impl Rotary {
 
     /// Applies `f(input row, cos, sin, output row)` to every `(b, h, t)` row of `input`
     /// (`[B, H, T, D]`), writing a `[B, T, H, D]` buffer, and returns it as a `[B, H, T, D]`
-    /// view.
-    fn map_rows(&self, input: &FlexTensor, f: RowFn) -> FlexTensor {
-        let x = View::new(input);
+    /// view; an error, with nothing written, when the tables do not fit `input` or its
+    /// layout leaves its buffer.
+    fn map_rows(
+        &self,
+        input: &FlexTensor,
+        name: &'static str,
+        f: RowFn,
+    ) -> Result<FlexTensor, FusedError> {
+        let x = View::new(input, [KERNEL, name])?;
+        for (table, which) in [(&self.cos, "cos"), (&self.sin, "sin")] {
+            ensure(
+                table_fits(x.shape, table.shape) && x.shape[3] % 2 == 0,
+                KERNEL,
+                || format!("{which} {:?} for {name} {:?}", table.shape, x.shape),
+            )?;
+        }
         let [batch, heads, seq, dim] = x.shape;
         let mut out = Out::zeros(batch * heads * seq * dim);
         let ptr = out.ptr();
@@ -67,17 +96,14 @@ impl Rotary {
                     let (b, h, t) = (row / (heads * seq), row / seq % heads, row % seq);
                     let input = &x.data()[x.at(b, h, t)..][..dim];
                     let (cos, sin) = self.tables(b, t);
-                    // SAFETY: row (b, h, t) owns `dim` elements of the output; rows are disjoint.
-                    let output = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            ptr.at(((b * seq + t) * heads + h) * dim),
-                            dim,
-                        )
-                    };
+                    let at = ((b * seq + t) * heads + h) * dim;
+                    // SAFETY: row (b, h, t) owns these `dim` elements of the output (rows are
+                    // disjoint, each written by one task), and `out` outlives this loop.
+                    let output = unsafe { ptr.slice_mut(at, dim) };
                     f(input, cos, sin, output);
                 }
             });
-        out.into_tensor([batch, seq, heads, dim]).transpose(1, 2)
+        Ok(out.into_tensor([batch, seq, heads, dim]).transpose(1, 2))
     }
 }
 
@@ -109,8 +135,8 @@ fn rotate_back(g: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
 impl Kernel<1> for Rotary {
     type Saved = ();
 
-    fn forward(&self, [x]: &[FlexTensor; 1]) -> (FlexTensor, ()) {
-        (self.map_rows(x, rotate), ())
+    fn forward(&self, [x]: &[FlexTensor; 1]) -> Result<(FlexTensor, ()), FusedError> {
+        Ok((self.map_rows(x, "x", rotate)?, ()))
     }
 
     fn backward(
@@ -119,7 +145,11 @@ impl Kernel<1> for Rotary {
         _: &(),
         grad: FlexTensor,
         _: [bool; 1],
-    ) -> [Option<FlexTensor>; 1] {
-        [Some(self.map_rows(&grad, rotate_back))]
+    ) -> Result<[Option<FlexTensor>; 1], FusedError> {
+        Ok([Some(self.map_rows(
+            &grad,
+            "output gradient",
+            rotate_back,
+        )?)])
     }
 }

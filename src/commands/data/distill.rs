@@ -12,6 +12,7 @@ use safeaware_eval::progress::ProgressMode;
 use safeaware_eval::prompt::PromptStrategy;
 
 use crate::commands::client::ClientArgs;
+use crate::output::{out, outln};
 
 /// `data distill` flags.
 #[derive(clap::Args)]
@@ -94,11 +95,11 @@ pub fn run(a: DistillArgs) -> anyhow::Result<()> {
     let pairs = read_pairs(&a.pairs).with_context(|| format!("reading {}", a.pairs.display()))?;
     let teacher = a.client.endpoint(&a.teacher, &a.teacher_model, &decoding)?;
     let summary = distill::run(&pairs, &teacher, &config)?;
-    print!("{}", summary.to_text());
-    println!(
+    out!("{}", summary.to_text())?;
+    outln!(
         "traces in {}, rejected pairs in {}",
         config.out.display(),
         config.rejected.display()
-    );
+    )?;
     Ok(())
 }

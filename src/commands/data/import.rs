@@ -8,6 +8,8 @@ use safeaware_data::fileio::base_dir;
 use safeaware_data::import::table::{self, TableFormat};
 use safeaware_data::import::{vlguard, ImportError, ImportSummary};
 
+use crate::output::outln;
+
 /// Importers.
 #[derive(clap::Subcommand)]
 pub enum ImportCommand {
@@ -59,7 +61,7 @@ pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         ImportCommand::Jsonl(a) => import_table(a, TableFormat::Jsonl),
     };
     let s = summary.with_context(|| format!("importing {}", source.display()))?;
-    println!(
+    outln!(
         "wrote {} pairs ({} safe, {} unsafe) from {} records of {} to {}",
         s.pairs(),
         s.safe,
@@ -67,7 +69,7 @@ pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         s.records,
         source.display(),
         out.display()
-    );
+    )?;
     Ok(())
 }
 

@@ -22,6 +22,8 @@ use safeaware_data::tools::validate::{self, TokenCheck, ValidateOptions};
 use safeaware_data::tools::Loaded;
 use safeaware_data::traces::TargetStyle;
 
+use crate::output::outln;
+
 /// Data subcommands.
 #[derive(clap::Subcommand)]
 pub enum DataCommand {
@@ -126,14 +128,14 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 fn run_synth(a: SynthArgs) -> anyhow::Result<()> {
     let _claim = OutputDir::claim(&a.out, "data synth", a.overwrite)?;
     let s = synth::generate(&a.out, &a.settings)?;
-    println!(
+    outln!(
         "wrote {} train, {} val, {} test items ({} held-out combinations) to {}",
         s.train,
         s.val,
         s.test,
         s.held_out,
         s.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -208,9 +210,9 @@ fn run_preview(a: PreviewArgs) -> anyhow::Result<()> {
         .filter(|e| e.image.is_none())
         .map(|e| e.id.clone())
         .collect();
-    println!("wrote {} ({n} items of {})", a.out.display(), entries.len());
+    outln!("wrote {} ({n} items of {})", a.out.display(), entries.len())?;
     if !missing.is_empty() {
-        println!("items without an image: {}", compress_ids(&missing));
+        outln!("items without an image: {}", compress_ids(&missing))?;
     }
     Ok(())
 }
