@@ -43,6 +43,8 @@ fn every_shipped_recipe_validates_and_starts_with_its_command() {
         "smolvlm-256m-distilled.toml",
         "smolvlm-500m-vcr-lora.toml",
         "smolvlm-2.2b-vcr-lora.toml",
+        "quickstart-llava.toml",
+        "llava-1.5-7b-vcr-lora.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -176,8 +178,8 @@ fn validate_reports_errors_by_line_and_fails() {
     assert!(err.contains("--set train.batch_size=-1"), "{err}");
 }
 
-/// The plan in each SmolVLM recipe's header is what `safeaware plan` says for it on the
-/// config-only fixture of its size.
+/// The plan in each SmolVLM and LLaVA recipe's header is what `safeaware plan` says for it on
+/// the config-only fixture of its size.
 #[test]
 fn recipe_headers_hold_their_plans() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/tests/fixtures/config_only");
@@ -185,6 +187,7 @@ fn recipe_headers_hold_their_plans() {
         ("smolvlm-256m-vcr.toml", "smolvlm-256m"),
         ("smolvlm-500m-vcr-lora.toml", "smolvlm-500m"),
         ("smolvlm-2.2b-vcr-lora.toml", "smolvlm-2.2b"),
+        ("llava-1.5-7b-vcr-lora.toml", "llava-1.5-7b"),
     ] {
         let path = recipes_dir().join(recipe);
         let model = format!("model.path={}", fixtures.join(size).display());

@@ -818,9 +818,8 @@ fn same_seed_gives_identical_weights_and_another_seed_does_not() {
 
 /// Loads `final/` with HF transformers (needs `tools/.venv`): no missing or unexpected keys,
 /// the processor loads, and greedy answers to the held-out items match the ones safeaware's
-/// own evaluation generated. Run with `--ignored`.
+/// own evaluation generated (tools/test.sh makes the venv).
 #[test]
-#[ignore = "needs tools/.venv with torch + transformers"]
 fn final_folder_loads_in_hf_transformers() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/.venv/bin/python");
     assert!(python.is_file(), "no {}", python.display());

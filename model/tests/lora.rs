@@ -212,7 +212,6 @@ save_file({"logits": logits.float().contiguous()}, out)
 "#;
 
 #[test]
-#[ignore = "needs tools/.venv with torch, transformers and peft (see tools/README.md)"]
 fn peft_loads_our_adapter_onto_the_hf_base_with_the_same_logits() {
     let device = Device::default();
     let input = tiny_input(&device);
@@ -343,7 +342,6 @@ fn llava_adapter_folders_use_peft_names_round_trip_and_merge_to_the_same_logits(
 }
 
 #[test]
-#[ignore = "needs tools/.venv with torch, transformers and peft (see tools/README.md)"]
 fn peft_loads_our_llava_adapter_onto_the_hf_base_with_the_same_logits() {
     let device = Device::default();
     let input: VlmInput<Cpu> = tiny_llava_input(&device);

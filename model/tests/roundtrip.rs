@@ -14,15 +14,9 @@ use safeaware_model::safetensors_io::{
 };
 use safeaware_model::{inspect, FloatDtype, Idefics3, ModelError};
 
-/// The venv's Python when it is there with torch and transformers (an optional extra check).
+/// The venv's Python (a missing venv fails the test: tools/test.sh makes it).
 fn venv_python_if_ready() -> Option<PathBuf> {
-    let python = common::venv_python();
-    let ok = python.is_file()
-        && Command::new(&python)
-            .args(["-c", "import transformers, torch"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-    ok.then_some(python)
+    Some(common::venv_python())
 }
 
 #[test]
@@ -107,7 +101,6 @@ save_file({"logits": logits.float().contiguous()}, out)
 "#;
 
 #[test]
-#[ignore = "needs tools/.venv with torch and transformers (see tools/README.md)"]
 fn models_built_in_code_load_in_hf_with_the_same_logits() {
     let python = common::venv_python();
     let device = Device::default();

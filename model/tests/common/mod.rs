@@ -174,9 +174,22 @@ pub fn logits<M: TextDecoder<Cpu>>(model: &M, input: &VlmInput<Cpu>) -> Vec<f32>
     values(text_decoder::forward(model, input).unwrap())
 }
 
-/// The Python of the tools venv (`tools/.venv`, see tools/README.md).
+/// The Python of the tools venv (`tools/.venv`, made by `tools/setup_venv.sh`, see
+/// tools/README.md); a missing or broken venv fails the calling test.
 pub fn venv_python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python")
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/.venv/bin/python");
+    let ready = python.is_file()
+        && std::process::Command::new(&python)
+            .args(["-c", "import torch, transformers, peft"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        ready,
+        "{} is missing or lacks torch/transformers/peft: run tools/setup_venv.sh (tools/test.sh \
+         does); the interop tests fail rather than skip without it",
+        python.display()
+    );
+    python
 }
 
 /// Writes `pixels` to `path` as the safetensors tensor `pixel_values`, as the venv scripts read it.
