@@ -193,20 +193,7 @@ where
     };
     let mut tb = TbWriter::create(run)?;
     let mut progress = Progress::new("train", total_steps, state.step);
-    progress.println(&format!(
-        "training {} examples ({} val) for {total_steps} steps of {}×{} on {}{}; run folder {}",
-        data.train.len(),
-        data.val.len(),
-        t.batch_size.max(1),
-        t.grad_accum.max(1),
-        t.worker_names().join(", "),
-        if t.activation_checkpointing {
-            " with activation checkpointing"
-        } else {
-            ""
-        },
-        run.display()
-    ));
+    progress.println(&start_line(job, &data, total_steps));
     let session = (Instant::now(), state.elapsed_s);
     let mut window = LogWindow::default();
     let mut order = DataOrder::new(t.seed, t.batch_size, t.grad_accum, data.train.len(), &state);
@@ -299,6 +286,25 @@ where
         final_dir: Some(final_dir),
         benchmark: data.benchmark,
     })
+}
+
+/// The line a run starts with: what it trains on, how long, where.
+fn start_line(job: &TrainJob, data: &RunData, total_steps: u64) -> String {
+    let t = &job.recipe.train;
+    format!(
+        "training {} examples ({} val) for {total_steps} steps of {}×{} on {}{}; run folder {}",
+        data.train.len(),
+        data.val.len(),
+        t.batch_size.max(1),
+        t.grad_accum.max(1),
+        t.worker_names().join(", "),
+        if t.activation_checkpointing {
+            " with activation checkpointing"
+        } else {
+            ""
+        },
+        job.run_dir.display()
+    )
 }
 
 /// Validation loss, and the evaluator's metrics on the validation items (answers in
