@@ -64,7 +64,12 @@ fn doctor_passes_on_the_cpu_with_a_parity_line_per_shipped_fixture() {
         "{all}"
     );
     assert!(all.contains("ok   timing: tiny: train step"), "{all}");
-    assert!(all.contains("doctor: all 8 checks passed on cpu"), "{all}");
+    // One check per fixture, plus the device, training and timing checks.
+    let checks = shipped_fixtures().len() + 3;
+    assert!(
+        all.contains(&format!("doctor: all {checks} checks passed on cpu")),
+        "{all}"
+    );
 }
 
 #[test]
@@ -91,7 +96,12 @@ fn a_wrong_or_broken_fixture_fails_doctor_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("2 of 10 checks failed on cpu"), "{stderr}");
+    // The shipped fixtures, the two given, and the device, training and timing checks.
+    let checks = shipped_fixtures().len() + 2 + 3;
+    assert!(
+        stderr.contains(&format!("2 of {checks} checks failed on cpu")),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("parity wrong_logits: max_abs_logit_diff="),
         "{stderr}"

@@ -102,6 +102,15 @@ pub struct TextConfig {
     pub pad_token_id: Option<u32>,
 }
 
+/// The JSON of the file `path` (a config.json), errors naming the file.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(ModelError::io("reading", path))?;
+    serde_json::from_str(&text).map_err(|cause| ModelError::Json {
+        path: path.to_owned(),
+        cause,
+    })
+}
+
 impl TextConfig {
     /// One line: layers, widths, heads, vocabulary and RoPE base.
     pub fn describe(&self) -> String {
@@ -182,12 +191,7 @@ pub struct Idefics3Config {
 impl Idefics3Config {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(ModelError::io("reading", path))?;
-        let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
-            path: path.to_owned(),
-            cause,
-        })?;
-        Self::from_value(value)
+        Self::from_value(crate::config::read_json(path)?)
     }
 
     /// Parses and validates an HF config given as JSON.

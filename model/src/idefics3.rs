@@ -3,7 +3,6 @@
 //! `model.vision_model.*` is the vision tower, `model.connector.*` the connector, everything
 //! else (`model.text_model.*`, `lm_head`) the language model.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -18,7 +17,7 @@ use crate::peft::AdapterSpec;
 use crate::safetensors_io::FloatDtype;
 use crate::vision_language_model::{Idefics3, VlmInput};
 use crate::vlm::{ModelPart, ParamPart, VisionLanguageModel};
-use crate::weights::hf_params;
+use crate::weights::param_parts;
 
 /// The part of the Idefics3 parameter with HF name `name`.
 pub fn idefics3_part(name: &str) -> ModelPart {
@@ -75,18 +74,7 @@ impl<B: Backend> VisionLanguageModel<B> for Idefics3<B> {
     }
 
     fn param_parts(&self) -> Vec<ParamPart> {
-        let mut seen = HashSet::new();
-        hf_params::<B, _>(self)
-            .into_iter()
-            .filter(|hf| seen.insert(hf.id))
-            .map(|hf| ParamPart {
-                part: idefics3_part(&hf.name),
-                numel: hf.shape.iter().product(),
-                id: hf.id,
-                adapter: hf.is_adapter(),
-                name: hf.name,
-            })
-            .collect()
+        param_parts::<B, _, _>(self, idefics3_part)
     }
 
     fn with_lora(self, spec: &LoraSpec, seed: u64) -> Result<Self> {

@@ -210,12 +210,7 @@ impl From<LlavaConfig> for ModelConfig {
 impl ModelConfig {
     /// Reads and validates `config.json` of any registered family.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(ModelError::io("reading", path))?;
-        let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
-            path: path.to_owned(),
-            cause,
-        })?;
-        Self::from_value(value)
+        Self::from_value(crate::config::read_json(path)?)
     }
 
     /// Parses and validates an HF config given as JSON, by its `model_type`.

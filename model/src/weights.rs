@@ -131,6 +131,28 @@ impl<B: Backend> ModuleVisitor<B> for Collect {
     }
 }
 
+/// Every float parameter of `model` once (a tied tensor is listed once), with the part
+/// `part_of` gives its HF name: what a family's `VisionLanguageModel::param_parts` returns.
+pub fn param_parts<B, M, F>(model: &M, part_of: F) -> Vec<crate::vlm::ParamPart>
+where
+    B: Backend,
+    M: Module<B>,
+    F: Fn(&str) -> crate::vlm::ModelPart,
+{
+    let mut seen = std::collections::HashSet::new();
+    hf_params::<B, _>(model)
+        .into_iter()
+        .filter(|hf| seen.insert(hf.id))
+        .map(|hf| crate::vlm::ParamPart {
+            part: part_of(&hf.name),
+            numel: hf.shape.iter().product(),
+            id: hf.id,
+            adapter: hf.is_adapter(),
+            name: hf.name,
+        })
+        .collect()
+}
+
 /// Every parameter of `model` with its HF name and shape, in module order.
 pub fn hf_params<B: Backend, M: Module<B>>(model: &M) -> Vec<HfParam> {
     let mut collect = Collect {

@@ -131,12 +131,7 @@ pub struct LlavaConfig {
 impl LlavaConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(ModelError::io("reading", path))?;
-        let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
-            path: path.to_owned(),
-            cause,
-        })?;
-        Self::from_value(value)
+        Self::from_value(crate::config::read_json(path)?)
     }
 
     /// Parses and validates an HF LLaVA config given as JSON.

@@ -3,7 +3,6 @@
 //! is the vision tower, `multi_modal_projector.*` the connector, everything else (the language
 //! model and its head) the text part. Names are hub-layout names.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -19,7 +18,7 @@ use crate::peft::AdapterSpec;
 use crate::safetensors_io::FloatDtype;
 use crate::vision_language_model::VlmInput;
 use crate::vlm::{ModelPart, ParamPart, VisionLanguageModel};
-use crate::weights::hf_params;
+use crate::weights::param_parts;
 
 /// The part of the LLaVA parameter or module with hub name `name`.
 pub fn llava_part(name: &str) -> ModelPart {
@@ -75,18 +74,7 @@ impl<B: Backend> VisionLanguageModel<B> for Llava<B> {
     }
 
     fn param_parts(&self) -> Vec<ParamPart> {
-        let mut seen = HashSet::new();
-        hf_params::<B, _>(self)
-            .into_iter()
-            .filter(|hf| seen.insert(hf.id))
-            .map(|hf| ParamPart {
-                part: llava_part(&hf.name),
-                numel: hf.shape.iter().product(),
-                id: hf.id,
-                adapter: hf.is_adapter(),
-                name: hf.name,
-            })
-            .collect()
+        param_parts::<B, _, _>(self, llava_part)
     }
 
     fn with_lora(self, spec: &LoraSpec, seed: u64) -> Result<Self> {
