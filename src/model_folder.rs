@@ -1,6 +1,8 @@
 //! Opening a saved model folder for inference: an HF folder, or a PEFT adapter folder applied
 //! to its base (`base_model_name_or_path` in `adapter_config.json`, or the `--base` given) and
-//! merged, so that generation runs at the base model's speed.
+//! merged, so that generation runs at the base model's speed. A folder (and an adapter's base)
+//! carrying manifest.json is verified against it first, as `train --resume` verifies a
+//! checkpoint, so weights changed since they were written are refused, naming the file.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use safeaware_data::processor::Processor;
 use safeaware_model::{is_adapter_folder, AdapterConfig, VisionLanguageModel, Vlm};
+use safeaware_trainer::manifest::verify_model_folder;
 
 /// The base folder of adapter folder `adapter`: `base` when given, else its config's.
 pub fn adapter_base(adapter: &Path, base: Option<&Path>) -> Result<PathBuf> {
@@ -31,12 +34,14 @@ pub fn open_model_folder<B: Backend>(
     base: Option<&Path>,
     device: &B::Device,
 ) -> Result<(Vlm<B>, Processor)> {
+    verify_model_folder(folder)?;
     if !is_adapter_folder(folder) {
         let model = Vlm::<B>::load(folder, device)
             .with_context(|| format!("loading the model in {}", folder.display()))?;
         return Ok((model, load_processor(folder)?));
     }
     let base = adapter_base(folder, base)?;
+    verify_model_folder(&base)?;
     let model = Vlm::<B>::load(&base, device)
         .with_context(|| {
             format!(

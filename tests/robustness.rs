@@ -8,6 +8,11 @@
 //!   truncated checkpoint; the lock against a second live process.
 //! - `parsers.rs`: arbitrary bytes fed to every parser (recipe TOML, trace JSONL, prompt.txt,
 //!   responses, config.json, safetensors header, tokenizer and chat template files): no panic.
+//! - `model_limits.rs`: lengths beyond the model's context (`train`, `recipe validate`, an
+//!   `eval` item and its rerun) and model folders that no longer match their manifest.json
+//!   (`eval`, `inspect`, `export`, `serve`), through the case table's checks.
+//! - `serve_limits.rs`: `serve` refusing what it cannot hold (context, body, text, images, `n`,
+//!   `max_tokens`) and staying up, a long request not holding up a short one, SIGTERM.
 //!
 //! Fixtures are tiny: a synthetic world of a few 64x64 images and a one-step model of the
 //! `tiny` preset, made once per test binary and copied into each case's folder.
@@ -19,5 +24,9 @@ mod common;
 mod fixtures;
 #[path = "robustness/kill.rs"]
 mod kill;
+#[path = "robustness/model_limits.rs"]
+mod model_limits;
 #[path = "robustness/parsers.rs"]
 mod parsers;
+#[path = "robustness/serve_limits.rs"]
+mod serve_limits;

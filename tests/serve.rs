@@ -1,14 +1,13 @@
 //! `safeaware serve` on a small trained checkpoint: `eval --endpoint` against it gives exactly
 //! the answers and numbers of `eval --checkpoint` (greedy), concurrent requests are batched,
-//! seeded sampling repeats itself, `/v1/models` lists the model, and bad requests get 400.
+//! seeded sampling repeats itself, `/v1/models` lists the model, bad requests get 400, and an
+//! answer is the same whether its batch ran alone or interleaved with others.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
+use common::serving::{self, chat, json_of, Serving};
 use common::{safeaware, text, train_quickstart};
 use serde_json::{json, Value};
 
@@ -31,80 +30,13 @@ fn trained(dir: &Path) -> (PathBuf, String) {
     (run.join("final"), spec)
 }
 
-/// A running server: its base URL and what it writes to stderr.
-struct Serving {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The server of these tests: batches of up to 4, waiting 200 ms to fill one.
 fn serve(folder: &Path) -> Serving {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_safeaware"))
-        .args([
-            "serve",
-            "--checkpoint",
-            folder.to_str().unwrap(),
-            "--port",
-            "0",
-        ])
-        .args([
-            "--batch-size",
-            "4",
-            "--batch-wait-ms",
-            "200",
-            "--served-model-name",
-            "tiny",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {first:?}: {}", log.lock().unwrap()))
-        .to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    Serving { child, url, log }
-}
-
-fn json_of(r: ureq::Response) -> Value {
-    serde_json::from_str(&r.into_string().unwrap()).unwrap_or(Value::Null)
-}
-
-fn chat(url: &str, body: Value) -> Result<Value, (u16, Value)> {
-    let request =
-        ureq::post(&format!("{url}/chat/completions")).set("Content-Type", "application/json");
-    match request.send_string(&body.to_string()) {
-        Ok(r) => Ok(json_of(r)),
-        Err(ureq::Error::Status(code, r)) => Err((code, json_of(r))),
-        Err(e) => panic!("{e}"),
-    }
+    let extra = ["--batch-size", "4", "--batch-wait-ms", "200"];
+    serving::serve(
+        folder,
+        &[&extra[..], &["--served-model-name", "tiny"]].concat(),
+    )
 }
 
 fn results(dir: &Path) -> Value {
@@ -136,6 +68,7 @@ fn serve_answers_as_the_checkpoint_and_speaks_the_protocol() {
     let server = serve(&folder);
     eval_through_serve_equals_eval_of_the_checkpoint(dir.path(), &folder, &spec, &server);
     sampling_is_seeded_and_bad_requests_are_refused(dir.path(), &server);
+    answers_do_not_depend_on_what_runs_beside_them(&server);
 }
 
 fn eval_through_serve_equals_eval_of_the_checkpoint(
@@ -197,7 +130,7 @@ fn eval_through_serve_equals_eval_of_the_checkpoint(
     for key in ["strict", "paper", "counts"] {
         assert_eq!(a[key], b[key], "{key}");
     }
-    let log = server.log.lock().unwrap().clone();
+    let log = server.log();
     assert!(
         log.lines()
             .any(|l| l.contains("batch of") && !l.contains("batch of 1 ")),
@@ -225,27 +158,73 @@ fn sampling_is_seeded_and_bad_requests_are_refused(dir: &Path, server: &Serving)
         b
     };
     let sampled = body(json!({"temperature": 1.5, "seed": 3}));
-    let first = chat(&server.url, sampled.clone()).unwrap();
-    let again = chat(&server.url, sampled).unwrap();
+    let first = chat(&server.url, &sampled).unwrap();
+    let again = chat(&server.url, &sampled).unwrap();
     assert_eq!(
         first["choices"][0]["message"],
         again["choices"][0]["message"]
     );
     assert_eq!(first["object"], "chat.completion");
     assert!(first["usage"]["completion_tokens"].as_u64().unwrap() > 0);
-    let two = chat(&server.url, body(json!({"temperature": 1.5, "n": 2}))).unwrap();
+    let two = chat(&server.url, &body(json!({"temperature": 1.5, "n": 2}))).unwrap();
     assert_eq!(two["choices"].as_array().unwrap().len(), 2);
-    let greedy = chat(&server.url, body(json!({"temperature": 0}))).unwrap();
+    let greedy = chat(&server.url, &body(json!({"temperature": 0}))).unwrap();
     assert!(["stop", "length"].contains(&greedy["choices"][0]["finish_reason"].as_str().unwrap()));
 
-    let (code, err) = chat(&server.url, body(json!({"stream": true}))).unwrap_err();
+    let (code, err) = chat(&server.url, &body(json!({"stream": true}))).unwrap_err();
     assert_eq!(code, 400);
     assert!(
         err["error"]["message"].as_str().unwrap().contains("stream"),
         "{err}"
     );
-    let (code, _) = chat(&server.url, json!({"messages": []})).unwrap_err();
+    let (code, _) = chat(&server.url, &json!({"messages": []})).unwrap_err();
     assert_eq!(code, 400);
     let missing = ureq::get(&format!("{}/nothing", server.url)).call();
     assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+}
+
+/// Requests of different settings run as separate batches, interleaved a token at a time; each
+/// answer must equal the one the same request gets alone.
+fn answers_do_not_depend_on_what_runs_beside_them(server: &Serving) {
+    let ask = |text: &str, extra: Value| {
+        let mut b = json!({"messages": [{"role": "user", "content": text}], "max_tokens": 40});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let bodies = [
+        ask("how can i kill it?", json!({"temperature": 0})),
+        ask(
+            "is this knife safe?",
+            json!({"temperature": 1.5, "seed": 3}),
+        ),
+        ask(
+            "what is in the picture?",
+            json!({"temperature": 0.7, "seed": 9}),
+        ),
+        ask(
+            "tell me more",
+            json!({"temperature": 1.2, "top_p": 0.9, "seed": 5}),
+        ),
+    ];
+    let alone: Vec<Value> = bodies
+        .iter()
+        .map(|b| chat(&server.url, b).unwrap()["choices"].clone())
+        .collect();
+    let threads: Vec<_> = bodies
+        .iter()
+        .cloned()
+        .map(|b| {
+            let url = server.url.clone();
+            std::thread::spawn(move || chat(&url, &b).unwrap()["choices"].clone())
+        })
+        .collect();
+    let together: Vec<Value> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(alone, together);
+    let distinct: std::collections::HashSet<String> = alone
+        .iter()
+        .map(|c| c[0]["message"]["content"].to_string())
+        .collect();
+    assert!(distinct.len() >= 2, "the requests should differ: {alone:?}");
 }

@@ -184,6 +184,12 @@ impl Results {
 /// An item's error with what names the item (an image path, a responses-file line) left out,
 /// so that items failing the same way are counted together.
 fn cause_of(error: &str) -> String {
+    if let Some((head, _)) = error.split_once(": ") {
+        // The prompt's own length is left out: items too long for the context count together.
+        if head.starts_with("prompt too long") {
+            return head.to_string();
+        }
+    }
     for (prefix, label) in [
         ("image ", "image"),
         ("responses file line ", "responses file"),
@@ -207,6 +213,10 @@ mod cause_tests {
         assert_eq!(
             cause_of("responses file line 3: invalid JSON"),
             "responses file: invalid JSON"
+        );
+        assert_eq!(
+            cause_of("prompt too long for the model's context of 2048 tokens (max_position_embeddings): the prompt is 4000 tokens"),
+            "prompt too long for the model's context of 2048 tokens (max_position_embeddings)"
         );
         assert_eq!(
             cause_of("endpoint: HTTP 500 (after 4 attempt(s))"),

@@ -7,7 +7,8 @@
 //!   side and combining their logits each step;
 //! * [`generate`]: greedy or seeded sampling over a left-padded batch, stopping per
 //!   row on an EOS id, on a caller-supplied check (stop strings: the caller decodes), or at the
-//!   token budget.
+//!   token budget; [`Generation`] is the same loop taken a few steps at a time, so a server
+//!   can interleave several batches.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{s, Int, Tensor, TensorData};
@@ -15,8 +16,9 @@ use burn::tensor::{s, Int, Tensor, TensorData};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::sampling::{Sampler, TokenSampling};
-use crate::text_decoder::{forward_hidden, logits, TextDecoder};
+use crate::text_decoder::{check_context, forward_hidden, logits, TextDecoder};
 use crate::vision_language_model::{Idefics3, VlmInput};
+use crate::vlm::VisionLanguageModel;
 
 /// Generation settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +114,7 @@ pub fn decode_step<B: Backend, M: TextDecoder<B>>(
             format!("token id {bad} is outside the vocabulary of {vocab}"),
         ));
     }
+    check_context(model, cache.max_position(), 1)?;
     let text = model.text_model();
     let device = text.embed_tokens.weight.device();
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
@@ -124,47 +127,115 @@ pub fn decode_step<B: Backend, M: TextDecoder<B>>(
 
 /// Generates up to `config.max_new_tokens` per row with `model`. `stop(row, tokens_so_far)` is
 /// asked after every new token of a row; returning true ends that row (for stop strings).
-pub fn generate<B: Backend, M: TextDecoder<B>>(
+pub fn generate<B: Backend, M: VisionLanguageModel<B>>(
     model: &M,
     input: &VlmInput<B>,
     config: &GenerationConfig,
     mut stop: impl FnMut(usize, &[u32]) -> bool,
 ) -> Result<Vec<GeneratedSequence>> {
-    let mut sampler = Sampler::new(config.sampling)?;
-    let batch = input.input_ids.dims()[0];
-    let mut tokens = vec![Vec::new(); batch];
-    let mut finish: Vec<Option<FinishReason>> = vec![None; batch];
-    if config.max_new_tokens > 0 {
-        let (mut logits, mut cache) = prefill(model, input)?;
-        for step in 0..config.max_new_tokens {
-            let next = sampler.pick_rows(logits);
+    let mut generation = Generation::start(model, input, config)?;
+    generation.advance(model, usize::MAX, &mut stop)?;
+    Ok(generation.into_sequences())
+}
+
+/// A batch being generated, one step at a time: what [`generate`] runs to the end in one call,
+/// and what a server interleaves with other batches (each holds its own cache and sampler, so
+/// the answers are the same however the steps of several batches alternate).
+pub struct Generation<B: Backend, C> {
+    cache: Option<C>,
+    /// The logits the next token is picked from; `None` once finished.
+    logits: Option<Tensor<B, 2>>,
+    sampler: Sampler,
+    eos_token_ids: Vec<u32>,
+    max_new_tokens: usize,
+    step: usize,
+    tokens: Vec<Vec<u32>>,
+    finish: Vec<Option<FinishReason>>,
+}
+
+impl<B: Backend, C> Generation<B, C> {
+    /// Prefills the prompt batch (nothing runs when `config.max_new_tokens` is 0).
+    pub fn start<M: VisionLanguageModel<B, Cache = C>>(
+        model: &M,
+        input: &VlmInput<B>,
+        config: &GenerationConfig,
+    ) -> Result<Self> {
+        let sampler = Sampler::new(config.sampling)?;
+        let batch = input.input_ids.dims()[0];
+        let (logits, cache) = match config.max_new_tokens {
+            0 => (None, None),
+            _ => {
+                let (logits, cache) = model.prefill(input)?;
+                (Some(logits), Some(cache))
+            }
+        };
+        Ok(Self {
+            cache,
+            logits,
+            sampler,
+            eos_token_ids: config.eos_token_ids.clone(),
+            max_new_tokens: config.max_new_tokens,
+            step: 0,
+            tokens: vec![Vec::new(); batch],
+            finish: vec![None; batch],
+        })
+    }
+
+    /// Whether every row has finished (or the token budget is spent).
+    pub fn is_done(&self) -> bool {
+        self.logits.is_none()
+    }
+
+    /// Generates up to `steps` more tokens per row. `stop(row, tokens_so_far)` is asked after
+    /// every new token of a row; returning true ends that row.
+    pub fn advance<M: VisionLanguageModel<B, Cache = C>>(
+        &mut self,
+        model: &M,
+        steps: usize,
+        stop: &mut impl FnMut(usize, &[u32]) -> bool,
+    ) -> Result<()> {
+        for _ in 0..steps {
+            let Some(logits) = self.logits.take() else {
+                break;
+            };
+            let next = self.sampler.pick_rows(logits);
             for (row, &token) in next.iter().enumerate() {
-                if finish[row].is_some() {
+                if self.finish[row].is_some() {
                     continue;
                 }
-                if config.eos_token_ids.contains(&token) {
-                    finish[row] = Some(FinishReason::Eos);
+                if self.eos_token_ids.contains(&token) {
+                    self.finish[row] = Some(FinishReason::Eos);
                     continue;
                 }
-                tokens[row].push(token);
-                if stop(row, &tokens[row]) {
-                    finish[row] = Some(FinishReason::Stop);
+                self.tokens[row].push(token);
+                if stop(row, &self.tokens[row]) {
+                    self.finish[row] = Some(FinishReason::Stop);
                 }
             }
-            if finish.iter().all(Option::is_some) || step + 1 == config.max_new_tokens {
+            self.step += 1;
+            if self.finish.iter().all(Option::is_some) || self.step == self.max_new_tokens {
                 break;
             }
-            logits = decode_step(model, &next, &mut cache)?;
+            let cache = self
+                .cache
+                .as_mut()
+                .expect("a started generation has a cache");
+            self.logits = Some(model.decode_step(&next, cache)?);
         }
+        Ok(())
     }
-    Ok(tokens
-        .into_iter()
-        .zip(finish)
-        .map(|(tokens, finish)| GeneratedSequence {
-            tokens,
-            finish: finish.unwrap_or(FinishReason::Length),
-        })
-        .collect())
+
+    /// The rows' tokens and why each stopped (a row still running counts as `Length`).
+    pub fn into_sequences(self) -> Vec<GeneratedSequence> {
+        self.tokens
+            .into_iter()
+            .zip(self.finish)
+            .map(|(tokens, finish)| GeneratedSequence {
+                tokens,
+                finish: finish.unwrap_or(FinishReason::Length),
+            })
+            .collect()
+    }
 }
 
 /// Left-pads token rows of different lengths into `input_ids` and `attention_mask` `[B, T]`.

@@ -49,6 +49,12 @@ impl<B: Backend> KvCache<B> {
         self.key_valid.first().map_or(0, Vec::len)
     }
 
+    /// The most positions any row holds (real tokens only: a left-padded row's positions
+    /// start at its first real token).
+    pub fn max_position(&self) -> usize {
+        self.next_position.iter().copied().max().unwrap_or(0) as usize
+    }
+
     /// Plans a step over new tokens whose validity is `new_valid` (`[B][T]`) and records them.
     pub(crate) fn advance(&mut self, new_valid: &[Vec<bool>]) -> StepLayout {
         let past = self.seq_len();

@@ -149,6 +149,9 @@ pub struct TextModel<B: Backend> {
     pub norm: LlamaRmsNorm<B>,
     #[module(skip)]
     rope: Rope,
+    /// Positions the model was trained for (`max_position_embeddings`): its context.
+    #[module(skip)]
+    max_positions: usize,
 }
 
 impl<B: Backend> TextModel<B> {
@@ -186,7 +189,14 @@ impl<B: Backend> TextModel<B> {
             layers,
             norm: norm(),
             rope: Rope::new(config.head_dim, config.rope_theta),
+            max_positions: config.max_position_embeddings,
         }
+    }
+
+    /// The context: the most positions (prompt and generated tokens) one sequence may hold,
+    /// the config's `max_position_embeddings`.
+    pub fn context_length(&self) -> usize {
+        self.max_positions
     }
 
     /// Runs the decoder over `embeds [B, T, D]` whose tokens are real or padding per `valid`

@@ -447,6 +447,10 @@ impl<B: Backend> VisionLanguageModel<B> for Vlm<B> {
         each_family!(self, m => m.eos_token_ids())
     }
 
+    fn context_length(&self) -> usize {
+        each_family!(self, m => VisionLanguageModel::context_length(m))
+    }
+
     fn forward_loss(
         &self,
         input: &VlmInput<B>,

@@ -32,6 +32,32 @@ pub trait TextDecoder<B: Backend> {
     fn vocab_size(&self) -> usize {
         self.text_model().embed_tokens.weight.dims()[0]
     }
+
+    /// The context: the most positions one sequence may hold (`max_position_embeddings`).
+    fn context_length(&self) -> usize {
+        self.text_model().context_length()
+    }
+}
+
+/// Errors unless `new` more positions after the `past` ones a row already holds fit in the
+/// model's context. Checked before anything whose size grows with the length is built (the
+/// embeddings, the attention mask, the rotary tables, the cache), so an over-long input is an
+/// error instead of an allocation that aborts the process.
+pub fn check_context<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    past: usize,
+    new: usize,
+) -> Result<()> {
+    let context = model.context_length();
+    match past.checked_add(new) {
+        Some(total) if total <= context => Ok(()),
+        _ => Err(ModelError::input(
+            "input_ids",
+            format!(
+                "{new} new position(s) after {past} exceed the model's context of {context} tokens (max_position_embeddings)"
+            ),
+        )),
+    }
 }
 
 /// LM-head logits for hidden states `[..., hidden]`: `head`, or the transposed `embeddings`.
@@ -60,6 +86,8 @@ pub fn forward_hidden<B: Backend, M: TextDecoder<B>>(
     input: &VlmInput<B>,
     cache: Option<&mut KvCache<B>>,
 ) -> Result<Tensor<B, 3>> {
+    let past = cache.as_ref().map_or(0, |c| c.max_position());
+    check_context(model, past, input.input_ids.dims()[1])?;
     let (embeds, valid) = model.embed(input)?;
     if let Some(cache) = &cache {
         if cache.batch_size() != valid.len() {

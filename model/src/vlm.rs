@@ -90,6 +90,10 @@ pub trait VisionLanguageModel<B: Backend>: Module<B> + Sync + Sized {
     /// Token ids that end generation, from the model's config.
     fn eos_token_ids(&self) -> Vec<u32>;
 
+    /// The context: the most positions (prompt and generated tokens) one sequence may hold,
+    /// the text config's `max_position_embeddings`. Longer inputs are an error.
+    fn context_length(&self) -> usize;
+
     /// Next-token cross-entropy of `input` against `labels [B, T]` (HF's alignment: position
     /// `t` predicts `labels[t + 1]`, -100 ignored), summed, with the target count.
     fn forward_loss(

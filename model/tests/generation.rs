@@ -1,14 +1,17 @@
 //! KV-cached decoding and generation on small random models: incremental decoding reproduces a
 //! full forward pass, left-padded batches behave like their rows run alone, the step API drives
-//! a custom loop, sampling is seeded, and stop conditions end rows.
+//! a custom loop, sampling is seeded, stop conditions end rows, a [`Generation`] taken a step at
+//! a time equals `generate`, and inputs beyond the context are errors, not allocations.
 
 mod common;
 
 use burn::tensor::{s, Int, Tensor, TensorData};
 use common::{max_abs_diff, tiny_config, tiny_pixels, values, Cpu, Device};
+use safeaware_model::generation::Generation;
 use safeaware_model::sampling::argmax;
 use safeaware_model::{
-    left_pad, FinishReason, GenerationConfig, Idefics3, ModelError, TokenSampling, VlmInput,
+    left_pad, FinishReason, GenerationConfig, Idefics3, Idefics3Config, ModelError, TokenSampling,
+    VisionLanguageModel, VlmInput,
 };
 
 const IMG: u32 = 60;
@@ -217,4 +220,71 @@ fn image_token_count_must_match_the_tiles() {
             ..
         })
     ));
+}
+
+#[test]
+fn generation_taken_a_step_at_a_time_equals_generate() {
+    let device = Device::default();
+    let model = Idefics3::<Cpu>::init_random(&tiny_config(false), 26, &device);
+    let rows = [prompt(&[1, 5], &[7]), prompt(&[1, 5, 6, 30], &[7, 8])];
+    let (ids, mask) = left_pad::<Cpu>(&rows, 0, &device);
+    let input = VlmInput {
+        input_ids: ids,
+        attention_mask: Some(mask),
+        pixel_values: Some(tiny_pixels(2, 4, &device)),
+    };
+    let config = greedy(7);
+    let whole = model.generate(&input, &config, |_, _| false).unwrap();
+    let mut stepped = Generation::start(&model, &input, &config).unwrap();
+    let mut steps = 0;
+    while !stepped.is_done() {
+        stepped.advance(&model, 1, &mut |_, _| false).unwrap();
+        steps += 1;
+    }
+    assert_eq!(steps, 7);
+    assert_eq!(stepped.into_sequences(), whole);
+}
+
+/// The tiny model with a context of `context` positions.
+fn short_context(context: usize) -> Idefics3Config {
+    let mut config = tiny_config(false);
+    config.text.max_position_embeddings = context;
+    config
+}
+
+#[test]
+fn inputs_beyond_the_context_are_errors_before_any_allocation() {
+    let device = Device::default();
+    let tokens = prompt(&[1, 5, 6], &[7]); // 8 tokens
+    let model = Idefics3::<Cpu>::init_random(&short_context(9), 27, &device);
+    assert_eq!(VisionLanguageModel::context_length(&model), 9);
+    let input = VlmInput::new(
+        ids_tensor(std::slice::from_ref(&tokens), &device),
+        Some(tiny_pixels(1, 5, &device)),
+    );
+    // 8 prompt positions and one decoded token fill the context of 9; a tenth is refused.
+    let (_, mut cache) = model.prefill(&input).unwrap();
+    model.decode_step(&[3], &mut cache).unwrap();
+    let err = model.decode_step(&[3], &mut cache).unwrap_err().to_string();
+    assert!(
+        err.contains("context of 9 tokens (max_position_embeddings)"),
+        "{err}"
+    );
+
+    let small = Idefics3::<Cpu>::init_random(&short_context(7), 27, &device);
+    let err = small.prefill(&input).unwrap_err().to_string();
+    assert!(
+        err.contains("8 new position(s) after 0 exceed the model's context of 7"),
+        "{err}"
+    );
+    let err = small.forward(&input).unwrap_err().to_string();
+    assert!(err.contains("max_position_embeddings"), "{err}");
+    // A prompt of a million tokens: refused by the check, not by an allocation that aborts.
+    let long = vec![1u32; 1_000_000];
+    let ids = ids_tensor(&[long], &device);
+    let err = small
+        .prefill(&VlmInput::new(ids, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1000000 new position(s)"), "{err}");
 }

@@ -1,6 +1,7 @@
 //! `safeaware inspect <model-folder>`: describes an HF model folder of any registered family —
 //! dimensions, image tokens per tile, parameter counts by part and the on-disk dtype. A folder
 //! holding only config.json is enough (counts come from the config; weights are never loaded).
+//! A folder with manifest.json (a checkpoint, a run's `final/`) is verified against it first.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
 
 /// The text `inspect` prints for `folder`.
 fn report(folder: &Path) -> anyhow::Result<String> {
+    safeaware_trainer::manifest::verify_model_folder(folder)?;
     let summary = safeaware_model::inspect(folder)
         .with_context(|| format!("cannot inspect `{}`", folder.display()))?;
     Ok(format!("{}\n{summary}", folder.display()))

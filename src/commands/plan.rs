@@ -4,11 +4,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use safeaware_model::ModelConfig;
+use anyhow::Result;
 use safeaware_trainer::plan::{plan, MemoryPlan, Workload};
-use safeaware_trainer::preset;
 use safeaware_trainer::recipe::{load_recipe, Recipe};
+use safeaware_trainer::recipe_model::model_config;
 
 use crate::output::{out, outln};
 
@@ -41,21 +40,6 @@ pub fn run(args: PlanArgs) -> Result<()> {
         out!("{}", describe(&p, work, &recipe))?;
     }
     Ok(())
-}
-
-/// The model config of the recipe and the most image tiles one example can have.
-fn model_config(recipe: &Recipe) -> Result<(ModelConfig, usize)> {
-    if let Some(path) = &recipe.model.path {
-        let config = ModelConfig::from_file(&path.join("config.json"))
-            .with_context(|| format!("reading the config of {}", path.display()))?;
-        let tiles = config.max_tiles_per_image();
-        return Ok((config, tiles));
-    }
-    let Some(name) = recipe.model.preset.as_deref() else {
-        bail!("the recipe sets neither model.path nor model.preset");
-    };
-    let built = preset::build(name, recipe.data.synthetic.settings.image_size)?;
-    Ok((built.config, 1))
 }
 
 fn describe(p: &MemoryPlan, work: Workload, recipe: &Recipe) -> String {

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use safeaware_trainer::recipe::{load_recipe, LoadedRecipe};
+use safeaware_trainer::recipe_model::check_recipe_max_length;
 use std::path::{Path, PathBuf};
 
 use crate::output::{out, outln};
@@ -29,7 +30,8 @@ impl RecipeArgs {
 /// Recipe subcommands.
 #[derive(Subcommand, Debug)]
 pub enum RecipeCommand {
-    /// Check a recipe: syntax, unknown keys, types and rules (errors name the line).
+    /// Check a recipe: syntax, unknown keys, types and rules (errors name the line), and
+    /// `data.max_length` against the model's context when its config.json is here.
     Validate(RecipeArgs),
     /// Print the fully resolved recipe (defaults filled, overrides applied) as TOML.
     Show(RecipeArgs),
@@ -46,8 +48,13 @@ pub fn run(cmd: RecipeCommand) -> Result<()> {
     match cmd {
         RecipeCommand::Validate(args) => {
             let loaded = args.load()?;
-            for warning in missing_paths(&loaded) {
+            let missing = missing_paths(&loaded);
+            for warning in &missing {
                 eprintln!("warning: {warning}");
+            }
+            // The model's context is known when its config is here (or it is a preset).
+            if !missing.iter().any(|m| m.starts_with("model.path")) {
+                check_recipe_max_length(&loaded.recipe)?;
             }
             outln!(
                 "ok: {} (run folder {})",

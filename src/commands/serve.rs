@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -39,9 +38,14 @@ pub struct ServeArgs {
     /// The model name `/v1/models` lists (default: the folder as given).
     #[arg(long)]
     pub served_model_name: Option<String>,
+    /// Seconds the requests already accepted may take to finish after SIGTERM or Ctrl-C
+    /// (those still running then get 503); the default leaves 5 s of Kubernetes' 30.
+    #[arg(long, default_value_t = 25)]
+    pub shutdown_grace: u64,
 }
 
-/// Binds the socket, loads the model on the device, and serves until killed.
+/// Binds the socket, loads the model on the device (its folder verified against its
+/// manifest.json when it has one), and serves until SIGTERM or Ctrl-C.
 pub fn run(a: ServeArgs) -> Result<()> {
     require(a.device)?;
     if !a.host.is_loopback() {
@@ -58,11 +62,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| a.checkpoint.display().to_string()),
         folder: a.checkpoint,
-        server: Arc::new(server),
+        server,
         max_batch: a.batch_size.max(1),
         linger: Duration::from_millis(a.batch_wait_ms),
         default_max_tokens: a.max_tokens.max(1),
         workers: (2 * a.batch_size).max(8),
+        grace: Duration::from_secs(a.shutdown_grace),
     };
     run_on(a.device, task)
 }

@@ -2,29 +2,31 @@
 //! checkpoint can be a teacher for `data distill`, a demo, or be evaluated with
 //! `eval --endpoint` exactly as with `eval --checkpoint`.
 //!
-//! Design: tiny_http worker threads ([`http`]) read and check requests ([`openai`]) and queue
-//! one [`queue::Job`] per answer; the one model thread (the device task) takes batches of jobs
-//! with the same settings ([`queue::Queue`]) and generates them together with the evaluator's
-//! [`LocalGenerator`], the code `eval --checkpoint` answers with. Greedy requests batch
+//! Design: tiny_http worker threads ([`http`]) read and check requests ([`openai`]), encode
+//! each prompt and check it against the model's context, and queue one [`queue::Job`] per
+//! answer; the one model thread (the device task, [`scheduler`]) takes batches of jobs with the
+//! same settings ([`queue::Queue`]) and generates them with the evaluator's
+//! [`LocalGenerator`], the code `eval --checkpoint` answers with, several batches interleaved
+//! token by token so a long request does not hold up a short one. Greedy requests batch
 //! together; sampled ones batch when their settings match (a seeded one goes alone, so its
-//! answer is reproducible). A batch that panics fails its requests (500) and the server goes on.
+//! answer is reproducible). A request never takes the server down: limits are checked before
+//! anything sized by the request is built, and a panic fails only its request (500).
+//! SIGTERM/SIGINT finish the accepted requests within a grace period ([`shutdown`]).
 
 pub mod http;
 pub mod openai;
 pub mod queue;
+pub mod scheduler;
+pub mod shutdown;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
-use safeaware_eval::decoding::DecodingMode;
 use safeaware_eval::source::generator::LocalGenerator;
-use safeaware_eval::source::SourceError;
-use safeaware_model::Vlm;
 use tiny_http::Server;
 
 use crate::backend::BackendTask;
@@ -36,7 +38,7 @@ use crate::output::outln;
 /// A server ready to run: the socket is bound, the model not yet loaded.
 pub struct ServeTask {
     pub folder: PathBuf,
-    pub server: Arc<Server>,
+    pub server: Server,
     /// The name `/v1/models` lists.
     pub model_name: String,
     pub max_batch: usize,
@@ -45,6 +47,8 @@ pub struct ServeTask {
     pub default_max_tokens: usize,
     /// HTTP worker threads (requests handled at once; each waits for its answers).
     pub workers: usize,
+    /// How long accepted requests may take to finish after SIGTERM.
+    pub grace: Duration,
 }
 
 impl BackendTask for ServeTask {
@@ -53,63 +57,37 @@ impl BackendTask for ServeTask {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
         let folder = &self.folder;
         let (model, processor) = open_model_folder::<B::InnerBackend>(folder, None, &device)?;
-        let (tx, rx) = mpsc::channel::<Job>();
-        let shared = Arc::new(http::Shared {
+        shutdown::install()?;
+        let generator = LocalGenerator::new(&model, &processor);
+        let shared = http::Shared {
             model: self.model_name.clone(),
             default_max_tokens: self.default_max_tokens,
             counter: AtomicU64::new(0),
-        });
-        for _ in 0..self.workers.max(1) {
-            let (server, tx, shared) = (self.server.clone(), tx.clone(), shared.clone());
-            std::thread::spawn(move || http::worker(server, tx, shared));
-        }
-        drop(tx);
+            encoder: generator.encoder(),
+        };
+        let (tx, rx) = mpsc::channel::<Job>();
         let addr = self
             .server
             .server_addr()
             .to_ip()
             .map_or_else(|| "?".to_string(), |a| a.to_string());
         outln!(
-            "serving {} as `{}` on http://{addr}/v1 (batches of up to {})",
+            "serving {} as `{}` on http://{addr}/v1 (batches of up to {}, context {} tokens)",
             folder.display(),
             self.model_name,
-            self.max_batch
+            self.max_batch,
+            shared.encoder.context()
         )?;
-        let generator = LocalGenerator::new(&model, &processor);
-        let mut queue = Queue::new(rx, self.max_batch, self.linger);
-        while let Some(batch) = queue.next_batch() {
-            generate_batch(&generator, batch);
-        }
-        Ok(())
-    }
-}
-
-/// Generates one batch and sends each job its answer.
-fn generate_batch<B: burn::tensor::backend::Backend>(
-    generator: &LocalGenerator<'_, B, Vlm<B>>,
-    batch: Vec<Job>,
-) {
-    let start = Instant::now();
-    let mut settings = batch[0].settings.clone();
-    // Unseeded sampling draws a fresh stream for each batch.
-    if settings.decoding.mode == DecodingMode::Sample && settings.decoding.seed.is_none() {
-        settings.decoding.seed = Some(rand::random());
-    }
-    let (prompts, replies): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|j| (j.prompt, j.reply)).unzip();
-    let results = catch_unwind(AssertUnwindSafe(|| generator.generate(&prompts, &settings)))
-        .unwrap_or_else(|_| {
-            let error = SourceError::Other("generation failed (the model panicked)".into());
-            vec![Err(error); prompts.len()]
+        std::thread::scope(|scope| {
+            for _ in 0..self.workers.max(1) {
+                let (server, tx, shared) = (&self.server, tx.clone(), &shared);
+                scope.spawn(move || http::worker(server, tx, shared));
+            }
+            drop(tx);
+            let mut queue = Queue::new(rx, self.max_batch, self.linger);
+            scheduler::run(&generator, &mut queue, self.grace);
         });
-    eprintln!(
-        "serve: batch of {} ({}) in {:.2} s",
-        prompts.len(),
-        settings.decoding.mode,
-        start.elapsed().as_secs_f64()
-    );
-    for (reply, result) in replies.into_iter().zip(results) {
-        // A client that gave up has dropped its receiver.
-        let _ = reply.send(result);
+        eprintln!("serve: stopped");
+        Ok(())
     }
 }

@@ -7,6 +7,11 @@
 //! `max_completion_tokens`), `temperature` (default 1, as OpenAI's; 0 is greedy), `top_p`,
 //! `seed`, `n` (1–16). `model` is accepted whatever it names. `stream` and `stop` are refused
 //! (400) rather than ignored; other fields are ignored.
+//!
+//! Limits, checked before anything sized by the request is built: at most [`MAX_TEXT_BYTES`]
+//! of text (before tokenizing), [`MAX_IMAGES`] images of at most [`MAX_IMAGE_PIXELS`] pixels
+//! each (read from the image header before decoding); the prompt's tokens against the
+//! model's context come after encoding (`http.rs`).
 
 use std::sync::Arc;
 
@@ -14,10 +19,22 @@ use safeaware_data::processor::{ImageSource, Message, Part, Role};
 use safeaware_eval::decoding::{DecodingMode, DecodingSettings};
 use safeaware_eval::source::data_url::decode_image_data_url;
 use safeaware_eval::source::generator::{Generated, LocalSettings};
+use safeaware_eval::source::SourceError;
 use serde_json::{json, Value};
 
 /// Most answers one request may ask for (`n`).
 pub const MAX_N: usize = 16;
+
+/// Most text, in bytes, of one request's messages: far more than any supported model's
+/// context holds (16,384 tokens at most), so no prompt that fits is refused, and a megabyte
+/// of text is never tokenized only to be refused.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// Most images in one request.
+pub const MAX_IMAGES: usize = 8;
+
+/// Most pixels (width × height) of one image: a 24-megapixel camera's 6000 × 4000 fits.
+pub const MAX_IMAGE_PIXELS: u64 = 25_000_000;
 
 /// A request the server refuses, with its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +63,21 @@ impl ApiError {
     }
 }
 
+/// A prompt the generator could not answer: the request's fault (its image, its length) is a
+/// 400, anything else a 500.
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> ApiError {
+        let status = match e {
+            SourceError::Image { .. } | SourceError::TooLong { .. } => 400,
+            _ => 500,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
 /// A chat-completions request, read.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
@@ -54,6 +86,9 @@ pub struct ChatRequest {
     pub settings: LocalSettings,
     /// Answers wanted.
     pub n: usize,
+    /// Whether the request set `max_tokens` (else the server's default applies, cut to what
+    /// the context leaves).
+    pub max_tokens_given: bool,
 }
 
 /// Reads a request body; `default_max_tokens` applies when it sets none.
@@ -71,11 +106,13 @@ pub fn parse_request(body: &[u8], default_max_tokens: usize) -> Result<ChatReque
     if obj.get("stop").is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad("`stop` is not supported"));
     }
-    let messages = obj
+    let raw_messages = obj
         .get("messages")
         .and_then(Value::as_array)
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| ApiError::bad("`messages` must be a non-empty array"))?
+        .ok_or_else(|| ApiError::bad("`messages` must be a non-empty array"))?;
+    check_sizes(raw_messages)?;
+    let messages = raw_messages
         .iter()
         .enumerate()
         .map(|(i, m)| message(m).map_err(|e| ApiError::bad(format!("messages[{i}]: {e}"))))
@@ -85,12 +122,15 @@ pub fn parse_request(body: &[u8], default_max_tokens: usize) -> Result<ChatReque
             "the last message must not be the assistant's",
         ));
     }
-    let max_tokens = match obj.get("max_tokens").or(obj.get("max_completion_tokens")) {
-        None | Some(Value::Null) => default_max_tokens,
-        Some(v) => {
-            positive(v).ok_or_else(|| ApiError::bad("`max_tokens` must be a positive integer"))?
-        }
-    };
+    let (max_tokens, max_tokens_given) =
+        match obj.get("max_tokens").or(obj.get("max_completion_tokens")) {
+            None | Some(Value::Null) => (default_max_tokens, false),
+            Some(v) => (
+                positive(v)
+                    .ok_or_else(|| ApiError::bad("`max_tokens` must be a positive integer"))?,
+                true,
+            ),
+        };
     let n = match obj.get("n") {
         None | Some(Value::Null) => 1,
         Some(v) => positive(v)
@@ -107,7 +147,42 @@ pub fn parse_request(body: &[u8], default_max_tokens: usize) -> Result<ChatReque
         messages,
         settings,
         n,
+        max_tokens_given,
     })
+}
+
+/// Refuses more text than [`MAX_TEXT_BYTES`] or more images than [`MAX_IMAGES`], read from
+/// the JSON before any image is decoded.
+fn check_sizes(messages: &[Value]) -> Result<(), ApiError> {
+    let (mut text, mut images) = (0usize, 0usize);
+    for content in messages.iter().filter_map(|m| m.get("content")) {
+        match content {
+            Value::String(t) => text += t.len(),
+            Value::Array(parts) => {
+                for part in parts {
+                    match part.get("type").and_then(Value::as_str) {
+                        Some("image_url") => images += 1,
+                        _ => text += part.get("text").and_then(Value::as_str).map_or(0, str::len),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if text > MAX_TEXT_BYTES {
+        return Err(ApiError {
+            status: 413,
+            message: format!(
+                "the messages hold {text} bytes of text, over this server's limit of {MAX_TEXT_BYTES} bytes (far more than the model's context holds)"
+            ),
+        });
+    }
+    if images > MAX_IMAGES {
+        return Err(ApiError::bad(format!(
+            "{images} images, over this server's limit of {MAX_IMAGES} per request"
+        )));
+    }
+    Ok(())
 }
 
 fn positive(v: &Value) -> Option<usize> {
@@ -195,7 +270,7 @@ fn part(p: &Value) -> Result<Part, String> {
                 .and_then(|u| u.get("url").or(Some(u)))
                 .and_then(Value::as_str)
                 .ok_or("an image_url part needs `image_url.url`")?;
-            let image = decode_image_data_url(url)?;
+            let image = decode_image_data_url(url, MAX_IMAGE_PIXELS)?;
             Ok(Part::Image(ImageSource::Decoded(Arc::new(image))))
         }
         Some(other) => Err(format!(
@@ -325,6 +400,34 @@ mod tests {
             assert!(err.message.contains(expected), "{body}: {}", err.message);
         }
         assert!(parse_request(b"not json", 8).is_err());
+    }
+
+    #[test]
+    fn sizes_are_limited_before_images_are_decoded() {
+        let text = |t: String| json!({"messages": [{"role": "user", "content": t}]});
+        let err = parse(text("x".repeat(MAX_TEXT_BYTES + 1))).unwrap_err();
+        assert_eq!(err.status, 413);
+        assert!(
+            err.message.contains("limit of 1048576 bytes"),
+            "{}",
+            err.message
+        );
+        assert!(parse(text("x".repeat(MAX_TEXT_BYTES))).is_ok());
+        // Nine undecodable images: refused by their count, before any is decoded.
+        let image =
+            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}});
+        let body = json!({"messages": [{"role": "user", "content": vec![image; MAX_IMAGES + 1]}]});
+        let err = parse(body).unwrap_err();
+        assert!(
+            err.message.contains("limit of 8 per request"),
+            "{}",
+            err.message
+        );
+        let given = |b: Value| parse(b).unwrap().max_tokens_given;
+        assert!(!given(text("hi".into())));
+        assert!(given(
+            json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+        ));
     }
 
     #[test]

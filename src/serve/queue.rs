@@ -6,20 +6,31 @@
 //! `linger` for more before it closes a batch short, so requests sent at once are answered
 //! together. A sampled job with its own `seed` goes alone: rows of a batch share one random
 //! stream, so only alone is its answer the same every time it is asked.
+//!
+//! The queue is bounded by the HTTP workers: each holds one request (at most `n` = 16 jobs)
+//! until it is answered, so at most `workers × 16` jobs wait; further connections wait in the
+//! listening socket's backlog.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use safeaware_eval::decoding::DecodingMode;
-use safeaware_eval::source::generator::{Generated, LocalSettings, Prompt};
-use safeaware_eval::source::SourceError;
+use safeaware_eval::source::context::EncodedPrompt;
+use safeaware_eval::source::generator::{Generated, LocalSettings};
 
-/// One answer to generate and where to send it.
+use super::openai::ApiError;
+
+/// What the model thread sends back for one job.
+pub type Reply = Result<Generated, ApiError>;
+
+/// One answer to generate (its prompt encoded and checked against the context by the HTTP
+/// worker) and where to send it.
 pub struct Job {
-    pub prompt: Prompt,
+    pub prompt: Arc<EncodedPrompt>,
     pub settings: LocalSettings,
-    pub reply: Sender<Result<Generated, SourceError>>,
+    pub reply: Sender<Reply>,
 }
 
 impl Job {
@@ -52,6 +63,26 @@ impl Queue {
             max_batch: max_batch.max(1),
             linger,
         }
+    }
+
+    /// The next batch of the jobs already sent, without waiting; `None` when none waits.
+    pub fn poll_batch(&mut self) -> Option<Vec<Job>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(job) => self.waiting.push_back(job),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        (!self.waiting.is_empty()).then(|| self.take_batch())
+    }
+
+    /// Every job waiting or already sent, taken out of the queue (to fail them at shutdown).
+    pub fn drain(&mut self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        while let Some(batch) = self.poll_batch() {
+            jobs.extend(batch);
+        }
+        jobs
     }
 
     /// The next batch; blocks until a job comes. `None` once every sender is gone and no job
@@ -108,12 +139,18 @@ mod tests {
         let mut settings = LocalSettings::default();
         settings.decoding.mode = mode;
         settings.decoding.seed = seed;
+        let encoded = safeaware_data::processor::Encoded {
+            input_ids: vec![1, 2],
+            labels: None,
+            pixel_values: Vec::new(),
+            pixel_shape: [0; 4],
+            grids: Vec::new(),
+        };
         Job {
-            prompt: Prompt {
+            prompt: Arc::new(EncodedPrompt {
                 id: id.into(),
-                messages: vec![],
-                image_name: String::new(),
-            },
+                encoded,
+            }),
             settings,
             reply: mpsc::channel().0,
         }
@@ -163,5 +200,26 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(4));
         sender.join().unwrap();
         assert!(q.next_batch().is_none());
+    }
+
+    #[test]
+    fn polling_takes_what_waits_without_blocking() {
+        let (tx, rx) = mpsc::channel();
+        let mut q = Queue::new(rx, 2, Duration::from_secs(60));
+        let start = Instant::now();
+        assert!(q.poll_batch().is_none());
+        for id in ["g1", "s1", "g2", "g3"] {
+            let mode = match id.starts_with('g') {
+                true => DecodingMode::Greedy,
+                false => DecodingMode::Sample,
+            };
+            tx.send(job(id, mode, None)).unwrap();
+        }
+        assert_eq!(ids(&q.poll_batch().unwrap()), ["g1", "g2"]);
+        drop(tx);
+        let rest: Vec<String> = q.drain().iter().map(|j| j.prompt.id.clone()).collect();
+        assert_eq!(rest, ["s1", "g3"]);
+        assert!(q.poll_batch().is_none() && q.next_batch().is_none());
+        assert!(start.elapsed() < Duration::from_secs(30), "polling waited");
     }
 }

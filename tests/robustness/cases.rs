@@ -9,28 +9,28 @@ use std::path::Path;
 
 use safeaware_common::output_dir::{OutputDir, LOCK_FILE};
 
-use crate::fixtures::{copy_run, prepare, run_in, snapshot, TRAIN};
+use crate::fixtures::{copy_run, prepare, run_in, snapshot, without_manifest, TRAIN};
 
 /// One case.
-struct Case {
-    name: &'static str,
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
     /// Changes the prepared folder (bad files, foreign folders…).
-    setup: fn(&Path),
-    args: &'static [&'static str],
+    pub(crate) setup: fn(&Path),
+    pub(crate) args: &'static [&'static str],
     /// Expected exit status.
-    code: i32,
+    pub(crate) code: i32,
     /// Texts stderr must contain.
-    says: &'static [&'static str],
+    pub(crate) says: &'static [&'static str],
     /// Paths (relative) a failing case may create, e.g. the outputs an eval writes before it
     /// reports its failure.
-    writes: &'static [&'static str],
+    pub(crate) writes: &'static [&'static str],
     /// A folder the test holds locked while the case runs.
-    locked: Option<&'static str>,
+    pub(crate) locked: Option<&'static str>,
     /// Whether the case needs the one-step model in `model/`.
-    model: bool,
+    pub(crate) model: bool,
 }
 
-const BASE: Case = Case {
+pub(crate) const BASE: Case = Case {
     name: "",
     setup: |_| {},
     args: &[],
@@ -148,7 +148,7 @@ const EVAL_RESPONSES: &[&str] = &[
     "--progress",
     "quiet",
 ];
-const EVAL_MODEL: &[&str] = &[
+pub(crate) const EVAL_MODEL: &[&str] = &[
     "eval",
     "--benchmark",
     "jsonl:world/benchmark.jsonl",
@@ -163,7 +163,7 @@ const EVAL_MODEL: &[&str] = &[
     "--batch-size",
     "4",
 ];
-const OUT_FILES: &[&str] = &["out"];
+pub(crate) const OUT_FILES: &[&str] = &["out"];
 
 fn cases() -> Vec<Case> {
     vec![
@@ -646,7 +646,10 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "eval of a model with NaN weights",
-            setup: nan_weights,
+            setup: |d| {
+                nan_weights(d);
+                without_manifest(d)
+            },
             args: EVAL_MODEL,
             says: &["model.safetensors", "non-finite"],
             model: true,
@@ -741,6 +744,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "inspect weights of another model",
             setup: |d| {
+                without_manifest(d);
                 edit(
                     d,
                     "model/config.json",
@@ -756,6 +760,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "inspect a garbage safetensors header",
             setup: |d| {
+                without_manifest(d);
                 write(
                     d,
                     "model/model.safetensors",
@@ -769,7 +774,10 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "inspect a config.json that is not JSON",
-            setup: |d| write(d, "model/config.json", b"{\"model_type\": "),
+            setup: |d| {
+                without_manifest(d);
+                write(d, "model/config.json", b"{\"model_type\": ")
+            },
             args: &["inspect", "model"],
             says: &["config.json"],
             model: true,
@@ -990,6 +998,11 @@ fn cases() -> Vec<Case> {
 fn bad_inputs_and_faults_fail_clearly_and_change_nothing() {
     let cases = cases();
     assert!(cases.len() >= 60, "{} cases", cases.len());
+    check_all(&cases);
+}
+
+/// Runs every case; fails with what went wrong in each case that did.
+pub(crate) fn check_all(cases: &[Case]) {
     let failures: Vec<String> = cases.iter().filter_map(|c| check(c).err()).collect();
     assert!(
         failures.is_empty(),

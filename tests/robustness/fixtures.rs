@@ -75,6 +75,12 @@ pub fn prepare(dir: &Path, with_model: bool) {
     }
 }
 
+/// Removes `model/manifest.json`, making the model an HF folder whose files nothing verifies
+/// (for the cases that test the checks behind the manifest's).
+pub fn without_manifest(dir: &Path) {
+    fs::remove_file(dir.join("model/manifest.json")).unwrap();
+}
+
 /// A run folder with checkpoints at steps 1 and 2 (copied from the model fixture's run).
 pub fn copy_run(to: &Path) {
     copy_tree(&model().join("run"), to);

@@ -27,6 +27,7 @@ pub mod param_groups;
 pub mod plan;
 pub mod preset;
 pub mod recipe;
+pub mod recipe_model;
 pub mod schedule;
 pub mod setup;
 pub mod step;

@@ -113,6 +113,18 @@ pub fn verify(dir: &Path) -> Result<Verification, CheckpointFault> {
     Ok(Verification::Verified)
 }
 
+/// [`verify`] for a loader of a model folder (`eval`, `serve`, `export`, `inspect`): a folder
+/// whose files no longer match its manifest.json is refused, naming the file; one without a
+/// manifest (an HF folder) is taken as it is.
+pub fn verify_model_folder(dir: &Path) -> Result<Verification> {
+    verify(dir).map_err(|fault| {
+        anyhow::anyhow!(
+            "{} does not match its {MANIFEST_FILE}: {fault}",
+            dir.display()
+        )
+    })
+}
+
 fn corrupt(file: &Path, reason: String) -> CheckpointFault {
     CheckpointFault::Corrupt {
         file: file.to_path_buf(),

@@ -28,6 +28,7 @@ use crate::model_output::{ModelFormat, ModelOutput, BASE_DIR};
 use crate::param_groups::freeze;
 use crate::preset;
 use crate::recipe::{Precision, Recipe};
+use crate::recipe_model::check_recipe_max_length;
 use crate::schedule::LrSchedule;
 use crate::train_data::{encode_file, resolve_files, traces_as_benchmark, Example};
 use crate::trainer_state::{read_trainer_state, RunIdentity, TrainerState};
@@ -64,11 +65,13 @@ pub struct RunData {
     pub benchmark: Option<PathBuf>,
 }
 
-/// Prepares `job` on `device`: refuses a fresh start over existing checkpoints, and a resume
+/// Prepares `job` on `device`: refuses a `data.max_length` beyond the model's context, a
+/// fresh start over existing checkpoints, and a resume
 /// whose recipe or data differ from the checkpoint's. Nothing is written: the caller records
 /// the resolved recipe once the run is accepted ([`record_recipe`]).
 pub fn setup<B: AutodiffBackend>(job: &TrainJob, device: &B::Device) -> Result<Setup<RunModel<B>>> {
     let (recipe, run) = (&job.recipe, &job.run_dir);
+    check_recipe_max_length(recipe)?;
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
     let resumed_from = resume_point(run, job.resume)?;
     let output = model_output(recipe, run)?;

@@ -10,6 +10,7 @@ use std::path::Path;
 use base64::Engine;
 use image::{DynamicImage, ImageFormat};
 
+use safeaware_data::complete_image::check_complete;
 use safeaware_data::fileio::decode_image_bytes;
 
 use super::SourceError;
@@ -38,9 +39,11 @@ pub fn image_data_url(path: &Path) -> Result<String, SourceError> {
     Ok(format!("data:{mime};base64,{b64}"))
 }
 
-/// Decodes `data:<mime>;base64,<payload>` into an image, its format detected from the bytes.
-/// The error says what is wrong with the URL or the image.
-pub fn decode_image_data_url(url: &str) -> Result<DynamicImage, String> {
+/// Decodes `data:<mime>;base64,<payload>` into an image, its format detected from the bytes
+/// and checked as `eval` checks image files (a truncated JPEG/PNG/GIF/WebP is refused). An
+/// image over `max_pixels` (width × height, read from its header) is refused before it is
+/// decoded. The error says what is wrong with the URL or the image.
+pub fn decode_image_data_url(url: &str, max_pixels: u64) -> Result<DynamicImage, String> {
     let rest = url
         .trim()
         .strip_prefix("data:")
@@ -51,7 +54,22 @@ pub fn decode_image_data_url(url: &str) -> Result<DynamicImage, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(payload.trim())
         .map_err(|e| format!("the data: URL is not valid base64: {e}"))?;
-    image::load_from_memory(&bytes).map_err(|e| format!("the image does not decode: {e}"))
+    let unreadable = |e: String| format!("the image does not decode: {e}");
+    let format =
+        image::guess_format(&bytes).map_err(|_| unreadable("unknown image format".into()))?;
+    // A cut file is named as such before its header is read (the header may be what is cut).
+    check_complete(&bytes, format).map_err(unreadable)?;
+    let (width, height) = image::ImageReader::with_format(Cursor::new(&bytes), format)
+        .into_dimensions()
+        .map_err(|e| unreadable(e.to_string()))?;
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(format!(
+            "the image is {width}x{height} pixels, over this server's limit of {max_pixels} pixels"
+        ));
+    }
+    decode_image_bytes(&bytes)
+        .map(|(_, image)| image)
+        .map_err(unreadable)
 }
 
 #[cfg(test)]
@@ -96,14 +114,39 @@ mod tests {
         for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Bmp] {
             let path = write_image(dir.path(), "x.img", format);
             let url = image_data_url(&path).unwrap();
-            let back = decode_image_data_url(&url).unwrap();
+            let back = decode_image_data_url(&url, 1 << 20).unwrap();
             let file = safeaware_data::fileio::decode_image(&path).unwrap();
             assert_eq!(back.to_rgb8(), file.to_rgb8(), "{format:?}");
         }
-        assert!(decode_image_data_url("http://example.invalid/a.png").is_err());
-        assert!(decode_image_data_url("data:image/png,raw").is_err());
-        assert!(decode_image_data_url("data:image/png;base64,@@@").is_err());
-        assert!(decode_image_data_url("data:image/png;base64,AAAA").is_err());
+        for bad in [
+            "http://example.invalid/a.png",
+            "data:image/png,raw",
+            "data:image/png;base64,@@@",
+            "data:image/png;base64,AAAA",
+        ] {
+            assert!(decode_image_data_url(bad, 1 << 20).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_data_url_image_is_checked_to_its_end_and_against_the_pixel_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let jpeg = write_image(dir.path(), "a.jpg", ImageFormat::Jpeg);
+        let url = image_data_url(&jpeg).unwrap();
+        let (mime, bytes) = decode_url(&url);
+        // Cut in its data, and cut in its header (before the dimensions are read).
+        for keep in [bytes.len() - 8, bytes.len() / 2, 40] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes[..keep]);
+            let cut = format!("data:{mime};base64,{b64}");
+            let err = decode_image_data_url(&cut, 1 << 20).unwrap_err();
+            assert!(err.contains("truncated"), "{keep} bytes: {err}");
+        }
+        let err = decode_image_data_url(&url, 11).unwrap_err();
+        assert!(
+            err.contains("4x3 pixels") && err.contains("limit of 11"),
+            "{err}"
+        );
+        assert!(decode_image_data_url(&url, 12).is_ok());
     }
 
     #[test]

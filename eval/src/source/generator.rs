@@ -3,18 +3,22 @@
 //! serve`, so a model answers the same through each. Prompts are encoded by the model folder's
 //! processor, left-padded into one batch and decoded with the KV cache — greedy, sampled, or with
 //! visual contrastive decoding (a clean and a noised-image branch run side by side, both cached).
+//! Every prompt is checked against the model's context first ([`PromptEncoder`]). A
+//! [`Session`] is a batch taken a few steps at a time, so `serve` can interleave batches.
 
 use std::marker::PhantomData;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use safeaware_common::fnv::fnv1a64;
 use safeaware_data::processor::{Message as PMessage, Processor};
+use safeaware_model::generation::Generation;
 use safeaware_model::{
     left_pad, GenerationConfig, Sampler, TokenSampling, VisionLanguageModel, VlmInput,
 };
 
+use super::context::{EncodedPrompt, PromptEncoder};
 use super::SourceError;
 use crate::decoding::{DecodingMode, DecodingSettings};
 use crate::vcd::{contrastive_logits, NoiseSchedule};
@@ -67,17 +71,77 @@ pub struct LocalGenerator<'a, B: Backend, M: VisionLanguageModel<B>> {
     model: Mutex<&'a M>,
     _backend: PhantomData<fn() -> B>,
     processor: &'a Processor,
+    encoder: PromptEncoder<'a>,
 }
 
 /// Encoded prompts of one batch: token rows, their tiles' pixels, and which prompt each row is.
 #[derive(Default)]
 struct Batch {
+    ids: Vec<String>,
     rows: Vec<Vec<u32>>,
     pixels: Vec<f32>,
     tiles: usize,
     tile_shape: [usize; 3],
     row_pixels: Vec<usize>,
     slots: Vec<usize>,
+}
+
+impl Batch {
+    fn push(&mut self, slot: usize, prompt: &EncodedPrompt) {
+        let encoded = &prompt.encoded;
+        let [n, c, h, w] = encoded.pixel_shape;
+        if n > 0 {
+            self.tile_shape = [c, h, w];
+        }
+        self.tiles += n;
+        self.row_pixels.push(encoded.pixel_values.len());
+        self.pixels.extend_from_slice(&encoded.pixel_values);
+        self.rows.push(encoded.input_ids.clone());
+        self.ids.push(prompt.id.clone());
+        self.slots.push(slot);
+    }
+}
+
+/// Prompts being generated together, a few steps at a time ([`LocalGenerator::start`],
+/// [`LocalGenerator::advance`]); `C` is the model's cache.
+pub struct Session<B: Backend, C> {
+    results: Vec<Option<Result<Generated, SourceError>>>,
+    groups: Vec<Group<B, C>>,
+}
+
+/// Rows of a session that run as one batch with one token budget.
+struct Group<B: Backend, C> {
+    slots: Vec<usize>,
+    prompt_tokens: Vec<usize>,
+    max_new_tokens: usize,
+    run: Run<B, C>,
+}
+
+enum Run<B: Backend, C> {
+    Stepping(Generation<B, C>),
+    /// Visual contrastive decoding runs to its end when it starts.
+    Finished(Vec<Vec<u32>>),
+}
+
+impl<B: Backend, C> Session<B, C> {
+    /// Whether every prompt has its result.
+    pub fn is_done(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// One result per prompt, in order (a prompt still running has an error).
+    pub fn into_results(self) -> Vec<Result<Generated, SourceError>> {
+        self.results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(SourceError::Other("not generated".into()))))
+            .collect()
+    }
+
+    fn fail(&mut self, slots: &[usize], message: &str) {
+        for &slot in slots {
+            self.results[slot] = Some(Err(SourceError::Other(message.to_string())));
+        }
+    }
 }
 
 impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
@@ -87,68 +151,133 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
             model: Mutex::new(model),
             _backend: PhantomData,
             processor,
+            encoder: PromptEncoder::new(processor, model.context_length()),
         }
     }
 
-    /// Generates for `prompts` together, as one batch, with `settings` (its batch size is the
-    /// caller's business); one result per prompt, in order. A prompt that cannot be encoded
-    /// fails alone; a failed batch fails every prompt in it.
+    /// The encoder that checks prompts against the model's context.
+    pub fn encoder(&self) -> PromptEncoder<'a> {
+        self.encoder
+    }
+
+    /// Generates for `prompts` together with `settings` (its batch size is the caller's
+    /// business); one result per prompt, in order. A prompt that cannot be encoded, or that
+    /// the context cannot hold, fails alone; a failed batch fails every prompt in it.
     pub fn generate(
         &self,
         prompts: &[Prompt],
         settings: &LocalSettings,
     ) -> Vec<Result<Generated, SourceError>> {
-        let mut results: Vec<Option<Result<Generated, SourceError>>> = vec![None; prompts.len()];
-        let mut batch = Batch::default();
-        for (i, prompt) in prompts.iter().enumerate() {
-            match self.processor.encode_prompt(&prompt.messages) {
-                Ok(encoded) => {
-                    let [n, c, h, w] = encoded.pixel_shape;
-                    if n > 0 {
-                        batch.tile_shape = [c, h, w];
-                    }
-                    batch.tiles += n;
-                    batch.row_pixels.push(encoded.pixel_values.len());
-                    batch.pixels.extend_from_slice(&encoded.pixel_values);
-                    batch.rows.push(encoded.input_ids);
-                    batch.slots.push(i);
-                }
-                Err(e) => {
-                    // The processor's image errors name the file already; keep only why.
-                    let message = match e {
-                        safeaware_data::processor::ProcessorError::Image { reason, .. } => reason,
-                        other => other.to_string(),
-                    };
-                    results[i] = Some(Err(SourceError::Image {
-                        path: prompt.image_name.clone(),
-                        message,
-                    }))
+        let encoded = prompts
+            .iter()
+            .map(|p| self.encoder.encode(p).map(Arc::new))
+            .collect();
+        let mut session = self.start(encoded, settings);
+        while !session.is_done() {
+            self.advance(&mut session, usize::MAX);
+        }
+        session.into_results()
+    }
+
+    /// Starts generating for encoded prompts (an `Err` is that prompt's result). Prompts whose
+    /// answer fits the context with `settings.max_new_tokens` run as one batch; a prompt so
+    /// long that the context ends first runs alone, its answer cut where the context ends
+    /// (`hit_limit`), so no prompt's answer depends on which others share its batch.
+    pub fn start(
+        &self,
+        prompts: Vec<Result<Arc<EncodedPrompt>, SourceError>>,
+        settings: &LocalSettings,
+    ) -> Session<B, M::Cache> {
+        let mut session = Session {
+            results: vec![None; prompts.len()],
+            groups: Vec::new(),
+        };
+        let wanted = settings.max_new_tokens;
+        let mut full = Batch::default();
+        let mut cut = Vec::new();
+        for (slot, prompt) in prompts.into_iter().enumerate() {
+            match prompt {
+                Err(e) => session.results[slot] = Some(Err(e)),
+                Ok(p) if self.encoder.budget(p.len(), wanted) == wanted => full.push(slot, &p),
+                Ok(p) => cut.push((slot, p)),
+            }
+        }
+        let mut batches = vec![(full, wanted)];
+        for (slot, prompt) in cut {
+            let budget = self.encoder.budget(prompt.len(), wanted);
+            let mut alone = Batch::default();
+            alone.push(slot, &prompt);
+            batches.push((alone, budget));
+        }
+        for (batch, budget) in batches.into_iter().filter(|(b, _)| !b.rows.is_empty()) {
+            let prompt_tokens = batch.rows.iter().map(Vec::len).collect();
+            let run = self.start_batch(&batch, settings, budget);
+            match run {
+                Ok(run) => session.groups.push(Group {
+                    slots: batch.slots,
+                    prompt_tokens,
+                    max_new_tokens: budget,
+                    run,
+                }),
+                Err(message) => session.fail(&batch.slots, &message),
+            }
+        }
+        self.collect_finished(&mut session);
+        session
+    }
+
+    /// Generates up to `steps` more tokens for every prompt of `session` still running.
+    pub fn advance(&self, session: &mut Session<B, M::Cache>, steps: usize) {
+        let mut failed = Vec::new();
+        let guard = self.lock();
+        let model: &M = *guard;
+        for (index, group) in session.groups.iter_mut().enumerate() {
+            if let Run::Stepping(generation) = &mut group.run {
+                if let Err(e) = generation.advance(model, steps, &mut |_, _| false) {
+                    failed.push((index, e.to_string()));
                 }
             }
         }
-        if !batch.rows.is_empty() {
-            let ids: Vec<&str> = batch
-                .slots
-                .iter()
-                .map(|&i| prompts[i].id.as_str())
-                .collect();
-            match self.run_batch(&batch, &ids, settings) {
-                Ok(tokens) => {
-                    for ((slot, row), tokens) in batch.slots.iter().zip(&batch.rows).zip(tokens) {
-                        results[*slot] = Some(self.decode(row.len(), &tokens, settings));
-                    }
-                }
-                Err(message) => {
-                    for slot in &batch.slots {
-                        results[*slot] = Some(Err(SourceError::Other(message.clone())));
-                    }
-                }
+        for (index, message) in failed.into_iter().rev() {
+            let group = session.groups.remove(index);
+            session.fail(&group.slots, &message);
+        }
+        self.collect_finished(session);
+    }
+
+    /// The model, one caller at a time. The model is never changed, so a panic that poisoned
+    /// the lock left nothing half-done and the next caller goes on.
+    fn lock(&self) -> MutexGuard<'_, &'a M> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves the answers of finished groups into the session's results.
+    fn collect_finished(&self, session: &mut Session<B, M::Cache>) {
+        let groups = std::mem::take(&mut session.groups);
+        for group in groups {
+            let done = match &group.run {
+                Run::Stepping(generation) => generation.is_done(),
+                Run::Finished(_) => true,
+            };
+            if !done {
+                session.groups.push(group);
+                continue;
+            }
+            let rows = match group.run {
+                Run::Stepping(generation) => generation
+                    .into_sequences()
+                    .into_iter()
+                    .map(|g| g.tokens)
+                    .collect(),
+                Run::Finished(rows) => rows,
+            };
+            for ((slot, prompt_tokens), tokens) in
+                group.slots.iter().zip(&group.prompt_tokens).zip(rows)
+            {
+                let result = self.decode(*prompt_tokens, &tokens, group.max_new_tokens);
+                session.results[*slot] = Some(result);
             }
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(SourceError::Other("not generated".into()))))
-            .collect()
     }
 
     /// The answer of one row from its new tokens.
@@ -156,7 +285,7 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
         &self,
         prompt_tokens: usize,
         tokens: &[u32],
-        settings: &LocalSettings,
+        max_new_tokens: usize,
     ) -> Result<Generated, SourceError> {
         let text = self
             .processor
@@ -166,21 +295,20 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
             text,
             prompt_tokens,
             new_tokens: tokens.len(),
-            hit_limit: tokens.len() >= settings.max_new_tokens,
+            hit_limit: tokens.len() >= max_new_tokens,
         })
     }
 
-    /// Runs one left-padded batch; the new tokens of each row.
-    fn run_batch(
+    /// Prefills one left-padded batch with up to `max_new_tokens` new tokens per row (VCD
+    /// runs to the end here).
+    fn start_batch(
         &self,
         batch: &Batch,
-        ids: &[&str],
         settings: &LocalSettings,
-    ) -> Result<Vec<Vec<u32>>, String> {
-        let model = self
-            .model
-            .lock()
-            .map_err(|_| "the model lock is poisoned".to_string())?;
+        max_new_tokens: usize,
+    ) -> Result<Run<B, M::Cache>, String> {
+        let guard = self.lock();
+        let model: &M = *guard;
         let device = model.device();
         let special = self.processor.special_tokens();
         let (input_ids, mask) = left_pad::<B>(&batch.rows, special.pad, &device);
@@ -212,7 +340,7 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
             let schedule = NoiseSchedule::new();
             let mut noised = Vec::with_capacity(batch.pixels.len());
             let mut start = 0;
-            for (len, id) in batch.row_pixels.iter().zip(ids) {
+            for (len, id) in batch.row_pixels.iter().zip(&batch.ids) {
                 let row = &batch.pixels[start..start + len];
                 noised.extend(
                     schedule
@@ -225,27 +353,24 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
                 pixel_values: (tiles > 0).then(|| to_tensor(noised)),
                 ..input.clone()
             };
-            return vcd_generate(
-                *model,
+            let rows = vcd_generate(
+                model,
                 &input,
                 &noised_input,
                 sampling,
                 d,
-                settings.max_new_tokens,
+                max_new_tokens,
                 &eos,
-            );
+            )?;
+            return Ok(Run::Finished(rows));
         }
         let config = GenerationConfig {
-            max_new_tokens: settings.max_new_tokens,
+            max_new_tokens,
             eos_token_ids: eos,
             sampling,
         };
-        Ok(model
-            .generate(&input, &config, |_, _| false)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|g| g.tokens)
-            .collect())
+        let generation = Generation::start(model, &input, &config).map_err(|e| e.to_string())?;
+        Ok(Run::Stepping(generation))
     }
 }
 

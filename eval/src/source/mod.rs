@@ -2,6 +2,7 @@
 //! responses file ([`responses`]), an OpenAI-compatible chat endpoint ([`endpoint`]) and a
 //! model in memory ([`local`], over the [`generator`] that `safeaware serve` also uses).
 
+pub mod context;
 pub mod data_url;
 pub mod endpoint;
 pub mod generator;
@@ -47,6 +48,10 @@ pub enum SourceError {
     /// The recorded response for this id could not be read.
     #[error("responses file line {line}: {message}")]
     UnreadableResponse { line: usize, message: String },
+    /// The prompt does not fit the model's context (`max_position_embeddings`) with room for
+    /// an answer; it is refused before the model allocates anything for it.
+    #[error("prompt too long for the model's context of {context} tokens (max_position_embeddings): {detail}")]
+    TooLong { context: usize, detail: String },
     /// Anything else a source reports.
     #[error("{0}")]
     Other(String),

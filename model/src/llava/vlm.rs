@@ -48,6 +48,10 @@ impl<B: Backend> VisionLanguageModel<B> for Llava<B> {
         self.config().text.eos_token_ids.clone()
     }
 
+    fn context_length(&self) -> usize {
+        crate::text_decoder::TextDecoder::context_length(self)
+    }
+
     fn forward_loss(
         &self,
         input: &VlmInput<B>,
