@@ -12,7 +12,7 @@
 //! listening socket's backlog.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,11 +67,8 @@ impl Queue {
 
     /// The next batch of the jobs already sent, without waiting; `None` when none waits.
     pub fn poll_batch(&mut self) -> Option<Vec<Job>> {
-        loop {
-            match self.rx.try_recv() {
-                Ok(job) => self.waiting.push_back(job),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(job) = self.rx.try_recv() {
+            self.waiting.push_back(job);
         }
         (!self.waiting.is_empty()).then(|| self.take_batch())
     }

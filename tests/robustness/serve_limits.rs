@@ -136,7 +136,7 @@ fn serve_refuses_what_it_cannot_hold_and_stays_up() {
     let tokens_of = |words: usize| {
         let body = request(
             &"kill ".repeat(words),
-            &[png.clone()],
+            std::slice::from_ref(&png),
             json!({"max_tokens": 1}),
         );
         chat(&server.url, &body).unwrap()["usage"]["prompt_tokens"]
@@ -148,7 +148,7 @@ fn serve_refuses_what_it_cannot_hold_and_stays_up() {
     let words = 10 + (context - 3 - ten) / per_word;
     let body = request(
         &"kill ".repeat(words),
-        &[png.clone()],
+        std::slice::from_ref(&png),
         json!({"temperature": 0}),
     );
     let answer = chat(&server.url, &body).unwrap();

@@ -118,7 +118,8 @@ struct Group<B: Backend, C> {
 }
 
 enum Run<B: Backend, C> {
-    Stepping(Generation<B, C>),
+    /// Boxed: a generation (cache, logits, sampler) is far larger than finished rows.
+    Stepping(Box<Generation<B, C>>),
     /// Visual contrastive decoding runs to its end when it starts.
     Finished(Vec<Vec<u32>>),
 }
@@ -370,7 +371,7 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
             sampling,
         };
         let generation = Generation::start(model, &input, &config).map_err(|e| e.to_string())?;
-        Ok(Run::Stepping(generation))
+        Ok(Run::Stepping(Box::new(generation)))
     }
 }
 
