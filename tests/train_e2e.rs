@@ -856,20 +856,27 @@ fn same_seed_gives_identical_weights_and_another_seed_does_not() {
 
 /// Loads `final/` with HF transformers (needs `tools/.venv`): no missing or unexpected keys,
 /// the processor loads, and greedy answers to the held-out items match the ones safeaware's
-/// own evaluation generated (tools/test.sh makes the venv).
+/// own evaluation generated (tools/test.sh makes the venv), in every family (the model class
+/// is the one `config.json` names).
 #[test]
 fn final_folder_loads_in_hf_transformers() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/.venv/bin/python");
     assert!(python.is_file(), "no {}", python.display());
+    for family in &FAMILIES {
+        assert_final_folder_loads_in_hf(&python, family);
+    }
+}
+
+fn assert_final_folder_loads_in_hf(python: &Path, family: &Family) {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    Train::fresh(&run).ok();
+    Train::fresh_with(&run, family.sets).ok();
     let cache = fs::read_dir(tmp.path().join(".cache"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.join("benchmark.jsonl").is_file())
         .expect("a synthetic cache");
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg("-c")
         .arg(HF_CHECK)
         .arg(run.join("final"))
@@ -879,25 +886,38 @@ fn final_folder_loads_in_hf_transformers() {
         .env("TRANSFORMERS_OFFLINE", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "HF check failed:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "{}: HF check failed:\n{}",
+        family.name,
+        text(&out)
+    );
 }
 
 const HF_CHECK: &str = r#"
-import json, sys
+import json, re, sys
 from pathlib import Path
 import torch, transformers
 from PIL import Image
 from safetensors.torch import load_file
 transformers.logging.set_verbosity_error()
 folder, cache, samples = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-model, info = transformers.Idefics3ForConditionalGeneration.from_pretrained(
+architecture = json.loads((folder / "config.json").read_text())["architectures"][0]
+model, info = getattr(transformers, architecture).from_pretrained(
     folder, dtype=torch.float32, attn_implementation="eager", output_loading_info=True)
 model.eval()
 bad = {k: v for k, v in info.items() if v}
 assert not bad, f"loading problems: {bad}"
 state = model.state_dict()
+# LLaVA is saved in the hub's layout, which transformers 5 renames when it loads.
+renames = [("^language_model.model.", "model.language_model."), ("^language_model.lm_head.", "lm_head."),
+           ("^vision_tower.vision_model.", "model.vision_tower."),
+           ("^multi_modal_projector.", "model.multi_modal_projector.")]
 for name, t in load_file(str(folder / "model.safetensors")).items():
-    assert torch.equal(state[name], t), f"{name} differs after loading"
+    loaded = name
+    for pattern, replacement in renames:
+        loaded = re.sub(pattern, replacement, loaded)
+    assert torch.equal(state[loaded], t), f"{name} differs after loading"
 processor = transformers.AutoProcessor.from_pretrained(folder)
 items = {j["id"]: j for j in map(json.loads, (cache / "benchmark.jsonl").read_text().splitlines())}
 mismatches, compared = [], 0
