@@ -3,13 +3,14 @@
 //! one-worker update (losses within 1e-5 relative, weights within 1e-5), a paused two-worker
 //! run resumes byte-identical to the run in one go, a checkpoint resumes on another number of
 //! workers, and a failing worker stops the run with its error and keeps the last checkpoint.
+//! The first holds for every model family (`common::FAMILIES`).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{safeaware_with_env, text};
+use common::{safeaware_with_env, text, FAMILIES};
 use safeaware_model::safetensors_io::TensorStore;
 use safeaware_trainer::fail_points::DATA_PARALLEL_WORKER;
 use serde_json::Value;
@@ -148,20 +149,28 @@ fn runs() -> (tempfile::TempDir, impl Fn(&str) -> PathBuf) {
 }
 
 #[test]
-fn two_workers_compute_the_one_worker_update() {
-    let (_tmp, run) = runs();
-    Train::fresh(run("one"), "cpu:0", &[]).ok();
-    Train::fresh(run("two"), "cpu:0,cpu:1", &[]).ok();
-    let (one, two) = (losses(&run("one")), losses(&run("two")));
-    assert_eq!(one.len(), 10);
-    assert_losses_close(&one, &two);
-    let diff = max_weight_diff(&run("one"), &run("two"));
-    assert!(diff <= 1e-5, "final weights differ by {diff}");
-    assert_ne!(
-        weights(&run("one")),
-        weights(&run("two")),
-        "the batches were split"
-    );
+fn two_workers_compute_the_one_worker_update_in_every_family() {
+    for family in &FAMILIES {
+        let (_tmp, run) = runs();
+        let sets = family.with(&[]);
+        Train::fresh(run("one"), "cpu:0", &sets).ok();
+        Train::fresh(run("two"), "cpu:0,cpu:1", &sets).ok();
+        let (one, two) = (losses(&run("one")), losses(&run("two")));
+        assert_eq!(one.len(), 10, "{}", family.name);
+        assert_losses_close(&one, &two);
+        let diff = max_weight_diff(&run("one"), &run("two"));
+        assert!(
+            diff <= 1e-5,
+            "{}: final weights differ by {diff}",
+            family.name
+        );
+        assert_ne!(
+            weights(&run("one")),
+            weights(&run("two")),
+            "{}: the batches were split",
+            family.name
+        );
+    }
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! End-to-end test of local generation in `safeaware eval`: a tiny model of the real
 //! architecture is made by a two-step training run (an HF folder with its processor files), then
 //! evaluated through `--model` with greedy decoding and with visual contrastive decoding, and
-//! through `--checkpoint`, and with `--image-ablation counterfactual`; the results files must
-//! record every item and the settings used.
+//! through `--checkpoint`, and with `--image-ablation counterfactual`, in every model family
+//! (`common::FAMILIES`); the results files must record every item and the settings used.
 
 mod common;
 
 use std::path::Path;
 
-use common::{safeaware, text, train_quickstart};
+use common::{safeaware, text, train_quickstart, Family, FAMILIES};
 use serde_json::Value;
 
 fn ok(out: std::process::Output) -> String {
@@ -23,10 +23,16 @@ fn results(dir: &Path) -> Value {
 
 #[test]
 fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
+    for family in &FAMILIES {
+        answers_through_model_and_checkpoint_with_greedy_and_vcd(family);
+    }
+}
+
+fn answers_through_model_and_checkpoint_with_greedy_and_vcd(family: &Family) {
     let tmp = tempfile::tempdir().unwrap();
     let (run, spec) = train_quickstart(
         tmp.path(),
-        &[
+        &family.with(&[
             "data.synthetic.train=8",
             "data.synthetic.val=0",
             "data.synthetic.test=6",
@@ -35,7 +41,7 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
             "schedule.warmup_steps=1",
             "train.eval_every=0",
             "train.checkpoint_every=4",
-        ],
+        ]),
     );
     let model = run.join("final");
 
@@ -65,7 +71,7 @@ fn a_tiny_model_answers_through_model_and_checkpoint_with_greedy_and_vcd() {
             "--progress",
             "quiet",
         ]));
-        assert!(text.contains("Total"), "{text}");
+        assert!(text.contains("Total"), "{}: {text}", family.name);
         let r = results(&out);
         assert_eq!(r["counts"]["items"], 6, "{r}");
         assert_eq!(r["counts"]["scored"], 6, "{r}");

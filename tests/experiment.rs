@@ -1,7 +1,7 @@
-//! End-to-end test of `safeaware experiment run`: two tiny models trained from the quickstart
-//! recipes, arms over them and a recorded-responses file, killed after the first arm finished
-//! and run again: the rerun reuses the trained models and the finished arms and writes the
-//! comparison.
+//! End-to-end test of `safeaware experiment run`: three tiny models trained from the quickstart
+//! recipes (Idefics3 direct and vcr, LLaVA vcr), arms over them and a recorded-responses file,
+//! killed after the first arm finished and run again: the rerun reuses the trained models and
+//! the finished arms and writes the comparison.
 
 mod common;
 
@@ -36,6 +36,9 @@ set = {TINY}
 [models.vcr]
 recipe = "{vcr}"
 set = {TINY}
+[models.llava]
+recipe = "{llava}"
+set = {TINY}
 [models.recorded]
 responses = "{responses}"
 [benchmarks.synthetic]
@@ -59,6 +62,10 @@ name = "vcr"
 model = "vcr"
 baseline = "direct"
 [[arms]]
+name = "llava"
+model = "llava"
+baseline = "vcr"
+[[arms]]
 name = "recorded"
 model = "recorded"
 baseline = "direct"
@@ -70,6 +77,7 @@ baseline = "recorded"
 "#,
         direct = root.join("recipes/quickstart-direct.toml").display(),
         vcr = root.join("recipes/quickstart.toml").display(),
+        llava = root.join("recipes/quickstart-llava.toml").display(),
         responses = responses.display(),
     );
     let path = dir.join("experiment.toml");
@@ -135,6 +143,7 @@ fn a_killed_experiment_reruns_without_redoing_finished_work_and_writes_the_compa
     assert!(rerun.status.success(), "{log}");
     assert!(log.contains("model direct: reusing"), "{log}");
     assert!(log.contains("model vcr: reusing"), "{log}");
+    assert!(log.contains("model llava: reusing"), "{log}");
     assert!(
         log.contains("direct on synthetic: finished before, reused"),
         "{log}"
@@ -165,6 +174,7 @@ fn a_killed_experiment_reruns_without_redoing_finished_work_and_writes_the_compa
             "direct+describe-first",
             "direct+vcd",
             "vcr",
+            "llava",
             "recorded"
         ]
     );
@@ -175,11 +185,14 @@ fn a_killed_experiment_reruns_without_redoing_finished_work_and_writes_the_compa
         assert!((0.0..=1.0).contains(&total), "{arm}");
     }
     assert!(arms[0]["p_value"].is_null() && arms[0]["baseline"].is_null());
-    let p = arms[3]["p_value"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&p));
-    // Local arms measured their image reliance; recorded responses cannot be asked again.
-    assert!(arms[3]["image_reliance"].is_f64(), "{}", arms[3]);
-    assert!(arms[4]["image_reliance"].is_null());
+    for local in &arms[3..5] {
+        let p = local["p_value"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{local}");
+        // Local arms measured their image reliance; recorded responses cannot be asked again.
+        assert!(local["image_reliance"].is_f64(), "{local}");
+    }
+    assert_eq!(arms[4]["baseline"], "vcr");
+    assert!(arms[5]["image_reliance"].is_null());
     let md = std::fs::read_to_string(out.join("comparison.md")).unwrap();
     assert!(
         md.contains("McNemar") && md.contains("accuracy per scenario"),

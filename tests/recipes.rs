@@ -178,6 +178,27 @@ fn validate_reports_errors_by_line_and_fails() {
     assert!(err.contains("--set train.batch_size=-1"), "{err}");
 }
 
+/// The LLaVA quickstart is the quickstart with the `tiny-llava` preset and nothing else changed:
+/// the end-to-end tests run every family as the quickstart recipe with `common::FAMILIES`'
+/// overrides, which this keeps true.
+#[test]
+fn the_llava_quickstart_is_the_quickstart_on_the_llava_preset() {
+    let load = |name: &str, sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        load_recipe(&recipes_dir().join(name), &sets)
+            .unwrap()
+            .recipe
+    };
+    for family in &common::FAMILIES {
+        assert_eq!(
+            load("quickstart.toml", family.sets),
+            load(family.quickstart, &[]),
+            "{}",
+            family.name
+        );
+    }
+}
+
 /// The plan in each SmolVLM and LLaVA recipe's header is what `safeaware plan` says for it on
 /// the config-only fixture of its size.
 #[test]

@@ -1,21 +1,22 @@
 //! `safeaware serve` on a small trained checkpoint: `eval --endpoint` against it gives exactly
 //! the answers and numbers of `eval --checkpoint` (greedy), concurrent requests are batched,
 //! seeded sampling repeats itself, `/v1/models` lists the model, bad requests get 400, and an
-//! answer is the same whether its batch ran alone or interleaved with others.
+//! answer is the same whether its batch ran alone or interleaved with others, in every model
+//! family (`common::FAMILIES`).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::serving::{self, chat, json_of, Serving};
-use common::{safeaware, text, train_quickstart};
+use common::{safeaware, text, train_quickstart, Family, FAMILIES};
 use serde_json::{json, Value};
 
-/// A tiny model of the real architecture after a short training run, and its benchmark spec.
-fn trained(dir: &Path) -> (PathBuf, String) {
+/// A tiny model of `family`'s architecture after a short training run, and its benchmark spec.
+fn trained(dir: &Path, family: &Family) -> (PathBuf, String) {
     let (run, spec) = train_quickstart(
         dir,
-        &[
+        &family.with(&[
             "data.synthetic.train=64",
             "data.synthetic.val=0",
             "data.synthetic.test=12",
@@ -25,7 +26,7 @@ fn trained(dir: &Path) -> (PathBuf, String) {
             "schedule.warmup_steps=1",
             "train.eval_every=0",
             "train.checkpoint_every=0",
-        ],
+        ]),
     );
     (run.join("final"), spec)
 }
@@ -60,15 +61,17 @@ fn responses(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// One trained model (training is the slow part) for both checks.
+/// One trained model per family (training is the slow part) for both checks.
 #[test]
 fn serve_answers_as_the_checkpoint_and_speaks_the_protocol() {
-    let dir = tempfile::tempdir().unwrap();
-    let (folder, spec) = trained(dir.path());
-    let server = serve(&folder);
-    eval_through_serve_equals_eval_of_the_checkpoint(dir.path(), &folder, &spec, &server);
-    sampling_is_seeded_and_bad_requests_are_refused(dir.path(), &server);
-    answers_do_not_depend_on_what_runs_beside_them(&server);
+    for family in &FAMILIES {
+        let dir = tempfile::tempdir().unwrap();
+        let (folder, spec) = trained(dir.path(), family);
+        let server = serve(&folder);
+        eval_through_serve_equals_eval_of_the_checkpoint(dir.path(), &folder, &spec, &server);
+        sampling_is_seeded_and_bad_requests_are_refused(dir.path(), &server);
+        answers_do_not_depend_on_what_runs_beside_them(&server);
+    }
 }
 
 fn eval_through_serve_equals_eval_of_the_checkpoint(

@@ -2,7 +2,8 @@
 //! synthetic training examples, batches of 4, 6 steps; seconds per run), each test in its own
 //! temporary folder (so each has its own synthetic-data cache), and the run folders are
 //! inspected: exact resume, a SIGKILL in the middle of a checkpoint write, refusals, checkpoint
-//! contents and pruning, determinism.
+//! contents and pruning, determinism. Where a test says so it runs for every model family
+//! (`common::FAMILIES`: LLaVA is the same recipe on the `tiny-llava` preset).
 //!
 //! With 18 examples and batches of 4 an epoch is 5 micro-batches, the last one short, so six
 //! steps cross epoch boundaries and partial batches (with `train.grad_accum = 2` twice over).
@@ -14,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::text;
+use common::{text, Family, FAMILIES};
 use safeaware_common::output_dir::{LOCK_FILE, MARKER_FILE};
+use safeaware_model::{VisionLanguageModel, Vlm};
 use safeaware_trainer::fail_points::{CHECKPOINT_WRITE, TRAIN_STEP};
 use safeaware_trainer::recipe::load_recipe;
 use serde_json::Value;
@@ -328,10 +330,13 @@ fn assert_exact_resume(extra: &[&str], pauses: &[u64]) {
     );
 }
 
+/// In every family.
 #[test]
 fn resume_after_pauses_matches_the_uninterrupted_run() {
-    // Paused mid-epoch (step 3) and exactly at the end of the first epoch (step 5).
-    assert_exact_resume(&[], &[3, 5]);
+    for family in &FAMILIES {
+        // Paused mid-epoch (step 3) and exactly at the end of the first epoch (step 5).
+        assert_exact_resume(&family.with(&[]), &[3, 5]);
+    }
 }
 
 #[test]
@@ -351,9 +356,24 @@ const LORA: &[&str] = &[
     "lora.train_parts=[\"connector\"]",
 ];
 
+/// In every family.
 #[test]
 fn lora_resume_is_exact() {
-    assert_exact_resume(LORA, &[3]);
+    for family in &FAMILIES {
+        assert_exact_resume(&family.with(LORA), &[3]);
+    }
+}
+
+/// bf16-mixed holds frozen parts in bf16 (the vision tower; LoRA's base): runs with them still
+/// resume exactly, in every family.
+#[test]
+fn resume_is_exact_with_frozen_parts_held_in_bf16_in_every_family() {
+    let mixed = "train.precision=\"bf16-mixed\"";
+    for family in &FAMILIES {
+        assert_exact_resume(&family.with(&[mixed, "train.freeze=[\"vision\"]"]), &[3]);
+        let lora: Vec<&str> = LORA.iter().copied().chain([mixed]).collect();
+        assert_exact_resume(&family.with(&lora), &[3]);
+    }
 }
 
 #[test]
@@ -412,11 +432,18 @@ fn activation_checkpointing_changes_no_number_and_resumes_switched_either_way() 
     }
 }
 
-/// The same with the features that change which activations exist: bf16-mixed with the
-/// vision tower frozen, LoRA with dropout, and LoRA with dropout on two data-parallel workers
-/// (whose dropout masks come from per-worker generators, so two runs draw the same ones).
+/// The same with the features that change which activations exist, in every family:
+/// bf16-mixed with the vision tower frozen, LoRA with dropout, and LoRA with dropout on two
+/// data-parallel workers (whose dropout masks come from per-worker generators, so two runs draw
+/// the same ones).
 #[test]
 fn activation_checkpointing_is_exact_with_bf16_mixed_frozen_parts_lora_and_workers() {
+    for family in &FAMILIES {
+        assert_checkpointing_is_exact_for(family);
+    }
+}
+
+fn assert_checkpointing_is_exact_for(family: &Family) {
     let mixed_frozen = [
         "train.precision=\"bf16-mixed\"",
         "train.freeze=[\"vision\"]",
@@ -430,20 +457,30 @@ fn activation_checkpointing_is_exact_with_bf16_mixed_frozen_parts_lora_and_worke
         ("lora-workers", &lora_workers),
     ] {
         let (off, on) = (tmp.path().join(name), tmp.path().join(format!("{name}-ac")));
-        Train::fresh_with(&off, extra).no_eval().ok();
+        Train::fresh_with(&off, &family.with(extra)).no_eval().ok();
         let with: Vec<&str> = extra.iter().copied().chain([CHECKPOINTING]).collect();
-        Train::fresh_with(&on, &with).no_eval().ok();
-        assert_same_run(&off, &on, name);
+        Train::fresh_with(&on, &family.with(&with)).no_eval().ok();
+        assert_same_run(&off, &on, &format!("{} {name}", family.name));
     }
 }
 
+/// In every family.
 #[test]
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_resumable() {
+    for family in &FAMILIES {
+        assert_sigkill_in_a_checkpoint_write_resumes(family);
+    }
+}
+
+fn assert_sigkill_in_a_checkpoint_write_resumes(family: &Family) {
     let tmp = tempfile::tempdir().unwrap();
     let (one_go, run) = (tmp.path().join("one-go"), tmp.path().join("killed"));
-    Train::fresh(&one_go).no_eval().ok();
-    Train::fresh(&run).no_eval().stop_at(2).ok();
+    Train::fresh_with(&one_go, family.sets).no_eval().ok();
+    Train::fresh_with(&run, family.sets)
+        .no_eval()
+        .stop_at(2)
+        .ok();
 
     // Resume with the crash hook: the step-4 checkpoint stalls once its model files are written.
     let mut child = Train::resume(&run)
@@ -496,7 +533,8 @@ fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_resumable() {
     );
     assert!(
         final_weights(&run) == final_weights(&one_go),
-        "final model after kill + resume differs"
+        "{}: final model after kill + resume differs",
+        family.name
     );
     assert_eq!(
         metric_steps(&run),
@@ -818,20 +856,27 @@ fn same_seed_gives_identical_weights_and_another_seed_does_not() {
 
 /// Loads `final/` with HF transformers (needs `tools/.venv`): no missing or unexpected keys,
 /// the processor loads, and greedy answers to the held-out items match the ones safeaware's
-/// own evaluation generated (tools/test.sh makes the venv).
+/// own evaluation generated (tools/test.sh makes the venv), in every family (the model class
+/// is the one `config.json` names).
 #[test]
 fn final_folder_loads_in_hf_transformers() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/.venv/bin/python");
     assert!(python.is_file(), "no {}", python.display());
+    for family in &FAMILIES {
+        assert_final_folder_loads_in_hf(&python, family);
+    }
+}
+
+fn assert_final_folder_loads_in_hf(python: &Path, family: &Family) {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    Train::fresh(&run).ok();
+    Train::fresh_with(&run, family.sets).ok();
     let cache = fs::read_dir(tmp.path().join(".cache"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.join("benchmark.jsonl").is_file())
         .expect("a synthetic cache");
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg("-c")
         .arg(HF_CHECK)
         .arg(run.join("final"))
@@ -841,25 +886,38 @@ fn final_folder_loads_in_hf_transformers() {
         .env("TRANSFORMERS_OFFLINE", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "HF check failed:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "{}: HF check failed:\n{}",
+        family.name,
+        text(&out)
+    );
 }
 
 const HF_CHECK: &str = r#"
-import json, sys
+import json, re, sys
 from pathlib import Path
 import torch, transformers
 from PIL import Image
 from safetensors.torch import load_file
 transformers.logging.set_verbosity_error()
 folder, cache, samples = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-model, info = transformers.Idefics3ForConditionalGeneration.from_pretrained(
+architecture = json.loads((folder / "config.json").read_text())["architectures"][0]
+model, info = getattr(transformers, architecture).from_pretrained(
     folder, dtype=torch.float32, attn_implementation="eager", output_loading_info=True)
 model.eval()
 bad = {k: v for k, v in info.items() if v}
 assert not bad, f"loading problems: {bad}"
 state = model.state_dict()
+# LLaVA is saved in the hub's layout, which transformers 5 renames when it loads.
+renames = [("^language_model.model.", "model.language_model."), ("^language_model.lm_head.", "lm_head."),
+           ("^vision_tower.vision_model.", "model.vision_tower."),
+           ("^multi_modal_projector.", "model.multi_modal_projector.")]
 for name, t in load_file(str(folder / "model.safetensors")).items():
-    assert torch.equal(state[name], t), f"{name} differs after loading"
+    loaded = name
+    for pattern, replacement in renames:
+        loaded = re.sub(pattern, replacement, loaded)
+    assert torch.equal(state[loaded], t), f"{name} differs after loading"
 processor = transformers.AutoProcessor.from_pretrained(folder)
 items = {j["id"]: j for j in map(json.loads, (cache / "benchmark.jsonl").read_text().splitlines())}
 mismatches, compared = [], 0
@@ -947,7 +1005,8 @@ fn unknown_lora_targets_are_a_recipe_error_listing_the_valid_ones() {
     assert!(!run.join("checkpoints").exists());
 }
 
-/// Token ids (no image) for comparing two models' logits.
+/// Token ids (no image; ordinary words in both presets' vocabularies) for comparing two
+/// models' logits.
 fn text_only_input(
     device: &burn::backend::flex::FlexDevice,
 ) -> safeaware_model::VlmInput<burn::backend::Flex> {
@@ -958,9 +1017,10 @@ fn text_only_input(
     safeaware_model::VlmInput::new(ids, None)
 }
 
-fn logits(model: &safeaware_model::Idefics3<burn::backend::Flex>) -> Vec<f32> {
+/// The next-token logits of `model` after [`text_only_input`].
+fn logits(model: &Vlm<burn::backend::Flex>) -> Vec<f32> {
     let device = Default::default();
-    let out = model.forward(&text_only_input(&device)).unwrap();
+    let (out, _) = model.prefill(&text_only_input(&device)).unwrap();
     out.into_data().convert::<f32>().to_vec::<f32>().unwrap()
 }
 
@@ -971,13 +1031,47 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// In every family: a LoRA run writes PEFT adapter folders (evaluated at the end of the run on
+/// their base), `export --merge` folds one into a folder with the logits of base + adapter, and
+/// `eval --model` evaluates that folder.
 #[test]
 fn lora_runs_write_peft_folders_that_evaluate_and_merge() {
-    use safeaware_model::Idefics3;
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    // With the final evaluation, which loads the adapter folder onto its base.
-    let out = Train::fresh_with(&run, LORA).ok();
+    for family in &FAMILIES {
+        let tmp = tempfile::tempdir().unwrap();
+        let (fin, base) = assert_lora_run_writes_a_peft_folder(tmp.path(), family);
+        let merged = tmp.path().join("merged");
+        let export = common::safeaware(&[
+            "export",
+            "--merge",
+            fin.to_str().unwrap(),
+            "--out",
+            merged.to_str().unwrap(),
+        ]);
+        assert!(export.status.success(), "{}", text(&export));
+        let device = Default::default();
+        let base_model = Vlm::<burn::backend::Flex>::load(&base, &device).unwrap();
+        let plain = logits(&base_model);
+        let adapted = logits(&base_model.load_adapter(&fin).unwrap());
+        let merged_logits = logits(&Vlm::load(&merged, &device).unwrap());
+        let name = family.name;
+        assert!(
+            max_diff(&plain, &adapted) > 1e-4,
+            "{name}: training changed nothing"
+        );
+        let diff = max_diff(&adapted, &merged_logits);
+        assert!(
+            diff < 1e-4,
+            "{name}: merged logits differ from base + adapter by {diff}"
+        );
+        assert_evaluates(tmp.path(), &merged);
+    }
+}
+
+/// Trains `family` with [`LORA`] (and the final evaluation) in `dir/run`; checks `final/` is a
+/// PEFT adapter folder over `<run>/base` and returns both.
+fn assert_lora_run_writes_a_peft_folder(dir: &Path, family: &Family) -> (PathBuf, PathBuf) {
+    let run = dir.join("run");
+    let out = Train::fresh_with(&run, &family.with(LORA)).ok();
     let fin = run.join("final");
     assert!(fin.join("adapter_model.safetensors").is_file());
     assert!(
@@ -987,7 +1081,10 @@ fn lora_runs_write_peft_folders_that_evaluate_and_merge() {
     let config = json(&fin.join("adapter_config.json"));
     assert_eq!(config["peft_type"], "LORA");
     assert_eq!(config["r"], 4);
-    assert_eq!(config["modules_to_save"], serde_json::json!(["connector"]));
+    assert_eq!(
+        config["modules_to_save"],
+        serde_json::json!([family.connector_module])
+    );
     let base = std::path::absolute(run.join("base")).unwrap();
     assert_eq!(
         config["base_model_name_or_path"],
@@ -997,28 +1094,27 @@ fn lora_runs_write_peft_folders_that_evaluate_and_merge() {
         run.join("eval/final/report.md").is_file(),
         "no final evaluation:\n{out}"
     );
+    (fin, base)
+}
 
-    let merged = tmp.path().join("merged");
-    let export = common::safeaware(&[
-        "export",
-        "--merge",
-        fin.to_str().unwrap(),
+/// `eval --model folder` on the held-out benchmark cached in `dir` scores every item.
+fn assert_evaluates(dir: &Path, folder: &Path) {
+    let out = dir.join("eval-merged");
+    let eval = common::safeaware(&[
+        "eval",
+        "--model",
+        folder.to_str().unwrap(),
+        "--benchmark",
+        &common::cached_benchmark(dir),
         "--out",
-        merged.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--max-tokens",
+        "8",
+        "--progress",
+        "quiet",
     ]);
-    assert!(export.status.success(), "{}", text(&export));
-    let device = Default::default();
-    let base_model = Idefics3::<burn::backend::Flex>::load(&base, &device).unwrap();
-    let plain = logits(&base_model);
-    let adapted = logits(&base_model.load_adapter(&fin).unwrap());
-    let merged = logits(&Idefics3::load(&merged, &device).unwrap());
-    assert!(
-        max_diff(&plain, &adapted) > 1e-4,
-        "training changed nothing"
-    );
-    let diff = max_diff(&adapted, &merged);
-    assert!(
-        diff < 1e-4,
-        "merged logits differ from base + adapter by {diff}"
-    );
+    assert!(eval.status.success(), "{}", text(&eval));
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["counts"]["scored"], 4, "{results}");
+    assert_eq!(results["counts"]["errors"], 0, "{results}");
 }

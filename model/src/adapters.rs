@@ -117,7 +117,10 @@ pub fn merge_lora<B: Backend, M: AdaptableModel<B>>(mut model: M) -> M {
     model.for_each_linear_mut(|_, linear| {
         if let Some(adapter) = linear.lora.take() {
             let delta = adapter.delta();
-            linear.weight = linear.weight.clone().map(|w| w + delta);
+            linear.weight = linear.weight.clone().map(|w| {
+                let delta = crate::precision::at_use(delta, &w);
+                w + delta
+            });
         }
     });
     model

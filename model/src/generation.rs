@@ -15,6 +15,7 @@ use burn::tensor::{s, Int, Tensor, TensorData};
 
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
+use crate::precision;
 use crate::sampling::{Sampler, TokenSampling};
 use crate::text_decoder::{check_context, forward_hidden, logits, TextDecoder};
 use crate::vision_language_model::{Idefics3, VlmInput};
@@ -119,7 +120,7 @@ pub fn decode_step<B: Backend, M: TextDecoder<B>>(
     let device = text.embed_tokens.weight.device();
     let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, 1]), &device);
-    let embeds = text.embed_tokens.forward(ids);
+    let embeds = precision::embed(&text.embed_tokens, ids);
     let hidden = text.forward(embeds, &vec![vec![true]; batch], Some(cache));
     let width = hidden.dims()[2];
     Ok(logits(model, hidden.reshape([batch, width])))

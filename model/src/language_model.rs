@@ -14,6 +14,7 @@ use crate::config::TextConfig;
 use crate::fused;
 use crate::kv_cache::KvCache;
 use crate::linear::Linear;
+use crate::precision;
 use crate::rope::{apply_rotary, Rope};
 
 /// Llama's RMSNorm: `x / sqrt(mean(x²) + eps) · weight`, in the backend's float type (Burn's
@@ -35,7 +36,7 @@ impl<B: Backend> LlamaRmsNorm<B> {
 
     /// Normalises the last dimension (with the fused kernel where it applies).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let weight = self.weight.val();
+        let weight = precision::at_use(self.weight.val(), &x);
         fused::applied(fused::rms_norm(&x, &weight, self.eps))
             .unwrap_or_else(|| rms_norm(x, weight, self.eps))
     }

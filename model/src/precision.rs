@@ -6,12 +6,19 @@
 //!
 //! Pure low precision needs none of this: the backend then creates every float tensor in that
 //! type (`set_default_float_dtype`), and only the loss is computed in f32 ([`cast`]).
+//!
+//! A parameter may be held in a narrower type than the activations it meets: under bf16-mixed
+//! the trainer keeps frozen parts in bf16 (no f32 copy). Such a parameter is cast where it is
+//! used ([`at_use`], [`linear`], [`embed`], [`params_in`] for a whole norm): a linear weight is
+//! cast to the autocast type anyway (so holding it in bf16 changes no number), a norm's scale,
+//! an embedding row or a position embedding is widened to the activations' type.
 
 use std::cell::Cell;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::nn::Embedding;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, FloatDType, Tensor};
+use burn::tensor::{get_device_settings, DType, FloatDType, Int, Tensor};
 
 thread_local! {
     /// The float type of matrix products on this thread; `None` = the operands' own type.
@@ -48,23 +55,55 @@ pub fn cast<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: FloatDType) -> T
     }
 }
 
-/// `x · weight + bias` (`weight [in, out]`), in the autocast type when one is set; the result
-/// has `x`'s type.
+/// `x · weight + bias` (`weight [in, out]`), in the autocast type when one is set, else in
+/// `x`'s (a weight held in another type is cast to it); the result has `x`'s type.
 pub fn linear<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    let Some(dtype) = matmul_dtype() else {
-        return burn::tensor::module::linear(x, weight, bias);
-    };
     let out = float_dtype(&x);
+    let Some(dtype) = matmul_dtype() else {
+        let bias = bias.map(|b| cast(b, out));
+        return burn::tensor::module::linear(x, cast(weight, out), bias);
+    };
     let y = burn::tensor::module::linear(
         cast(x, dtype),
         cast(weight, dtype),
         bias.map(|b| cast(b, dtype)),
     );
     cast(y, out)
+}
+
+/// `param` in the float type of the activations `like` it is combined with (itself when it
+/// already is): a parameter held in bf16 next to f32 activations is widened where it is used.
+pub fn at_use<B: Backend, const D: usize, const E: usize>(
+    param: Tensor<B, D>,
+    like: &Tensor<B, E>,
+) -> Tensor<B, D> {
+    cast(param, float_dtype(like))
+}
+
+/// The rows of `embedding` for `ids [B, T]`, in the device's float type (the activations'),
+/// whatever type the table is held in.
+pub fn embed<B: Backend>(embedding: &Embedding<B>, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    let dtype = get_device_settings::<B>(&ids.device()).float_dtype;
+    cast(embedding.forward(ids), dtype)
+}
+
+/// `module` with every float parameter in `dtype`, ids kept (a frozen module widened to the
+/// type of the activations it meets).
+pub fn params_in<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
+    module.map(&mut CastParams(dtype))
+}
+
+struct CastParams(FloatDType);
+
+impl<B: Backend> ModuleMapper<B> for CastParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let dtype = self.0;
+        param.map(|value| cast(value, dtype))
+    }
 }
 
 /// The float type of a float tensor.

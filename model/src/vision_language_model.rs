@@ -13,6 +13,7 @@ use crate::kv_cache::KvCache;
 use crate::language_model::TextModel;
 use crate::linear::Linear;
 use crate::loss::LossOutput;
+use crate::precision;
 use crate::text_decoder::{self, check_token_ids, splice_image_features, TextDecoder};
 use crate::vision_transformer::VisionTransformer;
 
@@ -102,11 +103,7 @@ impl<B: Backend> Idefics3<B> {
         let ids = int_values(&input.input_ids);
         check_token_ids(&ids, self.config().text.vocab_size)?;
         let valid = validity(input.attention_mask.as_ref(), batch, seq)?;
-        let embeds = self
-            .model
-            .text_model
-            .embed_tokens
-            .forward(input.input_ids.clone());
+        let embeds = precision::embed(&self.model.text_model.embed_tokens, input.input_ids.clone());
         let image_token = self.config().image_token_id as i64;
         let image_positions = ids.iter().filter(|&&id| id == image_token).count();
         let tiles = input.pixel_values.as_ref().map_or(0, |p| p.dims()[0]);

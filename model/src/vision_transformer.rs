@@ -85,6 +85,7 @@ impl<B: Backend> VisionEmbeddings<B> {
             &device,
         );
         let positions = self.position_embedding.weight.val().select(0, ids);
+        let positions = precision::at_use(positions, &patches);
         patches + positions.unsqueeze::<3>()
     }
 }
@@ -176,12 +177,17 @@ pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 }
 
 /// `norm` applied to `x`, by the fused kernel where it applies (`eps` is the epsilon `norm` was
-/// built with, which Burn keeps private).
+/// built with, which Burn keeps private). A norm held in another type than `x` (frozen, in bf16,
+/// under bf16-mixed) is widened to `x`'s for the call.
 pub(crate) fn layer_norm<B: Backend>(
     norm: &LayerNorm<B>,
     x: Tensor<B, 3>,
     eps: f64,
 ) -> Tensor<B, 3> {
+    if norm.gamma.val().dtype() != x.dtype() {
+        let widened = precision::params_in(norm.clone(), precision::float_dtype(&x));
+        return layer_norm(&widened, x, eps);
+    }
     fused::applied(fused::layer_norm(norm, &x, eps)).unwrap_or_else(|| norm.forward(x))
 }
 

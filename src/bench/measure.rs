@@ -232,7 +232,8 @@ fn run_generate<B: Backend>(
     })
 }
 
-/// The model with `--lora` adapters and `--freeze` applied: frozen parameters need no gradient.
+/// The model with `--lora` adapters and `--freeze` applied: frozen parameters need no gradient
+/// and are held as training holds them (bf16 under bf16-mixed).
 fn tuned<B: AutodiffBackend>(model: Vlm<B>, spec: &BenchSpec) -> Result<Vlm<B>> {
     let model = match spec.lora {
         None => model,
@@ -257,5 +258,9 @@ fn tuned<B: AutodiffBackend>(model: Vlm<B>, spec: &BenchSpec) -> Result<Vlm<B>> 
         .filter(|p| spec.freeze.contains(&p.part) || (spec.lora.is_some() && !p.adapter))
         .map(|p| p.id)
         .collect();
-    Ok(freeze(model, &frozen))
+    Ok(freeze(
+        model,
+        &frozen,
+        spec.dtype.precision().frozen_dtype(),
+    ))
 }

@@ -23,6 +23,7 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Result};
 use safeaware_trainer::guard::guarded;
+use safeaware_trainer::recipe::Precision;
 use serde_json::Value;
 
 use crate::backend::{require, run_on, BackendTask, DeviceSpec};
@@ -70,16 +71,22 @@ pub enum Dtype {
 
 impl Dtype {
     pub fn name(self) -> &'static str {
+        self.precision().name()
+    }
+
+    /// The training precision of the same name, which says how a training step holds and
+    /// casts its tensors (autocast, frozen parameters in bf16 under bf16-mixed).
+    pub fn precision(self) -> Precision {
         match self {
-            Dtype::F32 => "f32",
-            Dtype::Bf16 => "bf16",
-            Dtype::Bf16Mixed => "bf16-mixed",
+            Dtype::F32 => Precision::F32,
+            Dtype::Bf16 => Precision::Bf16,
+            Dtype::Bf16Mixed => Precision::Bf16Mixed,
         }
     }
 
     /// The type the forward's matrix products are cast to (bf16-mixed's autocast).
     pub fn autocast(self) -> Option<burn::tensor::FloatDType> {
-        (self == Dtype::Bf16Mixed).then_some(burn::tensor::FloatDType::BF16)
+        self.precision().autocast()
     }
 }
 

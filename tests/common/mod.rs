@@ -31,6 +31,53 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// A model family, trained from its tiny preset: the quickstart recipe with `sets` (the LLaVA
+/// quickstart recipe is the quickstart with only `model.preset` changed, which
+/// `tests/recipes.rs` checks), so a test runs the same for every family.
+pub struct Family {
+    pub name: &'static str,
+    /// `--set` overrides that pick the family's preset.
+    pub sets: &'static [&'static str],
+    /// Its connector's module name in PEFT's `modules_to_save`.
+    pub connector_module: &'static str,
+    /// Its own quickstart recipe in `recipes/`.
+    pub quickstart: &'static str,
+}
+
+impl Family {
+    /// The family's overrides followed by `extra`.
+    pub fn with<'a>(&self, extra: &[&'a str]) -> Vec<&'a str> {
+        self.sets.iter().chain(extra).copied().collect()
+    }
+}
+
+/// Idefics3/SmolVLM (`tiny`) and LLaVA-1.5 (`tiny-llava`).
+pub const FAMILIES: [Family; 2] = [
+    Family {
+        name: "idefics3",
+        sets: &[],
+        connector_module: "connector",
+        quickstart: "quickstart.toml",
+    },
+    Family {
+        name: "llava",
+        sets: &["model.preset=\"tiny-llava\""],
+        connector_module: "multi_modal_projector",
+        quickstart: "quickstart-llava.toml",
+    },
+];
+
+/// The `jsonl:` spec of the held-out benchmark of the synthetic world cached in `dir/.cache`.
+pub fn cached_benchmark(dir: &Path) -> String {
+    let cache = std::fs::read_dir(dir.join(".cache"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    format!("jsonl:{}", cache.join("benchmark.jsonl").display())
+}
+
 /// Trains with `recipes/quickstart.toml` and the `--set` overrides `settings`, without the final
 /// evaluation, into `dir/run` (the synthetic world is cached in `dir/.cache`); returns the run
 /// folder and the `jsonl:` spec of the world's held-out benchmark.
@@ -50,12 +97,5 @@ pub fn train_quickstart(dir: &Path, settings: &[&str]) -> (PathBuf, String) {
     }
     let out = safeaware(&args);
     assert!(out.status.success(), "training failed:\n{}", text(&out));
-    let cache = std::fs::read_dir(dir.join(".cache"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let spec = format!("jsonl:{}", cache.join("benchmark.jsonl").display());
-    (run, spec)
+    (run, cached_benchmark(dir))
 }

@@ -14,13 +14,15 @@
 //!   ids would silently match nothing. [`record_to_portable`] re-keys it by the parameters'
 //!   module paths before saving and [`record_from_portable`] maps it back after loading.
 //! - Frozen parts: [`freeze`] marks their parameters `require_grad = false`, so no gradient
-//!   is computed for them at all.
+//!   is computed for them at all, and holds them in the type it is given (bf16 under
+//!   bf16-mixed: a frozen part needs no f32 master copy).
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 use safeaware_common::fnv::fnv1a64;
+use safeaware_model::precision::cast;
 use safeaware_model::{ModelPart, ParamPart};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -101,9 +103,10 @@ where
         .collect()
 }
 
-/// Marks the float parameters whose id is in `ids` as not requiring gradients.
-pub fn freeze<B: Backend, M: Module<B>>(module: M, ids: &HashSet<ParamId>) -> M {
-    module.map(&mut Freezer { ids })
+/// Marks the float parameters whose id is in `ids` as not requiring gradients and holds them
+/// in `dtype` (ids kept).
+pub fn freeze<B: Backend, M: Module<B>>(module: M, ids: &HashSet<ParamId>, dtype: FloatDType) -> M {
+    module.map(&mut Freezer { ids, dtype })
 }
 
 /// Re-keys an optimiser record (Burn's `HashMap<ParamId, _>`) by module path, so it can be
@@ -201,12 +204,16 @@ impl<B: AutodiffBackend, F: Fn(ParamId) -> Option<usize>> ModuleVisitor<B> for S
 
 struct Freezer<'a> {
     ids: &'a HashSet<ParamId>,
+    dtype: FloatDType,
 }
 
 impl<B: Backend> ModuleMapper<B> for Freezer<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         if self.ids.contains(&param.id) {
-            param.set_require_grad(false)
+            let dtype = self.dtype;
+            param
+                .set_require_grad(false)
+                .map(|value| cast(value, dtype))
         } else {
             param
         }

@@ -9,6 +9,9 @@
 //! gradient flows through it: the vision tower and connector when something in them trains,
 //! the language model and the head whenever anything trains.
 //!
+//! Weights that train take the precision's weight type (f32 under bf16-mixed); frozen ones
+//! take bf16 under bf16-mixed, as the trainer holds them.
+//!
 //! The peak (`total`) is the weights, the optimiser state, the larger of activations and
 //! gradients, and the runtime: in the backward pass a layer's gradients appear as its
 //! activations are freed.
@@ -26,6 +29,7 @@
 //! 256 tokens (vision frozen 3,315 → 3,287 MiB, plan −6%; LoRA 1,738 → 1,767 MiB, plan −2%),
 //! so its activations are planned unchanged.
 
+use burn::tensor::DType;
 use serde::Serialize;
 
 use safeaware_model::{ModelConfig, ModelPart};
@@ -116,7 +120,8 @@ pub fn device_memory(recipe: &Recipe, config: &ModelConfig, work: Workload) -> D
     let counts = config.param_counts();
     let adapters = adapter_params(recipe, config);
     let trainable = adapters + trained_base_params(recipe, &counts);
-    let weights = (counts.total() as u64 + adapters) * state;
+    let frozen = counts.total() as u64 + adapters - trainable;
+    let weights = trainable * state + frozen * frozen_bytes(recipe.train.precision);
     let gradients = trainable * state;
     let optimizer = 2 * trainable * state;
     let activations = activation_bytes(recipe, config, work);
@@ -135,6 +140,11 @@ fn param_bytes(precision: Precision) -> u64 {
         Precision::F32 | Precision::Bf16Mixed => 4,
         Precision::Bf16 => 2,
     }
+}
+
+/// Bytes per frozen weight: bf16-mixed holds frozen parts in bf16, with no f32 copy.
+fn frozen_bytes(precision: Precision) -> u64 {
+    DType::from(precision.frozen_dtype()).size() as u64
 }
 
 /// Bytes per kept activation: bf16-mixed keeps f32 activations plus the bf16 copies of the

@@ -279,8 +279,9 @@ fn load_data(job: &TrainJob, processor: &Processor) -> Result<RunData> {
 }
 
 /// Marks every parameter the recipe does not train as needing no gradient (so autodiff keeps
-/// no activations or gradients for it): the parts in `train.freeze`; with `[lora]`, every base
-/// weight outside `lora.train_parts`.
+/// no activations or gradients for it) and holds it in the precision's frozen type (bf16 under
+/// bf16-mixed): the parts in `train.freeze`; with `[lora]`, every base weight outside
+/// `lora.train_parts`.
 fn freeze_untrained<B: AutodiffBackend>(model: RunModel<B>, recipe: &Recipe) -> RunModel<B> {
     let ids: HashSet<_> = model
         .param_parts()
@@ -294,7 +295,7 @@ fn freeze_untrained<B: AutodiffBackend>(model: RunModel<B>, recipe: &Recipe) -> 
     if ids.is_empty() {
         model
     } else {
-        freeze(model, &ids)
+        freeze(model, &ids, recipe.train.precision.frozen_dtype())
     }
 }
 

@@ -280,7 +280,7 @@ fn one_optimizer_stepped_per_part_applies_each_parts_rate() {
 fn frozen_parts_get_no_gradients() {
     let model = Net::<B>::new(&Default::default());
     let frozen = param_ids_by_part(&model.parts())[&ModelPart::Vision].clone();
-    let model = freeze(model, &frozen);
+    let model = freeze(model, &frozen, burn::tensor::FloatDType::F32);
     let grads = GradientsParams::from_grads(model.loss(input(4)).backward(), &model);
     assert_eq!(grads.len(), 4);
     let parts = split_grads_by_part(&model, grads, &model.parts());

@@ -15,6 +15,7 @@ use burn::tensor::Tensor;
 
 use crate::error::{ModelError, Result};
 use crate::llava::config::ClipVisionConfig;
+use crate::precision;
 use crate::vision_transformer::{
     layer_norm, vision_layer_norm, Encoder, EncoderLayer, EncoderLayerShape, PatchEmbedding,
 };
@@ -35,13 +36,12 @@ impl<B: Backend> ClipEmbeddings<B> {
     fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
         let patches = self.patch_embedding.forward(pixels);
         let [n, _, width] = patches.dims();
-        let class = self
-            .class_embedding
-            .val()
+        let class = precision::at_use(self.class_embedding.val(), &patches)
             .reshape([1, 1, width])
             .expand([n, 1, width]);
         let tokens = Tensor::cat(vec![class, patches], 1);
-        tokens + self.position_embedding.weight.val().unsqueeze::<3>()
+        let positions = precision::at_use(self.position_embedding.weight.val(), &tokens);
+        tokens + positions.unsqueeze::<3>()
     }
 }
 

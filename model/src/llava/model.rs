@@ -19,6 +19,7 @@ use crate::llava::clip::ClipVisionModel;
 use crate::llava::config::{FeatureSelect, LlavaConfig};
 use crate::llava::projector::MultiModalProjector;
 use crate::loss::LossOutput;
+use crate::precision;
 use crate::text_decoder::{self, check_token_ids, splice_image_features, TextDecoder};
 use crate::vision_language_model::{int_values, validity, VlmInput};
 
@@ -111,11 +112,10 @@ impl<B: Backend> Llava<B> {
         let ids = int_values(&input.input_ids);
         check_token_ids(&ids, self.config.text.vocab_size)?;
         let valid = validity(input.attention_mask.as_ref(), batch, seq)?;
-        let embeds = self
-            .language_model
-            .model
-            .embed_tokens
-            .forward(input.input_ids.clone());
+        let embeds = precision::embed(
+            &self.language_model.model.embed_tokens,
+            input.input_ids.clone(),
+        );
         let image_token = self.config.image_token_index as i64;
         let image_positions = ids.iter().filter(|&&id| id == image_token).count();
         let images = input.pixel_values.as_ref().map_or(0, |p| p.dims()[0]);

@@ -12,8 +12,9 @@ pub enum Precision {
     #[default]
     #[serde(rename = "f32")]
     F32,
-    /// f32 master weights and AdamW state; linear layers and attention's products in bf16
-    /// (cast inside the forward); norms, softmax and the loss in f32.
+    /// f32 master weights and AdamW state for what trains, frozen parameters held in bf16
+    /// (no f32 copy of a frozen base); linear layers and attention's products in bf16 (cast
+    /// inside the forward); norms, softmax and the loss in f32.
     #[serde(rename = "bf16-mixed")]
     Bf16Mixed,
     /// Pure bf16: weights, activations and optimiser state (the loss still in f32).
@@ -32,6 +33,16 @@ impl Precision {
         match self {
             Precision::F32 | Precision::Bf16Mixed => FloatDType::F32,
             Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+
+    /// The type frozen parameters are held in: bf16 under bf16-mixed (the forward casts a
+    /// linear weight to bf16 anyway, and widens a norm or embedding where it is used), else the
+    /// weights' own.
+    pub fn frozen_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::Bf16Mixed | Precision::Bf16 => FloatDType::BF16,
         }
     }
 
@@ -83,6 +94,8 @@ mod tests {
         assert!(toml::from_str::<T>("p = \"fp16\"").is_err());
         assert_eq!(Precision::Bf16Mixed.autocast(), Some(FloatDType::BF16));
         assert_eq!(Precision::Bf16Mixed.param_dtype(), FloatDType::F32);
+        assert_eq!(Precision::Bf16Mixed.frozen_dtype(), FloatDType::BF16);
+        assert_eq!(Precision::F32.frozen_dtype(), FloatDType::F32);
         assert_eq!(Precision::Bf16.autocast(), None);
     }
 }
