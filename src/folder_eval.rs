@@ -13,7 +13,7 @@ use safeaware_eval::results::Results;
 use safeaware_eval::runner::RunConfig;
 use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
 
-use crate::backend::BackendTask;
+use safeaware_runtime::task::BackendTask;
 use crate::model_folder::open_model_folder;
 
 /// Loads the model and processor in `folder`, then runs the evaluator on `benchmark` with the

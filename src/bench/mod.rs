@@ -22,10 +22,12 @@ mod source;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Result};
-use safeaware_trainer::guard::guarded;
+use safeaware_runtime::guard::guarded;
 use serde_json::Value;
 
-use crate::backend::{require, run_on, BackendTask, DeviceSpec};
+use crate::backend::{require, run_on};
+use safeaware_runtime::device::DeviceSpec;
+use safeaware_runtime::task::BackendTask;
 use measure::Task;
 use report::report;
 pub use report::summary;
@@ -192,7 +194,7 @@ pub fn export(model: &str, seed: u64, out: &Path) -> Result<()> {
 /// build).
 #[cfg(not(feature = "cpu"))]
 pub fn export(_model: &str, _seed: u64, _out: &Path) -> Result<()> {
-    Err(crate::backend::probe::not_built(crate::backend::DeviceSpec::Cpu, "cpu").into())
+    Err(crate::backend::probe::not_built(DeviceSpec::Cpu, "cpu").into())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::backend::DeviceSpec;
+use safeaware_runtime::device::DeviceSpec;
 use anyhow::{bail, Result};
 
 use crate::bench::{self, BenchSpec, Dtype, Mode};

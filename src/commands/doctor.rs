@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::backend::DeviceSpec;
+use safeaware_runtime::device::DeviceSpec;
 use anyhow::{bail, Result};
 
 use crate::commands::bench::configure_threads;

@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use super::client::ClientArgs;
-use crate::backend::{require, run_on, DeviceSpec};
+use crate::backend::{require, run_on};
+use safeaware_runtime::device::DeviceSpec;
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context};
 use safeaware_data::benchmark::Benchmark;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use crate::backend::{require, run_on, DeviceSpec};
+use crate::backend::{require, run_on};
+use safeaware_runtime::device::DeviceSpec;
 use crate::serve::ServeTask;
 
 /// `safeaware serve` flags.

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{require, run_on, run_on_devices, DeviceSpec};
+use crate::backend::{require, run_on, run_on_devices};
+use safeaware_runtime::device::DeviceSpec;
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context, Result};
 use safeaware_common::output_dir::OutputDir;

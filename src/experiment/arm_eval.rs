@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use super::models::Model;
 use super::spec::{Arm, EvalSettings};
-use crate::backend::{run_on, DeviceSpec};
+use crate::backend::run_on;
+use safeaware_runtime::device::DeviceSpec;
 use crate::commands::client::ClientArgs;
 use crate::folder_eval::FolderEval;
 

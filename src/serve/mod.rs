@@ -27,7 +27,7 @@ use safeaware_eval::source::SourceError;
 use safeaware_model::Vlm;
 use tiny_http::Server;
 
-use crate::backend::BackendTask;
+use safeaware_runtime::task::BackendTask;
 use crate::model_folder::open_model_folder;
 use queue::{Job, Queue};
 
