@@ -112,10 +112,16 @@ fn no_function_in_trainer_or_eval_is_over_the_limit() {
         for file in rust_files(&root.join(crate_dir)) {
             let source = std::fs::read_to_string(&file).unwrap();
             let shown = file.strip_prefix(root).unwrap().display().to_string();
-            for f in functions(&source).map_err(|e| format!("{shown}: {e}")).unwrap() {
+            for f in functions(&source)
+                .map_err(|e| format!("{shown}: {e}"))
+                .unwrap()
+            {
                 checked += 1;
                 if f.lines > MAX_LINES {
-                    too_long.push(format!("{shown}:{} fn {} ({} lines)", f.line, f.name, f.lines));
+                    too_long.push(format!(
+                        "{shown}:{} fn {} ({} lines)",
+                        f.line, f.name, f.lines
+                    ));
                 }
             }
         }

@@ -12,8 +12,8 @@ pub mod probe;
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_runtime::device::DeviceSpec;
-use safeaware_runtime::task::{BackendTask, MultiDeviceTask};
 use safeaware_runtime::guard;
+use safeaware_runtime::task::{BackendTask, MultiDeviceTask};
 
 /// Runs `task` on the backend that serves `spec`, or fails if this binary lacks that backend
 /// or the device does not answer its probe (a [`probe::DeviceUnavailable`] error).

@@ -26,11 +26,11 @@ use safeaware_runtime::guard::guarded;
 use serde_json::Value;
 
 use crate::backend::{require, run_on};
-use safeaware_runtime::device::DeviceSpec;
-use safeaware_runtime::task::BackendTask;
 use measure::Task;
 use report::report;
 pub use report::summary;
+use safeaware_runtime::device::DeviceSpec;
+use safeaware_runtime::task::BackendTask;
 use source::ModelSource;
 
 /// The torch script's optimiser and clipping settings.

@@ -10,10 +10,10 @@ use safeaware_model::safetensors_io::stored_dtype;
 use safeaware_model::{FloatDtype, VisionLanguageModel};
 
 use crate::backend::run_on;
-use safeaware_runtime::device::DeviceSpec;
-use safeaware_runtime::task::BackendTask;
 use crate::model_folder::{adapter_base, open_model_folder};
 use crate::output::outln;
+use safeaware_runtime::device::DeviceSpec;
+use safeaware_runtime::task::BackendTask;
 
 /// Arguments of `safeaware export`.
 #[derive(clap::Args, Debug)]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use crate::backend::{require, run_on};
-use safeaware_runtime::device::DeviceSpec;
 use crate::serve::ServeTask;
+use safeaware_runtime::device::DeviceSpec;
 
 /// `safeaware serve` flags.
 #[derive(clap::Args)]

@@ -27,9 +27,9 @@ use safeaware_eval::source::SourceError;
 use safeaware_model::Vlm;
 use tiny_http::Server;
 
-use safeaware_runtime::task::BackendTask;
 use crate::model_folder::open_model_folder;
 use queue::{Job, Queue};
+use safeaware_runtime::task::BackendTask;
 
 use crate::output::outln;
 

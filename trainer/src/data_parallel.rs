@@ -103,10 +103,7 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| Err(worker_panic(panic)))
-                })
+                .map(|h| h.join().unwrap_or_else(|panic| Err(worker_panic(panic))))
                 .collect()
         });
         let mut accumulator = GradientsAccumulator::<M>::new();

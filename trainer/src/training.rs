@@ -196,7 +196,8 @@ where
             .map(|batch| batch.into_iter().map(|i| &data.train[i]).collect())
             .collect();
         let factor = schedule.factor(state.step);
-        let (stepped, outcome) = take_step::<B, M, S>(job, step_fn, model, &batches, factor, step, device)?;
+        let (stepped, outcome) =
+            take_step::<B, M, S>(job, step_fn, model, &batches, factor, step, device)?;
         model = stepped;
         state.step = step;
         state.tokens_seen += outcome.tokens as u64;
@@ -208,7 +209,9 @@ where
         let mut record = reports.add_step(job, step, &outcome, factor, last);
         if t.eval_every > 0 && step % t.eval_every == 0 {
             let eval = evaluate_step(&model.valid(), &processor, &data, job, step, device)?;
-            reports.progress.println(&format!("step {step}: {}", eval_line(&eval)));
+            reports
+                .progress
+                .println(&format!("step {step}: {}", eval_line(&eval)));
             record.get_or_insert_with(MetricsRecord::default).eval = eval;
         }
         if let Some(record) = record {
@@ -222,7 +225,9 @@ where
             };
             let path = checkpoint(run, saved, &state, step_fn)?;
             prune_checkpoints(run, t.keep_last)?;
-            reports.progress.println(&format!("step {step}: checkpoint {}", path.display()));
+            reports
+                .progress
+                .println(&format!("step {step}: checkpoint {}", path.display()));
         }
         if stop_here {
             reports
@@ -331,7 +336,8 @@ impl Reports {
         last: bool,
     ) -> Option<MetricsRecord> {
         self.window.add(outcome);
-        self.progress.set(step, &format!("loss {:.4}", outcome.loss));
+        self.progress
+            .set(step, &format!("loss {:.4}", outcome.loss));
         let due = step % job.recipe.train.log_every.max(1) == 0 || last;
         due.then(|| MetricsRecord {
             lr: Some(job.recipe.optim.lr(ModelPart::Text) * factor),
