@@ -20,7 +20,6 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::{dropout, TrainableModel};
 use safeaware_runtime::task::GradientSync;
@@ -271,6 +270,7 @@ mod tests {
 
     use burn::backend::flex::FlexDevice;
     use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
     use safeaware_model::{ModelPart, Vlm};
 
     use super::*;
