@@ -338,7 +338,7 @@ impl Reports {
         self.window.add(outcome);
         self.progress
             .set(step, &format!("loss {:.4}", outcome.loss));
-        let due = step % job.recipe.train.log_every.max(1) == 0 || last;
+        let due = step.is_multiple_of(job.recipe.train.log_every.max(1)) || last;
         due.then(|| MetricsRecord {
             lr: Some(job.recipe.optim.lr(ModelPart::Text) * factor),
             grad_norm: Some(outcome.grad_norm),
