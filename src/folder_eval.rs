@@ -13,8 +13,8 @@ use safeaware_eval::results::Results;
 use safeaware_eval::runner::RunConfig;
 use safeaware_eval::source::local::{LocalModelSource, LocalSettings};
 
-use crate::backend::BackendTask;
 use crate::model_folder::open_model_folder;
+use safeaware_runtime::task::BackendTask;
 
 /// Loads the model and processor in `folder`, then runs the evaluator on `benchmark` with the
 /// model answering (and the image ablation, when one is asked for).

@@ -73,7 +73,7 @@ fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     crate::backend::probe::quiet_headless_vulkan();
-    safeaware_trainer::guard::install_panic_hook();
+    safeaware_runtime::guard::install_panic_hook();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,8 @@
 
 mod common;
 
-use safeaware_trainer::recipe::{load_recipe, parse_recipe, Device, Recipe, TargetStyle};
+use safeaware_runtime::device::DeviceSpec;
+use safeaware_trainer::recipe::{load_recipe, parse_recipe, Recipe, TargetStyle};
 use std::path::{Path, PathBuf};
 
 fn recipes_dir() -> PathBuf {
@@ -73,7 +74,7 @@ fn quickstart_recipes_differ_only_in_style() {
     assert_eq!(vcr.model.preset.as_deref(), Some("tiny"));
     assert!(vcr.data.synthetic.enabled);
     assert_eq!(vcr.data.style, TargetStyle::Vcr);
-    assert_eq!(vcr.train.device, Device::Cpu);
+    assert_eq!(vcr.train.device, DeviceSpec::Cpu);
     assert_eq!(vcr.train.batch_size, 16);
     assert_eq!(direct.data.style, TargetStyle::Direct);
     let mut same = direct.clone();
@@ -89,7 +90,7 @@ fn smolvlm_recipe_takes_its_model_from_set() {
         loaded.recipe.model.path.as_deref(),
         Some(Path::new("/models/SmolVLM-256M-Instruct"))
     );
-    assert_eq!(loaded.recipe.train.device, Device::Cuda(0));
+    assert_eq!(loaded.recipe.train.device, DeviceSpec::Cuda(0));
     assert_eq!(loaded.run_dir(), Path::new("checkpoints/smolvlm-256m-vcr"));
 }
 

@@ -11,8 +11,9 @@ pub mod probe;
 
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
-pub use safeaware_trainer::device::{BackendTask, DeviceSpec, MultiDeviceTask};
-use safeaware_trainer::guard;
+use safeaware_runtime::device::DeviceSpec;
+use safeaware_runtime::guard;
+use safeaware_runtime::task::{BackendTask, MultiDeviceTask};
 
 /// Runs `task` on the backend that serves `spec`, or fails if this binary lacks that backend
 /// or the device does not answer its probe (a [`probe::DeviceUnavailable`] error).

@@ -14,7 +14,7 @@
 use anyhow::{bail, Result};
 
 use super::probe::DeviceUnavailable;
-use super::DeviceSpec;
+use safeaware_runtime::device::DeviceSpec;
 
 #[cfg(all(feature = "nccl", feature = "cpu"))]
 compile_error!(
@@ -153,7 +153,7 @@ fn nccl_library_missing() -> Option<String> {
 pub struct NcclSync;
 
 #[cfg(feature = "nccl")]
-impl<B> safeaware_trainer::nccl_step::GradientSync<B> for NcclSync
+impl<B> safeaware_runtime::task::GradientSync<B> for NcclSync
 where
     B: burn::tensor::backend::AutodiffBackend
         + burn::tensor::backend::distributed::DistributedBackend,

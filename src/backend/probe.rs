@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::DeviceSpec;
+use safeaware_runtime::device::DeviceSpec;
 
 /// A device that answered its probe.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::inputs::host_inputs;
 use super::{BenchSpec, Mode, ModelSource, ADAM_EPS, BETAS, LR, MAX_GRAD_NORM, WEIGHT_DECAY};
-use crate::backend::BackendTask;
+use safeaware_runtime::task::BackendTask;
 
 /// Linear interpolation between closest ranks (numpy's default), as the torch script.
 pub fn quantile(xs: &[f64], q: f64) -> f64 {

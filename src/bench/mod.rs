@@ -22,14 +22,16 @@ mod source;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Result};
-use safeaware_trainer::guard::guarded;
+use safeaware_runtime::guard::guarded;
 use safeaware_trainer::recipe::Precision;
 use serde_json::Value;
 
-use crate::backend::{require, run_on, BackendTask, DeviceSpec};
+use crate::backend::{require, run_on};
 use measure::Task;
 use report::report;
 pub use report::summary;
+use safeaware_runtime::device::DeviceSpec;
+use safeaware_runtime::task::BackendTask;
 use source::ModelSource;
 
 /// The torch script's optimiser and clipping settings.
@@ -199,7 +201,7 @@ pub fn export(model: &str, seed: u64, out: &Path) -> Result<()> {
 /// build).
 #[cfg(not(feature = "cpu"))]
 pub fn export(_model: &str, _seed: u64, _out: &Path) -> Result<()> {
-    Err(crate::backend::probe::not_built(crate::backend::DeviceSpec::Cpu, "cpu").into())
+    Err(crate::backend::probe::not_built(DeviceSpec::Cpu, "cpu").into())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::measure::{gpu_process_mem_mib, os_threads, peak_rss_mib, quantile, Timings};
 use super::{BenchSpec, Dtype, Mode, PEAK_BF16, PEAK_F32};
 use crate::backend::probe::cpu_name;
-use crate::backend::DeviceSpec;
+use safeaware_runtime::device::DeviceSpec;
 
 pub(super) fn report(spec: &BenchSpec, t: &Timings) -> Value {
     let median = quantile(&t.times, 0.5);

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::backend::DeviceSpec;
 use anyhow::{bail, Result};
+use safeaware_runtime::device::DeviceSpec;
 
 use crate::bench::{self, BenchSpec, Dtype, Mode};
 use crate::output::outln;

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::backend::DeviceSpec;
 use anyhow::{bail, Result};
+use safeaware_runtime::device::DeviceSpec;
 
 use crate::commands::bench::configure_threads;
 use crate::doctor::{self, DoctorOptions, Report};

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::client::ClientArgs;
-use crate::backend::{require, run_on, DeviceSpec};
+use crate::backend::{require, run_on};
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context};
 use safeaware_data::benchmark::Benchmark;
@@ -21,6 +21,7 @@ use safeaware_eval::runner::{RunConfig, RESULTS_FILE, SAMPLES_FILE};
 use safeaware_eval::source::local::LocalSettings;
 use safeaware_eval::source::responses::ResponsesFile;
 use safeaware_eval::source::AnswerSource;
+use safeaware_runtime::device::DeviceSpec;
 
 use crate::output::{out, outln};
 

@@ -9,9 +9,11 @@ use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::safetensors_io::stored_dtype;
 use safeaware_model::{FloatDtype, VisionLanguageModel};
 
-use crate::backend::{run_on, BackendTask, DeviceSpec};
+use crate::backend::run_on;
 use crate::model_folder::{adapter_base, open_model_folder};
 use crate::output::outln;
+use safeaware_runtime::device::DeviceSpec;
+use safeaware_runtime::task::BackendTask;
 
 /// Arguments of `safeaware export`.
 #[derive(clap::Args, Debug)]

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use crate::backend::{require, run_on, DeviceSpec};
+use crate::backend::{require, run_on};
 use crate::serve::ServeTask;
+use safeaware_runtime::device::DeviceSpec;
 
 /// `safeaware serve` flags.
 #[derive(clap::Args)]

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::{require, run_on, run_on_devices, DeviceSpec};
+use crate::backend::{require, run_on, run_on_devices};
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context, Result};
 use safeaware_common::output_dir::OutputDir;
 use safeaware_data::benchmark::Benchmark;
 use safeaware_eval::report::REPORT_MD;
+use safeaware_runtime::device::DeviceSpec;
 use safeaware_trainer::benchmark_guard::evaluation_benchmark;
 use safeaware_trainer::evaluation::EvalPlan;
 use safeaware_trainer::recipe::{load_recipe, Recipe, RESOLVED_RECIPE_FILE};

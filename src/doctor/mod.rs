@@ -8,11 +8,13 @@ mod fixtures;
 use std::path::{Path, PathBuf};
 
 use crate::backend::probe::{self, DeviceUnavailable};
-use crate::backend::{run_on, BackendTask, DeviceSpec};
+use crate::backend::run_on;
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::parity::{fixture_name, run_fixture, ParityOutcome};
-use safeaware_trainer::guard::guarded;
+use safeaware_runtime::device::DeviceSpec;
+use safeaware_runtime::guard::guarded;
+use safeaware_runtime::task::BackendTask;
 use serde::Serialize;
 use serde_json::{json, Value};
 

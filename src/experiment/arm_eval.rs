@@ -17,9 +17,10 @@ use serde::Serialize;
 
 use super::models::Model;
 use super::spec::{Arm, EvalSettings};
-use crate::backend::{run_on, DeviceSpec};
+use crate::backend::run_on;
 use crate::commands::client::ClientArgs;
 use crate::folder_eval::FolderEval;
+use safeaware_runtime::device::DeviceSpec;
 
 /// Marks a finished arm evaluation; holds its [`Settings`].
 pub const FINISHED_FILE: &str = "finished.json";

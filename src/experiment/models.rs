@@ -12,7 +12,8 @@ use safeaware_trainer::train_data::resolve_files;
 use safeaware_trainer::training::TrainJob;
 
 use super::spec::{BenchmarkSource, SourceKind};
-use crate::backend::{require, run_on_devices, DeviceSpec};
+use crate::backend::{require, run_on_devices};
+use safeaware_runtime::device::DeviceSpec;
 
 /// An arm's model, ready to answer.
 #[derive(Debug, Clone, PartialEq)]

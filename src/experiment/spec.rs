@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use safeaware_eval::ablation::ImageAblation;
 use safeaware_eval::decoding::DecodingMode;
 use safeaware_eval::prompt::PromptStrategy;
-use safeaware_trainer::device::DeviceSpec;
+use safeaware_runtime::device::DeviceSpec;
 use safeaware_trainer::recipe::apply_override;
 use serde::Deserialize;
 

@@ -29,9 +29,9 @@ use burn::tensor::backend::AutodiffBackend;
 use safeaware_eval::source::generator::LocalGenerator;
 use tiny_http::Server;
 
-use crate::backend::BackendTask;
 use crate::model_folder::open_model_folder;
 use queue::{Job, Queue};
+use safeaware_runtime::task::BackendTask;
 
 use crate::output::outln;
 

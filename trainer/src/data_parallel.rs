@@ -18,6 +18,7 @@ use anyhow::{anyhow, Result};
 use burn::optim::GradientsAccumulator;
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::{dropout, TrainableModel};
+use safeaware_runtime::guard::panic_message;
 
 use crate::fail_points;
 use crate::step::{
@@ -102,10 +103,7 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| Err(anyhow!(panic_message(&panic))))
-                })
+                .map(|h| h.join().unwrap_or_else(|panic| Err(worker_panic(panic))))
                 .collect()
         });
         let mut accumulator = GradientsAccumulator::<M>::new();
@@ -137,13 +135,9 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
     }
 }
 
-/// The message a panicking worker left.
-pub(crate) fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "the worker panicked".into())
+/// The error of a worker thread that panicked: the message it left.
+pub(crate) fn worker_panic(payload: Box<dyn std::any::Any + Send>) -> anyhow::Error {
+    anyhow!(panic_message(&*payload).unwrap_or_else(|| "the worker panicked".into()))
 }
 
 #[cfg(test)]

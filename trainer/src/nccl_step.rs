@@ -20,29 +20,15 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use safeaware_model::{dropout, TrainableModel};
+use safeaware_runtime::task::GradientSync;
 
-use crate::data_parallel::{panic_message, shard};
+use crate::data_parallel::{shard, worker_panic};
 use crate::step::{
     window_gradients, window_targets, ForwardSettings, StepOutcome, TrainStep, Update,
 };
 use crate::train_data::Example;
-
-/// How a backend sums gradients over devices inside `backward()` (the binary implements it
-/// for CUDA with Burn's `DistributedBackend`; nothing else here depends on NCCL).
-pub trait GradientSync<B: AutodiffBackend>: Send + Sync + 'static {
-    /// Starts the communication between `devices`, before any backward pass.
-    fn start(&self, devices: &[B::Device]) -> Result<()>;
-
-    /// `model` with every trained parameter marked so that backward sums its gradient over
-    /// the devices.
-    fn mark<M: Module<B>>(&self, model: M) -> M;
-
-    /// Ends the communication started on `devices`.
-    fn close(&self, devices: &[B::Device]);
-}
 
 /// Workers in lock step on distinct devices, gradients summed by `S` during backward (one
 /// worker is allowed: a one-rank check of the machinery on a machine with one GPU).
@@ -261,7 +247,7 @@ where
             .name(format!("nccl-worker-{w}"))
             .spawn(move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
-                    .unwrap_or_else(|panic| Err(anyhow!(panic_message(&panic))));
+                    .unwrap_or_else(|panic| Err(worker_panic(panic)));
                 let _ = tx.send((w, result));
             })
             .map_err(|err| anyhow!("starting worker {w}: {err}"))?;
@@ -284,6 +270,7 @@ mod tests {
 
     use burn::backend::flex::FlexDevice;
     use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
     use safeaware_model::{ModelPart, Vlm};
 
     use super::*;

@@ -28,6 +28,12 @@
 //! (plan +3%; without checkpointing +2%). No saving was measurable in the language model at
 //! 256 tokens (vision frozen 3,315 → 3,287 MiB, plan −6%; LoRA 1,738 → 1,767 MiB, plan −2%),
 //! so its activations are planned unchanged.
+//!
+//! Checked against peaks these factors were not fitted to (other batch sizes and sequence
+//! lengths; the test `plans_predict_cpu_peaks_they_were_not_fitted_to` records them): within
+//! 15% (−12% to +8%): low by 10–12% where the language model's activations grow with rows or
+//! tokens in f32 (rows and tokens there cost 20–27% more than planned), high by 8% for
+//! bf16-mixed LoRA at batch 2 × 512 tokens.
 
 use burn::tensor::DType;
 use serde::Serialize;
@@ -249,52 +255,133 @@ mod tests {
         tiles: 1,
     };
 
-    /// The plan against the peaks measured with `safeaware bench train` on the 256M config
-    /// (batch 1, 256 tokens, one tile; MiB), with activation checkpointing and without, f32 and
+    /// The recipe `safeaware bench train` runs with `flags` (`--lora R`: adapters on every
+    /// linear layer of the text model; `--freeze PART`; `--activation-checkpointing`;
+    /// `--dtype bf16-mixed`).
+    fn bench_recipe(flags: &str) -> Recipe {
+        let mut recipe = Recipe::default();
+        let mut words = flags.split_whitespace();
+        while let Some(flag) = words.next() {
+            let mut value = || {
+                words
+                    .next()
+                    .unwrap_or_else(|| panic!("{flag} without a value"))
+            };
+            match flag {
+                "--lora" => {
+                    recipe.lora = Some(LoraSection {
+                        rank: value().parse().unwrap(),
+                        targets: safeaware_model::Family::Idefics3.lora_targets()[2]
+                            .1
+                            .iter()
+                            .map(|t| t.to_string())
+                            .collect(),
+                        ..Default::default()
+                    })
+                }
+                "--freeze" => {
+                    let name = value();
+                    let part = ModelPart::ALL.into_iter().find(|p| p.name() == name);
+                    recipe.train.freeze = vec![part.unwrap_or_else(|| panic!("no part {name}"))];
+                }
+                "--activation-checkpointing" => recipe.train.activation_checkpointing = true,
+                "--dtype" => {
+                    recipe.train.precision = match value() {
+                        "bf16-mixed" => Precision::Bf16Mixed,
+                        other => panic!("no CPU peak measured with --dtype {other}"),
+                    }
+                }
+                other => panic!("unknown bench flag {other}"),
+            }
+        }
+        recipe
+    }
+
+    /// A peak RSS measured with `safeaware bench train` on the 256M config: its flags, rows,
+    /// tokens per row (one tile per row) and MiB.
+    type Peak = (&'static str, usize, usize, f64);
+
+    /// The plan's error against each peak (planned / measured − 1), with a line per peak.
+    fn errors(peaks: &[Peak]) -> Vec<(f64, String)> {
+        let config = smolvlm_256m();
+        peaks
+            .iter()
+            .map(|&(flags, rows, seq, measured_mib)| {
+                let work = Workload {
+                    rows,
+                    seq,
+                    tiles: 1,
+                };
+                let planned = device_memory(&bench_recipe(flags), &config, work).total;
+                let planned_mib = planned as f64 / (1 << 20) as f64;
+                let error = planned_mib / measured_mib - 1.0;
+                let line = format!(
+                    "`{flags}` B {rows} x T {seq}: planned {planned_mib:.0} MiB, \
+                     measured {measured_mib} MiB ({:+.1}%)",
+                    100.0 * error
+                );
+                (error, line)
+            })
+            .collect()
+    }
+
+    /// Asserts every error is within `tolerance`, listing them all otherwise.
+    fn assert_within(peaks: &[Peak], tolerance: f64) {
+        let errors = errors(peaks);
+        let lines: Vec<&str> = errors.iter().map(|(_, l)| l.as_str()).collect();
+        assert!(
+            errors.iter().all(|(e, _)| e.abs() < tolerance),
+            "the plan is off by more than {:.0}%:\n{}",
+            100.0 * tolerance,
+            lines.join("\n")
+        );
+    }
+
+    /// The peaks the plan's factors were fitted to (batch 1, 256 tokens, one tile; README,
+    /// "Precision, LoRA and a memory plan"), with activation checkpointing and without, f32 and
     /// bf16-mixed: within 10% for each.
     #[test]
-    fn plans_match_measured_cpu_peaks() {
-        let config = smolvlm_256m();
-        let full = Recipe::default();
-        let mut frozen = Recipe::default();
-        frozen.train.freeze = vec![ModelPart::Vision];
-        let lora = Recipe {
-            lora: Some(LoraSection {
-                rank: 16,
-                targets: safeaware_model::Family::Idefics3.lora_targets()[2]
-                    .1
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let checkpointed = |r: &Recipe| {
-            let mut r = r.clone();
-            r.train.activation_checkpointing = true;
-            r
-        };
-        let mut mixed = Recipe::default();
-        mixed.train.precision = Precision::Bf16Mixed;
-        let measured = [
-            (checkpointed(&mixed), 5624.5),
-            (mixed, 6558.9),
-            (checkpointed(&full), 4873.0),
-            (checkpointed(&frozen), 3286.6),
-            (checkpointed(&lora), 1766.7),
-            (full, 6528.0),
-            (frozen, 3246.6),
-            (lora, 1728.4),
+    fn plans_match_the_cpu_peaks_they_were_fitted_to() {
+        let fitted: [Peak; 8] = [
+            (
+                "--dtype bf16-mixed --activation-checkpointing",
+                1,
+                256,
+                5624.5,
+            ),
+            ("--dtype bf16-mixed", 1, 256, 6558.9),
+            ("--activation-checkpointing", 1, 256, 4873.0),
+            ("--freeze vision --activation-checkpointing", 1, 256, 3286.6),
+            ("--lora 16 --activation-checkpointing", 1, 256, 1766.7),
+            ("", 1, 256, 6528.0),
+            ("--freeze vision", 1, 256, 3246.6),
+            ("--lora 16", 1, 256, 1728.4),
         ];
-        for (recipe, measured_mib) in measured {
-            let planned = device_memory(&recipe, &config, BENCH).total as f64 / (1 << 20) as f64;
-            let error = planned / measured_mib - 1.0;
-            assert!(
-                error.abs() < 0.10,
-                "planned {planned:.0} MiB, measured {measured_mib}"
-            );
-        }
+        assert_within(&fitted, 0.10);
+    }
+
+    /// Peaks the factors were NOT fitted to: more rows, longer rows, checkpointing and
+    /// bf16-mixed on other shapes. Measured on 2026-12-07 (11:33–12:10 UTC) with
+    /// `SAFEAWARE_FUSED=0 safeaware bench train --model
+    /// model/tests/fixtures/config_only/smolvlm-256m --threads 2 --steps 4 --warmup 1 --json
+    /// --batch B --seq T FLAGS` (`peak_mem_mib`: the process's VmHWM), one process per row, the
+    /// release build of branch `runtime` at fb44be5, on a 2-core AMD EPYC (family 25 model 17,
+    /// Zen 4) KVM guest with 23 GiB, shared with other builds (load 5–9). The fitted LoRA point
+    /// re-measured there gave 1,741.9 MiB (+0.8%).
+    const HELD_OUT: [Peak; 4] = [
+        ("--lora 16", 4, 256, 3749.2),
+        ("--freeze vision", 1, 512, 4460.2),
+        ("--activation-checkpointing", 2, 256, 6098.1),
+        ("--lora 16 --dtype bf16-mixed", 2, 512, 4598.1),
+    ];
+
+    /// The plan predicts the held-out peaks within 15%: −9.8%, −11.8%, −1.0% and +7.5% as
+    /// measured. It errs low where the language model's activations grow in f32 (rows and
+    /// tokens cost 20–27% more than planned, which the runtime allowance hides at the fitted
+    /// batch of one) and high for bf16-mixed there (README, "Precision, LoRA and a memory plan").
+    #[test]
+    fn plans_predict_cpu_peaks_they_were_not_fitted_to() {
+        assert_within(&HELD_OUT, 0.15);
     }
 
     #[test]

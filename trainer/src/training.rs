@@ -14,20 +14,21 @@ use safeaware_model::{ModelPart, TrainableModel, VisionLanguageModel};
 use crate::checkpoint::{prune_checkpoints, write_checkpoint, write_final};
 use crate::data_order::DataOrder;
 use crate::data_parallel::DataParallelStep;
-use crate::device::MultiDeviceTask;
 use crate::evaluation::{self, EvalPlan};
-use crate::guard::guarded;
 use crate::log_window::LogWindow;
 use crate::metrics_log::{MetricsLog, MetricsRecord};
 use crate::model_output::ModelOutput;
-use crate::nccl_step::{GradientSync, NcclStep};
+use crate::nccl_step::NcclStep;
 use crate::progress::Progress;
 use crate::recipe::Recipe;
 use crate::setup::{record_recipe, setup, RunData, RunModel, Setup};
-use crate::step::{AccumulationStep, ForwardSettings, TrainStep, Update};
+use crate::step::{AccumulationStep, ForwardSettings, StepOutcome, TrainStep, Update};
 use crate::tensorboard::TbWriter;
+use crate::train_data::Example;
 use crate::trainer_state::{trainer_state_dir, write_trainer_state, TrainerState, OPTIMIZER_FILE};
 use safeaware_common::fnv::fnv1a64;
+use safeaware_runtime::guard::guarded;
+use safeaware_runtime::task::{GradientSync, MultiDeviceTask};
 
 /// What to train and where.
 #[derive(Debug, Clone)]
@@ -183,19 +184,9 @@ where
         schedule,
         output,
     } = setup;
-    let (recipe, run) = (&job.recipe, &job.run_dir);
-    let t = &recipe.train;
-    let mut metrics = match resumed_from {
-        Some(_) => MetricsLog::resume(run, state.step)?,
-        // A fresh run in its own folder starts the log afresh: lines of an earlier start that
-        // died before its first checkpoint belong to no resumable run.
-        None => MetricsLog::resume(run, 0)?,
-    };
-    let mut tb = TbWriter::create(run)?;
-    let mut progress = Progress::new("train", total_steps, state.step);
-    progress.println(&start_line(job, &data, total_steps));
+    let (run, t) = (&job.run_dir, &job.recipe.train);
+    let mut reports = Reports::open(job, &data, resumed_from.is_some(), &state, total_steps)?;
     let session = (Instant::now(), state.elapsed_s);
-    let mut window = LogWindow::default();
     let mut order = DataOrder::new(t.seed, t.batch_size, t.grad_accum, data.train.len(), &state);
     while state.step < total_steps {
         let step = state.step + 1;
@@ -205,56 +196,26 @@ where
             .map(|batch| batch.into_iter().map(|i| &data.train[i]).collect())
             .collect();
         let factor = schedule.factor(state.step);
-        // Dropout (LoRA's) draws from this thread's generator (workers' from seeds drawn from
-        // it), and anything else random from the backend's: both seeded per step, so a resumed
-        // run draws what an uninterrupted one would.
-        B::seed(device, step_seed(t.seed, step));
-        safeaware_model::dropout::seed(step_seed(t.seed, step));
-        // A panic in the backend (a GPU lost mid-step) ends the run with an error naming the
-        // step; the last checkpoint on disk is complete and resumable.
-        let stepped = guarded(
-            || format!("step {step} on {}", t.worker_names().join(", ")),
-            || {
-                fail::fail_point!(crate::fail_points::TRAIN_STEP);
-                step_fn.step(model, &batches, factor)
-            },
-        )?;
-        let (stepped_model, outcome) = stepped.map_err(|err| {
-            anyhow::anyhow!(
-                "step {step}: {err:#}; stopping (the last good checkpoint is kept in {})",
-                run.display()
-            )
-        })?;
-        model = stepped_model;
+        let (stepped, outcome) =
+            take_step::<B, M, S>(job, step_fn, model, &batches, factor, step, device)?;
+        model = stepped;
         state.step = step;
         state.tokens_seen += outcome.tokens as u64;
         state.images_seen += outcome.images as u64;
         state.elapsed_s = session.1 + session.0.elapsed().as_secs_f64();
-        window.add(&outcome);
-        progress.set(step, &format!("loss {:.4}", outcome.loss));
 
         let stop_here = job.stop_at_step == Some(step);
-        let mut record =
-            (step % t.log_every.max(1) == 0 || step == total_steps || stop_here).then(|| {
-                MetricsRecord {
-                    lr: Some(recipe.optim.lr(ModelPart::Text) * factor),
-                    grad_norm: Some(outcome.grad_norm),
-                    eta_s: progress.eta_s(),
-                    ..window.close()
-                }
-            });
+        let last = step == total_steps || stop_here;
+        let mut record = reports.add_step(job, step, &outcome, factor, last);
         if t.eval_every > 0 && step % t.eval_every == 0 {
             let eval = evaluate_step(&model.valid(), &processor, &data, job, step, device)?;
-            progress.println(&format!("step {step}: {}", eval_line(&eval)));
+            reports
+                .progress
+                .println(&format!("step {step}: {}", eval_line(&eval)));
             record.get_or_insert_with(MetricsRecord::default).eval = eval;
         }
-        if let Some(mut record) = record {
-            record.step = step;
-            record.elapsed_s = state.elapsed_s;
-            metrics.append(&record)?;
-            tb.add_scalars(step, &record.scalars())?;
-            tb.flush()?;
-            progress.println(&record.line());
+        if let Some(record) = record {
+            reports.write(record, step, state.elapsed_s)?;
         }
         if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || stop_here {
             let saved = Saved {
@@ -264,10 +225,14 @@ where
             };
             let path = checkpoint(run, saved, &state, step_fn)?;
             prune_checkpoints(run, t.keep_last)?;
-            progress.println(&format!("step {step}: checkpoint {}", path.display()));
+            reports
+                .progress
+                .println(&format!("step {step}: checkpoint {}", path.display()));
         }
         if stop_here {
-            progress.finish(&format!("stopped at step {step} as asked"));
+            reports
+                .progress
+                .finish(&format!("stopped at step {step} as asked"));
             return Ok(TrainOutcome {
                 step,
                 final_dir: None,
@@ -276,7 +241,7 @@ where
         }
     }
     let final_dir = write_final(run, |dir| output.save(&model, &processor, dir, true))?;
-    progress.finish(&format!(
+    reports.progress.finish(&format!(
         "done: {} steps, final model in {}",
         state.step,
         final_dir.display()
@@ -286,6 +251,112 @@ where
         final_dir: Some(final_dir),
         benchmark: data.benchmark,
     })
+}
+
+/// Step `step` of the run, on the micro-batches `batches` with the learning rate scaled by
+/// `factor`. Dropout (LoRA's) draws from this thread's generator (workers' from seeds drawn
+/// from it), and anything else random from the backend's: both are seeded per step, so a
+/// resumed run draws what an uninterrupted one would. A panic in the backend (a GPU lost
+/// mid-step) ends the run with an error naming the step; the last checkpoint on disk is
+/// complete and resumable.
+fn take_step<B, M, S>(
+    job: &TrainJob,
+    step_fn: &mut S,
+    model: M,
+    batches: &[Vec<&Example>],
+    factor: f64,
+    step: u64,
+    device: &B::Device,
+) -> Result<(M, StepOutcome)>
+where
+    B: AutodiffBackend,
+    M: TrainableModel<B>,
+    S: TrainStep<B, M> + ?Sized,
+{
+    let t = &job.recipe.train;
+    B::seed(device, step_seed(t.seed, step));
+    safeaware_model::dropout::seed(step_seed(t.seed, step));
+    let stepped = guarded(
+        || format!("step {step} on {}", t.worker_names().join(", ")),
+        || {
+            fail::fail_point!(crate::fail_points::TRAIN_STEP);
+            step_fn.step(model, batches, factor)
+        },
+    )?;
+    stepped.map_err(|err| {
+        anyhow::anyhow!(
+            "step {step}: {err:#}; stopping (the last good checkpoint is kept in {})",
+            job.run_dir.display()
+        )
+    })
+}
+
+/// Where a run reports as it goes: `metrics.jsonl`, TensorBoard, the progress line, and the
+/// steps since the last metrics record.
+struct Reports {
+    metrics: MetricsLog,
+    tb: TbWriter,
+    progress: Progress,
+    window: LogWindow,
+}
+
+impl Reports {
+    /// Opens the run's logs at `state.step` and prints the start line. A fresh run in its own
+    /// folder starts the log afresh: lines of an earlier start that died before its first
+    /// checkpoint belong to no resumable run.
+    fn open(
+        job: &TrainJob,
+        data: &RunData,
+        resumed: bool,
+        state: &TrainerState,
+        total_steps: u64,
+    ) -> Result<Self> {
+        let run = &job.run_dir;
+        let metrics = MetricsLog::resume(run, if resumed { state.step } else { 0 })?;
+        let tb = TbWriter::create(run)?;
+        let mut progress = Progress::new("train", total_steps, state.step);
+        progress.println(&start_line(job, data, total_steps));
+        Ok(Reports {
+            metrics,
+            tb,
+            progress,
+            window: LogWindow::default(),
+        })
+    }
+
+    /// Adds step `step` to the window and the progress line; the training fields of a metrics
+    /// record when one is due (every `log_every` steps, and at the `last` step or a pause),
+    /// which closes the window before any evaluation runs so its time is not counted.
+    fn add_step(
+        &mut self,
+        job: &TrainJob,
+        step: u64,
+        outcome: &StepOutcome,
+        factor: f64,
+        last: bool,
+    ) -> Option<MetricsRecord> {
+        self.window.add(outcome);
+        self.progress
+            .set(step, &format!("loss {:.4}", outcome.loss));
+        let due = step.is_multiple_of(job.recipe.train.log_every.max(1)) || last;
+        due.then(|| MetricsRecord {
+            lr: Some(job.recipe.optim.lr(ModelPart::Text) * factor),
+            grad_norm: Some(outcome.grad_norm),
+            eta_s: self.progress.eta_s(),
+            ..self.window.close()
+        })
+    }
+
+    /// Writes `record` as step `step`'s line: metrics.jsonl, TensorBoard and the terminal.
+    fn write(&mut self, mut record: MetricsRecord, step: u64, elapsed_s: f64) -> Result<()> {
+        record.step = step;
+        record.elapsed_s = elapsed_s;
+        self.metrics.append(&record)?;
+        self.tb.add_scalars(step, &record.scalars())?;
+        self.tb.flush()?;
+        self.progress.println(&record.line());
+        Ok(())
+    }
 }
 
 /// The line a run starts with: what it trains on, how long, where.

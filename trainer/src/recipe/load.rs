@@ -167,7 +167,8 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::{Device, ModelPart, TargetStyle};
+    use crate::recipe::{ModelPart, TargetStyle};
+    use safeaware_runtime::device::DeviceSpec;
 
     #[test]
     fn missing_sections_and_keys_take_defaults() {
@@ -220,7 +221,7 @@ mod tests {
             vec![ModelPart::Vision, ModelPart::Connector]
         );
         assert!(r.data.synthetic.enabled);
-        assert_eq!(r.train.device, Device::Cuda(1));
+        assert_eq!(r.train.device, DeviceSpec::Cuda(1));
     }
 
     #[test]

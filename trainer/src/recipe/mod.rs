@@ -24,6 +24,7 @@ pub use validate::ValidationError;
 
 pub use safeaware_data::synth::SynthConfig;
 pub use safeaware_data::traces::TargetStyle;
+use safeaware_runtime::device::{parse_workers, DeviceError, DeviceSpec};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -210,7 +211,7 @@ pub struct TrainSection {
     /// Micro-batches accumulated per optimiser step.
     pub grad_accum: usize,
     /// Where to train: "cpu", "cuda", "cuda:N" or "wgpu".
-    pub device: Device,
+    pub device: DeviceSpec,
     /// Data-parallel workers, one per device, e.g. `["cuda:0", "cuda:1"]` or `["cpu:0",
     /// "cpu:1"]`; when set it replaces `device`. Each global batch is split across them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -251,7 +252,7 @@ impl Default for TrainSection {
             seed: 42,
             batch_size: 8,
             grad_accum: 1,
-            device: Device::Cpu,
+            device: DeviceSpec::Cpu,
             devices: Vec::new(),
             checkpoint_every: 500,
             keep_last: 2,
@@ -268,11 +269,11 @@ impl Default for TrainSection {
 
 impl TrainSection {
     /// The workers: `devices` when set, else the one `device`.
-    pub fn workers(&self) -> anyhow::Result<Vec<Device>> {
+    pub fn workers(&self) -> Result<Vec<DeviceSpec>, DeviceError> {
         if self.devices.is_empty() {
             return Ok(vec![self.device]);
         }
-        crate::device::parse_workers(&self.devices)
+        parse_workers(&self.devices)
     }
 
     /// How the workers are named (`devices`, or `device`), for messages.
@@ -330,24 +331,9 @@ impl Default for EvalSection {
 /// The model parts recipes name (`vision`, `connector`, `text`), decided by the model.
 pub use safeaware_model::ModelPart;
 
-/// Compute device named in a recipe: the same strings as the binary's `--device`.
-pub use crate::device::DeviceSpec as Device;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn device_strings_round_trip() {
-        for s in ["cpu", "cuda:0", "cuda:3", "wgpu"] {
-            let d = Device::try_from(s.to_string()).unwrap();
-            assert_eq!(d.to_string(), s);
-        }
-        assert_eq!(Device::try_from("cuda".to_string()), Ok(Device::Cuda(0)));
-        for bad in ["tpu", "cuda:x", "cuda:", "cpu:1", "wgpu:1"] {
-            assert!(Device::try_from(bad.to_string()).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn total_steps_from_epochs_or_max_steps() {

@@ -79,14 +79,15 @@ pub fn default_run_dir(recipe_path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recipe::{Device, ModelPart, TargetStyle};
+    use crate::recipe::{ModelPart, TargetStyle};
+    use safeaware_runtime::device::DeviceSpec;
 
     #[test]
     fn fingerprint_ignores_cadence_but_not_training() {
         let base = Recipe::default();
         let mut cadence = base.clone();
         cadence.train.log_every = 1;
-        cadence.train.device = Device::Cuda(0);
+        cadence.train.device = DeviceSpec::Cuda(0);
         cadence.eval.max_new_tokens = 3;
         cadence.data.allow_overlap = true;
         cadence.train.activation_checkpointing = true;

@@ -5,6 +5,7 @@
 //! message of any thread; [`install_panic_hook`] keeps those messages off the terminal while
 //! guarded work runs, so the user sees one error instead of a backtrace note.
 
+use std::any::Any;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +37,15 @@ impl fmt::Display for DeviceFailure {
 
 impl std::error::Error for DeviceFailure {}
 
+/// The message of a panic's payload (`panic!` with a literal or a formatted string); `None`
+/// for any other payload.
+pub fn panic_message(payload: &(dyn Any + Send)) -> Option<String> {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+}
+
 /// Makes panics raised while [`guarded`] work runs quiet: their message is kept for the
 /// error instead of printed. Other panics print as before. Call once, at start-up.
 pub fn install_panic_hook() {
@@ -44,12 +54,7 @@ pub fn install_panic_hook() {
         if GUARDED.load(Ordering::SeqCst) == 0 {
             return default(info);
         }
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let message = panic_message(info.payload()).unwrap_or_else(|| "unknown panic".into());
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
         let at = info
@@ -79,13 +84,9 @@ pub fn guarded<T>(
             c.clear();
             first
         });
-        let cause = first.unwrap_or_else(|| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into())
-        });
+        let cause = first
+            .or_else(|| panic_message(&*payload))
+            .unwrap_or_else(|| "unknown panic".into());
         DeviceFailure {
             during: during(),
             cause,
@@ -109,5 +110,15 @@ mod tests {
         );
         assert!(err.to_string().starts_with("step 3 stopped"));
         assert_eq!(guarded(|| unreachable!(), || 7), Ok(7));
+    }
+
+    #[test]
+    fn panic_messages_come_from_str_and_string_payloads_only() {
+        let literal: Box<dyn Any + Send> = Box::new("lost");
+        let formatted: Box<dyn Any + Send> = Box::new(format!("lost {}", 2));
+        let other: Box<dyn Any + Send> = Box::new(42u32);
+        assert_eq!(panic_message(&*literal).as_deref(), Some("lost"));
+        assert_eq!(panic_message(&*formatted).as_deref(), Some("lost 2"));
+        assert_eq!(panic_message(&*other), None);
     }
 }
