@@ -419,4 +419,21 @@ mod tests {
             |rows| device_memory(&Recipe::default(), &config, Workload { rows, ..BENCH }).unwrap();
         assert!(total(rows).total <= memory && total(rows + 1).total > memory);
     }
+
+    #[test]
+    fn a_workload_past_64_bits_is_an_error_naming_the_length_never_a_wrapped_number() {
+        let config = smolvlm_256m();
+        let huge = Workload {
+            seq: 1_000_000_000,
+            ..BENCH
+        };
+        let err = device_memory(&Recipe::default(), &config, huge).unwrap_err();
+        assert_eq!(err.what, "the activations");
+        let msg = err.to_string();
+        assert!(msg.contains("data.max_length = 1000000000"), "{msg}");
+        assert!(plan(&Recipe::default(), &config, huge, Some(80 << 30)).is_err());
+        // Within 64 bits, more tokens are always more memory (nothing saturates or wraps).
+        let long = |seq| device_memory(&Recipe::default(), &config, Workload { seq, ..BENCH });
+        assert!(long(100_000).unwrap().total > long(10_000).unwrap().total);
+    }
 }

@@ -227,3 +227,32 @@ fn read_ids(path: &Path) -> Result<HashSet<String>, EvalError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_distill_did_not_write_is_refused_or_emptied_with_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, rejected) = (dir.path().join("t.jsonl"), dir.path().join("r.jsonl"));
+        let own = "{\"id\": \"a\", \"teacher\": \"m\"}\n{\"id\": 2, \"teacher\": \"m\"}\n{\"id\"";
+        std::fs::write(&out, own).unwrap();
+        // Its own file (a cut-off last line included) is resumed.
+        let opened = Outputs::open(&out, &rejected, false, false).unwrap();
+        assert_eq!((opened.kept.len(), opened.cut.len()), (2, 1));
+        drop(opened);
+        std::fs::write(&out, "{\"id\": \"a\", \"verdict\": \"safe\"}\n").unwrap();
+        let err = Outputs::open(&out, &rejected, false, false)
+            .err()
+            .expect("a file distill did not write is refused")
+            .to_string();
+        assert!(
+            err.contains("t.jsonl already exists and is not distill's output (line 1"),
+            "{err}"
+        );
+        assert!(!rejected.exists() && !dir.path().join(".t.jsonl.lock").exists());
+        Outputs::open(&out, &rejected, false, true).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"");
+    }
+}
