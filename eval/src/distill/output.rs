@@ -242,7 +242,17 @@ mod tests {
         let opened = Outputs::open(&out, &rejected, false, false).unwrap();
         assert_eq!((opened.kept.len(), opened.cut.len()), (2, 1));
         drop(opened);
-        std::fs::write(&out, "{\"id\": \"a\", \"verdict\": \"safe\"}\n").unwrap();
+        let foreign = "{\"id\": \"a\", \"verdict\": \"safe\"}\n";
+        std::fs::write(&out, foreign).unwrap();
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
         let err = Outputs::open(&out, &rejected, false, false)
             .err()
             .expect("a file distill did not write is refused")
@@ -251,7 +261,8 @@ mod tests {
             err.contains("t.jsonl already exists and is not distill's output (line 1"),
             "{err}"
         );
-        assert!(!rejected.exists() && !dir.path().join(".t.jsonl.lock").exists());
+        assert_eq!(listing(), before);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), foreign);
         Outputs::open(&out, &rejected, false, true).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"");
     }
