@@ -1,6 +1,8 @@
 //! `safeaware data import jsonl` then `safeaware data distill` against a scripted teacher on
 //! 127.0.0.1: the process is killed in the middle of the run, and a rerun finishes it with every
-//! pair written once, each trace with its gold verdict.
+//! pair written once, each trace with its gold verdict; a second distillation on the same
+//! `--out` fails at once naming the first's pid; a teacher that fails every call (HTTP 500, an
+//! answer that is not JSON) makes the command exit non-zero with the cause.
 
 mod common;
 #[path = "../eval/tests/common/server.rs"]
@@ -39,7 +41,12 @@ fn table(dir: &Path) -> std::path::PathBuf {
 
 /// Answers every pair rightly (even numbers safe), slowly enough to be killed mid-run.
 fn teacher() -> Server {
-    Server::start(|_, body| {
+    teacher_with_delay(Duration::from_millis(150))
+}
+
+/// [`teacher`] taking `delay` per answer.
+fn teacher_with_delay(delay: Duration) -> Server {
+    Server::start(move |_, body| {
         let text = body["messages"][0]["content"][1]["text"]
             .as_str()
             .unwrap_or("");
@@ -50,7 +57,7 @@ fn teacher() -> Server {
             .unwrap_or(1);
         let verdict = if n.is_multiple_of(2) { "Yes" } else { "No" };
         Reply {
-            delay: Duration::from_millis(150),
+            delay,
             ..Reply::ok(&format!(
                 "<description>a tile</description><reasoning>question {n}</reasoning><verdict>{verdict}</verdict>"
             ))
@@ -89,15 +96,14 @@ fn lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn a_killed_distillation_resumes_without_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let pairs = dir.path().join("pairs.jsonl");
+/// Imports the table of [`table`] into `<dir>/pairs.jsonl`.
+fn import_pairs(dir: &Path) -> std::path::PathBuf {
+    let pairs = dir.join("pairs.jsonl");
     let o = safeaware(&[
         "data",
         "import",
         "jsonl",
-        table(dir.path()).to_str().unwrap(),
+        table(dir).to_str().unwrap(),
         "--out",
         pairs.to_str().unwrap(),
     ]);
@@ -107,6 +113,13 @@ fn a_killed_distillation_resumes_without_duplicates() {
         "{}",
         text(&o)
     );
+    pairs
+}
+
+#[test]
+fn a_killed_distillation_resumes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = import_pairs(dir.path());
 
     let server = teacher();
     let out = dir.path().join("distilled/traces.jsonl");
@@ -164,4 +177,93 @@ fn a_killed_distillation_resumes_without_duplicates() {
     assert!(server.count() <= PAIRS + 2, "{} requests", server.count());
     let validate = safeaware(&["data", "validate", out.to_str().unwrap()]);
     assert!(validate.status.success(), "{}", text(&validate));
+}
+
+#[test]
+fn a_second_distillation_on_the_same_out_fails_at_once_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = import_pairs(dir.path());
+    let server = teacher_with_delay(Duration::from_millis(400));
+    let out = dir.path().join("traces.jsonl");
+    let args = distill_args(
+        pairs.to_str().unwrap(),
+        &server.base_url,
+        out.to_str().unwrap(),
+    );
+    let mut first = Command::new(env!("CARGO_BIN_EXE_safeaware"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while lines(&out).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = safeaware(&args);
+    let still_running = first.try_wait().unwrap().is_none();
+    let finished = first.wait().unwrap();
+    assert!(
+        still_running,
+        "the first distillation ended too soon to test the lock"
+    );
+    assert!(finished.success());
+    let t = text(&second);
+    assert_eq!(second.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!(
+            "is in use by another safeaware process (pid {})",
+            first.id()
+        )),
+        "{t}"
+    );
+    // Every pair once: the second process wrote nothing.
+    let kept = lines(&out);
+    assert_eq!(kept.len(), PAIRS);
+    let ids: std::collections::HashSet<&str> =
+        kept.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), PAIRS);
+}
+
+#[test]
+fn a_teacher_that_fails_every_call_makes_distill_exit_non_zero_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = import_pairs(dir.path());
+    let failing = [
+        (Server::start(|_, _| Reply::status(500)), "HTTP 500"),
+        (
+            Server::start(|_, _| Reply {
+                body: "not json".into(),
+                ..Reply::ok("")
+            }),
+            "endpoint",
+        ),
+    ];
+    for (i, (server, cause)) in failing.iter().enumerate() {
+        let out = dir.path().join(format!("traces-{i}.jsonl"));
+        let mut args = distill_args(
+            pairs.to_str().unwrap(),
+            &server.base_url,
+            out.to_str().unwrap(),
+        );
+        args.extend(["--retries", "0"]);
+        let o = safeaware(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains(&format!(
+                "nothing was answered by the teacher ({PAIRS} pair(s) asked)"
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!("{PAIRS} pair(s): ")) && t.contains(cause),
+            "{t}"
+        );
+        assert!(lines(&out).is_empty());
+        // A budget never excuses a run where the teacher answered nothing.
+        let again = safeaware(&[&args[..], &["--max-error-rate", "1"]].concat());
+        assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    }
 }

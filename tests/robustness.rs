@@ -6,6 +6,10 @@
 //! - `kill.rs`: `kill -9` at seeded points of training and evaluation, then resume, and the
 //!   results are byte-identical to an uninterrupted run; a resume that falls back past a
 //!   truncated checkpoint; the lock against a second live process.
+//! - `outputs.rs`: the commands added since (`data import`, `data distill`, `export`,
+//!   `experiment run`, `plan`, `eval compare`, `doctor`): no output replaced unasked or equal to
+//!   an input, import paths confined, a second process on an output refused naming the first's
+//!   pid, and runs whose items all failed exiting non-zero with their causes.
 //! - `parsers.rs`: arbitrary bytes fed to every parser (recipe TOML, trace JSONL, prompt.txt,
 //!   responses, config.json, safetensors header, tokenizer and chat template files): no panic.
 //! - `model_limits.rs`: lengths beyond the model's context (`train`, `recipe validate`, an
@@ -26,7 +30,11 @@ mod fixtures;
 mod kill;
 #[path = "robustness/model_limits.rs"]
 mod model_limits;
+#[path = "robustness/outputs.rs"]
+mod outputs;
 #[path = "robustness/parsers.rs"]
 mod parsers;
 #[path = "robustness/serve_limits.rs"]
 mod serve_limits;
+#[path = "../eval/tests/common/server.rs"]
+mod stub_server;

@@ -4,7 +4,9 @@
 //! - [`fnv`]: the stable FNV-1a 64 hash of fingerprints, cache keys and parameter ids.
 //! - [`fsio`]: crash-safe writes of files and folders (temporary sibling, fsync, rename).
 //! - [`labels`]: [`labels::IGNORE_INDEX`], the label of positions without a target.
-//! - [`output_dir`]: output folders one process owns (lock with the holder's pid, marker file).
+//! - [`output_dir`]: output folders one process owns (lock with the holder's pid, marker file),
+//!   and the refusal of an output that is an input.
+//! - [`output_file`]: output files: no silent replacement, a lock for a file appended to.
 //! - [`progress`]: progress of long jobs, a bar on a terminal and plain lines otherwise.
 
 #![forbid(unsafe_code)]
@@ -13,4 +15,5 @@ pub mod fnv;
 pub mod fsio;
 pub mod labels;
 pub mod output_dir;
+pub mod output_file;
 pub mod progress;

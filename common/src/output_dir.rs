@@ -11,6 +11,8 @@
 //!   the marker and lock in it, so a refused or failed start leaves no empty folders behind.
 //!
 //! [`OutputDir::lock`] only locks (resuming a run in a folder that must already exist).
+//! [`refuse_input`] refuses an output that is one of the command's inputs, whatever
+//! `--overwrite` says. Output files (rather than folders) are in [`crate::output_file`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -26,16 +28,33 @@ pub const LOCK_FILE: &str = ".safeaware.lock";
 pub enum OutputDirError {
     /// Another process holds the folder's lock.
     #[error(
-        "{dir} is in use by another safeaware process (pid {holder}); wait for it to finish \
+        "{path} is in use by another safeaware process (pid {holder}); wait for it to finish \
          or stop it, then try again"
     )]
-    Locked { dir: PathBuf, holder: String },
+    Locked { path: PathBuf, holder: String },
     /// The folder holds files safeaware did not write.
     #[error(
         "{dir} is not empty and was not made by safeaware (no {MARKER_FILE} in it); \
          choose another folder, or pass --overwrite to write into it anyway"
     )]
     Foreign { dir: PathBuf },
+    /// An output file exists and may not be replaced without `--overwrite`; `detail` says more
+    /// (e.g. why it is not the command's own).
+    #[error(
+        "{path} already exists{detail}; choose another file, or pass --overwrite to replace it"
+    )]
+    FileExists { path: PathBuf, detail: String },
+    /// An output is one of the command's inputs.
+    #[error(
+        "{out_flag} {out} is the same as {in_flag} {input}: an output may never replace an \
+         input (not even with --overwrite); choose another {out_flag}"
+    )]
+    IsInput {
+        out_flag: String,
+        out: PathBuf,
+        in_flag: String,
+        input: PathBuf,
+    },
     /// The folder or its lock file could not be created, opened or written.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -112,35 +131,92 @@ impl Drop for OutputDir {
 
 /// Opens (creating) and locks `<dir>/.safeaware.lock`, then records this process's pid in it.
 fn lock_file(dir: &Path) -> Result<File, OutputDirError> {
-    let path = dir.join(LOCK_FILE);
+    lock_at(&dir.join(LOCK_FILE), dir)
+}
+
+/// Opens (creating) and locks the lock file `path` guarding `subject` (a folder or a file), then
+/// records this process's pid in it; a lock another process holds is [`OutputDirError::Locked`]
+/// naming `subject` and that process's pid.
+pub(crate) fn lock_at(path: &Path, subject: &Path) -> Result<File, OutputDirError> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(io_at(&path))?;
+        .open(path)
+        .map_err(io_at(path))?;
     match file.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
-            let holder = fs::read_to_string(&path)
+            let holder = fs::read_to_string(path)
                 .ok()
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty())
                 .unwrap_or_else(|| "unknown".to_string());
             return Err(OutputDirError::Locked {
-                dir: dir.to_path_buf(),
+                path: subject.to_path_buf(),
                 holder,
             });
         }
-        Err(fs::TryLockError::Error(e)) => return Err(io_at(&path)(e)),
+        Err(fs::TryLockError::Error(e)) => return Err(io_at(path)(e)),
     }
     let pid = format!("{}\n", std::process::id());
     file.set_len(0)
         .and_then(|()| file.write_all(pid.as_bytes()))
         .and_then(|()| file.flush())
-        .map_err(io_at(&path))?;
+        .map_err(io_at(path))?;
     Ok(file)
+}
+
+/// Refuses `out` (given as `out_flag`) when it is one of `inputs` (each with its flag): the same
+/// file or folder however it is named (`./a`, a symbolic link, a hard link).
+pub fn refuse_input(
+    out_flag: &str,
+    out: &Path,
+    inputs: &[(&str, &Path)],
+) -> Result<(), OutputDirError> {
+    match inputs.iter().find(|(_, input)| same_path(out, input)) {
+        Some((in_flag, input)) => Err(OutputDirError::IsInput {
+            out_flag: out_flag.to_string(),
+            out: out.to_path_buf(),
+            in_flag: in_flag.to_string(),
+            input: input.to_path_buf(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether `a` and `b` name the same file or folder (one of them may not exist yet).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (fs::metadata(a), fs::metadata(b)) {
+            return (x.dev(), x.ino()) == (y.dev(), y.ino());
+        }
+    }
+    resolved(a) == resolved(b)
+}
+
+/// `path` made absolute with symbolic links resolved as far as it exists, and `.` and `..`
+/// folded in the part that does not exist yet.
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    if let Ok(p) = fs::canonicalize(path) {
+        return p;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut components = absolute.components();
+    match components.next_back() {
+        Some(Component::Normal(name)) => resolved(components.as_path()).join(name),
+        Some(Component::CurDir) => resolved(components.as_path()),
+        Some(Component::ParentDir) => {
+            let mut parent = resolved(components.as_path());
+            parent.pop();
+            parent
+        }
+        _ => absolute,
+    }
 }
 
 /// Whether `dir` exists, holds something besides a lock file, and has no marker.
@@ -230,5 +306,28 @@ mod tests {
         fs::create_dir(tmp.path().join("empty")).unwrap();
         drop(OutputDir::claim(&tmp.path().join("empty"), "eval", false).unwrap());
         assert!(tmp.path().join("empty").is_dir());
+    }
+
+    #[test]
+    fn an_output_that_is_an_input_is_refused_however_it_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("pairs.jsonl");
+        fs::write(&input, b"{}").unwrap();
+        let sub = tmp.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let dotted = sub.join("../pairs.jsonl");
+        let err = refuse_input("--out", &dotted, &[("--pairs", &input)]).unwrap_err();
+        assert!(matches!(err, OutputDirError::IsInput { .. }), "{err}");
+        assert!(err.to_string().contains("--pairs"), "{err}");
+        let linked = tmp.path().join("linked.jsonl");
+        fs::hard_link(&input, &linked).unwrap();
+        assert!(refuse_input("--out", &linked, &[("--pairs", &input)]).is_err());
+        // Another file, existing or not, is fine.
+        let other = sub.join("new/pairs.jsonl");
+        refuse_input("--out", &other, &[("--pairs", &input)]).unwrap();
+        refuse_input("--out", &sub, &[("--pairs", &input)]).unwrap();
+        // Neither exists yet: `..` is folded all the same.
+        let (a, b) = (sub.join("new/t.jsonl"), sub.join("new/../new/./t.jsonl"));
+        assert!(same_path(&a, &b) && !same_path(&a, &sub.join("t.jsonl")));
     }
 }

@@ -21,16 +21,22 @@ pub fn read_text(path: &Path) -> std::io::Result<String> {
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(text.to_string()),
         Err(e) => {
-            let line = 1 + bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
+            let line = line_at(bytes, e.valid_up_to());
             Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("line {line} is not valid UTF-8"),
             ))
         }
     }
+}
+
+/// The 1-based line of byte `offset` in `bytes` (lines end with `\n`, so a CRLF file counts as
+/// an editor does).
+pub fn line_at(bytes: &[u8], offset: usize) -> usize {
+    1 + bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 /// `Ok` for an absolute path or a relative one that stays inside the folder it is relative
@@ -138,8 +144,9 @@ pub fn relative_path(path: &Path, dir: &Path) -> String {
     downs.collect::<Vec<_>>().join("/")
 }
 
-/// Removes `.` and folds `name/..` without touching the file system.
-fn normalise(path: &Path) -> PathBuf {
+/// Removes `.` and folds `name/..` without touching the file system (a leading `..` of a
+/// relative path is dropped: only for comparing paths, never for opening one).
+pub fn normalise(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in path.components() {

@@ -3,7 +3,7 @@
 //! benchmark guard (`data overlap`) reads them as it reads traces.
 //!
 //! JSON Lines, one object per line: `id` (string or number), `image` (relative to the file's
-//! folder, or absolute), `prompt`, `verdict` (`safe` | `unsafe`), optional `subset`
+//! folder and inside it, or absolute), `prompt`, `verdict` (`safe` | `unsafe`), optional `subset`
 //! (`typical` | `attack` | `over_safety`) and `scenario`. Unknown fields are ignored. Ids are
 //! unique. A line is a pair when it has a `verdict` but neither `description` nor `reasoning`
 //! (nor the `messages`/`conversations` of a ShareGPT line): see [`is_pair`].
@@ -88,6 +88,7 @@ pub fn parse_pair(json: &str) -> Result<LabelledPair, String> {
     let raw: RawPair = serde_json::from_str(json).map_err(|e| format!("bad pair: {e}"))?;
     let id = raw.id.into_string();
     require_text(&id, &[("image", &raw.image), ("prompt", &raw.prompt)])?;
+    fileio::check_inside(Path::new(&raw.image)).map_err(|e| format!("id {id}: `image`: {e}"))?;
     let (verdict, subset) = parse_labels(&id, &raw.verdict, raw.subset)?;
     Ok(LabelledPair {
         id,

@@ -189,3 +189,59 @@ fn table_errors_name_the_file_and_line() {
     ));
     assert!(!out.exists());
 }
+
+#[test]
+fn crlf_tables_count_lines_as_an_editor_does() {
+    let dir = tempfile::tempdir().unwrap();
+    png(dir.path(), "a.png");
+    let file = dir.path().join("t.csv");
+    let out = dir.path().join("p.jsonl");
+    let text = "image,prompt,label\r\na.png,\"two\r\nlines\",safe\r\n\r\na.png,p,unsafe\r\n";
+    std::fs::write(&file, text).unwrap();
+    table::import(&file, TableFormat::Csv, dir.path(), &out).unwrap();
+    let ids: Vec<String> = read_pairs(&out)
+        .unwrap()
+        .pairs
+        .into_iter()
+        .map(|(_, p)| p.id)
+        .collect();
+    assert_eq!(ids, ["t-2", "t-5"]);
+    std::fs::write(&file, text.replace("unsafe", "maybe")).unwrap();
+    let err = table::import(&file, TableFormat::Csv, dir.path(), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("t.csv:5: id t-5: `label` is `maybe`"), "{err}");
+}
+
+#[test]
+fn image_paths_stay_inside_their_folder_and_absolute_ones_stay_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = png(dir.path(), "outside.png");
+    png(dir.path(), "images/sub/a.png");
+    let images = dir.path().join("images");
+    let file = dir.path().join("t.jsonl");
+    let out = dir.path().join("images/pairs.jsonl");
+    let row = |image: &str| {
+        format!("{{\"image\": \"{image}\", \"prompt\": \"q\", \"label\": \"safe\"}}\n")
+    };
+    // `sub/../../outside.png` names a file that exists, but leaves the images folder.
+    std::fs::write(&file, row("sub/a.png") + &row("sub/../../outside.png")).unwrap();
+    let err = table::import(&file, TableFormat::Jsonl, &images, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("t.jsonl:2") && err.contains("leaves the data folder"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    std::fs::write(&file, row("sub/a.png") + &row(outside.to_str().unwrap())).unwrap();
+    table::import(&file, TableFormat::Jsonl, &images, &out).unwrap();
+    let written: Vec<PathBuf> = read_pairs(&out)
+        .unwrap()
+        .pairs
+        .into_iter()
+        .map(|(_, p)| p.image)
+        .collect();
+    // Relative to the output's folder; the absolute one as the source gave it.
+    assert_eq!(written, [PathBuf::from("sub/a.png"), outside]);
+}

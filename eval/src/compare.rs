@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use safeaware_data::benchmark::Subset;
+use safeaware_data::benchmark::{BenchmarkSpec, Subset};
+use safeaware_data::fileio::normalise;
 
 use crate::report::table::Table;
 use crate::report::{decoding_summary, parser_title, pct, source_summary};
@@ -55,24 +56,47 @@ impl Run {
     }
 }
 
-/// Refuses runs that cannot be compared: every run must share scored items with the first
-/// (runs of different benchmarks share none, and their deltas would mean nothing).
-pub fn check_comparable(runs: &[Run]) -> Result<(), EvalError> {
+/// Refuses runs that cannot be compared: every run must be of the first run's benchmark (by
+/// the spec recorded in results.json, unless `allow_different`) and share scored items with
+/// it (runs of different benchmarks may share ids by chance, and their deltas would mean
+/// nothing).
+pub fn check_comparable(runs: &[Run], allow_different: bool) -> Result<(), EvalError> {
     let Some((first, rest)) = runs.split_first() else {
         return Ok(());
     };
     for run in rest {
-        if !run.samples.keys().any(|id| first.samples.contains_key(id)) {
+        let (a, b) = (&first.results.benchmark.spec, &run.results.benchmark.spec);
+        if !allow_different && !same_benchmark(a, b) {
             return Err(EvalError::Config(format!(
-                "{} and {} share no scored item (benchmarks {} and {}): nothing to compare",
+                "{} and {} are runs of different benchmarks ({a} and {b}); pass \
+                 --allow-different to pair their items by id anyway",
                 first.path.display(),
                 run.path.display(),
-                first.results.benchmark.spec,
-                run.results.benchmark.spec
+            )));
+        }
+        if !run.samples.keys().any(|id| first.samples.contains_key(id)) {
+            return Err(EvalError::Config(format!(
+                "{} and {} share no scored item (benchmarks {a} and {b}): nothing to compare",
+                first.path.display(),
+                run.path.display(),
             )));
         }
     }
     Ok(())
+}
+
+/// Whether two benchmark specs name the same benchmark: the same kind (`mmsafeaware:`,
+/// `jsonl:`, or what a bare path is) and the same path, `./`, `a/..` and trailing slashes aside.
+/// A spec that no longer parses (a bare path since removed) is compared as written.
+fn same_benchmark(a: &str, b: &str) -> bool {
+    let key = |spec: &str| -> (u8, PathBuf) {
+        match BenchmarkSpec::parse(spec.trim()) {
+            Ok(BenchmarkSpec::MmSafeAware(dir)) => (1, normalise(&dir)),
+            Ok(BenchmarkSpec::Jsonl(file)) => (2, normalise(&file)),
+            Err(_) => (0, PathBuf::from(spec.trim())),
+        }
+    };
+    key(a) == key(b)
 }
 
 /// The outcome of a paired McNemar test.
@@ -261,5 +285,22 @@ mod tests {
         // Large counts stay finite and tiny.
         let p = mcnemar_exact_p(100, 400);
         assert!(p > 0.0 && p < 1e-30);
+    }
+
+    #[test]
+    fn benchmarks_are_the_same_by_kind_and_path_however_written() {
+        assert!(same_benchmark(
+            "jsonl:world/b.jsonl",
+            "jsonl:./world/b.jsonl"
+        ));
+        assert!(same_benchmark("mmsafeaware:data/", "mmsafeaware:data/x/.."));
+        assert!(!same_benchmark(
+            "jsonl:world/b.jsonl",
+            "jsonl:world/copy.jsonl"
+        ));
+        assert!(!same_benchmark("jsonl:data", "mmsafeaware:data"));
+        // A bare path that no longer exists is compared as written.
+        assert!(same_benchmark("gone/b.jsonl", "gone/b.jsonl"));
+        assert!(!same_benchmark("gone/b.jsonl", "gone/c.jsonl"));
     }
 }

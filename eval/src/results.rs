@@ -14,6 +14,7 @@ use crate::ablation::ImageReliance;
 use crate::decoding::DecodingSettings;
 use crate::disagreement::ParserDisagreement;
 use crate::metrics::{compute, Metrics, ParserMetrics, ScenarioMetrics};
+use crate::outcome::{count_causes, Tally};
 use crate::prompt::PromptInfo;
 use crate::samples::{SampleRecord, Status};
 use crate::source::SourceInfo;
@@ -148,13 +149,25 @@ impl Results {
     /// The failed items counted by cause (the error without the item's own file or line),
     /// most frequent first.
     pub fn failure_causes(&self) -> Vec<(String, usize)> {
-        let mut by_cause: BTreeMap<String, usize> = BTreeMap::new();
-        for e in &self.errors {
-            *by_cause.entry(cause_of(&e.error)).or_default() += 1;
+        count_causes(self.errors.iter().map(|e| e.error.as_str()))
+    }
+
+    /// How the items that can be asked ended, for [`crate::outcome::ErrorBudget::judge`]:
+    /// scored, failed (by cause), and without a response.
+    pub fn tally(&self) -> Tally<'static> {
+        let c = &self.counts;
+        let mut causes = self.failure_causes();
+        if c.missing_response > 0 {
+            causes.push(("no response".to_string(), c.missing_response));
         }
-        let mut causes: Vec<(String, usize)> = by_cause.into_iter().collect();
-        causes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        causes
+        Tally {
+            asked: c.items - c.skipped,
+            succeeded: c.scored,
+            failed: c.errors,
+            causes,
+            noun: "item",
+            verb: "scored",
+        }
     }
 
     /// The metrics of `parser`.
@@ -179,48 +192,5 @@ impl Results {
         let mut text = serde_json::to_string_pretty(self).expect("results always serialise");
         text.push('\n');
         write_atomic(path, text.as_bytes()).map_err(EvalError::io(path))
-    }
-}
-/// An item's error with what names the item (an image path, a responses-file line) left out,
-/// so that items failing the same way are counted together.
-fn cause_of(error: &str) -> String {
-    if let Some((head, _)) = error.split_once(": ") {
-        // The prompt's own length is left out: items too long for the context count together.
-        if head.starts_with("prompt too long") {
-            return head.to_string();
-        }
-    }
-    for (prefix, label) in [
-        ("image ", "image"),
-        ("responses file line ", "responses file"),
-    ] {
-        if let Some((head, reason)) = error.split_once(": ") {
-            if head.starts_with(prefix) {
-                return format!("{label}: {reason}");
-            }
-        }
-    }
-    error.to_string()
-}
-
-#[cfg(test)]
-mod cause_tests {
-    use super::cause_of;
-
-    #[test]
-    fn causes_leave_out_what_names_the_item() {
-        assert_eq!(cause_of("image /d/7.jpg: truncated"), "image: truncated");
-        assert_eq!(
-            cause_of("responses file line 3: invalid JSON"),
-            "responses file: invalid JSON"
-        );
-        assert_eq!(
-            cause_of("prompt too long for the model's context of 2048 tokens (max_position_embeddings): the prompt is 4000 tokens"),
-            "prompt too long for the model's context of 2048 tokens (max_position_embeddings)"
-        );
-        assert_eq!(
-            cause_of("endpoint: HTTP 500 (after 4 attempt(s))"),
-            "endpoint: HTTP 500 (after 4 attempt(s))"
-        );
     }
 }

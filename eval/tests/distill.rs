@@ -113,6 +113,7 @@ fn config(dir: &Path) -> DistillConfig {
         seed: Some(10),
         teacher: "teacher-model".into(),
         retry_rejected: false,
+        overwrite: false,
         progress: ProgressMode::Quiet,
     }
 }

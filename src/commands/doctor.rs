@@ -32,6 +32,14 @@ pub struct DoctorArgs {
 
 /// Runs `safeaware doctor`.
 pub fn run(args: DoctorArgs) -> Result<()> {
+    // A usage error, found before any check runs (a negative tolerance would fail every
+    // parity check and blame the machine).
+    if !(args.tolerance > 0.0 && args.tolerance.is_finite()) {
+        bail!(
+            "--tolerance must be a positive number (the largest |Δlogit| allowed), got {}",
+            args.tolerance
+        );
+    }
     let threads = configure_threads(None)?;
     let options = DoctorOptions {
         device: args.device.unwrap_or_else(default_device),

@@ -3,16 +3,19 @@
 //! `safeaware eval compare` runs side by side. The work is in `safeaware-eval` (and
 //! [`crate::folder_eval`] for a local model); this file turns flags into its settings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::client::ClientArgs;
+use super::error_budget::{self, ErrorBudgetArgs};
 use crate::backend::{require, run_on};
 use crate::folder_eval::FolderEval;
 use anyhow::{bail, Context};
+use safeaware_common::output_dir::refuse_input;
 use safeaware_data::benchmark::Benchmark;
 use safeaware_eval::ablation::{self, ImageAblation};
 use safeaware_eval::compare::{self, Run};
 use safeaware_eval::decoding::{DecodingMode, DecodingSettings, VcdParams};
+use safeaware_eval::outcome::ErrorBudget;
 use safeaware_eval::progress::ProgressMode;
 use safeaware_eval::prompt::PromptStrategy;
 use safeaware_eval::report::{self, REPORT_HTML, REPORT_MD};
@@ -52,6 +55,10 @@ pub struct CompareArgs {
     /// Also write the comparison (Markdown) to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Compare runs of different benchmarks (by the benchmark each results.json records),
+    /// pairing their items by id.
+    #[arg(long)]
+    pub allow_different: bool,
 }
 
 /// Flags of an evaluation run.
@@ -70,10 +77,8 @@ pub struct RunArgs {
     /// replaced).
     #[arg(long)]
     pub overwrite: bool,
-    /// Largest share of failed items (0..1) that still exits with status 0; the default 0
-    /// makes any failed item an error. A run that scored nothing always fails.
-    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
-    pub max_error_rate: f64,
+    #[command(flatten)]
+    pub errors: ErrorBudgetArgs,
 
     /// Score a recorded responses file (JSONL with `id` and `response`).
     #[arg(long, group = "source")]
@@ -160,12 +165,31 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.out {
+        // Each run's results.json and the samples.jsonl beside it are read.
+        let samples: Vec<PathBuf> = args
+            .results
+            .iter()
+            .map(|p| p.parent().unwrap_or(Path::new(".")).join(SAMPLES_FILE))
+            .collect();
+        let inputs: Vec<(&str, &Path)> = args
+            .results
+            .iter()
+            .map(|p| ("the run", p.as_path()))
+            .chain(
+                samples
+                    .iter()
+                    .map(|p| ("the samples of a run", p.as_path())),
+            )
+            .collect();
+        refuse_input("--out", out, &inputs)?;
+    }
     let runs = args
         .results
         .iter()
         .map(|p| Run::load(p).with_context(|| format!("loading run {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    compare::check_comparable(&runs)?;
+    compare::check_comparable(&runs, args.allow_different)?;
     let text = compare::render(&runs);
     out!("{text}")?;
     if let Some(out) = args.out {
@@ -199,9 +223,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
         },
     };
     decoding.validate()?;
-    if !(0.0..=1.0).contains(&a.max_error_rate) {
-        bail!("--max-error-rate must be a share between 0 and 1");
-    }
+    let budget = a.errors.budget()?;
     let prompt = PromptStrategy::parse(&a.prompt)?;
     let mut benchmark = Benchmark::open(spec, a.annotations.as_deref())
         .with_context(|| format!("loading benchmark {spec}"))?;
@@ -231,7 +253,7 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
             ablation: a.image_ablation,
         };
         let results = run_on(a.device, task)?;
-        return finish(&results, &out, a.max_error_rate);
+        return finish(&results, &out, budget);
     }
     let source: Box<dyn AnswerSource> = match (&a.responses, &a.endpoint) {
         (Some(path), None) => {
@@ -253,12 +275,12 @@ fn run_eval(a: RunArgs) -> anyhow::Result<()> {
         ),
     };
     let results = ablation::run(&benchmark, source.as_ref(), &config, a.image_ablation)?;
-    finish(&results, &out, a.max_error_rate)
+    finish(&results, &out, budget)
 }
 
-/// Prints the summary and where the files are; fails when nothing was scored or more than
-/// `max_error_rate` of the items failed (the outputs are written either way).
-fn finish(results: &Results, out: &std::path::Path, max_error_rate: f64) -> anyhow::Result<()> {
+/// Prints the summary and where the files are; fails when nothing was scored or more of the
+/// items failed than `budget` allows (the outputs are written either way), printing the causes.
+fn finish(results: &Results, out: &Path, budget: ErrorBudget) -> anyhow::Result<()> {
     out!("{}", report::summary(results))?;
     outln!(
         "wrote {} {} {} {} in {}",
@@ -268,32 +290,5 @@ fn finish(results: &Results, out: &std::path::Path, max_error_rate: f64) -> anyh
         REPORT_HTML,
         out.display()
     )?;
-    check_outcome(results, max_error_rate)
-}
-
-/// The run's failure, if it is one: nothing scored, or a failed share above `max_error_rate`;
-/// the causes are counted on stderr.
-fn check_outcome(results: &Results, max_error_rate: f64) -> anyhow::Result<()> {
-    let c = &results.counts;
-    let asked = c.items - c.skipped;
-    let failed_share = c.errors as f64 / asked.max(1) as f64;
-    if c.scored > 0 && failed_share <= max_error_rate {
-        return Ok(());
-    }
-    for (cause, n) in results.failure_causes() {
-        eprintln!("  {n} item(s): {cause}");
-    }
-    if c.missing_response > 0 {
-        eprintln!("  {} item(s): no response", c.missing_response);
-    }
-    if c.scored == 0 {
-        bail!("nothing was scored ({} item(s) asked)", asked);
-    }
-    bail!(
-        "{} of {} item(s) failed ({:.1}%, above --max-error-rate {})",
-        c.errors,
-        asked,
-        100.0 * failed_share,
-        max_error_rate
-    )
+    budget.judge(results.tally()).map_err(error_budget::report)
 }

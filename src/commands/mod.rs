@@ -4,6 +4,7 @@ pub mod bench;
 pub mod client;
 pub mod data;
 pub mod doctor;
+pub mod error_budget;
 pub mod eval;
 pub mod experiment;
 pub mod export;

@@ -33,7 +33,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     let recipe = load_recipe(&args.recipe, &args.set)?.recipe;
     let (config, max_tiles) = model_config(&recipe)?;
     let work = Workload::of_recipe(&recipe, &config, max_tiles);
-    let p = plan(&recipe, &config, work, args.memory);
+    let p = plan(&recipe, &config, work, args.memory)?;
     if args.json {
         outln!("{}", serde_json::to_string(&p)?)?;
     } else {
@@ -94,7 +94,12 @@ fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
             ))
         }
     };
-    Ok((number * scale) as u64)
+    let bytes = number * scale;
+    // 2^64: the first size a u64 cannot hold (a cast would saturate, hiding the mistake).
+    if !(0.0..18_446_744_073_709_551_616.0).contains(&bytes) {
+        return Err(format!("`{text}`: expected a size from 0 to 16 EiB"));
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]
@@ -108,5 +113,8 @@ mod tests {
         assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("3TB").is_err());
+        assert!(parse_bytes("-1GiB").is_err());
+        assert!(parse_bytes("1e30").is_err());
+        assert!(parse_bytes("NaN").is_err());
     }
 }

@@ -6,39 +6,73 @@
 //! [`safeaware_eval::comparison`]).
 //!
 //! Output folder: `runs/` (training runs and the synthetic data cache), `evals/<benchmark>/<arm>/`
-//! (one evaluation each, with its image-ablation run inside) and the comparison files.
+//! (one evaluation each, with its image-ablation run inside) and the comparison files. The
+//! folder and each training run in it are locked while the experiment runs. An arm that scored
+//! nothing, or failed on more items than `--max-error-rate` allows, is marked failed in the
+//! comparison and makes the command exit non-zero.
 
 pub mod arm_eval;
 pub mod models;
 pub mod spec;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use safeaware_data::benchmark::Benchmark;
+use safeaware_common::output_dir::{refuse_input, OutputDir};
+use safeaware_data::benchmark::{Benchmark, BenchmarkSpec};
 use safeaware_eval::compare::Run;
 use safeaware_eval::comparison::{self, ArmRun, References, Skipped, COMPARISON_MD};
 use safeaware_eval::decoding::DecodingMode;
+use safeaware_eval::outcome::{ErrorBudget, RunFailure};
 use safeaware_eval::runner::RESULTS_FILE;
 
 use arm_eval::{eval_dir, ArmEval};
 use models::Model;
 use spec::{Arm, Experiment};
 
-/// Runs the experiment into `out` and returns the Markdown comparison.
-pub fn run(experiment: &Experiment, out: &Path) -> Result<String> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+/// How an experiment is run besides its file: whether a foreign `--out` may be written into,
+/// and how many failed items an arm may have.
+pub struct RunOptions {
+    pub overwrite: bool,
+    pub budget: ErrorBudget,
+}
+
+/// What a finished experiment wrote: the Markdown comparison and the arms that failed.
+pub struct Finished {
+    pub markdown: String,
+    /// `(arm on benchmark, why)` of every failed arm evaluation.
+    pub failures: Vec<(String, RunFailure)>,
+}
+
+/// Runs the experiment of `file` into `out`. Everything an arm needs is checked first, so a
+/// missing file is found before any model trains; the output folder is claimed (locked, a
+/// foreign one refused without `overwrite`, never one of the inputs).
+pub fn run(
+    experiment: &Experiment,
+    file: &Path,
+    out: &Path,
+    options: &RunOptions,
+) -> Result<Finished> {
+    let inputs = inputs(experiment, file);
+    let named: Vec<(&str, &Path)> = inputs
+        .iter()
+        .map(|(k, p)| (k.as_str(), p.as_path()))
+        .collect();
+    refuse_input("--out", out, &named)?;
+    let _claim = OutputDir::claim(out, "experiment", options.overwrite)?;
+    check_models(experiment, out)?;
+    let benchmarks = open_benchmarks(experiment, out)?;
+    let references = experiment
+        .references
+        .as_deref()
+        .map(References::load)
+        .transpose()?;
     let models = prepare_models(experiment, out)?;
     let mut arm_runs = Vec::new();
+    let mut failures = Vec::new();
     let mut skipped: Vec<Skipped> = Vec::new();
-    for (bench_name, source) in &experiment.benchmarks {
-        let spec = models::benchmark_spec(bench_name, source, out)?;
-        let mut benchmark = Benchmark::open(&spec, source.annotations.as_deref())
-            .with_context(|| format!("benchmarks.{bench_name}: loading {spec}"))?;
-        if let Some(n) = source.limit {
-            benchmark.truncate(n);
-        }
+    for (bench_name, source, benchmark) in &benchmarks {
         for (i, arm) in experiment.arms.iter().enumerate() {
             let model = &models[&arm.model];
             if let Some(reason) = cannot_run(arm, model) {
@@ -52,7 +86,7 @@ pub fn run(experiment: &Experiment, out: &Path) -> Result<String> {
             let task = ArmEval {
                 arm,
                 model,
-                benchmark: &benchmark,
+                benchmark,
                 limit: source.limit,
                 ablation: match model {
                     Model::Responses(_) => None,
@@ -68,14 +102,14 @@ pub fn run(experiment: &Experiment, out: &Path) -> Result<String> {
                 experiment.arms.len(),
                 arm.name
             );
-            arm_runs.push(evaluate(&task, &at, experiment, bench_name)?);
+            let (arm_run, failure) = evaluate(&task, &at, experiment, bench_name, options.budget)?;
+            if let Some(failure) = failure {
+                eprintln!("experiment: {at}: failed: {failure}");
+                failures.push((format!("{} on {bench_name}", arm.name), failure));
+            }
+            arm_runs.push(arm_run);
         }
     }
-    let references = experiment
-        .references
-        .as_deref()
-        .map(References::load)
-        .transpose()?;
     comparison::write(
         out,
         &experiment.title,
@@ -84,11 +118,87 @@ pub fn run(experiment: &Experiment, out: &Path) -> Result<String> {
         references.as_ref(),
     )?;
     let path = out.join(COMPARISON_MD);
-    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    let markdown =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Finished { markdown, failures })
 }
 
-/// Evaluates one arm on one benchmark unless it finished before; returns its run.
-fn evaluate(task: &ArmEval<'_>, at: &str, experiment: &Experiment, bench: &str) -> Result<ArmRun> {
+/// Checks every model an arm uses (see [`models::check`]) before any is trained: model
+/// folders and responses files first, then recipes (whose synthetic data may take a while to
+/// generate).
+fn check_models(experiment: &Experiment, out: &Path) -> Result<()> {
+    let used: BTreeSet<&String> = experiment.arms.iter().map(|a| &a.model).collect();
+    let mut kinds = Vec::new();
+    for name in used {
+        kinds.push((name, experiment.models[name].kind(name)?));
+    }
+    kinds.sort_by_key(|(_, kind)| matches!(kind, spec::SourceKind::Recipe(..)));
+    for (name, kind) in &kinds {
+        models::check(name, kind, out, experiment.device)?;
+    }
+    Ok(())
+}
+
+/// The files and folders the experiment reads, by the key that names them: `--out` may be none
+/// of them.
+fn inputs(experiment: &Experiment, file: &Path) -> Vec<(String, PathBuf)> {
+    let mut inputs = vec![("the experiment file".to_string(), file.to_path_buf())];
+    for (name, m) in &experiment.models {
+        for (key, path) in [
+            ("recipe", &m.recipe),
+            ("path", &m.path),
+            ("responses", &m.responses),
+        ] {
+            if let Some(p) = path {
+                inputs.push((format!("models.{name}.{key}"), p.clone()));
+            }
+        }
+    }
+    for (name, b) in &experiment.benchmarks {
+        let spec = b.spec.as_deref().and_then(|s| BenchmarkSpec::parse(s).ok());
+        if let Some(BenchmarkSpec::MmSafeAware(p) | BenchmarkSpec::Jsonl(p)) = spec {
+            inputs.push((format!("benchmarks.{name}.spec"), p));
+        }
+        for (key, path) in [("recipe", &b.recipe), ("annotations", &b.annotations)] {
+            if let Some(p) = path {
+                inputs.push((format!("benchmarks.{name}.{key}"), p.clone()));
+            }
+        }
+    }
+    if let Some(r) = &experiment.references {
+        inputs.push(("references".to_string(), r.clone()));
+    }
+    inputs
+}
+
+/// Every benchmark, opened before anything trains (a recipe's synthetic test split is
+/// generated into the runs' cache), with its source.
+fn open_benchmarks<'a>(
+    experiment: &'a Experiment,
+    out: &Path,
+) -> Result<Vec<(&'a str, &'a spec::BenchmarkSource, Benchmark)>> {
+    let mut opened = Vec::new();
+    for (name, source) in &experiment.benchmarks {
+        let spec = models::benchmark_spec(name, source, out)?;
+        let mut benchmark = Benchmark::open(&spec, source.annotations.as_deref())
+            .with_context(|| format!("benchmarks.{name}: loading {spec}"))?;
+        if let Some(n) = source.limit {
+            benchmark.truncate(n);
+        }
+        opened.push((name.as_str(), source, benchmark));
+    }
+    Ok(opened)
+}
+
+/// Evaluates one arm on one benchmark unless it finished before; returns its run and its
+/// failure if it failed (nothing scored, or more failed items than `budget` allows).
+fn evaluate(
+    task: &ArmEval<'_>,
+    at: &str,
+    experiment: &Experiment,
+    bench: &str,
+    budget: ErrorBudget,
+) -> Result<(ArmRun, Option<RunFailure>)> {
     let arm = task.arm;
     if task.finished() {
         eprintln!("experiment: {at}: finished before, reused");
@@ -97,13 +207,17 @@ fn evaluate(task: &ArmEval<'_>, at: &str, experiment: &Experiment, bench: &str) 
         task.run()
             .with_context(|| format!("arm {} on {bench}", arm.name))?;
     }
-    Ok(ArmRun {
+    let run = load_run(&task.dir, &arm.name)?;
+    let failure = budget.judge(run.results.tally()).err();
+    let arm_run = ArmRun {
         name: arm.name.clone(),
         baseline: arm.baseline.clone(),
         benchmark: bench.to_string(),
         description: describe(arm, task.model, &experiment.models[&arm.model]),
-        run: load_run(&task.dir, &arm.name)?,
-    })
+        run,
+        failed: failure.as_ref().map(RunFailure::short),
+    };
+    Ok((arm_run, failure))
 }
 
 /// Makes every model an arm uses ready (training what is not trained yet).

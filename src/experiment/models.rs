@@ -1,11 +1,14 @@
-//! The model behind an arm, made ready: a recipe trained into `<out>/runs/<recipe>-<key>/` (a
-//! finished run with the same key is reused, an interrupted one resumed), a model folder, an
-//! endpoint or a responses file; and the benchmarks, including a recipe's synthetic test split.
+//! The model behind an arm, checked before anything is trained ([`check`]) and made ready: a
+//! recipe trained into `<out>/runs/<recipe>-<key>/` (a finished run with the same key is
+//! reused, an interrupted one resumed), a model folder, an endpoint or a responses file; and the
+//! benchmarks, including a recipe's synthetic test split.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safeaware_common::fnv::fnv1a64_hex;
+use safeaware_common::output_dir::OutputDir;
+use safeaware_model::is_adapter_folder;
 use safeaware_trainer::checkpoint::{latest_checkpoint, FINAL_DIR};
 use safeaware_trainer::recipe::load_recipe;
 use safeaware_trainer::train_data::resolve_files;
@@ -74,8 +77,67 @@ fn run_dir(recipe: &Path, set: &[String], out: &Path) -> Result<PathBuf> {
     Ok(runs_dir(out).join(format!("{stem}-{}", &fnv1a64_hex(key.as_bytes())[..8])))
 }
 
+/// Checks that what `kind` needs is there, before anything is trained: a recipe loads, its
+/// device is there and its data and base model exist (unless its final model is already
+/// trained); a model folder holds a model; a responses file exists. Endpoints are not called.
+pub fn check(name: &str, kind: &SourceKind<'_>, out: &Path, device: DeviceSpec) -> Result<()> {
+    match *kind {
+        SourceKind::Recipe(recipe, set) => check_recipe(recipe, &with_device(set, device), out)
+            .with_context(|| format!("models.{name}: recipe {}", recipe.display())),
+        SourceKind::Folder(p) if !is_model_folder(p) => bail!(
+            "models.{name}.path: {} is not a model folder (no config.json or adapter_config.json)",
+            p.display()
+        ),
+        SourceKind::Responses(p) if !p.is_file() => {
+            bail!("models.{name}.responses: {} does not exist", p.display())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_model_folder(dir: &Path) -> bool {
+    dir.join("config.json").is_file() || is_adapter_folder(dir)
+}
+
+/// See [`check`]: a recipe with overrides `set`.
+fn check_recipe(recipe: &Path, set: &[String], out: &Path) -> Result<()> {
+    if run_dir(recipe, set, out)?
+        .join(FINAL_DIR)
+        .join("config.json")
+        .is_file()
+    {
+        return Ok(());
+    }
+    let r = load_recipe(recipe, set)?.recipe;
+    for w in r.train.workers()? {
+        require(w)?;
+    }
+    let files = resolve_files(&r, &runs_dir(out).join(".cache"))?;
+    if let Some(file) = std::iter::once(&files.train)
+        .chain(files.val.as_ref())
+        .find(|f| !f.is_file())
+    {
+        bail!("its data file {} does not exist", file.display());
+    }
+    match &r.model.path {
+        Some(base) if !is_model_folder(base) => bail!(
+            "its model.path {} is not a model folder (no config.json)",
+            base.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A recipe's overrides with the experiment's device.
+fn with_device(set: &[String], device: DeviceSpec) -> Vec<String> {
+    let mut set = set.to_vec();
+    set.push(format!("train.device={device}"));
+    set
+}
+
 /// Trains `recipe` (with `set` and the experiment's device) unless its run folder holds the
-/// final model; resumes an interrupted run. Returns the final model folder.
+/// final model; resumes an interrupted run. Returns the final model folder. The run folder is
+/// claimed for the training as `train` claims it (locked: a second process fails at once).
 fn train(
     name: &str,
     recipe: &Path,
@@ -83,8 +145,7 @@ fn train(
     out: &Path,
     device: DeviceSpec,
 ) -> Result<PathBuf> {
-    let mut set = set.to_vec();
-    set.push(format!("train.device={device}"));
+    let set = with_device(set, device);
     let dir = run_dir(recipe, &set, out)?;
     let final_dir = dir.join(FINAL_DIR);
     if final_dir.join("config.json").is_file() {
@@ -98,6 +159,8 @@ fn train(
     for w in &workers {
         require(*w)?;
     }
+    // Inside the experiment's own folder, which this process holds: never a foreign folder.
+    let _claim = OutputDir::claim(&dir, "train", true)?;
     let resume = latest_checkpoint(&dir)?.is_some();
     eprintln!(
         "experiment: model {name}: {} {} in {}",

@@ -236,10 +236,19 @@ fn apply(table: &mut toml::Table, spec: &str) -> Result<()> {
 }
 
 impl Experiment {
-    /// Cross-references: unique arm names, known models and baselines, valid prompts and
-    /// ablations, one source per benchmark.
+    /// Cross-references: unique arm names, known models and baselines without a cycle, valid
+    /// prompts and ablations, one source per benchmark, eval settings of at least 1.
     fn check(&self) -> Result<()> {
         self.image_ablation_default()?;
+        for (key, value) in [
+            ("max_tokens", self.eval.max_tokens),
+            ("batch_size", self.eval.batch_size),
+            ("concurrency", self.eval.concurrency),
+        ] {
+            if value == 0 {
+                bail!("eval.{key} must be at least 1, got 0");
+            }
+        }
         for (i, arm) in self.arms.iter().enumerate() {
             let at = format!("arms[{i}] (`{}`)", arm.name);
             check_folder_name(&arm.name).with_context(|| format!("{at}: name"))?;
@@ -261,6 +270,7 @@ impl Experiment {
         if self.arms.is_empty() {
             bail!("no [[arms]]");
         }
+        self.check_baseline_cycles()?;
         for (name, b) in &self.benchmarks {
             check_folder_name(name).with_context(|| format!("benchmarks.{name}"))?;
             if b.spec.is_some() == b.recipe.is_some() {
@@ -269,6 +279,31 @@ impl Experiment {
         }
         if self.benchmarks.is_empty() {
             bail!("no [benchmarks]");
+        }
+        Ok(())
+    }
+
+    /// Refuses baselines that lead back to the arm they start from (`a → b → a`).
+    fn check_baseline_cycles(&self) -> Result<()> {
+        let baseline = |name: &str| {
+            self.arms
+                .iter()
+                .find(|a| a.name == name)
+                .and_then(|a| a.baseline.as_deref())
+        };
+        for arm in &self.arms {
+            let mut chain = vec![arm.name.as_str()];
+            let mut at = arm.name.as_str();
+            while let Some(next) = baseline(at) {
+                chain.push(next);
+                if next == arm.name {
+                    bail!("the baselines of arms form a cycle: {}", chain.join(" → "));
+                }
+                if chain[..chain.len() - 1].contains(&next) {
+                    break;
+                }
+                at = next;
+            }
         }
         Ok(())
     }
@@ -371,5 +406,22 @@ baseline = "base"
             load(&path, &["image_ablation=dark".into()]).unwrap_err()
         );
         assert!(msg.contains("dark"), "{msg}");
+        let msg = format!(
+            "{:#}",
+            load(&path, &["eval.max_tokens=0".into()]).unwrap_err()
+        );
+        assert!(msg.contains("eval.max_tokens must be at least 1"), "{msg}");
+    }
+
+    #[test]
+    fn a_baseline_cycle_is_refused_naming_it() {
+        let cycle = FILE.replace(
+            "name = \"base\"\nmodel = \"base\"",
+            "name = \"base\"\nmodel = \"base\"\nbaseline = \"cot\"",
+        );
+        assert_ne!(cycle, FILE);
+        let (_d, path) = write(&cycle);
+        let msg = format!("{:#}", load(&path, &[]).unwrap_err());
+        assert!(msg.contains("cycle: base → cot → base"), "{msg}");
     }
 }

@@ -34,6 +34,9 @@
 //! 15% (−12% to +8%): low by 10–12% where the language model's activations grow with rows or
 //! tokens in f32 (rows and tokens there cost 20–27% more than planned), high by 8% for
 //! bf16-mixed LoRA at batch 2 × 512 tokens.
+//!
+//! Every sum and product is checked: shapes whose bytes do not fit in 64 bits are a
+//! [`PlanOverflow`] naming the workload, never a wrapped or saturated number.
 
 use burn::tensor::DType;
 use serde::Serialize;
@@ -55,6 +58,21 @@ pub fn checkpointed_vision_keep(precision: Precision) -> f64 {
         Precision::F32 | Precision::Bf16 => 0.4,
         Precision::Bf16Mixed => 0.7,
     }
+}
+
+/// A plan whose byte counts do not fit in 64 bits, with the workload that made it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the memory plan does not fit in 64 bits: {what} of a micro-batch of {rows} row(s) × {seq} \
+     tokens (data.max_length = {seq}), {tiles} tile(s) each, are more than 2^64 bytes; lower \
+     data.max_length or train.batch_size"
+)]
+pub struct PlanOverflow {
+    /// What overflowed (`the activations`, `the LoRA adapters (lora.rank = 8)`).
+    pub what: String,
+    pub rows: usize,
+    pub seq: usize,
+    pub tiles: usize,
 }
 
 /// Per-device memory of a run, in bytes.
@@ -106,38 +124,95 @@ pub fn plan(
     config: &ModelConfig,
     work: Workload,
     memory: Option<u64>,
-) -> MemoryPlan {
-    let per_device = device_memory(recipe, config, work);
-    let fits = |rows: usize| device_memory(recipe, config, Workload { rows, ..work }).total;
-    let max_micro_batch = memory.map(|m| {
-        let per_row = activation_bytes(recipe, config, Workload { rows: 1, ..work }).max(1);
-        let upper = (m / per_row) as usize + 1;
-        (0..=upper).rev().find(|&rows| fits(rows) <= m).unwrap_or(0)
-    });
-    MemoryPlan {
+) -> Result<MemoryPlan, PlanOverflow> {
+    let per_device = device_memory(recipe, config, work)?;
+    let fits = |rows: usize, m: u64| {
+        device_memory(recipe, config, Workload { rows, ..work }).is_ok_and(|d| d.total <= m)
+    };
+    let max_micro_batch = match memory {
+        None => None,
+        Some(m) => {
+            let one_row = Workload { rows: 1, ..work };
+            let per_row = activation_bytes(recipe, config, one_row)
+                .ok_or_else(|| overflow("the activations", one_row))?
+                .max(1);
+            // A search bound only: the largest row count that could fit, plus one.
+            let upper = usize::try_from(m / per_row).map_or(usize::MAX, |r| r.saturating_add(1));
+            Some((0..=upper).rev().find(|&rows| fits(rows, m)).unwrap_or(0))
+        }
+    };
+    Ok(MemoryPlan {
         per_device,
         max_micro_batch,
+    })
+}
+
+fn overflow(what: impl Into<String>, work: Workload) -> PlanOverflow {
+    PlanOverflow {
+        what: what.into(),
+        rows: work.rows,
+        seq: work.seq,
+        tiles: work.tiles,
     }
 }
 
+/// `a · b · …`; `None` past 64 bits.
+fn product(factors: &[u64]) -> Option<u64> {
+    factors.iter().try_fold(1u64, |acc, &f| acc.checked_mul(f))
+}
+
+/// `a + b + …`; `None` past 64 bits.
+fn sum(terms: &[u64]) -> Option<u64> {
+    terms.iter().try_fold(0u64, |acc, &t| acc.checked_add(t))
+}
+
+/// A size as a 64-bit count (lossless where usize is 64 bits or narrower).
+fn u(n: usize) -> u64 {
+    n as u64
+}
+
 /// Weights, gradients, optimiser state and activations of one device.
-pub fn device_memory(recipe: &Recipe, config: &ModelConfig, work: Workload) -> DeviceMemory {
+pub fn device_memory(
+    recipe: &Recipe,
+    config: &ModelConfig,
+    work: Workload,
+) -> Result<DeviceMemory, PlanOverflow> {
     let state = param_bytes(recipe.train.precision);
     let counts = config.param_counts();
-    let adapters = adapter_params(recipe, config);
-    let trainable = adapters + trained_base_params(recipe, &counts);
-    let frozen = counts.total() as u64 + adapters - trainable;
-    let weights = trainable * state + frozen * frozen_bytes(recipe.train.precision);
-    let gradients = trainable * state;
-    let optimizer = 2 * trainable * state;
-    let activations = activation_bytes(recipe, config, work);
-    DeviceMemory {
+    let rank = recipe.lora.as_ref().map_or(0, |l| l.rank);
+    let adapters = adapter_params(recipe, config)
+        .ok_or_else(|| overflow(format!("the LoRA adapters (lora.rank = {rank})"), work))?;
+    let parameters = || -> Option<(u64, u64, u64)> {
+        let trainable = sum(&[adapters, trained_base_params(recipe, &counts)])?;
+        let frozen = sum(&[u(counts.total()), adapters])?.checked_sub(trainable)?;
+        let weights = sum(&[
+            product(&[trainable, state])?,
+            product(&[frozen, frozen_bytes(recipe.train.precision)])?,
+        ])?;
+        Some((
+            weights,
+            product(&[trainable, state])?,
+            product(&[2, trainable, state])?,
+        ))
+    };
+    let (weights, gradients, optimizer) =
+        parameters().ok_or_else(|| overflow("the weights and optimiser state", work))?;
+    let activations =
+        activation_bytes(recipe, config, work).ok_or_else(|| overflow("the activations", work))?;
+    let total = sum(&[
+        weights,
+        optimizer,
+        activations.max(gradients),
+        RUNTIME_BYTES,
+    ])
+    .ok_or_else(|| overflow("the total", work))?;
+    Ok(DeviceMemory {
         weights,
         gradients,
         optimizer,
         activations,
-        total: weights + optimizer + activations.max(gradients) + RUNTIME_BYTES,
-    }
+        total,
+    })
 }
 
 /// Bytes per weight and optimiser value.
@@ -155,11 +230,11 @@ fn frozen_bytes(precision: Precision) -> u64 {
 
 /// Bytes per kept activation: bf16-mixed keeps f32 activations plus the bf16 copies of the
 /// matrix products' inputs.
-fn activation_factor(precision: Precision) -> f64 {
+fn activation_factor(precision: Precision) -> u64 {
     match precision {
-        Precision::F32 => 4.0,
-        Precision::Bf16Mixed => 5.0,
-        Precision::Bf16 => 2.0,
+        Precision::F32 => 4,
+        Precision::Bf16Mixed => 5,
+        Precision::Bf16 => 2,
     }
 }
 
@@ -180,10 +255,10 @@ fn trained_base_params(recipe: &Recipe, counts: &safeaware_model::ParamCounts) -
         .sum()
 }
 
-/// LoRA factors: `r·(in + out)` for each adapted layer.
-fn adapter_params(recipe: &Recipe, config: &ModelConfig) -> u64 {
+/// LoRA factors: `r·(in + out)` for each adapted layer; `None` past 64 bits.
+fn adapter_params(recipe: &Recipe, config: &ModelConfig) -> Option<u64> {
     let Some(lora) = &recipe.lora else {
-        return 0;
+        return Some(0);
     };
     config
         .family()
@@ -192,48 +267,56 @@ fn adapter_params(recipe: &Recipe, config: &ModelConfig) -> u64 {
         .filter(|(part, _)| lora.parts.contains(part))
         .flat_map(|&(part, names)| names.iter().map(move |&name| (part, name)))
         .filter(|(_, name)| lora.targets.iter().any(|t| t == name))
-        .map(|(part, name)| {
+        .try_fold(0u64, |total, (part, name)| {
             let (d_in, d_out, count) = config.linear_dims(part, name);
-            (lora.rank * (d_in + d_out) * count) as u64
+            let layer = product(&[u(lora.rank), sum(&[u(d_in), u(d_out)])?, u(count)])?;
+            total.checked_add(layer)
         })
-        .sum()
 }
 
-/// Floats one transformer layer keeps for the backward pass.
-fn layer_floats(s: usize, d: usize, m: usize, heads: usize) -> u64 {
-    (3 * heads * s * s + 4 * s * d + 3 * s * m) as u64
+/// Floats one transformer layer keeps for the backward pass; `None` past 64 bits.
+fn layer_floats(s: usize, d: usize, m: usize, heads: usize) -> Option<u64> {
+    let (s, d, m, h) = (u(s), u(d), u(m), u(heads));
+    sum(&[
+        product(&[3, h, s, s])?,
+        product(&[4, s, d])?,
+        product(&[3, s, m])?,
+    ])
 }
 
-/// Activation bytes of a micro-batch.
-fn activation_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> u64 {
+/// Activation bytes of a micro-batch; `None` past 64 bits.
+fn activation_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
     let (v, t) = (config.vision_shape(), config.text());
     let has_grad = |part: ModelPart| match &recipe.lora {
         Some(lora) => lora.parts.contains(&part) || lora.train_parts.contains(&part),
         None => recipe.train.trains(part),
     };
     let vision = if has_grad(ModelPart::Vision) {
-        let layer = layer_floats(v.positions, v.hidden_size, v.intermediate_size, v.heads);
+        let layer = layer_floats(v.positions, v.hidden_size, v.intermediate_size, v.heads)?;
         let keep = match recipe.train.activation_checkpointing {
             true => checkpointed_vision_keep(recipe.train.precision),
             false => 1.0,
         };
-        let floats = layer * v.layers as u64 * work.tiles as u64;
+        let floats = product(&[layer, u(v.layers), u(work.tiles)])?;
+        // keep ≤ 1: the product stays within 64 bits.
         (floats as f64 * keep) as u64
     } else {
         0
     };
     let connector = if has_grad(ModelPart::Vision) || has_grad(ModelPart::Connector) {
-        (work.tiles * v.connector_floats * 2) as u64
+        product(&[u(work.tiles), u(v.connector_floats), 2])?
     } else {
         0
     };
     let s = work.seq;
-    let text = layer_floats(s, t.hidden_size, t.intermediate_size, t.num_attention_heads)
-        * t.num_hidden_layers as u64;
+    let text = product(&[
+        layer_floats(s, t.hidden_size, t.intermediate_size, t.num_attention_heads)?,
+        u(t.num_hidden_layers),
+    ])?;
     // Logits and log-probabilities of the positions with a target.
-    let head = (3 * s * t.vocab_size) as u64;
-    let floats = (vision + connector + text + head) * work.rows as u64;
-    (floats as f64 * activation_factor(recipe.train.precision)) as u64
+    let head = product(&[3, u(s), u(t.vocab_size)])?;
+    let floats = product(&[sum(&[vision, connector, text, head])?, u(work.rows)])?;
+    product(&[floats, activation_factor(recipe.train.precision)])
 }
 
 #[cfg(test)]
@@ -312,7 +395,9 @@ mod tests {
                     seq,
                     tiles: 1,
                 };
-                let planned = device_memory(&bench_recipe(flags), &config, work).total;
+                let planned = device_memory(&bench_recipe(flags), &config, work)
+                    .unwrap()
+                    .total;
                 let planned_mib = planned as f64 / (1 << 20) as f64;
                 let error = planned_mib / measured_mib - 1.0;
                 let line = format!(
@@ -390,8 +475,8 @@ mod tests {
         let mut on = Recipe::default();
         on.train.activation_checkpointing = true;
         let (full, checkpointed) = (
-            device_memory(&Recipe::default(), &config, BENCH),
-            device_memory(&on, &config, BENCH),
+            device_memory(&Recipe::default(), &config, BENCH).unwrap(),
+            device_memory(&on, &config, BENCH).unwrap(),
         );
         assert!(checkpointed.activations < full.activations);
         assert_eq!(
@@ -402,32 +487,54 @@ mod tests {
             ),
             (full.weights, full.gradients, full.optimizer)
         );
-        let rows = |r: &Recipe| plan(r, &config, BENCH, Some(80 << 30)).max_micro_batch;
+        let rows = |r: &Recipe| {
+            plan(r, &config, BENCH, Some(80 << 30))
+                .unwrap()
+                .max_micro_batch
+        };
         assert!(rows(&on) > rows(&Recipe::default()));
         on.train.freeze = vec![ModelPart::Vision];
         let mut frozen = Recipe::default();
         frozen.train.freeze = vec![ModelPart::Vision];
         assert_eq!(
-            device_memory(&on, &config, BENCH),
-            device_memory(&frozen, &config, BENCH)
+            device_memory(&on, &config, BENCH).unwrap(),
+            device_memory(&frozen, &config, BENCH).unwrap()
         );
     }
 
     #[test]
     fn frozen_parts_and_lora_shrink_the_plan_and_max_batch_fits() {
         let config = smolvlm_256m();
-        let full = device_memory(&Recipe::default(), &config, BENCH);
+        let full = device_memory(&Recipe::default(), &config, BENCH).unwrap();
         assert_eq!(full.weights, 256_484_928 * 4);
         assert_eq!(full.optimizer, 2 * full.gradients);
         let mut frozen = Recipe::default();
         frozen.train.freeze = vec![ModelPart::Vision];
-        let frozen = device_memory(&frozen, &config, BENCH);
+        let frozen = device_memory(&frozen, &config, BENCH).unwrap();
         assert!(frozen.activations < full.activations && frozen.gradients < full.gradients);
         let memory = 80u64 << 30;
-        let p = plan(&Recipe::default(), &config, BENCH, Some(memory));
+        let p = plan(&Recipe::default(), &config, BENCH, Some(memory)).unwrap();
         let rows = p.max_micro_batch.unwrap();
         assert!(rows > 1);
-        let total = |rows| device_memory(&Recipe::default(), &config, Workload { rows, ..BENCH });
+        let total =
+            |rows| device_memory(&Recipe::default(), &config, Workload { rows, ..BENCH }).unwrap();
         assert!(total(rows).total <= memory && total(rows + 1).total > memory);
+    }
+
+    #[test]
+    fn a_workload_past_64_bits_is_an_error_naming_the_length_never_a_wrapped_number() {
+        let config = smolvlm_256m();
+        let huge = Workload {
+            seq: 1_000_000_000,
+            ..BENCH
+        };
+        let err = device_memory(&Recipe::default(), &config, huge).unwrap_err();
+        assert_eq!(err.what, "the activations");
+        let msg = err.to_string();
+        assert!(msg.contains("data.max_length = 1000000000"), "{msg}");
+        assert!(plan(&Recipe::default(), &config, huge, Some(80 << 30)).is_err());
+        // Within 64 bits, more tokens are always more memory (nothing saturates or wraps).
+        let long = |seq| device_memory(&Recipe::default(), &config, Workload { seq, ..BENCH });
+        assert!(long(100_000).unwrap().total > long(10_000).unwrap().total);
     }
 }

@@ -4,7 +4,8 @@
 //! - [`vlguard`]: VLGuard's `train.json` (one pair per instruction).
 //! - [`table`]: a plain CSV or JSONL of `image`, `prompt`, `label`.
 //!
-//! Each importer resolves images against a folder, refuses repeated ids and images that do not
+//! Each importer resolves images against a folder (a relative path may not leave it, as
+//! [`fileio::check_inside`] has every data file), refuses repeated ids and images that do not
 //! exist (listing them), and writes the pairs with image paths relative to the output file's
 //! folder, atomically.
 
@@ -119,9 +120,9 @@ pub fn finish(
     })
 }
 
-/// Reads a whole source file; the error names it.
+/// Reads a whole source file (a UTF-8 byte-order mark dropped); the error names it.
 fn read_text(path: &Path) -> Result<String, ImportError> {
-    std::fs::read_to_string(path).map_err(|source| ImportError::Io {
+    fileio::read_text(path).map_err(|source| ImportError::Io {
         path: path.to_path_buf(),
         source,
     })

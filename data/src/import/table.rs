@@ -3,7 +3,7 @@
 //! Columns (CSV header names or JSON fields): `image` (relative to the `--images` folder, by
 //! default the file's own folder), `prompt`, `label` (`safe` | `unsafe`, any case; `verdict` is
 //! accepted as the same column), and optionally `id` (default `<file stem>-<line>`), `subset`
-//! and `scenario`. Other columns are ignored. CSV follows RFC 4180: fields with commas, quotes or
+//! and `scenario`. A relative `image` may not leave its folder (`..`), as in every data file. Other columns are ignored. CSV follows RFC 4180: fields with commas, quotes or
 //! line breaks are quoted, quotes inside doubled.
 
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{finish, read_text, ImportError, ImportSummary, Imported};
-use crate::fileio::{self, RawId};
+use crate::fileio::{self, line_at, RawId};
 use crate::pairs::LabelledPair;
 use crate::traces::{parse_labels, require_text};
 
@@ -75,15 +75,17 @@ pub fn import(
     finish(imported, count, images, out)
 }
 
-/// Checks a row and resolves its image.
+/// Checks a row and resolves its image (a relative path must stay inside `images`).
 fn to_pair(id: String, row: Row, images: &Path) -> Result<LabelledPair, String> {
     require_text(&id, &[("image", &row.image), ("prompt", &row.prompt)])?;
+    let image = Path::new(row.image.trim());
+    fileio::check_inside(image).map_err(|e| format!("id {id}: `image`: {e}"))?;
     let subset = row.subset.filter(|s| !s.trim().is_empty());
     let (verdict, subset) =
         parse_labels(&id, &row.label, subset).map_err(|e| e.replace("`verdict`", "`label`"))?;
     Ok(LabelledPair {
         id,
-        image: images.join(row.image.trim()),
+        image: images.join(image),
         prompt: row.prompt,
         verdict,
         subset,
@@ -109,16 +111,31 @@ fn csv_rows(file: &Path) -> Result<Vec<(usize, Row)>, ImportError> {
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
+            let line = record_line(&text, e.position());
             csv_error(file, line, e)
         })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let line = record_line(&text, record.position());
         let row: Row = record
             .deserialize(Some(&headers))
             .map_err(|e| csv_error(file, line, e))?;
         rows.push((line, row));
     }
     Ok(rows)
+}
+
+/// The line a CSV record starts on, as an editor counts lines. The reader's own count (and its
+/// record offsets) stop before the `\n` of a CRLF line end, so in a CRLF file they point one
+/// line early: the offset is moved past the line ends (and blank lines) before the record.
+fn record_line(text: &str, position: Option<&csv::Position>) -> usize {
+    let Some(position) = position else {
+        return 0;
+    };
+    let bytes = text.as_bytes();
+    let mut at = position.byte() as usize;
+    while bytes.get(at).is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+        at += 1;
+    }
+    line_at(bytes, at)
 }
 
 fn missing_column(file: &Path, column: &str) -> ImportError {

@@ -14,7 +14,7 @@
 //! (`safe_unsafes`); every instruction about an unsafe image is unsafe (`unsafes`, or
 //! `unsafes/<harmful_category>` when the record names one). The responses are not kept: the
 //! traces come from distillation. `image` is relative to the `--images` folder (the unzipped
-//! `train.zip`).
+//! `train.zip`) and may not leave it (`..`).
 
 use std::path::Path;
 
@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::{finish, read_text, ImportError, ImportSummary, Imported};
 use crate::benchmark::Verdict;
-use crate::fileio::RawId;
+use crate::fileio::{self, RawId};
 use crate::pairs::LabelledPair;
 
 #[derive(Deserialize)]
@@ -74,6 +74,7 @@ fn record_pairs(record: &Record, images: &Path) -> Result<Vec<LabelledPair>, Str
     if record.instr_resp.is_empty() {
         return Err(format!("id {id}: `instr-resp` is empty"));
     }
+    fileio::check_inside(Path::new(&record.image)).map_err(|e| format!("id {id}: `image`: {e}"))?;
     let mut pairs = Vec::new();
     for (k, entry) in record.instr_resp.iter().enumerate() {
         let (prompt, verdict, scenario) = instruction(record, entry)

@@ -1,7 +1,10 @@
 //! The comparison an experiment ends with (`safeaware experiment run`): every arm (a model
 //! source × prompt × decoding) on every benchmark, with its difference to its baseline arm and
 //! the exact McNemar p-value on the paired items, its image reliance, and quoted reference rows
-//! beside them. Written as `comparison.json` ([`Comparison`], the machine-readable rows),
+//! beside them. An arm whose evaluation failed (nothing scored, or more failed items than
+//! `--max-error-rate` allows) is marked so, with the reason, and gets no test against its
+//! baseline, nor does an arm whose baseline failed or that shares no scored item with it.
+//! Written as `comparison.json` ([`Comparison`], the machine-readable rows),
 //! `comparison.md` and a self-contained `comparison.html` ([`render`], built from the tables of
 //! [`tables`]). Accuracies are the strict parser's.
 
@@ -37,6 +40,8 @@ pub struct ArmRun {
     /// One line on what the arm is (model source, prompt, decoding).
     pub description: String,
     pub run: Run,
+    /// Why the evaluation failed, if it did ([`crate::outcome::RunFailure::short`]).
+    pub failed: Option<String>,
 }
 
 /// An arm that was not evaluated, and why (e.g. VCD asked of an endpoint).
@@ -48,8 +53,10 @@ pub struct Skipped {
 
 /// One row of comparison.json: accuracies in [0, 1] (strict parser), `unsafe` the mean of
 /// Typical and Attack (the paper's Table 3), `p_value` the exact two-sided McNemar test against
-/// the baseline arm on the paired items (null for a baseline), `image_reliance` the share of
-/// verdicts that changed with the image replaced (null where not measured).
+/// the baseline arm on the paired items (null for a baseline, and where either arm failed or
+/// no item was paired), `image_reliance` the share of verdicts that changed with the image
+/// replaced (null where not measured), `failed` why the arm's evaluation failed (only present
+/// when it did).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArmRow {
     pub name: String,
@@ -63,6 +70,8 @@ pub struct ArmRow {
     pub unsafe_: Option<f64>,
     pub p_value: Option<f64>,
     pub image_reliance: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// The whole of comparison.json.
@@ -98,6 +107,7 @@ fn row(arm: &ArmRun, all: &[ArmRun]) -> ArmRow {
             .image_reliance
             .as_ref()
             .and_then(|ir| ir.change_rate),
+        failed: arm.failed.clone(),
     }
 }
 
@@ -141,9 +151,28 @@ pub fn baseline_of<'a>(arm: &ArmRun, all: &'a [ArmRun]) -> Option<&'a ArmRun> {
         .find(|a| a.name == name && a.benchmark == arm.benchmark)
 }
 
-/// The paired McNemar test of the arm against its baseline (strict parser).
+/// The paired McNemar test of the arm against its baseline (strict parser); none when either
+/// failed or they share no scored item (a p-value over nothing).
 pub fn against_baseline(arm: &ArmRun, all: &[ArmRun]) -> Option<McNemar> {
-    baseline_of(arm, all).map(|base| mcnemar(&base.run, &arm.run, Parser::Strict))
+    let base = baseline_of(arm, all)?;
+    if arm.failed.is_some() || base.failed.is_some() {
+        return None;
+    }
+    Some(mcnemar(&base.run, &arm.run, Parser::Strict)).filter(|t| t.shared > 0)
+}
+
+/// Why an arm with a baseline has no test against it, if it has none.
+pub fn untested(arm: &ArmRun, all: &[ArmRun]) -> Option<&'static str> {
+    arm.baseline.as_ref()?;
+    if against_baseline(arm, all).is_some() {
+        return None;
+    }
+    Some(match baseline_of(arm, all) {
+        _ if arm.failed.is_some() => "arm failed",
+        None => "baseline not evaluated",
+        Some(base) if base.failed.is_some() => "baseline failed",
+        Some(_) => "no paired items",
+    })
 }
 
 /// The subsets' accuracies of an arm (strict).

@@ -102,6 +102,10 @@ fn arm_lines(page: &Page<'_>) -> Vec<String> {
             .iter()
             .map(|s| format!("{}: not evaluated — {}", s.name, s.reason)),
     );
+    lines.extend(page.arms.iter().filter_map(|a| {
+        let why = a.failed.as_deref()?;
+        Some(format!("{} on {}: FAILED — {why}", a.name, a.benchmark))
+    }));
     lines
 }
 

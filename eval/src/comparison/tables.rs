@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 
 use safeaware_data::benchmark::Subset;
 
-use super::{against_baseline, baseline_of, mean_interval, subsets, unsafe_accuracy, ArmRun};
+use super::ArmRun;
+use super::{against_baseline, baseline_of, mean_interval, subsets, unsafe_accuracy, untested};
 use super::{Reference, References};
 use crate::compare::format_p;
 use crate::report::table::{Cell, Table};
@@ -35,22 +36,28 @@ pub fn arms(arms: &[&ArmRun], all: &[ArmRun]) -> Table {
     for arm in arms {
         let r = &arm.run.results;
         let m = &r.strict;
-        let mut row: Vec<Cell> = vec![
-            arm.name.as_str().into(),
-            arm.baseline.as_deref().unwrap_or("–").into(),
-        ];
+        let name = match &arm.failed {
+            Some(why) => Cell::hinted(format!("{} (FAILED)", arm.name), why.clone()),
+            None => arm.name.as_str().into(),
+        };
+        let mut row: Vec<Cell> = vec![name, arm.baseline.as_deref().unwrap_or("–").into()];
         row.extend(subsets(m).iter().map(|a| {
             let hint = format!("95% Wilson interval {} ({}/{})", ci(a.ci95), a.correct, a.n);
             Cell::hinted(pct(a.accuracy), hint)
         }));
         row.push(pct(unsafe_accuracy(m)).into());
         row.push(pct(m.total).into());
-        let base = baseline_of(arm, all);
-        let delta = base
+        let test = against_baseline(arm, all);
+        let delta = baseline_of(arm, all)
+            .filter(|_| test.is_some())
             .and_then(|b| Some(m.total? - b.run.results.strict.total?))
             .map_or_else(|| "–".to_string(), |d| format!("{:+.1}", 100.0 * d));
         row.push(delta.into());
-        let p = against_baseline(arm, all).map_or_else(|| "–".to_string(), |t| format_p(t.p_value));
+        let p = match (test, untested(arm, all)) {
+            (Some(t), _) => format_p(t.p_value),
+            (None, Some(why)) => format!("– ({why})"),
+            (None, None) => "–".to_string(),
+        };
         row.push(p.into());
         let ir = r.image_reliance.as_ref();
         row.push(match ir {

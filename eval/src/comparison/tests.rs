@@ -82,6 +82,7 @@ fn arm(name: &str, baseline: Option<&str>, right: usize) -> ArmRun {
         benchmark: "synthetic".into(),
         description: format!("{name} model"),
         run: run(name, right),
+        failed: None,
     }
 }
 
@@ -192,4 +193,45 @@ fn a_reference_value_outside_0_to_100_names_its_row() {
     .unwrap();
     let err = References::load(&path).unwrap_err().to_string();
     assert!(err.contains("row `M`") && err.contains("578"), "{err}");
+}
+
+#[test]
+fn a_failed_arm_is_marked_and_gets_no_test_nor_do_the_arms_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let failed = ArmRun {
+        failed: Some("nothing was scored (20 item(s) asked)".into()),
+        ..arm("dead", Some("base"), 0)
+    };
+    let mut against_dead = arm("after", Some("dead"), 20);
+    against_dead.run.samples.clear();
+    let arms = [arm("base", None, 10), failed, against_dead];
+    let c = write(dir.path(), "Failures", &arms, &[], None).unwrap();
+    assert_eq!(c.arms[1].p_value, None);
+    assert_eq!(
+        c.arms[1].failed.as_deref(),
+        Some("nothing was scored (20 item(s) asked)")
+    );
+    assert_eq!(
+        (c.arms[2].p_value, c.arms[2].failed.as_deref()),
+        (None, None)
+    );
+    let md = std::fs::read_to_string(dir.path().join(COMPARISON_MD)).unwrap();
+    assert!(md.contains("| dead (FAILED) | base |"), "{md}");
+    assert!(
+        md.contains("– (arm failed)") && md.contains("– (baseline failed)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("dead on synthetic: FAILED — nothing was scored (20 item(s) asked)"),
+        "{md}"
+    );
+    // Without failures, an arm sharing no scored item with its baseline has no p-value either.
+    let unpaired = [arm("base", None, 10), {
+        let mut a = arm("x", Some("base"), 5);
+        a.run.samples.clear();
+        a
+    }];
+    let c = Comparison::build(&unpaired);
+    assert_eq!(c.arms[1].p_value, None);
+    assert_eq!(untested(&unpaired[1], &unpaired), Some("no paired items"));
 }

@@ -19,11 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
+use safeaware_common::output_dir::same_path;
 use safeaware_data::benchmark::BenchmarkItem;
 use safeaware_data::fileio::{base_dir, relative_path};
 use safeaware_data::pairs::{LabelledPair, PairsFile};
 use safeaware_data::traces::Trace;
 
+use crate::outcome::{count_causes, Tally};
 use crate::progress::{Progress, ProgressMode};
 use crate::prompt::PromptStrategy;
 use crate::source::data_url::image_data_url;
@@ -53,6 +55,8 @@ pub struct DistillConfig {
     pub teacher: String,
     /// Ask the pairs of the rejected file again (it is emptied first).
     pub retry_rejected: bool,
+    /// Empty an existing output file that is not distill's instead of refusing it.
+    pub overwrite: bool,
     pub progress: ProgressMode,
 }
 
@@ -70,7 +74,7 @@ impl DistillConfig {
         if self.prompt.first_turn().is_some() {
             return bad("--prompt describe-first asks two turns; distillation needs the whole trace in one answer");
         }
-        if self.out == self.rejected {
+        if same_path(&self.out, &self.rejected) {
             return bad("--rejected must be another file than --out");
         }
         Ok(())
@@ -90,6 +94,8 @@ pub struct DistillSummary {
     pub rejected: BTreeMap<RejectReason, usize>,
     /// Pairs the teacher failed on (asked again next run).
     pub teacher_errors: usize,
+    /// Those failures counted by cause, most frequent first.
+    pub error_causes: Vec<(String, usize)>,
     /// Teacher answers drawn in this run.
     pub samples: usize,
 }
@@ -109,6 +115,20 @@ impl DistillSummary {
             text.push_str("  run the same command again to ask the failed pairs again\n");
         }
         text
+    }
+
+    /// How the pairs asked in this run ended, for [`crate::outcome::ErrorBudget::judge`]: a
+    /// pair succeeded when the teacher answered (kept or rejected), failed when it did not.
+    pub fn tally(&self) -> Tally<'static> {
+        let answered = self.kept + self.rejected.values().sum::<usize>();
+        Tally {
+            asked: answered + self.teacher_errors,
+            succeeded: answered,
+            failed: self.teacher_errors,
+            causes: self.error_causes.clone(),
+            noun: "pair",
+            verb: "answered by the teacher",
+        }
     }
 }
 
@@ -132,7 +152,12 @@ pub fn run(
     config: &DistillConfig,
 ) -> Result<DistillSummary, EvalError> {
     config.validate()?;
-    let mut outputs = Outputs::open(&config.out, &config.rejected, config.retry_rejected)?;
+    let mut outputs = Outputs::open(
+        &config.out,
+        &config.rejected,
+        config.retry_rejected,
+        config.overwrite,
+    )?;
     let pending: Vec<&LabelledPair> = pairs
         .pairs
         .iter()
@@ -161,6 +186,7 @@ pub fn run(
     let out_dir = base_dir(&config.out);
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let mut errors: Vec<String> = Vec::new();
     let workers = teacher.parallelism().clamp(1, pending.len().max(1));
     let outcome = std::thread::scope(|scope| -> Result<(), EvalError> {
         let (tx, rx) = mpsc::channel::<Asked>();
@@ -180,6 +206,9 @@ pub fn run(
         }
         drop(tx);
         for asked in rx {
+            if let Outcome::Failed { error, .. } = &asked.outcome {
+                errors.push(error.to_string());
+            }
             let written = record(asked, &mut outputs, &mut summary, &mut progress, config);
             if let Err(e) = written {
                 stop.store(true, Ordering::SeqCst);
@@ -191,6 +220,7 @@ pub fn run(
     });
     progress.finish("");
     outcome?;
+    summary.error_causes = count_causes(errors.iter().map(String::as_str));
     Ok(summary)
 }
 

@@ -1,9 +1,12 @@
 //! `safeaware data distill`: traces for labelled pairs from an OpenAI-compatible teacher, kept
-//! when their verdict is the gold label (the work is `safeaware_eval::distill`).
+//! when their verdict is the gold label (the work is `safeaware_eval::distill`). It exits
+//! non-zero when the teacher failed on more of the pairs asked than `--max-error-rate` allows
+//! (on every pair, whatever the flag says).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use safeaware_common::output_dir::refuse_input;
 use safeaware_data::pairs::read_pairs;
 use safeaware_eval::decoding::{DecodingMode, DecodingSettings};
 use safeaware_eval::distill::output::default_rejected_path;
@@ -12,6 +15,7 @@ use safeaware_eval::progress::ProgressMode;
 use safeaware_eval::prompt::PromptStrategy;
 
 use crate::commands::client::ClientArgs;
+use crate::commands::error_budget::{self, ErrorBudgetArgs};
 use crate::output::{out, outln};
 
 /// `data distill` flags.
@@ -27,9 +31,13 @@ pub struct DistillArgs {
     /// The model name to send to the teacher.
     #[arg(long)]
     pub teacher_model: String,
-    /// The traces file, appended to (a rerun skips the ids it holds).
+    /// The traces file, appended to (a rerun skips the ids it holds; an existing file that
+    /// distill did not write is refused).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an existing --out or --rejected file that distill did not write.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Where rejected pairs go, with each sample's reason (default: <out stem>.rejected.jsonl).
     #[arg(long)]
     pub rejected: Option<PathBuf>,
@@ -57,6 +65,8 @@ pub struct DistillArgs {
     pub max_tokens: usize,
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub errors: ErrorBudgetArgs,
     /// Progress display: auto (bar on a terminal, log lines otherwise), log or quiet.
     #[arg(long, default_value = "auto")]
     pub progress: ProgressMode,
@@ -89,9 +99,14 @@ pub fn run(a: DistillArgs) -> anyhow::Result<()> {
         seed: decoding.seed,
         teacher: a.teacher_model.clone(),
         retry_rejected: a.retry_rejected,
+        overwrite: a.overwrite,
         progress: a.progress,
     };
     config.validate()?;
+    let budget = a.errors.budget()?;
+    for (flag, out) in [("--out", &config.out), ("--rejected", &config.rejected)] {
+        refuse_input(flag, out, &[("--pairs", a.pairs.as_path())])?;
+    }
     let pairs = read_pairs(&a.pairs).with_context(|| format!("reading {}", a.pairs.display()))?;
     let teacher = a.client.endpoint(&a.teacher, &a.teacher_model, &decoding)?;
     let summary = distill::run(&pairs, &teacher, &config)?;
@@ -101,5 +116,10 @@ pub fn run(a: DistillArgs) -> anyhow::Result<()> {
         config.out.display(),
         config.rejected.display()
     )?;
-    Ok(())
+    let tally = summary.tally();
+    if tally.asked == 0 {
+        // Every pair was done before: nothing was asked, nothing failed.
+        return Ok(());
+    }
+    budget.judge(tally).map_err(error_budget::report)
 }

@@ -1,9 +1,12 @@
 //! `safeaware data import vlguard | csv | jsonl`: labelled sets into a pairs file (formats in
-//! `safeaware_data::import` and data/README.md).
+//! `safeaware_data::import` and data/README.md). An existing `--out` is replaced only with
+//! `--overwrite`, and never when it is the file imported from.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use safeaware_common::output_dir::refuse_input;
+use safeaware_common::output_file::refuse_existing;
 use safeaware_data::fileio::base_dir;
 use safeaware_data::import::table::{self, TableFormat};
 use safeaware_data::import::{vlguard, ImportError, ImportSummary};
@@ -31,9 +34,8 @@ pub struct VlguardArgs {
     /// The folder the records' `image` paths are relative to (the unzipped train.zip).
     #[arg(long)]
     pub images: PathBuf,
-    /// The pairs file to write.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub out: OutArgs,
 }
 
 /// `data import csv|jsonl` flags.
@@ -44,9 +46,19 @@ pub struct TableArgs {
     /// The folder image paths are relative to (default: the table's folder).
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// The pairs file to write.
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+/// Where an importer writes.
+#[derive(clap::Args)]
+pub struct OutArgs {
+    /// The pairs file to write (never the file imported from).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// Runs an importer and prints what it wrote.
@@ -55,8 +67,14 @@ pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         ImportCommand::Vlguard(a) => (&a.train, &a.out),
         ImportCommand::Csv(a) | ImportCommand::Jsonl(a) => (&a.file, &a.out),
     };
+    refuse_input(
+        "--out",
+        &out.out,
+        &[("the imported file", source.as_path())],
+    )?;
+    refuse_existing(&out.out, out.overwrite, "")?;
     let summary = match &cmd {
-        ImportCommand::Vlguard(a) => vlguard::import(&a.train, &a.images, &a.out),
+        ImportCommand::Vlguard(a) => vlguard::import(&a.train, &a.images, &a.out.out),
         ImportCommand::Csv(a) => import_table(a, TableFormat::Csv),
         ImportCommand::Jsonl(a) => import_table(a, TableFormat::Jsonl),
     };
@@ -68,7 +86,7 @@ pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         s.unsafe_,
         s.records,
         source.display(),
-        out.display()
+        out.out.display()
     )?;
     Ok(())
 }
@@ -76,5 +94,5 @@ pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
 /// A CSV or JSONL table, images relative to `--images` or else the table's folder.
 fn import_table(a: &TableArgs, format: TableFormat) -> Result<ImportSummary, ImportError> {
     let images = a.images.clone().unwrap_or_else(|| base_dir(&a.file));
-    table::import(&a.file, format, &images, &a.out)
+    table::import(&a.file, format, &images, &a.out.out)
 }
