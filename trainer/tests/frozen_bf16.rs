@@ -259,9 +259,9 @@ fn plan_counts_frozen_weights_at_two_bytes_under_bf16_mixed() {
         seq: 256,
         tiles: 1,
     };
-    let mixed = device_memory(&recipe, &config, work);
+    let mixed = device_memory(&recipe, &config, work).unwrap();
     recipe.train.precision = Precision::F32;
-    let full = device_memory(&recipe, &config, work);
+    let full = device_memory(&recipe, &config, work).unwrap();
     // Gradients are one f32 value per trained weight.
     let (trained, total) = (mixed.gradients / 4, full.weights / 4);
     assert_eq!(full.gradients, mixed.gradients);
