@@ -92,6 +92,40 @@ fn random_models_round_trip_and_are_deterministic_per_seed() {
     }
 }
 
+/// The standard deviation of the saved tensor `name` in `folder`.
+fn saved_std(folder: &Path, name: &str) -> f64 {
+    let store = TensorStore::open_dir(folder).unwrap();
+    let values = store.read_f32(name).unwrap().unwrap();
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+#[test]
+fn a_fresh_projector_starts_at_lecun_spread_and_the_rest_at_initializer_range() {
+    let device = Device::default();
+    let config = tiny_llava_config(false);
+    let model = Llava::<Cpu>::init_random(&config, 3, &device);
+    let out = tempfile::tempdir().unwrap();
+    VisionLanguageModel::save(&model, out.path(), FloatDtype::F32).unwrap();
+    let fan_ins = [
+        ("multi_modal_projector.linear_1.weight", config.projector_input_size()),
+        ("multi_modal_projector.linear_2.weight", config.text.hidden_size),
+    ];
+    for (name, fan_in) in fan_ins {
+        let expected = 1.0 / (fan_in as f64).sqrt();
+        let std = saved_std(out.path(), name);
+        assert!((std / expected - 1.0).abs() < 0.1, "{name}: std {std} vs {expected}");
+    }
+    for name in [
+        "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
+        "language_model.lm_head.weight",
+    ] {
+        let std = saved_std(out.path(), name);
+        assert!((std / 0.02 - 1.0).abs() < 0.1, "{name}: std {std} vs 0.02");
+    }
+}
+
 /// Rewrites the single-file checkpoint in `from` into `to` with every tensor renamed by
 /// `rename`, split over two shards with an index.
 fn rewrite_sharded(from: &Path, to: &Path, rename: impl Fn(&str) -> String) {
