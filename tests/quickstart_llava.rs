@@ -3,11 +3,12 @@
 //! validation items every 100 steps and evaluates `final/` (an HF LLaVA folder) on the held-out
 //! test split, every item scored.
 //!
-//! What it pins is what the recipe reaches today (measured: validation strict Total 0.683 at
-//! step 900, held-out 0.575; runs are deterministic on one machine): validation ≥ 0.6 and
-//! held-out ≥ 0.5. That is short of the 0.85 held-out that issue 25 asks for: the tiny LLaVA
-//! learns the training pairings but, like the verdict-only Idefics3 quickstart (57.2%), does
-//! not yet judge new prompt-object pairings from the image. Raise the bars when it does.
+//! What it pins is a margin under what the recipe reaches (measured on 2026-12-07 with seed 2,
+//! the recipe's: validation strict Total 0.925 at step 900, held-out 0.884; runs are
+//! deterministic on one machine, and a CPU with other vector units may round differently):
+//! validation ≥ 0.85 and held-out ≥ 0.80. Before the projector started at LeCun's spread
+//! (`Llava::init_random`) the same recipe gave 0.683 and 0.575: the model learned the training
+//! pairings without reading the image.
 
 mod common;
 
@@ -39,8 +40,8 @@ fn the_llava_quickstart_learns_the_synthetic_world() {
     assert_eq!(results["counts"]["scored"], 300, "{}", results["counts"]);
     let total = results["strict"]["total"].as_f64().unwrap();
     assert!(
-        total >= 0.5,
-        "held-out strict Total {total:.3} < 0.5\n{}",
+        total >= 0.80,
+        "held-out strict Total {total:.3} < 0.80\n{}",
         text(&out)
     );
     let val: Value =
@@ -48,7 +49,7 @@ fn the_llava_quickstart_learns_the_synthetic_world() {
             .unwrap();
     let val_total = val["strict"]["total"].as_f64().unwrap();
     assert!(
-        val_total >= 0.6,
-        "validation strict Total {val_total:.3} < 0.6 at step 900"
+        val_total >= 0.85,
+        "validation strict Total {val_total:.3} < 0.85 at step 900"
     );
 }
