@@ -7,7 +7,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/tests/fixtures/parity");
+    // The folder of this run, not the one the build script was compiled in: a build script is
+    // reused across checkouts that share a target folder.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("model/tests/fixtures/parity");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut fixtures: Vec<PathBuf> = fs::read_dir(&root)
         .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
