@@ -179,7 +179,7 @@ fn validate_reports_errors_by_line_and_fails() {
     assert!(err.contains("--set train.batch_size=-1"), "{err}");
 }
 
-/// The LLaVA quickstart is the quickstart with the `tiny-llava` preset and nothing else changed:
+/// The LLaVA quickstart is the quickstart with the `tiny-llava` preset and its seed, nothing else:
 /// the end-to-end tests run every family as the quickstart recipe with `common::FAMILIES`'
 /// overrides, which this keeps true.
 #[test]

@@ -51,7 +51,7 @@ impl Family {
     }
 }
 
-/// Idefics3/SmolVLM (`tiny`) and LLaVA-1.5 (`tiny-llava`).
+/// Idefics3/SmolVLM (`tiny`) and LLaVA-1.5 (`tiny-llava`; its quickstart trains with seed 2).
 pub const FAMILIES: [Family; 2] = [
     Family {
         name: "idefics3",
@@ -61,7 +61,7 @@ pub const FAMILIES: [Family; 2] = [
     },
     Family {
         name: "llava",
-        sets: &["model.preset=\"tiny-llava\""],
+        sets: &["model.preset=\"tiny-llava\"", "train.seed=2"],
         connector_module: "multi_modal_projector",
         quickstart: "quickstart-llava.toml",
     },
