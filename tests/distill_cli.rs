@@ -10,7 +10,7 @@ mod stub_server;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{safeaware, text};
@@ -116,6 +116,22 @@ fn import_pairs(dir: &Path) -> std::path::PathBuf {
     pairs
 }
 
+/// Starts `safeaware args` and returns it once `out` holds at least `lines_written` lines.
+fn spawn_until_written(args: &[&str], out: &Path, lines_written: usize) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_safeaware"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while lines(out).len() < lines_written {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 #[test]
 fn a_killed_distillation_resumes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,17 +144,7 @@ fn a_killed_distillation_resumes_without_duplicates() {
         &server.base_url,
         out.to_str().unwrap(),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_safeaware"))
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while lines(&out).len() < 4 {
-        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = spawn_until_written(&args, &out, 4);
     child.kill().unwrap();
     child.wait().unwrap();
     let before = lines(&out).len();
@@ -190,17 +196,7 @@ fn a_second_distillation_on_the_same_out_fails_at_once_naming_the_first() {
         &server.base_url,
         out.to_str().unwrap(),
     );
-    let mut first = Command::new(env!("CARGO_BIN_EXE_safeaware"))
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while lines(&out).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = spawn_until_written(&args, &out, 1);
     let second = safeaware(&args);
     let still_running = first.try_wait().unwrap().is_none();
     let finished = first.wait().unwrap();

@@ -251,7 +251,8 @@ fn first_missing_ancestor(dir: &Path) -> Option<PathBuf> {
     missing
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OutputDirError {
+/// The error of an I/O failure at `path`.
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OutputDirError {
     let path = path.to_path_buf();
     move |source| OutputDirError::Io { path, source }
 }

@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::output_dir::{lock_at, OutputDirError};
+use crate::output_dir::{io_at, lock_at, OutputDirError};
 
 /// A file this process holds: locked until dropped.
 #[derive(Debug)]
@@ -26,10 +26,7 @@ impl OutputFile {
     pub fn lock(path: &Path) -> Result<OutputFile, OutputDirError> {
         let lock = lock_path(path);
         if let Some(dir) = lock.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| OutputDirError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
         }
         Ok(OutputFile {
             path: path.to_path_buf(),

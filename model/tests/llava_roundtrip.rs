@@ -98,7 +98,12 @@ fn saved_std(folder: &Path, name: &str) -> f64 {
     let values = store.read_f32(name).unwrap().unwrap();
     let n = values.len() as f64;
     let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
+    (values
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt()
 }
 
 #[test]
@@ -109,13 +114,22 @@ fn a_fresh_projector_starts_at_lecun_spread_and_the_rest_at_initializer_range() 
     let out = tempfile::tempdir().unwrap();
     VisionLanguageModel::save(&model, out.path(), FloatDtype::F32).unwrap();
     let fan_ins = [
-        ("multi_modal_projector.linear_1.weight", config.projector_input_size()),
-        ("multi_modal_projector.linear_2.weight", config.text.hidden_size),
+        (
+            "multi_modal_projector.linear_1.weight",
+            config.projector_input_size(),
+        ),
+        (
+            "multi_modal_projector.linear_2.weight",
+            config.text.hidden_size,
+        ),
     ];
     for (name, fan_in) in fan_ins {
         let expected = 1.0 / (fan_in as f64).sqrt();
         let std = saved_std(out.path(), name);
-        assert!((std / expected - 1.0).abs() < 0.1, "{name}: std {std} vs {expected}");
+        assert!(
+            (std / expected - 1.0).abs() < 0.1,
+            "{name}: std {std} vs {expected}"
+        );
     }
     for name in [
         "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use safeaware_common::output_file::OutputFile;
 use serde_json::Value;
 
-use crate::cases::{check, disjoint_runs, write, Case, BASE};
+use crate::cases::{check_all, disjoint_runs, write, Case, BASE};
 use crate::fixtures::{ok_in, prepare, run_in, snapshot};
 
 /// A dead endpoint: nothing listens on port 9 (discard) on the test machines.
@@ -478,15 +478,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn outputs_are_never_replaced_unasked_and_failures_exit_non_zero() {
-    let cases = cases();
-    let failures: Vec<String> = cases.iter().filter_map(|c| check(c).err()).collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
+    check_all(&cases());
 }
 
 /// `--compare --allow-different` of runs of benchmarks with the same ids pairs them (the user
