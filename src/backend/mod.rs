@@ -140,10 +140,26 @@ pub fn require(spec: DeviceSpec) -> Result<()> {
 #[cfg(feature = "cpu")]
 fn run_cpu<T: MultiDeviceTask>(task: T, workers: usize) -> Result<T::Output> {
     use burn::backend::{flex::FlexDevice, Flex};
+    let run = || run_autodiff::<Flex, _>(task, vec![FlexDevice; workers]);
+    if rayon::current_thread_index().is_some() {
+        // A task started from inside a task: already on the pool, under the outer one's turn.
+        return run();
+    }
+    // One CPU task at a time in this process. Burn's autodiff holds a process-wide lock for a
+    // whole backward pass, whose ops fork on the pool; a pool thread waiting on such a fork
+    // takes any queued job, so a second task's job could start inside the first's backward and
+    // then wait forever for the lock its own thread holds (seen: concurrent tests hung).
+    let _turn = CPU_TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // On a thread of the CPU backend's pool (rayon's global one): every parallel op then
     // starts where it is, instead of being handed from this thread to the pool and back.
-    rayon::scope(|_| run_autodiff::<Flex, _>(task, vec![FlexDevice; workers]))
+    rayon::scope(|_| run())
 }
+
+/// Held while a CPU task runs (see [`run_cpu`]).
+#[cfg(feature = "cpu")]
+static CPU_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(not(feature = "cpu"))]
 fn run_cpu<T: MultiDeviceTask>(_task: T, _workers: usize) -> Result<T::Output> {
@@ -241,6 +257,47 @@ mod dispatch_tests {
         }
         fn activation_checkpointing(&self) -> bool {
             self.checkpointing
+        }
+    }
+
+    /// Forward and backward passes of a product large enough for its kernels to fork.
+    struct Backward;
+
+    impl BackendTask for Backward {
+        type Output = f32;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<f32> {
+            use burn::tensor::{ElementConversion, Tensor};
+            let x = Tensor::<B, 2>::ones([192, 192], &device).require_grad();
+            let mut total = 0.0;
+            for _ in 0..10 {
+                let grads = x.clone().matmul(x.clone()).sum().backward();
+                let grad = x.grad(&grads).expect("x is tracked");
+                total += grad.sum().into_scalar().elem::<f32>();
+            }
+            Ok(total)
+        }
+    }
+
+    /// Tasks started at once from several threads (as tests are) all finish: before CPU tasks
+    /// took turns, one task's job could start inside another's backward and wait forever.
+    #[test]
+    fn concurrent_cpu_tasks_finish() {
+        let (sender, results) = std::sync::mpsc::channel();
+        for _ in 0..4 {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                for _ in 0..8 {
+                    let _ = sender.send(run_on(DeviceSpec::Cpu, Backward).unwrap());
+                }
+            });
+        }
+        drop(sender);
+        let expected = 10.0 * (2.0 * 192.0 * 192.0 * 192.0);
+        for _ in 0..32 {
+            let total = results
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("concurrent CPU tasks stopped making progress (deadlock)");
+            assert_eq!(total, expected);
         }
     }
 
