@@ -249,6 +249,10 @@ impl Experiment {
                 bail!("eval.{key} must be at least 1, got 0");
             }
         }
+        let timeout = self.eval.timeout_s;
+        if !(timeout > 0.0 && timeout.is_finite()) {
+            bail!("eval.timeout_s must be a positive number of seconds, got {timeout}");
+        }
         for (i, arm) in self.arms.iter().enumerate() {
             let at = format!("arms[{i}] (`{}`)", arm.name);
             check_folder_name(&arm.name).with_context(|| format!("{at}: name"))?;
@@ -411,6 +415,11 @@ baseline = "base"
             load(&path, &["eval.max_tokens=0".into()]).unwrap_err()
         );
         assert!(msg.contains("eval.max_tokens must be at least 1"), "{msg}");
+        for timeout in ["0", "-1", "nan", "inf"] {
+            let set = format!("eval.timeout_s={timeout}");
+            let msg = format!("{:#}", load(&path, &[set]).unwrap_err());
+            assert!(msg.contains("eval.timeout_s must be a positive"), "{msg}");
+        }
     }
 
     #[test]
