@@ -230,3 +230,19 @@ fn eval_checkpoint_on_wgpu_gives_the_cpu_answers_and_verdicts() {
     );
     assert_eq!(answers("wgpu"), cpu);
 }
+
+/// `bench train --device wgpu` reports the device's memory: the CubeCL pools' most bytes
+/// reserved (the peak) and in use, the live tensors of a step fitting in what was reserved.
+#[test]
+fn bench_train_on_wgpu_reports_the_pools_peak_memory() {
+    let out = safeaware(&[
+        "bench", "train", "--model", "tiny", "--device", "wgpu", "--seq", "48", "--steps", "1",
+        "--warmup", "0", "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reserved = report["pool_reserved_peak_mib"].as_f64().unwrap();
+    let in_use = report["pool_in_use_peak_mib"].as_f64().unwrap();
+    assert_eq!(report["peak_mem_mib"].as_f64(), Some(reserved), "{report}");
+    assert!(in_use > 0.0 && in_use <= reserved, "{report}");
+}
