@@ -22,6 +22,7 @@
 pub mod activation;
 pub mod adapters;
 pub mod attention;
+pub mod chunked_ce;
 pub mod config;
 pub mod connector;
 pub mod dropout;
