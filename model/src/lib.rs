@@ -10,7 +10,8 @@
 //! [`attention`]), [`vision_language_model`] (the whole model), [`loss`], [`kv_cache`],
 //! [`sampling`], [`generation`], [`weights`] (the HF name mapping, load/save), [`init`],
 //! [`params`], [`parity`] (HF parity fixtures), [`summary`] (what `safeaware inspect` prints),
-//! [`precision`] (autocast for mixed precision), [`linear`] (the linear layer, with its optional
+//! [`precision`] (autocast for mixed precision), [`custom_op`] (ops with their own backward on
+//! any backend), [`linear`] (the linear layer, with its optional
 //! [`lora`] adapter), [`peft`] (PEFT adapter folders) and [`idefics3_adapters`] (LoRA on
 //! Idefics3).
 
@@ -25,6 +26,7 @@ pub mod attention;
 pub mod chunked_ce;
 pub mod config;
 pub mod connector;
+pub mod custom_op;
 pub mod dropout;
 pub mod error;
 pub mod fused;
