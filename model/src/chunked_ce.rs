@@ -10,12 +10,51 @@
 //! statistics in f32, as [`crate::loss::cross_entropy_sum`] on [`crate::precision::linear`]'s
 //! logits does; `grad(W)` is summed over chunks in f32.
 
-use std::sync::Arc;
+use std::any::TypeId;
+use std::sync::{Arc, OnceLock};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, IndexingUpdateOp, Int, Tensor, TensorData, TensorPrimitive};
+use burn_autodiff::checkpoint::strategy::BalancedCheckpointing;
+use burn_autodiff::Autodiff;
+use burn_flex::Flex;
 
-use crate::precision::{cast, float_dtype};
+use crate::custom_op::{self, CustomOp};
+use crate::fused;
+use crate::precision::{cast, float_dtype, matmul_dtype};
+
+/// Whether the chunked loss may run: on unless `SAFEAWARE_CHUNKED_CE=0` (read once per process).
+pub fn enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("SAFEAWARE_CHUNKED_CE").map_or(true, |v| v != "0"))
+}
+
+/// `Σ −log softmax(hidden · weightᵀ)[target]` over the kept rows `hidden [N, X]` and the head
+/// weight `weight [V, X]`, as `[1]` (f32), by [`ChunkedCrossEntropy`] with its backward
+/// registered as one autodiff node; `None` where the caller keeps the logits path: the op is
+/// off ([`enabled`]), the CPU's fused cross-entropy applies (CPU backend with the fused
+/// kernels on, whose losses stay as they were), or the backend is one `custom_op` does not know.
+pub fn loss_sum<B: Backend>(
+    hidden: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    targets: &[i64],
+) -> Option<Tensor<B, 1>> {
+    if !enabled() || (fused::enabled() && on_cpu::<B>()) {
+        return None;
+    }
+    let op = ChunkedCrossEntropy::new(targets.to_vec(), matmul_dtype());
+    let inputs = [hidden, weight].map(|t| t.into_primitive().tensor());
+    let sum = custom_op::run::<B, _, 2>(op, inputs)?;
+    Some(Tensor::from_primitive(TensorPrimitive::Float(sum)))
+}
+
+/// Whether `B` is the CPU backend, with or without autodiff.
+fn on_cpu<B: Backend>() -> bool {
+    let b = TypeId::of::<B>();
+    b == TypeId::of::<Flex>()
+        || b == TypeId::of::<Autodiff<Flex>>()
+        || b == TypeId::of::<Autodiff<Flex, BalancedCheckpointing>>()
+}
 
 /// Target rows per chunk: the transient logits of a chunk are `CHUNK_ROWS × V` f32 (24 MiB for
 /// SmolVLM's 49,280-token vocabulary), a few such buffers live at once in the backward.
@@ -46,7 +85,7 @@ impl ChunkedCrossEntropy {
     }
 
     /// The summed loss `[1]` (f32) and each row's log-sum-exp `[N, 1]` (f32).
-    pub fn forward<X: Backend>(
+    pub fn loss<X: Backend>(
         &self,
         hidden: &Tensor<X, 2>,
         weight: &Tensor<X, 2>,
@@ -65,7 +104,7 @@ impl ChunkedCrossEntropy {
 
     /// Gradients of the hidden rows and the weight (each in its input's type) for the loss's
     /// gradient `grad [1]`, given the forward's `lse`.
-    pub fn backward<X: Backend>(
+    pub fn gradients<X: Backend>(
         &self,
         [hidden, weight]: [&Tensor<X, 2>; 2],
         lse: &Tensor<X, 2>,
@@ -139,6 +178,44 @@ impl ChunkedCrossEntropy {
     }
 }
 
+/// `p` as a tensor of backend `X`.
+fn tensor<X: Backend, const D: usize>(p: X::FloatTensorPrimitive) -> Tensor<X, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+/// The op over `[hidden rows, head weight]`: the summed loss `[1]`, saving each row's lse.
+impl CustomOp<2> for ChunkedCrossEntropy {
+    type Saved<X: Backend> = X::FloatTensorPrimitive;
+
+    fn forward<X: Backend>(
+        &self,
+        [hidden, weight]: &[X::FloatTensorPrimitive; 2],
+    ) -> (X::FloatTensorPrimitive, X::FloatTensorPrimitive) {
+        let (hidden, weight) = (
+            tensor::<X, 2>(hidden.clone()),
+            tensor::<X, 2>(weight.clone()),
+        );
+        let (sum, lse) = self.loss(&hidden, &weight);
+        (sum.into_primitive().tensor(), lse.into_primitive().tensor())
+    }
+
+    fn backward<X: Backend>(
+        &self,
+        [hidden, weight]: &[X::FloatTensorPrimitive; 2],
+        lse: &X::FloatTensorPrimitive,
+        grad: X::FloatTensorPrimitive,
+        wanted: [bool; 2],
+    ) -> [Option<X::FloatTensorPrimitive>; 2] {
+        let (hidden, weight) = (
+            tensor::<X, 2>(hidden.clone()),
+            tensor::<X, 2>(weight.clone()),
+        );
+        let lse = tensor::<X, 2>(lse.clone());
+        let (h, w) = self.gradients([&hidden, &weight], &lse, tensor(grad), wanted);
+        [h, w].map(|g| g.map(|g| g.into_primitive().tensor()))
+    }
+}
+
 /// Each row's `ln Σ exp`, stably, as `[rows, 1]`.
 fn log_sum_exp<X: Backend>(logits: Tensor<X, 2>) -> Tensor<X, 2> {
     let max = logits.clone().max_dim(1);
@@ -202,10 +279,10 @@ mod tests {
                 chunk: 4,
                 ..ChunkedCrossEntropy::new(targets.clone(), None)
             };
-            let (loss, lse) = op.forward(&h, &w);
+            let (loss, lse) = op.loss(&h, &w);
             assert_eq!(lse.dims(), [rows, 1]);
             let grad = Tensor::<NdArray, 1>::from_floats([1.5], &Default::default());
-            let (gh, gw) = op.backward([&h, &w], &lse, grad, [true, true]);
+            let (gh, gw) = op.gradients([&h, &w], &lse, grad, [true, true]);
             let (want, want_h, want_w) = reference(&h, &w, &targets);
             let got = loss.into_scalar();
             assert!(
@@ -223,13 +300,40 @@ mod tests {
         }
     }
 
+    /// Run by `custom_op` as one autodiff node on `Autodiff<Flex>`: the loss and both
+    /// gradients match the unfused formulation (1e-4 absolute).
+    #[test]
+    fn as_an_autodiff_node_it_matches_the_unfused_gradients() {
+        type Cpu = Autodiff<Flex>;
+        let (h0, w0) = (random(13, 16), random(37, 16));
+        let targets: Vec<i64> = (0..13).map(|r| (r * 5 % 37) as i64).collect();
+        let on_cpu = |t: &Tensor<NdArray, 2>| {
+            Tensor::<Cpu, 2>::from_data(t.to_data(), &Default::default()).require_grad()
+        };
+        let (h, w) = (on_cpu(&h0), on_cpu(&w0));
+        let op = ChunkedCrossEntropy {
+            chunk: 4,
+            ..ChunkedCrossEntropy::new(targets.clone(), None)
+        };
+        let inputs = [h.clone(), w.clone()].map(|t| t.into_primitive().tensor());
+        let sum: Tensor<Cpu, 1> = tensor(custom_op::run::<Cpu, _, 2>(op, inputs).unwrap());
+        let grads = (sum.clone() * 2.0).backward();
+        let back =
+            |t: Tensor<Flex, 2>| Tensor::<NdArray, 2>::from_data(t.to_data(), &Default::default());
+        let (want, want_h, want_w) = reference(&h0, &w0, &targets);
+        let got = sum.into_scalar();
+        assert!((got - want).abs() <= 1e-4 * want.abs(), "{got} vs {want}");
+        assert!(max_abs_diff(back(h.grad(&grads).unwrap()), want_h * 2.0) < 1e-4);
+        assert!(max_abs_diff(back(w.grad(&grads).unwrap()), want_w * 2.0) < 1e-4);
+    }
+
     #[test]
     fn computes_only_the_wanted_gradients() {
         let (h, w) = (random(3, 8), random(11, 8));
         let op = ChunkedCrossEntropy::new(vec![0, 5, 10], None);
-        let (_, lse) = op.forward(&h, &w);
+        let (_, lse) = op.loss(&h, &w);
         let grad = Tensor::<NdArray, 1>::ones([1], &Default::default());
-        let (gh, gw) = op.backward([&h, &w], &lse, grad, [false, true]);
+        let (gh, gw) = op.gradients([&h, &w], &lse, grad, [false, true]);
         assert!(gh.is_none());
         assert_eq!(gw.unwrap().dims(), [11, 8]);
     }
