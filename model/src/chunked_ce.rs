@@ -117,7 +117,7 @@ impl ChunkedCrossEntropy {
         let mut weight_grad: Option<Tensor<X, 2>> = None;
         for (start, end) in self.chunks(hidden.dims()[0]) {
             let logits = self.logits(hidden, weight, start, end);
-            let probs = (logits - lse.clone().slice([start..end])).exp();
+            let probs = (logits - lse.clone().slice(start..end)).exp();
             let ones = Tensor::<X, 2>::ones([end - start, 1], &device).cast(FloatDType::F32);
             let column = self.target_column::<X>(start, end, &device);
             let dlogits =
@@ -130,7 +130,7 @@ impl ChunkedCrossEntropy {
                 hidden_grads.push(cast(g, float_dtype(hidden)));
             }
             if want_weight {
-                let rows = self.in_product_type(hidden.clone().slice([start..end]), hidden);
+                let rows = self.in_product_type(hidden.clone().slice(start..end), hidden);
                 let g = cast(dlogits.transpose().matmul(rows), FloatDType::F32);
                 weight_grad = Some(weight_grad.map_or(g.clone(), |sum| sum + g));
             }
@@ -156,7 +156,7 @@ impl ChunkedCrossEntropy {
         start: usize,
         end: usize,
     ) -> Tensor<X, 2> {
-        let rows = self.in_product_type(hidden.clone().slice([start..end]), hidden);
+        let rows = self.in_product_type(hidden.clone().slice(start..end), hidden);
         let weight = self.in_product_type(weight.clone(), hidden);
         cast(rows.matmul(weight.transpose()), FloatDType::F32)
     }
