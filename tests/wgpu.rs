@@ -5,10 +5,13 @@
 //!   same greedy tokens), training steps, timing;
 //! - 20 quickstart steps from the same weights and data: each loss within 1e-3 (relative);
 //! - checkpoints written on one device resume on the other;
-//! - `eval --checkpoint` gives the same answers and verdicts on both.
+//! - `eval --checkpoint` gives the same answers and verdicts on both;
+//! - the memory-efficient attention op (values and q/k/v gradients) against Burn's attention.
 
 #![cfg(feature = "wgpu")]
 
+#[path = "../model/tests/support/attention_cases.rs"]
+mod attention_cases;
 mod common;
 
 use std::fs;
@@ -284,4 +287,16 @@ fn chunked_cross_entropy_on_wgpu_matches_the_unfused_loss_and_gradients() {
     let diff = |a: Tensor<Wgpu, 2>, b: Tensor<Wgpu, 2>| (a - b).abs().max().into_scalar();
     assert!(diff(gh, want_h) < 1e-4, "grad(hidden)");
     assert!(diff(gw, want_w) < 1e-4, "grad(weight)");
+}
+
+/// The memory-efficient attention op on wgpu under autodiff against Burn's unfused attention
+/// there, on the cases the CPU test runs (every mask form, GQA, odd lengths, a folded length
+/// past one block). Tolerance: 1e-4 absolute and relative (f32; GPU products reduce in another
+/// order than the CPU's).
+#[test]
+fn memory_efficient_attention_on_wgpu_matches_burns_attention() {
+    type Ad = burn::backend::Autodiff<burn::backend::Wgpu>;
+    for case in attention_cases::SMALL {
+        attention_cases::check::<Ad>(case, 1e-4, &Default::default());
+    }
 }

@@ -40,6 +40,7 @@ pub mod linear;
 pub mod llava;
 pub mod lora;
 pub mod loss;
+pub mod memory_efficient_attention;
 pub mod params;
 pub mod parity;
 pub mod peft;
