@@ -5,10 +5,13 @@
 //!   same greedy tokens), training steps, timing;
 //! - 20 quickstart steps from the same weights and data: each loss within 1e-3 (relative);
 //! - checkpoints written on one device resume on the other;
-//! - `eval --checkpoint` gives the same answers and verdicts on both.
+//! - `eval --checkpoint` gives the same answers and verdicts on both;
+//! - the memory-efficient attention op (values and q/k/v gradients) against Burn's attention.
 
 #![cfg(feature = "wgpu")]
 
+#[path = "../model/tests/support/attention_cases.rs"]
+mod attention_cases;
 mod common;
 
 use std::fs;
@@ -229,4 +232,71 @@ fn eval_checkpoint_on_wgpu_gives_the_cpu_answers_and_verdicts() {
         "the model should write verdicts by now: {cpu:?}"
     );
     assert_eq!(answers("wgpu"), cpu);
+}
+
+/// `bench train --device wgpu` reports the device's memory: the CubeCL pools' most bytes
+/// reserved (the peak) and in use, the live tensors of a step fitting in what was reserved.
+#[test]
+fn bench_train_on_wgpu_reports_the_pools_peak_memory() {
+    let out = safeaware(&[
+        "bench", "train", "--model", "tiny", "--device", "wgpu", "--seq", "48", "--steps", "1",
+        "--warmup", "0", "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reserved = report["pool_reserved_peak_mib"].as_f64().unwrap();
+    let in_use = report["pool_in_use_peak_mib"].as_f64().unwrap();
+    assert_eq!(report["peak_mem_mib"].as_f64(), Some(reserved), "{report}");
+    assert!(in_use > 0.0 && in_use <= reserved, "{report}");
+}
+
+/// The chunked LM-head loss on `Autodiff<Wgpu>` (two chunks, the second partial) against
+/// Burn's unfused formulation on the same device: the value and both gradients within 1e-4
+/// (absolute, unit-scale inputs).
+#[test]
+fn chunked_cross_entropy_on_wgpu_matches_the_unfused_loss_and_gradients() {
+    use burn::backend::{Autodiff, Wgpu};
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Distribution, Int, Tensor, TensorData};
+    use safeaware_model::chunked_ce::{loss_sum, CHUNK_ROWS};
+    type B = Autodiff<Wgpu>;
+    let (rows, vocab, width) = (CHUNK_ROWS + 5, 50, 8);
+    let device = Default::default();
+    let random = |r, c| Tensor::<B, 2>::random([r, c], Distribution::Normal(0.0, 1.0), &device);
+    let targets: Vec<i64> = (0..rows).map(|r| ((r * 7 + 3) % vocab) as i64).collect();
+    let run = |chunked: bool, h: &Tensor<B, 2>, w: &Tensor<B, 2>| {
+        let (h, w) = (h.clone().require_grad(), w.clone().require_grad());
+        let loss = if chunked {
+            loss_sum(h.clone(), w.clone(), &targets).expect("the op runs on Autodiff<Wgpu>")
+        } else {
+            let t = TensorData::new(targets.clone(), [rows, 1]);
+            let t = Tensor::<B, 2, Int>::from_data(t, &device);
+            log_softmax(h.clone().matmul(w.clone().transpose()), 1)
+                .gather(1, t)
+                .sum()
+                .neg()
+        };
+        let grads = loss.backward();
+        let (gh, gw) = (h.grad(&grads).unwrap(), w.grad(&grads).unwrap());
+        (loss.into_scalar(), gh, gw)
+    };
+    let (h, w) = (random(rows, width), random(vocab, width));
+    let (loss, gh, gw) = run(true, &h, &w);
+    let (want, want_h, want_w) = run(false, &h, &w);
+    assert!((loss - want).abs() <= 1e-4 * want.abs(), "{loss} vs {want}");
+    let diff = |a: Tensor<Wgpu, 2>, b: Tensor<Wgpu, 2>| (a - b).abs().max().into_scalar();
+    assert!(diff(gh, want_h) < 1e-4, "grad(hidden)");
+    assert!(diff(gw, want_w) < 1e-4, "grad(weight)");
+}
+
+/// The memory-efficient attention op on wgpu under autodiff against Burn's unfused attention
+/// there, on the cases the CPU test runs (every mask form, GQA, odd lengths, a folded length
+/// past one block). Tolerance: 1e-4 absolute and relative (f32; GPU products reduce in another
+/// order than the CPU's).
+#[test]
+fn memory_efficient_attention_on_wgpu_matches_burns_attention() {
+    type Ad = burn::backend::Autodiff<burn::backend::Wgpu>;
+    for case in attention_cases::SMALL {
+        attention_cases::check::<Ad>(case, 1e-4, &Default::default());
+    }
 }

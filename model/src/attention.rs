@@ -11,6 +11,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, FloatDType, Tensor, TensorData};
 
 use crate::fused;
+use crate::memory_efficient_attention;
 use crate::precision::{self, cast, float_dtype};
 
 /// `[B, T, H * D]` → `[B, H, T, D]`.
@@ -126,8 +127,10 @@ pub fn mixed_precision_attention<B: Backend>(
 }
 
 /// Attention as the model runs it: the fused CPU kernel ([`crate::fused::attention`]) where it
-/// applies (the CPU backend, f32, no autocast to another type), else
-/// [`grouped_query_attention`] on Burn's ops. Same shapes and meaning as the latter.
+/// applies (the CPU backend, f32, no autocast to another type); else, under autodiff, the
+/// memory-efficient op ([`crate::memory_efficient_attention`]: GPU backends, autocast,
+/// `SAFEAWARE_FUSED=0`); else (inference, or `SAFEAWARE_MEA=0`) [`grouped_query_attention`]
+/// on Burn's ops. Same shapes and meaning as the latter.
 pub fn attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -136,7 +139,10 @@ pub fn attention<B: Backend>(
 ) -> Tensor<B, 4> {
     let autocast = precision::matmul_dtype().is_some_and(|d| d != float_dtype(&q));
     let fused = (!autocast).then(|| fused::applied(fused::attention(&q, &k, &v, mask)));
-    match fused.flatten() {
+    let output = fused
+        .flatten()
+        .or_else(|| memory_efficient_attention::attention(&q, &k, &v, mask));
+    match output {
         Some(output) => output,
         None => grouped_query_attention(q, k, v, mask),
     }

@@ -10,7 +10,8 @@
 //! [`attention`]), [`vision_language_model`] (the whole model), [`loss`], [`kv_cache`],
 //! [`sampling`], [`generation`], [`weights`] (the HF name mapping, load/save), [`init`],
 //! [`params`], [`parity`] (HF parity fixtures), [`summary`] (what `safeaware inspect` prints),
-//! [`precision`] (autocast for mixed precision), [`linear`] (the linear layer, with its optional
+//! [`precision`] (autocast for mixed precision), [`custom_op`] (ops with their own backward on
+//! any backend), [`linear`] (the linear layer, with its optional
 //! [`lora`] adapter), [`peft`] (PEFT adapter folders) and [`idefics3_adapters`] (LoRA on
 //! Idefics3).
 
@@ -22,8 +23,10 @@
 pub mod activation;
 pub mod adapters;
 pub mod attention;
+pub mod chunked_ce;
 pub mod config;
 pub mod connector;
+pub mod custom_op;
 pub mod dropout;
 pub mod error;
 pub mod fused;
@@ -37,6 +40,7 @@ pub mod linear;
 pub mod llava;
 pub mod lora;
 pub mod loss;
+pub mod memory_efficient_attention;
 pub mod params;
 pub mod parity;
 pub mod peft;

@@ -7,6 +7,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
+use crate::chunked_ce;
 use crate::error::{ModelError, Result};
 use crate::fused;
 use crate::precision;
@@ -90,13 +91,14 @@ pub fn cross_entropy_sum<B: Backend>(
 
 /// The loss over `rows [B·T, X]` (hidden states or logits, flattened row-major): only rows with
 /// a target are kept, mapped to logits `[N, V]` by `head`, and scored against `labels [B·T]`.
+/// When the head is a plain product with `weight [V, X]` (no bias, no adapter), the loss is
+/// [`chunked_ce::loss_sum`]'s where that applies, which never holds the `[N, V]` logits whole.
 pub fn loss_on_rows<B: Backend>(
     rows: Tensor<B, 2>,
     labels: &[i64],
-    batch: usize,
-    seq: usize,
-    vocab: usize,
+    [batch, seq, vocab]: [usize; 3],
     head: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>,
+    weight: Option<Tensor<B, 2>>,
 ) -> Result<LossOutput<B>> {
     if labels.len() != batch * seq || rows.dims()[0] != batch * seq {
         return Err(ModelError::input(
@@ -115,7 +117,11 @@ pub fn loss_on_rows<B: Backend>(
     }
     let count = kept.len();
     let kept = Tensor::<B, 1, Int>::from_data(TensorData::new(kept, [count]), &device);
-    let logits = head(rows.select(0, kept));
+    let kept = rows.select(0, kept);
+    if let Some(sum) = weight.and_then(|w| chunked_ce::loss_sum(kept.clone(), w, &targets)) {
+        return Ok(LossOutput::new(sum, count));
+    }
+    let logits = head(kept);
     Ok(LossOutput::new(
         cross_entropy_sum(logits, &targets, &device),
         count,
@@ -128,10 +134,9 @@ pub fn causal_lm_loss<B: Backend>(logits: Tensor<B, 3>, labels: &[i64]) -> Resul
     loss_on_rows(
         logits.reshape([batch * seq, vocab]),
         labels,
-        batch,
-        seq,
-        vocab,
+        [batch, seq, vocab],
         |l| l,
+        None,
     )
 }
 

@@ -134,11 +134,22 @@ pub fn forward_loss<B: Backend, M: TextDecoder<B>>(
     loss_on_rows(
         hidden.reshape([batch * seq, width]),
         &int_values(labels),
-        batch,
-        seq,
-        model.vocab_size(),
+        [batch, seq, model.vocab_size()],
         |h| logits(model, h),
+        plain_head_weight(model),
     )
+}
+
+/// The LM head's weight as `[vocab, hidden]` when the head is that product alone (tied to the
+/// embeddings, or its own weight without bias or adapter); `None` otherwise.
+pub fn plain_head_weight<B: Backend, M: TextDecoder<B>>(model: &M) -> Option<Tensor<B, 2>> {
+    match model.lm_head() {
+        None => Some(model.text_model().embed_tokens.weight.val()),
+        Some(head) if head.bias.is_none() && head.lora.is_none() => {
+            Some(head.weight.val().transpose())
+        }
+        Some(_) => None,
+    }
 }
 
 /// Fails unless every id lies in `[0, vocab)`.

@@ -17,6 +17,7 @@ use safeaware_trainer::param_groups::freeze;
 use serde_json::{json, Value};
 
 use super::inputs::host_inputs;
+use super::pools::PoolPeak;
 use super::{BenchSpec, Mode, ModelSource, ADAM_EPS, BETAS, LR, MAX_GRAD_NORM, WEIGHT_DECAY};
 use safeaware_runtime::task::BackendTask;
 
@@ -136,6 +137,7 @@ fn run_train<B: AutodiffBackend>(
     let params = ParamCounts::of_model(&model).total();
     let mut losses: Vec<Tensor<B::InnerBackend, 1>> = Vec::new();
     let mut norms = Vec::new();
+    let mut pools = PoolPeak::default();
     // The model moves through the optimiser (no clone: shared parameters could not be updated in place).
     let mut slot = Some(model);
     let times = timed::<B>(device, spec.steps, spec.warmup, || {
@@ -144,8 +146,10 @@ fn run_train<B: AutodiffBackend>(
             model.forward_loss(&input, &labels)
         })
         .context("forward")?;
+        pools.sample::<B>(device)?;
         losses.push(loss.mean.clone().inner());
         let mut grads = GradientsParams::from_grads(loss.mean.backward(), &model);
+        pools.sample::<B>(device)?;
         norms.push(clip_grad_norm(&model, &mut grads, MAX_GRAD_NORM)?.total_norm);
         slot = Some(optim.step(LR, model, grads));
         Ok(())
@@ -161,6 +165,7 @@ fn run_train<B: AutodiffBackend>(
     extra.insert("loss_last".into(), json!(last));
     extra.insert("losses".into(), json!(losses));
     extra.insert("grad_norm_last".into(), json!(norms.last()));
+    extra.extend(pools.fields());
     Ok(Timings {
         times,
         extra,

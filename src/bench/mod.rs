@@ -16,6 +16,7 @@
 
 mod inputs;
 mod measure;
+mod pools;
 mod report;
 mod source;
 

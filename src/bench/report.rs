@@ -27,7 +27,10 @@ pub(super) fn report(spec: &BenchSpec, t: &Timings) -> Value {
     let (peak_mem, mem_source) = match spec.device {
         DeviceSpec::Cpu => (peak_rss_mib(), "VmHWM (peak RSS of the process, model building included)"),
         DeviceSpec::Cuda(_) => (gpu_process_mem_mib(), "nvidia-smi used_memory of this process after the run (driver view: CUDA context + allocator pools)"),
-        DeviceSpec::Wgpu => (None, "not measured on wgpu"),
+        DeviceSpec::Wgpu => (
+            t.extra.get("pool_reserved_peak_mib").and_then(Value::as_f64),
+            "CubeCL memory pools: the most bytes reserved, read after each step's forward and backward (allocator view, no driver context)",
+        ),
     };
     let (backend, device_type) = match spec.device {
         DeviceSpec::Cpu => ("flex", "cpu"),
