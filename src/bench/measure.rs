@@ -2,6 +2,7 @@
 //! loops, and what the process used (threads, peak memory).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
@@ -61,6 +62,28 @@ pub(super) fn gpu_process_mem_mib() -> Option<f64> {
         })
 }
 
+/// The most device memory CubeCL's pools held on the wgpu device at the end of a step so far,
+/// in bytes (its pools keep their pages between steps, so this is about the peak reserved).
+static WGPU_RESERVED: AtomicU64 = AtomicU64::new(0);
+
+/// Records what CubeCL has reserved on `device` when it is a wgpu device.
+fn note_device_memory<D: 'static>(device: &D) {
+    #[cfg(feature = "wgpu")]
+    if let Some(device) = (device as &dyn std::any::Any).downcast_ref::<burn_wgpu::WgpuDevice>() {
+        use burn_cubecl::cubecl::Runtime;
+        if let Ok(usage) = burn_wgpu::WgpuRuntime::client(device).memory_usage() {
+            WGPU_RESERVED.fetch_max(usage.bytes_reserved, Ordering::Relaxed);
+        }
+    }
+    let _ = device;
+}
+
+/// [`WGPU_RESERVED`] in MiB; `None` before any step on wgpu.
+pub(super) fn wgpu_reserved_mib() -> Option<f64> {
+    let bytes = WGPU_RESERVED.load(Ordering::Relaxed);
+    (bytes > 0).then(|| bytes as f64 / (1024.0 * 1024.0))
+}
+
 /// Threads of this process right now (rayon workers included).
 pub fn os_threads() -> Option<usize> {
     std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
@@ -91,6 +114,7 @@ fn timed<B: Backend>(
         let start = Instant::now();
         f()?;
         sync::<B>(device)?;
+        note_device_memory(device);
         if i >= warmup {
             times.push(start.elapsed().as_secs_f64());
         }

@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use super::measure::{gpu_process_mem_mib, os_threads, peak_rss_mib, quantile, Timings};
+use super::measure::{
+    gpu_process_mem_mib, os_threads, peak_rss_mib, quantile, wgpu_reserved_mib, Timings,
+};
 use super::{BenchSpec, Dtype, Mode, PEAK_BF16, PEAK_F32};
 use crate::backend::probe::cpu_name;
 use safeaware_runtime::device::DeviceSpec;
@@ -27,7 +29,7 @@ pub(super) fn report(spec: &BenchSpec, t: &Timings) -> Value {
     let (peak_mem, mem_source) = match spec.device {
         DeviceSpec::Cpu => (peak_rss_mib(), "VmHWM (peak RSS of the process, model building included)"),
         DeviceSpec::Cuda(_) => (gpu_process_mem_mib(), "nvidia-smi used_memory of this process after the run (driver view: CUDA context + allocator pools)"),
-        DeviceSpec::Wgpu => (None, "not measured on wgpu"),
+        DeviceSpec::Wgpu => (wgpu_reserved_mib(), "CubeCL bytes_reserved on the wgpu device, largest at the end of a step (its pools keep their pages: about the peak reserved)"),
     };
     let (backend, device_type) = match spec.device {
         DeviceSpec::Cpu => ("flex", "cpu"),
