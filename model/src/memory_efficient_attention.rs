@@ -44,7 +44,7 @@ pub fn enabled() -> bool {
 /// Attention (`q [B, H, Tq, D]`, `k`/`v [B, KVH, Tk, D]`, as
 /// [`grouped_query_attention`](crate::attention::grouped_query_attention)) through the
 /// memory-efficient op, where it applies: `B` is an autodiff backend `custom_op` knows, the op
-/// is enabled, `H` is a multiple of `KVH`, a causal mask has `Tk ≥ Tq`, a bias or boolean mask is
+/// is enabled, the activations are f32 (pure bf16 keeps Burn's attention), `H` is a multiple of `KVH`, a causal mask has `Tk ≥ Tq`, a bias or boolean mask is
 /// `[B, H, Tq, Tk]` and a bias takes no gradient. `None` otherwise, with nothing computed.
 pub fn attention<B: Backend>(
     q: &Tensor<B, 4>,
@@ -55,7 +55,13 @@ pub fn attention<B: Backend>(
     let [batch, heads, seq_q, head_dim] = q.dims();
     let [_, kv_heads, seq_k, _] = k.dims();
     let full = [batch, heads, seq_q, seq_k];
-    if !enabled() || !B::ad_enabled(&q.device()) || kv_heads == 0 || heads % kv_heads != 0 {
+    // f32 activations only (f32 and bf16-mixed): pure bf16 keeps Burn's attention, as the op's
+    // statistics and masks are f32.
+    let f32_activations = float_dtype(q) == FloatDType::F32;
+    if !enabled() || !f32_activations || !B::ad_enabled(&q.device()) {
+        return None;
+    }
+    if kv_heads == 0 || heads % kv_heads != 0 {
         return None;
     }
     let folded = [batch, kv_heads, heads / kv_heads * seq_q, seq_k];

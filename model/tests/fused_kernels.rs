@@ -5,6 +5,10 @@
 //! failure reproduces with the same values. Then every kernel refusing operands it cannot read:
 //! shapes that do not fit together, and layouts that reach past their buffer.
 
+#[path = "support/masks.rs"]
+mod masks;
+use masks::padding_causal;
+
 use std::cell::RefCell;
 
 use burn::backend::{Autodiff, Flex};
@@ -88,22 +92,6 @@ fn applies<T>(result: Result<Option<T>, FusedError>) -> T {
     result
         .expect("consistent operands")
         .expect("the fused kernel applies")
-}
-
-/// Row `b` of `[B, T]` has its first `b` keys as padding (left padding), causal after that.
-/// With `see_self`, a query always sees its own position (the model's padding queries do);
-/// without it, the first queries of padded rows see no key at all (their output must be zeros;
-/// Burn's gradients there are NaN, so only values are compared).
-fn padding_causal(shape: [usize; 4], see_self: bool) -> Vec<bool> {
-    let [batch, heads, seq_q, seq_k] = shape;
-    (0..batch * heads * seq_q * seq_k)
-        .map(|index| {
-            let (key, query) = (index % seq_k, index / seq_k % seq_q);
-            let row = index / (heads * seq_q * seq_k);
-            let own = seq_k - seq_q + query;
-            (key < row && !(see_self && key == own)) || key > own
-        })
-        .collect()
 }
 
 fn masks<B: Backend>(shape: [usize; 4], see_self: bool) -> Vec<(&'static str, AttentionMask<B>)> {

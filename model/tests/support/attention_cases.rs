@@ -5,6 +5,10 @@
 //! query, odd lengths and lengths that are not a multiple of the block. Inputs are seeded host
 //! values, so every backend sees the same numbers.
 
+#[path = "masks.rs"]
+mod masks;
+use masks::padding_causal;
+
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, Tensor, TensorData, Tolerance};
 use rand::rngs::StdRng;
@@ -37,27 +41,12 @@ fn random<B: AutodiffBackend>(
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-/// Row `b` has its first `b` keys as padding (left padding), causal after that; the padded
-/// queries still see their own key (as the model's do), so no row is fully masked and Burn's
-/// gradients are finite everywhere.
-fn padding_causal(shape: [usize; 4]) -> Vec<bool> {
-    let [batch, heads, seq_q, seq_k] = shape;
-    (0..batch * heads * seq_q * seq_k)
-        .map(|index| {
-            let (key, query) = (index % seq_k, index / seq_k % seq_q);
-            let row = index / (heads * seq_q * seq_k);
-            let own = seq_k - seq_q + query;
-            (key < row && key != own) || key > own
-        })
-        .collect()
-}
-
 /// Every mask form the model uses, for scores of `shape`.
 pub fn masks<B: AutodiffBackend>(
     shape: [usize; 4],
     device: &B::Device,
 ) -> Vec<(&'static str, AttentionMask<B>)> {
-    let masked = padding_causal(shape);
+    let masked = padding_causal(shape, true);
     let bias: Vec<f32> = masked
         .iter()
         .map(|&m| if m { f32::NEG_INFINITY } else { 0.0 })
