@@ -1,8 +1,8 @@
 //! End-to-end tests of `safeaware data encode` on the processor fixtures of safeaware-data
 //! (made by tools/make_processor_fixtures.py with HF's processors): the tensors written with
 //! `--out` match HF's `processor(text=…, images=…)` (ids identical, pixels within 0.01 mean
-//! absolute difference, HF's shapes), for a LLaVA folder and a SmolVLM one; the text and JSON
-//! summaries; errors.
+//! absolute difference, HF's shapes), for a LLaVA, a SmolVLM and a Qwen2-VL folder (with its
+//! `image_grid_thw`); the text and JSON summaries; errors.
 
 mod common;
 
@@ -123,6 +123,28 @@ fn llava_encoding_matches_hf() {
     let m = mad(&f32s(&pixels), &f32s(&expected));
     assert!(m < 0.01, "pixel MAD {m}");
     eprintln!("llava clip.hub landscape_odd: pixel MAD {m:.2e}");
+}
+
+#[test]
+fn qwen2_vl_encoding_writes_hf_patches_and_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = case("processor_qwen2_vl", "small.v5/image_first/large_rgb");
+    let folder = fixtures("processor_qwen2_vl").join("small.v5");
+    let out = encode(dir.path(), &folder, &case);
+    let (_, _, ids) = tensor(&out, "input_ids");
+    assert_eq!(i64s(&ids), expected_ids(&case));
+    let (shape, dtype, grid) = tensor(&out, "image_grid_thw");
+    assert_eq!((shape, dtype.as_str()), (vec![1, 3], "I64"));
+    let want = case["image_grid_thw"][0].as_array().unwrap().iter();
+    assert_eq!(
+        i64s(&grid),
+        want.map(|v| v.as_i64().unwrap()).collect::<Vec<_>>()
+    );
+    let (shape, _, pixels) = tensor(&out, "pixel_values");
+    let file = fixtures("processor_qwen2_vl").join(case["pixels"][0].as_str().unwrap());
+    let (expected_shape, _, expected) = tensor(&file, "pixel_values");
+    assert_eq!(shape, expected_shape);
+    assert_eq!(f32s(&pixels), f32s(&expected));
 }
 
 #[test]

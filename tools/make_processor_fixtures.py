@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build the processor parity fixtures with HF's processors: data/tests/fixtures/processor/
-(SmolVLM, `Idefics3Processor`) and data/tests/fixtures/processor_llava/ (LLaVA-1.5,
-`LlavaProcessor`; see llava_fixtures.py's docstring for its contents).
+(SmolVLM, `Idefics3Processor`), data/tests/fixtures/processor_llava/ (LLaVA-1.5,
+`LlavaProcessor`; see `make_llava`'s docstring) and data/tests/fixtures/processor_qwen2_vl/
+(Qwen2-VL, `Qwen2VLProcessor`; see qwen2_vl_fixtures.py's docstring).
 
 What it writes (all small, deterministic for a given Python / tokenizers / Pillow / transformers):
 
@@ -20,7 +21,7 @@ What it writes (all small, deterministic for a given Python / tokenizers / Pillo
 
 The pixel values come from the PIL backend (`Idefics3ImageProcessorPil`, i.e. Pillow resampling),
 which is the semantics safeaware-data reproduces. Run: tools/.venv/bin/python tools/make_processor_fixtures.py
-[--out DIR] [--only smolvlm|llava] (DIR defaults to data/tests/fixtures; a scratch DIR plus
+[--out DIR] [--only smolvlm|llava|qwen2_vl] (DIR defaults to data/tests/fixtures; a scratch DIR plus
 `diff -r` checks that a rerun reproduces the committed files).
 """
 
@@ -261,13 +262,17 @@ def main() -> None:
     global OUT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=FIXTURES, help="fixtures root (default: %(default)s)")
-    parser.add_argument("--only", choices=["smolvlm", "llava"], help="build one family's fixtures")
+    parser.add_argument("--only", choices=["smolvlm", "llava", "qwen2_vl"], help="build one family's fixtures")
     args = parser.parse_args()
     OUT = args.out / "processor"
-    if args.only != "llava":
+    if args.only in (None, "smolvlm"):
         make_smolvlm()
-    if args.only != "smolvlm":
+    if args.only in (None, "llava"):
         make_llava(args.out / "processor_llava")
+    if args.only in (None, "qwen2_vl"):
+        from qwen2_vl_fixtures import make_qwen2_vl
+
+        make_qwen2_vl(args.out / "processor_qwen2_vl")
 
 
 def make_smolvlm() -> None:
@@ -582,7 +587,7 @@ def make_llava(out: Path) -> None:
     pixel_shape and the pixels (pixels/<image>.<config>.safetensors, f32 [1,3,H,W]; for clip336
     per-image statistics plus every 37th value in pixels/<image>.clip336.sample.safetensors) and,
     for training cases, labels."""
-    from transformers import AutoProcessor, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     if out.exists():
         shutil.rmtree(out)
@@ -598,16 +603,23 @@ def make_llava(out: Path) -> None:
         proc = make_llava_processor(tokenizer, config)
         model_config = {"model_type": "llava", "image_token_index": tokenizer.convert_tokens_to_ids("<image>")}
         folders = save_llava_layouts(proc, out, config, model_config)
-        for folder in folders:  # both layouts load back into the same processor
-            loaded = AutoProcessor.from_pretrained(str(out / folder), backend="pil")
-            assert type(loaded.image_processor).__name__.endswith("Pil"), type(loaded.image_processor)
-            assert loaded.image_processor.to_dict() == proc.image_processor.to_dict(), folder
+        check_loads_back(proc, out, folders)
         cases += llava_cases(proc, config, folders, image_paths, out)
     write_json(out / "cases.json", cases)
     write_json(out / "versions.json", versions())
     too_big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size >= 1 << 20]
     assert not too_big, f"fixture files over 1 MiB: {too_big}"
     print(f"wrote {len(cases)} LLaVA cases to {out}")
+
+
+def check_loads_back(proc, out: Path, folders: list[str]) -> None:
+    """Every layout loads back through AutoProcessor (PIL backend) into the same image processor."""
+    from transformers import AutoProcessor
+
+    for folder in folders:
+        loaded = AutoProcessor.from_pretrained(str(out / folder), backend="pil")
+        assert type(loaded.image_processor).__name__.endswith("Pil"), type(loaded.image_processor)
+        assert loaded.image_processor.to_dict() == proc.image_processor.to_dict(), folder
 
 
 def llava_cases(proc, config, folders, image_paths, out: Path) -> list[dict]:

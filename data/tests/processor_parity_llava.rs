@@ -5,100 +5,25 @@
 //! difference for the JPEG, llava-1.5's real 336/14 settings (576 tokens) checked on statistics
 //! and a strided sample, training labels as derived in Python, and the folders written back.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safeaware_data::processor::{
-    ClipImageProcessorConfig, Encoded, Family, LlavaParts, Message, Part, Processor, Role,
-};
+use safeaware_data::processor::{ClipImageProcessorConfig, Family, LlavaParts, Processor};
 use serde_json::Value;
+use support::{check_sampled, diff, ints, load_f32, read_json};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/processor_llava")
 }
 
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 fn cases() -> Vec<Value> {
-    read_json(&fixtures().join("cases.json"))
-        .as_array()
-        .unwrap()
-        .clone()
+    support::cases(&fixtures())
 }
 
-/// HF-style messages of a case, with `{"type": "image"}` parts taking the case's images in order.
-fn messages(case: &Value) -> Vec<Message> {
-    let mut images = case["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| fixtures().join(p.as_str().unwrap()));
-    let message = |m: &Value| {
-        let role = match m["role"].as_str().unwrap() {
-            "system" => Role::System,
-            "user" => Role::User,
-            _ => Role::Assistant,
-        };
-        let parts = m["content"].as_array().unwrap().iter();
-        let content = parts
-            .map(|p| match p["type"].as_str().unwrap() {
-                "image" => Part::image(images.next().expect("an image per placeholder")),
-                _ => Part::text(p["text"].as_str().unwrap()),
-            })
-            .collect();
-        Message::new(role, content)
-    };
-    case["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(message)
-        .collect()
-}
-
-fn load_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor("pixel_values").unwrap();
-    let values = t.data().chunks_exact(4);
-    values
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-fn ints<T: TryFrom<i64>>(v: &Value) -> Vec<T>
-where
-    T::Error: std::fmt::Debug,
-{
-    let items = v.as_array().unwrap().iter();
-    items
-        .map(|x| T::try_from(x.as_i64().unwrap()).unwrap())
-        .collect()
-}
-
-/// (mean, max) absolute difference.
-fn diff(a: &[f32], b: &[f32]) -> (f64, f64) {
-    assert_eq!(a.len(), b.len());
-    let d = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs());
-    let (sum, max) = d.fold((0.0, 0.0f64), |(s, m), v| (s + v, m.max(v)));
-    (sum / a.len().max(1) as f64, max)
-}
-
-/// Encodes a case as HF did: the generation prompt, or the training conversation.
-fn encode(processor: &Processor, case: &Value) -> Encoded {
-    let msgs = messages(case);
-    let name = case["name"].as_str().unwrap();
-    let generation = case["add_generation_prompt"].as_bool().unwrap();
-    let rendered = processor.render(&msgs, generation).unwrap();
-    assert_eq!(rendered, case["prompt"].as_str().unwrap(), "{name}: prompt");
-    if generation {
-        processor.encode_prompt(&msgs).unwrap()
-    } else {
-        processor.encode_training(&msgs).unwrap()
-    }
+fn encode(processor: &Processor, case: &Value) -> safeaware_data::processor::Encoded {
+    support::encode(&fixtures(), processor, case)
 }
 
 /// Checks one case's ids, labels and pixels; returns the pixels' (MAD, max) and whether the
@@ -140,38 +65,9 @@ fn check_case(processor: &Processor, case: &Value) -> Option<((f64, f64), bool)>
             .collect();
         return Some((diff(&enc.pixel_values, &expected), lossless));
     }
-    Some((check_sampled(&enc, case), lossless))
-}
-
-/// The 336 case: statistics per image and every `stride`-th value.
-fn check_sampled(enc: &Encoded, case: &Value) -> (f64, f64) {
-    let name = case["name"].as_str().unwrap();
-    let stride = case["pixel_sample_stride"].as_u64().unwrap() as usize;
     let per_image = enc.pixel_values.len() / enc.num_tiles();
-    let (mut mad, mut max) = (0.0f64, 0.0f64);
-    for (k, stats) in case["pixel_stats"].as_array().unwrap().iter().enumerate() {
-        let values = &enc.pixel_values[k * per_image..(k + 1) * per_image];
-        let n = values.len() as f64;
-        let mean = values.iter().map(|v| *v as f64).sum::<f64>() / n;
-        let var = values
-            .iter()
-            .map(|v| (*v as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n;
-        assert!(
-            (mean - stats["mean"].as_f64().unwrap()).abs() < 1e-4,
-            "{name}: mean"
-        );
-        assert!(
-            (var.sqrt() - stats["std"].as_f64().unwrap()).abs() < 1e-4,
-            "{name}: std"
-        );
-        let sample: Vec<f32> = values.iter().step_by(stride).copied().collect();
-        let file = case["pixel_samples"][k].as_str().unwrap();
-        let (m, x) = diff(&sample, &load_f32(&fixtures().join(file)));
-        (mad, max) = (mad.max(m), max.max(x));
-    }
-    (mad, max)
+    let images: Vec<&[f32]> = enc.pixel_values.chunks(per_image).collect();
+    Some((check_sampled(&fixtures(), &images, case), lossless))
 }
 
 fn processors() -> HashMap<String, Processor> {
@@ -371,11 +267,11 @@ fn bad_values_and_families_are_reported() {
 
     let dir = copy("clip.hub");
     edit_json(&dir.path().join("config.json"), |c| {
-        c.insert("model_type".into(), "qwen2_vl".into());
+        c.insert("model_type".into(), "llava_next".into());
     });
     let e = load_err(dir.path());
     assert!(
-        e.contains("qwen2_vl") && e.contains("llava") && e.contains("idefics3"),
+        e.contains("llava_next") && e.contains("qwen2_vl") && e.contains("idefics3"),
         "{e}"
     );
 

@@ -142,6 +142,7 @@ mod tests {
             pixel_values: Vec::new(),
             pixel_shape: [0; 4],
             grids: Vec::new(),
+            image_grid_thw: Vec::new(),
         };
         Job {
             prompt: Arc::new(EncodedPrompt {

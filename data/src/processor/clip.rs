@@ -87,6 +87,7 @@ impl ClipImageProcessor {
             height: frame.height() as usize,
             width: frame.width() as usize,
             grid: Grid::default(),
+            grid_thw: None,
         }
     }
 

@@ -7,7 +7,8 @@
 //! starts inside an answer (offsets from the tokenizer). Text after that, such as the
 //! template's trailing newline, stays masked.
 //!
-//! The end of turn: SmolVLM's template writes `<end_of_utterance>`; LLaVA's writes the answer
+//! The end of turn: SmolVLM's template writes `<end_of_utterance>` and Qwen2-VL's `<|im_end|>`
+//! (learned; the newline after it is not); LLaVA's writes the answer
 //! followed by a space and nothing else, so for training each answer's trailing white space is
 //! replaced by the eos token (`</s>`), which is learned: `ASSISTANT: answer</s>USER: …`, the
 //! format original LLaVA-1.5 trained on. Prompts are left exactly as HF renders them.
@@ -20,6 +21,7 @@ use super::expand::{expand, Expanded};
 use super::family::Family;
 use super::image_processor::{Grid, ImageProcessor};
 use super::message::{Message, Role};
+use super::qwen2_vl_config::IM_END;
 use super::tokens::{row_col_token, END_OF_UTTERANCE, LLAVA_EOS};
 use super::Processor;
 
@@ -33,12 +35,17 @@ pub struct Encoded {
     /// `None` for prompts.
     pub labels: Option<Vec<i64>>,
     /// All images' frames, flattened `[N, 3, H, W]` (HF's order: image by image; SmolVLM: each
-    /// image's row-major tiles then its global view; LLaVA: one crop per image).
+    /// image's row-major tiles then its global view; LLaVA: one crop per image; Qwen2-VL: one
+    /// frame per patch, `H = temporal_patch_size·patch_size`, `W = patch_size`, which is HF's
+    /// `pixel_values` `[patches, C·T·P·P]` in the same memory).
     pub pixel_values: Vec<f32>,
     /// `[N, 3, H, W]`; `N` is 0 without images.
     pub pixel_shape: [usize; 4],
-    /// Per image, how it was tiled (`0`×`0` for LLaVA).
+    /// Per image, how it was tiled (`0`×`0` for LLaVA and Qwen2-VL).
     pub grids: Vec<Grid>,
+    /// Qwen2-VL's `image_grid_thw`, a `[t, h, w]` row (in patches) per image; empty for the
+    /// other families.
+    pub image_grid_thw: Vec<[usize; 3]>,
 }
 
 impl Encoded {
@@ -88,8 +95,8 @@ impl Processor {
             return Err(ProcessorError::NoAssistantTurn);
         }
         let (text, answers) = match self.family() {
-            Family::Idefics3 => (full, answers.into_iter().map(|a| a.span).collect()),
             Family::Llava => close_answers(&full, &answers, self.eos_text()),
+            _ => (full, answers.into_iter().map(|a| a.span).collect()),
         };
         let Tokenized {
             expanded,
@@ -152,12 +159,15 @@ impl Processor {
         }
         let answer = &upto[prompt.len()..];
         let end_of_utterance = match self.family() {
-            Family::Idefics3 => answer.rfind(END_OF_UTTERANCE),
+            Family::Idefics3 => answer
+                .rfind(END_OF_UTTERANCE)
+                .map(|j| (j, END_OF_UTTERANCE)),
+            Family::Qwen2Vl => answer.rfind(IM_END).map(|j| (j, IM_END)),
             Family::Llava => None,
         };
         let len = match end_of_utterance {
-            Some(j) if open => j,
-            Some(j) => j + END_OF_UTTERANCE.len(),
+            Some((j, _)) if open => j,
+            Some((j, end)) => j + end.len(),
             None => answer.trim_end().len(),
         };
         Ok(Answer {
@@ -172,6 +182,7 @@ impl Processor {
         let (mut height, mut width) = self.frame_size();
         let mut pixel_values = Vec::new();
         let mut grids = Vec::with_capacity(images.len());
+        let mut image_grid_thw = Vec::new();
         let mut replacements = Vec::with_capacity(images.len());
         let mut frames = 0;
         for (k, source) in images.iter().enumerate() {
@@ -191,6 +202,7 @@ impl Processor {
             (height, width) = (processed.height, processed.width);
             replacements.push(self.config.image_text(&processed, &self.origin)?);
             grids.push(processed.grid);
+            image_grid_thw.extend(processed.grid_thw);
             frames += processed.num_tiles;
             pixel_values.extend_from_slice(&processed.pixel_values);
         }
@@ -212,6 +224,7 @@ impl Processor {
             pixel_values,
             pixel_shape: [frames, 3, height, width],
             grids,
+            image_grid_thw,
         };
         Ok(Tokenized {
             expanded,

@@ -1,5 +1,6 @@
 //! Image placeholder expansion: every `<image>` of the rendered prompt becomes its image's token
-//! text. LLaVA (`LlavaProcessor`): the placeholder repeated `image_seq_length` times. SmolVLM
+//! text. LLaVA (`LlavaProcessor`): the placeholder repeated `image_seq_length` times; Qwen2-VL
+//! (`Qwen2VLProcessor`): `<|image_pad|>` repeated once per merged patch. SmolVLM
 //! (`Idefics3Processor`): A single (unsplit) image is
 //! `<fake_token_around_image><global-img>` + `<image>`×n + `<fake_token_around_image>`; a split
 //! image is, row by row, `<fake_token_around_image><row_r_col_c>` + `<image>`×n for each tile and
@@ -10,7 +11,7 @@ use super::error::{ProcessorError, Result};
 use super::image_processor::Grid;
 use super::tokens::{row_col_token, FAKE_IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, IMAGE_TOKEN};
 
-/// LLaVA's text for one image: `image_token` repeated `count` times.
+/// LLaVA's (and Qwen2-VL's) text for one image: `image_token` repeated `count` times.
 pub fn llava_image_prompt(image_token: &str, count: usize) -> String {
     image_token.repeat(count)
 }

@@ -15,10 +15,13 @@ pub enum Family {
     Idefics3,
     /// LLaVA-1.5: one CLIP crop per image, `<image>` repeated `image_seq_length` times.
     Llava,
+    /// Qwen2-VL / Qwen2.5-VL: dynamic resolution, `<|image_pad|>` once per merged patch.
+    Qwen2Vl,
 }
 
 /// The `model_type`s accepted, for error messages.
-pub const SUPPORTED_MODEL_TYPES: &str = "idefics3, smolvlm (SmolVLM/Idefics3), llava (LLaVA-1.5)";
+pub const SUPPORTED_MODEL_TYPES: &str =
+    "idefics3, smolvlm (SmolVLM/Idefics3), llava (LLaVA-1.5), qwen2_vl, qwen2_5_vl (Qwen2-VL, Qwen2.5-VL)";
 
 impl Family {
     /// The family of a config.json `model_type`.
@@ -26,6 +29,7 @@ impl Family {
         match model_type {
             "idefics3" | "smolvlm" => Some(Family::Idefics3),
             "llava" => Some(Family::Llava),
+            "qwen2_vl" | "qwen2_5_vl" => Some(Family::Qwen2Vl),
             _ => None,
         }
     }
@@ -39,6 +43,9 @@ impl Family {
             | "SmolVLMProcessor"
             | "SmolVLMImageProcessor" => Some(Family::Idefics3),
             "LlavaProcessor" | "LlavaImageProcessor" | "CLIPImageProcessor" => Some(Family::Llava),
+            "Qwen2VLProcessor" | "Qwen2_5_VLProcessor" | "Qwen2VLImageProcessor" => {
+                Some(Family::Qwen2Vl)
+            }
             _ => None,
         }
     }
@@ -76,11 +83,12 @@ impl Family {
         Ok(Family::Idefics3)
     }
 
-    /// A short name (`"idefics3"`, `"llava"`).
+    /// A short name (`"idefics3"`, `"llava"`, `"qwen2_vl"`).
     pub fn name(self) -> &'static str {
         match self {
             Family::Idefics3 => "idefics3",
             Family::Llava => "llava",
+            Family::Qwen2Vl => "qwen2_vl",
         }
     }
 }
@@ -122,6 +130,12 @@ mod tests {
             Family::Llava
         );
         assert_eq!(Family::detect(None, None, None).unwrap(), Family::Idefics3);
+        let qwen = json!({"image_processor_type": "Qwen2VLImageProcessorFast"});
+        let f = Family::detect(None, None, Some((&qwen, "pp"))).unwrap();
+        assert_eq!(f, Family::Qwen2Vl);
+        let qwen25 = json!({"model_type": "qwen2_5_vl"});
+        let f = Family::detect(Some((&qwen25, "c")), None, None).unwrap();
+        assert_eq!(f, Family::Qwen2Vl);
     }
 
     #[test]
@@ -134,10 +148,13 @@ mod tests {
             e.contains("dir/config.json") && e.contains("llava_next") && e.contains("idefics3"),
             "{e}"
         );
-        let qwen = json!({"processor_class": "Qwen2VLProcessor"});
-        let e = Family::detect(None, Some((&qwen, "p.json")), None)
+        let pali = json!({"processor_class": "PaliGemmaProcessor"});
+        let e = Family::detect(None, Some((&pali, "p.json")), None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("Qwen2VLProcessor") && e.contains("llava"), "{e}");
+        assert!(
+            e.contains("PaliGemmaProcessor") && e.contains("qwen2_vl"),
+            "{e}"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The family-specific half of a processor: how many tokens stand for an image and what text
 //! replaces each placeholder. SmolVLM's processor_config.json gives `image_seq_len` tokens per
 //! tile (tile grid markup around them); LLaVA's gives the vision tower's patch size and feature
-//! strategy (or config.json's `image_seq_length`), and the placeholder is simply repeated.
+//! strategy (or config.json's `image_seq_length`), and the placeholder is simply repeated;
+//! Qwen2-VL repeats `<|image_pad|>` once per merged patch of the image's `image_grid_thw`.
 
 use super::config::ProcessorConfig;
 use super::error::{ProcessorError, Result};
@@ -9,6 +10,7 @@ use super::expand::{image_prompt, llava_image_prompt};
 use super::family::Family;
 use super::image_processor::ProcessedImage;
 use super::llava_config::LlavaProcessorConfig;
+use super::qwen2_vl_config::Qwen2VlProcessorConfig;
 use super::tokens::IMAGE_TOKEN;
 
 /// processor_config.json of either family, with what a LLaVA folder's config.json adds.
@@ -22,6 +24,11 @@ pub enum FamilyConfig {
         config: LlavaProcessorConfig,
         image_seq_length: Option<usize>,
     },
+    /// Qwen2-VL / Qwen2.5-VL: the processor's keys and the image processor's `merge_size`.
+    Qwen2Vl {
+        config: Qwen2VlProcessorConfig,
+        merge_size: usize,
+    },
 }
 
 impl FamilyConfig {
@@ -30,6 +37,7 @@ impl FamilyConfig {
         match self {
             FamilyConfig::Idefics3(_) => Family::Idefics3,
             FamilyConfig::Llava { .. } => Family::Llava,
+            FamilyConfig::Qwen2Vl { .. } => Family::Qwen2Vl,
         }
     }
 
@@ -37,7 +45,7 @@ impl FamilyConfig {
     pub fn as_idefics3(&self) -> Option<&ProcessorConfig> {
         match self {
             FamilyConfig::Idefics3(c) => Some(c),
-            FamilyConfig::Llava { .. } => None,
+            _ => None,
         }
     }
 
@@ -45,7 +53,7 @@ impl FamilyConfig {
     pub fn as_llava(&self) -> Option<&LlavaProcessorConfig> {
         match self {
             FamilyConfig::Llava { config, .. } => Some(config),
-            FamilyConfig::Idefics3(_) => None,
+            _ => None,
         }
     }
 
@@ -56,11 +64,13 @@ impl FamilyConfig {
             FamilyConfig::Llava { config, .. } => {
                 config.image_token.as_deref().unwrap_or(IMAGE_TOKEN)
             }
+            FamilyConfig::Qwen2Vl { config, .. } => config.image_token(),
         }
     }
 
     /// Image tokens per tile (SmolVLM) or per image of `height`×`width` processed pixels (LLaVA);
-    /// `None` when the configuration cannot tell.
+    /// `None` when the configuration cannot tell, and for Qwen2-VL, whose count follows each
+    /// image's size (see [`FamilyConfig::image_text`]).
     pub fn seq_len(&self, height: usize, width: usize) -> Option<usize> {
         match self {
             FamilyConfig::Idefics3(c) => Some(c.image_seq_len),
@@ -68,18 +78,24 @@ impl FamilyConfig {
                 config,
                 image_seq_length,
             } => config.image_seq_len(height, width).or(*image_seq_length),
+            FamilyConfig::Qwen2Vl { .. } => None,
         }
     }
 
     /// The text replacing the placeholder of one processed image.
     pub fn image_text(&self, image: &ProcessedImage, origin: &str) -> Result<String> {
+        if let FamilyConfig::Qwen2Vl { merge_size, .. } = self {
+            let [t, h, w] = image.grid_thw.unwrap_or_default();
+            let count = t * h * w / (merge_size * merge_size).max(1);
+            return Ok(llava_image_prompt(self.placeholder(), count));
+        }
         let count = self
             .seq_len(image.height, image.width)
             .filter(|n| *n > 0)
             .ok_or_else(|| no_count(origin))?;
         Ok(match self {
             FamilyConfig::Idefics3(_) => image_prompt(image.grid, count),
-            FamilyConfig::Llava { .. } => llava_image_prompt(self.placeholder(), count),
+            _ => llava_image_prompt(self.placeholder(), count),
         })
     }
 }
@@ -106,6 +122,7 @@ mod tests {
             height,
             width,
             grid: Grid::default(),
+            grid_thw: None,
         }
     }
 

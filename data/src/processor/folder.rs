@@ -1,5 +1,6 @@
 //! Reading a processor from a model folder and writing one into a checkpoint folder; the
-//! family is detected first ([`Family::detect`]), LLaVA's specifics are in `llava_folder.rs`.
+//! family is detected first ([`Family::detect`]), LLaVA's specifics are in `llava_folder.rs`,
+//! Qwen2-VL's in `qwen2_vl_folder.rs`.
 //!
 //! Read (SmolVLM): tokenizer.json and preprocessor_config.json (required),
 //! tokenizer_config.json, processor_config.json (`image_seq_len`; else derived from
@@ -40,6 +41,7 @@ impl Processor {
         match detect_family(dir)? {
             Family::Idefics3 => Processor::idefics3_from_folder(dir),
             Family::Llava => Processor::llava_from_folder(dir),
+            Family::Qwen2Vl => Processor::qwen2_vl_from_folder(dir),
         }
     }
 
@@ -81,6 +83,9 @@ impl Processor {
             }
             (ImageProcessor::Clip(images), FamilyConfig::Llava { config, .. }) => {
                 super::llava_folder::save_llava(dir, images, config)?
+            }
+            (ImageProcessor::Qwen2Vl(images), FamilyConfig::Qwen2Vl { config, .. }) => {
+                super::qwen2_vl_folder::save_qwen2_vl(dir, images, config)?
             }
             _ => unreachable!("Processor::assemble pairs each family's parts"),
         }

@@ -1,12 +1,14 @@
-//! The image processor of a model family: SmolVLM/Idefics3's tiling ([`Idefics3ImageProcessor`])
-//! or LLaVA's CLIP pipeline ([`ClipImageProcessor`]), behind one type the processor calls, plus
+//! The image processor of a model family: SmolVLM/Idefics3's tiling ([`Idefics3ImageProcessor`]),
+//! LLaVA's CLIP pipeline ([`ClipImageProcessor`]) or Qwen2-VL's patches
+//! ([`Qwen2VlImageProcessor`]), behind one type the processor calls, plus
 //! what both share: the processed output and the rescale/normalise step into channel planes.
 
 use image::RgbImage;
 
 use super::clip::ClipImageProcessor;
 use super::decode::ImageSource;
-use super::error::Result;
+use super::error::{ProcessorError, Result};
+use super::qwen2_vl::Qwen2VlImageProcessor;
 use super::tiling::Idefics3ImageProcessor;
 
 /// How an image was tiled: `rows`×`cols` tiles plus a global view, or `0`×`0` for a single
@@ -29,7 +31,8 @@ impl Grid {
 }
 
 /// One image after preprocessing: `num_tiles` planes of `3×height×width` values (SmolVLM: HF's
-/// tile order, row-major tiles then the global view; LLaVA: one frame).
+/// tile order, row-major tiles then the global view; LLaVA: one frame; Qwen2-VL: one frame per
+/// patch, see `qwen2_vl.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessedImage {
     pub pixel_values: Vec<f32>,
@@ -37,6 +40,8 @@ pub struct ProcessedImage {
     pub height: usize,
     pub width: usize,
     pub grid: Grid,
+    /// Qwen2-VL's `image_grid_thw` row `[t, h, w]` in patches; `None` for the other families.
+    pub grid_thw: Option<[usize; 3]>,
 }
 
 /// A family's image processor.
@@ -46,6 +51,8 @@ pub enum ImageProcessor {
     Tiling(Idefics3ImageProcessor),
     /// LLaVA: (pad,) resize the shortest edge, centre-crop.
     Clip(ClipImageProcessor),
+    /// Qwen2-VL / Qwen2.5-VL: resize to a multiple of the merged patch, cut into patches.
+    Qwen2Vl(Qwen2VlImageProcessor),
 }
 
 impl ImageProcessor {
@@ -54,14 +61,20 @@ impl ImageProcessor {
         match self {
             ImageProcessor::Tiling(p) => p.process_source(source),
             ImageProcessor::Clip(p) => p.process_source(source),
+            ImageProcessor::Qwen2Vl(p) => p.process_source(source),
         }
     }
 
-    /// Preprocesses an RGB image.
-    pub fn process(&self, img: &RgbImage) -> ProcessedImage {
+    /// Preprocesses an RGB image; `name` names it in errors (Qwen2-VL rejects aspect ratios
+    /// over 200).
+    pub fn process(&self, img: &RgbImage, name: &str) -> Result<ProcessedImage> {
         match self {
-            ImageProcessor::Tiling(p) => p.process(img),
-            ImageProcessor::Clip(p) => p.process(img),
+            ImageProcessor::Tiling(p) => Ok(p.process(img)),
+            ImageProcessor::Clip(p) => Ok(p.process(img)),
+            ImageProcessor::Qwen2Vl(p) => p.process(img).map_err(|reason| ProcessorError::Image {
+                name: name.to_string(),
+                reason,
+            }),
         }
     }
 
@@ -70,6 +83,7 @@ impl ImageProcessor {
         match self {
             ImageProcessor::Tiling(p) => Some((p.tile_size(), p.tile_size())),
             ImageProcessor::Clip(p) => p.frame_size(),
+            ImageProcessor::Qwen2Vl(p) => Some(p.frame_size()),
         }
     }
 
@@ -77,7 +91,7 @@ impl ImageProcessor {
     pub fn as_tiling(&self) -> Option<&Idefics3ImageProcessor> {
         match self {
             ImageProcessor::Tiling(p) => Some(p),
-            ImageProcessor::Clip(_) => None,
+            _ => None,
         }
     }
 
@@ -85,7 +99,15 @@ impl ImageProcessor {
     pub fn as_clip(&self) -> Option<&ClipImageProcessor> {
         match self {
             ImageProcessor::Clip(p) => Some(p),
-            ImageProcessor::Tiling(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The Qwen2-VL processor, if this is one.
+    pub fn as_qwen2_vl(&self) -> Option<&Qwen2VlImageProcessor> {
+        match self {
+            ImageProcessor::Qwen2Vl(p) => Some(p),
+            _ => None,
         }
     }
 }

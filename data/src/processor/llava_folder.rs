@@ -105,7 +105,7 @@ pub(super) fn save_llava(
 
 /// The image token a transformers 5 tokenizer_config.json names
 /// (`extra_special_tokens.image_token`, or a top-level `image_token`).
-fn tokenizer_image_token(config: &TokenizerConfig) -> Option<String> {
+pub(super) fn tokenizer_image_token(config: &TokenizerConfig) -> Option<String> {
     let named = config
         .extra
         .get("extra_special_tokens")
@@ -117,7 +117,7 @@ fn tokenizer_image_token(config: &TokenizerConfig) -> Option<String> {
 }
 
 /// A non-negative integer `key` of config.json, if present; an error naming the file otherwise.
-fn model_usize(model: Option<&Value>, key: &str, path: &Path) -> Result<Option<usize>> {
+pub(super) fn model_usize(model: Option<&Value>, key: &str, path: &Path) -> Result<Option<usize>> {
     let Some(value) = model.and_then(|m| m.get(key)) else {
         return Ok(None);
     };

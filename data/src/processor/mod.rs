@@ -1,13 +1,14 @@
 //! The processor of a vision-language model: turns conversations with images into the token
 //! ids, labels and pixels the model consumes, identical to HF's processor (PIL backend) of its
-//! family: SmolVLM/Idefics3 (`Idefics3Processor`: image tiles) or LLaVA-1.5 (`LlavaProcessor`:
-//! one CLIP crop per image). One [`Processor`] type serves both; [`Family`] says which.
+//! family: SmolVLM/Idefics3 (`Idefics3Processor`: image tiles), LLaVA-1.5 (`LlavaProcessor`:
+//! one CLIP crop per image) or Qwen2-VL / Qwen2.5-VL (`Qwen2VLProcessor`: dynamic resolution,
+//! patches and `image_grid_thw`). One [`Processor`] type serves all; [`Family`] says which.
 //!
 //! - [`Processor::from_folder`] loads a model folder (tokenizer.json, tokenizer_config.json,
 //!   preprocessor_config.json, processor_config.json, chat template), picking the family from
-//!   config.json or the processor class names; [`Processor::from_parts`] (SmolVLM) and
-//!   [`Processor::from_llava_parts`] build one in memory; [`Processor::save`] writes the files
-//!   back out.
+//!   config.json or the processor class names; [`Processor::from_parts`] (SmolVLM),
+//!   [`Processor::from_llava_parts`] and [`Processor::from_qwen2_vl_parts`] build one in memory;
+//!   [`Processor::save`] writes the files back out.
 //! - [`Processor::encode_training`] gives ids, labels (only the assistant answers learn) and
 //!   pixels; [`Processor::encode_prompt`] gives the generation prompt.
 //! - The chat template is the folder's Jinja template rendered with minijinja (HF's settings),
@@ -45,6 +46,9 @@ mod image_processor;
 mod llava_config;
 mod llava_folder;
 mod message;
+mod qwen2_vl;
+mod qwen2_vl_config;
+mod qwen2_vl_folder;
 mod resample;
 mod template;
 mod tiling;
@@ -63,12 +67,19 @@ pub use llava_config::{
     ClipImageProcessorConfig, LlavaProcessorConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
 };
 pub use message::{Message, Part, Role};
+pub use qwen2_vl::{smart_resize, Qwen2VlImageProcessor};
+pub use qwen2_vl_config::{
+    Qwen2VlImageProcessorConfig, Qwen2VlProcessorConfig, IM_END, QWEN2_VL_IMAGE_TOKEN, VISION_END,
+    VISION_START,
+};
 pub use resample::{resize, Resample};
-pub use template::{ChatTemplate, LLAVA_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE};
+pub use template::{
+    ChatTemplate, LLAVA_CHAT_TEMPLATE, QWEN2_VL_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE,
+};
 pub use tiling::Idefics3ImageProcessor;
 pub use tokens::{
-    add_llava_tokens, add_smolvlm_tokens, row_col_token, SpecialTokens, END_OF_UTTERANCE,
-    FAKE_IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, IMAGE_TOKEN, LLAVA_EOS, MAX_GRID_SIDE,
+    add_llava_tokens, add_qwen2_vl_tokens, add_smolvlm_tokens, row_col_token, SpecialTokens,
+    END_OF_UTTERANCE, FAKE_IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, IMAGE_TOKEN, LLAVA_EOS, MAX_GRID_SIDE,
 };
 
 pub use tokenizers::Tokenizer;
@@ -96,6 +107,19 @@ pub struct LlavaParts {
     /// config.json's `image_seq_length`, used when `processor_config` cannot give the count.
     pub image_seq_length: Option<usize>,
     /// Jinja source; `None` for llava-hf's template ([`LLAVA_CHAT_TEMPLATE`]).
+    pub chat_template: Option<String>,
+}
+
+/// Everything a Qwen2-VL [`Processor`] is made of, for building one in memory (e.g. a synthetic
+/// preset: a tiny tokenizer with [`add_qwen2_vl_tokens`] and
+/// [`Qwen2VlImageProcessorConfig::with_bounds`]).
+#[derive(Debug, Clone)]
+pub struct Qwen2VlParts {
+    pub tokenizer: Tokenizer,
+    pub tokenizer_config: TokenizerConfig,
+    pub image_config: Qwen2VlImageProcessorConfig,
+    pub processor_config: Qwen2VlProcessorConfig,
+    /// Jinja source; `None` for Qwen2-VL's template ([`QWEN2_VL_CHAT_TEMPLATE`]).
     pub chat_template: Option<String>,
 }
 
@@ -155,6 +179,29 @@ impl Processor {
         )
     }
 
+    /// Builds a Qwen2-VL processor from in-memory parts. The tokenizer must contain the image
+    /// token, the vision boundaries and `<|im_end|>` (see [`add_qwen2_vl_tokens`]).
+    pub fn from_qwen2_vl_parts(parts: Qwen2VlParts) -> Result<Self> {
+        let origin = "in-memory processor";
+        let template = match parts.chat_template {
+            Some(src) => ChatTemplate::new(src, "in-memory chat template")?,
+            None => ChatTemplate::qwen2_vl(),
+        };
+        let images = Qwen2VlImageProcessor::new(parts.image_config, origin)?;
+        let config = FamilyConfig::Qwen2Vl {
+            config: parts.processor_config,
+            merge_size: images.config().merge_size as usize,
+        };
+        Processor::assemble(
+            parts.tokenizer,
+            parts.tokenizer_config,
+            ImageProcessor::Qwen2Vl(images),
+            config,
+            template,
+            origin,
+        )
+    }
+
     /// Checks that the parts fit together and looks the special tokens up.
     fn assemble(
         tokenizer: Tokenizer,
@@ -181,6 +228,14 @@ impl Processor {
                     return Err(family_config::no_count(origin));
                 }
                 SpecialTokens::lookup_llava(
+                    &tokenizer,
+                    &tokenizer_config,
+                    config.placeholder(),
+                    origin,
+                )?
+            }
+            (ImageProcessor::Qwen2Vl(_), FamilyConfig::Qwen2Vl { .. }) => {
+                SpecialTokens::lookup_qwen2_vl(
                     &tokenizer,
                     &tokenizer_config,
                     config.placeholder(),
@@ -241,7 +296,8 @@ impl Processor {
     }
 
     /// `<image>` tokens per tile (SmolVLM) or per image (LLaVA; for an image of the crop size
-    /// when the size of the processed image varies).
+    /// when the size of the processed image varies); 0 for Qwen2-VL, whose count follows each
+    /// image's size.
     pub fn image_seq_len(&self) -> usize {
         let (h, w) = self.frame_size();
         self.config.seq_len(h, w).unwrap_or(0)

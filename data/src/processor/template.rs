@@ -23,6 +23,10 @@ pub const SMOLVLM_CHAT_TEMPLATE: &str = "<|im_start|>{% for message in messages 
 /// `USER: <image>\n{text} ASSISTANT:`; an answer renders as `{text} `.
 pub const LLAVA_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
 
+/// Qwen2-VL-Instruct's chat template (the hub's chat_template.json; Qwen2.5-VL's is the same):
+/// ChatML with a default system turn, each image `<|vision_start|><|image_pad|><|vision_end|>`.
+pub const QWEN2_VL_CHAT_TEMPLATE: &str = "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 const NAME: &str = "chat_template";
 
 /// A compiled chat template.
@@ -82,6 +86,12 @@ impl ChatTemplate {
     /// LLaVA-1.5's built-in template ([`LLAVA_CHAT_TEMPLATE`]).
     pub fn llava() -> Self {
         ChatTemplate::new(LLAVA_CHAT_TEMPLATE, "built-in LLaVA template")
+            .expect("built-in template compiles")
+    }
+
+    /// Qwen2-VL's built-in template ([`QWEN2_VL_CHAT_TEMPLATE`]).
+    pub fn qwen2_vl() -> Self {
+        ChatTemplate::new(QWEN2_VL_CHAT_TEMPLATE, "built-in Qwen2-VL template")
             .expect("built-in template compiles")
     }
 
@@ -288,6 +298,27 @@ mod tests {
         assert!(
             e.contains("only user turns") && e.contains("t.jinja"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn qwen2_vl_template_counts_images_with_a_namespace() {
+        let t = ChatTemplate::qwen2_vl();
+        let msgs = vec![Message::user(vec![
+            Part::image(PathBuf::from("x.png")),
+            Part::text("Safe?"),
+        ])];
+        assert_eq!(
+            t.render(&msgs, true, &tokens()).unwrap(),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n\
+             <|vision_start|><|image_pad|><|vision_end|>Safe?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let mut full = msgs;
+        full.push(Message::assistant("No."));
+        let text = t.render(&full, false, &tokens()).unwrap();
+        assert!(
+            text.ends_with("<|im_start|>assistant\nNo.<|im_end|>\n"),
+            "{text}"
         );
     }
 }

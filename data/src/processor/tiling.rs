@@ -98,6 +98,7 @@ impl Idefics3ImageProcessor {
             height: tile,
             width: tile,
             grid,
+            grid_thw: None,
         }
     }
 

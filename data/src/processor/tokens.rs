@@ -6,6 +6,7 @@ use tokenizers::{AddedToken, Tokenizer};
 
 use super::config::TokenizerConfig;
 use super::error::{ProcessorError, Result};
+use super::qwen2_vl_config::{IM_END, QWEN2_VL_IMAGE_TOKEN, VISION_END, VISION_START};
 
 /// The per-tile image placeholder (repeated `image_seq_len` times).
 pub const IMAGE_TOKEN: &str = "<image>";
@@ -35,7 +36,8 @@ pub struct SpecialTokens {
     pub fake_image: Option<u32>,
     /// SmolVLM's `<global-img>` (`None` for LLaVA).
     pub global_image: Option<u32>,
-    /// The token that ends an assistant turn: `<end_of_utterance>` for SmolVLM, eos for LLaVA.
+    /// The token that ends an assistant turn: `<end_of_utterance>` for SmolVLM, eos for LLaVA,
+    /// `<|im_end|>` for Qwen2-VL.
     pub end_of_utterance: u32,
     pub eos: u32,
     pub pad: u32,
@@ -92,8 +94,36 @@ impl SpecialTokens {
         image_token: &str,
         origin: &str,
     ) -> Result<Self> {
+        Self::lookup_repeated(tokenizer, names, image_token, None, origin)
+    }
+
+    /// Qwen2-VL's tokens: `image_token` (the placeholder), `<|vision_start|>` and
+    /// `<|vision_end|>` (checked: the template writes them around each image), `<|im_end|>` (the
+    /// end of a turn; also eos when unnamed), pad (eos when unnamed) and bos from `names`.
+    pub fn lookup_qwen2_vl(
+        tokenizer: &Tokenizer,
+        names: &TokenizerConfig,
+        image_token: &str,
+        origin: &str,
+    ) -> Result<Self> {
+        for token in [VISION_START, VISION_END] {
+            token_id(tokenizer, token, "image boundaries", origin)?;
+        }
+        Self::lookup_repeated(tokenizer, names, image_token, Some(IM_END), origin)
+    }
+
+    /// Tokens of a family whose image is its placeholder repeated: eos (`end_of_turn`, else
+    /// `</s>`, when unnamed), pad (eos when unnamed), bos; the turn ends with `end_of_turn` or eos.
+    fn lookup_repeated(
+        tokenizer: &Tokenizer,
+        names: &TokenizerConfig,
+        image_token: &str,
+        end_of_turn: Option<&str>,
+        origin: &str,
+    ) -> Result<Self> {
         let id = |token: &str, purpose: &str| token_id(tokenizer, token, purpose, origin);
-        let eos = id(names.eos_token.as_deref().unwrap_or(LLAVA_EOS), "eos_token")?;
+        let eos_name = names.eos_token.as_deref();
+        let eos = id(eos_name.or(end_of_turn).unwrap_or(LLAVA_EOS), "eos_token")?;
         let pad = match names.pad_token.as_deref() {
             Some(name) => id(name, "pad_token")?,
             None => eos,
@@ -103,11 +133,15 @@ impl SpecialTokens {
             .as_deref()
             .map(|name| id(name, "bos_token"))
             .transpose()?;
+        let end_of_utterance = match end_of_turn {
+            Some(token) => id(token, "ends of turns")?,
+            None => eos,
+        };
         Ok(SpecialTokens {
             image: id(image_token, "image placeholders")?,
             fake_image: None,
             global_image: None,
-            end_of_utterance: eos,
+            end_of_utterance,
             eos,
             pad,
             bos,
@@ -149,6 +183,20 @@ pub fn add_llava_tokens(tokenizer: &mut Tokenizer) -> usize {
             .map(String::from)
             .to_vec(),
     )
+}
+
+/// Adds Qwen2-VL's special tokens (`<|endoftext|>`, `<|im_start|>`, `<|im_end|>`, the vision
+/// boundaries and `<|image_pad|>`) that `tokenizer` lacks. Returns how many were added.
+pub fn add_qwen2_vl_tokens(tokenizer: &mut Tokenizer) -> usize {
+    let names = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        IM_END,
+        VISION_START,
+        VISION_END,
+        QWEN2_VL_IMAGE_TOKEN,
+    ];
+    add_missing(tokenizer, names.map(String::from).to_vec())
 }
 
 /// Adds SmolVLM's added tokens (image, boundary, global, end-of-utterance, `<|im_start|>`,
@@ -241,5 +289,23 @@ mod tests {
         assert_eq!(ids.row_col(5, 1), None);
         let enc = tok.encode("a<image><row_2_col_3>", false).unwrap();
         assert_eq!(enc.get_ids(), &[0, ids.image, ids.row_col(2, 3).unwrap()]);
+    }
+
+    #[test]
+    fn qwen2_vl_turns_end_with_im_end_and_need_the_vision_boundaries() {
+        let mut tok = bare_tokenizer();
+        let names = TokenizerConfig::default();
+        let e = SpecialTokens::lookup_qwen2_vl(&tok, &names, QWEN2_VL_IMAGE_TOKEN, "q")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(VISION_START) && e.contains("q"), "{e}");
+        assert_eq!(add_qwen2_vl_tokens(&mut tok), 6);
+        let ids = SpecialTokens::lookup_qwen2_vl(&tok, &names, QWEN2_VL_IMAGE_TOKEN, "q").unwrap();
+        assert_eq!(ids.end_of_utterance, tok.token_to_id(IM_END).unwrap());
+        assert_eq!(
+            (ids.eos, ids.pad),
+            (ids.end_of_utterance, ids.end_of_utterance)
+        );
+        assert_eq!(ids.image, tok.token_to_id(QWEN2_VL_IMAGE_TOKEN).unwrap());
     }
 }

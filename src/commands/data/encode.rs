@@ -58,8 +58,8 @@ pub fn run(a: EncodeArgs) -> anyhow::Result<()> {
 }
 
 /// HF's tensors: `input_ids` and `attention_mask` i64 [1, T]; `pixel_values` f32 [1, N, 3, H, W]
-/// (SmolVLM, with `pixel_attention_mask` i64 [1, N, H, W]) or [N, 3, H, W] (LLaVA, one frame
-/// per image).
+/// (SmolVLM, with `pixel_attention_mask` i64 [1, N, H, W]), [N, 3, H, W] (LLaVA, one frame
+/// per image) or [patches, C·T·P·P] (Qwen2-VL, with `image_grid_thw` i64 [images, 3]).
 fn write_tensors(path: &Path, encoded: &Encoded, family: Family) -> anyhow::Result<()> {
     let t = encoded.input_ids.len();
     let ids: Vec<u8> = encoded
@@ -78,7 +78,14 @@ fn write_tensors(path: &Path, encoded: &Encoded, family: Family) -> anyhow::Resu
     let (pixel_shape, frame_mask) = match family {
         Family::Idefics3 => (vec![1, n, c, h, w], Some(ones(n * h * w))),
         Family::Llava => (vec![n, c, h, w], None),
+        Family::Qwen2Vl => (vec![n, c * h * w], None),
     };
+    let grid_thw: Vec<u8> = encoded
+        .image_grid_thw
+        .iter()
+        .flatten()
+        .flat_map(|x| (*x as i64).to_le_bytes())
+        .collect();
     let mut tensors = vec![
         ("input_ids", TensorView::new(Dtype::I64, vec![1, t], &ids)?),
         (
@@ -93,6 +100,11 @@ fn write_tensors(path: &Path, encoded: &Encoded, family: Family) -> anyhow::Resu
     if let Some(frame_mask) = &frame_mask {
         let view = TensorView::new(Dtype::I64, vec![1, n, h, w], frame_mask)?;
         tensors.push(("pixel_attention_mask", view));
+    }
+    if family == Family::Qwen2Vl {
+        let images = encoded.image_grid_thw.len();
+        let view = TensorView::new(Dtype::I64, vec![images, 3], &grid_thw)?;
+        tensors.push(("image_grid_thw", view));
     }
     let bytes = safetensors::tensor::serialize(tensors, &None)?;
     write_atomic(path, &bytes)?;
