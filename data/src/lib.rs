@@ -1,5 +1,6 @@
-//! Data for safeaware: the SmolVLM and LLaVA processors (tokenizer, chat template, images), training
-//! traces, safety benchmarks (MMSafeAware and generic JSONL) and the synthetic safety world.
+//! Data for safeaware: the SmolVLM, LLaVA and Qwen2-VL processors (tokenizer, chat template,
+//! images), training traces and preference pairs, safety benchmarks (MMSafeAware and generic
+//! JSONL) and the synthetic safety world.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +10,7 @@ pub mod fileio;
 pub mod import;
 pub mod overlap;
 pub mod pairs;
+pub mod preferences;
 pub mod processor;
 pub mod sharegpt;
 pub mod synth;

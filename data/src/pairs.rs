@@ -8,15 +8,13 @@
 //! unique. A line is a pair when it has a `verdict` but neither `description` nor `reasoning`
 //! (nor the `messages`/`conversations` of a ShareGPT line): see [`is_pair`].
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safeaware_common::fsio::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::benchmark::{BenchmarkItem, Subset, Verdict};
 use crate::fileio::{self, RawId};
-use crate::traces::{parse_labels, require_text, TraceError};
+use crate::traces::{parse_labels, read_records, require_text, write_records, TraceError};
 
 /// One labelled image + prompt pair; `image` is as written (relative to the file's folder).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,29 +100,7 @@ pub fn parse_pair(json: &str) -> Result<LabelledPair, String> {
 
 /// Reads a pairs file; fails on the first bad line or repeated id, naming file and line.
 pub fn read_pairs(path: &Path) -> Result<PairsFile, TraceError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut pairs = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (line, json) in fileio::json_lines(&text) {
-        let err = |message| TraceError::Line {
-            path: path.to_path_buf(),
-            line,
-            message,
-        };
-        let pair = parse_pair(json).map_err(err)?;
-        if let Some(first) = seen.insert(pair.id.clone(), line) {
-            return Err(err(format!("id {} repeats line {first}", pair.id)));
-        }
-        pairs.push((line, pair));
-    }
-    if pairs.is_empty() {
-        return Err(TraceError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
+    let pairs = read_records(path, |json, _| parse_pair(json), |p: &LabelledPair| &p.id)?;
     Ok(PairsFile {
         path: path.to_path_buf(),
         dir: fileio::base_dir(path),
@@ -134,15 +110,7 @@ pub fn read_pairs(path: &Path) -> Result<PairsFile, TraceError> {
 
 /// Writes pairs as JSON Lines, atomically.
 pub fn write_pairs(path: &Path, pairs: &[LabelledPair]) -> Result<(), TraceError> {
-    let mut out = String::new();
-    for pair in pairs {
-        out.push_str(&serde_json::to_string(pair).expect("a pair always serialises"));
-        out.push('\n');
-    }
-    write_atomic(path, out.as_bytes()).map_err(|source| TraceError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    write_records(path, pairs)
 }
 
 #[cfg(test)]

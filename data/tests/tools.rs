@@ -233,3 +233,59 @@ fn pairs_files_are_classified_validated_and_summarised() {
         "{err}"
     );
 }
+
+#[test]
+fn preference_files_are_classified_validated_and_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        train: 12,
+        val: 2,
+        test: 2,
+        preferences: true,
+        ..SynthConfig::default()
+    };
+    synth::generate(dir.path(), &cfg).unwrap();
+    let prefs = dir.path().join("train-preferences.jsonl");
+    let arg = prefs.to_str().unwrap();
+    assert_eq!(Input::classify(arg), Input::Preferences(prefs.clone()));
+    let report = validate(arg, &ValidateOptions::default());
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.checked, 12);
+    assert!(dir.path().join("val-preferences.jsonl").is_file());
+    assert!(!dir.path().join("test-preferences.jsonl").exists());
+    let s = stats(&Loaded::open(arg, None).unwrap());
+    assert_eq!(s.items, 12);
+
+    // A missing image and a pair whose answers are the same are reported with their places.
+    let text = std::fs::read_to_string(&prefs).unwrap();
+    let first = text.lines().next().unwrap();
+    let mut missing: serde_json::Value = serde_json::from_str(first).unwrap();
+    missing["id"] = "missing".into();
+    missing["image"] = "images/none.png".into();
+    let mut same: serde_json::Value = serde_json::from_str(first).unwrap();
+    same["id"] = "same".into();
+    same["rejected"] = same["chosen"].clone();
+    std::fs::write(&prefs, format!("{first}\n{missing}\n{same}\n")).unwrap();
+    let report = validate(arg, &ValidateOptions::default());
+    let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(":2: id missing") && p.contains("does not exist")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(":3: id same: `chosen` and `rejected`")),
+        "{problems:?}"
+    );
+    let err = safeaware_data::traces::read_training_file(&prefs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":1: a preference pair") && err.contains("DPO"),
+        "{err}"
+    );
+}

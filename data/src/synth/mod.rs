@@ -47,7 +47,8 @@
 //! # Output of [`generate`]
 //! `images/{split}-{nnnnn}.png` and `images/describe-{nnnnn}.png`, `train.jsonl` (the traces,
 //! then the description-only items), `val.jsonl`, `test.jsonl` (traces, see [`crate::traces`]),
-//! `benchmark.jsonl` (the test split as a `jsonl:` benchmark; each item carries its
+//! with `--preferences`, `train-preferences.jsonl` and `val-preferences.jsonl` (DPO pairs, see
+//! [`preferences`]), `benchmark.jsonl` (the test split as a `jsonl:` benchmark; each item carries its
 //! counterfactual, `images/counterfactual-test-{nnnnn}.png`: the same prompt with an object that
 //! flips the verdict, see [`counterfactual`]), `vocabulary.txt`
 //! ([`vocabulary`], one token a line) and `world.json` (the settings and the held-out
@@ -57,6 +58,7 @@ pub mod counterfactual;
 pub mod draw;
 mod drawings;
 pub mod objects;
+pub mod preferences;
 pub mod rng;
 pub mod scene;
 pub mod vocab;
@@ -116,6 +118,11 @@ pub struct SynthConfig {
         arg(long, default_value_t = SynthConfig::default().describe_only)
     )]
     pub describe_only: usize,
+    /// Also write preference pairs for DPO (train-preferences.jsonl, val-preferences.jsonl):
+    /// each item's trace chosen, a text-only judge with the other verdict rejected.
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub preferences: bool,
 }
 
 impl Default for SynthConfig {
@@ -130,6 +137,7 @@ impl Default for SynthConfig {
             distractor_prob: 0.3,
             wrap_prob: 0.5,
             describe_only: 0,
+            preferences: false,
         }
     }
 }
@@ -286,13 +294,20 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary, SynthErro
     for split in Split::ALL {
         let mut traces = Vec::with_capacity(split.count(cfg));
         let mut counterfactuals = Vec::new();
+        let mut pairs = Vec::new();
         for index in 0..split.count(cfg) {
             let item = make_item(cfg, &held, split, index);
             write_png(&out.join(&item.trace.image), &item.image)?;
             if split == Split::Test {
                 counterfactuals.push(write_counterfactual(out, cfg, &item, index)?);
+            } else if cfg.preferences {
+                pairs.push(preferences::preference_pair(&item.trace, &item.spec));
             }
             traces.push(item.trace);
+        }
+        if !pairs.is_empty() {
+            let path = out.join(format!("{}-preferences.jsonl", split.as_str()));
+            crate::preferences::write_preferences(&path, &pairs)?;
         }
         let mut descriptions = Vec::new();
         if split == Split::Train {

@@ -1,11 +1,12 @@
 //! What a data command is pointed at: a training file (traces or ShareGPT lines), a pairs file
-//! (labelled pairs, see [`crate::pairs`]) or a benchmark (`mmsafeaware:<dir>`, `jsonl:<file>`,
+//! (labelled pairs, see [`crate::pairs`]), a preference file ([`crate::preferences`]) or a benchmark (`mmsafeaware:<dir>`, `jsonl:<file>`,
 //! a release folder, or a JSONL file whose first item has a `gold` field).
 
 use std::path::{Path, PathBuf};
 
 use crate::benchmark::{Benchmark, BenchmarkError, Verdict};
 use crate::pairs::{self, PairsFile};
+use crate::preferences::{self, PreferenceAnswer, PreferenceFile};
 use crate::sharegpt::Role;
 use crate::traces::{self, Record, TraceError, TrainingFile};
 
@@ -16,6 +17,8 @@ pub enum Input {
     Traces(PathBuf),
     /// A file of labelled pairs.
     Pairs(PathBuf),
+    /// A file of preference pairs (DPO).
+    Preferences(PathBuf),
     /// A benchmark spec for [`Benchmark::open`].
     Benchmark(String),
 }
@@ -23,7 +26,8 @@ pub enum Input {
 impl Input {
     /// Classifies `arg`: a `mmsafeaware:`/`jsonl:` spec or a folder is a benchmark; a file is a
     /// benchmark if its first non-blank line is a JSON object with `gold`, a pairs file if that
-    /// line is a labelled pair ([`pairs::is_pair`]), else a training file.
+    /// line is a labelled pair ([`pairs::is_pair`]), a preference file if it has `chosen` and
+    /// `rejected` ([`preferences::is_preference`]), else a training file.
     pub fn classify(arg: &str) -> Input {
         if arg.starts_with("mmsafeaware:") || arg.starts_with("jsonl:") || Path::new(arg).is_dir() {
             return Input::Benchmark(arg.to_string());
@@ -36,6 +40,7 @@ impl Input {
         match first {
             Some(v) if v.get("gold").is_some() => Input::Benchmark(format!("jsonl:{arg}")),
             Some(v) if pairs::is_pair(&v) => Input::Pairs(PathBuf::from(arg)),
+            Some(v) if preferences::is_preference(&v) => Input::Preferences(PathBuf::from(arg)),
             _ => Input::Traces(PathBuf::from(arg)),
         }
     }
@@ -46,6 +51,7 @@ impl Input {
 pub enum Loaded {
     Traces(TrainingFile),
     Pairs(PairsFile),
+    Preferences(PreferenceFile),
     Benchmark(Benchmark),
 }
 
@@ -77,6 +83,7 @@ impl Loaded {
         Ok(match Input::classify(arg) {
             Input::Traces(path) => Loaded::Traces(traces::read_training_file(&path)?),
             Input::Pairs(path) => Loaded::Pairs(pairs::read_pairs(&path)?),
+            Input::Preferences(path) => Loaded::Preferences(preferences::read_preferences(&path)?),
             Input::Benchmark(spec) => Loaded::Benchmark(Benchmark::open(&spec, annotations)?),
         })
     }
@@ -86,6 +93,7 @@ impl Loaded {
         match self {
             Loaded::Traces(f) => f.path.display().to_string(),
             Loaded::Pairs(f) => f.path.display().to_string(),
+            Loaded::Preferences(f) => f.path.display().to_string(),
             Loaded::Benchmark(b) => b.spec.clone(),
         }
     }
@@ -114,15 +122,59 @@ impl Loaded {
                 .pairs
                 .iter()
                 .map(|(_, p)| Entry {
-                    id: p.id.clone(),
-                    image: Some(f.dir.join(&p.image)),
-                    prompt: p.prompt.clone(),
                     verdict: Some(p.verdict),
-                    subset: p.subset.map(|s| s.as_str().to_string()),
-                    scenario: p.scenario.clone(),
+                    ..Entry::of(
+                        &p.id,
+                        f.dir.join(&p.image),
+                        &p.prompt,
+                        p.subset,
+                        &p.scenario,
+                    )
+                })
+                .collect(),
+            Loaded::Preferences(f) => f
+                .pairs
+                .iter()
+                .map(|(_, p)| Entry {
+                    verdict: answer_verdict(&p.chosen),
+                    ..Entry::of(
+                        &p.id,
+                        f.dir.join(&p.image),
+                        &p.prompt,
+                        p.subset,
+                        &p.scenario,
+                    )
                 })
                 .collect(),
         }
+    }
+}
+
+impl Entry {
+    /// An entry with an image and labels, no verdict yet.
+    fn of(
+        id: &str,
+        image: PathBuf,
+        prompt: &str,
+        subset: Option<crate::benchmark::Subset>,
+        scenario: &Option<String>,
+    ) -> Entry {
+        Entry {
+            id: id.to_string(),
+            image: Some(image),
+            prompt: prompt.to_string(),
+            verdict: None,
+            subset: subset.map(|s| s.as_str().to_string()),
+            scenario: scenario.clone(),
+        }
+    }
+}
+
+/// The verdict of a preference answer: a trace's, or the verdict tag of a text.
+fn answer_verdict(answer: &PreferenceAnswer) -> Option<crate::benchmark::Verdict> {
+    match answer {
+        PreferenceAnswer::Trace { verdict, .. } => Some(*verdict),
+        PreferenceAnswer::Text(text) => traces::parse_verdict(text),
     }
 }
 

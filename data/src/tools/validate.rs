@@ -10,6 +10,7 @@ use super::source::Input;
 use crate::benchmark::{jsonl, Benchmark, BenchmarkItem, BenchmarkSpec};
 use crate::fileio;
 use crate::pairs;
+use crate::preferences::{self, PreferencePair};
 use crate::processor::{Message, Processor};
 use crate::sharegpt::{self, Conversation, Role};
 use crate::traces::{self, TargetStyle};
@@ -88,20 +89,31 @@ impl Report {
 pub fn validate(input: &str, opts: &ValidateOptions) -> Report {
     match Input::classify(input) {
         Input::Traces(path) => validate_training_file(&path, opts),
-        Input::Pairs(path) => validate_lines(&path, opts, true),
+        Input::Pairs(path) => validate_lines(&path, opts, Kind::Pairs),
+        Input::Preferences(path) => validate_lines(&path, opts, Kind::Preferences),
         Input::Benchmark(spec) => validate_benchmark(&spec, opts),
     }
 }
 
 /// Validates a training file line by line, going on after each bad line.
 pub fn validate_training_file(path: &Path, opts: &ValidateOptions) -> Report {
-    validate_lines(path, opts, false)
+    validate_lines(path, opts, Kind::Training)
 }
 
-/// A checked line: a training record, or a labelled pair (token-counted as its question).
+/// What kind of line file is checked.
+#[derive(Clone, Copy)]
+enum Kind {
+    Training,
+    Pairs,
+    Preferences,
+}
+
+/// A checked line: a training record, a labelled pair (token-counted as its question) or a
+/// preference pair (both answers token-counted).
 enum Line {
     Record(traces::Record),
     Pair(pairs::LabelledPair),
+    Preference(PreferencePair),
 }
 
 impl Line {
@@ -109,6 +121,7 @@ impl Line {
         match self {
             Line::Record(r) => r.id(),
             Line::Pair(p) => &p.id,
+            Line::Preference(p) => &p.id,
         }
     }
 
@@ -116,21 +129,31 @@ impl Line {
         match self {
             Line::Record(r) => r.images(),
             Line::Pair(p) => vec![p.image.as_path()],
+            Line::Preference(p) => vec![p.image.as_path()],
         }
     }
 
-    /// The conversation to count tokens of, and whether it is a training one (with an answer).
-    fn conversation(&self, style: TargetStyle, dir: &Path) -> (Conversation, bool) {
+    /// The conversations to count tokens of, and whether they are training ones (with answers).
+    fn conversations(&self, style: TargetStyle, dir: &Path) -> (Vec<Conversation>, bool) {
         match self {
-            Line::Record(r) => (r.to_conversation(style, dir), true),
-            Line::Pair(p) => (benchmark_conversation(&p.to_item(dir)), false),
+            Line::Record(r) => (vec![r.to_conversation(style, dir)], true),
+            Line::Pair(p) => (vec![benchmark_conversation(&p.to_item(dir))], false),
+            Line::Preference(p) => (p.conversations(style, dir).to_vec(), true),
+        }
+    }
+
+    /// Parses a line of a file of `kind`.
+    fn parse(kind: Kind, json: &str, line: usize) -> Result<Line, String> {
+        match kind {
+            Kind::Training => traces::parse_record(json, line).map(Line::Record),
+            Kind::Pairs => pairs::parse_pair(json).map(Line::Pair),
+            Kind::Preferences => preferences::parse_preference(json).map(Line::Preference),
         }
     }
 }
 
-/// Validates a training file (`pairs` false) or a pairs file line by line, going on after each
-/// bad line.
-fn validate_lines(path: &Path, opts: &ValidateOptions, pairs: bool) -> Report {
+/// Validates a training, pairs or preference file line by line, going on after each bad line.
+fn validate_lines(path: &Path, opts: &ValidateOptions, kind: Kind) -> Report {
     let mut report = Report {
         source: path.display().to_string(),
         ..Report::default()
@@ -147,12 +170,7 @@ fn validate_lines(path: &Path, opts: &ValidateOptions, pairs: bool) -> Report {
     for (line, json) in fileio::json_lines(&text) {
         report.checked += 1;
         let place = format!("{}:{line}", path.display());
-        let parsed = if pairs {
-            pairs::parse_pair(json).map(Line::Pair)
-        } else {
-            traces::parse_record(json, line).map(Line::Record)
-        };
-        let record = match parsed {
+        let record = match Line::parse(kind, json, line) {
             Ok(r) => r,
             Err(message) => {
                 report.problem(place, message);
@@ -171,8 +189,10 @@ fn validate_lines(path: &Path, opts: &ValidateOptions, pairs: bool) -> Report {
             }
         }
         if let (Some(check), true) = (&opts.tokens, images_ok) {
-            let (conversation, training) = record.conversation(check.style, &dir);
-            count_tokens(&mut report, &place, check, &conversation, training);
+            let (conversations, training) = record.conversations(check.style, &dir);
+            for conversation in &conversations {
+                count_tokens(&mut report, &place, check, conversation, training);
+            }
         }
     }
     if report.checked == 0 {

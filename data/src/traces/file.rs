@@ -109,6 +109,22 @@ pub enum TraceError {
 /// Reads a training file (native traces and/or ShareGPT lines); fails on the first bad line,
 /// naming the file and line number. Images are not opened here (see `tools::validate`).
 pub fn read_training_file(path: &Path) -> Result<TrainingFile, TraceError> {
+    let records = read_records(path, parse_record, |r: &Record| r.id())?;
+    Ok(TrainingFile {
+        path: path.to_path_buf(),
+        dir: fileio::base_dir(path),
+        records,
+    })
+}
+
+/// Reads a JSON Lines file of records with unique ids: `parse` reads one line (given its
+/// number), `id` names a record. Fails on the first bad line or repeated id, naming the file
+/// and line; an empty file is an error too.
+pub(crate) fn read_records<T>(
+    path: &Path,
+    parse: impl Fn(&str, usize) -> Result<T, String>,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<(usize, T)>, TraceError> {
     let text = crate::fileio::read_text(path).map_err(|source| TraceError::Io {
         path: path.to_path_buf(),
         source,
@@ -121,9 +137,9 @@ pub fn read_training_file(path: &Path) -> Result<TrainingFile, TraceError> {
             line,
             message,
         };
-        let record = parse_record(json, line).map_err(at_line)?;
-        if let Some(first) = seen.insert(record.id().to_string(), line) {
-            return Err(at_line(format!("id {} repeats line {first}", record.id())));
+        let record = parse(json, line).map_err(at_line)?;
+        if let Some(first) = seen.insert(id(&record).to_string(), line) {
+            return Err(at_line(format!("id {} repeats line {first}", id(&record))));
         }
         records.push((line, record));
     }
@@ -132,11 +148,7 @@ pub fn read_training_file(path: &Path) -> Result<TrainingFile, TraceError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(TrainingFile {
-        path: path.to_path_buf(),
-        dir: fileio::base_dir(path),
-        records,
-    })
+    Ok(records)
 }
 
 /// Writes native traces as JSON Lines, atomically.
@@ -150,13 +162,28 @@ pub fn write_lines(
     traces: &[Trace],
     descriptions: &[DescriptionTrace],
 ) -> Result<(), TraceError> {
-    let mut out = String::new();
     let lines = traces
         .iter()
         .map(serde_json::to_string)
         .chain(descriptions.iter().map(serde_json::to_string));
+    write_json_lines(path, lines)
+}
+
+/// Writes `records` (each to one JSON line) atomically.
+pub(crate) fn write_records<T: serde::Serialize>(
+    path: &Path,
+    records: &[T],
+) -> Result<(), TraceError> {
+    write_json_lines(path, records.iter().map(serde_json::to_string))
+}
+
+fn write_json_lines(
+    path: &Path,
+    lines: impl Iterator<Item = serde_json::Result<String>>,
+) -> Result<(), TraceError> {
+    let mut out = String::new();
     for line in lines {
-        out.push_str(&line.expect("a trace always serialises"));
+        out.push_str(&line.expect("records always serialise"));
         out.push('\n');
     }
     write_atomic(path, out.as_bytes()).map_err(|source| TraceError::Io {
@@ -173,6 +200,13 @@ pub fn parse_record(json: &str, line: usize) -> Result<Record, String> {
     let Some(object) = value.as_object() else {
         return Err("expected a JSON object".to_string());
     };
+    if crate::preferences::is_preference(&value) {
+        return Err(
+            "a preference pair (`chosen`/`rejected`), not a trace: it is data for \
+             preference tuning (DPO), not for supervised training"
+                .to_string(),
+        );
+    }
     let record = if object.contains_key("messages") || object.contains_key("conversations") {
         sharegpt::parse_chat(value, line).map(Record::Chat)?
     } else if !object.contains_key("reasoning") && !object.contains_key("verdict") {
@@ -280,11 +314,16 @@ pub(crate) fn parse_labels(
 ) -> Result<(Verdict, Option<Subset>), String> {
     let verdict = Verdict::from_name(verdict)
         .ok_or_else(|| format!("id {id}: `verdict` is `{verdict}`, expected `safe` or `unsafe`"))?;
-    let subset = match subset {
-        None => None,
-        Some(s) => Some(Subset::from_name(&s).ok_or_else(|| {
-            format!("id {id}: `subset` is `{s}`, expected typical, attack or over_safety")
-        })?),
-    };
-    Ok((verdict, subset))
+    Ok((verdict, parse_subset(id, subset)?))
+}
+
+/// An optional `subset` field; the error names the id.
+pub(crate) fn parse_subset(id: &str, subset: Option<String>) -> Result<Option<Subset>, String> {
+    subset
+        .map(|s| {
+            Subset::from_name(&s).ok_or_else(|| {
+                format!("id {id}: `subset` is `{s}`, expected typical, attack or over_safety")
+            })
+        })
+        .transpose()
 }

@@ -38,7 +38,7 @@ use crate::benchmark::{Subset, Verdict, PAPER_QUESTION};
 use crate::sharegpt::{self, Conversation, Message, Role};
 
 mod file;
-pub(crate) use file::{parse_labels, require_text};
+pub(crate) use file::{parse_labels, parse_subset, read_records, require_text, write_records};
 pub use file::{
     parse_record, read_training_file, write_lines, write_traces, Record, TraceError, TrainingFile,
 };
@@ -146,7 +146,7 @@ impl Trace {
 }
 
 /// User = image placeholder + [`user_question`] around `prompt`; assistant = `answer`.
-fn two_turns(id: &str, image: PathBuf, prompt: &str, answer: String) -> Conversation {
+pub(crate) fn two_turns(id: &str, image: PathBuf, prompt: &str, answer: String) -> Conversation {
     Conversation {
         id: id.to_string(),
         images: vec![image],
