@@ -5,7 +5,7 @@
 
 <saved-folder>   an HF-style folder written by safeaware (config.json + model.safetensors [+ shards])
 <fixture-folder> one of model/tests/fixtures/parity/<name>/ (inputs.safetensors, expected.safetensors,
-                 hf_param_counts.json), of either family (Idefics3/SmolVLM or LLaVA); logits are
+                 hf_param_counts.json), of any family (Idefics3/SmolVLM, LLaVA, Qwen2-VL); logits are
                  compared at real (attention mask 1) positions only
 
 Loads the folder with the class named in its config.json "architectures" (float32, eager attention),
@@ -39,9 +39,13 @@ def param_counts(model) -> dict:
     inner = model.model
     if model.config.model_type == "llava":
         vision_tower, projector, text_model = inner.vision_tower, inner.multi_modal_projector, inner.language_model
+    elif model.config.model_type == "qwen2_vl":
+        projector, text_model = inner.visual.merger, inner.language_model
+        vision_tower = [p for n, p in inner.visual.named_parameters() if not n.startswith("merger.")]
     else:
         vision_tower, projector, text_model = inner.vision_model, inner.connector, inner.text_model
-    vision = sum(p.numel() for p in vision_tower.parameters())
+    vision_params = vision_tower if isinstance(vision_tower, list) else vision_tower.parameters()
+    vision = sum(p.numel() for p in vision_params)
     connector = sum(p.numel() for p in projector.parameters())
     text = sum(p.numel() for p in text_model.parameters())
     tied = model.lm_head.weight is text_model.get_input_embeddings().weight
@@ -103,9 +107,11 @@ def main() -> int:
     inputs = load_file(str(args.fixture / "inputs.safetensors"))
     expected = load_file(str(args.fixture / "expected.safetensors"))
     mask = inputs["attention_mask"]
-    # Left-padded rows (LLaVA fixtures): generate's position ids, padding positions not compared.
-    extra = {}
-    if bool((mask == 0).any()):
+    # Qwen2-VL's image grids and token types go in as they are (it computes its own M-RoPE
+    # positions); left-padded rows of the other families get generate's position ids. Padding
+    # positions are not compared.
+    extra = {k: inputs[k] for k in ("image_grid_thw", "mm_token_type_ids") if k in inputs}
+    if bool((mask == 0).any()) and not extra:
         extra["position_ids"] = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     with torch.no_grad():
         out = model(input_ids=inputs["input_ids"], attention_mask=mask,
@@ -125,9 +131,12 @@ def main() -> int:
             max_new_tokens=want.shape[1], do_sample=False, num_beams=1, use_cache=True,
             eos_token_id=None, pad_token_id=0,
         )
+        extra.pop("position_ids", None)
+        if hasattr(model, "model") and hasattr(model.model, "rope_deltas"):
+            model.model.rope_deltas = None
         with torch.no_grad():
             seq = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                                 pixel_values=inputs["pixel_values"], generation_config=gcfg)
+                                 pixel_values=inputs["pixel_values"], generation_config=gcfg, **extra)
         got = seq[:, inputs["input_ids"].shape[1]:]
         same = got.shape == want.shape and bool(torch.equal(got, want))
         failed |= not same

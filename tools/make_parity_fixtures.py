@@ -961,6 +961,247 @@ def make_llava_config_only(out_root: Path) -> dict:
     return counts
 
 
+# ---------------------------------------------------------------------------------------
+# Qwen2-VL fixtures (Qwen2VLForConditionalGeneration): a vision tower over flattened patches
+# (pixel_values [N, C*T*P*P], image_grid_thw [images, 3]), a patch merger and a Qwen2 text
+# model with M-RoPE. Rows: left padding (pad 0, mask 0), then per image
+# text* <vision_start> <image_pad>*(t*h*w/merge^2) <vision_end>, then text*. The image token is
+# vocab - 1, vision start/end vocab - 2 / vocab - 3, video vocab - 4. HF computes the positions
+# itself (get_rope_index over the attention mask, then rope_deltas while decoding), which is
+# what the fixture pins down. mm_token_type_ids (1 at image tokens) is passed as HF requires.
+#   layout: "v5" = what transformers 5 save_pretrained writes (the Qwen hub names `visual.*`,
+#   `model.*`, `lm_head.*`), "v4_52" = transformers 4.52's (`model.visual.*`,
+#   `model.language_model.*`, `lm_head.*`), written by renaming the v5 keys.
+# ---------------------------------------------------------------------------------------
+QWEN2_VL_FIXTURES = [
+    dict(
+        name="qwen2_vl_untied_b2_grids_left_padded",
+        summary="Qwen2-VL: batch 2, left padding, one image per row with different grids (row 0: 4x4 patches "
+        "= 4 tokens, row 1: 4x6 patches = 6 tokens), so the tower's attention is block-diagonal over two "
+        "images; patch 7, temporal 2, merge 2, 2 blocks of width 32 / 2 heads, quick_gelu MLP ratio 2; Qwen2 "
+        "text 48 wide, 4q/2kv heads (head_dim 12), q/k/v biases, mrope_section [2,2,2], rope_theta 1e6, "
+        "untied lm_head; saved as transformers 5 writes it (the hub names).",
+        seed=9000,
+        vision=dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2, patch_size=7, spatial_merge_size=2,
+                    temporal_patch_size=2),
+        text=dict(vocab_size=256, hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=256,
+                  rope_parameters={"rope_type": "default", "type": "mrope", "rope_theta": 1e6,
+                                   "mrope_section": [2, 2, 2]}),
+        tie=False,
+        rows=[dict(before=3, grids=[[1, 4, 4]], after=4), dict(before=5, grids=[[1, 4, 6]], after=6)],
+        layout="v5",
+    ),
+    dict(
+        name="qwen2_vl_tied_b1_two_images_patch14",
+        summary="Qwen2-VL: batch 1 holding two images (grids 1x2x2 = 1 token and 1x4x2 = 2 tokens) with text "
+        "between them, the real patch size 14 (C*T*P*P = 1176), 3 blocks of width 16 / 2 heads, MLP ratio 4; "
+        "text 32 wide, 2q/1kv heads, mrope_section [4,2,2], tied lm_head; saved in transformers 4.52's layout "
+        "(`model.visual.*`, `model.language_model.*`).",
+        seed=9100,
+        vision=dict(depth=3, embed_dim=16, num_heads=2, mlp_ratio=4, patch_size=14, spatial_merge_size=2,
+                    temporal_patch_size=2),
+        text=dict(vocab_size=192, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, max_position_embeddings=256,
+                  rope_parameters={"rope_type": "default", "type": "mrope", "rope_theta": 1e6,
+                                   "mrope_section": [4, 2, 2]}),
+        tie=True,
+        rows=[dict(before=2, grids=[[1, 2, 2], [1, 4, 2]], between=3, after=3)],
+        layout="v4_52",
+    ),
+]
+
+
+def qwen2_vl_ids(vocab: int) -> dict:
+    return {"image_token_id": vocab - 1, "vision_start_token_id": vocab - 2, "vision_end_token_id": vocab - 3,
+            "video_token_id": vocab - 4}
+
+
+def qwen2_vl_config(fx: dict):
+    from transformers import Qwen2VLConfig
+    vocab = fx["text"]["vocab_size"]
+    text = dict(pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, **fx["text"])
+    vision = dict(hidden_size=fx["text"]["hidden_size"], **fx["vision"])
+    cfg = Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=fx["tie"],
+                        **qwen2_vl_ids(vocab))
+    cfg._attn_implementation = "eager"
+    return cfg
+
+
+def qwen2_vl_param_counts(model) -> dict:
+    inner = model.model
+    connector = sum(p.numel() for p in inner.visual.merger.parameters())
+    vision = sum(p.numel() for p in inner.visual.parameters()) - connector
+    text = sum(p.numel() for p in inner.language_model.parameters())
+    tied = model.lm_head.weight is inner.language_model.get_input_embeddings().weight
+    lm_head = 0 if tied else sum(p.numel() for p in model.lm_head.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert total == vision + connector + text + lm_head, (total, vision, connector, text, lm_head)
+    return {"vision": vision, "connector": connector, "text": text, "lm_head": lm_head, "total": total}
+
+
+def qwen2_vl_inputs(fx: dict, cfg, gen: torch.Generator):
+    """Left-padded rows of text and images (see the section comment), their patches and grids."""
+    vocab = cfg.text_config.vocab_size
+    ids = qwen2_vl_ids(vocab)
+    lo, hi = special_ids(vocab)["text_token_range"]
+    v = cfg.vision_config
+    text = lambda n: torch.randint(lo, hi, (n,), generator=gen).tolist()  # noqa: E731
+    rows, grids = [], []
+    for row in fx["rows"]:
+        tokens = text(row["before"])
+        for i, grid in enumerate(row["grids"]):
+            if i > 0:
+                tokens += text(row["between"])
+            count = grid[0] * grid[1] * grid[2] // v.spatial_merge_size ** 2
+            tokens += [ids["vision_start_token_id"]] + [ids["image_token_id"]] * count
+            tokens += [ids["vision_end_token_id"]]
+            grids.append(grid)
+        rows.append(tokens + text(row["after"]))
+    T = max(len(r) for r in rows)
+    input_ids = torch.tensor([[PAD_ID] * (T - len(r)) + r for r in rows], dtype=torch.long)
+    attention_mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    patches = sum(t * h * w for t, h, w in grids)
+    width = v.in_channels * v.temporal_patch_size * v.patch_size ** 2
+    pixel_values = torch.rand((patches, width), generator=gen, dtype=torch.float32) * 2.0 - 1.0
+    image_grid_thw = torch.tensor(grids, dtype=torch.long)
+    mm_token_type_ids = (input_ids == ids["image_token_id"]).long()
+    return dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                image_grid_thw=image_grid_thw, mm_token_type_ids=mm_token_type_ids)
+
+
+@torch.no_grad()
+def run_qwen2_vl(model, inputs: dict):
+    model.model.rope_deltas = None
+    out = model(**inputs, use_cache=False)
+    gcfg = GenerationConfig(
+        max_new_tokens=NUM_NEW_TOKENS, do_sample=False, num_beams=1, use_cache=True,
+        eos_token_id=None, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+        output_logits=True, return_dict_in_generate=True,
+    )
+    model.model.rope_deltas = None
+    g = model.generate(**inputs, generation_config=gcfg)
+    T = inputs["input_ids"].shape[1]
+    mask = inputs["attention_mask"]
+    logits = out.logits.float() * mask[..., None].float()
+    return dict(logits=logits.contiguous(), generated=g.sequences[:, T:].contiguous(),
+                generated_logits=torch.stack([s.float() for s in g.logits], dim=1).contiguous())
+
+
+def qwen2_vl_to_v4_52_layout(folder: Path) -> None:
+    """Rewrites folder/model.safetensors with transformers 4.52's names (`model.visual.*`,
+    `model.language_model.*`)."""
+    path = folder / "model.safetensors"
+    renamed = {}
+    for key, value in load_file(str(path)).items():
+        if key.startswith("visual."):
+            key = "model." + key
+        elif key.startswith("model."):
+            key = "model.language_model." + key[len("model."):]
+        renamed[key] = value
+    assert any(k.startswith("model.visual.") for k in renamed)
+    assert any(k.startswith("model.language_model.") for k in renamed)
+    save_file(dict(sorted(renamed.items())), str(path), metadata={"format": "pt"})
+
+
+@torch.no_grad()
+def make_qwen2_vl_fixture(fx: dict, out_root: Path) -> dict:
+    from transformers import Qwen2VLForConditionalGeneration as cls
+    cfg = qwen2_vl_config(fx)
+    vocab = cfg.text_config.vocab_size
+    chosen = None
+    for attempt in range(MAX_SEED_TRIES):
+        seed = fx["seed"] + attempt
+        torch.manual_seed(seed)
+        model = cls(cfg).eval()
+        gen = torch.Generator().manual_seed(seed)
+        randomize_parameters(model, gen)
+        inputs = qwen2_vl_inputs(fx, cfg, gen)
+        res = run_qwen2_vl(model, inputs)
+        ok, margin, why = greedy_ok(res, vocab)
+        if ok:
+            chosen = (seed, model, inputs, res, margin)
+            break
+        print(f"  [{fx['name']}] seed {seed} rejected: {why}", file=sys.stderr)
+    if chosen is None:
+        raise RuntimeError(f"{fx['name']}: no acceptable seed in {MAX_SEED_TRIES} tries")
+    seed, model, inputs, res, margin = chosen
+    assert fx_tied(model) == fx["tie"]
+
+    fdir = out_root / fx["name"]
+    if fdir.exists():
+        shutil.rmtree(fdir)
+    (fdir / "model").mkdir(parents=True)
+    model.save_pretrained(fdir / "model", safe_serialization=True)
+    if fx["layout"] == "v4_52":
+        qwen2_vl_to_v4_52_layout(fdir / "model")
+    keys = sorted(load_file(str(fdir / "model" / "model.safetensors")).keys())
+    save_file({k: v.contiguous() for k, v in inputs.items()}, str(fdir / "inputs.safetensors"))
+    save_file(res, str(fdir / "expected.safetensors"))
+    counts = qwen2_vl_param_counts(model)
+    write_json(fdir / "hf_param_counts.json", counts)
+    write_json(fdir / "versions.json", versions())
+    checks = qwen2_vl_self_checks(cls, fdir, model, inputs, res, counts)
+    checks["min_greedy_top1_top2_margin"] = margin
+    mask = inputs["attention_mask"]
+    meta = {
+        "name": fx["name"], "summary": fx["summary"], "hf_class": cls.__name__, "model_type": cfg.model_type,
+        "seed": seed, "layout": fx["layout"], "first_weight_names": keys[:2] + keys[-2:],
+        "batch": int(mask.shape[0]), "prompt_len": int(mask.shape[1]),
+        "padding_per_row": [int((r == 0).sum()) for r in mask],
+        "num_new_tokens": NUM_NEW_TOKENS, "image_grid_thw": inputs["image_grid_thw"].tolist(),
+        "vision": fx["vision"], "text": fx["text"], "tie_word_embeddings": fx["tie"],
+        "special_ids": {"pad_token_id": PAD_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID,
+                        **qwen2_vl_ids(vocab), "text_token_range": special_ids(vocab)["text_token_range"]},
+        "input_layout": "per row: left padding (pad 0, mask 0), text* then per image "
+                        "<vision_start> <image_pad>*(t*h*w/merge^2) <vision_end>, text*",
+        "logits_note": "HF forward computing its own M-RoPE positions (get_rope_index over the mask); "
+                       "padding positions zeroed",
+        "checks": checks,
+    }
+    write_json(fdir / "fixture.json", meta)
+    for p in sorted(fdir.rglob("*")):
+        if p.is_file():
+            assert p.stat().st_size < MAX_FILE_BYTES, f"{p} is {p.stat().st_size} bytes"
+    return meta
+
+
+@torch.no_grad()
+def qwen2_vl_self_checks(cls, fdir, model, inputs, res, counts) -> dict:
+    reloaded, info = cls.from_pretrained(fdir / "model", attn_implementation="eager", dtype=torch.float32,
+                                         output_loading_info=True)
+    assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    re_res = run_qwen2_vl(reloaded.eval(), inputs)
+    reload_diff = max_abs(re_res["logits"], res["logits"])
+    assert reload_diff == 0.0, reload_diff
+    assert torch.equal(re_res["generated"], res["generated"])
+    assert qwen2_vl_param_counts(reloaded) == counts
+    sdpa = cls.from_pretrained(fdir / "model", attn_implementation="sdpa", dtype=torch.float32).eval()
+    mask = inputs["attention_mask"]
+    sdpa_diff = max_abs(sdpa(**inputs, use_cache=False).logits * mask[..., None], res["logits"])
+    assert sdpa_diff < 1e-4, f"sdpa vs eager {sdpa_diff}"
+    T = mask.shape[1]
+    gen = res["generated"]
+    full = dict(inputs)
+    full["input_ids"] = torch.cat([inputs["input_ids"], gen], dim=1)
+    full["attention_mask"] = torch.cat([mask, torch.ones_like(gen)], dim=1)
+    full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(gen)], dim=1)
+    model.model.rope_deltas = None
+    nocache_step = model(**full, use_cache=False).logits[:, T - 1:T - 1 + NUM_NEW_TOKENS]
+    cache_diff = max_abs(nocache_step, res["generated_logits"])
+    assert cache_diff < 1e-4, f"kv-cache vs no-cache {cache_diff}"
+    prefill_diff = max_abs(res["generated_logits"][:, 0], res["logits"][:, -1])
+    assert prefill_diff < 1e-4
+    return {
+        "reload_logits_max_abs_diff": reload_diff,
+        "sdpa_vs_eager_logits_max_abs_diff": sdpa_diff,
+        "kv_cache_vs_no_cache_step_logits_max_abs_diff": cache_diff,
+        "generate_prefill_vs_forward_last_logits_max_abs_diff": prefill_diff,
+        "logits_std": float(res["logits"].std()),
+        "logits_abs_max": float(res["logits"].abs().max()),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parity fixtures root (default: %(default)s)")
@@ -991,6 +1232,15 @@ def main() -> int:
         if args.only and fx["name"] not in args.only:
             continue
         meta = make_llava_fixture(fx, args.out)
+        c = meta["checks"]
+        print(f"{fx['name']}: seed {meta['seed']}, T={meta['prompt_len']}, layout {meta['layout']}, "
+              f"sdpa diff {c['sdpa_vs_eager_logits_max_abs_diff']:.2e}, "
+              f"cache diff {c['kv_cache_vs_no_cache_step_logits_max_abs_diff']:.2e}, "
+              f"margin {c['min_greedy_top1_top2_margin']:.3f}")
+    for fx in QWEN2_VL_FIXTURES:
+        if args.only and fx["name"] not in args.only:
+            continue
+        meta = make_qwen2_vl_fixture(fx, args.out)
         c = meta["checks"]
         print(f"{fx['name']}: seed {meta['seed']}, T={meta['prompt_len']}, layout {meta['layout']}, "
               f"sdpa diff {c['sdpa_vs_eager_logits_max_abs_diff']:.2e}, "

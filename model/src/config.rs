@@ -100,6 +100,11 @@ pub struct TextConfig {
     pub eos_token_ids: Vec<u32>,
     /// `pad_token_id`, when set.
     pub pad_token_id: Option<u32>,
+    /// Whether `q_proj`, `k_proj` and `v_proj` have biases (Qwen2; Llama has none).
+    pub qkv_bias: bool,
+    /// M-RoPE's `mrope_section` (Qwen2-VL): how many rotary frequencies follow the temporal,
+    /// height and width position; `None` is plain 1-D RoPE.
+    pub mrope_section: Option<Vec<usize>>,
 }
 
 /// The JSON of the file `path` (a config.json), errors naming the file.
@@ -144,6 +149,8 @@ impl TextConfig {
             bos_token_id: Some(spec.bos_token_id),
             eos_token_ids: vec![spec.eos_token_id],
             pad_token_id: Some(spec.pad_token_id),
+            qkv_bias: false,
+            mrope_section: None,
         }
     }
 
@@ -616,6 +623,8 @@ pub(crate) fn parse_text(f: &Fields) -> Result<TextConfig> {
         bos_token_id: f.opt_u32("bos_token_id")?,
         eos_token_ids,
         pad_token_id: f.opt_u32("pad_token_id")?,
+        qkv_bias: false,
+        mrope_section: None,
     })
 }
 

@@ -16,6 +16,9 @@ pub struct KvCache<B: Backend> {
     key_valid: Vec<Vec<bool>>,
     /// Per row: the position id the next real token gets.
     next_position: Vec<i64>,
+    /// Per row: added to every position handed out (M-RoPE's `rope_deltas`: after an image,
+    /// text positions run ahead of the token count); 0 unless set.
+    position_delta: Vec<i64>,
 }
 
 /// Positions and mask for one forward step over `T` new tokens.
@@ -36,7 +39,15 @@ impl<B: Backend> KvCache<B> {
             layers: vec![None; layers],
             key_valid: vec![Vec::new(); batch],
             next_position: vec![0; batch],
+            position_delta: vec![0; batch],
         }
+    }
+
+    /// Sets each row's position delta (HF's `rope_deltas`: the prompt's largest M-RoPE position
+    /// + 1 − its real token count), which later steps add to their positions.
+    pub(crate) fn set_position_deltas(&mut self, deltas: Vec<i64>) {
+        debug_assert_eq!(deltas.len(), self.batch_size());
+        self.position_delta = deltas;
     }
 
     /// Rows in the batch.
@@ -63,7 +74,7 @@ impl<B: Backend> KvCache<B> {
         for (row, valid) in new_valid.iter().enumerate() {
             for &is_real in valid {
                 if is_real {
-                    positions.push(self.next_position[row]);
+                    positions.push(self.next_position[row] + self.position_delta[row]);
                     self.next_position[row] += 1;
                 } else {
                     positions.push(0);

@@ -69,6 +69,16 @@ pub struct LlamaAttention<B: Backend> {
     head_dim: usize,
 }
 
+/// 3-D rotary positions of a step (M-RoPE: temporal, height, width), each axis row-major
+/// `[B, T]`, and each row's delta for the positions of later (cached) steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RopePositions {
+    /// Positions per axis.
+    pub axes: [Vec<i64>; 3],
+    /// Per row: the largest position + 1 − the real tokens (HF's `rope_deltas`).
+    pub deltas: Vec<i64>,
+}
+
 /// Inputs shared by every layer of one step.
 struct StepContext<'a, B: Backend> {
     cos: &'a Tensor<B, 4>,
@@ -164,13 +174,14 @@ impl<B: Backend> TextModel<B> {
             config.num_key_value_heads * config.head_dim,
         );
         let linear = |i, o| Linear::new(i, o, false, device);
+        let projection = |i, o| Linear::new(i, o, config.qkv_bias, device);
         let norm = || LlamaRmsNorm::new(d, config.rms_norm_eps, device);
         let layers = (0..config.num_hidden_layers)
             .map(|_| DecoderLayer {
                 self_attn: LlamaAttention {
-                    q_proj: linear(d, q_out),
-                    k_proj: linear(d, kv_out),
-                    v_proj: linear(d, kv_out),
+                    q_proj: projection(d, q_out),
+                    k_proj: projection(d, kv_out),
+                    v_proj: projection(d, kv_out),
                     o_proj: linear(q_out, d),
                     heads: config.num_attention_heads,
                     kv_heads: config.num_key_value_heads,
@@ -189,7 +200,8 @@ impl<B: Backend> TextModel<B> {
             embed_tokens: EmbeddingConfig::new(config.vocab_size, d).init(device),
             layers,
             norm: norm(),
-            rope: Rope::new(config.head_dim, config.rope_theta),
+            rope: Rope::new(config.head_dim, config.rope_theta)
+                .with_sections(config.mrope_section.as_deref()),
             max_positions: config.max_position_embeddings,
         }
     }
@@ -210,15 +222,29 @@ impl<B: Backend> TextModel<B> {
         valid: &[Vec<bool>],
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
+        self.forward_at(embeds, valid, cache, None)
+    }
+
+    /// [`TextModel::forward`] with explicit 3-D (M-RoPE) positions when given, in place of the
+    /// cache's running positions.
+    pub fn forward_at(
+        &self,
+        embeds: Tensor<B, 3>,
+        valid: &[Vec<bool>],
+        cache: Option<&mut KvCache<B>>,
+        positions: Option<&RopePositions>,
+    ) -> Tensor<B, 3> {
         let [batch, seq, _] = embeds.dims();
         let device = embeds.device();
         let (layout, mut cache) = match cache {
             Some(cache) => (cache.advance(valid), Some(cache)),
             None => (KvCache::<B>::new(0, batch).advance(valid), None),
         };
-        let (cos, sin) = self
-            .rope
-            .tables::<B>(&layout.positions, batch, seq, &device);
+        let axes = match positions {
+            Some(p) => [&p.axes[0][..], &p.axes[1][..], &p.axes[2][..]],
+            None => [&layout.positions[..]; 3],
+        };
+        let (cos, sin) = self.rope.tables_3d::<B>(axes, batch, seq, &device);
         let heads = self.layers.first().map_or(1, |layer| layer.self_attn.heads);
         let mask = layout.mask::<B>(batch, heads, seq, &device);
         let step = StepContext {

@@ -53,8 +53,8 @@ impl ParamCounts {
             t.num_attention_heads * t.head_dim,
             t.num_key_value_heads * t.head_dim,
         );
-        let text_layer = linear_params(h, q, false)
-            + 2 * linear_params(h, kv, false)
+        let text_layer = linear_params(h, q, t.qkv_bias)
+            + 2 * linear_params(h, kv, t.qkv_bias)
             + linear_params(q, h, false)
             + 2 * linear_params(h, t.intermediate_size, false)
             + linear_params(t.intermediate_size, h, false)

@@ -175,20 +175,78 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// The fixture's inputs as a model batch. Idefics3's per-row tiles `[B, N, C, H, W]` are
 /// flattened in batch order, all-zero tiles (HF's padding images) dropped as HF drops them;
-/// LLaVA's images `[N, C, H, W]` are taken as they are.
+/// LLaVA's images `[N, C, H, W]` are taken as they are; Qwen2-VL's patches `[N, C·T·P·P]`
+/// become `[N, 1, 1, C·T·P·P]` next to their `image_grid_thw` `[images, 3]`.
 pub fn fixture_input<B: Backend>(folder: &Path, device: &B::Device) -> Result<VlmInput<B>> {
     let path = folder.join(INPUTS_FILE);
     let (id_shape, ids) = read_i64(&path, "input_ids")?;
     let (mask_shape, mask) = read_i64(&path, "attention_mask")?;
-    let (pix_shape, pixels) = read_f32(&path, "pixel_values")?;
-    let per_row = pix_shape.len() == 5 && pix_shape[0] == id_shape[0];
-    if id_shape.len() != 2 || mask_shape != id_shape || !(per_row || pix_shape.len() == 4) {
+    if id_shape.len() != 2 || mask_shape != id_shape {
         return Err(fixture_error(
             &path,
-            format!("inconsistent shapes: input_ids {id_shape:?}, attention_mask {mask_shape:?}, pixel_values {pix_shape:?}"),
+            format!("inconsistent shapes: input_ids {id_shape:?}, attention_mask {mask_shape:?}"),
         ));
     }
-    let image_dims = &pix_shape[pix_shape.len() - 3..];
+    let grids = read_grids(&path)?;
+    let pixel_values = fixture_pixels(&path, id_shape[0], grids.is_some(), device)?;
+    let shape = [id_shape[0], id_shape[1]];
+    let int =
+        |values: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(values, shape), device);
+    Ok(VlmInput {
+        input_ids: int(ids),
+        attention_mask: Some(int(mask)),
+        pixel_values,
+        image_grid_thw: grids,
+    })
+}
+
+/// `image_grid_thw` `[images, 3]` when the inputs hold it (Qwen2-VL).
+fn read_grids(path: &Path) -> Result<Option<Vec<[usize; 3]>>> {
+    let bytes = std::fs::read(path).map_err(ModelError::io("reading", path))?;
+    let has_grids = SafeTensors::deserialize(&bytes)
+        .map(|st| st.names().iter().any(|n| n.as_str() == "image_grid_thw"))
+        .unwrap_or(false);
+    if !has_grids {
+        return Ok(None);
+    }
+    let (shape, values) = read_i64(path, "image_grid_thw")?;
+    if shape.len() != 2 || shape[1] != 3 || values.iter().any(|&v| v < 0) {
+        return Err(fixture_error(
+            path,
+            format!("image_grid_thw must be [images, 3] of non-negative sizes, found {shape:?}"),
+        ));
+    }
+    let grids = values
+        .chunks(3)
+        .map(|g| [g[0] as usize, g[1] as usize, g[2] as usize])
+        .collect();
+    Ok(Some(grids))
+}
+
+/// The fixture's `pixel_values` as the model takes them (see [`fixture_input`]); `None` when
+/// no image remains.
+fn fixture_pixels<B: Backend>(
+    path: &Path,
+    batch: usize,
+    patches: bool,
+    device: &B::Device,
+) -> Result<Option<Tensor<B, 4>>> {
+    let (pix_shape, pixels) = read_f32(path, "pixel_values")?;
+    let per_row = pix_shape.len() == 5 && pix_shape[0] == batch;
+    let image_dims: Vec<usize> = match (patches, pix_shape.len()) {
+        (true, 2) => vec![1, 1, pix_shape[1]],
+        (false, 4) | (false, 5) if per_row || pix_shape.len() == 4 => {
+            pix_shape[pix_shape.len() - 3..].to_vec()
+        }
+        _ => {
+            return Err(fixture_error(
+                path,
+                format!(
+                    "pixel_values {pix_shape:?} fits neither per-row tiles, images nor patches"
+                ),
+            ))
+        }
+    };
     let tile: usize = image_dims.iter().product();
     let kept: Vec<f32> = pixels
         .chunks(tile.max(1))
@@ -197,17 +255,10 @@ pub fn fixture_input<B: Backend>(folder: &Path, device: &B::Device) -> Result<Vl
         .copied()
         .collect();
     let tiles = kept.len() / tile.max(1);
-    let shape = [id_shape[0], id_shape[1]];
-    let int =
-        |values: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(values, shape), device);
-    Ok(VlmInput {
-        input_ids: int(ids),
-        attention_mask: Some(int(mask)),
-        pixel_values: (tiles > 0).then(|| {
-            let tile_shape = [tiles, image_dims[0], image_dims[1], image_dims[2]];
-            Tensor::from_data(TensorData::new(kept, tile_shape), device)
-        }),
-    })
+    Ok((tiles > 0).then(|| {
+        let tile_shape = [tiles, image_dims[0], image_dims[1], image_dims[2]];
+        Tensor::from_data(TensorData::new(kept, tile_shape), device)
+    }))
 }
 
 /// Reads float tensor `name` of `path` (f32 on disk).

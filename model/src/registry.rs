@@ -25,6 +25,8 @@ use crate::lora::LoraSpec;
 use crate::loss::LossOutput;
 use crate::params::ParamCounts;
 use crate::peft::AdapterSpec;
+use crate::qwen2_vl::adapters::{check_qwen2_vl_adapter_spec, QWEN2_VL_LORA_TARGETS};
+use crate::qwen2_vl::{Qwen2Vl, Qwen2VlConfig};
 use crate::safetensors_io::FloatDtype;
 use crate::vision_language_model::{Idefics3, VlmInput};
 use crate::vlm::{ModelPart, ParamPart, VisionLanguageModel};
@@ -37,17 +39,20 @@ pub enum Family {
     Idefics3,
     /// LLaVA-1.5 (`model_type` `llava`).
     Llava,
+    /// Qwen2-VL (`model_type` `qwen2_vl`).
+    Qwen2Vl,
 }
 
 impl Family {
     /// Every registered family.
-    pub const ALL: [Family; 2] = [Family::Idefics3, Family::Llava];
+    pub const ALL: [Family; 3] = [Family::Idefics3, Family::Llava, Family::Qwen2Vl];
 
     /// The `model_type` values of this family's config.json.
     pub fn model_types(self) -> &'static [&'static str] {
         match self {
             Family::Idefics3 => &["idefics3", "smolvlm"],
             Family::Llava => &["llava"],
+            Family::Qwen2Vl => &["qwen2_vl"],
         }
     }
 
@@ -56,6 +61,7 @@ impl Family {
         match self {
             Family::Idefics3 => "Idefics3/SmolVLM",
             Family::Llava => "LLaVA-1.5",
+            Family::Qwen2Vl => "Qwen2-VL",
         }
     }
 
@@ -94,6 +100,7 @@ impl Family {
         match self {
             Family::Idefics3 => &IDEFICS3_LORA_TARGETS,
             Family::Llava => &LLAVA_LORA_TARGETS,
+            Family::Qwen2Vl => &QWEN2_VL_LORA_TARGETS,
         }
     }
 
@@ -122,6 +129,7 @@ impl Family {
         match self {
             Family::Idefics3 => Ok(Idefics3Config::scratch(spec)?.into()),
             Family::Llava => Ok(LlavaConfig::scratch(spec)?.into()),
+            Family::Qwen2Vl => Ok(Qwen2VlConfig::scratch(spec)?.into()),
         }
     }
 
@@ -130,6 +138,7 @@ impl Family {
         match self {
             Family::Idefics3 => crate::idefics3_adapters::check_adapter_spec(spec),
             Family::Llava => check_llava_adapter_spec(spec),
+            Family::Qwen2Vl => check_qwen2_vl_adapter_spec(spec),
         }
     }
 }
@@ -193,6 +202,8 @@ pub enum ModelConfig {
     Idefics3(Idefics3Config),
     /// LLaVA-1.5.
     Llava(LlavaConfig),
+    /// Qwen2-VL.
+    Qwen2Vl(Qwen2VlConfig),
 }
 
 impl From<Idefics3Config> for ModelConfig {
@@ -204,6 +215,12 @@ impl From<Idefics3Config> for ModelConfig {
 impl From<LlavaConfig> for ModelConfig {
     fn from(config: LlavaConfig) -> Self {
         ModelConfig::Llava(config)
+    }
+}
+
+impl From<Qwen2VlConfig> for ModelConfig {
+    fn from(config: Qwen2VlConfig) -> Self {
+        ModelConfig::Qwen2Vl(config)
     }
 }
 
@@ -222,6 +239,7 @@ impl ModelConfig {
         match Family::from_model_type(model_type)? {
             Family::Idefics3 => Ok(Idefics3Config::from_value(raw)?.into()),
             Family::Llava => Ok(LlavaConfig::from_value(raw)?.into()),
+            Family::Qwen2Vl => Ok(Qwen2VlConfig::from_value(raw)?.into()),
         }
     }
 
@@ -230,6 +248,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.save(path),
             ModelConfig::Llava(c) => c.save(path),
+            ModelConfig::Qwen2Vl(c) => c.save(path),
         }
     }
 
@@ -238,6 +257,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(_) => Family::Idefics3,
             ModelConfig::Llava(_) => Family::Llava,
+            ModelConfig::Qwen2Vl(_) => Family::Qwen2Vl,
         }
     }
 
@@ -246,6 +266,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.family.model_type(),
             ModelConfig::Llava(_) => crate::llava::config::LLAVA_MODEL_TYPE,
+            ModelConfig::Qwen2Vl(_) => crate::qwen2_vl::config::QWEN2_VL_MODEL_TYPE,
         }
     }
 
@@ -254,6 +275,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => &c.text,
             ModelConfig::Llava(c) => &c.text,
+            ModelConfig::Qwen2Vl(c) => &c.text,
         }
     }
 
@@ -262,6 +284,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.tie_word_embeddings,
             ModelConfig::Llava(c) => c.tie_word_embeddings,
+            ModelConfig::Qwen2Vl(c) => c.tie_word_embeddings,
         }
     }
 
@@ -270,6 +293,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.tie_word_embeddings = tied,
             ModelConfig::Llava(c) => c.tie_word_embeddings = tied,
+            ModelConfig::Qwen2Vl(c) => c.tie_word_embeddings = tied,
         }
     }
 
@@ -278,22 +302,27 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.image_token_id,
             ModelConfig::Llava(c) => c.image_token_index,
+            ModelConfig::Qwen2Vl(c) => c.image_token_id,
         }
     }
 
-    /// Text positions one image (a tile, for Idefics3) occupies.
+    /// Text positions one image (a tile, for Idefics3) occupies (Qwen2-VL: one of its
+    /// `PLAN_IMAGE_SIDE` pixels square; the real count follows the image's size).
     pub fn tokens_per_image(&self) -> usize {
         match self {
             ModelConfig::Idefics3(c) => c.tokens_per_tile(),
             ModelConfig::Llava(c) => c.tokens_per_image(),
+            ModelConfig::Qwen2Vl(c) => c.plan_tokens_per_image(),
         }
     }
 
-    /// Side of the (square) image the vision tower takes, in pixels.
+    /// Side of the (square) image the vision tower takes, in pixels (Qwen2-VL takes any size:
+    /// `PLAN_IMAGE_SIDE`).
     pub fn image_size(&self) -> usize {
         match self {
             ModelConfig::Idefics3(c) => c.vision.image_size,
             ModelConfig::Llava(c) => c.vision.image_size,
+            ModelConfig::Qwen2Vl(_) => crate::qwen2_vl::architecture::PLAN_IMAGE_SIDE,
         }
     }
 
@@ -309,7 +338,7 @@ impl ModelConfig {
                     _ => 1,
                 }
             }
-            ModelConfig::Llava(_) => 1,
+            ModelConfig::Llava(_) | ModelConfig::Qwen2Vl(_) => 1,
         }
     }
 
@@ -318,6 +347,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.vision.num_channels,
             ModelConfig::Llava(c) => c.vision.num_channels,
+            ModelConfig::Qwen2Vl(c) => c.vision.in_channels,
         }
     }
 
@@ -333,6 +363,7 @@ impl ModelConfig {
                 connector_floats: c.patches_per_side().pow(2) * c.vision.hidden_size,
             },
             ModelConfig::Llava(c) => c.vision_shape(),
+            ModelConfig::Qwen2Vl(c) => c.vision_shape(),
         }
     }
 
@@ -342,6 +373,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.describe(),
             ModelConfig::Llava(c) => c.describe(),
+            ModelConfig::Qwen2Vl(c) => c.describe(),
         }
     }
 
@@ -350,6 +382,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => ParamCounts::from_config(c),
             ModelConfig::Llava(c) => ParamCounts::from_llava_config(c),
+            ModelConfig::Qwen2Vl(c) => c.param_counts(),
         }
     }
 
@@ -358,6 +391,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.linear_dims(part, name),
             ModelConfig::Llava(c) => c.linear_dims(part, name),
+            ModelConfig::Qwen2Vl(c) => c.linear_dims(part, name),
         }
     }
 }
@@ -372,6 +406,8 @@ pub enum Vlm<B: Backend> {
     Idefics3(Idefics3<B>),
     /// LLaVA-1.5.
     Llava(Llava<B>),
+    /// Qwen2-VL.
+    Qwen2Vl(Qwen2Vl<B>),
 }
 
 /// Runs `$body` with `$m` bound to the inner model of `$self`, whatever its family.
@@ -380,6 +416,7 @@ macro_rules! each_family {
         match $self {
             Vlm::Idefics3($m) => $body,
             Vlm::Llava($m) => $body,
+            Vlm::Qwen2Vl($m) => $body,
         }
     };
 }
@@ -390,6 +427,7 @@ macro_rules! map_family {
         match $self {
             Vlm::Idefics3($m) => Vlm::Idefics3($body),
             Vlm::Llava($m) => Vlm::Llava($body),
+            Vlm::Qwen2Vl($m) => Vlm::Qwen2Vl($body),
         }
     };
 }
@@ -400,6 +438,7 @@ impl<B: Backend> Vlm<B> {
         match config {
             ModelConfig::Idefics3(c) => Vlm::Idefics3(Idefics3::init_random(c, seed, device)),
             ModelConfig::Llava(c) => Vlm::Llava(Llava::init_random(c, seed, device)),
+            ModelConfig::Qwen2Vl(c) => Vlm::Qwen2Vl(Qwen2Vl::init_random(c, seed, device)),
         }
     }
 
@@ -408,6 +447,7 @@ impl<B: Backend> Vlm<B> {
         match self {
             Vlm::Idefics3(m) => m.config().clone().into(),
             Vlm::Llava(m) => m.config().clone().into(),
+            Vlm::Qwen2Vl(m) => m.config().clone().into(),
         }
     }
 
@@ -416,6 +456,7 @@ impl<B: Backend> Vlm<B> {
         match self {
             Vlm::Idefics3(_) => Family::Idefics3,
             Vlm::Llava(_) => Family::Llava,
+            Vlm::Qwen2Vl(_) => Family::Qwen2Vl,
         }
     }
 
@@ -432,6 +473,7 @@ impl<B: Backend> VisionLanguageModel<B> for Vlm<B> {
         match Family::of_folder(dir)? {
             Family::Idefics3 => Ok(Vlm::Idefics3(Idefics3::load(dir, device)?)),
             Family::Llava => Ok(Vlm::Llava(Llava::load(dir, device)?)),
+            Family::Qwen2Vl => Ok(Vlm::Qwen2Vl(Qwen2Vl::load(dir, device)?)),
         }
     }
 
@@ -511,6 +553,10 @@ mod tests {
             Family::Idefics3
         );
         assert_eq!(Family::from_model_type("llava").unwrap(), Family::Llava);
+        assert_eq!(
+            Family::from_model_type("qwen2_vl").unwrap(),
+            Family::Qwen2Vl
+        );
     }
 
     #[test]
@@ -536,6 +582,7 @@ mod tests {
             let again = ModelConfig::from_value(match &config {
                 ModelConfig::Idefics3(c) => c.to_hf_json(),
                 ModelConfig::Llava(c) => c.to_hf_json(),
+                ModelConfig::Qwen2Vl(c) => c.to_hf_json(),
             })
             .unwrap();
             assert_eq!(again.param_counts(), config.param_counts(), "{family}");

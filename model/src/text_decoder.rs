@@ -10,7 +10,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
-use crate::language_model::TextModel;
+use crate::language_model::{RopePositions, TextModel};
 use crate::linear::Linear;
 use crate::loss::{loss_on_rows, LossOutput};
 use crate::precision;
@@ -27,6 +27,16 @@ pub trait TextDecoder<B: Backend> {
     /// Token embeddings `[B, T, D]` with image features spliced in, plus per-row token
     /// validity (`[B][T]`, false = padding).
     fn embed(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 3>, Vec<Vec<bool>>)>;
+
+    /// Explicit 3-D rotary positions of `input` (M-RoPE families); `None` (the default) lets
+    /// the text model count positions over the real tokens.
+    fn rope_positions(
+        &self,
+        _input: &VlmInput<B>,
+        _valid: &[Vec<bool>],
+    ) -> Result<Option<RopePositions>> {
+        Ok(None)
+    }
 
     /// Vocabulary size.
     fn vocab_size(&self) -> usize {
@@ -101,7 +111,17 @@ pub fn forward_hidden<B: Backend, M: TextDecoder<B>>(
             ));
         }
     }
-    Ok(model.text_model().forward(embeds, &valid, cache))
+    let positions = model.rope_positions(input, &valid)?;
+    let deltas = positions.as_ref().map(|p| p.deltas.clone());
+    let mut cache = cache;
+    let hidden =
+        model
+            .text_model()
+            .forward_at(embeds, &valid, cache.as_deref_mut(), positions.as_ref());
+    if let (Some(cache), Some(deltas)) = (cache, deltas) {
+        cache.set_position_deltas(deltas);
+    }
+    Ok(hidden)
 }
 
 /// Causal LM logits `[B, T, vocab]`.

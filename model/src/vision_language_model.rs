@@ -24,8 +24,13 @@ pub struct VlmInput<B: Backend> {
     pub input_ids: Tensor<B, 2, Int>,
     /// `[B, T]`, 1 = real token, 0 = padding (left padding for generation); `None` = all real.
     pub attention_mask: Option<Tensor<B, 2, Int>>,
-    /// Every image tile of the batch, in batch order: `[total_tiles, C, H, W]`.
+    /// Every image tile of the batch, in batch order: `[total_tiles, C, H, W]`. Qwen2-VL takes
+    /// its flattened patches, HF's `pixel_values` `[patches, C·T·P·P]`, as `[patches, 1, 1,
+    /// C·T·P·P]` (any 4-D shape with one patch per first-axis row).
     pub pixel_values: Option<Tensor<B, 4>>,
+    /// Per image, in batch order: its patch grid `[t, h, w]` (HF's `image_grid_thw`; Qwen2-VL's
+    /// dynamic resolution). `None` for families with fixed-size images.
+    pub image_grid_thw: Option<Vec<[usize; 3]>>,
 }
 
 impl<B: Backend> VlmInput<B> {
@@ -35,6 +40,7 @@ impl<B: Backend> VlmInput<B> {
             input_ids,
             attention_mask: None,
             pixel_values,
+            image_grid_thw: None,
         }
     }
 }

@@ -80,6 +80,7 @@ fn left_padded_batches_match_rows_run_alone() {
         input_ids: ids,
         attention_mask: Some(mask),
         pixel_values: Some(pixels.clone()),
+        image_grid_thw: None,
     };
     let together = model.generate(&batch, &greedy(6), |_, _| false).unwrap();
     let (batch_logits, _) = model.prefill(&batch).unwrap();
@@ -232,6 +233,7 @@ fn generation_taken_a_step_at_a_time_equals_generate() {
         input_ids: ids,
         attention_mask: Some(mask),
         pixel_values: Some(tiny_pixels(2, 4, &device)),
+        image_grid_thw: None,
     };
     let config = greedy(7);
     let whole = model.generate(&input, &config, |_, _| false).unwrap();

@@ -41,6 +41,7 @@ fn target_row_loss_equals_full_logit_loss() {
         input_ids: input.input_ids.inner(),
         attention_mask: None,
         pixel_values: input.pixel_values.map(|p| p.inner()),
+        image_grid_thw: None,
     };
     let label_tensor =
         Tensor::<Cpu, 2, Int>::from_data(TensorData::new(labels.clone(), [2, 10]), &device);
@@ -122,6 +123,7 @@ fn right_padded_training_rows_match_rows_run_alone() {
         input_ids: Tensor::from_data(TensorData::new(padded, [2, 10]), &device),
         attention_mask: Some(Tensor::from_data(TensorData::new(mask, [2, 10]), &device)),
         pixel_values: Some(pixels.clone()),
+        image_grid_thw: None,
     };
     let together = common::values(model.forward(&batch).unwrap());
     let vocab = 64;
@@ -154,6 +156,7 @@ fn directional_fd<const D: usize>(
         input_ids: input.input_ids.inner(),
         attention_mask: None,
         pixel_values: input.pixel_values.map(|p| p.inner()),
+        image_grid_thw: None,
     };
     let labels =
         Tensor::<Cpu, 2, Int>::from_data(TensorData::new(labels, [2, 10]), &Device::default());

@@ -37,6 +37,10 @@ pub struct Preset {
 }
 
 /// A preset's family and dimensions.
+/// Qwen2-VL is in the model registry, but no preset builds it yet (its processor is not in
+/// `safeaware-data`); no preset name gives its family, so this is never reached by a name.
+const NO_QWEN2_VL_PRESET: &str = "no model preset builds a Qwen2-VL model yet";
+
 struct Shape {
     family: Family,
     vision_width: usize,
@@ -91,6 +95,7 @@ pub fn build(name: &str, image_size: u32) -> Result<Preset> {
     let (bos, eos, pad) = match shape.family {
         Family::Idefics3 => ("<|im_start|>", END_OF_UTTERANCE, "<|im_end|>"),
         Family::Llava => ("<s>", LLAVA_EOS, "<pad>"),
+        Family::Qwen2Vl => bail!(NO_QWEN2_VL_PRESET),
     };
     let config = shape
         .family
@@ -137,6 +142,7 @@ fn processor(shape: &Shape, tokenizer: Tokenizer, image_size: u32) -> Result<Pro
             image_seq_length: None,
             chat_template: None,
         })?,
+        Family::Qwen2Vl => bail!(NO_QWEN2_VL_PRESET),
     })
 }
 
@@ -150,6 +156,7 @@ fn word_tokenizer(family: Family) -> Result<Tokenizer> {
     let extra = match family {
         Family::Idefics3 => "",
         Family::Llava => LLAVA_TEMPLATE_WORDS,
+        Family::Qwen2Vl => bail!(NO_QWEN2_VL_PRESET),
     };
     let template_words = synth::words(TEMPLATE_WORDS)
         .into_iter()
@@ -195,6 +202,7 @@ fn word_tokenizer(family: Family) -> Result<Tokenizer> {
     match family {
         Family::Idefics3 => add_smolvlm_tokens(&mut tokenizer),
         Family::Llava => add_llava_tokens(&mut tokenizer),
+        Family::Qwen2Vl => bail!(NO_QWEN2_VL_PRESET),
     };
     Ok(tokenizer)
 }

@@ -323,6 +323,7 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
             input_ids,
             attention_mask: Some(mask),
             pixel_values: clean,
+            image_grid_thw: None,
         };
         let mut eos = model.eos_token_ids();
         eos.push(special.end_of_utterance);
