@@ -46,6 +46,7 @@ fn every_shipped_recipe_validates_and_starts_with_its_command() {
         "smolvlm-2.2b-vcr-lora.toml",
         "quickstart-llava.toml",
         "llava-1.5-7b-vcr-lora.toml",
+        "quickstart-qwen2vl.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -179,11 +180,11 @@ fn validate_reports_errors_by_line_and_fails() {
     assert!(err.contains("--set train.batch_size=-1"), "{err}");
 }
 
-/// The LLaVA quickstart is the quickstart with the `tiny-llava` preset and its seed, nothing else:
-/// the end-to-end tests run every family as the quickstart recipe with `common::FAMILIES`'
-/// overrides, which this keeps true.
+/// Each family's quickstart (LLaVA's, Qwen2-VL's) is the quickstart with its preset and seed,
+/// nothing else: the end-to-end tests run every family as the quickstart recipe with
+/// `common::FAMILIES`' overrides, which this keeps true.
 #[test]
-fn the_llava_quickstart_is_the_quickstart_on_the_llava_preset() {
+fn each_family_quickstart_is_the_quickstart_on_its_preset() {
     let load = |name: &str, sets: &[&str]| {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         load_recipe(&recipes_dir().join(name), &sets)
@@ -198,6 +199,11 @@ fn the_llava_quickstart_is_the_quickstart_on_the_llava_preset() {
             family.name
         );
     }
+    let qwen = ["model.preset=\"tiny-qwen2vl\"", "train.seed=2"];
+    assert_eq!(
+        load("quickstart.toml", &qwen),
+        load("quickstart-qwen2vl.toml", &[])
+    );
 }
 
 /// The plan in each SmolVLM and LLaVA recipe's header is what `safeaware plan` says for it on

@@ -1,4 +1,5 @@
-//! Collation: encoded examples → one right-padded batch on the device.
+//! Collation: encoded examples → one right-padded batch on the device (tiles stacked, and
+//! Qwen2-VL's `image_grid_thw` rows concatenated in the same order).
 //!
 //! Right padding needs no attention mask for training: attention is causal, so real tokens never
 //! see the padding after them, and padded positions carry label -100.
@@ -32,6 +33,7 @@ pub fn collate<B: Backend>(examples: &[&Example], pad_id: u32, device: &B::Devic
     let mut pixels = Vec::new();
     let mut tiles = 0;
     let mut tile_shape = [0; 3];
+    let mut grids = Vec::new();
     for e in examples {
         let pad = seq - e.input_ids.len();
         ids.extend(
@@ -48,6 +50,7 @@ pub fn collate<B: Backend>(examples: &[&Example], pad_id: u32, device: &B::Devic
         );
         pixels.extend_from_slice(&e.pixels);
         tiles += e.tiles;
+        grids.extend_from_slice(&e.grid_thw);
         if e.tiles > 0 {
             tile_shape = e.tile_shape;
         }
@@ -56,11 +59,13 @@ pub fn collate<B: Backend>(examples: &[&Example], pad_id: u32, device: &B::Devic
         let [c, h, w] = tile_shape;
         Tensor::<B, 4>::from_data(TensorData::new(pixels, [tiles, c, h, w]), device)
     });
+    let mut input = VlmInput::new(
+        Tensor::from_data(TensorData::new(ids, [rows, seq]), device),
+        pixel_values,
+    );
+    input.image_grid_thw = (!grids.is_empty()).then_some(grids);
     Batch {
-        input: VlmInput::new(
-            Tensor::from_data(TensorData::new(ids, [rows, seq]), device),
-            pixel_values,
-        ),
+        input,
         labels: Tensor::from_data(TensorData::new(labels, [rows, seq]), device),
         tokens: examples.iter().map(|e| e.input_ids.len()).sum(),
         images: examples.iter().filter(|e| e.tiles > 0).count(),
@@ -83,6 +88,7 @@ mod tests {
             pixels: vec![0.5; tiles * 3 * 2 * 2],
             tiles,
             tile_shape: [3, 2, 2],
+            grid_thw: Vec::new(),
         }
     }
 

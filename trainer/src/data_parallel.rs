@@ -154,6 +154,7 @@ mod tests {
                 pixels: Vec::new(),
                 tiles: 0,
                 tile_shape: [3, 1, 1],
+                grid_thw: Vec::new(),
             })
             .collect();
         let window = vec![

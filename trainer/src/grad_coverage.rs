@@ -62,6 +62,7 @@ pub(crate) mod tests {
             pixels: Vec::new(),
             tiles: 0,
             tile_shape: [3, 64, 64],
+            grid_thw: Vec::new(),
         }
     }
 

@@ -3,15 +3,19 @@
 //! A preset is a registered family's architecture, shrunk, plus its own processor: a
 //! word-level tokenizer over the synthetic world's closed vocabulary (with the family's special
 //! tokens) and the family's image processor for the synthetic image size. `tiny` and `small`
-//! are Idefics3/SmolVLM; `tiny-llava` is LLaVA-1.5 (CLIP tower, MLP projector, Llama). This is
+//! are Idefics3/SmolVLM; `tiny-llava` is LLaVA-1.5 (CLIP tower, MLP projector, Llama);
+//! `tiny-qwen2vl` is Qwen2-VL (patch tower with 2-D rotary, patch merger, Qwen2 with M-RoPE,
+//! its image processor pinned to the synthetic image size). This is
 //! the offline default: no weights or tokenizer need to be downloaded, and a checkpoint of it
 //! is an ordinary HF folder.
 
 use anyhow::{bail, Context, Result};
 use safeaware_data::processor::{
-    add_llava_tokens, add_smolvlm_tokens, image_seq_len, ClipImageProcessorConfig,
-    ImageProcessorConfig, LlavaParts, LlavaProcessorConfig, Processor, ProcessorConfig,
-    ProcessorParts, Tokenizer, TokenizerConfig, END_OF_UTTERANCE, LLAVA_EOS,
+    add_llava_tokens, add_qwen2_vl_tokens, add_smolvlm_tokens, image_seq_len,
+    ClipImageProcessorConfig, ImageProcessorConfig, LlavaParts, LlavaProcessorConfig, Processor,
+    ProcessorConfig, ProcessorParts, Qwen2VlImageProcessorConfig, Qwen2VlParts, Tokenizer,
+    TokenizerConfig, END_OF_UTTERANCE, IM_END, LLAVA_EOS, QWEN2_VL_IMAGE_TOKEN, VISION_END,
+    VISION_START,
 };
 use safeaware_data::synth;
 use safeaware_data::traces::TAGS;
@@ -19,7 +23,7 @@ use safeaware_model::{Family, ModelConfig, ScratchSpec};
 use serde_json::{json, Value};
 
 /// Names accepted by `model.preset`.
-pub const PRESETS: [&str; 3] = ["tiny", "small", "tiny-llava"];
+pub const PRESETS: [&str; 4] = ["tiny", "small", "tiny-llava", "tiny-qwen2vl"];
 
 /// Unknown-word token of the preset tokenizer.
 const UNK: &str = "<unk>";
@@ -30,6 +34,10 @@ const TEMPLATE_WORDS: &str = "User : Assistant : System : \" .";
 /// Words LLaVA's chat template writes besides those (`USER: <image>\n… ASSISTANT:`).
 const LLAVA_TEMPLATE_WORDS: &str = "USER ASSISTANT";
 
+/// Words Qwen2-VL's chat template writes (`<|im_start|>system\nYou are a helpful assistant.`, the
+/// role names).
+const QWEN2_VL_TEMPLATE_WORDS: &str = "system user assistant You are a helpful assistant .";
+
 /// A preset's architecture and processor.
 pub struct Preset {
     pub config: ModelConfig,
@@ -37,10 +45,6 @@ pub struct Preset {
 }
 
 /// A preset's family and dimensions.
-/// Qwen2-VL is in the model registry, but no preset builds it yet (its processor is not in
-/// `safeaware-data`); no preset name gives its family, so this is never reached by a name.
-const NO_QWEN2_VL_PRESET: &str = "no model preset builds a Qwen2-VL model yet";
-
 struct Shape {
     family: Family,
     vision_width: usize,
@@ -54,7 +58,8 @@ struct Shape {
 
 /// The shape of preset `name`. Each gives 16 image tokens for the quickstart's 64-pixel images:
 /// Idefics3 pixel-shuffles 2×2 patches of 8×8 pixels; LLaVA takes 16-pixel patches (its class
-/// token dropped), with a third CLIP layer because LLaVA-1.5 reads the penultimate one. With
+/// token dropped), with a third CLIP layer because LLaVA-1.5 reads the penultimate one;
+/// Qwen2-VL merges 2×2 patches of 8×8 pixels (`scale_factor` is its merge size here). With
 /// objects that differ in colour as well as shape, 16 tokens name them as well as 64 did, and
 /// the shorter sequences allow 40% more steps in the quickstart's ten minutes.
 fn shape(name: &str) -> Result<Shape> {
@@ -63,6 +68,7 @@ fn shape(name: &str) -> Result<Shape> {
             "tiny" => (Family::Idefics3, 64, 2, 128, 4, 8, 2),
             "small" => (Family::Idefics3, 128, 4, 256, 6, 8, 2),
             "tiny-llava" => (Family::Llava, 64, 3, 128, 4, 16, 1),
+            "tiny-qwen2vl" => (Family::Qwen2Vl, 64, 2, 128, 4, 8, 2),
             other => bail!(
                 "unknown model preset `{other}`: expected one of {}",
                 PRESETS.join(", ")
@@ -92,12 +98,17 @@ pub fn build(name: &str, image_size: u32) -> Result<Preset> {
             .token_to_id(token)
             .with_context(|| format!("preset tokenizer lacks {token}"))
     };
-    let (bos, eos, pad) = match shape.family {
-        Family::Idefics3 => ("<|im_start|>", END_OF_UTTERANCE, "<|im_end|>"),
-        Family::Llava => ("<s>", LLAVA_EOS, "<pad>"),
-        Family::Qwen2Vl => bail!(NO_QWEN2_VL_PRESET),
+    let (bos, eos, pad, image) = match shape.family {
+        Family::Idefics3 => ("<|im_start|>", END_OF_UTTERANCE, "<|im_end|>", "<image>"),
+        Family::Llava => ("<s>", LLAVA_EOS, "<pad>", "<image>"),
+        Family::Qwen2Vl => (
+            "<|im_start|>",
+            IM_END,
+            "<|endoftext|>",
+            QWEN2_VL_IMAGE_TOKEN,
+        ),
     };
-    let config = shape
+    let mut config = shape
         .family
         .scratch_config(&ScratchSpec {
             vision_width: shape.vision_width,
@@ -108,12 +119,17 @@ pub fn build(name: &str, image_size: u32) -> Result<Preset> {
             patch_size: shape.patch_size,
             scale_factor: shape.scale_factor,
             vocab_size: tokenizer.get_vocab_size(true),
-            image_token_id: id("<image>")?,
+            image_token_id: id(image)?,
             bos_token_id: id(bos)?,
             eos_token_id: id(eos)?,
             pad_token_id: id(pad)?,
         })
         .context("preset config")?;
+    if let ModelConfig::Qwen2Vl(c) = &mut config {
+        // M-RoPE finds images by their start token: it must be the tokenizer's.
+        c.vision_start_token_id = id(VISION_START)?;
+        c.vision_end_token_id = id(VISION_END)?;
+    }
     let processor =
         processor(&shape, tokenizer, image_size).context("building the preset processor")?;
     Ok(Preset { config, processor })
@@ -142,7 +158,23 @@ fn processor(shape: &Shape, tokenizer: Tokenizer, image_size: u32) -> Result<Pro
             image_seq_length: None,
             chat_template: None,
         })?,
-        Family::Qwen2Vl => bail!(NO_QWEN2_VL_PRESET),
+        Family::Qwen2Vl => {
+            let pixels = image_size * image_size;
+            let mut image_config = Qwen2VlImageProcessorConfig::with_bounds(pixels, pixels);
+            image_config.patch_size = shape.patch_size as u32;
+            image_config.merge_size = shape.scale_factor as u32;
+            Processor::from_qwen2_vl_parts(Qwen2VlParts {
+                tokenizer,
+                tokenizer_config: TokenizerConfig {
+                    eos_token: Some(IM_END.into()),
+                    pad_token: Some("<|endoftext|>".into()),
+                    ..TokenizerConfig::default()
+                },
+                image_config,
+                processor_config: Default::default(),
+                chat_template: None,
+            })?
+        }
     })
 }
 
@@ -156,7 +188,7 @@ fn word_tokenizer(family: Family) -> Result<Tokenizer> {
     let extra = match family {
         Family::Idefics3 => "",
         Family::Llava => LLAVA_TEMPLATE_WORDS,
-        Family::Qwen2Vl => bail!(NO_QWEN2_VL_PRESET),
+        Family::Qwen2Vl => QWEN2_VL_TEMPLATE_WORDS,
     };
     let template_words = synth::words(TEMPLATE_WORDS)
         .into_iter()
@@ -202,7 +234,7 @@ fn word_tokenizer(family: Family) -> Result<Tokenizer> {
     match family {
         Family::Idefics3 => add_smolvlm_tokens(&mut tokenizer),
         Family::Llava => add_llava_tokens(&mut tokenizer),
-        Family::Qwen2Vl => bail!(NO_QWEN2_VL_PRESET),
+        Family::Qwen2Vl => add_qwen2_vl_tokens(&mut tokenizer),
     };
     Ok(tokenizer)
 }
@@ -260,5 +292,40 @@ mod tests {
         );
         assert!(build("tiny-llava", 72).is_err());
         assert!(build("tiny", 60).is_err());
+    }
+
+    #[test]
+    fn tiny_qwen2vl_encodes_the_synthetic_world_with_16_image_tokens() {
+        use safeaware_data::processor::{Message, Part};
+        let preset = build("tiny-qwen2vl", 64).unwrap();
+        assert_eq!(preset.config.family(), Family::Qwen2Vl);
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("x.png");
+        let cfg = synth::SynthConfig::default();
+        let item = synth::make_item(&cfg, &synth::world::held_out(0), synth::Split::Train, 0);
+        item.image.save(&image).unwrap();
+        let answer = item.trace.answer(TargetStyle::Vcr);
+        let messages = vec![
+            Message::user(vec![Part::image(image), Part::text(item.trace.question())]),
+            Message::assistant(answer.as_str()),
+        ];
+        let enc = preset.processor.encode_training(&messages).unwrap();
+        assert_eq!(enc.image_grid_thw, vec![[1, 8, 8]]);
+        let special = preset.processor.special_tokens();
+        let images = enc
+            .input_ids
+            .iter()
+            .filter(|t| **t == special.image)
+            .count();
+        assert_eq!(images, 16);
+        assert_eq!(preset.config.image_token_id(), special.image);
+        let unk = preset.processor.tokenizer().token_to_id(UNK).unwrap();
+        assert!(!enc.input_ids.contains(&unk), "{:?}", enc.input_ids);
+        let ModelConfig::Qwen2Vl(c) = &preset.config else {
+            panic!("a Qwen2-VL config");
+        };
+        let start = preset.processor.tokenizer().token_to_id(VISION_START);
+        assert_eq!(Some(c.vision_start_token_id), start);
+        assert!(build("tiny-qwen2vl", 72).is_err());
     }
 }

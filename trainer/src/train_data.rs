@@ -26,6 +26,8 @@ pub struct Example {
     pub tiles: usize,
     /// `[3, H, W]` of one tile.
     pub tile_shape: [usize; 3],
+    /// Qwen2-VL's `image_grid_thw` row per image (empty for the other families).
+    pub grid_thw: Vec<[usize; 3]>,
 }
 
 impl Example {
@@ -160,6 +162,7 @@ pub fn encode_file(
             pixels: encoded.pixel_values,
             tiles,
             tile_shape: [c, h, w],
+            grid_thw: encoded.image_grid_thw,
         });
     }
     if examples.is_empty() {

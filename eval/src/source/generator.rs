@@ -82,6 +82,8 @@ struct Batch {
     pixels: Vec<f32>,
     tiles: usize,
     tile_shape: [usize; 3],
+    /// Qwen2-VL's `image_grid_thw` rows of every image, in batch order.
+    grids: Vec<[usize; 3]>,
     row_pixels: Vec<usize>,
     slots: Vec<usize>,
 }
@@ -94,6 +96,7 @@ impl Batch {
             self.tile_shape = [c, h, w];
         }
         self.tiles += n;
+        self.grids.extend_from_slice(&encoded.image_grid_thw);
         self.row_pixels.push(encoded.pixel_values.len());
         self.pixels.extend_from_slice(&encoded.pixel_values);
         self.rows.push(encoded.input_ids.clone());
@@ -323,7 +326,7 @@ impl<'a, B: Backend, M: VisionLanguageModel<B>> LocalGenerator<'a, B, M> {
             input_ids,
             attention_mask: Some(mask),
             pixel_values: clean,
-            image_grid_thw: None,
+            image_grid_thw: (!batch.grids.is_empty()).then(|| batch.grids.clone()),
         };
         let mut eos = model.eos_token_ids();
         eos.push(special.end_of_utterance);
