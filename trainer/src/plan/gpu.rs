@@ -47,10 +47,11 @@
 //! Pure bf16 keeps Burn's attention (the op's statistics and masks are f32), so its layers
 //! also keep the CPU formula's `3·h·s²` and have no block transient; its loss is chunked.
 //!
-//! Checked against CubeCL's pools on wgpu (lavapipe, f32; `plans_lie_between_the_wgpu_pool_readings`):
-//! the device's tensors as planned lie between the live bytes read after the forward and
-//! backward passes and the pools' reserved peak, and the kept part is 5–7% above the live bytes
-//! after the forward where the tiny preset's layers dominate. bf16-mixed is not measured there.
+//! Checked against CubeCL's pools on wgpu (lavapipe, f32; the test
+//! `plans_lie_between_the_wgpu_pool_readings`): the device's tensors as planned lie between the
+//! live bytes read after the forward and backward passes and the pools' reserved peak, and the
+//! kept part is 5–7% above the live bytes after the forward where the tiny preset's layers
+//! dominate. bf16-mixed is not measured there.
 
 use safeaware_model::chunked_ce::CHUNK_ROWS;
 use safeaware_model::memory_efficient_attention::BLOCK;
