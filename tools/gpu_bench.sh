@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot GPU benchmark, safeaware vs HF transformers + PyTorch, on one NVIDIA GPU (sized for an H100,
-# at most about 9 minutes). It first runs `safeaware doctor --device cuda:0` (devices, HF parity on the
+# at most about 9 minutes: the doctor, 180 s of compared runs and 90 s of ops runs, each budget
+# overrun by at most one run of 120 s). It first runs `safeaware doctor --device cuda:0` (devices, HF parity on the
 # shipped fixtures, training steps against the CPU, timing; doctor.txt); a failed check
 # is reported and the benchmark still runs. Then, with the SmolVLM-256M-sized config and random weights:
 #   train-bf16  training step, B 8, T 512, bf16   (tokens/s, MFU)
@@ -9,6 +10,14 @@
 #   gen-b8      greedy generation, B 8, T 256, K 64, bf16
 # The runs are interleaved through tools/bench_compare.sh. Round 1 covers every case before round 2
 # starts, and no new run starts after --budget seconds.
+# Then the custom ops against Burn's (safeaware only; ops.jsonl, ops.md): a bf16-mixed training step
+# of the same config at B 1, T 2048 (one tile), 5 steps after 2 warm-up, in four runs:
+#   ops-both      memory-efficient attention and the chunked loss (the default)
+#   ops-no-mea    SAFEAWARE_MEA=0: Burn's attention (keeps [B, H, T, T] probabilities a layer)
+#   ops-no-chunk  SAFEAWARE_CHUNKED_CE=0: Burn's loss (keeps the [T, V] logits)
+#   ops-neither   both off (the step before issue 27)
+# each with its step time and CubeCL's pool peaks (pool_reserved_peak_mib, pool_in_use_peak_mib)
+# besides nvidia-smi's process memory; no ops run starts after --ops-budget seconds.
 #
 #   tools/gpu_bench.sh [--safeaware PATH] [--model DIR] [--python PATH] [--rounds N] [--budget S]
 #                      [--run-timeout S] [--dry-run]
@@ -17,8 +26,9 @@
 #   --model DIR        model folder                                           SMOL_MODEL (model/tests/fixtures/config_only/smolvlm-256m)
 #   --python PATH      python with torch + transformers                       PYTHON (python3)
 #   --rounds N         rounds (default 2)                                     ROUNDS
-#   --budget S         start no new run after S seconds (default 290)         BUDGET_S
-#   --run-timeout S    kill a single run after S seconds (default 180)        RUN_TIMEOUT
+#   --budget S         start no new run after S seconds (default 180)         BUDGET_S
+#   --ops-budget S     start no new ops run after S seconds (default 90)      OPS_BUDGET_S
+#   --run-timeout S    kill a single run after S seconds (default 120)        RUN_TIMEOUT
 #   --nccl-bin PATH    optional: a binary built with `--no-default-features --features cuda,nccl`
 #                      SAFEAWARE_NCCL_BIN; when given, 10 quickstart steps run on cuda:0 once
 #                      plainly and once through the NCCL path with one rank
@@ -27,9 +37,10 @@
 #                      two ranks on one GPU), so the 2-GPU all-reduce itself is not exercised.
 #   --dry-run          print what would run, touch nothing
 #
-# Output goes to $OUT if that is set, else ./bench_out/. It is five files: nvidia-smi.txt (the card),
+# Output goes to $OUT if that is set, else ./bench_out/. It is seven files: nvidia-smi.txt (the card),
 # doctor.txt (the self-check), results.jsonl (one JSON line per run), results.md (the
-# table) and results.log (the commands and their stderr). If python cannot import torch and transformers and a wheel folder .whl/ exists, the wheels
+# table), results.log (the commands and their stderr), ops.jsonl and ops.md (the ops runs; their
+# stderr goes to ops.log). If python cannot import torch and transformers and a wheel folder .whl/ exists, the wheels
 # are installed into /tmp/safeaware-bench-site first. If one side cannot run at all (no binary, or no
 # torch), the other side still runs and the script exits 1.
 # MFU = 6 * params * tokens/s / peak. The peak is dense BF16 / FP32 for the card nvidia-smi names:
@@ -47,8 +58,9 @@ SAFEAWARE_BIN=${SAFEAWARE_BIN:-target/release/safeaware}
 SMOL_MODEL=${SMOL_MODEL:-model/tests/fixtures/config_only/smolvlm-256m}
 PYTHON=${PYTHON:-python3}
 ROUNDS=${ROUNDS:-2}
-BUDGET_S=${BUDGET_S:-290}
-RUN_TIMEOUT=${RUN_TIMEOUT:-180}
+BUDGET_S=${BUDGET_S:-180}
+OPS_BUDGET_S=${OPS_BUDGET_S:-90}
+RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 OUT_DIR=${OUT:-bench_out}
 DRY_RUN=0
 NCCL_BIN=${SAFEAWARE_NCCL_BIN:-}
@@ -61,6 +73,7 @@ while [[ $# -gt 0 ]]; do
     --python) need "$@"; PYTHON=$2; shift 2 ;;
     --rounds) need "$@"; ROUNDS=$2; shift 2 ;;
     --budget) need "$@"; BUDGET_S=$2; shift 2 ;;
+    --ops-budget) need "$@"; OPS_BUDGET_S=$2; shift 2 ;;
     --run-timeout) need "$@"; RUN_TIMEOUT=$2; shift 2 ;;
     --nccl-bin) need "$@"; NCCL_BIN=$2; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -81,6 +94,50 @@ COMPARE=(tools/bench_compare.sh --device cuda --threads "$(nproc)" --rounds "$RO
          --time-budget "$BUDGET_S" --run-timeout "$RUN_TIMEOUT" --safeaware "$SAFEAWARE_BIN"
          --out "$OUT_DIR/results.jsonl" "${CASES[@]}")
 
+# The custom ops against Burn's: name and environment of each run, and its command.
+OPS_CASES=(
+  "ops-both:"
+  "ops-no-mea:SAFEAWARE_MEA=0"
+  "ops-no-chunk:SAFEAWARE_CHUNKED_CE=0"
+  "ops-neither:SAFEAWARE_MEA=0 SAFEAWARE_CHUNKED_CE=0"
+)
+OPS_CMD=("$SAFEAWARE_BIN" bench train --model "$M" --device cuda:0 --dtype bf16-mixed --batch 1
+         --seq 2048 --steps 5 --warmup 2 --json)
+
+# Runs the ops cases in order (no new one after OPS_BUDGET_S seconds): one JSON line each, with
+# its name and environment, into ops.jsonl; a failed run (out of memory, say) is a line with its
+# error. Then ops.md tabulates them.
+ops_bench() {
+  local start=$SECONDS entry name env line
+  : > "$OUT_DIR/ops.jsonl"
+  for entry in "${OPS_CASES[@]}"; do
+    name=${entry%%:*} env=${entry#*:}
+    if (( SECONDS - start > OPS_BUDGET_S )); then note "ops: budget spent, $name not run"; continue; fi
+    note "ops: $name ${env:-(defaults)}"
+    # shellcheck disable=SC2086 # env is a list of NAME=VALUE words
+    if line=$(env $env timeout "$RUN_TIMEOUT" "${OPS_CMD[@]}" 2>>"$OUT_DIR/ops.log" | tail -n 1) \
+        && [[ "$line" == "{"* ]]; then
+      "$PYTHON" -c 'import json,sys; r=json.loads(sys.argv[1]); r["case"]=sys.argv[2]; r["env"]=sys.argv[3]; print(json.dumps(r))' \
+        "$line" "$name" "$env" >> "$OUT_DIR/ops.jsonl"
+    else
+      printf '{"case": "%s", "env": "%s", "error": "failed or timed out (see ops.log)"}\n' "$name" "$env" >> "$OUT_DIR/ops.jsonl"
+    fi
+  done
+  "$PYTHON" - "$OUT_DIR/ops.jsonl" > "$OUT_DIR/ops.md" <<'PY'
+import json, sys
+print("| case | env | median s/step | tokens/s | pool reserved peak MiB | pool in use peak MiB | nvidia-smi MiB | loss first -> last |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for r in map(json.loads, open(sys.argv[1])):
+    if "error" in r:
+        print(f"| {r['case']} | {r['env']} | {r['error']} | | | | | |")
+        continue
+    f = lambda k, p=1: "-" if r.get(k) is None else f"{r[k]:.{p}f}"
+    print(f"| {r['case']} | {r['env'] or '(defaults)'} | {f('median_s', 3)} | {f('tokens_per_s', 0)} | "
+          f"{f('pool_reserved_peak_mib')} | {f('pool_in_use_peak_mib')} | {f('peak_mem_mib')} | "
+          f"{f('loss_first', 4)} -> {f('loss_last', 4)} |")
+PY
+}
+
 if [[ "$DRY_RUN" == 1 ]]; then
   echo "# gpu_bench dry run: output to $OUT_DIR/"
   echo "nvidia-smi > $OUT_DIR/nvidia-smi.txt"
@@ -90,9 +147,14 @@ if [[ "$DRY_RUN" == 1 ]]; then
   echo "$PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/safeaware-bench-site .whl/*.whl"
   echo "# peaks for MFU from the GPU name (H100 SXM: 989 bf16 / 67 f32 TFLOP/s)"
   printf '%q ' "${COMPARE[@]}" --python "$PYTHON"; echo
-  [[ -z "$NCCL_BIN" ]] || echo "# then the one-rank NCCL check with $NCCL_BIN into $OUT_DIR/nccl.txt"
   echo "# which runs, in this order:"
   PYTHON=$PYTHON "${COMPARE[@]}" --dry-run
+  echo "# then the custom ops against Burn's (no new run after ${OPS_BUDGET_S}s) into $OUT_DIR/ops.jsonl, ops.md:"
+  for entry in "${OPS_CASES[@]}"; do
+    env=${entry#*:}
+    echo "${env:+$env }timeout $RUN_TIMEOUT $(printf '%q ' "${OPS_CMD[@]}")# ${entry%%:*}"
+  done
+  [[ -z "$NCCL_BIN" ]] || echo "# then the one-rank NCCL check with $NCCL_BIN into $OUT_DIR/nccl.txt"
   exit 0
 fi
 
@@ -176,10 +238,14 @@ PY
 # -------------------------------------------------------------------------------------------- run
 rc=0
 "${COMPARE[@]}" --python "$PYTHON" "${ONLY[@]}" || rc=$?
+if [[ "$SA_OK" == 1 ]]; then
+  ops_bench
+  cat "$OUT_DIR/ops.md" >&2
+fi
 if [[ -n "$NCCL_BIN" ]]; then
   nccl_check "$NCCL_BIN" > "$OUT_DIR/nccl.txt" 2>&1 || { rc=1; note "WARNING: the NCCL check failed"; }
   cat "$OUT_DIR/nccl.txt" >&2
 fi
-note "GPU: $GPU_NAME; outputs in $OUT_DIR/: nvidia-smi.txt results.jsonl results.md results.log"
+note "GPU: $GPU_NAME; outputs in $OUT_DIR/: nvidia-smi.txt doctor.txt results.jsonl results.md results.log ops.jsonl ops.md ops.log"
 if [[ "$TORCH_OK" != 1 || "$SA_OK" != 1 ]]; then rc=1; fi
 exit "$rc"

@@ -12,6 +12,18 @@
 //! used ([`at_use`], [`linear`], [`embed`], [`params_in`] for a whole norm): a linear weight is
 //! cast to the autocast type anyway (so holding it in bf16 changes no number), a norm's scale,
 //! an embedding row or a position embedding is widened to the activations' type.
+//!
+//! What a linear layer keeps for the backward under bf16-mixed is already what torch's autocast
+//! keeps: the bf16 copy of its input, never the f32 one besides it (issue 27, item 3; read in
+//! burn-autodiff 0.21). [`linear`] is `cast(x) → linear → cast`; autodiff's `float_cast` node
+//! keeps only the source dtype (its backward casts the gradient back), and its `linear` node
+//! checkpoints its operands as the gradients need them: the (bf16) input only when the weight
+//! trains, the (bf16) weight only when the input needs a gradient. So a frozen linear (LoRA's
+//! base, a frozen part) keeps no input at all, and the f32 input stays alive only where
+//! another node keeps it for its own backward (a norm, an activation function, a residual
+//! chain): those f32 tensors are the "f32 activations" of `plan`'s bf16-mixed factor, not
+//! copies made for the products. (The memory-efficient attention op keeps its q/k/v inputs in
+//! f32, where torch's SDPA under autocast would keep bf16 ones.)
 
 use std::cell::Cell;
 

@@ -1,5 +1,5 @@
-//! The device memory a training step holds on a GPU backend whose allocator is CubeCL's (wgpu):
-//! its memory pools' usage, sampled once the device has finished the forward pass and again
+//! The device memory a training step holds on a GPU backend whose allocator is CubeCL's (wgpu,
+//! CUDA): its memory pools' usage, sampled once the device has finished the forward pass and again
 //! once it has finished the backward pass of every step, with the largest values kept. The
 //! bytes reserved are the pools' high-water mark (what the driver has handed out, transient
 //! buffers of the step included); the bytes in use at the samples are the live tensors
@@ -63,20 +63,33 @@ impl PoolPeak {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// The CubeCL pools' usage of `device` when it is a wgpu device; `None` for any other.
-#[cfg(feature = "wgpu")]
+/// The CubeCL pools' usage of `device` when it is a wgpu or CUDA device; `None` for any other.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn pool_usage<D: 'static>(device: &D) -> Option<PoolUsage> {
-    use cubecl::Runtime;
-    let device = (device as &dyn std::any::Any).downcast_ref::<burn_wgpu::WgpuDevice>()?;
-    let usage = burn_wgpu::WgpuRuntime::client(device).memory_usage().ok()?;
+    let device = device as &dyn std::any::Any;
+    #[cfg(feature = "wgpu")]
+    if let Some(device) = device.downcast_ref::<burn_wgpu::WgpuDevice>() {
+        return runtime_usage::<cubecl::wgpu::WgpuRuntime>(device);
+    }
+    #[cfg(feature = "cuda")]
+    if let Some(device) = device.downcast_ref::<burn_cuda::CudaDevice>() {
+        return runtime_usage::<cubecl::cuda::CudaRuntime>(device);
+    }
+    None
+}
+
+/// The pools' usage of a CubeCL runtime's device; `None` when the runtime cannot say.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn runtime_usage<R: cubecl::Runtime>(device: &R::Device) -> Option<PoolUsage> {
+    let usage = R::client(device).memory_usage().ok()?;
     Some(PoolUsage {
         in_use: usage.bytes_in_use,
         reserved: usage.bytes_reserved,
     })
 }
 
-/// Without the wgpu backend no device has pools this reads.
-#[cfg(not(feature = "wgpu"))]
+/// Without a GPU backend no device has pools this reads.
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
 fn pool_usage<D: 'static>(_device: &D) -> Option<PoolUsage> {
     None
 }

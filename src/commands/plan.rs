@@ -1,11 +1,12 @@
 //! `safeaware plan --recipe R [--set ...] [--memory 80GiB] [--json]`: before launch, the memory a
 //! run needs per device (weights, gradients, optimiser state, activations of one micro-batch)
-//! and the largest micro-batch that fits `--memory`. Only the model's config.json is read.
+//! and the largest micro-batch that fits `--memory`. Only the model's config.json is read. The
+//! recipe's `train.device(s)` pick the formula: CPU (fitted) or GPU (the custom ops' state).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use safeaware_trainer::plan::{plan, MemoryPlan, Workload};
+use safeaware_trainer::plan::{plan, Compute, MemoryPlan, Workload};
 use safeaware_trainer::recipe::{load_recipe, Recipe};
 use safeaware_trainer::recipe_model::model_config;
 
@@ -23,7 +24,7 @@ pub struct PlanArgs {
     /// Device memory for the largest micro-batch, e.g. `80GiB`, `24GB`, `512MiB`.
     #[arg(long, value_parser = parse_bytes)]
     pub memory: Option<u64>,
-    /// Print `{"per_device": {...}, "max_micro_batch": n}` (bytes).
+    /// Print `{"compute": "cpu"|"gpu", "per_device": {...}, "max_micro_batch": n}` (bytes).
     #[arg(long)]
     pub json: bool,
 }
@@ -49,8 +50,12 @@ fn describe(p: &MemoryPlan, work: Workload, recipe: &Recipe) -> String {
         true => "; activation checkpointing",
         false => "",
     };
+    let compute = match p.compute {
+        Compute::Cpu => "CPU",
+        Compute::Gpu => "GPU",
+    };
     let mut out = format!(
-        "per device ({} device(s); micro-batch of {} rows × {} tokens, {} tile(s) each{checkpointing}):\n",
+        "per device ({} {compute} device(s); micro-batch of {} rows × {} tokens, {} tile(s) each{checkpointing}):\n",
         recipe.train.devices.len().max(1),
         work.rows,
         work.seq,

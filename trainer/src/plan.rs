@@ -2,9 +2,15 @@
 //! gradients, AdamW state and the activations autodiff keeps for one micro-batch, and the
 //! largest micro-batch that fits a given memory. What `safeaware plan` prints.
 //!
-//! Activations per transformer layer of sequence `s`, width `d`, MLP width `m` and `h` heads are
-//! `3·h·s² + 4·s·d + 3·s·m` floats (attention scores, probabilities and their softmax
-//! intermediate; layer inputs, q/k/v and outputs; the MLP's hidden states), fitted to the
+//! The activations depend on where the run computes ([`Compute`], from `train.devices` /
+//! `train.device`). On the CPU they are the formula below, fitted to measured peaks; on a GPU
+//! backend (wgpu, CUDA) they are derived from what the memory-efficient attention and the
+//! chunked loss keep and allocate (`plan/gpu.rs`), and checked against wgpu's pool readings.
+//!
+//! CPU: activations per transformer layer of sequence `s`, width `d`, MLP width `m` and `h`
+//! heads are `3·h·s² + 4·s·d + 3·s·m` floats (attention scores, probabilities and their softmax
+//! intermediate; layer inputs, q/k/v and outputs; the MLP's hidden states), and the head's are
+//! `3·s·V` (logits and log-probabilities of the `V`-token vocabulary), fitted to the
 //! CPU backend's measured peaks (README, "Memory plan"). A part keeps activations only when a
 //! gradient flows through it: the vision tower and connector when something in them trains,
 //! the language model and the head whenever anything trains.
@@ -42,8 +48,11 @@ use burn::tensor::DType;
 use serde::Serialize;
 
 use safeaware_model::{ModelConfig, ModelPart};
+use safeaware_runtime::device::DeviceSpec;
 
 use crate::recipe::{Precision, Recipe};
+
+mod gpu;
 
 /// Bytes the CPU runtime holds besides tensors (code, allocator, tokenizer, data).
 pub const RUNTIME_BYTES: u64 = 150 << 20;
@@ -89,6 +98,8 @@ pub struct DeviceMemory {
 /// What `safeaware plan --json` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemoryPlan {
+    /// Where the run computes: `"cpu"` (fitted formula) or `"gpu"` (derived from the GPU ops).
+    pub compute: Compute,
     pub per_device: DeviceMemory,
     /// The largest micro-batch (rows per device) fitting the memory given; `None` without one.
     pub max_micro_batch: Option<usize>,
@@ -113,6 +124,28 @@ impl Workload {
             rows: recipe.train.batch_size.div_ceil(devices),
             seq,
             tiles: (seq / config.tokens_per_image().max(1)).clamp(1, max_tiles.max(1)),
+        }
+    }
+}
+
+/// Where a run computes, which decides how attention and the loss keep their state for the
+/// backward: the CPU's fitted formula, or the GPU backends' custom ops (module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compute {
+    Cpu,
+    /// wgpu or CUDA.
+    Gpu,
+}
+
+impl Compute {
+    /// A GPU when any of the recipe's workers (`train.devices`, else `train.device`) is one; a
+    /// worker list that does not parse plans as the CPU (training reports that error).
+    pub fn of_recipe(recipe: &Recipe) -> Self {
+        let gpu = |d: &DeviceSpec| !matches!(d, DeviceSpec::Cpu);
+        match recipe.train.workers() {
+            Ok(workers) if workers.iter().any(gpu) => Compute::Gpu,
+            _ => Compute::Cpu,
         }
     }
 }
@@ -142,6 +175,7 @@ pub fn plan(
         }
     };
     Ok(MemoryPlan {
+        compute: Compute::of_recipe(recipe),
         per_device,
         max_micro_batch,
     })
@@ -247,12 +281,17 @@ fn trained_base_params(recipe: &Recipe, counts: &safeaware_model::ParamCounts) -
     } as u64;
     ModelPart::ALL
         .into_iter()
-        .filter(|&p| match &recipe.lora {
-            Some(lora) => lora.train_parts.contains(&p),
-            None => recipe.train.trains(p),
-        })
+        .filter(|&p| base_trains(recipe, p))
         .map(of)
         .sum()
+}
+
+/// Whether `part`'s base weights train: it is not frozen, or it is in `lora.train_parts`.
+fn base_trains(recipe: &Recipe, part: ModelPart) -> bool {
+    match &recipe.lora {
+        Some(lora) => lora.train_parts.contains(&part),
+        None => recipe.train.trains(part),
+    }
 }
 
 /// LoRA factors: `r·(in + out)` for each adapted layer; `None` past 64 bits.
@@ -284,30 +323,66 @@ fn layer_floats(s: usize, d: usize, m: usize, heads: usize) -> Option<u64> {
     ])
 }
 
-/// Activation bytes of a micro-batch; `None` past 64 bits.
-fn activation_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
-    let (v, t) = (config.vision_shape(), config.text());
-    let has_grad = |part: ModelPart| match &recipe.lora {
-        Some(lora) => lora.parts.contains(&part) || lora.train_parts.contains(&part),
-        None => recipe.train.trains(part),
-    };
-    let vision = if has_grad(ModelPart::Vision) {
-        let layer = layer_floats(v.positions, v.hidden_size, v.intermediate_size, v.heads)?;
-        let keep = match recipe.train.activation_checkpointing {
-            true => checkpointed_vision_keep(recipe.train.precision),
-            false => 1.0,
+/// Which parts a gradient flows through: the vision tower, and the connector (the language
+/// model and the head always, when anything trains).
+#[derive(Debug, Clone, Copy)]
+struct GradientFlow {
+    vision: bool,
+    connector: bool,
+}
+
+impl GradientFlow {
+    fn of(recipe: &Recipe) -> Self {
+        let has_grad = |part: ModelPart| match &recipe.lora {
+            Some(lora) => lora.parts.contains(&part) || lora.train_parts.contains(&part),
+            None => recipe.train.trains(part),
         };
-        let floats = product(&[layer, u(v.layers), u(work.tiles)])?;
-        // keep ≤ 1: the product stays within 64 bits.
-        (floats as f64 * keep) as u64
-    } else {
-        0
+        let vision = has_grad(ModelPart::Vision);
+        GradientFlow {
+            vision,
+            connector: vision || has_grad(ModelPart::Connector),
+        }
+    }
+}
+
+/// Activation bytes of a micro-batch on the device the recipe trains on; `None` past 64 bits.
+fn activation_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
+    match Compute::of_recipe(recipe) {
+        Compute::Cpu => cpu_activation_bytes(recipe, config, work),
+        Compute::Gpu => gpu::activation_bytes(recipe, config, work),
+    }
+}
+
+/// The vision tower's kept floats for `layer` floats a layer and tile: every layer of every
+/// tile, scaled by [`checkpointed_vision_keep`] under activation checkpointing; 0 when no
+/// gradient flows through the tower.
+fn vision_floats(recipe: &Recipe, config: &ModelConfig, work: Workload, layer: u64) -> Option<u64> {
+    if !GradientFlow::of(recipe).vision {
+        return Some(0);
+    }
+    let keep = match recipe.train.activation_checkpointing {
+        true => checkpointed_vision_keep(recipe.train.precision),
+        false => 1.0,
     };
-    let connector = if has_grad(ModelPart::Vision) || has_grad(ModelPart::Connector) {
-        product(&[u(work.tiles), u(v.connector_floats), 2])?
-    } else {
-        0
-    };
+    let floats = product(&[layer, u(config.vision_shape().layers), u(work.tiles)])?;
+    // keep ≤ 1: the product stays within 64 bits.
+    Some((floats as f64 * keep) as u64)
+}
+
+/// The connector's kept floats (its input and output per tile) when a gradient flows through it.
+fn connector_floats(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
+    match GradientFlow::of(recipe).connector {
+        true => product(&[u(work.tiles), u(config.vision_shape().connector_floats), 2]),
+        false => Some(0),
+    }
+}
+
+/// The CPU's activation bytes (the fitted formula of the module documentation).
+fn cpu_activation_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
+    let (v, t) = (config.vision_shape(), config.text());
+    let vision_layer = layer_floats(v.positions, v.hidden_size, v.intermediate_size, v.heads)?;
+    let vision = vision_floats(recipe, config, work, vision_layer)?;
+    let connector = connector_floats(recipe, config, work)?;
     let s = work.seq;
     let text = product(&[
         layer_floats(s, t.hidden_size, t.intermediate_size, t.num_attention_heads)?,
@@ -469,6 +544,116 @@ mod tests {
     #[test]
     fn plans_predict_cpu_peaks_they_were_not_fitted_to() {
         assert_within(&HELD_OUT, 0.15);
+    }
+
+    /// The parity fixture's tiny Idefics3 config (text 64 wide, 2 layers, 4 heads / 2 KV heads,
+    /// tied head; vision 32 wide, 2 layers) with SmolVLM's 49,280-token vocabulary, so that the
+    /// loss's `[T, V]` logits dominate: BENCHMARKS.md's wgpu memory model.
+    fn wide_vocab_tiny() -> ModelConfig {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../model/tests/fixtures/parity/idefics3_tied_gqa_sf2_b2_1tile/model/config.json"
+        );
+        let mut raw: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        raw["text_config"]["vocab_size"] = 49_280.into();
+        raw["text_config"]["max_position_embeddings"] = 2048.into();
+        raw["image_token_id"] = 49_190.into();
+        ModelConfig::from_value(raw).unwrap()
+    }
+
+    /// A wgpu pool reading of `safeaware bench train --device wgpu`: the model (`"wide"`:
+    /// [`wide_vocab_tiny`]; `"tiny"`: the tiny preset), rows, tokens per row (one tile per row),
+    /// `pool_in_use_peak_mib` and `pool_reserved_peak_mib`.
+    type PoolReading = (&'static str, usize, usize, f64, f64);
+
+    /// `safeaware bench train --model M --device wgpu --batch B --seq T --steps 2 --warmup 1
+    /// --json` (M: a folder with [`wide_vocab_tiny`]'s config.json alone, random init; or `tiny`),
+    /// f32, both custom ops (memory-efficient attention, chunked loss), on Mesa's lavapipe (a
+    /// CPU Vulkan driver, not a real GPU) on the 2-core AMD EPYC KVM guest of BENCHMARKS.md,
+    /// shared with builds: the release build of branch `plan` (main at 73a6a49 plus this
+    /// plan), 2026-12-07 19:11–19:25 UTC. The wide rows repeat BENCHMARKS.md's 15:50–16:48 runs
+    /// (main at 3543825): the same readings and losses.
+    const WGPU_READINGS: [PoolReading; 6] = [
+        ("wide", 1, 256, 49.76, 264.0),
+        ("wide", 1, 512, 49.76, 264.0),
+        ("wide", 2, 512, 56.55, 280.0),
+        ("wide", 1, 1024, 64.59, 272.0),
+        ("tiny", 8, 128, 73.85, 80.0),
+        ("tiny", 16, 384, 375.41, 536.0),
+    ];
+
+    /// On wgpu the plan's device tensors (its total less the CPU runtime allowance) lie between
+    /// the live bytes read after the forward and backward passes (a lower bound of the in-use
+    /// peak, which falls inside the backward) and the pools' reserved peak (CubeCL reserves
+    /// pages larger than the tensors in them). The CPU formula, with its `[T, V]` logits and
+    /// `T²` attention terms, plans more than the pools reserved at 1,024 tokens.
+    #[test]
+    fn plans_lie_between_the_wgpu_pool_readings() {
+        let mut recipe = Recipe::default();
+        recipe.train.device = DeviceSpec::Wgpu;
+        assert_eq!(Compute::of_recipe(&recipe), Compute::Gpu);
+        let mib = |bytes: u64| (bytes - RUNTIME_BYTES) as f64 / (1 << 20) as f64;
+        let lines: Vec<(bool, String)> = WGPU_READINGS
+            .iter()
+            .map(|&(model, rows, seq, in_use, reserved)| {
+                let config = match model {
+                    "wide" => wide_vocab_tiny(),
+                    _ => crate::preset::build(model, 64).unwrap().config,
+                };
+                let work = Workload {
+                    rows,
+                    seq,
+                    tiles: 1,
+                };
+                let planned = mib(device_memory(&recipe, &config, work).unwrap().total);
+                let line = format!(
+                    "{model} B {rows} x T {seq}: in use {in_use} <= planned {planned:.1} <= \
+                     reserved {reserved} MiB"
+                );
+                (in_use <= planned && planned <= reserved, line)
+            })
+            .collect();
+        let report: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert!(lines.iter().all(|(ok, _)| *ok), "{}", report.join("\n"));
+        let work = Workload {
+            rows: 1,
+            seq: 1024,
+            tiles: 1,
+        };
+        let cpu = device_memory(&Recipe::default(), &wide_vocab_tiny(), work).unwrap();
+        assert!(
+            mib(cpu.total) > 272.0,
+            "the CPU formula plans the T·V and T² terms"
+        );
+    }
+
+    /// On a GPU the attention and loss terms shrink from `T²` and `T·V` to per-position ones,
+    /// except under pure bf16, whose attention is Burn's; sizes past 64 bits stay an error.
+    #[test]
+    fn gpu_plans_drop_the_quadratic_terms_except_under_pure_bf16() {
+        let config = smolvlm_256m();
+        let work = Workload { seq: 2048, ..BENCH };
+        let activations = |device: DeviceSpec, precision: Precision| {
+            let mut recipe = Recipe::default();
+            recipe.train.freeze = vec![ModelPart::Vision];
+            (recipe.train.device, recipe.train.precision) = (device, precision);
+            device_memory(&recipe, &config, work).unwrap().activations
+        };
+        let gpu = activations(DeviceSpec::Cuda(0), Precision::F32);
+        assert!(4 * gpu < activations(DeviceSpec::Cpu, Precision::F32));
+        assert_eq!(gpu, activations(DeviceSpec::Wgpu, Precision::F32));
+        // Pure bf16 keeps Burn's 3·h·T² per layer: more than f32 with the op at half the bytes.
+        assert!(activations(DeviceSpec::Cuda(0), Precision::Bf16) > gpu);
+        let mut recipe = Recipe::default();
+        recipe.train.devices = vec!["cuda:0".into(), "cuda:1".into()];
+        assert_eq!(Compute::of_recipe(&recipe), Compute::Gpu);
+        let huge = Workload {
+            seq: 1_000_000_000,
+            ..BENCH
+        };
+        let err = device_memory(&recipe, &config, huge).unwrap_err();
+        assert_eq!(err.what, "the activations");
     }
 
     #[test]
