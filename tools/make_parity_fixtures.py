@@ -371,6 +371,30 @@ def greedy_ok(res, vocab: int):
     return True, margin, ""
 
 
+def search_seed(fx: dict, model_cls, cfg, vocab: int, make_inputs, run):
+    """The first seed from fx["seed"] whose random model and inputs give an acceptable greedy
+    generation (greedy_ok): (seed, model, inputs, res, margin)."""
+    for attempt in range(MAX_SEED_TRIES):
+        seed = fx["seed"] + attempt
+        torch.manual_seed(seed)
+        model = model_cls(cfg).eval()
+        gen = torch.Generator().manual_seed(seed)
+        randomize_parameters(model, gen)
+        inputs = make_inputs(fx, cfg, gen)
+        res = run(model, inputs)
+        ok, margin, why = greedy_ok(res, vocab)
+        if ok:
+            return seed, model, inputs, res, margin
+        print(f"  [{fx['name']}] seed {seed} rejected: {why}", file=sys.stderr)
+    raise RuntimeError(f"{fx['name']}: no acceptable seed in {MAX_SEED_TRIES} tries")
+
+
+def check_sizes(fdir: Path) -> None:
+    for p in sorted(fdir.rglob("*")):
+        if p.is_file():
+            assert p.stat().st_size < MAX_FILE_BYTES, f"{p} is {p.stat().st_size} bytes"
+
+
 def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
 
@@ -381,23 +405,9 @@ def make_fixture(fx: dict, out_root: Path) -> dict:
     cfg = build_config(fx)
     vocab = cfg.text_config.vocab_size
 
-    chosen = None
-    for attempt in range(MAX_SEED_TRIES):
-        seed = fx["seed"] + attempt
-        torch.manual_seed(seed)
-        model = model_cls(cfg).eval()
-        gen = torch.Generator().manual_seed(seed)
-        randomize_parameters(model, gen)
-        input_ids, attention_mask, pixel_values = build_inputs(fx, cfg, gen)
-        res = run_hf(model, input_ids, attention_mask, pixel_values)
-        ok, margin, why = greedy_ok(res, vocab)
-        if ok:
-            chosen = (seed, model, input_ids, attention_mask, pixel_values, res, margin)
-            break
-        print(f"  [{fx['name']}] seed {seed} rejected: {why}", file=sys.stderr)
-    if chosen is None:
-        raise RuntimeError(f"{fx['name']}: no acceptable seed in {MAX_SEED_TRIES} tries")
-    seed, model, input_ids, attention_mask, pixel_values, res, margin = chosen
+    seed, model, inputs, res, margin = search_seed(
+        fx, model_cls, cfg, vocab, build_inputs, lambda m, i: run_hf(m, *i))
+    input_ids, attention_mask, pixel_values = inputs
 
     tied = model.lm_head.weight is model.get_input_embeddings().weight
     assert tied == fx["tie"], "tie_word_embeddings not honoured"
@@ -502,9 +512,7 @@ def make_fixture(fx: dict, out_root: Path) -> dict:
     }
     write_json(fdir / "fixture.json", meta)
 
-    for p in sorted(fdir.rglob("*")):
-        if p.is_file():
-            assert p.stat().st_size < MAX_FILE_BYTES, f"{p} is {p.stat().st_size} bytes"
+    check_sizes(fdir)
     return meta
 
 
@@ -803,23 +811,9 @@ def make_llava_fixture(fx: dict, out_root: Path) -> dict:
     from transformers import LlavaForConditionalGeneration as cls
     cfg = llava_config(fx)
     vocab = cfg.text_config.vocab_size
-    chosen = None
-    for attempt in range(MAX_SEED_TRIES):
-        seed = fx["seed"] + attempt
-        torch.manual_seed(seed)
-        model = cls(cfg).eval()
-        gen = torch.Generator().manual_seed(seed)
-        randomize_parameters(model, gen)
-        inputs = llava_inputs(fx, cfg, gen)
-        res = run_llava(model, *inputs)
-        ok, margin, why = greedy_ok(res, vocab)
-        if ok:
-            chosen = (seed, model, inputs, res, margin)
-            break
-        print(f"  [{fx['name']}] seed {seed} rejected: {why}", file=sys.stderr)
-    if chosen is None:
-        raise RuntimeError(f"{fx['name']}: no acceptable seed in {MAX_SEED_TRIES} tries")
-    seed, model, (input_ids, attention_mask, pixel_values), res, margin = chosen
+    seed, model, inputs, res, margin = search_seed(
+        fx, cls, cfg, vocab, llava_inputs, lambda m, i: run_llava(m, *i))
+    input_ids, attention_mask, pixel_values = inputs
     tied = model.lm_head.weight is model.get_input_embeddings().weight
     assert tied == fx["top"]["tie_word_embeddings"]
 
@@ -854,9 +848,7 @@ def make_llava_fixture(fx: dict, out_root: Path) -> dict:
         "checks": checks,
     }
     write_json(fdir / "fixture.json", meta)
-    for p in sorted(fdir.rglob("*")):
-        if p.is_file():
-            assert p.stat().st_size < MAX_FILE_BYTES, f"{p} is {p.stat().st_size} bytes"
+    check_sizes(fdir)
     return meta
 
 
@@ -1109,23 +1101,7 @@ def make_qwen2_vl_fixture(fx: dict, out_root: Path) -> dict:
     from transformers import Qwen2VLForConditionalGeneration as cls
     cfg = qwen2_vl_config(fx)
     vocab = cfg.text_config.vocab_size
-    chosen = None
-    for attempt in range(MAX_SEED_TRIES):
-        seed = fx["seed"] + attempt
-        torch.manual_seed(seed)
-        model = cls(cfg).eval()
-        gen = torch.Generator().manual_seed(seed)
-        randomize_parameters(model, gen)
-        inputs = qwen2_vl_inputs(fx, cfg, gen)
-        res = run_qwen2_vl(model, inputs)
-        ok, margin, why = greedy_ok(res, vocab)
-        if ok:
-            chosen = (seed, model, inputs, res, margin)
-            break
-        print(f"  [{fx['name']}] seed {seed} rejected: {why}", file=sys.stderr)
-    if chosen is None:
-        raise RuntimeError(f"{fx['name']}: no acceptable seed in {MAX_SEED_TRIES} tries")
-    seed, model, inputs, res, margin = chosen
+    seed, model, inputs, res, margin = search_seed(fx, cls, cfg, vocab, qwen2_vl_inputs, run_qwen2_vl)
     assert fx_tied(model) == fx["tie"]
 
     fdir = out_root / fx["name"]
@@ -1160,9 +1136,7 @@ def make_qwen2_vl_fixture(fx: dict, out_root: Path) -> dict:
         "checks": checks,
     }
     write_json(fdir / "fixture.json", meta)
-    for p in sorted(fdir.rglob("*")):
-        if p.is_file():
-            assert p.stat().st_size < MAX_FILE_BYTES, f"{p} is {p.stat().st_size} bytes"
+    check_sizes(fdir)
     return meta
 
 

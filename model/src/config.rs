@@ -10,6 +10,7 @@ use std::path::Path;
 use safeaware_common::fsio::write_atomic;
 use serde_json::{json, Map, Value};
 
+use crate::activation::Activation;
 use crate::error::{ModelError, Result};
 use crate::vlm::ModelPart;
 
@@ -599,15 +600,7 @@ pub(crate) fn parse_text(f: &Fields) -> Result<TextConfig> {
         Some(_) => f.usize("num_key_value_heads", None)?,
         None => num_attention_heads,
     };
-    let eos_token_ids = match f.get("eos_token_id") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| item.as_u64().and_then(|id| u32::try_from(id).ok()))
-            .collect::<Option<Vec<u32>>>()
-            .ok_or_else(|| f.error("eos_token_id", "expected a token id or a list of token ids"))?,
-        Some(_) => vec![f.u32("eos_token_id", None)?],
-    };
+    let eos_token_ids = parse_eos_token_ids(f)?;
     Ok(TextConfig {
         vocab_size: f.usize("vocab_size", Some(32_000))?,
         hidden_size,
@@ -625,6 +618,33 @@ pub(crate) fn parse_text(f: &Fields) -> Result<TextConfig> {
         pad_token_id: f.opt_u32("pad_token_id")?,
         qkv_bias: false,
         mrope_section: None,
+    })
+}
+
+/// `eos_token_id`: a token id or a list of them (empty when absent or null).
+pub(crate) fn parse_eos_token_ids(f: &Fields) -> Result<Vec<u32>> {
+    match f.get("eos_token_id") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_u64().and_then(|id| u32::try_from(id).ok()))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or_else(|| f.error("eos_token_id", "expected a token id or a list of token ids")),
+        Some(_) => Ok(vec![f.u32("eos_token_id", None)?]),
+    }
+}
+
+/// The activation HF names in field `key` (`default` when absent), refusing unsupported ones.
+pub(crate) fn parse_activation(f: &Fields, key: &str, default: &str) -> Result<Activation> {
+    let name = f.str(key, Some(default))?;
+    Activation::from_hf_name(&name).ok_or_else(|| {
+        f.error(
+            key,
+            format!(
+                "`{name}` is not supported (expected one of {})",
+                Activation::supported_names()
+            ),
+        )
     })
 }
 

@@ -28,6 +28,19 @@ use crate::vision_language_model::Idefics3;
 /// The config file name of an HF folder.
 pub const CONFIG_FILE: &str = "config.json";
 
+/// `name` with its prefix swapped by the first of `layouts` (`(hub prefix, in-memory
+/// prefix)` pairs) that it starts with: in-memory → hub when `to_hub`, else hub → in-memory;
+/// `name` unchanged when none matches. The families' checkpoint-layout renames.
+pub fn swap_prefix(name: &str, layouts: &[(&str, &str)], to_hub: bool) -> String {
+    layouts
+        .iter()
+        .find_map(|&(hub, memory)| {
+            let (from, to) = if to_hub { (memory, hub) } else { (hub, memory) };
+            name.strip_prefix(from).map(|rest| format!("{to}{rest}"))
+        })
+        .unwrap_or_else(|| name.to_owned())
+}
+
 /// What a parameter is, for initialisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamRole {

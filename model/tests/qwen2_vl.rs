@@ -2,8 +2,8 @@
 //! reload is identical and writes the hub layout, which HF transformers loads and reproduces
 //! the fixtures with (tools/.venv); the transformers 4.52 layout loads; parameter counts equal
 //! HF's from the config, from `inspect` and from the model; broken folders and inputs fail
-//! naming the tensor; and the training path (autodiff, the vision tower's per-image attention
-//! as an additive bias) gives the inference loss and gradients in the tower.
+//! naming the tensor; and the training path (autodiff) gives the inference loss and gradients
+//! in the tower.
 
 mod common;
 
@@ -39,19 +39,19 @@ fn fixture(name: &str) -> std::path::PathBuf {
 /// The fixture whose two rows hold images of different grids, left-padded.
 const TWO_GRIDS: &str = "qwen2_vl_untied_b2_grids_left_padded";
 
-/// Runs tools/check_hf_roundtrip.py on our save `saved` of the fixture `folder`.
-fn hf_accepts(saved: &Path, folder: &Path) {
+/// Runs tools/check_hf_roundtrip.py on our save `saved` against the fixture-style `folder`
+/// (its inputs and expected logits; with `generate`, its greedy tokens too).
+fn hf_accepts(saved: &Path, folder: &Path, generate: bool) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/check_hf_roundtrip.py");
     let run = Command::new(common::venv_python())
         .arg(&script)
-        .arg(saved)
-        .arg(folder)
-        .arg("--generate")
+        .args([saved, folder])
+        .args(generate.then_some("--generate"))
         .output()
         .unwrap();
     assert!(
         run.status.success(),
-        "HF rejected our save of {}:\n{}\n{}",
+        "HF rejected our save against {}:\n{}\n{}",
         folder.display(),
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
@@ -73,7 +73,7 @@ fn fixtures_save_reload_identically_in_the_hub_layout_and_hf_accepts_the_result(
         assert!(store.names().all(|n| hub_name(n) == n), "hub layout only");
         let reloaded = Qwen2Vl::<Cpu>::load(out.path(), &device).unwrap();
         assert_eq!(before, logits(&reloaded, &input), "{}", folder.display());
-        hf_accepts(out.path(), &folder);
+        hf_accepts(out.path(), &folder, true);
     }
 }
 
@@ -170,6 +170,15 @@ fn inputs_that_do_not_fit_the_grids_name_the_input() {
         ..input.clone()
     };
     assert!(error(&swapped).contains("input_ids"), "{}", error(&swapped));
+    let no_pixels = VlmInput {
+        pixel_values: None,
+        ..input.clone()
+    };
+    assert!(
+        error(&no_pixels).contains("pixel_values"),
+        "{}",
+        error(&no_pixels)
+    );
     let pixels = input.pixel_values.clone().unwrap();
     let rows = pixels.dims()[0];
     let wrong_patches = VlmInput {
@@ -183,9 +192,9 @@ fn inputs_that_do_not_fit_the_grids_name_the_input() {
     );
 }
 
-/// The fixture with two images of different grids under autodiff: the tower's per-image mask
-/// is an additive bias there (a boolean mask in inference); the loss equals the inference
-/// loss and every tower block gets a gradient.
+/// The fixture with two images of different grids under autodiff (the attention kernels of
+/// training, the tower's attention frame by frame): the loss equals the inference loss and
+/// every tower block gets a gradient.
 #[test]
 fn training_loss_matches_inference_and_reaches_the_tower() {
     let device = Device::default();
@@ -213,4 +222,48 @@ fn training_loss_matches_inference_and_reaches_the_tower() {
         let norm: f32 = grad.abs().sum().into_scalar();
         assert!(norm > 0.0 && norm.is_finite(), "{norm}");
     }
+}
+
+/// A model whose config is built in code (written in transformers 5's nested layout) loads in
+/// HF with our logits on the two-grid fixture's inputs.
+#[test]
+fn a_model_built_in_code_loads_in_hf_with_the_same_logits() {
+    let device = Device::default();
+    let folder = fixture(TWO_GRIDS);
+    let loaded = Qwen2Vl::<Cpu>::load(&folder.join("model"), &device).unwrap();
+    let config = safeaware_model::Qwen2VlConfig {
+        raw: Value::Null,
+        ..loaded.config().clone()
+    };
+    let model = Qwen2Vl::<Cpu>::init_random(&config, 5, &device);
+    let input = fixture_input(&folder, &device).unwrap();
+    let mask = common::int_rows(input.attention_mask.as_ref().unwrap()).concat();
+    let vocab = config.text.vocab_size;
+    let ours: Vec<f32> = logits(&model, &input)
+        .chunks(vocab)
+        .zip(&mask)
+        .flat_map(|(row, &m)| row.iter().map(move |&v| v * m as f32))
+        .collect();
+    let root = tempfile::tempdir().unwrap();
+    let (saved, reference) = (root.path().join("model"), root.path().join("reference"));
+    model.save(&saved, FloatDtype::F32).unwrap();
+    let text = std::fs::read_to_string(saved.join("config.json")).unwrap();
+    assert!(text.contains("\"text_config\""), "{text}");
+    std::fs::create_dir(&reference).unwrap();
+    std::fs::copy(
+        folder.join("inputs.safetensors"),
+        reference.join("inputs.safetensors"),
+    )
+    .unwrap();
+    let [batch, seq] = input.input_ids.dims();
+    let shape = vec![batch, seq, vocab];
+    let layout = [("logits".to_owned(), shape.clone())];
+    let expected = reference.join("expected.safetensors");
+    write_safetensors(&expected, &layout, FloatDtype::F32, |_| OutTensor {
+        name: "logits".into(),
+        shape: shape.clone(),
+        values: ours.clone(),
+    })
+    .unwrap();
+    hf_accepts(&saved, &reference, false);
 }

@@ -11,7 +11,9 @@ use safeaware_common::fsio::write_atomic;
 use serde_json::{json, Value};
 
 use crate::activation::Activation;
-use crate::config::{as_object, parse_text, text_config_json, validate_text, Fields, TextConfig};
+use crate::config::{
+    as_object, parse_activation, parse_text, text_config_json, validate_text, Fields, TextConfig,
+};
 use crate::error::{ModelError, Result};
 
 /// The HF `model_type` of the family.
@@ -164,7 +166,7 @@ impl LlavaConfig {
         let config = Self {
             image_token_index: image_token_index(&top)?,
             image_seq_length: top.usize("image_seq_length", Some(576))?,
-            projector_hidden_act: activation(&top, "projector_hidden_act", "gelu")?,
+            projector_hidden_act: parse_activation(&top, "projector_hidden_act", "gelu")?,
             multimodal_projector_bias: top.opt_bool("multimodal_projector_bias")?.unwrap_or(true),
             vision_feature_select_strategy: feature_select(&top)?,
             vision_feature_layer: feature_layers(&top)?,
@@ -384,7 +386,7 @@ fn parse_clip(f: &Fields, d: &ClipDefaults) -> Result<ClipVisionConfig> {
         image_size: f.usize("image_size", Some(d.image_size))?,
         patch_size: f.usize("patch_size", Some(d.patch_size))?,
         layer_norm_eps: f.f64("layer_norm_eps", Some(1e-5))?,
-        hidden_act: activation(f, "hidden_act", "quick_gelu")?,
+        hidden_act: parse_activation(f, "hidden_act", "quick_gelu")?,
         initializer_range: f.f64("initializer_range", Some(0.02))?,
     })
 }
@@ -395,19 +397,6 @@ fn image_token_index(top: &Fields) -> Result<u32> {
         Some(_) => top.u32("image_token_index", None),
         None => top.u32("image_token_id", Some(32_000)),
     }
-}
-
-fn activation(f: &Fields, key: &str, default: &str) -> Result<Activation> {
-    let name = f.str(key, Some(default))?;
-    Activation::from_hf_name(&name).ok_or_else(|| {
-        f.error(
-            key,
-            format!(
-                "`{name}` is not supported (expected one of {})",
-                Activation::supported_names()
-            ),
-        )
-    })
 }
 
 fn feature_select(top: &Fields) -> Result<FeatureSelect> {

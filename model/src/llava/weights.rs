@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::llava::config::LlavaConfig;
 use crate::llava::model::Llava;
 use crate::safetensors_io::{FloatDtype, TensorStore};
-use crate::weights::{load_params, save_params, CONFIG_FILE};
+use crate::weights::{load_params, save_params, swap_prefix, CONFIG_FILE};
 
 /// Hub-layout prefix ⇄ in-memory (transformers ≥ 4.52) prefix.
 const LAYOUTS: [(&str, &str); 4] = [
@@ -29,10 +29,7 @@ const LAYOUTS: [(&str, &str); 4] = [
 /// 4.52's (`model.*`, `lm_head.*`), or transformers 5's, which also drops `CLIPVisionModel`'s
 /// `vision_model.` level (`vision_tower.encoder.…`, `model.vision_tower.encoder.…`).
 pub fn hub_name(name: &str) -> String {
-    let name = LAYOUTS
-        .iter()
-        .find_map(|(hub, memory)| name.strip_prefix(memory).map(|rest| format!("{hub}{rest}")))
-        .unwrap_or_else(|| name.to_owned());
+    let name = swap_prefix(name, &LAYOUTS, true);
     match name.strip_prefix("vision_tower.") {
         Some(rest) if !rest.starts_with("vision_model.") => {
             format!("vision_tower.vision_model.{rest}")
@@ -49,13 +46,7 @@ pub fn module_name(name: &str) -> String {
         Some(rest) => format!("vision_tower.{rest}"),
         None => hub,
     };
-    LAYOUTS
-        .iter()
-        .find_map(|(hub_prefix, memory)| {
-            hub.strip_prefix(hub_prefix)
-                .map(|rest| format!("{memory}{rest}"))
-        })
-        .unwrap_or(hub)
+    swap_prefix(&hub, &LAYOUTS, false)
 }
 
 impl<B: Backend> Llava<B> {

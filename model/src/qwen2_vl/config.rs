@@ -14,7 +14,9 @@ use safeaware_common::fsio::write_atomic;
 use serde_json::{json, Map, Value};
 
 use crate::activation::Activation;
-use crate::config::{as_object, validate_text, Fields, TextConfig};
+use crate::config::{
+    as_object, parse_activation, parse_eos_token_ids, validate_text, Fields, TextConfig,
+};
 use crate::error::{ModelError, Result};
 
 /// The HF `model_type` of the family.
@@ -333,22 +335,9 @@ fn parse_vision(f: &Fields) -> Result<Qwen2VisionConfig> {
         patch_size: f.usize("patch_size", Some(14))?,
         spatial_merge_size: f.usize("spatial_merge_size", Some(2))?,
         temporal_patch_size: f.usize("temporal_patch_size", Some(2))?,
-        hidden_act: activation(f)?,
+        hidden_act: parse_activation(f, "hidden_act", "quick_gelu")?,
         initializer_range: f.f64("initializer_range", Some(0.02))?,
         rope_theta,
-    })
-}
-
-fn activation(f: &Fields) -> Result<Activation> {
-    let name = f.str("hidden_act", Some("quick_gelu"))?;
-    Activation::from_hf_name(&name).ok_or_else(|| {
-        f.error(
-            "hidden_act",
-            format!(
-                "`{name}` is not supported (expected one of {})",
-                Activation::supported_names()
-            ),
-        )
     })
 }
 
@@ -378,7 +367,7 @@ fn parse_qwen2_text(f: &Fields) -> Result<TextConfig> {
         max_position_embeddings: f.usize("max_position_embeddings", Some(32_768))?,
         initializer_range: f.f64("initializer_range", Some(0.02))?,
         bos_token_id: f.opt_u32("bos_token_id")?,
-        eos_token_ids: eos_ids(f)?,
+        eos_token_ids: parse_eos_token_ids(f)?,
         pad_token_id: f.opt_u32("pad_token_id")?,
         qkv_bias: true,
         mrope_section: None,
@@ -395,18 +384,6 @@ fn rope_theta(f: &Fields) -> Result<f64> {
             }
         }
         None => f.f64("rope_theta", Some(1_000_000.0)),
-    }
-}
-
-fn eos_ids(f: &Fields) -> Result<Vec<u32>> {
-    match f.get("eos_token_id") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| item.as_u64().and_then(|id| u32::try_from(id).ok()))
-            .collect::<Option<Vec<u32>>>()
-            .ok_or_else(|| f.error("eos_token_id", "expected a token id or a list of token ids")),
-        Some(_) => Ok(vec![f.u32("eos_token_id", None)?]),
     }
 }
 

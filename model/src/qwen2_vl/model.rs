@@ -73,14 +73,21 @@ impl<B: Backend> Qwen2Vl<B> {
         &self.config
     }
 
-    /// The image grids of `input`: required with pixels, one per image.
+    /// The image grids of `input`: one per image, given exactly when pixels are.
     fn grids<'a>(&self, input: &'a VlmInput<B>) -> Result<&'a [[usize; 3]]> {
-        match (&input.pixel_values, &input.image_grid_thw) {
-            (_, Some(grids)) => Ok(grids),
-            (None, None) => Ok(&[]),
+        match (&input.pixel_values, input.image_grid_thw.as_deref()) {
+            (Some(_), Some(grids)) => Ok(grids),
+            (None, None | Some([])) => Ok(&[]),
             (Some(_), None) => Err(ModelError::input(
                 "image_grid_thw",
                 "Qwen2-VL needs each image's patch grid next to pixel_values",
+            )),
+            (None, Some(grids)) => Err(ModelError::input(
+                "pixel_values",
+                format!(
+                    "missing, while image_grid_thw names {} image(s)",
+                    grids.len()
+                ),
             )),
         }
     }

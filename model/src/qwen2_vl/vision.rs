@@ -2,14 +2,15 @@
 //! image's flattened patches `[patches, C·T·P·P]` → a linear patch embedding (HF's Conv3d whose
 //! stride equals its kernel) → pre-LayerNorm blocks with a fused `qkv` projection, a 2-D
 //! rotary embedding over each patch's (row, column) and attention only among the patches of
-//! the same image frame (block-diagonal over `image_grid_thw`) → the `PatchMerger`, which
+//! the same image frame (block-diagonal over `image_grid_thw`, run frame by frame) → the
+//! `PatchMerger`, which
 //! folds each `spatial_merge_size²` square of patches (adjacent in the sequence: the processor
 //! orders them so) into one language-model token.
 
 use burn::module::{Initializer, Module, Param};
 use burn::nn::LayerNorm;
 use burn::tensor::backend::Backend;
-use burn::tensor::{s, Tensor, TensorData};
+use burn::tensor::{s, Tensor};
 
 use crate::activation::Activation;
 use crate::attention::{attention, merge_heads, split_heads, AttentionMask};
@@ -61,7 +62,8 @@ pub struct VisionAttention<B: Backend> {
 struct TowerContext<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
-    mask: AttentionMask<B>,
+    /// The patches of each image frame, in sequence order (HF's `cu_seqlens` differences).
+    frames: Vec<usize>,
 }
 
 impl<B: Backend> VisionAttention<B> {
@@ -75,9 +77,33 @@ impl<B: Backend> VisionAttention<B> {
         };
         let q = apply_rotary(part(0), &context.cos, &context.sin);
         let k = apply_rotary(part(1), &context.cos, &context.sin);
-        let out = attention(q, k, part(2), &context.mask);
+        let out = per_frame_attention(q, k, part(2), &context.frames);
         self.proj.forward(merge_heads(out))
     }
+}
+
+/// Bidirectional attention within each frame only, one frame at a time (HF eager's split over
+/// `cu_seqlens`): exactly a block-diagonal mask, without building an `[N, N]` one.
+fn per_frame_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    frames: &[usize],
+) -> Tensor<B, 4> {
+    if frames.len() <= 1 {
+        return attention(q, k, v, &AttentionMask::Bidirectional);
+    }
+    let mut start = 0;
+    let outputs = frames
+        .iter()
+        .map(|&len| {
+            let range = start..start + len;
+            start += len;
+            let take = |x: &Tensor<B, 4>| x.clone().slice(s![.., .., range.clone(), ..]);
+            attention(take(&q), take(&k), take(&v), &AttentionMask::Bidirectional)
+        })
+        .collect();
+    Tensor::cat(outputs, 2)
 }
 
 /// `mlp`: `fc2(act(fc1(x)))`.
@@ -185,8 +211,6 @@ pub struct Qwen2VisionTransformer<B: Backend> {
     rope: Rope,
     #[module(skip)]
     merge: usize,
-    #[module(skip)]
-    heads: usize,
 }
 
 impl<B: Backend> Qwen2VisionTransformer<B> {
@@ -209,7 +233,6 @@ impl<B: Backend> Qwen2VisionTransformer<B> {
             merger: PatchMerger::new(v, device),
             rope: Rope::axial(v.head_dim(), v.rope_theta),
             merge: v.spatial_merge_size,
-            heads: v.num_heads,
         }
     }
 
@@ -224,8 +247,11 @@ impl<B: Backend> Qwen2VisionTransformer<B> {
         let (cos, sin) = self
             .rope
             .tables_3d::<B>([&rows, &cols, &cols], 1, n, &device);
-        let mask = frame_mask::<B>(grids, self.heads, &device);
-        let context = TowerContext { cos, sin, mask };
+        let frames = grids
+            .iter()
+            .flat_map(|&[t, h, w]| std::iter::repeat_n(h * w, t))
+            .collect();
+        let context = TowerContext { cos, sin, frames };
         let x = self
             .blocks
             .iter()
@@ -277,42 +303,6 @@ pub fn patch_positions(grids: &[[usize; 3]], merge: usize) -> (Vec<i64>, Vec<i64
         }
     }
     (rows, cols)
-}
-
-/// Attention within each frame of each image only (HF's `cu_seqlens`): bidirectional for a
-/// single frame; otherwise a `[1, heads, N, N]` mask, boolean in inference and an additive
-/// bias under autodiff (the form `attention` differentiates cheaply, as for the text model).
-fn frame_mask<B: Backend>(
-    grids: &[[usize; 3]],
-    heads: usize,
-    device: &B::Device,
-) -> AttentionMask<B> {
-    let frames: Vec<usize> = grids
-        .iter()
-        .flat_map(|&[t, h, w]| std::iter::repeat_n(h * w, t))
-        .collect();
-    if frames.len() <= 1 {
-        return AttentionMask::Bidirectional;
-    }
-    let segment: Vec<usize> = frames
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &len)| std::iter::repeat_n(i, len))
-        .collect();
-    let n = segment.len();
-    let blocked: Vec<bool> = (0..heads)
-        .flat_map(|_| segment.iter())
-        .flat_map(|&q| segment.iter().map(move |&k| k != q))
-        .collect();
-    let shape = [1, heads, n, n];
-    if !B::ad_enabled(device) {
-        return AttentionMask::Masked(Tensor::from_data(TensorData::new(blocked, shape), device));
-    }
-    let bias: Vec<f32> = blocked
-        .into_iter()
-        .map(|b| if b { f32::NEG_INFINITY } else { 0.0 })
-        .collect();
-    AttentionMask::Bias(Tensor::from_data(TensorData::new(bias, shape), device))
 }
 
 #[cfg(test)]

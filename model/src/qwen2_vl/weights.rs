@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::qwen2_vl::config::Qwen2VlConfig;
 use crate::qwen2_vl::model::Qwen2Vl;
 use crate::safetensors_io::{FloatDtype, TensorStore};
-use crate::weights::{load_params, save_params, CONFIG_FILE};
+use crate::weights::{load_params, save_params, swap_prefix, CONFIG_FILE};
 
 /// Hub-layout prefix ⇄ in-memory (transformers ≥ 4.52) prefix.
 const LAYOUTS: [(&str, &str); 2] = [
@@ -22,23 +22,13 @@ const LAYOUTS: [(&str, &str); 2] = [
 
 /// The hub-layout name of a tensor named in either layout.
 pub fn hub_name(name: &str) -> String {
-    LAYOUTS
-        .iter()
-        .find_map(|(hub, memory)| name.strip_prefix(memory).map(|rest| format!("{hub}{rest}")))
-        .unwrap_or_else(|| name.to_owned())
+    swap_prefix(name, &LAYOUTS, true)
 }
 
 /// The name transformers ≥ 4.52 gives the tensor in memory (and PEFT in adapter files).
 /// Accepts either layout.
 pub fn module_name(name: &str) -> String {
-    let hub = hub_name(name);
-    LAYOUTS
-        .iter()
-        .find_map(|(hub_prefix, memory)| {
-            hub.strip_prefix(hub_prefix)
-                .map(|rest| format!("{memory}{rest}"))
-        })
-        .unwrap_or(hub)
+    swap_prefix(&hub_name(name), &LAYOUTS, false)
 }
 
 impl<B: Backend> Qwen2Vl<B> {
