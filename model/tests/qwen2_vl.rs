@@ -16,14 +16,20 @@ use common::{family_of, fixture_input, logits, parity_fixtures, Cpu, Device};
 use safeaware_model::qwen2_vl::weights::hub_name;
 use safeaware_model::registry::Family;
 use safeaware_model::safetensors_io::{write_safetensors, OutTensor, TensorStore, WEIGHTS_FILE};
-use safeaware_model::{inspect, FloatDtype, ModelError, ParamCounts, Qwen2Vl, VlmInput};
+use safeaware_model::{
+    inspect, FloatDtype, ModelError, ParamCounts, Qwen2Vl, VisionLanguageModel, VlmInput,
+};
 use serde_json::Value;
 
 type Train = Autodiff<Cpu>;
 
+/// The Qwen2-VL parity fixtures: the shipped ones and those checked on the CPU only
+/// (`parity_cpu_only/`, see tools/README.md).
 fn qwen2_vl_fixtures() -> Vec<std::path::PathBuf> {
+    let cpu_only = common::sub_folders(&common::fixtures_dir().join("parity_cpu_only"));
     let folders: Vec<_> = parity_fixtures()
         .into_iter()
+        .chain(cpu_only)
         .filter(|f| family_of(f) == Family::Qwen2Vl)
         .collect();
     assert!(folders.len() >= 2, "{folders:?}");
@@ -56,6 +62,18 @@ fn hf_accepts(saved: &Path, folder: &Path, generate: bool) {
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// The fixtures kept out of the shipped set (wgpu diverges on them) still match HF on the CPU.
+#[test]
+fn cpu_only_fixtures_match_hf_on_the_cpu() {
+    let folders = common::sub_folders(&common::fixtures_dir().join("parity_cpu_only"));
+    assert!(!folders.is_empty());
+    for folder in folders {
+        let outcome = safeaware_model::parity::run_fixture::<Cpu>(&folder, &Device::default());
+        let outcome = outcome.unwrap();
+        assert!(outcome.passes(1e-4), "{}: {outcome:?}", folder.display());
+    }
 }
 
 #[test]
@@ -170,6 +188,17 @@ fn inputs_that_do_not_fit_the_grids_name_the_input() {
         ..input.clone()
     };
     assert!(error(&swapped).contains("input_ids"), "{}", error(&swapped));
+    let mut grids = input.image_grid_thw.clone().unwrap();
+    grids[0] = [1, 4, 8];
+    let too_many = VlmInput {
+        image_grid_thw: Some(grids),
+        ..input.clone()
+    };
+    let message = error(&too_many);
+    assert!(
+        message.contains("input_ids") && message.contains("needs 14"),
+        "{message}"
+    );
     let no_pixels = VlmInput {
         pixel_values: None,
         ..input.clone()

@@ -6,15 +6,12 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::Tensor;
 
 use crate::error::{ModelError, Result};
-use crate::generation::{self, GeneratedSequence, GenerationConfig};
 use crate::init::init_params;
-use crate::kv_cache::KvCache;
 use crate::language_model::{RopePositions, TextModel};
 use crate::linear::Linear;
-use crate::loss::LossOutput;
 use crate::precision;
 use crate::qwen2_vl::config::Qwen2VlConfig;
 use crate::qwen2_vl::rope_index::{rope_index, RopeInput};
@@ -129,13 +126,13 @@ impl<B: Backend> Qwen2Vl<B> {
         let merge = self.config.vision.spatial_merge_size.pow(2);
         let expected: usize = grids.iter().map(|[t, h, w]| t * h * w / merge).sum();
         if image_positions != expected {
-            return Err(ModelError::ImageTokenMismatch {
-                image_tokens: image_positions,
-                image_token_id: self.config.image_token_id,
-                tiles: grids.len(),
-                tokens_per_tile: expected / grids.len().max(1),
-                expected,
-            });
+            return Err(ModelError::input(
+                "input_ids",
+                format!(
+                    "{image_positions} image tokens (id {}), but image_grid_thw {grids:?} needs {expected}",
+                    self.config.image_token_id
+                ),
+            ));
         }
         let Some(pixels) = input.pixel_values.clone().filter(|_| !grids.is_empty()) else {
             return Ok((embeds, valid));
@@ -163,44 +160,10 @@ impl<B: Backend> Qwen2Vl<B> {
         })
     }
 
-    /// LM-head logits for hidden states `[..., hidden]`.
-    pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
-        text_decoder::logits(self, hidden)
-    }
-
-    /// Causal LM logits `[B, T, vocab]`.
+    /// Causal LM logits `[B, T, vocab]` (loss, prefill, decoding and generation: the
+    /// [`crate::VisionLanguageModel`] implementation).
     pub fn forward(&self, input: &VlmInput<B>) -> Result<Tensor<B, 3>> {
         text_decoder::forward(self, input)
-    }
-
-    /// Next-token cross-entropy against `labels [B, T]` (HF's alignment; -100 ignored).
-    pub fn forward_loss(
-        &self,
-        input: &VlmInput<B>,
-        labels: &Tensor<B, 2, Int>,
-    ) -> Result<LossOutput<B>> {
-        text_decoder::forward_loss(self, input, labels)
-    }
-
-    /// Runs the (left-padded) prompt batch: the last position's logits `[B, vocab]` and the
-    /// cache to continue from (holding each row's M-RoPE delta).
-    pub fn prefill(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 2>, KvCache<B>)> {
-        generation::prefill(self, input)
-    }
-
-    /// Feeds one token per row (text only) and returns the next logits `[B, vocab]`.
-    pub fn decode_step(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Tensor<B, 2>> {
-        generation::decode_step(self, tokens, cache)
-    }
-
-    /// Generates up to `config.max_new_tokens` per row; `stop(row, tokens)` may end a row early.
-    pub fn generate(
-        &self,
-        input: &VlmInput<B>,
-        config: &GenerationConfig,
-        stop: impl FnMut(usize, &[u32]) -> bool,
-    ) -> Result<Vec<GeneratedSequence>> {
-        generation::generate(self, input, config, stop)
     }
 }
 

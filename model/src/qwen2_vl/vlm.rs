@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use crate::error::Result;
-use crate::generation::{GeneratedSequence, GenerationConfig};
+use crate::generation::{self, GeneratedSequence, GenerationConfig};
 use crate::kv_cache::KvCache;
 use crate::lora::LoraSpec;
 use crate::loss::LossOutput;
@@ -59,15 +59,15 @@ impl<B: Backend> VisionLanguageModel<B> for Qwen2Vl<B> {
         input: &VlmInput<B>,
         labels: &Tensor<B, 2, Int>,
     ) -> Result<LossOutput<B>> {
-        Qwen2Vl::forward_loss(self, input, labels)
+        crate::text_decoder::forward_loss(self, input, labels)
     }
 
     fn prefill(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 2>, KvCache<B>)> {
-        Qwen2Vl::prefill(self, input)
+        generation::prefill(self, input)
     }
 
     fn decode_step(&self, tokens: &[u32], cache: &mut KvCache<B>) -> Result<Tensor<B, 2>> {
-        Qwen2Vl::decode_step(self, tokens, cache)
+        generation::decode_step(self, tokens, cache)
     }
 
     fn generate(
@@ -76,7 +76,7 @@ impl<B: Backend> VisionLanguageModel<B> for Qwen2Vl<B> {
         config: &GenerationConfig,
         stop: impl FnMut(usize, &[u32]) -> bool,
     ) -> Result<Vec<GeneratedSequence>> {
-        Qwen2Vl::generate(self, input, config, stop)
+        generation::generate(self, input, config, stop)
     }
 
     fn param_parts(&self) -> Vec<ParamPart> {
