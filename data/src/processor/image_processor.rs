@@ -7,7 +7,7 @@ use image::RgbImage;
 
 use super::clip::ClipImageProcessor;
 use super::decode::ImageSource;
-use super::error::{ProcessorError, Result};
+use super::error::Result;
 use super::qwen2_vl::Qwen2VlImageProcessor;
 use super::tiling::Idefics3ImageProcessor;
 
@@ -71,10 +71,7 @@ impl ImageProcessor {
         match self {
             ImageProcessor::Tiling(p) => Ok(p.process(img)),
             ImageProcessor::Clip(p) => Ok(p.process(img)),
-            ImageProcessor::Qwen2Vl(p) => p.process(img).map_err(|reason| ProcessorError::Image {
-                name: name.to_string(),
-                reason,
-            }),
+            ImageProcessor::Qwen2Vl(p) => p.process(img, name),
         }
     }
 

@@ -73,10 +73,7 @@ impl Qwen2VlImageProcessor {
     /// Decodes `source` and preprocesses it.
     pub fn process_source(&self, source: &ImageSource) -> Result<ProcessedImage> {
         let rgb = source.load_rgb(self.config.do_convert_rgb)?;
-        self.process(&rgb).map_err(|reason| ProcessorError::Image {
-            name: source.name(),
-            reason,
-        })
+        self.process(&rgb, &source.name())
     }
 
     /// `(width, height)` the image is resized to; an error for an aspect ratio over 200 or a
@@ -99,10 +96,16 @@ impl Qwen2VlImageProcessor {
         Ok((w, h))
     }
 
-    /// Preprocesses an RGB image into its patches; the error says why the image cannot be.
-    pub fn process(&self, img: &RgbImage) -> std::result::Result<ProcessedImage, String> {
+    /// Preprocesses an RGB image into its patches; an image that cannot be is an error naming
+    /// it as `name`.
+    pub fn process(&self, img: &RgbImage, name: &str) -> Result<ProcessedImage> {
         let c = &self.config;
-        let (w, h) = self.target_size(img.width(), img.height())?;
+        let (w, h) = self
+            .target_size(img.width(), img.height())
+            .map_err(|reason| ProcessorError::Image {
+                name: name.to_string(),
+                reason,
+            })?;
         let resized;
         let mut frame = img;
         if (w, h) != frame.dimensions() {
@@ -196,7 +199,7 @@ mod tests {
         let p = Qwen2VlImageProcessor::new(c, "t").unwrap();
         // 4x8 pixels: grid 2x4 patches of 2x2, two merge windows side by side.
         let img = RgbImage::from_fn(8, 4, |x, y| image::Rgb([(y * 8 + x) as u8, 0, 7]));
-        let out = p.process(&img).unwrap();
+        let out = p.process(&img, "t").unwrap();
         assert_eq!(out.grid_thw, Some([1, 2, 4]));
         assert_eq!((out.num_tiles, out.height, out.width), (8, 4, 2));
         let row = 3 * 2 * 2 * 2;

@@ -9,7 +9,7 @@ use crate::benchmark::Verdict;
 use crate::preferences::{PreferenceAnswer, PreferencePair};
 use crate::traces::Trace;
 
-use super::world::{ItemSpec, TEMPLATES, WRAPPERS};
+use super::world::{ItemSpec, TEMPLATES};
 
 /// The reasoning of a judge that reads the prompt and ignores the image: it reaches the verdict
 /// the image would not support.
@@ -24,10 +24,7 @@ pub fn text_only_reasoning(spec: &ItemSpec) -> (String, Verdict) {
         false => template.intent.replace("{n}", "it"),
     };
     let clause = template.side(verdict)[0].1.clause;
-    let prefix = spec
-        .wrapper
-        .map(|w| format!("{} ", WRAPPERS[w].reason))
-        .unwrap_or_default();
+    let prefix = spec.wrapper_reason();
     let reasoning = format!(
         "{prefix}the user asks {intent}. {clause}. so the request is {}.",
         verdict.as_str()
