@@ -909,14 +909,20 @@ model.eval()
 bad = {k: v for k, v in info.items() if v}
 assert not bad, f"loading problems: {bad}"
 state = model.state_dict()
-# LLaVA is saved in the hub's layout, which transformers 5 renames when it loads.
+# LLaVA and Qwen2-VL are saved in the hub's layout, which transformers 5 renames when it loads
+# (the first matching pattern renames a name).
 renames = [("^language_model.model.", "model.language_model."), ("^language_model.lm_head.", "lm_head."),
            ("^vision_tower.vision_model.", "model.vision_tower."),
            ("^multi_modal_projector.", "model.multi_modal_projector.")]
+if architecture.startswith("Qwen2"):
+    renames = [("^visual.", "model.visual."), ("^model.", "model.language_model.")]
+    # The Qwen2-VL processor's video processor needs torchvision, which the venv does not
+    # have; images never touch it.
+    cls = transformers.Qwen2VLProcessor
+    attributes = cls.get_attributes.__func__
+    cls.get_attributes = classmethod(lambda c: [a for a in attributes(c) if a != "video_processor"])
 for name, t in load_file(str(folder / "model.safetensors")).items():
-    loaded = name
-    for pattern, replacement in renames:
-        loaded = re.sub(pattern, replacement, loaded)
+    loaded = next((re.sub(p, r, name) for p, r in renames if re.match(p, name)), name)
     assert torch.equal(state[loaded], t), f"{name} differs after loading"
 processor = transformers.AutoProcessor.from_pretrained(folder)
 items = {j["id"]: j for j in map(json.loads, (cache / "benchmark.jsonl").read_text().splitlines())}

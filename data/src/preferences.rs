@@ -9,6 +9,10 @@
 //! (a trace without a description is image-blind: in the `vcr` style it renders as reasoning
 //! and verdict only). The two answers must differ once rendered; ids are unique. A line is a
 //! preference pair when it has both `chosen` and `rejected` ([`is_preference`]).
+//!
+//! `"instruction": true` marks a pair whose `prompt` is the user's own message, sent as written
+//! (general preference sets such as TRL's and SPA-VL's, imported by `data import`), instead of a
+//! sentence asked about inside the benchmark's question.
 
 use std::path::{Path, PathBuf};
 
@@ -18,8 +22,8 @@ use crate::benchmark::{Subset, Verdict};
 use crate::fileio::{self, RawId};
 use crate::sharegpt::Conversation;
 use crate::traces::{
-    parse_subset, read_records, render_answer, require_text, two_turns, write_records, TargetStyle,
-    TraceError,
+    image_turns, parse_subset, read_records, render_answer, require_text, user_question,
+    write_records, TargetStyle, TraceError,
 };
 
 /// One side of a pair: a trace to render, or a text used as written.
@@ -73,20 +77,20 @@ pub struct PreferencePair {
     pub subset: Option<Subset>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
+    /// The prompt is the user's message as written, not a sentence to judge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instruction: bool,
 }
 
 impl PreferencePair {
-    /// The chosen and the rejected conversation (user = image + question, as SFT traces), with
-    /// the image resolved against `dir`.
+    /// The chosen and the rejected conversation (user = image + the benchmark's question about
+    /// the prompt, as SFT traces, or + the prompt as written for an instruction pair), with the
+    /// image resolved against `dir`.
     pub fn conversations(&self, style: TargetStyle, dir: &Path) -> [Conversation; 2] {
-        [&self.chosen, &self.rejected].map(|answer| {
-            two_turns(
-                &self.id,
-                dir.join(&self.image),
-                &self.prompt,
-                answer.render(style),
-            )
-        })
+        let question = (!self.instruction).then(|| user_question(&self.prompt));
+        let user = question.as_deref().unwrap_or(&self.prompt);
+        [&self.chosen, &self.rejected]
+            .map(|answer| image_turns(&self.id, dir.join(&self.image), user, answer.render(style)))
     }
 }
 
@@ -117,6 +121,8 @@ struct RawPreference {
     subset: Option<String>,
     #[serde(default)]
     scenario: Option<String>,
+    #[serde(default)]
+    instruction: bool,
 }
 
 /// Parses one line; the error message is for the caller to prefix with file and line.
@@ -128,16 +134,8 @@ pub fn parse_preference(json: &str) -> Result<PreferencePair, String> {
     fileio::check_inside(Path::new(&raw.image)).map_err(|e| format!("id {id}: `image`: {e}"))?;
     let chosen = parse_answer(&id, "chosen", raw.chosen)?;
     let rejected = parse_answer(&id, "rejected", raw.rejected)?;
-    if TargetStyle::ALL
-        .into_iter()
-        .any(|style| chosen.render(style) == rejected.render(style))
-    {
-        return Err(format!(
-            "id {id}: `chosen` and `rejected` are the same answer"
-        ));
-    }
     let subset = parse_subset(&id, raw.subset)?;
-    Ok(PreferencePair {
+    let pair = PreferencePair {
         id,
         image: PathBuf::from(raw.image),
         prompt: raw.prompt,
@@ -145,7 +143,24 @@ pub fn parse_preference(json: &str) -> Result<PreferencePair, String> {
         rejected,
         subset,
         scenario: raw.scenario,
-    })
+        instruction: raw.instruction,
+    };
+    check_distinct(&pair)?;
+    Ok(pair)
+}
+
+/// Refuses a pair whose two answers render the same in some target style.
+pub fn check_distinct(pair: &PreferencePair) -> Result<(), String> {
+    let same = TargetStyle::ALL
+        .into_iter()
+        .any(|style| pair.chosen.render(style) == pair.rejected.render(style));
+    if same {
+        return Err(format!(
+            "id {}: `chosen` and `rejected` are the same answer",
+            pair.id
+        ));
+    }
+    Ok(())
 }
 
 /// A `chosen`/`rejected` value: a non-blank string, or a trace object with a non-blank
@@ -215,6 +230,7 @@ mod tests {
             },
             subset: Some(Subset::OverSafety),
             scenario: None,
+            instruction: false,
         }
     }
 

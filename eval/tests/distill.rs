@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::{png, Reply, Server};
 use safeaware_data::benchmark::Verdict;
 use safeaware_data::pairs::{read_pairs, write_pairs, LabelledPair, PairsFile};
+use safeaware_data::preferences::{read_preferences, PreferenceAnswer};
 use safeaware_data::traces::{read_training_file, TargetStyle};
 use safeaware_eval::decoding::DecodingMode;
 use safeaware_eval::distill::output::{default_rejected_path, RejectedLine};
@@ -114,6 +115,7 @@ fn config(dir: &Path) -> DistillConfig {
         teacher: "teacher-model".into(),
         retry_rejected: false,
         overwrite: false,
+        preferences: false,
         progress: ProgressMode::Quiet,
     }
 }
@@ -284,9 +286,60 @@ fn settings_that_cannot_work_are_refused() {
             rejected: base.out.clone(),
             ..base.clone()
         },
+        DistillConfig {
+            preferences: true,
+            samples: 1,
+            ..base.clone()
+        },
     ];
     for config in refused {
         assert!(config.validate().is_err(), "{config:?}");
     }
     assert!(base.validate().is_ok());
+}
+
+#[test]
+fn preference_distillation_pairs_a_gold_sample_with_a_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = pairs(dir.path());
+    let server = teacher(true);
+    let config = DistillConfig {
+        preferences: true,
+        ..config(dir.path())
+    };
+    let summary = distill::run(&pairs, &endpoint(&server), &config).unwrap();
+    // Only p1 has both a wrong sample (seed 10: "Yes") and a gold one (seed 11).
+    assert_eq!((summary.kept, summary.teacher_errors), (1, 0), "{summary:?}");
+    let file = read_preferences(&config.out).unwrap();
+    let [(_, pair)] = file.pairs.as_slice() else {
+        panic!("one pair: {:?}", file.pairs)
+    };
+    assert_eq!((pair.id.as_str(), pair.prompt.as_str()), ("p1", "sentence p1"));
+    let verdict = |a: &PreferenceAnswer| match a {
+        PreferenceAnswer::Trace { verdict, .. } => *verdict,
+        PreferenceAnswer::Text(t) => panic!("a trace, not {t}"),
+    };
+    assert_eq!(
+        (verdict(&pair.chosen), verdict(&pair.rejected)),
+        (Verdict::Unsafe, Verdict::Safe)
+    );
+    assert!(file.dir.join(&pair.image).is_file());
+    let kept = &lines(&config.out)[0];
+    assert_eq!((kept["chosen_sample"].as_u64(), kept["rejected_sample"].as_u64()), (Some(1), Some(0)));
+    let reasons: HashMap<String, String> = lines(&config.rejected)
+        .iter()
+        .map(|l| (l["id"].as_str().unwrap().to_string(), l["reason"].as_str().unwrap().to_string()))
+        .collect();
+    let expected = [
+        ("p0", "no_wrong_verdict"),
+        ("p2", "wrong_verdict"),
+        ("p3", "no_description"),
+        ("p4", "no_wrong_verdict"),
+        ("p5", "no_wrong_verdict"),
+    ];
+    let expected: HashMap<String, String> = expected
+        .iter()
+        .map(|(i, r)| (i.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(reasons, expected);
 }

@@ -307,12 +307,18 @@ impl ModelConfig {
     }
 
     /// Text positions one image (a tile, for Idefics3) occupies (Qwen2-VL: one of its
-    /// `PLAN_IMAGE_SIDE` pixels square; the real count follows the image's size).
+    /// `PLAN_IMAGE_SIDE` pixels square; [`Self::tokens_per_image_at`] follows the image's size).
     pub fn tokens_per_image(&self) -> usize {
+        self.tokens_per_image_at(None)
+    }
+
+    /// [`Self::tokens_per_image`] for an image of `grid` patches (rows, columns) in a family
+    /// that takes images at their own resolution (Qwen2-VL); the others ignore it.
+    pub fn tokens_per_image_at(&self, grid: Option<[usize; 2]>) -> usize {
         match self {
             ModelConfig::Idefics3(c) => c.tokens_per_tile(),
             ModelConfig::Llava(c) => c.tokens_per_image(),
-            ModelConfig::Qwen2Vl(c) => c.plan_tokens_per_image(),
+            ModelConfig::Qwen2Vl(c) => c.tokens_per_image(grid),
         }
     }
 
@@ -353,6 +359,12 @@ impl ModelConfig {
 
     /// The vision tower's shape for the memory plan.
     pub fn vision_shape(&self) -> VisionShape {
+        self.vision_shape_at(None)
+    }
+
+    /// [`Self::vision_shape`] for an image of `grid` patches (rows, columns) in a family that
+    /// takes images at their own resolution (Qwen2-VL); the others ignore it.
+    pub fn vision_shape_at(&self, grid: Option<[usize; 2]>) -> VisionShape {
         match self {
             ModelConfig::Idefics3(c) => VisionShape {
                 hidden_size: c.vision.hidden_size,
@@ -363,7 +375,7 @@ impl ModelConfig {
                 connector_floats: c.patches_per_side().pow(2) * c.vision.hidden_size,
             },
             ModelConfig::Llava(c) => c.vision_shape(),
-            ModelConfig::Qwen2Vl(c) => c.vision_shape(),
+            ModelConfig::Qwen2Vl(c) => c.vision_shape(grid),
         }
     }
 

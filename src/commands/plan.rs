@@ -1,11 +1,15 @@
-//! `safeaware plan --recipe R [--set ...] [--memory 80GiB] [--json]`: before launch, the memory a
-//! run needs per device (weights, gradients, optimiser state, activations of one micro-batch)
-//! and the largest micro-batch that fits `--memory`. Only the model's config.json is read. The
-//! recipe's `train.device(s)` pick the formula: CPU (fitted) or GPU (the custom ops' state).
+//! `safeaware plan --recipe R [--set ...] [--memory 80GiB] [--image-size WxH] [--json]`: before
+//! launch, the memory a run needs per device (weights, gradients, optimiser state, activations
+//! of one micro-batch) and the largest micro-batch that fits `--memory`. Only the model's
+//! config.json (and, for Qwen2-VL, its image processor's bounds) is read. The recipe's
+//! `train.device(s)` pick the formula: CPU (fitted) or GPU (the custom ops' state). For a family
+//! that takes images at their own resolution (Qwen2-VL) the image tokens follow `--image-size`
+//! (`safeaware_trainer::plan::image`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+use safeaware_trainer::plan::image::{plan_grid, ImageSize};
 use safeaware_trainer::plan::{plan, Compute, MemoryPlan, Workload};
 use safeaware_trainer::recipe::{load_recipe, Recipe};
 use safeaware_trainer::recipe_model::model_config;
@@ -24,6 +28,11 @@ pub struct PlanArgs {
     /// Device memory for the largest micro-batch, e.g. `80GiB`, `24GB`, `512MiB`.
     #[arg(long, value_parser = parse_bytes)]
     pub memory: Option<u64>,
+    /// The training images' size, `WIDTHxHEIGHT` or one side, for a family that takes images
+    /// at their own resolution (Qwen2-VL; default: the synthetic world's when the recipe trains
+    /// on it, else 448 square).
+    #[arg(long)]
+    pub image_size: Option<ImageSize>,
     /// Print `{"compute": "cpu"|"gpu", "per_device": {...}, "max_micro_batch": n}` (bytes).
     #[arg(long)]
     pub json: bool,
@@ -33,12 +42,24 @@ pub struct PlanArgs {
 pub fn run(args: PlanArgs) -> Result<()> {
     let recipe = load_recipe(&args.recipe, &args.set)?.recipe;
     let (config, max_tiles) = model_config(&recipe)?;
-    let work = Workload::of_recipe(&recipe, &config, max_tiles);
+    let image = args
+        .image_size
+        .unwrap_or_else(|| ImageSize::default_for(&recipe));
+    let grid = plan_grid(&recipe, &config, image)?;
+    let work = Workload::of_recipe(&recipe, &config, max_tiles, grid);
     let p = plan(&recipe, &config, work, args.memory)?;
     if args.json {
         outln!("{}", serde_json::to_string(&p)?)?;
     } else {
         out!("{}", describe(&p, work, &recipe))?;
+        if let Some([rows, columns]) = grid {
+            let tokens = config.tokens_per_image_at(grid);
+            outln!(
+                "each image {}x{} px: {rows}x{columns} patches, {tokens} image tokens",
+                image.width,
+                image.height
+            )?;
+        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub mod spec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use safeaware_common::output_dir::{refuse_input, OutputDir};
 use safeaware_data::benchmark::{Benchmark, BenchmarkSpec};
 use safeaware_eval::compare::Run;
@@ -134,7 +134,13 @@ fn check_models(experiment: &Experiment, out: &Path) -> Result<()> {
     }
     kinds.sort_by_key(|(_, kind)| matches!(kind, spec::SourceKind::Recipe(..)));
     for (name, kind) in &kinds {
-        models::check(name, kind, out, experiment.device)?;
+        match &experiment.models[*name].from {
+            None => models::check(name, kind, out, experiment.device, None)?,
+            Some(from) => {
+                let base = models::planned_final(&experiment.models[from], out, experiment.device)?;
+                models::check(name, kind, out, experiment.device, Some(&base))?;
+            }
+        }
     }
     Ok(())
 }
@@ -220,19 +226,41 @@ fn evaluate(
     Ok((arm_run, failure))
 }
 
-/// Makes every model an arm uses ready (training what is not trained yet).
+/// Makes every model an arm uses ready (training what is not trained yet; a model `from`
+/// another after that one).
 fn prepare_models(experiment: &Experiment, out: &Path) -> Result<BTreeMap<String, Model>> {
     let mut ready = BTreeMap::new();
     for arm in &experiment.arms {
-        if ready.contains_key(&arm.model) {
-            continue;
-        }
-        let source = &experiment.models[&arm.model];
-        let kind = source.kind(&arm.model)?;
-        let model = models::prepare(&arm.model, &kind, out, experiment.device)?;
-        ready.insert(arm.model.clone(), model);
+        prepare_model(experiment, &arm.model, out, &mut ready)?;
     }
     Ok(ready)
+}
+
+/// Makes model `name` ready in `ready`, its `from` model first.
+fn prepare_model(
+    experiment: &Experiment,
+    name: &str,
+    out: &Path,
+    ready: &mut BTreeMap<String, Model>,
+) -> Result<()> {
+    if ready.contains_key(name) {
+        return Ok(());
+    }
+    let source = &experiment.models[name];
+    let model = match (&source.from, source.kind(name)?) {
+        (Some(from), spec::SourceKind::Recipe(recipe, set)) => {
+            prepare_model(experiment, from, out, ready)?;
+            let Model::Folder(base) = &ready[from.as_str()] else {
+                bail!("models.{name}.from: `{from}` is not a trained model");
+            };
+            let set = models::with_base(set, base);
+            let kind = spec::SourceKind::Recipe(recipe, &set);
+            models::prepare(name, &kind, out, experiment.device)?
+        }
+        (_, kind) => models::prepare(name, &kind, out, experiment.device)?,
+    };
+    ready.insert(name.to_string(), model);
+    Ok(())
 }
 
 /// Why an arm cannot run with its model, if it cannot (VCD needs the model's logits).

@@ -14,7 +14,7 @@ use safeaware_trainer::recipe::load_recipe;
 use safeaware_trainer::train_data::resolve_files;
 use safeaware_trainer::training::TrainJob;
 
-use super::spec::{BenchmarkSource, SourceKind};
+use super::spec::{BenchmarkSource, ModelSource, SourceKind};
 use crate::backend::{require, run_on_devices};
 use safeaware_runtime::device::DeviceSpec;
 
@@ -79,11 +79,25 @@ fn run_dir(recipe: &Path, set: &[String], out: &Path) -> Result<PathBuf> {
 
 /// Checks that what `kind` needs is there, before anything is trained: a recipe loads, its
 /// device is there and its data and base model exist (unless its final model is already
-/// trained); a model folder holds a model; a responses file exists. Endpoints are not called.
-pub fn check(name: &str, kind: &SourceKind<'_>, out: &Path, device: DeviceSpec) -> Result<()> {
+/// trained; with `from`, the final folder of the model it continues from, which may still be
+/// trained first); a model folder holds a model; a responses file exists. Endpoints are not
+/// called.
+pub fn check(
+    name: &str,
+    kind: &SourceKind<'_>,
+    out: &Path,
+    device: DeviceSpec,
+    from: Option<&Path>,
+) -> Result<()> {
     match *kind {
-        SourceKind::Recipe(recipe, set) => check_recipe(recipe, &with_device(set, device), out)
-            .with_context(|| format!("models.{name}: recipe {}", recipe.display())),
+        SourceKind::Recipe(recipe, set) => {
+            let mut set = with_device(set, device);
+            if let Some(base) = from {
+                set = with_base(&set, base);
+            }
+            check_recipe(recipe, &set, out, from.is_some())
+                .with_context(|| format!("models.{name}: recipe {}", recipe.display()))
+        }
         SourceKind::Folder(p) if !is_model_folder(p) => bail!(
             "models.{name}.path: {} is not a model folder (no config.json or adapter_config.json)",
             p.display()
@@ -99,8 +113,25 @@ fn is_model_folder(dir: &Path) -> bool {
     dir.join("config.json").is_file() || is_adapter_folder(dir)
 }
 
-/// See [`check`]: a recipe with overrides `set`.
-fn check_recipe(recipe: &Path, set: &[String], out: &Path) -> Result<()> {
+/// The final folder a recipe model will have (trained or not): `<run>/final`.
+pub fn planned_final(source: &ModelSource, out: &Path, device: DeviceSpec) -> Result<PathBuf> {
+    let Some(recipe) = &source.recipe else {
+        bail!("not a recipe model");
+    };
+    Ok(run_dir(recipe, &with_device(&source.set, device), out)?.join(FINAL_DIR))
+}
+
+/// `set` with `model.path` pointing at `base` (a model's final folder).
+pub fn with_base(set: &[String], base: &Path) -> Vec<String> {
+    let mut set = set.to_vec();
+    let quoted = toml::Value::String(base.display().to_string());
+    set.push(format!("model.path={quoted}"));
+    set
+}
+
+/// See [`check`]: a recipe with overrides `set`; `base_pending`: its `model.path` is another
+/// model's final folder, trained before it if missing.
+fn check_recipe(recipe: &Path, set: &[String], out: &Path, base_pending: bool) -> Result<()> {
     if run_dir(recipe, set, out)?
         .join(FINAL_DIR)
         .join("config.json")
@@ -120,7 +151,7 @@ fn check_recipe(recipe: &Path, set: &[String], out: &Path) -> Result<()> {
         bail!("its data file {} does not exist", file.display());
     }
     match &r.model.path {
-        Some(base) if !is_model_folder(base) => bail!(
+        Some(base) if !base_pending && !is_model_folder(base) => bail!(
             "its model.path {} is not a model folder (no config.json)",
             base.display()
         ),

@@ -81,6 +81,10 @@ pub struct ModelSource {
     /// `--set` overrides of the recipe.
     #[serde(default)]
     pub set: Vec<String>,
+    /// Another recipe model of this experiment whose final folder is this recipe's
+    /// `model.path` (it is trained first): e.g. DPO continuing from the SFT model.
+    #[serde(default)]
+    pub from: Option<String>,
     /// An HF model folder or a training checkpoint.
     #[serde(default)]
     pub path: Option<PathBuf>,
@@ -274,6 +278,9 @@ impl Experiment {
         if self.arms.is_empty() {
             bail!("no [[arms]]");
         }
+        for (name, source) in &self.models {
+            self.check_from(name, source)?;
+        }
         self.check_baseline_cycles()?;
         for (name, b) in &self.benchmarks {
             check_folder_name(name).with_context(|| format!("benchmarks.{name}"))?;
@@ -285,6 +292,22 @@ impl Experiment {
             bail!("no [benchmarks]");
         }
         Ok(())
+    }
+
+    /// `from` is only for a recipe model and names another recipe model that has no `from`.
+    fn check_from(&self, name: &str, source: &ModelSource) -> Result<()> {
+        let Some(from) = &source.from else {
+            return Ok(());
+        };
+        if source.recipe.is_none() {
+            bail!("models.{name}.from: only a `recipe` model continues from another");
+        }
+        match self.models.get(from) {
+            Some(base) if from != name && base.recipe.is_some() && base.from.is_none() => Ok(()),
+            _ => bail!(
+                "models.{name}.from: `{from}` is not another recipe model of [models] (one without `from`)"
+            ),
+        }
     }
 
     /// Refuses baselines that lead back to the arm they start from (`a → b → a`).
@@ -432,5 +455,25 @@ baseline = "base"
         let (_d, path) = write(&cycle);
         let msg = format!("{:#}", load(&path, &[]).unwrap_err());
         assert!(msg.contains("cycle: base → cot → base"), "{msg}");
+    }
+
+    #[test]
+    fn from_names_another_recipe_model() {
+        let with = |from: &str, on: &str| {
+            let text = format!("{FILE}[models.tuned]\nrecipe = \"recipes/quickstart-dpo.toml\"\n")
+                .replace(
+                    &format!("[models.{on}]\n"),
+                    &format!("[models.{on}]\nfrom = \"{from}\"\n"),
+                );
+            let (_d, path) = write(&text);
+            load(&path, &[]).map_err(|e| format!("{e:#}"))
+        };
+        let ok = with("trained", "tuned").unwrap();
+        assert_eq!(ok.models["tuned"].from.as_deref(), Some("trained"));
+        let err = with("base", "tuned").unwrap_err();
+        assert!(err.contains("models.tuned.from: `base` is not another recipe model"), "{err}");
+        assert!(with("tuned", "tuned").is_err());
+        let err = with("trained", "base").unwrap_err();
+        assert!(err.contains("models.base.from: only a `recipe` model"), "{err}");
     }
 }

@@ -51,8 +51,9 @@ impl Family {
     }
 }
 
-/// Idefics3/SmolVLM (`tiny`) and LLaVA-1.5 (`tiny-llava`; its quickstart trains with seed 2).
-pub const FAMILIES: [Family; 2] = [
+/// Idefics3/SmolVLM (`tiny`), LLaVA-1.5 (`tiny-llava`) and Qwen2-VL (`tiny-qwen2vl`); the
+/// last two's quickstarts train with seed 2.
+pub const FAMILIES: [Family; 3] = [
     Family {
         name: "idefics3",
         sets: &[],
@@ -64,6 +65,12 @@ pub const FAMILIES: [Family; 2] = [
         sets: &["model.preset=\"tiny-llava\"", "train.seed=2"],
         connector_module: "multi_modal_projector",
         quickstart: "quickstart-llava.toml",
+    },
+    Family {
+        name: "qwen2_vl",
+        sets: &["model.preset=\"tiny-qwen2vl\"", "train.seed=2"],
+        connector_module: "merger",
+        quickstart: "quickstart-qwen2vl.toml",
     },
 ];
 

@@ -53,6 +53,7 @@ use safeaware_runtime::device::DeviceSpec;
 use crate::recipe::{Precision, Recipe};
 
 mod gpu;
+pub mod image;
 
 /// Bytes the CPU runtime holds besides tensors (code, allocator, tokenizer, data).
 pub const RUNTIME_BYTES: u64 = 150 << 20;
@@ -105,26 +106,41 @@ pub struct MemoryPlan {
     pub max_micro_batch: Option<usize>,
 }
 
-/// The shapes a plan needs besides the model: rows per device, tokens per row and image tiles
-/// per row.
+/// The shapes a plan needs besides the model: rows per device, tokens per row, image tiles
+/// per row and, for a family that takes images at their own resolution, each image's patch
+/// grid (`image::plan_grid`; `None`: the family's fixed shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Workload {
     pub rows: usize,
     pub seq: usize,
     pub tiles: usize,
+    pub grid: Option<[usize; 2]>,
 }
 
 impl Workload {
     /// A recipe's micro-batch on one of its devices: `batch_size / devices` rows (rounded up)
-    /// of `data.max_length` tokens, with as many tiles as fit in them (at most `max_tiles`).
-    pub fn of_recipe(recipe: &Recipe, config: &ModelConfig, max_tiles: usize) -> Self {
+    /// of `data.max_length` tokens, with as many images of `grid` patches (or tiles) as fit in
+    /// them (at most `max_tiles`).
+    pub fn of_recipe(
+        recipe: &Recipe,
+        config: &ModelConfig,
+        max_tiles: usize,
+        grid: Option<[usize; 2]>,
+    ) -> Self {
         let devices = recipe.train.devices.len().max(1);
         let seq = recipe.data.max_length;
+        let tokens = config.tokens_per_image_at(grid).max(1);
         Workload {
             rows: recipe.train.batch_size.div_ceil(devices),
             seq,
-            tiles: (seq / config.tokens_per_image().max(1)).clamp(1, max_tiles.max(1)),
+            tiles: (seq / tokens).clamp(1, max_tiles.max(1)),
+            grid,
         }
+    }
+
+    /// The vision tower's shape for this workload's images.
+    fn vision(&self, config: &ModelConfig) -> safeaware_model::VisionShape {
+        config.vision_shape_at(self.grid)
     }
 }
 
@@ -364,7 +380,7 @@ fn vision_floats(recipe: &Recipe, config: &ModelConfig, work: Workload, layer: u
         true => checkpointed_vision_keep(recipe.train.precision),
         false => 1.0,
     };
-    let floats = product(&[layer, u(config.vision_shape().layers), u(work.tiles)])?;
+    let floats = product(&[layer, u(work.vision(config).layers), u(work.tiles)])?;
     // keep ≤ 1: the product stays within 64 bits.
     Some((floats as f64 * keep) as u64)
 }
@@ -372,14 +388,14 @@ fn vision_floats(recipe: &Recipe, config: &ModelConfig, work: Workload, layer: u
 /// The connector's kept floats (its input and output per tile) when a gradient flows through it.
 fn connector_floats(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
     match GradientFlow::of(recipe).connector {
-        true => product(&[u(work.tiles), u(config.vision_shape().connector_floats), 2]),
+        true => product(&[u(work.tiles), u(work.vision(config).connector_floats), 2]),
         false => Some(0),
     }
 }
 
 /// The CPU's activation bytes (the fitted formula of the module documentation).
 fn cpu_activation_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
-    let (v, t) = (config.vision_shape(), config.text());
+    let (v, t) = (work.vision(config), config.text());
     let vision_layer = layer_floats(v.positions, v.hidden_size, v.intermediate_size, v.heads)?;
     let vision = vision_floats(recipe, config, work, vision_layer)?;
     let connector = connector_floats(recipe, config, work)?;
@@ -411,6 +427,7 @@ mod tests {
         rows: 1,
         seq: 256,
         tiles: 1,
+        grid: None,
     };
 
     /// The recipe `safeaware bench train` runs with `flags` (`--lora R`: adapters on every
@@ -469,6 +486,7 @@ mod tests {
                     rows,
                     seq,
                     tiles: 1,
+                    grid: None,
                 };
                 let planned = device_memory(&bench_recipe(flags), &config, work)
                     .unwrap()
@@ -605,6 +623,7 @@ mod tests {
                     rows,
                     seq,
                     tiles: 1,
+                    grid: None,
                 };
                 let planned = mib(device_memory(&recipe, &config, work).unwrap().total);
                 let line = format!(
@@ -620,6 +639,7 @@ mod tests {
             rows: 1,
             seq: 1024,
             tiles: 1,
+            grid: None,
         };
         let cpu = device_memory(&Recipe::default(), &wide_vocab_tiny(), work).unwrap();
         assert!(

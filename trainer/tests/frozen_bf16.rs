@@ -258,6 +258,7 @@ fn plan_counts_frozen_weights_at_two_bytes_under_bf16_mixed() {
         rows: 1,
         seq: 256,
         tiles: 1,
+        grid: None,
     };
     let mixed = device_memory(&recipe, &config, work).unwrap();
     recipe.train.precision = Precision::F32;

@@ -3,12 +3,15 @@
 //!
 //! - [`vlguard`]: VLGuard's `train.json` (one pair per instruction).
 //! - [`table`]: a plain CSV or JSONL of `image`, `prompt`, `label`.
+//! - [`preference`]: TRL's and SPA-VL's preference layouts into a preference file
+//!   ([`crate::preferences`]) for DPO.
 //!
 //! Each importer resolves images against a folder (a relative path may not leave it, as
 //! [`fileio::check_inside`] has every data file), refuses repeated ids and images that do not
 //! exist (listing them), and writes the pairs with image paths relative to the output file's
 //! folder, atomically.
 
+pub mod preference;
 pub mod table;
 pub mod vlguard;
 
@@ -78,31 +81,12 @@ pub fn finish(
     images: &Path,
     out: &Path,
 ) -> Result<ImportSummary, ImportError> {
-    let mut seen: HashMap<&str, &str> = HashMap::new();
-    for item in &imported {
-        if let Some(first) = seen.insert(&item.pair.id, &item.place) {
-            return Err(ImportError::Record {
-                place: item.place.clone(),
-                message: format!("id {} repeats {first}", item.pair.id),
-            });
-        }
-    }
-    let missing: Vec<String> = imported
-        .iter()
-        .filter(|i| !i.pair.image.is_file())
-        .map(|i| format!("{} ({})", i.pair.image.display(), i.place))
-        .collect();
-    if !missing.is_empty() {
-        let mut listed = missing[..missing.len().min(LIST_LIMIT)].join(", ");
-        if missing.len() > LIST_LIMIT {
-            listed.push_str(&format!(" and {} more", missing.len() - LIST_LIMIT));
-        }
-        return Err(ImportError::MissingImages {
-            dir: images.to_path_buf(),
-            count: missing.len(),
-            listed,
-        });
-    }
+    check_records(
+        imported
+            .iter()
+            .map(|i| (i.place.as_str(), i.pair.id.as_str(), i.pair.image.as_path())),
+        images,
+    )?;
     let out_dir = fileio::base_dir(out);
     let pairs: Vec<LabelledPair> = imported
         .into_iter()
@@ -117,6 +101,39 @@ pub fn finish(
         records,
         safe,
         unsafe_: pairs.len() - safe,
+    })
+}
+
+/// Refuses repeated ids and images that are not files among `(place, id, image)` records (the
+/// images resolved against `images`, named in the error).
+fn check_records<'a>(
+    records: impl Iterator<Item = (&'a str, &'a str, &'a Path)> + Clone,
+    images: &Path,
+) -> Result<(), ImportError> {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (place, id, _) in records.clone() {
+        if let Some(first) = seen.insert(id, place) {
+            return Err(ImportError::Record {
+                place: place.to_string(),
+                message: format!("id {id} repeats {first}"),
+            });
+        }
+    }
+    let missing: Vec<String> = records
+        .filter(|(_, _, image)| !image.is_file())
+        .map(|(place, _, image)| format!("{} ({place})", image.display()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut listed = missing[..missing.len().min(LIST_LIMIT)].join(", ");
+    if missing.len() > LIST_LIMIT {
+        listed.push_str(&format!(" and {} more", missing.len() - LIST_LIMIT));
+    }
+    Err(ImportError::MissingImages {
+        dir: images.to_path_buf(),
+        count: missing.len(),
+        listed,
     })
 }
 

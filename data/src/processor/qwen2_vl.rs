@@ -63,6 +63,16 @@ impl Qwen2VlImageProcessor {
         &self.config
     }
 
+    /// The patch grid `[rows, columns]` an image of `height × width` pixels becomes
+    /// ([`smart_resize`] with this configuration's bounds); `None` past HF's aspect limit.
+    pub fn patch_grid(&self, height: u32, width: u32) -> Option<[usize; 2]> {
+        let c = &self.config;
+        let (min, max) = c.pixel_bounds();
+        let (h, w) = smart_resize(height, width, c.factor(), min, max)?;
+        let p = c.patch_size as usize;
+        Some([h as usize / p, w as usize / p])
+    }
+
     /// `(height, width)` of each output frame (one patch with its frames stacked).
     pub fn frame_size(&self) -> (usize, usize) {
         let c = &self.config;

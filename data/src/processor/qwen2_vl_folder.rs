@@ -70,6 +70,18 @@ impl Processor {
     }
 }
 
+/// The image processor of a Qwen2-VL folder alone (what `plan` needs): its
+/// preprocessor_config.json (or transformers 5's nested one), or HF's defaults when the folder
+/// has neither (a folder of config.json only).
+pub fn load_qwen2_vl_image_processor(dir: &Path) -> Result<Qwen2VlImageProcessor> {
+    let has_config = dir.join(PREPROCESSOR_CONFIG).exists() || dir.join(PROCESSOR_CONFIG).exists();
+    if !has_config {
+        return Qwen2VlImageProcessor::new(Qwen2VlImageProcessorConfig::default(), "HF's defaults");
+    }
+    let (config, origin) = load_image_config::<Qwen2VlImageProcessorConfig>(dir)?;
+    Qwen2VlImageProcessor::new(config, &origin)
+}
+
 /// preprocessor_config.json and processor_config.json of a Qwen2-VL processor, the hub's layout.
 pub(super) fn save_qwen2_vl(
     dir: &Path,

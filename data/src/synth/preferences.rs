@@ -51,6 +51,7 @@ pub fn preference_pair(trace: &Trace, spec: &ItemSpec) -> PreferencePair {
         },
         subset: trace.subset,
         scenario: trace.scenario.clone(),
+        instruction: false,
     }
 }
 

@@ -147,13 +147,18 @@ impl Trace {
 
 /// User = image placeholder + [`user_question`] around `prompt`; assistant = `answer`.
 pub(crate) fn two_turns(id: &str, image: PathBuf, prompt: &str, answer: String) -> Conversation {
+    image_turns(id, image, &user_question(prompt), answer)
+}
+
+/// User = image placeholder + `user` as written; assistant = `answer`.
+pub(crate) fn image_turns(id: &str, image: PathBuf, user: &str, answer: String) -> Conversation {
     Conversation {
         id: id.to_string(),
         images: vec![image],
         messages: vec![
             Message {
                 role: Role::User,
-                content: format!("{}\n{}", sharegpt::IMAGE_PLACEHOLDER, user_question(prompt)),
+                content: format!("{}\n{user}", sharegpt::IMAGE_PLACEHOLDER),
             },
             Message {
                 role: Role::Assistant,

@@ -10,6 +10,11 @@
 //! retries) leaves the pair undone: it is counted and asked again on the next run. Both files
 //! are append-only and resumable ([`output`]). One trace renders in every target style (`vcr`,
 //! `cot`, `direct`).
+//!
+//! With [`DistillConfig::preferences`] (`data distill --preferences`) the output is preference
+//! pairs for DPO ([`safeaware_data::preferences`]): samples are drawn until one well-formed
+//! answer has the gold verdict (`chosen`) and one has the other verdict (`rejected`); a pair
+//! without both is rejected (`no_wrong_verdict` when every readable sample agreed).
 
 pub mod output;
 pub mod parse;
@@ -20,9 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use safeaware_common::output_dir::same_path;
-use safeaware_data::benchmark::BenchmarkItem;
+use safeaware_data::benchmark::{BenchmarkItem, Verdict};
 use safeaware_data::fileio::{base_dir, relative_path};
 use safeaware_data::pairs::{LabelledPair, PairsFile};
+use safeaware_data::preferences::{PreferenceAnswer, PreferencePair};
 use safeaware_data::traces::Trace;
 
 use crate::outcome::{count_causes, Tally};
@@ -32,8 +38,8 @@ use crate::source::data_url::image_data_url;
 use crate::source::endpoint::Endpoint;
 use crate::source::{AnswerSource, SourceError};
 use crate::EvalError;
-use output::{KeptLine, Outputs, RejectedLine, RejectedSample};
-use parse::{judge, RejectReason};
+use output::{KeptLine, Outputs, PreferredLine, RejectedLine, RejectedSample};
+use parse::{parse_answer, RejectReason, TraceParts};
 
 /// How many teacher errors are printed one by one (all are counted).
 const ERROR_LINES: usize = 10;
@@ -57,6 +63,9 @@ pub struct DistillConfig {
     pub retry_rejected: bool,
     /// Empty an existing output file that is not distill's instead of refusing it.
     pub overwrite: bool,
+    /// Write preference pairs (a gold-verdict sample chosen, a wrong-verdict one rejected)
+    /// instead of traces.
+    pub preferences: bool,
     pub progress: ProgressMode,
 }
 
@@ -67,6 +76,9 @@ impl DistillConfig {
         let bad = |m: &str| Err(EvalError::Config(m.to_string()));
         if self.samples == 0 {
             return bad("--samples must be at least 1");
+        }
+        if self.preferences && self.samples < 2 {
+            return bad("--preferences needs --samples of at least 2 (a chosen and a rejected answer)");
         }
         if self.samples > 1 && self.seed.is_none() {
             return bad("--samples above 1 needs sampling (--temperature above 0): greedy answers are all the same");
@@ -135,6 +147,7 @@ impl DistillSummary {
 /// How one pair ended.
 enum Outcome {
     Kept { trace: Trace, sample: usize },
+    Preferred { pair: PreferencePair, samples: [usize; 2] },
     Rejected(RejectedLine),
     Failed { id: String, error: SourceError },
 }
@@ -242,6 +255,15 @@ fn record(
             })?;
             summary.kept += 1;
         }
+        Outcome::Preferred { pair, samples } => {
+            outputs.keep_preference(&PreferredLine {
+                pair: &pair,
+                teacher: &config.teacher,
+                chosen_sample: samples[0],
+                rejected_sample: samples[1],
+            })?;
+            summary.kept += 1;
+        }
         Outcome::Rejected(line) => {
             outputs.reject(&line)?;
             *summary.rejected.entry(line.reason).or_default() += 1;
@@ -256,7 +278,8 @@ fn record(
     Ok(())
 }
 
-/// Asks the teacher about one pair until a sample is kept or the samples run out.
+/// Asks the teacher about one pair until a sample is kept (with `preferences`, until one
+/// agrees with the gold label and one does not) or the samples run out.
 fn ask_pair(
     pair: &LabelledPair,
     pairs_dir: &Path,
@@ -266,72 +289,141 @@ fn ask_pair(
 ) -> Asked {
     let item = pair.to_item(pairs_dir);
     let image = item.image.clone().unwrap_or_default();
-    let failed = |error| Asked {
+    let failed = |error, samples| Asked {
         outcome: Outcome::Failed {
             id: pair.id.clone(),
             error,
         },
-        samples: 0,
+        samples,
     };
     let url = match image_data_url(&image) {
         Ok(url) => url,
-        Err(e) => return failed(e),
+        Err(e) => return failed(e, 0),
     };
     let conversation = config.prompt.conversation(&item, None);
-    let mut rejected = Vec::new();
+    let mut drawn = Drawn::default();
     for k in 0..config.samples {
         let seed = config.seed.map(|s| s.wrapping_add(k as u64));
         let answer = match teacher.ask(&conversation, &url, seed) {
             Ok(a) => a,
-            Err(e) => {
-                return Asked {
-                    samples: k,
-                    ..failed(e)
-                }
-            }
+            Err(e) => return failed(e, k),
         };
-        match judge(&answer, pair.verdict) {
-            Ok(parts) => {
-                let trace = Trace {
-                    id: pair.id.clone(),
-                    image: relative_path(&image, out_dir).into(),
-                    prompt: pair.prompt.clone(),
-                    description: parts.description,
-                    reasoning: parts.reasoning,
-                    verdict: parts.verdict,
-                    subset: pair.subset,
-                    scenario: pair.scenario.clone(),
-                };
-                let outcome = Outcome::Kept { trace, sample: k };
-                return Asked {
-                    outcome,
-                    samples: k + 1,
-                };
+        drawn.add(k, answer, pair.verdict);
+        if let Some(outcome) = drawn.finished(pair, &image, out_dir, config.preferences) {
+            return Asked {
+                outcome,
+                samples: k + 1,
+            };
+        }
+    }
+    let reason = match (&drawn.gold, &drawn.wrong) {
+        (Some(_), None) => Some(RejectReason::NoWrongVerdict),
+        _ => None,
+    };
+    Asked {
+        outcome: Outcome::Rejected(rejected_line(&item, &image, out_dir, drawn.failed, reason)),
+        samples: config.samples,
+    }
+}
+
+/// The samples of one pair so far: the first with the gold verdict, the first with the other
+/// verdict (with their indices), and the ones not kept, with why.
+#[derive(Default)]
+struct Drawn {
+    gold: Option<(usize, TraceParts)>,
+    wrong: Option<(usize, TraceParts)>,
+    failed: Vec<RejectedSample>,
+}
+
+impl Drawn {
+    /// Sorts sample `k`'s `answer` by whether it reads and agrees with `gold`.
+    fn add(&mut self, k: usize, answer: String, gold: Verdict) {
+        match parse_answer(&answer) {
+            Ok(parts) if parts.verdict == gold => {
+                self.gold.get_or_insert((k, parts));
             }
-            Err(reason) => rejected.push(RejectedSample {
+            Ok(parts) => {
+                self.wrong.get_or_insert((k, parts));
+                self.failed.push(RejectedSample {
+                    reason: RejectReason::WrongVerdict,
+                    response: answer,
+                });
+            }
+            Err(reason) => self.failed.push(RejectedSample {
                 reason,
                 response: answer,
             }),
         }
     }
-    Asked {
-        outcome: Outcome::Rejected(rejected_line(&item, &image, out_dir, rejected)),
-        samples: config.samples,
+
+    /// The pair's outcome once the samples drawn suffice: a trace from the gold sample, or with
+    /// `preferences` a pair of the gold and the wrong sample.
+    fn finished(
+        &self,
+        pair: &LabelledPair,
+        image: &Path,
+        out_dir: &Path,
+        preferences: bool,
+    ) -> Option<Outcome> {
+        let (chosen_k, chosen) = self.gold.as_ref()?;
+        let image: PathBuf = relative_path(image, out_dir).into();
+        if !preferences {
+            let trace = Trace {
+                id: pair.id.clone(),
+                image,
+                prompt: pair.prompt.clone(),
+                description: chosen.description.clone(),
+                reasoning: chosen.reasoning.clone(),
+                verdict: chosen.verdict,
+                subset: pair.subset,
+                scenario: pair.scenario.clone(),
+            };
+            return Some(Outcome::Kept {
+                trace,
+                sample: *chosen_k,
+            });
+        }
+        let (rejected_k, rejected) = self.wrong.as_ref()?;
+        let preference = PreferencePair {
+            id: pair.id.clone(),
+            image,
+            prompt: pair.prompt.clone(),
+            chosen: trace_answer(chosen),
+            rejected: trace_answer(rejected),
+            subset: pair.subset,
+            scenario: pair.scenario.clone(),
+            instruction: false,
+        };
+        Some(Outcome::Preferred {
+            pair: preference,
+            samples: [*chosen_k, *rejected_k],
+        })
     }
 }
 
+/// A teacher's trace as one side of a preference pair.
+fn trace_answer(parts: &TraceParts) -> PreferenceAnswer {
+    PreferenceAnswer::Trace {
+        description: Some(parts.description.clone()),
+        reasoning: parts.reasoning.clone(),
+        verdict: parts.verdict,
+    }
+}
+
+/// The rejected line of a pair: `reason`, or else the last sample's.
 fn rejected_line(
     item: &BenchmarkItem,
     image: &Path,
     out_dir: &Path,
     samples: Vec<RejectedSample>,
+    reason: Option<RejectReason>,
 ) -> RejectedLine {
     RejectedLine {
         id: item.id.clone(),
         image: relative_path(image, out_dir),
         prompt: item.prompt.clone(),
         verdict: item.gold,
-        reason: samples.last().map_or(RejectReason::NoVerdict, |s| s.reason),
+        reason: reason.unwrap_or_else(|| samples.last().map_or(RejectReason::NoVerdict, |s| s.reason)),
         samples,
     }
 }

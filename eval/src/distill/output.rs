@@ -2,7 +2,8 @@
 //!
 //! - the traces file (`--out`): one kept trace per line, in the trace format of
 //!   `safeaware_data::traces` plus `teacher` (the model name) and `sample` (which of the
-//!   pair's samples it was, from 0);
+//!   pair's samples it was, from 0); with `--preferences`, one preference pair per line
+//!   (`safeaware_data::preferences`) plus `teacher`, `chosen_sample` and `rejected_sample`;
 //! - the rejected file (`--rejected`, default `<out stem>.rejected.jsonl`): one line per pair
 //!   none of whose samples was kept: `id`, `image`, `prompt`, `verdict` (the gold label),
 //!   `reason` (that of the last sample) and `samples` (each `reason` and `response`).
@@ -22,6 +23,7 @@ use safeaware_common::output_dir::OutputDirError;
 use safeaware_common::output_file::OutputFile;
 use safeaware_data::benchmark::Verdict;
 use safeaware_data::fileio::{json_lines, LineAppender, RawId};
+use safeaware_data::preferences::PreferencePair;
 use safeaware_data::traces::Trace;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,16 @@ pub struct KeptLine<'a> {
     pub trace: &'a Trace,
     pub teacher: &'a str,
     pub sample: usize,
+}
+
+/// A kept preference pair as written: the pair, the teacher and which samples its answers were.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreferredLine<'a> {
+    #[serde(flatten)]
+    pub pair: &'a PreferencePair,
+    pub teacher: &'a str,
+    pub chosen_sample: usize,
+    pub rejected_sample: usize,
 }
 
 /// One rejected sample.
@@ -135,9 +147,20 @@ impl Outputs {
     /// Appends a kept trace.
     pub fn keep(&mut self, line: &KeptLine<'_>) -> Result<(), EvalError> {
         let json = serde_json::to_string(line).expect("a trace always serialises");
+        self.append_kept(&line.trace.id, &json)
+    }
+
+    /// Appends a kept preference pair.
+    pub fn keep_preference(&mut self, line: &PreferredLine<'_>) -> Result<(), EvalError> {
+        let json = serde_json::to_string(line).expect("a preference pair always serialises");
+        self.append_kept(&line.pair.id, &json)
+    }
+
+    /// Appends one kept line for `id` to the traces file.
+    fn append_kept(&mut self, id: &str, json: &str) -> Result<(), EvalError> {
         let path = self.traces.path().to_path_buf();
-        self.traces.append(&json).map_err(EvalError::io(path))?;
-        self.kept.insert(line.trace.id.clone());
+        self.traces.append(json).map_err(EvalError::io(path))?;
+        self.kept.insert(id.to_string());
         Ok(())
     }
 

@@ -29,6 +29,9 @@ pub enum RejectReason {
     UnreadableVerdict,
     /// A well-formed trace whose verdict is not the gold label.
     WrongVerdict,
+    /// Preference pairs only: no readable sample disagreed with the gold label, so there is no
+    /// rejected answer.
+    NoWrongVerdict,
 }
 
 impl RejectReason {
@@ -40,6 +43,7 @@ impl RejectReason {
             RejectReason::NoVerdict => "no_verdict",
             RejectReason::UnreadableVerdict => "unreadable_verdict",
             RejectReason::WrongVerdict => "wrong_verdict",
+            RejectReason::NoWrongVerdict => "no_wrong_verdict",
         }
     }
 }

@@ -64,11 +64,6 @@ impl Qwen2VlConfig {
         (side / v.spatial_merge_size).max(1) * v.spatial_merge_size
     }
 
-    /// Language-model tokens of the [`PLAN_IMAGE_SIDE`] image.
-    pub fn plan_tokens_per_image(&self) -> usize {
-        (self.plan_patches_per_side() / self.vision.spatial_merge_size).pow(2)
-    }
-
     /// The architecture, line by line, as `safeaware inspect` prints it.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let v = &self.vision;
@@ -108,7 +103,7 @@ impl Qwen2VlConfig {
                 "tokens per image",
                 format!(
                     "dynamic: one per {m}x{m} patches ({} for a {PLAN_IMAGE_SIDE}px square; image token id {})",
-                    self.plan_tokens_per_image(),
+                    self.tokens_per_image(None),
                     self.image_token_id
                 ),
             ),
@@ -129,10 +124,11 @@ impl Qwen2VlConfig {
         }
     }
 
-    /// The vision tower's shape for the memory plan, for the [`PLAN_IMAGE_SIDE`] image.
-    pub fn vision_shape(&self) -> VisionShape {
+    /// The vision tower's shape for the memory plan: for an image of `grid` patches (rows,
+    /// columns), by default the [`PLAN_IMAGE_SIDE`] image's.
+    pub fn vision_shape(&self, grid: Option<[usize; 2]>) -> VisionShape {
         let v = &self.vision;
-        let patches = self.plan_patches_per_side().pow(2);
+        let patches = self.plan_grid(grid).iter().product::<usize>();
         VisionShape {
             hidden_size: v.embed_dim,
             intermediate_size: v.intermediate_size(),
@@ -141,6 +137,18 @@ impl Qwen2VlConfig {
             positions: patches,
             connector_floats: patches * v.embed_dim,
         }
+    }
+
+    /// Language-model tokens of an image of `grid` patches, by default the
+    /// [`PLAN_IMAGE_SIDE`] image's.
+    pub fn tokens_per_image(&self, grid: Option<[usize; 2]>) -> usize {
+        let patches: usize = self.plan_grid(grid).iter().product();
+        patches / self.vision.spatial_merge_size.pow(2).max(1)
+    }
+
+    /// `grid`, or the [`PLAN_IMAGE_SIDE`] image's.
+    fn plan_grid(&self, grid: Option<[usize; 2]>) -> [usize; 2] {
+        grid.unwrap_or([self.plan_patches_per_side(); 2])
     }
 
     /// Parameter counts by part: the tower (patch embedding and blocks), the merger, the Qwen2

@@ -462,7 +462,7 @@ mod tests {
         assert_eq!(c.vision.intermediate_size(), 5120);
         assert_eq!(c.vision.patch_values(), 1176);
         assert_eq!(c.vision.hidden_act, Activation::QuickGelu);
-        assert_eq!(c.plan_tokens_per_image(), 256);
+        assert_eq!(c.tokens_per_image(None), 256);
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct DistillArgs {
     /// Empty the rejected file first, so its pairs are asked again (e.g. with more samples).
     #[arg(long)]
     pub retry_rejected: bool,
+    /// Write preference pairs for DPO instead of traces: per pair, a sample with the gold
+    /// verdict is `chosen` and one with the other verdict `rejected` (needs --samples >= 2).
+    #[arg(long)]
+    pub preferences: bool,
     /// How each pair is asked: trace (describe, reason, verdict in the training tags), paper
     /// (for a teacher trained by safeaware), or a template file with {prompt}.
     #[arg(long, default_value = "trace")]
@@ -100,6 +104,7 @@ pub fn run(a: DistillArgs) -> anyhow::Result<()> {
         teacher: a.teacher_model.clone(),
         retry_rejected: a.retry_rejected,
         overwrite: a.overwrite,
+        preferences: a.preferences,
         progress: a.progress,
     };
     config.validate()?;

@@ -1,6 +1,7 @@
-//! `safeaware data import vlguard | csv | jsonl`: labelled sets into a pairs file (formats in
-//! `safeaware_data::import` and data/README.md). An existing `--out` is replaced only with
-//! `--overwrite`, and never when it is the file imported from.
+//! `safeaware data import vlguard | csv | jsonl`: labelled sets into a pairs file;
+//! `safeaware data import trl | spa-vl`: preference sets into a preference file for DPO
+//! (formats in `safeaware_data::import` and data/README.md). An existing `--out` is replaced
+//! only with `--overwrite`, and never when it is the file imported from.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use anyhow::Context;
 use safeaware_common::output_dir::refuse_input;
 use safeaware_common::output_file::refuse_existing;
 use safeaware_data::fileio::base_dir;
+use safeaware_data::import::preference::{self, PreferenceFormat};
 use safeaware_data::import::table::{self, TableFormat};
 use safeaware_data::import::{vlguard, ImportError, ImportSummary};
 
@@ -24,6 +26,12 @@ pub enum ImportCommand {
     Csv(TableArgs),
     /// A JSONL of {image, prompt, label}; optional id, subset, scenario.
     Jsonl(TableArgs),
+    /// A TRL preference set as JSON Lines (prompt, chosen, rejected, images or image; standard
+    /// or conversational) into a preference file.
+    Trl(TableArgs),
+    /// SPA-VL's preference records (image, question, chosen, rejected, class1-3; a JSON array
+    /// or JSON Lines) into a preference file.
+    SpaVl(TableArgs),
 }
 
 /// `data import vlguard` flags.
@@ -65,7 +73,10 @@ pub struct OutArgs {
 pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
     let (source, out) = match &cmd {
         ImportCommand::Vlguard(a) => (&a.train, &a.out),
-        ImportCommand::Csv(a) | ImportCommand::Jsonl(a) => (&a.file, &a.out),
+        ImportCommand::Csv(a)
+        | ImportCommand::Jsonl(a)
+        | ImportCommand::Trl(a)
+        | ImportCommand::SpaVl(a) => (&a.file, &a.out),
     };
     refuse_input(
         "--out",
@@ -77,6 +88,8 @@ pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         ImportCommand::Vlguard(a) => vlguard::import(&a.train, &a.images, &a.out.out),
         ImportCommand::Csv(a) => import_table(a, TableFormat::Csv),
         ImportCommand::Jsonl(a) => import_table(a, TableFormat::Jsonl),
+        ImportCommand::Trl(a) => return import_preferences(a, PreferenceFormat::Trl),
+        ImportCommand::SpaVl(a) => return import_preferences(a, PreferenceFormat::SpaVl),
     };
     let s = summary.with_context(|| format!("importing {}", source.display()))?;
     outln!(
@@ -93,6 +106,26 @@ pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
 
 /// A CSV or JSONL table, images relative to `--images` or else the table's folder.
 fn import_table(a: &TableArgs, format: TableFormat) -> Result<ImportSummary, ImportError> {
-    let images = a.images.clone().unwrap_or_else(|| base_dir(&a.file));
-    table::import(&a.file, format, &images, &a.out.out)
+    table::import(&a.file, format, &a.images_dir(), &a.out.out)
+}
+
+/// A preference set into a preference file, and what it wrote.
+fn import_preferences(a: &TableArgs, format: PreferenceFormat) -> anyhow::Result<()> {
+    let s = preference::import(&a.file, format, &a.images_dir(), &a.out.out)
+        .with_context(|| format!("importing {}", a.file.display()))?;
+    outln!(
+        "wrote {} preference pairs from {} records of {} to {}",
+        s.pairs,
+        s.records,
+        a.file.display(),
+        a.out.out.display()
+    )?;
+    Ok(())
+}
+
+impl TableArgs {
+    /// `--images`, or else the imported file's folder.
+    fn images_dir(&self) -> PathBuf {
+        self.images.clone().unwrap_or_else(|| base_dir(&self.file))
+    }
 }

@@ -131,8 +131,8 @@ fn text_layer(config: &ModelConfig, s: usize) -> Layer {
 }
 
 /// The vision tower's layer shape (one tile; every head attends to its own keys).
-fn vision_layer(config: &ModelConfig) -> Layer {
-    let v = config.vision_shape();
+fn vision_layer(config: &ModelConfig, work: Workload) -> Layer {
+    let v = work.vision(config);
     Layer {
         s: v.positions,
         d: v.hidden_size,
@@ -167,7 +167,7 @@ fn saved_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<
 fn kept_floats(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
     let precision = recipe.train.precision;
     let t = config.text();
-    let vision = layer_floats(precision, &vision_layer(config), false)?;
+    let vision = layer_floats(precision, &vision_layer(config, work), false)?;
     sum(&[
         vision_floats(recipe, config, work, vision)?,
         connector_floats(recipe, config, work)?,
@@ -188,7 +188,7 @@ fn lse_floats(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u
     if !efficient(recipe.train.precision) {
         return Some(u(work.seq));
     }
-    let (v, t) = (config.vision_shape(), config.text());
+    let (v, t) = (work.vision(config), config.text());
     let vision = match GradientFlow::of(recipe).vision {
         true => product(&[u(v.heads), u(v.positions), u(v.layers), u(work.tiles)])?,
         false => 0,
@@ -228,7 +228,7 @@ fn transient_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Opt
         true => {
             let freed = product(&[text_floats(precision, config, work.seq)?, rows, factor])?;
             let tiles = product(&[rows, u(work.tiles)])?;
-            block(vision_layer(config), tiles)?.saturating_sub(freed)
+            block(vision_layer(config, work), tiles)?.saturating_sub(freed)
         }
         false => 0,
     };
