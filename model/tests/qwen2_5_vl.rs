@@ -68,7 +68,10 @@ fn the_window_blocks_change_the_logits() {
     let huge_windows = edited_copy(&folder, |c| c["vision_config"]["window_size"] = json!(280));
     let one_window = Qwen2Vl::<Cpu>::load(huge_windows.path(), &device).unwrap();
     let same = max_abs_diff(&logits(&full, &input), &logits(&one_window, &input));
-    assert!(same < 1e-5, "one window per image is full attention ({same})");
+    assert!(
+        same < 1e-5,
+        "one window per image is full attention ({same})"
+    );
 }
 
 /// The hub-layout fixture rewritten in transformers 4.52's names (`model.visual.*`,
@@ -82,7 +85,9 @@ fn both_layouts_load_to_the_same_logits() {
     let copy = edited_copy(&folder, |_| {});
     let path = copy.path().join(WEIGHTS_FILE);
     let store = TensorStore::open_dir(&folder.join("model")).unwrap();
-    assert!(store.names().any(|n| n.starts_with("visual.blocks.0.mlp.gate_proj")));
+    assert!(store
+        .names()
+        .any(|n| n.starts_with("visual.blocks.0.mlp.gate_proj")));
     let hub_names: Vec<String> = store.names().map(str::to_owned).collect();
     let layout: Vec<(String, Vec<usize>)> = hub_names
         .iter()
@@ -116,7 +121,10 @@ fn the_family_and_lora_targets_follow_the_config() {
         assert_eq!(config.family(), Family::Qwen2_5Vl);
         assert_eq!(config.model_type(), "qwen2_5_vl");
         let text = std::fs::read_to_string(out.path().join("config.json")).unwrap();
-        assert!(text.contains("Qwen2_5_VLForConditionalGeneration"), "{text}");
+        assert!(
+            text.contains("Qwen2_5_VLForConditionalGeneration"),
+            "{text}"
+        );
         let summary = safeaware_model::inspect(&folder.join("model")).unwrap();
         assert!(summary.to_string().contains("Qwen2.5-VL ViT"), "{summary}");
     }
@@ -130,7 +138,9 @@ fn the_family_and_lora_targets_follow_the_config() {
     let folder = fixture(WINDOWS);
     let model = Qwen2Vl::<Cpu>::load(&folder.join("model"), &device).unwrap();
     assert!(Family::Qwen2_5Vl.check_lora_targets(&spec("fc1")).is_err());
-    assert!(Family::Qwen2Vl.check_lora_targets(&spec("gate_proj")).is_err());
+    assert!(Family::Qwen2Vl
+        .check_lora_targets(&spec("gate_proj"))
+        .is_err());
     let adapted = model.with_lora(&spec("gate_proj"), 3).unwrap();
     let names: Vec<String> = adapted
         .param_parts()
@@ -139,7 +149,10 @@ fn the_family_and_lora_targets_follow_the_config() {
         .map(|p| p.name)
         .collect();
     assert_eq!(names.len(), 2 * 3, "{names:?}");
-    assert!(names.iter().all(|n| n.contains(".mlp.gate_proj.lora_")), "{names:?}");
+    assert!(
+        names.iter().all(|n| n.contains(".mlp.gate_proj.lora_")),
+        "{names:?}"
+    );
     let model = Qwen2Vl::<Cpu>::load(&folder.join("model"), &device).unwrap();
     assert!(model.with_lora(&spec("fc1"), 3).is_err());
 }
@@ -150,10 +163,7 @@ fn invalid_configs_name_the_field() {
     let device = Device::default();
     let folder = fixture(WINDOWS);
     for (field, edit) in [
-        (
-            "vision_config.window_size",
-            json!({"window_size": 7}),
-        ),
+        ("vision_config.window_size", json!({"window_size": 7})),
         (
             "vision_config.fullatt_block_indexes",
             json!({"fullatt_block_indexes": [3]}),
@@ -171,6 +181,11 @@ fn invalid_configs_name_the_field() {
         }
     }
     let copy = edited_copy(&folder, |c| c["model_type"] = json!("qwen3_vl"));
-    let err = Vlm::<Cpu>::load(copy.path(), &device).unwrap_err().to_string();
-    assert!(err.contains("qwen3_vl") && err.contains("qwen2_5_vl"), "{err}");
+    let err = Vlm::<Cpu>::load(copy.path(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("qwen3_vl") && err.contains("qwen2_5_vl"),
+        "{err}"
+    );
 }

@@ -1,10 +1,9 @@
 //! Qwen2-VL (and Qwen2.5-VL, whose fixtures these tests also run) HF folders and behaviour
 //! beyond the logits the parity test compares: save → reload is identical and writes the hub
-//! layout, which HF transformers loads and reproduces
-//! the fixtures with (tools/.venv); the transformers 4.52 layout loads; parameter counts equal
-//! HF's from the config, from `inspect` and from the model; broken folders and inputs fail
-//! naming the tensor; and the training path (autodiff) gives the inference loss and gradients
-//! in the tower.
+//! layout, which HF transformers loads and reproduces the fixtures with (tools/.venv); the
+//! transformers 4.52 layout loads; parameter counts equal HF's from the config, from `inspect`
+//! and from the model; broken folders and inputs fail naming the tensor; and the training path
+//! (autodiff) gives the inference loss and gradients in the tower.
 
 mod common;
 

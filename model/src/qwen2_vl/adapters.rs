@@ -72,7 +72,9 @@ impl<B: Backend> AdaptableModel<B> for Qwen2Vl<B> {
             let prefix = format!("visual.blocks.{i}");
             f(&format!("{prefix}.attn.qkv"), &mut block.attn.qkv);
             f(&format!("{prefix}.attn.proj"), &mut block.attn.proj);
-            block.mlp.for_each_linear_mut(&format!("{prefix}.mlp"), &mut f);
+            block
+                .mlp
+                .for_each_linear_mut(&format!("{prefix}.mlp"), &mut f);
         }
         for (i, slot) in self.visual.merger.mlp.iter_mut().enumerate() {
             if let Some(linear) = slot {

@@ -197,9 +197,8 @@ impl Qwen2VlConfig {
             }
         };
         let vision = v.patch_values() * d + v.depth * block;
-        let connector = norm
-            + linear_params(merged, merged, true)
-            + linear_params(merged, v.hidden_size, true);
+        let connector =
+            norm + linear_params(merged, merged, true) + linear_params(merged, v.hidden_size, true);
         ParamCounts::with_text(vision, connector, &self.text, self.tie_word_embeddings)
     }
 }

@@ -18,8 +18,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{as_object, parse_eos_token_ids, validate_text, Fields, TextConfig};
 use crate::error::{ModelError, Result};
-pub use crate::qwen2_vl::vision_config::{Qwen2VisionConfig, TowerVariant, WindowedTower};
 use crate::qwen2_vl::vision_config::parse_vision;
+pub use crate::qwen2_vl::vision_config::{Qwen2VisionConfig, TowerVariant, WindowedTower};
 
 /// The HF `model_type` of Qwen2-VL.
 pub const QWEN2_VL_MODEL_TYPE: &str = "qwen2_vl";
@@ -190,7 +190,10 @@ impl Qwen2VlConfig {
     fn text_json(&self, mut into: Map<String, Value>, nested: bool) -> Map<String, Value> {
         let t = &self.text;
         if nested {
-            into.insert("model_type".into(), json!(format!("{}_text", self.model_type())));
+            into.insert(
+                "model_type".into(),
+                json!(format!("{}_text", self.model_type())),
+            );
         }
         for (key, value) in [
             ("vocab_size", json!(t.vocab_size)),
@@ -476,8 +479,14 @@ mod tests {
         let again = Qwen2VlConfig::from_value(out).unwrap();
         assert_eq!(strip(again), strip(c.clone()));
         let nested = strip(c).to_hf_json();
-        assert_eq!(nested["text_config"]["model_type"], json!("qwen2_5_vl_text"));
-        assert_eq!(nested["vision_config"]["model_type"], json!("qwen2_5_vl_vision"));
+        assert_eq!(
+            nested["text_config"]["model_type"],
+            json!("qwen2_5_vl_text")
+        );
+        assert_eq!(
+            nested["vision_config"]["model_type"],
+            json!("qwen2_5_vl_vision")
+        );
     }
 
     #[test]

@@ -221,7 +221,9 @@ impl<B: Backend> VisionBlock<B> {
             .attn
             .forward(self.norm1.forward(x.clone()), context, segments);
         let x = x + h;
-        let h = self.mlp.forward(self.norm2.forward(x.clone()), self.activation);
+        let h = self
+            .mlp
+            .forward(self.norm2.forward(x.clone()), self.activation);
         x + h
     }
 }

@@ -234,7 +234,10 @@ pub(crate) fn parse_vision(f: &Fields, qwen2_5: bool) -> Result<Qwen2VisionConfi
         if !expected.contains(&model_type.as_str()) {
             return Err(f.error(
                 "model_type",
-                format!("`{model_type}` is not supported (expected `{}`)", expected[1]),
+                format!(
+                    "`{model_type}` is not supported (expected `{}`)",
+                    expected[1]
+                ),
             ));
         }
     }
