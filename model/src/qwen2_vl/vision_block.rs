@@ -127,6 +127,9 @@ pub struct FcMlp<B: Backend> {
 
 /// `mlp`: Qwen2-VL's two-layer MLP or Qwen2.5-VL's SwiGLU (`gate_proj`, `up_proj`, `down_proj`,
 /// all with biases; the text model's MLP).
+// One per block: the variants' size difference (a third linear's bookkeeping, not its
+// tensors) costs nothing, and boxing would complicate every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum VisionMlp<B: Backend> {
     /// `fc1`, `fc2`.
