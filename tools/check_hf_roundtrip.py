@@ -39,7 +39,7 @@ def param_counts(model) -> dict:
     inner = model.model
     if model.config.model_type == "llava":
         vision_tower, projector, text_model = inner.vision_tower, inner.multi_modal_projector, inner.language_model
-    elif model.config.model_type == "qwen2_vl":
+    elif model.config.model_type in ("qwen2_vl", "qwen2_5_vl"):
         projector, text_model = inner.visual.merger, inner.language_model
         vision_tower = [p for n, p in inner.visual.named_parameters() if not n.startswith("merger.")]
     else:

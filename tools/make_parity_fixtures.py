@@ -1005,7 +1005,58 @@ QWEN2_VL_FIXTURES = [
         # suite run, in parity_cpu_only/, which model/tests/qwen2_vl.rs checks on the CPU.
         cpu_only=True,
     ),
+    # Qwen2.5-VL (arch "qwen2_5_vl", Qwen2_5_VLForConditionalGeneration): the same text model and
+    # inputs; the tower has RMSNorms, a SwiGLU MLP with biases and window attention. window_size 28
+    # at patch 7 and merge 2 is a window of 2x2 merged tokens, so a 6x8-patch image (3x4 tokens)
+    # spans four windows, two of them partial, and the tokens are reordered into window order.
+    dict(
+        name="qwen2_5_vl_untied_b2_windows_left_padded",
+        summary="Qwen2.5-VL: batch 2, left padding, one image per row with different grids (row 0: 6x8 patches "
+        "= 12 tokens over four 2x2-token windows, two partial; row 1: 4x4 patches = 4 tokens, exactly one "
+        "window); 3 blocks of width 32 / 2 heads, block 1 full attention and blocks 0 and 2 window "
+        "attention (window_size 28 = 2x2 merged tokens at patch 7, merge 2), SwiGLU MLP 48 wide with "
+        "biases, RMSNorms, out_hidden_size 48; Qwen2 text 48 wide, 4q/2kv heads, mrope_section [2,2,2], "
+        "untied lm_head; saved as transformers 5 writes it (the hub names).",
+        arch="qwen2_5_vl",
+        seed=9200,
+        vision=dict(depth=3, hidden_size=32, num_heads=2, intermediate_size=48, patch_size=7, spatial_merge_size=2,
+                    temporal_patch_size=2, window_size=28, fullatt_block_indexes=[1]),
+        text=dict(vocab_size=256, hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=256,
+                  rope_parameters={"rope_type": "default", "type": "mrope", "rope_theta": 1e6,
+                                   "mrope_section": [2, 2, 2]}),
+        tie=False,
+        rows=[dict(before=3, grids=[[1, 6, 8]], after=4), dict(before=5, grids=[[1, 4, 4]], after=3)],
+        layout="v5",
+    ),
+    dict(
+        name="qwen2_5_vl_tied_b1_two_images_v4_52",
+        summary="Qwen2.5-VL: batch 1 holding two images (grids 1x4x6 = 6 tokens over two 2x2-token windows, and "
+        "1x2x2 = 1 token) with text between them; 2 blocks of width 32 / 4 heads, block 0 full attention, "
+        "block 1 window attention (window_size 28 at patch 7, merge 2); text 32 wide, 2q/1kv heads, "
+        "mrope_section [4,2,2], tied lm_head; saved in transformers 4.52's layout "
+        "(`model.visual.*`, `model.language_model.*`).",
+        arch="qwen2_5_vl",
+        seed=9300,
+        vision=dict(depth=2, hidden_size=32, num_heads=4, intermediate_size=40, patch_size=7, spatial_merge_size=2,
+                    temporal_patch_size=2, window_size=28, fullatt_block_indexes=[0]),
+        text=dict(vocab_size=192, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-6, max_position_embeddings=256,
+                  rope_parameters={"rope_type": "default", "type": "mrope", "rope_theta": 1e6,
+                                   "mrope_section": [4, 2, 2]}),
+        tie=True,
+        rows=[dict(before=2, grids=[[1, 4, 6], [1, 2, 2]], between=3, after=3)],
+        layout="v4_52",
+    ),
 ]
+
+
+def qwen2_vl_classes(fx: dict):
+    """(config class, model class) of a Qwen2-VL (default) or Qwen2.5-VL (`arch` "qwen2_5_vl") fixture."""
+    import transformers as tf
+    if fx.get("arch") == "qwen2_5_vl":
+        return tf.Qwen2_5_VLConfig, tf.Qwen2_5_VLForConditionalGeneration
+    return tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration
 
 
 def qwen2_vl_ids(vocab: int) -> dict:
@@ -1014,12 +1065,15 @@ def qwen2_vl_ids(vocab: int) -> dict:
 
 
 def qwen2_vl_config(fx: dict):
-    from transformers import Qwen2VLConfig
+    config_cls, _ = qwen2_vl_classes(fx)
     vocab = fx["text"]["vocab_size"]
     text = dict(pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, **fx["text"])
-    vision = dict(hidden_size=fx["text"]["hidden_size"], **fx["vision"])
-    cfg = Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=fx["tie"],
-                        **qwen2_vl_ids(vocab))
+    # The merger's output width is the text model's: Qwen2-VL calls it `hidden_size`, Qwen2.5-VL
+    # `out_hidden_size` (its `hidden_size` is the tower's width).
+    out_key = "out_hidden_size" if fx.get("arch") == "qwen2_5_vl" else "hidden_size"
+    vision = dict(fx["vision"], **{out_key: fx["text"]["hidden_size"]})
+    cfg = config_cls(text_config=text, vision_config=vision, tie_word_embeddings=fx["tie"],
+                     **qwen2_vl_ids(vocab))
     cfg._attn_implementation = "eager"
     return cfg
 
@@ -1102,7 +1156,7 @@ def qwen2_vl_to_v4_52_layout(folder: Path) -> None:
 
 @torch.no_grad()
 def make_qwen2_vl_fixture(fx: dict, out_root: Path) -> dict:
-    from transformers import Qwen2VLForConditionalGeneration as cls
+    _, cls = qwen2_vl_classes(fx)
     cfg = qwen2_vl_config(fx)
     vocab = cfg.text_config.vocab_size
     seed, model, inputs, res, margin = search_seed(fx, cls, cfg, vocab, qwen2_vl_inputs, run_qwen2_vl)
@@ -1180,6 +1234,62 @@ def qwen2_vl_self_checks(cls, fdir, model, inputs, res, counts) -> dict:
     }
 
 
+# Config-only fixtures: Qwen2-VL-2B-Instruct and Qwen2.5-VL-7B-Instruct as published (the hub's
+# flat layout of transformers 4.41-4.49: text fields at the top level, M-RoPE in `rope_scaling`,
+# `in_chans` in the vision config). Written from the model cards' config.json (no download here);
+# HF's counts come from the classes on the meta device.
+QWEN2_VL_2B_CONFIG = {
+    "architectures": ["Qwen2VLForConditionalGeneration"], "attention_dropout": 0.0, "bos_token_id": 151643,
+    "eos_token_id": 151645, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+    "vision_token_id": 151654, "image_token_id": 151655, "video_token_id": 151656, "hidden_act": "silu",
+    "hidden_size": 1536, "initializer_range": 0.02, "intermediate_size": 8960, "max_position_embeddings": 32768,
+    "max_window_layers": 28, "model_type": "qwen2_vl", "num_attention_heads": 12, "num_hidden_layers": 28,
+    "num_key_value_heads": 2, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768,
+    "tie_word_embeddings": True, "torch_dtype": "bfloat16", "transformers_version": "4.41.2", "use_cache": True,
+    "use_sliding_window": False,
+    "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
+                      "hidden_size": 1536, "patch_size": 14, "spatial_merge_size": 2, "spatial_patch_size": 14,
+                      "temporal_patch_size": 2},
+    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+    "vocab_size": 151936,
+}
+QWEN2_5_VL_7B_CONFIG = {
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0, "bos_token_id": 151643,
+    "eos_token_id": 151645, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+    "vision_token_id": 151654, "image_token_id": 151655, "video_token_id": 151656, "hidden_act": "silu",
+    "hidden_size": 3584, "initializer_range": 0.02, "intermediate_size": 18944, "max_position_embeddings": 128000,
+    "max_window_layers": 28, "model_type": "qwen2_5_vl", "num_attention_heads": 28, "num_hidden_layers": 28,
+    "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "transformers_version": "4.41.2", "use_cache": True,
+    "use_sliding_window": False,
+    "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
+                      "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584, "patch_size": 14,
+                      "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
+                      "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2, "temporal_patch_size": 2},
+    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+    "vocab_size": 152064,
+}
+
+
+def make_qwen2_vl_config_only(out_root: Path, name: str, config: dict, arch: str) -> dict:
+    """<out_root>/<name>/: config.json and HF's parameter counts on the meta device."""
+    config_cls, model_cls = qwen2_vl_classes({"arch": arch})
+    fdir = out_root / name
+    if fdir.exists():
+        shutil.rmtree(fdir)
+    fdir.mkdir(parents=True)
+    write_json(fdir / "config.json", config)
+    cfg = config_cls.from_pretrained(fdir)
+    assert cfg.text_config.hidden_size == config["hidden_size"], cfg
+    assert cfg.text_config.num_key_value_heads == config["num_key_value_heads"], cfg
+    with torch.device("meta"):
+        model = model_cls(cfg)
+    counts = qwen2_vl_param_counts(model)
+    write_json(fdir / "hf_param_counts.json", counts)
+    write_json(fdir / "versions.json", versions())
+    return counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parity fixtures root (default: %(default)s)")
@@ -1229,6 +1339,9 @@ def main() -> int:
         for name, config in [("smolvlm-500m", SMOLVLM_500M_CONFIG), ("smolvlm-2.2b", SMOLVLM_2B_CONFIG)]:
             counts = make_config_only_size(args.config_only_out, name, config)
             print(f"config_only/{name}: {counts}")
+        for name, config, arch in [("qwen2-vl-2b", QWEN2_VL_2B_CONFIG, "qwen2_vl"),
+                                   ("qwen2.5-vl-7b", QWEN2_5_VL_7B_CONFIG, "qwen2_5_vl")]:
+            print(f"config_only/{name}: {make_qwen2_vl_config_only(args.config_only_out, name, config, arch)}")
     return 0
 
 

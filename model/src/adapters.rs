@@ -25,8 +25,9 @@ use crate::weights::{flat_params, replace_params, write_hf_tensors};
 /// What the LoRA machinery needs to know about a family. Module paths are the model's HF
 /// checkpoint names (those [`crate::weights::hf_params`] gives, without `.weight`).
 pub trait AdaptableModel<B: Backend>: Module<B> + Sized {
-    /// The layers LoRA may adapt, per part, by HF module name.
-    const LORA_TARGETS: &'static LoraTargets;
+    /// The layers LoRA may adapt, per part, by HF module name (a model type may serve several
+    /// families, Qwen2-VL and Qwen2.5-VL, whose layers differ).
+    fn lora_targets(&self) -> &'static LoraTargets;
 
     /// Calls `f` with every linear layer and its module path, in module order.
     fn for_each_linear_mut(&mut self, f: impl FnMut(&str, &mut Linear<B>));
@@ -101,7 +102,7 @@ pub fn with_lora<B: Backend, M: AdaptableModel<B>>(
     spec: &LoraSpec,
     seed: u64,
 ) -> Result<M> {
-    check_lora_targets(M::LORA_TARGETS, spec)?;
+    check_lora_targets(model.lora_targets(), spec)?;
     let mut rng = StdRng::seed_from_u64(seed);
     let device = model.param_device();
     model.for_each_linear_mut(|path, linear| {

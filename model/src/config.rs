@@ -710,6 +710,22 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A list of non-negative integers (`default` when absent).
+    pub(crate) fn usize_list(&self, key: &str, default: Option<&[usize]>) -> Result<Vec<usize>> {
+        let Some(value) = self.present(key) else {
+            return default
+                .map(<[usize]>::to_vec)
+                .ok_or_else(|| self.error(key, "missing"));
+        };
+        value
+            .as_array()
+            .and_then(|items| {
+                let each = |v: &Value| v.as_u64().and_then(|n| usize::try_from(n).ok());
+                items.iter().map(each).collect()
+            })
+            .ok_or_else(|| self.error(key, format!("expected a list of integers, found {value}")))
+    }
+
     pub(crate) fn u32(&self, key: &str, default: Option<u32>) -> Result<u32> {
         let value = self.usize(key, default.map(|d| d as usize))?;
         u32::try_from(value)

@@ -63,7 +63,9 @@ pub fn check_adapter_spec(spec: &AdapterSpec) -> std::result::Result<(), String>
 }
 
 impl<B: Backend> AdaptableModel<B> for Idefics3<B> {
-    const LORA_TARGETS: &'static LoraTargets = &IDEFICS3_LORA_TARGETS;
+    fn lora_targets(&self) -> &'static LoraTargets {
+        &IDEFICS3_LORA_TARGETS
+    }
 
     fn for_each_linear_mut(&mut self, f: impl FnMut(&str, &mut Linear<B>)) {
         Idefics3::for_each_linear_mut(self, f)

@@ -27,7 +27,8 @@ pub struct LlamaRmsNorm<B: Backend> {
 }
 
 impl<B: Backend> LlamaRmsNorm<B> {
-    fn new(width: usize, eps: f64, device: &B::Device) -> Self {
+    /// A norm over `width` with epsilon `eps`, scale 1.
+    pub fn new(width: usize, eps: f64, device: &B::Device) -> Self {
         Self {
             weight: Initializer::Ones.init([width], device),
             eps,
@@ -123,7 +124,7 @@ impl<B: Backend> LlamaMlp<B> {
     /// kernel fusion (wgpu, cuda) computes `x + down(silu(gate(x)) · up(x))` wrongly for
     /// `[B > 1, 1, D]` inputs, and right for `[1, B, D]` (checked against the CPU in the GPU test
     /// suite). Longer steps keep the 3-d form, whose weight gradients training was tuned with.
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
         if seq == 1 && batch > 1 {
             return self

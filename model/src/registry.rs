@@ -25,7 +25,9 @@ use crate::lora::LoraSpec;
 use crate::loss::LossOutput;
 use crate::params::ParamCounts;
 use crate::peft::AdapterSpec;
-use crate::qwen2_vl::adapters::{check_qwen2_vl_adapter_spec, QWEN2_VL_LORA_TARGETS};
+use crate::qwen2_vl::adapters::{
+    check_qwen2_vl_adapter_spec, QWEN2_5_VL_LORA_TARGETS, QWEN2_VL_LORA_TARGETS,
+};
 use crate::qwen2_vl::{Qwen2Vl, Qwen2VlConfig};
 use crate::safetensors_io::FloatDtype;
 use crate::vision_language_model::{Idefics3, VlmInput};
@@ -41,11 +43,19 @@ pub enum Family {
     Llava,
     /// Qwen2-VL (`model_type` `qwen2_vl`).
     Qwen2Vl,
+    /// Qwen2.5-VL (`model_type` `qwen2_5_vl`): Qwen2-VL with a windowed tower (the same
+    /// [`Qwen2Vl`] model and [`ModelConfig::Qwen2Vl`] config).
+    Qwen2_5Vl,
 }
 
 impl Family {
     /// Every registered family.
-    pub const ALL: [Family; 3] = [Family::Idefics3, Family::Llava, Family::Qwen2Vl];
+    pub const ALL: [Family; 4] = [
+        Family::Idefics3,
+        Family::Llava,
+        Family::Qwen2Vl,
+        Family::Qwen2_5Vl,
+    ];
 
     /// The `model_type` values of this family's config.json.
     pub fn model_types(self) -> &'static [&'static str] {
@@ -53,6 +63,7 @@ impl Family {
             Family::Idefics3 => &["idefics3", "smolvlm"],
             Family::Llava => &["llava"],
             Family::Qwen2Vl => &["qwen2_vl"],
+            Family::Qwen2_5Vl => &["qwen2_5_vl"],
         }
     }
 
@@ -62,6 +73,7 @@ impl Family {
             Family::Idefics3 => "Idefics3/SmolVLM",
             Family::Llava => "LLaVA-1.5",
             Family::Qwen2Vl => "Qwen2-VL",
+            Family::Qwen2_5Vl => "Qwen2.5-VL",
         }
     }
 
@@ -101,6 +113,7 @@ impl Family {
             Family::Idefics3 => &IDEFICS3_LORA_TARGETS,
             Family::Llava => &LLAVA_LORA_TARGETS,
             Family::Qwen2Vl => &QWEN2_VL_LORA_TARGETS,
+            Family::Qwen2_5Vl => &QWEN2_5_VL_LORA_TARGETS,
         }
     }
 
@@ -130,6 +143,7 @@ impl Family {
             Family::Idefics3 => Ok(Idefics3Config::scratch(spec)?.into()),
             Family::Llava => Ok(LlavaConfig::scratch(spec)?.into()),
             Family::Qwen2Vl => Ok(Qwen2VlConfig::scratch(spec)?.into()),
+            Family::Qwen2_5Vl => Ok(Qwen2VlConfig::scratch_qwen2_5(spec)?.into()),
         }
     }
 
@@ -138,7 +152,7 @@ impl Family {
         match self {
             Family::Idefics3 => crate::idefics3_adapters::check_adapter_spec(spec),
             Family::Llava => check_llava_adapter_spec(spec),
-            Family::Qwen2Vl => check_qwen2_vl_adapter_spec(spec),
+            Family::Qwen2Vl | Family::Qwen2_5Vl => check_qwen2_vl_adapter_spec(spec),
         }
     }
 }
@@ -202,7 +216,7 @@ pub enum ModelConfig {
     Idefics3(Idefics3Config),
     /// LLaVA-1.5.
     Llava(LlavaConfig),
-    /// Qwen2-VL.
+    /// Qwen2-VL or Qwen2.5-VL (the config's tower variant says which).
     Qwen2Vl(Qwen2VlConfig),
 }
 
@@ -239,7 +253,7 @@ impl ModelConfig {
         match Family::from_model_type(model_type)? {
             Family::Idefics3 => Ok(Idefics3Config::from_value(raw)?.into()),
             Family::Llava => Ok(LlavaConfig::from_value(raw)?.into()),
-            Family::Qwen2Vl => Ok(Qwen2VlConfig::from_value(raw)?.into()),
+            Family::Qwen2Vl | Family::Qwen2_5Vl => Ok(Qwen2VlConfig::from_value(raw)?.into()),
         }
     }
 
@@ -257,7 +271,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(_) => Family::Idefics3,
             ModelConfig::Llava(_) => Family::Llava,
-            ModelConfig::Qwen2Vl(_) => Family::Qwen2Vl,
+            ModelConfig::Qwen2Vl(c) => qwen2_vl_family(c),
         }
     }
 
@@ -266,7 +280,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Idefics3(c) => c.family.model_type(),
             ModelConfig::Llava(_) => crate::llava::config::LLAVA_MODEL_TYPE,
-            ModelConfig::Qwen2Vl(_) => crate::qwen2_vl::config::QWEN2_VL_MODEL_TYPE,
+            ModelConfig::Qwen2Vl(c) => c.model_type(),
         }
     }
 
@@ -408,6 +422,15 @@ impl ModelConfig {
     }
 }
 
+/// The family of a Qwen2-VL-architecture config: Qwen2.5-VL when its tower is windowed.
+fn qwen2_vl_family(config: &Qwen2VlConfig) -> Family {
+    if config.is_qwen2_5() {
+        Family::Qwen2_5Vl
+    } else {
+        Family::Qwen2Vl
+    }
+}
+
 /// A model of any registered family, as the trainer and evaluator hold it.
 // A process holds one or two models, so the variants' size difference (the modules' own
 // bookkeeping, not their tensors) costs nothing; boxing would complicate every match.
@@ -418,7 +441,7 @@ pub enum Vlm<B: Backend> {
     Idefics3(Idefics3<B>),
     /// LLaVA-1.5.
     Llava(Llava<B>),
-    /// Qwen2-VL.
+    /// Qwen2-VL or Qwen2.5-VL.
     Qwen2Vl(Qwen2Vl<B>),
 }
 
@@ -468,7 +491,7 @@ impl<B: Backend> Vlm<B> {
         match self {
             Vlm::Idefics3(_) => Family::Idefics3,
             Vlm::Llava(_) => Family::Llava,
-            Vlm::Qwen2Vl(_) => Family::Qwen2Vl,
+            Vlm::Qwen2Vl(m) => qwen2_vl_family(m.config()),
         }
     }
 
@@ -485,7 +508,7 @@ impl<B: Backend> VisionLanguageModel<B> for Vlm<B> {
         match Family::of_folder(dir)? {
             Family::Idefics3 => Ok(Vlm::Idefics3(Idefics3::load(dir, device)?)),
             Family::Llava => Ok(Vlm::Llava(Llava::load(dir, device)?)),
-            Family::Qwen2Vl => Ok(Vlm::Qwen2Vl(Qwen2Vl::load(dir, device)?)),
+            Family::Qwen2Vl | Family::Qwen2_5Vl => Ok(Vlm::Qwen2Vl(Qwen2Vl::load(dir, device)?)),
         }
     }
 
@@ -569,6 +592,11 @@ mod tests {
             Family::from_model_type("qwen2_vl").unwrap(),
             Family::Qwen2Vl
         );
+        assert_eq!(
+            Family::from_model_type("qwen2_5_vl").unwrap(),
+            Family::Qwen2_5Vl
+        );
+        assert!(err.contains("qwen2_vl, qwen2_5_vl"), "{err}");
     }
 
     #[test]

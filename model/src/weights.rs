@@ -77,8 +77,14 @@ impl HfParam {
 }
 
 /// THE mapping: a Burn parameter at `path` (field names, each with the type of the struct that
-/// owns the field) with Burn shape `burn_shape` → its HF tensor.
+/// owns the field) with Burn shape `burn_shape` → its HF tensor. An enum module's variant (a
+/// module that is one of several kinds, e.g. a LayerNorm or an RMSNorm) is no part of the name.
 fn hf_param(path: &[(String, String)], burn_shape: &[usize], id: ParamId) -> HfParam {
+    let path: Vec<(String, String)> = path
+        .iter()
+        .filter(|(_, owner)| !owner.starts_with("Enum:"))
+        .cloned()
+        .collect();
     let (field, owner) = path
         .last()
         .map(|(f, o)| (f.as_str(), o.as_str()))

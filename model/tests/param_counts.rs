@@ -129,3 +129,25 @@ fn llava_counts_match_hf_for_parity_fixtures_from_config_and_from_the_model() {
         );
     }
 }
+
+/// Qwen2-VL-2B-Instruct and Qwen2.5-VL-7B-Instruct (config-only folders, the hub's config.json
+/// as published): our counts from the config equal HF's, which
+/// tools/make_parity_fixtures.py (`make_qwen2_vl_config_only`) computes by building
+/// `Qwen2VLForConditionalGeneration` / `Qwen2_5_VLForConditionalGeneration` from the folder's
+/// config under `torch.device("meta")` and summing `numel()` per part (`hf_param_counts.json`).
+#[test]
+fn qwen2_vl_counts_from_config_match_hf_for_the_published_sizes() {
+    for (name, family, total) in [
+        ("qwen2-vl-2b", Family::Qwen2Vl, 2_208_985_600),
+        ("qwen2.5-vl-7b", Family::Qwen2_5Vl, 8_292_166_656),
+    ] {
+        let folder = fixtures_dir().join("config_only").join(name);
+        let config = ModelConfig::from_file(&folder.join("config.json")).unwrap();
+        assert_eq!(config.family(), family, "{name}");
+        let counts = config.param_counts();
+        assert_eq!(ours(&counts), hf_counts(&folder), "{name}");
+        assert_eq!(counts.total(), total, "HF's count for {name}");
+        let summary = inspect(&folder).unwrap();
+        assert_eq!(ours(&summary.counts), hf_counts(&folder), "inspect {name}");
+    }
+}

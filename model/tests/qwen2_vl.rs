@@ -1,9 +1,9 @@
-//! Qwen2-VL HF folders and behaviour beyond the logits the parity test compares: save →
-//! reload is identical and writes the hub layout, which HF transformers loads and reproduces
-//! the fixtures with (tools/.venv); the transformers 4.52 layout loads; parameter counts equal
-//! HF's from the config, from `inspect` and from the model; broken folders and inputs fail
-//! naming the tensor; and the training path (autodiff) gives the inference loss and gradients
-//! in the tower.
+//! Qwen2-VL (and Qwen2.5-VL, whose fixtures these tests also run) HF folders and behaviour
+//! beyond the logits the parity test compares: save → reload is identical and writes the hub
+//! layout, which HF transformers loads and reproduces the fixtures with (tools/.venv); the
+//! transformers 4.52 layout loads; parameter counts equal HF's from the config, from `inspect`
+//! and from the model; broken folders and inputs fail naming the tensor; and the training path
+//! (autodiff) gives the inference loss and gradients in the tower.
 
 mod common;
 
@@ -23,14 +23,14 @@ use serde_json::Value;
 
 type Train = Autodiff<Cpu>;
 
-/// The Qwen2-VL parity fixtures: the shipped ones and those checked on the CPU only
-/// (`parity_cpu_only/`, see tools/README.md).
+/// The Qwen2-VL and Qwen2.5-VL parity fixtures (one model type serves both): the shipped ones
+/// and those checked on the CPU only (`parity_cpu_only/`, see tools/README.md).
 fn qwen2_vl_fixtures() -> Vec<std::path::PathBuf> {
     let cpu_only = common::sub_folders(&common::fixtures_dir().join("parity_cpu_only"));
     let folders: Vec<_> = parity_fixtures()
         .into_iter()
         .chain(cpu_only)
-        .filter(|f| family_of(f) == Family::Qwen2Vl)
+        .filter(|f| matches!(family_of(f), Family::Qwen2Vl | Family::Qwen2_5Vl))
         .collect();
     assert!(folders.len() >= 2, "{folders:?}");
     folders

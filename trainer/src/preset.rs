@@ -101,7 +101,7 @@ pub fn build(name: &str, image_size: u32) -> Result<Preset> {
     let (bos, eos, pad, image) = match shape.family {
         Family::Idefics3 => ("<|im_start|>", END_OF_UTTERANCE, "<|im_end|>", "<image>"),
         Family::Llava => ("<s>", LLAVA_EOS, "<pad>", "<image>"),
-        Family::Qwen2Vl => (
+        Family::Qwen2Vl | Family::Qwen2_5Vl => (
             "<|im_start|>",
             IM_END,
             "<|endoftext|>",
@@ -158,7 +158,7 @@ fn processor(shape: &Shape, tokenizer: Tokenizer, image_size: u32) -> Result<Pro
             image_seq_length: None,
             chat_template: None,
         })?,
-        Family::Qwen2Vl => {
+        Family::Qwen2Vl | Family::Qwen2_5Vl => {
             let pixels = image_size * image_size;
             let mut image_config = Qwen2VlImageProcessorConfig::with_bounds(pixels, pixels);
             image_config.patch_size = shape.patch_size as u32;
@@ -188,7 +188,7 @@ fn word_tokenizer(family: Family) -> Result<Tokenizer> {
     let extra = match family {
         Family::Idefics3 => "",
         Family::Llava => LLAVA_TEMPLATE_WORDS,
-        Family::Qwen2Vl => QWEN2_VL_TEMPLATE_WORDS,
+        Family::Qwen2Vl | Family::Qwen2_5Vl => QWEN2_VL_TEMPLATE_WORDS,
     };
     let template_words = synth::words(TEMPLATE_WORDS)
         .into_iter()
@@ -234,7 +234,7 @@ fn word_tokenizer(family: Family) -> Result<Tokenizer> {
     match family {
         Family::Idefics3 => add_smolvlm_tokens(&mut tokenizer),
         Family::Llava => add_llava_tokens(&mut tokenizer),
-        Family::Qwen2Vl => add_qwen2_vl_tokens(&mut tokenizer),
+        Family::Qwen2Vl | Family::Qwen2_5Vl => add_qwen2_vl_tokens(&mut tokenizer),
     };
     Ok(tokenizer)
 }

@@ -63,7 +63,9 @@ pub fn check_llava_adapter_spec(spec: &AdapterSpec) -> std::result::Result<(), S
 }
 
 impl<B: Backend> AdaptableModel<B> for Llava<B> {
-    const LORA_TARGETS: &'static LoraTargets = &LLAVA_LORA_TARGETS;
+    fn lora_targets(&self) -> &'static LoraTargets {
+        &LLAVA_LORA_TARGETS
+    }
 
     fn for_each_linear_mut(&mut self, f: impl FnMut(&str, &mut Linear<B>)) {
         Llava::for_each_linear_mut(self, f)

@@ -1,7 +1,8 @@
-//! LoRA on Qwen2-VL, for the family-independent machinery in [`crate::adapters`]: the layers
-//! that take adapters (the text model's `q/k/v/o_proj`, `gate/up/down_proj`; the tower's
-//! `qkv`, `proj`, `fc1`, `fc2`), each part's module paths as PEFT sees them on a transformers
-//! ≥ 4.52 `Qwen2VLForConditionalGeneration` (`model.language_model.…`, `model.visual.blocks.…`,
+//! LoRA on Qwen2-VL and Qwen2.5-VL, for the family-independent machinery in
+//! [`crate::adapters`]: the layers that take adapters (the text model's `q/k/v/o_proj`,
+//! `gate/up/down_proj`; the tower's `qkv`, `proj` and its MLP's `fc1`, `fc2` (Qwen2-VL) or
+//! `gate/up/down_proj` (Qwen2.5-VL)), each part's module paths as PEFT sees them on a
+//! transformers ≥ 4.52 model (`model.language_model.…`, `model.visual.blocks.…`,
 //! `model.visual.merger.…`), which are also the names PEFT writes adapter tensors under. The
 //! merger (the connector) trains in full as PEFT's `modules_to_save` `merger`; the tower has no
 //! single module PEFT could save without the merger, so it takes adapters or stays frozen.
@@ -34,6 +35,16 @@ pub const QWEN2_VL_LORA_TARGETS: [(ModelPart, &[&str]); 3] = [
     ),
 ];
 
+/// Qwen2.5-VL's: the tower's MLP is a SwiGLU.
+pub const QWEN2_5_VL_LORA_TARGETS: [(ModelPart, &[&str]); 3] = [
+    (
+        ModelPart::Vision,
+        &["qkv", "proj", "gate_proj", "up_proj", "down_proj"],
+    ),
+    QWEN2_VL_LORA_TARGETS[1],
+    QWEN2_VL_LORA_TARGETS[2],
+];
+
 /// The module of a part as PEFT's `modules_to_save` names it: the merger only.
 pub fn qwen2_vl_part_module(part: ModelPart) -> Option<&'static str> {
     match part {
@@ -48,15 +59,22 @@ pub fn check_qwen2_vl_adapter_spec(spec: &crate::peft::AdapterSpec) -> Result<()
 }
 
 impl<B: Backend> AdaptableModel<B> for Qwen2Vl<B> {
-    const LORA_TARGETS: &'static LoraTargets = &QWEN2_VL_LORA_TARGETS;
+    fn lora_targets(&self) -> &'static LoraTargets {
+        if self.config().is_qwen2_5() {
+            &QWEN2_5_VL_LORA_TARGETS
+        } else {
+            &QWEN2_VL_LORA_TARGETS
+        }
+    }
 
     fn for_each_linear_mut(&mut self, mut f: impl FnMut(&str, &mut Linear<B>)) {
         for (i, block) in self.visual.blocks.iter_mut().enumerate() {
             let prefix = format!("visual.blocks.{i}");
             f(&format!("{prefix}.attn.qkv"), &mut block.attn.qkv);
             f(&format!("{prefix}.attn.proj"), &mut block.attn.proj);
-            f(&format!("{prefix}.mlp.fc1"), &mut block.mlp.fc1);
-            f(&format!("{prefix}.mlp.fc2"), &mut block.mlp.fc2);
+            block
+                .mlp
+                .for_each_linear_mut(&format!("{prefix}.mlp"), &mut f);
         }
         for (i, slot) in self.visual.merger.mlp.iter_mut().enumerate() {
             if let Some(linear) = slot {

@@ -1,9 +1,9 @@
-//! What the registry asks of a Qwen2-VL config beyond parsing: a small config to train from
-//! scratch, the architecture in words (`safeaware inspect`), the shapes of the LoRA-targetable
-//! layers and of the vision tower (`safeaware plan`), and the parameter counts.
+//! What the registry asks of a Qwen2-VL or Qwen2.5-VL config beyond parsing: a small config to
+//! train from scratch, the architecture in words (`safeaware inspect`), the shapes of the
+//! LoRA-targetable layers and of the vision tower (`safeaware plan`), and the parameter counts.
 //!
-//! Qwen2-VL takes images at their own resolution; where a fixed size is asked for (the plan,
-//! the benchmark's synthetic inputs), the image is [`PLAN_IMAGE_SIDE`] pixels square.
+//! Both take images at their own resolution; where a fixed size is asked for (the plan, the
+//! benchmark's synthetic inputs), the image is [`PLAN_IMAGE_SIDE`] pixels square.
 
 use serde_json::Value;
 
@@ -12,6 +12,7 @@ use crate::config::TextConfig;
 use crate::error::Result;
 use crate::params::{linear_params, vision_layer_params, ParamCounts};
 use crate::qwen2_vl::config::{Qwen2VisionConfig, Qwen2VlConfig};
+use crate::qwen2_vl::vision_config::{TowerVariant, WindowedTower};
 use crate::registry::{ScratchSpec, VisionShape};
 use crate::vlm::ModelPart;
 
@@ -25,6 +26,22 @@ impl Qwen2VlConfig {
     /// Qwen2-VL's 16:24:24 proportion, a tied LM head (`spec.scale_factor` is Idefics3's and
     /// unused; the vision start/end and video token ids keep HF's defaults).
     pub fn scratch(spec: &ScratchSpec) -> Result<Self> {
+        let variant = TowerVariant::Qwen2Vl { mlp_ratio: 4.0 };
+        Self::scratch_with(spec, variant, Activation::QuickGelu)
+    }
+
+    /// A small Qwen2.5-VL of `spec`'s dimensions: as [`Self::scratch`], with a SwiGLU tower MLP
+    /// 4× wide, windows of 2 × 2 merged tokens, and the last block attending over whole images.
+    pub fn scratch_qwen2_5(spec: &ScratchSpec) -> Result<Self> {
+        let variant = TowerVariant::Qwen2_5Vl(WindowedTower {
+            intermediate_size: 4 * spec.vision_width,
+            window_size: 2 * 2 * spec.patch_size,
+            fullatt_block_indexes: vec![spec.vision_layers.saturating_sub(1)],
+        });
+        Self::scratch_with(spec, variant, Activation::Silu)
+    }
+
+    fn scratch_with(spec: &ScratchSpec, variant: TowerVariant, act: Activation) -> Result<Self> {
         let mut text = TextConfig::scratch(spec);
         text.qkv_bias = true;
         let half = text.head_dim / 2;
@@ -41,14 +58,14 @@ impl Qwen2VlConfig {
                 embed_dim: spec.vision_width,
                 hidden_size: spec.text_width,
                 num_heads: 4,
-                mlp_ratio: 4.0,
                 in_channels: 3,
                 patch_size: spec.patch_size,
                 spatial_merge_size: 2,
                 temporal_patch_size: 2,
-                hidden_act: Activation::QuickGelu,
+                hidden_act: act,
                 initializer_range: 0.02,
                 rope_theta: 10_000.0,
+                variant,
             },
             text,
             raw: Value::Null,
@@ -72,14 +89,15 @@ impl Qwen2VlConfig {
             (
                 "vision",
                 format!(
-                    "Qwen2-VL ViT, {} blocks, width {}, mlp {}, {} heads, {}px patches x {} frames, 2-D rope, {}",
+                    "{} ViT, {} blocks, width {}, mlp {}, {} heads, {}px patches x {} frames, 2-D rope, {}",
+                    self.tower_name(),
                     v.depth,
                     v.embed_dim,
                     v.intermediate_size(),
                     v.num_heads,
                     v.patch_size,
                     v.temporal_patch_size,
-                    v.hidden_act.hf_name()
+                    self.tower_detail()
                 ),
             ),
             (
@@ -110,14 +128,35 @@ impl Qwen2VlConfig {
         ]
     }
 
+    /// The tower's family name.
+    fn tower_name(&self) -> &'static str {
+        if self.is_qwen2_5() {
+            "Qwen2.5-VL"
+        } else {
+            "Qwen2-VL"
+        }
+    }
+
+    /// The tower's MLP and attention in words.
+    fn tower_detail(&self) -> String {
+        let v = &self.vision;
+        match v.windows() {
+            None => v.hidden_act.hf_name().to_string(),
+            Some(w) => format!(
+                "swiglu, rmsnorm, {}px windows, full attention in blocks {:?}",
+                w.window_size, w.fullatt_block_indexes
+            ),
+        }
+    }
+
     /// `(in, out, how many)` of the LoRA-targetable linear layers named `name` in `part`.
     pub fn linear_dims(&self, part: ModelPart, name: &str) -> (usize, usize, usize) {
         let v = &self.vision;
         let (d, m, n) = (v.embed_dim, v.intermediate_size(), v.depth);
         match (part, name) {
             (ModelPart::Vision, "qkv") => (d, 3 * d, n),
-            (ModelPart::Vision, "fc1") => (d, m, n),
-            (ModelPart::Vision, "fc2") => (m, d, n),
+            (ModelPart::Vision, "fc1" | "gate_proj" | "up_proj") => (d, m, n),
+            (ModelPart::Vision, "fc2" | "down_proj") => (m, d, n),
             (ModelPart::Vision, _) => (d, d, n),
             (ModelPart::Connector, _) => (v.merged_width(), v.hidden_size, 1),
             (ModelPart::Text, _) => self.text.linear_dims(name),
@@ -155,11 +194,19 @@ impl Qwen2VlConfig {
     /// text model (q/k/v biases) and its head.
     pub fn param_counts(&self) -> ParamCounts {
         let v = &self.vision;
-        let (d, merged) = (v.embed_dim, v.merged_width());
-        let vision = v.patch_values() * d + v.depth * vision_layer_params(d, v.intermediate_size());
-        let connector = 2 * d
-            + linear_params(merged, merged, true)
-            + linear_params(merged, v.hidden_size, true);
+        let (d, m, merged) = (v.embed_dim, v.intermediate_size(), v.merged_width());
+        // Qwen2-VL's LayerNorms have a bias, Qwen2.5-VL's RMSNorms none.
+        let (block, norm) = match v.variant {
+            TowerVariant::Qwen2Vl { .. } => (vision_layer_params(d, m), 2 * d),
+            TowerVariant::Qwen2_5Vl(_) => {
+                let attention = linear_params(d, 3 * d, true) + linear_params(d, d, true);
+                let mlp = 2 * linear_params(d, m, true) + linear_params(m, d, true);
+                (attention + mlp + 2 * d, d)
+            }
+        };
+        let vision = v.patch_values() * d + v.depth * block;
+        let connector =
+            norm + linear_params(merged, merged, true) + linear_params(merged, v.hidden_size, true);
         ParamCounts::with_text(vision, connector, &self.text, self.tie_word_embeddings)
     }
 }

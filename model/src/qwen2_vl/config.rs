@@ -1,7 +1,10 @@
-//! The HF `config.json` of a Qwen2-VL checkpoint (`model_type: "qwen2_vl"`,
-//! `Qwen2VLForConditionalGeneration`): parsing with HF's defaults (`Qwen2VLConfig`,
-//! `Qwen2VLVisionConfig`, `Qwen2VLTextConfig`) and field-named errors, validation, and
-//! serialisation back to a config.json HF transformers loads.
+//! The HF `config.json` of a Qwen2-VL (`model_type: "qwen2_vl"`,
+//! `Qwen2VLForConditionalGeneration`) or Qwen2.5-VL (`model_type: "qwen2_5_vl"`,
+//! `Qwen2_5_VLForConditionalGeneration`) checkpoint: parsing with HF's defaults (`Qwen2VLConfig`,
+//! `Qwen2VLTextConfig`, `Qwen2_5_VLConfig`, `Qwen2_5_VLTextConfig`; the vision config in
+//! `vision_config.rs`) and field-named errors, validation, and serialisation back to a
+//! config.json HF transformers loads. The two share the text model and its defaults; their
+//! towers differ ([`TowerVariant`]), and the variant decides the `model_type` written back.
 //!
 //! The text fields sit at the top level in the hub checkpoints and under `text_config` in
 //! transformers 5's saves; M-RoPE's `mrope_section` is in `rope_scaling` (hub) or
@@ -13,71 +16,23 @@ use std::path::Path;
 use safeaware_common::fsio::write_atomic;
 use serde_json::{json, Map, Value};
 
-use crate::activation::Activation;
-use crate::config::{
-    as_object, parse_activation, parse_eos_token_ids, validate_text, Fields, TextConfig,
-};
+use crate::config::{as_object, parse_eos_token_ids, validate_text, Fields, TextConfig};
 use crate::error::{ModelError, Result};
+use crate::qwen2_vl::vision_config::parse_vision;
+pub use crate::qwen2_vl::vision_config::{Qwen2VisionConfig, TowerVariant, WindowedTower};
 
-/// The HF `model_type` of the family.
+/// The HF `model_type` of Qwen2-VL.
 pub const QWEN2_VL_MODEL_TYPE: &str = "qwen2_vl";
-/// The HF class of the family.
+/// The HF class of Qwen2-VL.
 pub const QWEN2_VL_ARCHITECTURE: &str = "Qwen2VLForConditionalGeneration";
+/// The HF `model_type` of Qwen2.5-VL.
+pub const QWEN2_5_VL_MODEL_TYPE: &str = "qwen2_5_vl";
+/// The HF class of Qwen2.5-VL.
+pub const QWEN2_5_VL_ARCHITECTURE: &str = "Qwen2_5_VLForConditionalGeneration";
 /// HF's `mrope_section` when a config names none.
 const DEFAULT_MROPE_SECTION: [usize; 3] = [16, 24, 24];
 
-/// `vision_config`: the Qwen2-VL vision tower (`visual`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Qwen2VisionConfig {
-    /// Vision blocks.
-    pub depth: usize,
-    /// Width of the tower.
-    pub embed_dim: usize,
-    /// Width of the merger's output (the language model's width).
-    pub hidden_size: usize,
-    /// Attention heads.
-    pub num_heads: usize,
-    /// MLP width over `embed_dim`.
-    pub mlp_ratio: f64,
-    /// Input channels (3).
-    pub in_channels: usize,
-    /// Side of a patch in pixels.
-    pub patch_size: usize,
-    /// Side of the square of patches the merger folds into one token.
-    pub spatial_merge_size: usize,
-    /// Frames per patch (a still image is repeated to this many).
-    pub temporal_patch_size: usize,
-    /// The MLP's activation (`quick_gelu`).
-    pub hidden_act: Activation,
-    /// Std of the normal initialisation.
-    pub initializer_range: f64,
-    /// Base of the 2-D rotary embedding.
-    pub rope_theta: f64,
-}
-
-impl Qwen2VisionConfig {
-    /// Width of the MLP: `int(embed_dim · mlp_ratio)`, as HF computes it.
-    pub fn intermediate_size(&self) -> usize {
-        (self.embed_dim as f64 * self.mlp_ratio) as usize
-    }
-
-    /// Values in one flattened patch: `C · T · P · P`.
-    pub fn patch_values(&self) -> usize {
-        self.in_channels * self.temporal_patch_size * self.patch_size * self.patch_size
-    }
-
-    /// Per-head width.
-    pub fn head_dim(&self) -> usize {
-        self.embed_dim / self.num_heads.max(1)
-    }
-
-    /// Width of the merger's input: `embed_dim · spatial_merge_size²`.
-    pub fn merged_width(&self) -> usize {
-        self.embed_dim * self.spatial_merge_size.pow(2)
-    }
-}
-
-/// A parsed and validated Qwen2-VL config.
+/// A parsed and validated Qwen2-VL or Qwen2.5-VL config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Qwen2VlConfig {
     /// `<|image_pad|>`: the token whose embeddings image features replace.
@@ -90,7 +45,7 @@ pub struct Qwen2VlConfig {
     pub vision_end_token_id: u32,
     /// Whether the LM head shares `embed_tokens`' weight.
     pub tie_word_embeddings: bool,
-    /// The vision tower.
+    /// The vision tower (its variant says which of the two models this is).
     pub vision: Qwen2VisionConfig,
     /// The Qwen2 language model (q/k/v biases, M-RoPE).
     pub text: TextConfig,
@@ -104,10 +59,19 @@ impl Qwen2VlConfig {
         Self::from_value(crate::config::read_json(path)?)
     }
 
-    /// Parses and validates an HF Qwen2-VL config given as JSON.
+    /// Parses and validates an HF Qwen2-VL or Qwen2.5-VL config given as JSON (Qwen2-VL when
+    /// it names no `model_type`).
     pub fn from_value(raw: Value) -> Result<Self> {
         let top = Fields::new(&raw, "")?;
-        top.expect_str("model_type", QWEN2_VL_MODEL_TYPE)?;
+        let qwen2_5 = match top.opt_str("model_type")?.as_deref() {
+            None | Some(QWEN2_VL_MODEL_TYPE) => false,
+            Some(QWEN2_5_VL_MODEL_TYPE) => true,
+            Some(other) => {
+                let expected = format!("`{QWEN2_VL_MODEL_TYPE}` or `{QWEN2_5_VL_MODEL_TYPE}`");
+                let message = format!("`{other}` is not supported (expected {expected})");
+                return Err(top.error("model_type", message));
+            }
+        };
         let empty = json!({});
         let vision_fields = match top.present("vision_config") {
             Some(_) => top.child("vision_config")?,
@@ -129,7 +93,7 @@ impl Qwen2VlConfig {
             vision_start_token_id: top.u32("vision_start_token_id", Some(151_652))?,
             vision_end_token_id: top.u32("vision_end_token_id", Some(151_653))?,
             tie_word_embeddings,
-            vision: parse_vision(&vision_fields)?,
+            vision: parse_vision(&vision_fields, qwen2_5)?,
             text,
             raw,
         };
@@ -139,31 +103,7 @@ impl Qwen2VlConfig {
 
     /// Checks the cross-field constraints the architecture needs.
     pub fn validate(&self) -> Result<()> {
-        let v = &self.vision;
-        for (field, value) in [
-            ("embed_dim", v.embed_dim),
-            ("hidden_size", v.hidden_size),
-            ("num_heads", v.num_heads),
-            ("in_channels", v.in_channels),
-            ("patch_size", v.patch_size),
-            ("spatial_merge_size", v.spatial_merge_size),
-            ("temporal_patch_size", v.temporal_patch_size),
-            ("mlp_ratio", v.intermediate_size()),
-        ] {
-            if value == 0 {
-                let field = format!("vision_config.{field}");
-                return Err(ModelError::field(field, "must be positive"));
-            }
-        }
-        if !v.embed_dim.is_multiple_of(v.num_heads) || !v.head_dim().is_multiple_of(4) {
-            return Err(ModelError::field(
-                "vision_config.num_heads",
-                format!(
-                    "embed_dim {} / num_heads {} must be a multiple of 4 (2-D rotary embedding)",
-                    v.embed_dim, v.num_heads
-                ),
-            ));
-        }
+        self.vision.validate()?;
         validate_text(&self.text)?;
         self.validate_mrope()?;
         if self.image_token_id as usize >= self.text.vocab_size {
@@ -190,13 +130,36 @@ impl Qwen2VlConfig {
         Ok(())
     }
 
+    /// Whether this is Qwen2.5-VL (its tower's variant).
+    pub fn is_qwen2_5(&self) -> bool {
+        matches!(self.vision.variant, TowerVariant::Qwen2_5Vl(_))
+    }
+
+    /// The HF `model_type`: `qwen2_vl` or `qwen2_5_vl`.
+    pub fn model_type(&self) -> &'static str {
+        if self.is_qwen2_5() {
+            QWEN2_5_VL_MODEL_TYPE
+        } else {
+            QWEN2_VL_MODEL_TYPE
+        }
+    }
+
+    /// The HF class: `Qwen2VLForConditionalGeneration` or `Qwen2_5_VLForConditionalGeneration`.
+    pub fn architecture(&self) -> &'static str {
+        if self.is_qwen2_5() {
+            QWEN2_5_VL_ARCHITECTURE
+        } else {
+            QWEN2_VL_ARCHITECTURE
+        }
+    }
+
     /// The config as HF `config.json` JSON: the parsed original with every interpreted field
     /// overwritten by this struct's values, the text fields where they were (top level in
     /// the hub layout, `text_config` otherwise; a config built in code gets transformers 5's).
     pub fn to_hf_json(&self) -> Value {
         let mut top = as_object(&self.raw);
-        top.insert("model_type".into(), json!(QWEN2_VL_MODEL_TYPE));
-        top.insert("architectures".into(), json!([QWEN2_VL_ARCHITECTURE]));
+        top.insert("model_type".into(), json!(self.model_type()));
+        top.insert("architectures".into(), json!([self.architecture()]));
         for (key, value) in [
             ("image_token_id", self.image_token_id),
             ("video_token_id", self.video_token_id),
@@ -209,7 +172,7 @@ impl Qwen2VlConfig {
             "tie_word_embeddings".into(),
             json!(self.tie_word_embeddings),
         );
-        let vision = self.vision_json(top.get("vision_config"));
+        let vision = self.vision.to_json(top.get("vision_config"));
         top.insert("vision_config".into(), vision);
         let nested = self.raw.is_null() || top.contains_key("text_config");
         if nested {
@@ -227,7 +190,10 @@ impl Qwen2VlConfig {
     fn text_json(&self, mut into: Map<String, Value>, nested: bool) -> Map<String, Value> {
         let t = &self.text;
         if nested {
-            into.insert("model_type".into(), json!("qwen2_vl_text"));
+            into.insert(
+                "model_type".into(),
+                json!(format!("{}_text", self.model_type())),
+            );
         }
         for (key, value) in [
             ("vocab_size", json!(t.vocab_size)),
@@ -259,42 +225,11 @@ impl Qwen2VlConfig {
         into
     }
 
-    fn vision_json(&self, existing: Option<&Value>) -> Value {
-        let v = &self.vision;
-        let mut vision = as_object(existing.unwrap_or(&Value::Null));
-        vision.insert("model_type".into(), json!("qwen2_vl_vision"));
-        for (key, value) in [
-            ("depth", json!(v.depth)),
-            ("embed_dim", json!(v.embed_dim)),
-            ("hidden_size", json!(v.hidden_size)),
-            ("num_heads", json!(v.num_heads)),
-            ("mlp_ratio", number(v.mlp_ratio)),
-            ("in_channels", json!(v.in_channels)),
-            ("patch_size", json!(v.patch_size)),
-            ("spatial_merge_size", json!(v.spatial_merge_size)),
-            ("temporal_patch_size", json!(v.temporal_patch_size)),
-            ("hidden_act", json!(v.hidden_act.hf_name())),
-            ("initializer_range", json!(v.initializer_range)),
-        ] {
-            vision.insert(key.into(), value);
-        }
-        Value::Object(vision)
-    }
-
     /// Writes [`Self::to_hf_json`] to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text =
             serde_json::to_string_pretty(&self.to_hf_json()).expect("JSON values always serialise");
         write_atomic(path, text.as_bytes()).map_err(ModelError::io("writing", path))
-    }
-}
-
-/// `value` as a JSON integer when it is whole (HF types `mlp_ratio` as an int), else a float.
-fn number(value: f64) -> Value {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        json!(value as i64)
-    } else {
-        json!(value)
     }
 }
 
@@ -304,41 +239,6 @@ fn eos_json(ids: &[u32]) -> Value {
         [one] => json!(one),
         many => json!(many),
     }
-}
-
-fn parse_vision(f: &Fields) -> Result<Qwen2VisionConfig> {
-    if let Some(model_type) = f.opt_str("model_type")? {
-        if model_type != "qwen2_vl" && model_type != "qwen2_vl_vision" {
-            return Err(f.error(
-                "model_type",
-                format!("`{model_type}` is not supported (expected `qwen2_vl_vision`)"),
-            ));
-        }
-    }
-    let in_channels = match f.present("in_channels") {
-        Some(_) => f.usize("in_channels", None)?,
-        None => f.usize("in_chans", Some(3))?,
-    };
-    let rope_theta = match f.get("rope_parameters").filter(|v| !v.is_null()) {
-        Some(_) => f
-            .child("rope_parameters")?
-            .f64("rope_theta", Some(10_000.0))?,
-        None => 10_000.0,
-    };
-    Ok(Qwen2VisionConfig {
-        depth: f.usize("depth", Some(32))?,
-        embed_dim: f.usize("embed_dim", Some(1280))?,
-        hidden_size: f.usize("hidden_size", Some(3584))?,
-        num_heads: f.usize("num_heads", Some(16))?,
-        mlp_ratio: f.f64("mlp_ratio", Some(4.0))?,
-        in_channels,
-        patch_size: f.usize("patch_size", Some(14))?,
-        spatial_merge_size: f.usize("spatial_merge_size", Some(2))?,
-        temporal_patch_size: f.usize("temporal_patch_size", Some(2))?,
-        hidden_act: parse_activation(f, "hidden_act", "quick_gelu")?,
-        initializer_range: f.f64("initializer_range", Some(0.02))?,
-        rope_theta,
-    })
 }
 
 /// The Qwen2 text model's fields (`Qwen2VLTextConfig`'s defaults): a Llama with q/k/v biases
@@ -402,18 +302,9 @@ fn mrope_section(sources: &[&Fields]) -> Result<Vec<usize>> {
                     return Err(rope.error("rope_type", message));
                 }
             }
-            let Some(section) = rope.present("mrope_section") else {
-                continue;
-            };
-            return section
-                .as_array()
-                .and_then(|items| {
-                    items
-                        .iter()
-                        .map(|v| v.as_u64().map(|n| n as usize))
-                        .collect()
-                })
-                .ok_or_else(|| rope.error("mrope_section", "expected a list of integers"));
+            if rope.present("mrope_section").is_some() {
+                return rope.usize_list("mrope_section", None);
+            }
         }
     }
     Ok(DEFAULT_MROPE_SECTION.to_vec())
@@ -422,6 +313,7 @@ fn mrope_section(sources: &[&Fields]) -> Result<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activation::Activation;
 
     /// Qwen2-VL-2B-Instruct's config.json layout: the text fields at the top level, M-RoPE in
     /// `rope_scaling`, a tied head.
@@ -513,7 +405,7 @@ mod tests {
         let cases: Vec<(&str, Mutation)> = vec![
             (
                 "model_type",
-                Box::new(|v| v["model_type"] = json!("qwen2_5_vl")),
+                Box::new(|v| v["model_type"] = json!("qwen3_vl")),
             ),
             ("hidden_act", Box::new(|v| v["hidden_act"] = json!("gelu"))),
             (
@@ -539,6 +431,99 @@ mod tests {
         ];
         for (field, mutate) in cases {
             let mut v = hub();
+            mutate(&mut v);
+            assert_eq!(error_field(v), field);
+        }
+    }
+
+    /// Qwen2.5-VL-7B-Instruct's config.json layout (the hub's: flat text fields, `in_chans`).
+    fn hub_2_5() -> Value {
+        json!({
+            "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+            "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+            "num_attention_heads": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0, "max_position_embeddings": 128000, "vocab_size": 152064,
+            "tie_word_embeddings": false, "image_token_id": 151655,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280,
+                              "intermediate_size": 3420, "num_heads": 16, "in_chans": 3,
+                              "out_hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2,
+                              "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+                              "tokens_per_second": 2, "temporal_patch_size": 2}
+        })
+    }
+
+    #[test]
+    fn qwen2_5_parses_its_own_vision_names_and_writes_them_back() {
+        let c = Qwen2VlConfig::from_value(hub_2_5()).unwrap();
+        assert!(c.is_qwen2_5());
+        assert_eq!((c.vision.embed_dim, c.vision.hidden_size), (1280, 3584));
+        assert_eq!(c.vision.intermediate_size(), 3420);
+        assert_eq!(c.vision.window_tokens(), Some(4));
+        assert!(c.vision.full_attention(7) && !c.vision.full_attention(6));
+        assert_eq!(c.vision.hidden_act, Activation::Silu);
+        assert_eq!(c.text.num_key_value_heads, 4);
+        let out = c.to_hf_json();
+        assert_eq!(out["model_type"], json!("qwen2_5_vl"));
+        assert_eq!(
+            out["architectures"],
+            json!(["Qwen2_5_VLForConditionalGeneration"])
+        );
+        assert_eq!(out["vision_config"]["out_hidden_size"], json!(3584));
+        assert_eq!(out["vision_config"]["tokens_per_second"], json!(2));
+        assert!(out["vision_config"].get("embed_dim").is_none());
+        let strip = |c: Qwen2VlConfig| Qwen2VlConfig {
+            raw: Value::Null,
+            ..c
+        };
+        let again = Qwen2VlConfig::from_value(out).unwrap();
+        assert_eq!(strip(again), strip(c.clone()));
+        let nested = strip(c).to_hf_json();
+        assert_eq!(
+            nested["text_config"]["model_type"],
+            json!("qwen2_5_vl_text")
+        );
+        assert_eq!(
+            nested["vision_config"]["model_type"],
+            json!("qwen2_5_vl_vision")
+        );
+    }
+
+    #[test]
+    fn invalid_qwen2_5_vision_values_name_their_field() {
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "vision_config.window_size",
+                Box::new(|v| v["vision_config"]["window_size"] = json!(27)),
+            ),
+            (
+                "vision_config.fullatt_block_indexes",
+                Box::new(|v| v["vision_config"]["fullatt_block_indexes"] = json!([7, 32])),
+            ),
+            (
+                "vision_config.fullatt_block_indexes",
+                Box::new(|v| v["vision_config"]["fullatt_block_indexes"] = json!("7")),
+            ),
+            (
+                "vision_config.intermediate_size",
+                Box::new(|v| v["vision_config"]["intermediate_size"] = json!(0)),
+            ),
+            (
+                "vision_config.hidden_act",
+                Box::new(|v| v["vision_config"]["hidden_act"] = json!("gelu")),
+            ),
+            (
+                "vision_config.model_type",
+                Box::new(|v| v["vision_config"]["model_type"] = json!("qwen2_vl_vision")),
+            ),
+            (
+                "vision_config.out_hidden_size",
+                Box::new(|v| v["vision_config"]["out_hidden_size"] = json!(-1)),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let mut v = hub_2_5();
             mutate(&mut v);
             assert_eq!(error_field(v), field);
         }

@@ -1,5 +1,7 @@
-//! The whole Qwen2-VL model (`Qwen2VLForConditionalGeneration`): the vision tower's merged
-//! features written into the rows of `image_token_id` tokens, in order → the Qwen2 text model
+//! The whole Qwen2-VL or Qwen2.5-VL model (`Qwen2VLForConditionalGeneration`,
+//! `Qwen2_5_VLForConditionalGeneration`; the config's tower variant says which): the vision
+//! tower's merged features written into the rows of `image_token_id` tokens, in order → the
+//! Qwen2 text model
 //! (q/k/v biases) at M-RoPE positions ([`crate::qwen2_vl::rope_index`]) → LM head (own weight
 //! or tied). Modules are named as in the hub checkpoints (`visual`, `model`, `lm_head`), so a
 //! parameter's module path is its hub tensor name.
@@ -19,7 +21,7 @@ use crate::qwen2_vl::vision::Qwen2VisionTransformer;
 use crate::text_decoder::{self, check_token_ids, splice_image_features, TextDecoder};
 use crate::vision_language_model::{int_values, validity, VlmInput};
 
-/// Qwen2-VL.
+/// Qwen2-VL or Qwen2.5-VL.
 #[derive(Module, Debug)]
 pub struct Qwen2Vl<B: Backend> {
     /// `visual`: the vision tower and its merger.

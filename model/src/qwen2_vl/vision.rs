@@ -1,28 +1,25 @@
-//! The Qwen2-VL vision tower (`visual`, HF `Qwen2VisionTransformerPretrainedModel`): every
-//! image's flattened patches `[patches, C·T·P·P]` → a linear patch embedding (HF's Conv3d whose
-//! stride equals its kernel) → pre-LayerNorm blocks with a fused `qkv` projection, a 2-D
-//! rotary embedding over each patch's (row, column) and attention only among the patches of
-//! the same image frame (block-diagonal over `image_grid_thw`, run frame by frame) → the
-//! `PatchMerger`, which
-//! folds each `spatial_merge_size²` square of patches (adjacent in the sequence: the processor
-//! orders them so) into one language-model token.
+//! The Qwen2-VL / Qwen2.5-VL vision tower (`visual`, HF `Qwen2VisionTransformerPretrainedModel`,
+//! `Qwen2_5_VisionTransformerPretrainedModel`): every image's flattened patches `[patches,
+//! C·T·P·P]` → a linear patch embedding (HF's Conv3d whose stride equals its kernel) → the
+//! blocks (`vision_block.rs`), with a 2-D rotary embedding over each patch's (row, column) and
+//! attention only among the patches of the same image frame, or for Qwen2.5-VL's window blocks
+//! of the same window → the `PatchMerger`, which folds each `spatial_merge_size²` square of
+//! patches (adjacent in the sequence: the processor orders them so) into one language-model
+//! token. Qwen2.5-VL runs the blocks and the merger in window order (`windows.rs`) and puts the
+//! merged tokens back in the processor's order.
 
 use burn::module::{Initializer, Module, Param};
-use burn::nn::LayerNorm;
 use burn::tensor::backend::Backend;
-use burn::tensor::{s, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::activation::Activation;
-use crate::attention::{attention, merge_heads, split_heads, AttentionMask};
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
 use crate::precision;
-use crate::qwen2_vl::config::Qwen2VisionConfig;
-use crate::rope::{apply_rotary, Rope};
-use crate::vision_transformer::{layer_norm, vision_layer_norm};
-
-/// The LayerNorm epsilon of every norm in the tower (fixed in HF's code).
-const NORM_EPS: f64 = 1e-6;
+use crate::qwen2_vl::vision_block::{TowerContext, VisionBlock, VisionNorm};
+use crate::qwen2_vl::vision_config::Qwen2VisionConfig;
+use crate::qwen2_vl::windows::WindowOrder;
+use crate::rope::Rope;
 
 /// HF's `Conv3d` patch projection (`patch_embed.proj`), kept in its layout.
 #[derive(Module, Debug)]
@@ -48,126 +45,13 @@ impl<B: Backend> PatchEmbed<B> {
     }
 }
 
-/// `attn`: self-attention with a fused `qkv` projection.
-#[derive(Module, Debug)]
-pub struct VisionAttention<B: Backend> {
-    /// `[embed_dim → 3·embed_dim]`: queries, keys, values.
-    pub qkv: Linear<B>,
-    /// Output projection.
-    pub proj: Linear<B>,
-    heads: usize,
-}
-
-/// The per-forward inputs every block shares.
-struct TowerContext<B: Backend> {
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
-    /// The patches of each image frame, in sequence order (HF's `cu_seqlens` differences).
-    frames: Vec<usize>,
-}
-
-impl<B: Backend> VisionAttention<B> {
-    fn forward(&self, x: Tensor<B, 3>, context: &TowerContext<B>) -> Tensor<B, 3> {
-        let [_, _, width] = x.dims();
-        let head_dim = width / self.heads;
-        let qkv = self.qkv.forward(x);
-        let part = |i: usize| {
-            let slice = qkv.clone().slice(s![.., .., i * width..(i + 1) * width]);
-            split_heads(slice, self.heads, head_dim)
-        };
-        let q = apply_rotary(part(0), &context.cos, &context.sin);
-        let k = apply_rotary(part(1), &context.cos, &context.sin);
-        let out = per_frame_attention(q, k, part(2), &context.frames);
-        self.proj.forward(merge_heads(out))
-    }
-}
-
-/// Bidirectional attention within each frame only, one frame at a time (HF eager's split over
-/// `cu_seqlens`): exactly a block-diagonal mask, without building an `[N, N]` one.
-fn per_frame_attention<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    frames: &[usize],
-) -> Tensor<B, 4> {
-    if frames.len() <= 1 {
-        return attention(q, k, v, &AttentionMask::Bidirectional);
-    }
-    let mut start = 0;
-    let outputs = frames
-        .iter()
-        .map(|&len| {
-            let range = start..start + len;
-            start += len;
-            let take = |x: &Tensor<B, 4>| x.clone().slice(s![.., .., range.clone(), ..]);
-            attention(take(&q), take(&k), take(&v), &AttentionMask::Bidirectional)
-        })
-        .collect();
-    Tensor::cat(outputs, 2)
-}
-
-/// `mlp`: `fc2(act(fc1(x)))`.
-#[derive(Module, Debug)]
-pub struct VisionMlp<B: Backend> {
-    /// Expansion.
-    pub fc1: Linear<B>,
-    /// Projection back.
-    pub fc2: Linear<B>,
-}
-
-/// A vision block (`blocks.N`): pre-LayerNorm attention and MLP, each with a residual.
-#[derive(Module, Debug)]
-pub struct VisionBlock<B: Backend> {
-    /// Norm before attention.
-    pub norm1: LayerNorm<B>,
-    /// Norm before the MLP.
-    pub norm2: LayerNorm<B>,
-    /// Attention.
-    pub attn: VisionAttention<B>,
-    /// MLP.
-    pub mlp: VisionMlp<B>,
-    #[module(skip)]
-    activation: Activation,
-}
-
-impl<B: Backend> VisionBlock<B> {
-    fn new(v: &Qwen2VisionConfig, device: &B::Device) -> Self {
-        let (d, m) = (v.embed_dim, v.intermediate_size());
-        Self {
-            norm1: vision_layer_norm(d, NORM_EPS, device),
-            norm2: vision_layer_norm(d, NORM_EPS, device),
-            attn: VisionAttention {
-                qkv: Linear::new(d, 3 * d, true, device),
-                proj: Linear::new(d, d, true, device),
-                heads: v.num_heads,
-            },
-            mlp: VisionMlp {
-                fc1: Linear::new(d, m, true, device),
-                fc2: Linear::new(m, d, true, device),
-            },
-            activation: v.hidden_act,
-        }
-    }
-
-    fn forward(&self, x: Tensor<B, 3>, context: &TowerContext<B>) -> Tensor<B, 3> {
-        let h = self
-            .attn
-            .forward(layer_norm(&self.norm1, x.clone(), NORM_EPS), context);
-        let x = x + h;
-        let h = self
-            .mlp
-            .fc1
-            .forward(layer_norm(&self.norm2, x.clone(), NORM_EPS));
-        x + self.mlp.fc2.forward(self.activation.forward(h))
-    }
-}
-
-/// `merger` (HF `PatchMerger`): LayerNorm, then each `spatial_merge_size²` consecutive patches
-/// concatenated and mapped by `Linear → GELU → Linear` to the language model's width.
+/// `merger` (HF `PatchMerger`): LayerNorm (Qwen2.5-VL: RMSNorm), then each
+/// `spatial_merge_size²` consecutive patches concatenated and mapped by `Linear → GELU →
+/// Linear` to the language model's width.
 #[derive(Module, Debug)]
 pub struct PatchMerger<B: Backend> {
     /// The norm (`ln_q`).
-    pub ln_q: LayerNorm<B>,
+    pub ln_q: VisionNorm<B>,
     /// HF's `nn.Sequential(Linear, GELU, Linear)`: slots 0 and 2 hold the linears, slot 1 (the
     /// GELU) nothing, so the parameters keep HF's names `mlp.0.*` and `mlp.2.*`.
     pub mlp: Vec<Option<Linear<B>>>,
@@ -177,7 +61,7 @@ impl<B: Backend> PatchMerger<B> {
     fn new(v: &Qwen2VisionConfig, device: &B::Device) -> Self {
         let merged = v.merged_width();
         Self {
-            ln_q: vision_layer_norm(v.embed_dim, NORM_EPS, device),
+            ln_q: VisionNorm::new(&v.variant, v.embed_dim, device),
             mlp: vec![
                 Some(Linear::new(merged, merged, true, device)),
                 None,
@@ -193,7 +77,7 @@ impl<B: Backend> PatchMerger<B> {
             unreachable!("the merger is built with linears in slots 0 and 2 only");
         };
         let merged = first.weight.dims()[0];
-        let x = layer_norm(&self.ln_q, x, NORM_EPS).reshape([n * width / merged, merged]);
+        let x = self.ln_q.forward(x).reshape([n * width / merged, merged]);
         second.forward(Activation::Gelu.forward(first.forward(x)))
     }
 }
@@ -211,6 +95,9 @@ pub struct Qwen2VisionTransformer<B: Backend> {
     rope: Rope,
     #[module(skip)]
     merge: usize,
+    /// Qwen2.5-VL's window side in merged tokens (`None`: no windows).
+    #[module(skip)]
+    window: Option<usize>,
 }
 
 impl<B: Backend> Qwen2VisionTransformer<B> {
@@ -229,10 +116,13 @@ impl<B: Backend> Qwen2VisionTransformer<B> {
                     weight: Initializer::Zeros.init(shape, device),
                 },
             },
-            blocks: (0..v.depth).map(|_| VisionBlock::new(v, device)).collect(),
+            blocks: (0..v.depth)
+                .map(|i| VisionBlock::new(v, i, device))
+                .collect(),
             merger: PatchMerger::new(v, device),
             rope: Rope::axial(v.head_dim(), v.rope_theta),
             merge: v.spatial_merge_size,
+            window: v.window_tokens(),
         }
     }
 
@@ -241,22 +131,42 @@ impl<B: Backend> Qwen2VisionTransformer<B> {
     pub fn forward(&self, patches: Tensor<B, 2>, grids: &[[usize; 3]]) -> Result<Tensor<B, 2>> {
         self.check_grids(patches.dims()[0], grids)?;
         let device = patches.device();
-        let x = self.patch_embed.forward(patches).unsqueeze::<3>();
-        let (rows, cols) = patch_positions(grids, self.merge);
+        let x = self.patch_embed.forward(patches);
+        let (mut rows, mut cols) = patch_positions(grids, self.merge);
+        let frames: Vec<usize> = grids
+            .iter()
+            .flat_map(|&[t, h, w]| std::iter::repeat_n(h * w, t))
+            .collect();
+        let unit = self.merge * self.merge;
+        let order = self.window.map(|w| WindowOrder::new(grids, self.merge, w));
+        let (x, windows) = match &order {
+            Some(order) => {
+                rows = order.reorder(&rows, unit);
+                cols = order.reorder(&cols, unit);
+                let x = select_tokens(x, &order.index, unit);
+                (x, order.windows.clone())
+            }
+            None => (x, frames.clone()),
+        };
         let n = rows.len();
         let (cos, sin) = self
             .rope
             .tables_3d::<B>([&rows, &cols, &cols], 1, n, &device);
-        let frames = grids
-            .iter()
-            .flat_map(|&[t, h, w]| std::iter::repeat_n(h * w, t))
-            .collect();
-        let context = TowerContext { cos, sin, frames };
+        let context = TowerContext {
+            cos,
+            sin,
+            frames,
+            windows,
+        };
         let x = self
             .blocks
             .iter()
-            .fold(x, |x, block| block.forward(x, &context));
-        Ok(self.merger.forward(x))
+            .fold(x.unsqueeze::<3>(), |x, block| block.forward(x, &context));
+        let merged = self.merger.forward(x);
+        Ok(match &order {
+            Some(order) => select_tokens(merged, &order.inverse(), 1),
+            None => merged,
+        })
     }
 
     /// Errors unless the grids cover exactly `patches` rows and each side is a multiple of
@@ -281,6 +191,17 @@ impl<B: Backend> Qwen2VisionTransformer<B> {
         }
         Ok(())
     }
+}
+
+/// The rows of `x [N, D]` in groups of `unit` consecutive rows, group `index[i]` put at place
+/// `i` (a permutation of the groups).
+fn select_tokens<B: Backend>(x: Tensor<B, 2>, index: &[usize], unit: usize) -> Tensor<B, 2> {
+    let [n, width] = x.dims();
+    let index: Vec<i64> = index.iter().map(|&i| i as i64).collect();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [n / unit]), &x.device());
+    x.reshape([n / unit, unit * width])
+        .select(0, index)
+        .reshape([n, width])
 }
 
 /// Each patch's (row, column) in the sequence order the processor writes: per frame, the

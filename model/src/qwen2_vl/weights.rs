@@ -1,4 +1,4 @@
-//! Qwen2-VL checkpoints ⇄ the model. Module paths are the hub layout's tensor names
+//! Qwen2-VL and Qwen2.5-VL checkpoints ⇄ the model. Module paths are the hub layout's tensor names
 //! (`visual.*`, `model.*`, `lm_head.*`), so the generic mapping of [`crate::weights`] applies;
 //! the Qwen2-VL-specific part is transformers ≥ 4.52's layout (in memory, in PEFT's adapter
 //! names and in 4.52's saves): `model.visual.*`, `model.language_model.*`, `lm_head.*`. Loading
@@ -45,7 +45,7 @@ impl<B: Backend> Qwen2Vl<B> {
 
     /// Saves `config.json` and `model.safetensors` (hub-layout names, `dtype` on disk) into
     /// `dir`, each file written atomically; `Qwen2VLForConditionalGeneration.from_pretrained`
-    /// loads the result.
+    /// (`Qwen2_5_VLForConditionalGeneration` for Qwen2.5-VL) loads the result.
     pub fn save(&self, dir: &Path, dtype: FloatDtype) -> Result<()> {
         save_params(self, dir, dtype)?;
         self.config().save(&dir.join(CONFIG_FILE))
