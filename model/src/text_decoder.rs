@@ -164,7 +164,7 @@ pub fn forward_row_losses<B: Backend, M: TextDecoder<B>>(
     let labels = int_values(labels);
     (0..batch)
         .map(|b| {
-            let rows = hidden.clone().slice([b..b + 1]).reshape([seq, width]);
+            let rows = hidden.clone().narrow(0, b, 1).reshape([seq, width]);
             loss_on_rows(
                 rows,
                 &labels[b * seq..(b + 1) * seq],

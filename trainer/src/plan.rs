@@ -756,8 +756,10 @@ mod tests {
             "the reference is a full copy"
         );
         dpo.lora = Some(Default::default());
-        let mut sft_lora = Recipe::default();
-        sft_lora.lora = Some(Default::default());
+        let sft_lora = Recipe {
+            lora: Some(Default::default()),
+            ..Default::default()
+        };
         let lora = device_memory(&dpo, &config, BENCH).unwrap();
         let sft_lora = device_memory(&sft_lora, &config, BENCH).unwrap();
         assert_eq!(lora.weights, sft_lora.weights, "adapters off: no copy");

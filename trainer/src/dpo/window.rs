@@ -74,7 +74,11 @@ pub fn micro_batch_loss<B: Backend, M: VisionLanguageModel<B>>(
     forward: ForwardSettings,
     device: &B::Device,
 ) -> Result<DpoMicroLoss<B>> {
-    let (rows, collated) = pair_rows(model, batch, forward, device)?;
+    let PairRows {
+        rows,
+        tokens,
+        images,
+    } = pair_rows(model, batch, forward, device)?;
     let n = batch.len();
     let dpo = &window.dpo;
     let logps: Vec<Tensor<B, 1>> = rows.iter().map(|r| answer_logp(r, dpo.loss)).collect();
@@ -102,8 +106,8 @@ pub fn micro_batch_loss<B: Backend, M: VisionLanguageModel<B>>(
     }
     Ok(DpoMicroLoss {
         scaled,
-        tokens: collated.0,
-        images: collated.1,
+        tokens,
+        images,
         sums: PreferenceSums::of_pairs(&policy, &reference, dpo.beta),
     })
 }
@@ -116,7 +120,7 @@ fn answer_logps<B: Backend, M: VisionLanguageModel<B>>(
     forward: ForwardSettings,
     device: &B::Device,
 ) -> Result<Vec<(Tensor<B, 1>, Tensor<B, 1>)>> {
-    let (rows, _) = pair_rows(model, batch, forward, device)?;
+    let rows = pair_rows(model, batch, forward, device)?.rows;
     let (chosen, rejected) = rows.split_at(batch.len());
     Ok(chosen
         .iter()
@@ -125,14 +129,23 @@ fn answer_logps<B: Backend, M: VisionLanguageModel<B>>(
         .collect())
 }
 
-/// Each row's summed cross-entropy over `2·n` rows (chosen answers, then rejected ones), with
-/// the tokens and images of the pairs (each pair's once).
+/// A micro-batch of pairs run as `2·n` rows.
+struct PairRows<B: Backend> {
+    /// Each row's summed cross-entropy: the chosen answers, then the rejected ones.
+    rows: Vec<LossOutput<B>>,
+    /// Tokens of the rows (padding excluded).
+    tokens: usize,
+    /// Images of the pairs (each pair's once).
+    images: usize,
+}
+
+/// Runs the pairs of `batch` through `model` as `2·n` rows.
 fn pair_rows<B: Backend, M: VisionLanguageModel<B>>(
     model: &M,
     batch: &[&Example],
     forward: ForwardSettings,
     device: &B::Device,
-) -> Result<(Vec<LossOutput<B>>, (usize, usize))> {
+) -> Result<PairRows<B>> {
     let rejected = batch
         .iter()
         .map(|e| {
@@ -151,6 +164,9 @@ fn pair_rows<B: Backend, M: VisionLanguageModel<B>>(
         model.forward_row_losses(&input, &labels)
     })
     .context("forward")?;
-    let images = batch.iter().filter(|e| e.tiles > 0).count();
-    Ok((losses, (tokens, images)))
+    Ok(PairRows {
+        rows: losses,
+        tokens,
+        images: batch.iter().filter(|e| e.tiles > 0).count(),
+    })
 }
