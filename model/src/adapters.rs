@@ -127,6 +127,12 @@ pub fn merge_lora<B: Backend, M: AdaptableModel<B>>(mut model: M) -> M {
     model
 }
 
+/// `model` with every adapter dropped (its base weights untouched).
+pub fn without_lora<B: Backend, M: AdaptableModel<B>>(mut model: M) -> M {
+    model.for_each_linear_mut(|_, linear| linear.lora = None);
+    model
+}
+
 /// Writes the adapter folder of the adapted `model`: `adapter_config.json` and
 /// `adapter_model.safetensors` (adapters and the parts trained in full, `dtype` on disk).
 pub fn save_adapter<B: Backend, M: AdaptableModel<B>>(

@@ -60,6 +60,14 @@ impl<B: Backend> VisionLanguageModel<B> for Idefics3<B> {
         Idefics3::forward_loss(self, input, labels)
     }
 
+    fn forward_row_losses(
+        &self,
+        input: &VlmInput<B>,
+        labels: &Tensor<B, 2, Int>,
+    ) -> Result<Vec<LossOutput<B>>> {
+        crate::text_decoder::forward_row_losses(self, input, labels)
+    }
+
     fn prefill(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 2>, KvCache<B>)> {
         Idefics3::prefill(self, input)
     }
@@ -87,6 +95,10 @@ impl<B: Backend> VisionLanguageModel<B> for Idefics3<B> {
 
     fn merge_lora(self) -> Self {
         Idefics3::merge_lora(self)
+    }
+
+    fn without_lora(self) -> Self {
+        crate::adapters::without_lora(self)
     }
 
     fn save_adapter(&self, dir: &Path, spec: &AdapterSpec, dtype: FloatDtype) -> Result<()> {

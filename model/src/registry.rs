@@ -536,6 +536,14 @@ impl<B: Backend> VisionLanguageModel<B> for Vlm<B> {
         each_family!(self, m => m.forward_loss(input, labels))
     }
 
+    fn forward_row_losses(
+        &self,
+        input: &VlmInput<B>,
+        labels: &Tensor<B, 2, Int>,
+    ) -> Result<Vec<LossOutput<B>>> {
+        each_family!(self, m => m.forward_row_losses(input, labels))
+    }
+
     fn prefill(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 2>, KvCache<B>)> {
         each_family!(self, m => m.prefill(input))
     }
@@ -563,6 +571,10 @@ impl<B: Backend> VisionLanguageModel<B> for Vlm<B> {
 
     fn merge_lora(self) -> Self {
         map_family!(self, m => m.merge_lora())
+    }
+
+    fn without_lora(self) -> Self {
+        map_family!(self, m => m.without_lora())
     }
 
     fn save_adapter(&self, dir: &Path, spec: &AdapterSpec, dtype: FloatDtype) -> Result<()> {

@@ -140,8 +140,50 @@ pub fn forward_loss<B: Backend, M: TextDecoder<B>>(
     input: &VlmInput<B>,
     labels: &Tensor<B, 2, Int>,
 ) -> Result<LossOutput<B>> {
-    let hidden = forward_hidden(model, input, None)?;
+    let hidden = labelled_hidden(model, input, labels)?;
     let [batch, seq, width] = hidden.dims();
+    loss_on_rows(
+        hidden.reshape([batch * seq, width]),
+        &int_values(labels),
+        [batch, seq, model.vocab_size()],
+        |h| logits(model, h),
+        plain_head_weight(model),
+    )
+}
+
+/// [`forward_loss`] row by row: one forward pass over the batch, then each row's summed
+/// cross-entropy over its own targets with their count (a row without targets: zero over none).
+/// Sequence-level objectives (DPO's log-probabilities) need each row's sum.
+pub fn forward_row_losses<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    input: &VlmInput<B>,
+    labels: &Tensor<B, 2, Int>,
+) -> Result<Vec<LossOutput<B>>> {
+    let hidden = labelled_hidden(model, input, labels)?;
+    let [batch, seq, width] = hidden.dims();
+    let labels = int_values(labels);
+    (0..batch)
+        .map(|b| {
+            let rows = hidden.clone().narrow(0, b, 1).reshape([seq, width]);
+            loss_on_rows(
+                rows,
+                &labels[b * seq..(b + 1) * seq],
+                [1, seq, model.vocab_size()],
+                |h| logits(model, h),
+                plain_head_weight(model),
+            )
+        })
+        .collect()
+}
+
+/// Final hidden states `[B, T, hidden]` of `input`, after checking that `labels` has its shape.
+fn labelled_hidden<B: Backend, M: TextDecoder<B>>(
+    model: &M,
+    input: &VlmInput<B>,
+    labels: &Tensor<B, 2, Int>,
+) -> Result<Tensor<B, 3>> {
+    let hidden = forward_hidden(model, input, None)?;
+    let [batch, seq, _] = hidden.dims();
     if labels.dims() != [batch, seq] {
         return Err(ModelError::input(
             "labels",
@@ -151,13 +193,7 @@ pub fn forward_loss<B: Backend, M: TextDecoder<B>>(
             ),
         ));
     }
-    loss_on_rows(
-        hidden.reshape([batch * seq, width]),
-        &int_values(labels),
-        [batch, seq, model.vocab_size()],
-        |h| logits(model, h),
-        plain_head_weight(model),
-    )
+    Ok(hidden)
 }
 
 /// The LM head's weight as `[vocab, hidden]` when the head is that product alone (tied to the

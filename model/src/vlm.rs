@@ -102,6 +102,14 @@ pub trait VisionLanguageModel<B: Backend>: Module<B> + Sync + Sized {
         labels: &Tensor<B, 2, Int>,
     ) -> Result<LossOutput<B>>;
 
+    /// [`VisionLanguageModel::forward_loss`] per row: each row's summed cross-entropy over its
+    /// own targets, with their count (sequence log-probabilities, as DPO scores answers).
+    fn forward_row_losses(
+        &self,
+        input: &VlmInput<B>,
+        labels: &Tensor<B, 2, Int>,
+    ) -> Result<Vec<LossOutput<B>>>;
+
     /// Runs a (left-padded) prompt batch: the last position's logits `[B, vocab]` and the cache.
     fn prefill(&self, input: &VlmInput<B>) -> Result<(Tensor<B, 2>, Self::Cache)>;
 
@@ -125,6 +133,10 @@ pub trait VisionLanguageModel<B: Backend>: Module<B> + Sync + Sized {
 
     /// The model with every adapter folded into its layer's weight.
     fn merge_lora(self) -> Self;
+
+    /// The model with every adapter removed: the base it adapts (weights shared, not copied),
+    /// e.g. DPO's reference under LoRA.
+    fn without_lora(self) -> Self;
 
     /// Writes the adapters (and the parts `spec` trains in full) as a PEFT adapter folder.
     fn save_adapter(&self, dir: &Path, spec: &AdapterSpec, dtype: FloatDtype) -> Result<()>;

@@ -89,6 +89,7 @@ mod tests {
             tiles,
             tile_shape: [3, 2, 2],
             grid_thw: Vec::new(),
+            rejected: None,
         }
     }
 

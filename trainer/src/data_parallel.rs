@@ -5,7 +5,8 @@
 //! Each micro-batch of the global batch is cut into one shard per worker. Every worker runs
 //! forward and backward on its shard with a replica of the model forked onto its device
 //! (Burn's `fork`: fresh autodiff leaves, so the workers' graphs share nothing), each shard's
-//! loss divided by the target tokens of the **whole** global batch. The workers' gradients are
+//! loss normalised over the **whole** global batch (its target tokens; for DPO its pairs, with
+//! the reference scored once, on the first device, before the workers start). The workers' gradients are
 //! moved to the first device (Burn's `GradientsParams::to_device`) and summed in rank order
 //! there (`GradientsAccumulator`), then clipped and applied once by the [`Update`]. The update
 //! is therefore the one-device update of the same global batch, up to the order of float
@@ -21,9 +22,9 @@ use safeaware_model::{dropout, TrainableModel};
 use safeaware_runtime::guard::panic_message;
 
 use crate::fail_points;
+use crate::objective::Objective;
 use crate::step::{
-    window_gradients, window_targets, ForwardSettings, StepOutcome, TrainStep, Update,
-    WindowGradients,
+    window_gradients, ForwardSettings, StepOutcome, TrainStep, Update, WindowGradients,
 };
 use crate::train_data::Example;
 
@@ -31,6 +32,7 @@ use crate::train_data::Example;
 pub struct DataParallelStep<B: AutodiffBackend, M: TrainableModel<B>> {
     update: Update<B, M>,
     forward: ForwardSettings,
+    objective: Objective<B, M>,
     /// One device per worker; the first holds the model and the optimiser.
     devices: Vec<B::Device>,
     /// How each worker's device is named, for errors.
@@ -48,9 +50,15 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> DataParallelStep<B, M> {
         Ok(DataParallelStep {
             update,
             forward,
+            objective: Objective::Sft,
             devices,
             names,
         })
+    }
+
+    /// The step minimising `objective` (SFT by default).
+    pub fn with_objective(self, objective: Objective<B, M>) -> Self {
+        DataParallelStep { objective, ..self }
     }
 }
 
@@ -75,10 +83,12 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
         window: &[Vec<&Example>],
         lr_factor: f64,
     ) -> Result<(M, StepOutcome)> {
-        let targets = window_targets(window);
         let workers = self.devices.len();
         let failing = fail_points::failing_worker();
         let main = &self.devices[0];
+        let loss = self
+            .objective
+            .window_loss(&model, window, self.forward, main)?;
         // Each worker's dropout generator, seeded from this thread's (seeded per step).
         let seeds: Vec<u64> = (0..workers).map(|_| dropout::next_seed()).collect();
         let results: Vec<Result<WindowGradients>> = std::thread::scope(|scope| {
@@ -86,14 +96,14 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
                 .map(|w| {
                     let (model, device, shard) =
                         (&model, &self.devices[w], shard(window, w, workers));
-                    let (forward, seed) = (self.forward, seeds[w]);
+                    let (forward, seed, loss) = (self.forward, seeds[w], &loss);
                     scope.spawn(move || -> Result<WindowGradients> {
                         dropout::seed(seed);
                         if failing == Some(w) {
                             panic!("simulated failure of worker {w}");
                         }
                         let replica = model.clone().fork(device);
-                        let mut g = window_gradients(&replica, &shard, targets, forward, device)?;
+                        let mut g = window_gradients(&replica, &shard, loss, forward, device)?;
                         if w > 0 {
                             g.grads = g.grads.to_device(main, &replica);
                         }
@@ -107,23 +117,14 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for DataParallelS
                 .collect()
         });
         let mut accumulator = GradientsAccumulator::<M>::new();
-        let (mut loss, mut tokens, mut images) = (0.0, 0, 0);
+        let mut total = WindowGradients::default();
         for (w, result) in results.into_iter().enumerate() {
             let g = result.map_err(|err| anyhow!("worker {w} ({}): {err:#}", self.names[w]))?;
+            total.add_numbers(&g);
             accumulator.accumulate(&model, g.grads);
-            loss += g.loss;
-            tokens += g.tokens;
-            images += g.images;
         }
         let (model, grad_norm) = self.update.apply(model, accumulator.grads(), lr_factor)?;
-        let outcome = StepOutcome {
-            loss,
-            grad_norm,
-            targets,
-            tokens,
-            images,
-        };
-        Ok((model, outcome))
+        Ok((model, total.outcome(&loss, grad_norm)))
     }
 
     fn save_state(&self, model: &M, path: &Path) -> Result<()> {
@@ -155,6 +156,7 @@ mod tests {
                 tiles: 0,
                 tile_shape: [3, 1, 1],
                 grid_thw: Vec::new(),
+                rejected: None,
             })
             .collect();
         let window = vec![

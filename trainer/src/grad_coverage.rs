@@ -48,6 +48,7 @@ pub(crate) mod tests {
     use burn::optim::GradientsParams;
     use safeaware_model::Vlm;
 
+    use crate::objective::WindowLoss;
     use crate::preset;
     use crate::step::{window_gradients, ForwardSettings};
     use crate::train_data::Example;
@@ -63,6 +64,7 @@ pub(crate) mod tests {
             tiles: 0,
             tile_shape: [3, 64, 64],
             grid_thw: Vec::new(),
+            rejected: None,
         }
     }
 
@@ -99,6 +101,9 @@ pub(crate) mod tests {
         visitor.out
     }
 
+    /// The loss of a global batch of six target tokens.
+    const SIX: WindowLoss = WindowLoss::Sft { targets: 6 };
+
     fn settings(lockstep: bool) -> ForwardSettings {
         ForwardSettings {
             pad_id: 0,
@@ -117,8 +122,8 @@ pub(crate) mod tests {
         let model = Vlm::<Ad>::init_random(&config, 3, &device);
         let (a, b) = (text_only("a"), text_only("b"));
         let window = vec![vec![&a, &b]];
-        let free = window_gradients(&model, &window, 6, settings(false), &device).unwrap();
-        let locked = window_gradients(&model, &window, 6, settings(true), &device).unwrap();
+        let free = window_gradients(&model, &window, &SIX, settings(false), &device).unwrap();
+        let locked = window_gradients(&model, &window, &SIX, settings(true), &device).unwrap();
         assert_eq!(free.loss, locked.loss);
         let free = grads_by_name(&model, &free.grads);
         let locked = grads_by_name(&model, &locked.grads);
@@ -137,12 +142,12 @@ pub(crate) mod tests {
         }
 
         let empty = vec![vec![]];
-        let nothing = window_gradients(&model, &empty, 6, settings(true), &device).unwrap();
+        let nothing = window_gradients(&model, &empty, &SIX, settings(true), &device).unwrap();
         assert_eq!((nothing.loss, nothing.tokens, nothing.images), (0.0, 0, 0));
         let nothing = grads_by_name(&model, &nothing.grads);
         assert_eq!(nothing.len(), locked.len());
         assert!(nothing.values().flatten().all(|v| *v == 0.0));
-        let skipped = window_gradients(&model, &empty, 6, settings(false), &device).unwrap();
+        let skipped = window_gradients(&model, &empty, &SIX, settings(false), &device).unwrap();
         assert!(grads_by_name(&model, &skipped.grads).is_empty());
     }
 }

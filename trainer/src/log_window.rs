@@ -1,9 +1,10 @@
-//! The training numbers between two log lines: loss per target token, tokens and images per
-//! second over the steps since the last line. A pause closes the window too, so no step's loss
+//! The training numbers between two log lines: loss per target token (DPO: per pair, with
+//! TRL's reward metrics), tokens and images per second over the steps since the last line. A pause closes the window too, so no step's loss
 //! is lost (a resumed run starts a new window).
 
 use std::time::Instant;
 
+use crate::dpo::loss::PreferenceSums;
 use crate::metrics_log::MetricsRecord;
 use crate::step::StepOutcome;
 
@@ -11,7 +12,9 @@ use crate::step::StepOutcome;
 #[derive(Debug)]
 pub struct LogWindow {
     loss_sum: f64,
-    targets: usize,
+    /// What the loss is a mean over: target tokens (SFT) or pairs (DPO).
+    weight: usize,
+    preference: PreferenceSums,
     tokens: usize,
     images: usize,
     start: Instant,
@@ -21,7 +24,8 @@ impl Default for LogWindow {
     fn default() -> Self {
         LogWindow {
             loss_sum: 0.0,
-            targets: 0,
+            weight: 0,
+            preference: PreferenceSums::default(),
             tokens: 0,
             images: 0,
             start: Instant::now(),
@@ -32,8 +36,11 @@ impl Default for LogWindow {
 impl LogWindow {
     /// Adds one step.
     pub fn add(&mut self, outcome: &StepOutcome) {
-        self.loss_sum += outcome.loss * outcome.targets as f64;
-        self.targets += outcome.targets;
+        self.loss_sum += outcome.loss * outcome.loss_weight() as f64;
+        self.weight += outcome.loss_weight();
+        if let Some(p) = &outcome.preference {
+            self.preference.add(p);
+        }
         self.tokens += outcome.tokens;
         self.images += outcome.images;
     }
@@ -43,7 +50,8 @@ impl LogWindow {
     pub fn close(&mut self) -> MetricsRecord {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let record = MetricsRecord {
-            loss: Some(self.loss_sum / self.targets.max(1) as f64),
+            loss: Some(self.loss_sum / self.weight.max(1) as f64),
+            preference: self.preference.means(),
             tokens_per_s: Some(self.tokens as f64 / secs),
             images_per_s: Some(self.images as f64 / secs),
             ..Default::default()

@@ -41,13 +41,76 @@ pub struct MetricsRecord {
     /// Estimated seconds to the end of training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta_s: Option<f64>,
+    /// DPO runs: rewards and log-probabilities since the previous line, under TRL's names.
+    #[serde(flatten)]
+    pub preference: PreferenceRecord,
     /// Evaluation metrics by name (e.g. `val_loss`, `accuracy`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub eval: BTreeMap<String, f64>,
 }
 
+/// TRL's DPO metrics, means over the pairs of the steps a line covers (absent in SFT runs):
+/// `rewards/chosen` and `rewards/rejected` (`β·(π − ρ)` of each answer), `rewards/accuracies`
+/// (the share of pairs whose chosen reward is the larger), `rewards/margins` (chosen − rejected),
+/// `logps/chosen` and `logps/rejected` (the policy's log-probabilities; averaged per token for
+/// `ipo`, as TRL does).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct PreferenceRecord {
+    #[serde(
+        rename = "rewards/chosen",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rewards_chosen: Option<f64>,
+    #[serde(
+        rename = "rewards/rejected",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rewards_rejected: Option<f64>,
+    #[serde(
+        rename = "rewards/accuracies",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rewards_accuracies: Option<f64>,
+    #[serde(
+        rename = "rewards/margins",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rewards_margins: Option<f64>,
+    #[serde(
+        rename = "logps/chosen",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub logps_chosen: Option<f64>,
+    #[serde(
+        rename = "logps/rejected",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub logps_rejected: Option<f64>,
+}
+
+impl PreferenceRecord {
+    /// The metrics by their TRL names.
+    pub fn named(&self) -> [(&'static str, Option<f64>); 6] {
+        [
+            ("rewards/chosen", self.rewards_chosen),
+            ("rewards/rejected", self.rewards_rejected),
+            ("rewards/accuracies", self.rewards_accuracies),
+            ("rewards/margins", self.rewards_margins),
+            ("logps/chosen", self.logps_chosen),
+            ("logps/rejected", self.logps_rejected),
+        ]
+    }
+}
+
 impl MetricsRecord {
-    /// The record's numbers as TensorBoard tags: `train/<field>` and `eval/<name>`.
+    /// The record's numbers as TensorBoard tags: `train/<field>` (DPO's `train/rewards/…`) and
+    /// `eval/<name>`.
     pub fn scalars(&self) -> Vec<(String, f64)> {
         let train = [
             ("loss", self.loss),
@@ -58,6 +121,7 @@ impl MetricsRecord {
         ];
         train
             .into_iter()
+            .chain(self.preference.named())
             .filter_map(|(name, v)| v.map(|v| (format!("train/{name}"), v)))
             .chain(self.eval.iter().map(|(k, v)| (format!("eval/{k}"), *v)))
             .collect()
@@ -76,6 +140,12 @@ impl MetricsRecord {
             if let Some(v) = value {
                 line.push_str(&format!(" {name}={v:.4e}"));
             }
+        }
+        if let Some(v) = self.preference.rewards_accuracies {
+            line.push_str(&format!(" rewards/accuracies={v:.3}"));
+        }
+        if let Some(v) = self.preference.rewards_margins {
+            line.push_str(&format!(" rewards/margins={v:.4e}"));
         }
         if let Some(v) = self.tokens_per_s {
             line.push_str(&format!(" tok/s={v:.0}"));
@@ -252,6 +322,27 @@ mod tests {
         .unwrap();
         let err = format!("{:#}", read_metrics(&path).unwrap_err());
         assert!(err.contains(":2: bad metrics line"), "{err}");
+    }
+
+    #[test]
+    fn preference_metrics_use_trl_names_and_read_back() {
+        let run = tempfile::tempdir().unwrap();
+        let mut log = MetricsLog::open(run.path()).unwrap();
+        let mut r = rec(3, 0.69);
+        r.preference.rewards_accuracies = Some(0.5);
+        r.preference.logps_chosen = Some(-12.0);
+        log.append(&r).unwrap();
+        let text = fs::read_to_string(log.path()).unwrap();
+        assert!(
+            text.contains(r#""rewards/accuracies":0.5,"logps/chosen":-12.0"#),
+            "{text}"
+        );
+        assert_eq!(read_metrics(log.path()).unwrap(), vec![r.clone()]);
+        let tags: Vec<String> = r.scalars().into_iter().map(|(t, _)| t).collect();
+        assert!(
+            tags.contains(&"train/rewards/accuracies".to_string()),
+            "{tags:?}"
+        );
     }
 
     #[test]

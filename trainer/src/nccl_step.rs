@@ -3,8 +3,9 @@
 //! AdamW state, all in lock step. It is a [`TrainStep`], so the run loop, its logging and its
 //! checkpoints are those of one device (rank 0: the first device, whose model the loop holds).
 //!
-//! Each worker runs every micro-batch's shard ([`shard`]) with its loss divided by the target
-//! tokens of the **whole** global batch, and [`GradientSync`] marks each trained parameter so
+//! Each worker runs every micro-batch's shard ([`shard`]) with its loss normalised over the
+//! **whole** global batch (for DPO the reference is scored on rank 0 first, see
+//! `objective.rs`), and [`GradientSync`] marks each trained parameter so
 //! that its gradient is summed over the workers while backward still runs (overlapping the
 //! transfer with the rest of the backward pass). Every worker then holds the gradient of the
 //! whole global batch, clips it to the same norm and applies the same AdamW update, so the
@@ -25,8 +26,9 @@ use safeaware_model::{dropout, TrainableModel};
 use safeaware_runtime::task::GradientSync;
 
 use crate::data_parallel::{shard, worker_panic};
+use crate::objective::{Objective, WindowLoss};
 use crate::step::{
-    window_gradients, window_targets, ForwardSettings, StepOutcome, TrainStep, Update,
+    window_gradients, ForwardSettings, StepOutcome, TrainStep, Update, WindowGradients,
 };
 use crate::train_data::Example;
 
@@ -35,6 +37,7 @@ use crate::train_data::Example;
 pub struct NcclStep<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> {
     sync: Arc<S>,
     forward: ForwardSettings,
+    objective: Objective<B, M>,
     /// One device per worker; rank 0's model is the run loop's.
     devices: Vec<B::Device>,
     /// How each worker's device is named, for errors.
@@ -69,6 +72,7 @@ impl<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> NcclStep<B, M
                 lockstep: true,
                 ..forward
             },
+            objective: Objective::Sft,
             devices,
             names,
             updates,
@@ -77,14 +81,21 @@ impl<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> NcclStep<B, M
     }
 }
 
-/// What one worker did in one step.
+impl<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> NcclStep<B, M, S> {
+    /// The step minimising `objective` (SFT by default).
+    pub fn with_objective(mut self, objective: Objective<B, M>) -> Self {
+        self.objective = objective;
+        self
+    }
+}
+
+/// What one worker did in one step: its model and optimiser, and its numbers (gradients
+/// already applied).
 struct RankDone<B: AutodiffBackend, M: TrainableModel<B>> {
     model: M,
     update: Update<B, M>,
-    loss: f64,
     grad_norm: f64,
-    tokens: usize,
-    images: usize,
+    numbers: WindowGradients,
 }
 
 /// One worker's share of a step: everything it needs, owned (it runs on its own thread).
@@ -92,7 +103,7 @@ struct RankJob<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> {
     model: M,
     update: Update<B, M>,
     shard: Vec<Vec<Example>>,
-    targets: usize,
+    loss: WindowLoss,
     lr_factor: f64,
     forward: ForwardSettings,
     device: B::Device,
@@ -109,7 +120,7 @@ impl<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> RankJob<B, M,
             model,
             mut update,
             shard,
-            targets,
+            loss,
             lr_factor,
             forward,
             device,
@@ -119,15 +130,14 @@ impl<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> RankJob<B, M,
         dropout::seed(dropout_seed);
         let model = sync.mark(model);
         let shard: Vec<Vec<&Example>> = shard.iter().map(|b| b.iter().collect()).collect();
-        let g = window_gradients(&model, &shard, targets, forward, &device)?;
-        let (model, grad_norm) = update.apply(model, g.grads, lr_factor)?;
+        let mut numbers = window_gradients(&model, &shard, &loss, forward, &device)?;
+        let grads = std::mem::take(&mut numbers.grads);
+        let (model, grad_norm) = update.apply(model, grads, lr_factor)?;
         Ok(RankDone {
             model,
             update,
-            loss: g.loss,
             grad_norm,
-            tokens: g.tokens,
-            images: g.images,
+            numbers,
         })
     }
 }
@@ -153,7 +163,9 @@ where
                 .map(|device| model.clone().fork(device))
                 .collect();
         }
-        let targets = window_targets(window);
+        let loss = self
+            .objective
+            .window_loss(&model, window, self.forward, &self.devices[0])?;
         let models = std::iter::once(model).chain(std::mem::take(&mut self.replicas));
         let updates = std::mem::take(&mut self.updates);
         let workers = self.devices.len();
@@ -166,7 +178,7 @@ where
                 model,
                 update,
                 shard,
-                targets,
+                loss: loss.clone(),
                 lr_factor,
                 forward: self.forward,
                 device: self.devices[w].clone(),
@@ -175,7 +187,7 @@ where
             }
         });
         let done = run_in_lock_step(jobs.collect(), &self.names)?;
-        Ok(self.gather(done, targets))
+        Ok(self.gather(done, &loss))
     }
 
     fn save_state(&self, model: &M, path: &Path) -> Result<()> {
@@ -198,25 +210,18 @@ impl<B: AutodiffBackend, M: TrainableModel<B>, S: GradientSync<B>> NcclStep<B, M
     /// Keeps the workers' models and optimisers for the next step; returns rank 0's model and
     /// the step's outcome (losses and counts summed over the workers; the gradient norm is
     /// every worker's, as they all clip the same summed gradient).
-    fn gather(&mut self, done: Vec<RankDone<B, M>>, targets: usize) -> (M, StepOutcome) {
-        let mut outcome = StepOutcome {
-            loss: 0.0,
-            grad_norm: done[0].grad_norm,
-            targets,
-            tokens: 0,
-            images: 0,
-        };
+    fn gather(&mut self, done: Vec<RankDone<B, M>>, loss: &WindowLoss) -> (M, StepOutcome) {
+        let grad_norm = done[0].grad_norm;
+        let mut total = WindowGradients::default();
         let mut models = Vec::with_capacity(done.len());
         for rank in done {
-            outcome.loss += rank.loss;
-            outcome.tokens += rank.tokens;
-            outcome.images += rank.images;
+            total.add_numbers(&rank.numbers);
             models.push(rank.model);
             self.updates.push(rank.update);
         }
         let rank0 = models.remove(0);
         self.replicas = models;
-        (rank0, outcome)
+        (rank0, total.outcome(loss, grad_norm))
     }
 }
 
@@ -337,13 +342,16 @@ mod tests {
         c.labels.push(10);
         let (a, b) = (text_only("a"), text_only("b"));
         let window = vec![vec![&a, &b, &c], vec![&a]];
-        let targets = window_targets(&window);
+        let loss = WindowLoss::Sft {
+            targets: window.iter().flatten().map(|e| e.target_tokens()).sum(),
+        };
+        let targets = loss.targets();
         let forward = ForwardSettings {
             pad_id: 0,
             autocast: None,
             lockstep: false,
         };
-        let one = window_gradients(&model, &window, targets, forward, &FlexDevice).unwrap();
+        let one = window_gradients(&model, &window, &loss, forward, &FlexDevice).unwrap();
         let closed = Arc::new(AtomicUsize::new(0));
         let mut step = step_on_two(Counting {
             closed: Arc::clone(&closed),

@@ -41,6 +41,12 @@
 //! tokens in f32 (rows and tokens there cost 20–27% more than planned), high by 14% for
 //! bf16-mixed LoRA at batch 2 × 512 tokens.
 //!
+//! A DPO run (`train.objective = "dpo"`) runs two rows per pair (chosen and rejected), so a
+//! micro-batch of `n` pairs keeps the activations of `2·n` rows (`max_micro_batch` counts
+//! pairs); its reference forward keeps none, and its reference's weights are planned when it is
+//! a model of its own (full fine-tuning, or `dpo.reference`), not under `[lora]`, where it is
+//! the base with the adapters off.
+//!
 //! Every sum and product is checked: shapes whose bytes do not fit in 64 bits are a
 //! [`PlanOverflow`] naming the workload, never a wrapped or saturated number.
 
@@ -50,7 +56,7 @@ use serde::Serialize;
 use safeaware_model::{ModelConfig, ModelPart};
 use safeaware_runtime::device::DeviceSpec;
 
-use crate::recipe::{Precision, Recipe};
+use crate::recipe::{Objective, Precision, Recipe};
 
 mod gpu;
 pub mod image;
@@ -238,6 +244,7 @@ pub fn device_memory(
         let weights = sum(&[
             product(&[trainable, state])?,
             product(&[frozen, frozen_bytes(recipe.train.precision)])?,
+            reference_bytes(recipe, &counts)?,
         ])?;
         Some((
             weights,
@@ -263,6 +270,18 @@ pub fn device_memory(
         activations,
         total,
     })
+}
+
+/// The weights of a DPO run's reference when it is a model of its own (`dpo.reference`, or
+/// the starting weights copied in full fine-tuning; planned at the run's model size): 0 under
+/// `[lora]` without `dpo.reference`, where it is the base with the adapters off, and for SFT.
+fn reference_bytes(recipe: &Recipe, counts: &safeaware_model::ParamCounts) -> Option<u64> {
+    match recipe.dpo_settings() {
+        Some(dpo) if dpo.reference.is_some() || recipe.lora.is_none() => {
+            product(&[u(counts.total()), param_bytes(recipe.train.precision)])
+        }
+        _ => Some(0),
+    }
 }
 
 /// Bytes per weight and optimiser value.
@@ -362,7 +381,17 @@ impl GradientFlow {
 }
 
 /// Activation bytes of a micro-batch on the device the recipe trains on; `None` past 64 bits.
+/// A DPO micro-batch of `rows` pairs runs `2·rows` rows (chosen and rejected answers); its
+/// reference forward keeps nothing for the backward.
 fn activation_bytes(recipe: &Recipe, config: &ModelConfig, work: Workload) -> Option<u64> {
+    let rows_per_example = match recipe.train.objective {
+        Objective::Sft => 1,
+        Objective::Dpo => 2,
+    };
+    let work = Workload {
+        rows: work.rows.checked_mul(rows_per_example)?,
+        ..work
+    };
     match Compute::of_recipe(recipe) {
         Compute::Cpu => cpu_activation_bytes(recipe, config, work),
         Compute::Gpu => gpu::activation_bytes(recipe, config, work),
@@ -726,6 +755,40 @@ mod tests {
         let total =
             |rows| device_memory(&Recipe::default(), &config, Workload { rows, ..BENCH }).unwrap();
         assert!(total(rows).total <= memory && total(rows + 1).total > memory);
+    }
+
+    #[test]
+    fn dpo_doubles_the_rows_and_adds_a_reference_copy_only_without_lora() {
+        let config = smolvlm_256m();
+        let sft = device_memory(&Recipe::default(), &config, BENCH).unwrap();
+        let mut dpo = Recipe::default();
+        dpo.train.objective = Objective::Dpo;
+        let full = device_memory(&dpo, &config, BENCH).unwrap();
+        let doubled = Workload {
+            rows: 2 * BENCH.rows,
+            ..BENCH
+        };
+        let two_rows = device_memory(&Recipe::default(), &config, doubled).unwrap();
+        assert_eq!(full.activations, two_rows.activations);
+        assert_eq!(
+            full.weights,
+            2 * sft.weights,
+            "the reference is a full copy"
+        );
+        dpo.lora = Some(Default::default());
+        let sft_lora = Recipe {
+            lora: Some(Default::default()),
+            ..Default::default()
+        };
+        let lora = device_memory(&dpo, &config, BENCH).unwrap();
+        let sft_lora = device_memory(&sft_lora, &config, BENCH).unwrap();
+        assert_eq!(lora.weights, sft_lora.weights, "adapters off: no copy");
+        dpo.dpo = Some(crate::recipe::DpoSection {
+            reference: Some("ref".into()),
+            ..Default::default()
+        });
+        let with_folder = device_memory(&dpo, &config, BENCH).unwrap();
+        assert_eq!(with_folder.weights, sft_lora.weights + 256_484_928 * 4);
     }
 
     #[test]

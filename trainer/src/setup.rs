@@ -22,12 +22,13 @@ use safeaware_model::{AdapterSpec, FloatDtype, VisionLanguageModel, Vlm};
 
 use crate::benchmark_guard::refuse_benchmark_overlap;
 use crate::checkpoint::{latest_checkpoint, resume_checkpoint, write_run_folder, Checkpoint};
+use crate::dpo::data::{check_file_kind, encode_preferences};
 use crate::fingerprint::fingerprint_files;
 use crate::manifest::Verification;
 use crate::model_output::{ModelFormat, ModelOutput, BASE_DIR};
 use crate::param_groups::freeze;
 use crate::preset;
-use crate::recipe::{Precision, Recipe};
+use crate::recipe::{Objective, Precision, Recipe};
 use crate::recipe_model::check_recipe_max_length;
 use crate::schedule::LrSchedule;
 use crate::train_data::{encode_file, resolve_files, traces_as_benchmark, Example};
@@ -225,7 +226,7 @@ fn load_model<B: AutodiffBackend>(
 }
 
 /// The model and processor of `folder`, else of `model.path`, else the preset's.
-fn load_base<B: AutodiffBackend>(
+pub(crate) fn load_base<B: AutodiffBackend>(
     job: &TrainJob,
     folder: Option<&Path>,
     device: &B::Device,
@@ -248,26 +249,35 @@ fn load_base<B: AutodiffBackend>(
     ))
 }
 
-/// Encodes the training and validation files (the synthetic world is generated first).
+/// Encodes the training and validation files (the synthetic world is generated first): trace
+/// files, or preference files for a DPO run (validated by their chosen answers' loss only).
 fn load_data(job: &TrainJob, processor: &Processor) -> Result<RunData> {
     let recipe = &job.recipe;
     let files = resolve_files(recipe, &job.cache_dir)?;
+    let objective = recipe.train.objective;
+    for path in std::iter::once(&files.train).chain(&files.val) {
+        check_file_kind(path.as_path(), objective)?;
+    }
     // No training on the evaluation benchmark's images or prompts unless data.allow_overlap.
     refuse_benchmark_overlap(recipe, &files)?;
     let (style, max_length) = (recipe.data.style, recipe.data.max_length);
-    let train = encode_file(&files.train, processor, style, max_length)?;
+    let encode = |path: &Path| match objective {
+        Objective::Sft => encode_file(path, processor, style, max_length),
+        Objective::Dpo => encode_preferences(path, processor, style, max_length),
+    };
+    let train = encode(files.train.as_path())?;
     if train.rejected > 0 {
         eprintln!(
             "{} training sample(s) rejected as longer than data.max_length",
             train.rejected
         );
     }
-    let (val, val_items) = match &files.val {
-        Some(path) => (
-            encode_file(path, processor, style, max_length)?.examples,
-            traces_as_benchmark(path)?,
-        ),
-        None => (Vec::new(), Vec::new()),
+    let (val, val_items) = match (&files.val, objective) {
+        (Some(path), Objective::Sft) => {
+            (encode(path.as_path())?.examples, traces_as_benchmark(path)?)
+        }
+        (Some(path), Objective::Dpo) => (encode(path.as_path())?.examples, Vec::new()),
+        (None, _) => (Vec::new(), Vec::new()),
     };
     Ok(RunData {
         train_file: files.train,

@@ -3,8 +3,8 @@
 //! data-parallel step or an adapter-only step replaces [`AccumulationStep`] without touching it.
 //!
 //! [`AccumulationStep`] is the single-device step: forward and backward per micro-batch with
-//! the loss normalised by the target tokens of the whole window (so accumulation equals one big
-//! batch), gradients accumulated, clipped to a global norm, then one AdamW step per trained
+//! the loss normalised over the whole window (by its target tokens, or for DPO its pairs; see
+//! `objective.rs`), so accumulation equals one big batch, gradients accumulated, clipped to a global norm, then one AdamW step per trained
 //! model part at that part's learning rate.
 
 use std::collections::BTreeMap;
@@ -20,9 +20,12 @@ use safeaware_model::precision::autocast;
 use safeaware_model::{ModelPart, TrainableModel};
 
 use crate::batching::collate;
+use crate::dpo::loss::PreferenceSums;
+use crate::dpo::window;
 use crate::fsutil::atomic_write;
 use crate::grad_clip::{clip_grad_norm, global_grad_norm};
 use crate::grad_coverage::trained_params_zero;
+use crate::objective::{Objective, WindowLoss};
 use crate::param_groups::{record_from_portable, record_to_portable, split_grads_by_part};
 use crate::recipe::OptimSection;
 use crate::train_data::Example;
@@ -30,7 +33,7 @@ use crate::train_data::Example;
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepOutcome {
-    /// Loss per target token over the whole global batch.
+    /// Loss per target token over the whole global batch (DPO: per pair).
     pub loss: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
@@ -40,6 +43,15 @@ pub struct StepOutcome {
     pub tokens: usize,
     /// Images processed.
     pub images: usize,
+    /// DPO's rewards and log-probabilities, summed over the global batch's pairs.
+    pub preference: Option<PreferenceSums>,
+}
+
+impl StepOutcome {
+    /// What the loss is a mean over: pairs (DPO) or target tokens (SFT).
+    pub fn loss_weight(&self) -> usize {
+        self.preference.map_or(self.targets, |p| p.pairs)
+    }
 }
 
 /// Turns one global batch into one update of the model.
@@ -143,12 +155,37 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> Update<B, M> {
 }
 
 /// Gradients of some micro-batches, and what they covered.
+#[derive(Default)]
 pub struct WindowGradients {
     pub grads: GradientsParams,
-    /// Sum of the micro-batches' losses (each already divided by the global target count).
+    /// Sum of the micro-batches' losses (each already divided by the global normaliser).
     pub loss: f64,
     pub tokens: usize,
     pub images: usize,
+    /// DPO's sums over the pairs covered (zero for SFT).
+    pub preference: PreferenceSums,
+}
+
+impl WindowGradients {
+    /// The outcome of a step over `loss`'s global batch with these (summed) gradients.
+    pub fn outcome(&self, loss: &WindowLoss, grad_norm: f64) -> StepOutcome {
+        StepOutcome {
+            loss: self.loss,
+            grad_norm,
+            targets: loss.targets(),
+            tokens: self.tokens,
+            images: self.images,
+            preference: matches!(loss, WindowLoss::Dpo(_)).then_some(self.preference),
+        }
+    }
+
+    /// Adds another worker's numbers (not its gradients).
+    pub fn add_numbers(&mut self, other: &WindowGradients) {
+        self.loss += other.loss;
+        self.tokens += other.tokens;
+        self.images += other.images;
+        self.preference.add(&other.preference);
+    }
 }
 
 /// How micro-batches go through the model: the padding token of collated batches and the
@@ -165,18 +202,19 @@ pub struct ForwardSettings {
     pub lockstep: bool,
 }
 
-/// Forward and backward over `window` on `model`'s device, each micro-batch's summed loss
-/// divided by `targets` (the target tokens of the whole global batch, so that gradients of
-/// several windows or workers add up to those of one big batch), gradients accumulated.
+/// Forward and backward over `window` on `model`'s device, each micro-batch's loss normalised
+/// as `loss` says (over the whole global batch, so that gradients of several windows or
+/// workers add up to those of one big batch), gradients accumulated.
 pub fn window_gradients<B: AutodiffBackend, M: TrainableModel<B>>(
     model: &M,
     window: &[Vec<&Example>],
-    targets: usize,
+    loss: &WindowLoss,
     forward: ForwardSettings,
     device: &B::Device,
 ) -> Result<WindowGradients> {
     let mut accumulator = GradientsAccumulator::<M>::new();
     let (mut loss_sum, mut tokens, mut images) = (0.0, 0, 0);
+    let mut preference = PreferenceSums::default();
     for batch in window.iter().filter(|b| forward.lockstep || !b.is_empty()) {
         let micro = match batch.is_empty() {
             // Only in lock step: a backward pass that gives every trained parameter a zero.
@@ -184,11 +222,12 @@ pub fn window_gradients<B: AutodiffBackend, M: TrainableModel<B>>(
                 Some(zero) => MicroLoss::of_nothing(zero),
                 None => continue,
             },
-            false => micro_batch_loss(model, batch, targets, forward, device)?,
+            false => micro_batch_loss(model, batch, loss, forward, device)?,
         };
         loss_sum += micro.value;
         tokens += micro.tokens;
         images += micro.images;
+        preference.add(&micro.preference);
         let grads = GradientsParams::from_grads(micro.scaled.backward(), model);
         accumulator.accumulate(model, grads);
     }
@@ -197,15 +236,17 @@ pub fn window_gradients<B: AutodiffBackend, M: TrainableModel<B>>(
         loss: loss_sum,
         tokens,
         images,
+        preference,
     })
 }
 
-/// One micro-batch's loss, divided by the global batch's target tokens.
+/// One micro-batch's loss, normalised over the global batch.
 struct MicroLoss<B: AutodiffBackend> {
     scaled: Tensor<B, 1>,
     value: f64,
     tokens: usize,
     images: usize,
+    preference: PreferenceSums,
 }
 
 impl<B: AutodiffBackend> MicroLoss<B> {
@@ -216,6 +257,7 @@ impl<B: AutodiffBackend> MicroLoss<B> {
             value: 0.0,
             tokens: 0,
             images: 0,
+            preference: PreferenceSums::default(),
         }
     }
 }
@@ -223,6 +265,39 @@ impl<B: AutodiffBackend> MicroLoss<B> {
 /// Forward over `batch` (not empty); in lock step the loss also depends on every trained
 /// parameter (with a zero weight).
 fn micro_batch_loss<B: AutodiffBackend, M: TrainableModel<B>>(
+    model: &M,
+    batch: &[&Example],
+    loss: &WindowLoss,
+    forward: ForwardSettings,
+    device: &B::Device,
+) -> Result<MicroLoss<B>> {
+    let mut micro = match loss {
+        WindowLoss::Sft { targets } => sft_micro_loss(model, batch, *targets, forward, device)?,
+        WindowLoss::Dpo(w) => {
+            let m = window::micro_batch_loss(model, batch, w, forward, device)?;
+            MicroLoss {
+                value: m.scaled.clone().into_scalar().elem(),
+                scaled: m.scaled,
+                tokens: m.tokens,
+                images: m.images,
+                preference: m.sums,
+            }
+        }
+    };
+    if !micro.value.is_finite() {
+        bail!("the loss is {}", micro.value);
+    }
+    if forward.lockstep {
+        let dtype = FloatDType::from(micro.scaled.dtype());
+        if let Some(zero) = trained_params_zero(model, dtype) {
+            micro.scaled = micro.scaled + zero;
+        }
+    }
+    Ok(micro)
+}
+
+/// SFT: the micro-batch's summed cross-entropy divided by the global batch's `targets`.
+fn sft_micro_loss<B: AutodiffBackend, M: TrainableModel<B>>(
     model: &M,
     batch: &[&Example],
     targets: usize,
@@ -234,33 +309,22 @@ fn micro_batch_loss<B: AutodiffBackend, M: TrainableModel<B>>(
         model.forward_loss(&batch.input, &batch.labels)
     })
     .context("forward")?;
-    let mut scaled = loss.sum / targets.max(1) as f64;
+    let scaled = loss.sum / targets.max(1) as f64;
     let value: f64 = scaled.clone().into_scalar().elem();
-    if !value.is_finite() {
-        bail!("the loss is {value}");
-    }
-    if forward.lockstep {
-        if let Some(zero) = trained_params_zero(model, FloatDType::from(scaled.dtype())) {
-            scaled = scaled + zero;
-        }
-    }
     Ok(MicroLoss {
         scaled,
         value,
         tokens: batch.tokens,
         images: batch.images,
+        preference: PreferenceSums::default(),
     })
-}
-
-/// Target tokens of a global batch.
-pub fn window_targets(window: &[Vec<&Example>]) -> usize {
-    window.iter().flatten().map(|e| e.target_tokens()).sum()
 }
 
 /// Gradient accumulation on one device.
 pub struct AccumulationStep<B: AutodiffBackend, M: TrainableModel<B>> {
     update: Update<B, M>,
     forward: ForwardSettings,
+    objective: Objective<B, M>,
     device: B::Device,
 }
 
@@ -270,8 +334,14 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> AccumulationStep<B, M> {
         AccumulationStep {
             update,
             forward,
+            objective: Objective::Sft,
             device: device.clone(),
         }
+    }
+
+    /// The step minimising `objective` (SFT by default).
+    pub fn with_objective(self, objective: Objective<B, M>) -> Self {
+        AccumulationStep { objective, ..self }
     }
 }
 
@@ -282,17 +352,14 @@ impl<B: AutodiffBackend, M: TrainableModel<B>> TrainStep<B, M> for AccumulationS
         window: &[Vec<&Example>],
         lr_factor: f64,
     ) -> Result<(M, StepOutcome)> {
-        let targets = window_targets(window);
-        let g = window_gradients(&model, window, targets, self.forward, &self.device)?;
-        let (model, grad_norm) = self.update.apply(model, g.grads, lr_factor)?;
-        let outcome = StepOutcome {
-            loss: g.loss,
-            grad_norm,
-            targets,
-            tokens: g.tokens,
-            images: g.images,
-        };
-        Ok((model, outcome))
+        let (forward, device) = (self.forward, &self.device);
+        let loss = self
+            .objective
+            .window_loss(&model, window, forward, device)?;
+        let mut g = window_gradients(&model, window, &loss, forward, device)?;
+        let grads = std::mem::take(&mut g.grads);
+        let (model, grad_norm) = self.update.apply(model, grads, lr_factor)?;
+        Ok((model, g.outcome(&loss, grad_norm)))
     }
 
     fn save_state(&self, model: &M, path: &Path) -> Result<()> {

@@ -12,7 +12,7 @@ use safeaware_data::processor::{Message, Processor};
 use safeaware_data::synth::{self, SynthConfig};
 use safeaware_data::traces::{read_training_file, TargetStyle, TrainingFile};
 
-use crate::recipe::Recipe;
+use crate::recipe::{Objective, Recipe};
 use safeaware_common::fnv::fnv1a64_hex;
 
 /// One encoded training sample.
@@ -28,12 +28,37 @@ pub struct Example {
     pub tile_shape: [usize; 3],
     /// Qwen2-VL's `image_grid_thw` row per image (empty for the other families).
     pub grid_thw: Vec<[usize; 3]>,
+    /// A preference pair's rejected answer (DPO); the example's own ids and labels are then
+    /// the chosen answer, and both share its image.
+    pub rejected: Option<RejectedAnswer>,
+}
+
+/// The rejected side of a preference pair: the same prompt and image, another answer.
+#[derive(Debug, Clone)]
+pub struct RejectedAnswer {
+    pub input_ids: Vec<u32>,
+    pub labels: Vec<i64>,
 }
 
 impl Example {
     /// Tokens whose label is a target.
     pub fn target_tokens(&self) -> usize {
         self.labels.iter().filter(|&&l| l >= 0).count()
+    }
+
+    /// The rejected answer of a preference pair as an example of its own (the pair's image).
+    pub fn rejected_example(&self) -> Option<Example> {
+        let rejected = self.rejected.as_ref()?;
+        Some(Example {
+            id: self.id.clone(),
+            input_ids: rejected.input_ids.clone(),
+            labels: rejected.labels.clone(),
+            pixels: self.pixels.clone(),
+            tiles: self.tiles,
+            tile_shape: self.tile_shape,
+            grid_thw: self.grid_thw.clone(),
+            rejected: None,
+        })
     }
 }
 
@@ -47,15 +72,24 @@ pub struct DataFiles {
 }
 
 /// Resolves the recipe's data: trace files as given, or the synthetic world generated (once,
-/// atomically) into `cache_root/synth-<hash of its settings>/`.
+/// atomically) into `cache_root/synth-<hash of its settings>/` — its preference pairs
+/// (`train-preferences.jsonl`, `val-preferences.jsonl`) for a DPO run.
 pub fn resolve_files(recipe: &Recipe, cache_root: &Path) -> Result<DataFiles> {
     let data = &recipe.data;
     if data.synthetic.enabled {
-        let cfg = &data.synthetic.settings;
-        let dir = ensure_synthetic(cfg, cache_root)?;
+        let dpo = recipe.train.objective == Objective::Dpo;
+        let cfg = SynthConfig {
+            preferences: data.synthetic.settings.preferences || dpo,
+            ..data.synthetic.settings.clone()
+        };
+        let dir = ensure_synthetic(&cfg, cache_root)?;
+        let split = |name: &str| match dpo {
+            true => dir.join(format!("{name}-preferences.jsonl")),
+            false => dir.join(format!("{name}.jsonl")),
+        };
         return Ok(DataFiles {
-            train: dir.join("train.jsonl"),
-            val: (cfg.val > 0).then(|| dir.join("val.jsonl")),
+            train: split("train"),
+            val: (cfg.val > 0).then(|| split("val")),
             benchmark: Some(dir.join("benchmark.jsonl")),
         });
     }
@@ -163,6 +197,7 @@ pub fn encode_file(
             tiles,
             tile_shape: [c, h, w],
             grid_thw: encoded.image_grid_thw,
+            rejected: None,
         });
     }
     if examples.is_empty() {

@@ -19,6 +19,7 @@ use crate::log_window::LogWindow;
 use crate::metrics_log::{MetricsLog, MetricsRecord};
 use crate::model_output::ModelOutput;
 use crate::nccl_step::NcclStep;
+use crate::objective::{run_objective, Objective};
 use crate::progress::Progress;
 use crate::recipe::Recipe;
 use crate::setup::{record_recipe, setup, RunData, RunModel, Setup};
@@ -86,17 +87,14 @@ pub fn train<B: AutodiffBackend>(job: &TrainJob, devices: Vec<B::Device>) -> Res
     train_with::<B>(job, devices, |parts| {
         let update = parts.update(0);
         Ok(match parts.devices.len() {
-            1 => Box::new(AccumulationStep::new(
-                update,
-                parts.forward,
-                &parts.devices[0],
-            )),
-            _ => Box::new(DataParallelStep::new(
-                update,
-                parts.forward,
-                parts.devices,
-                parts.names,
-            )?),
+            1 => Box::new(
+                AccumulationStep::new(update, parts.forward, &parts.devices[0])
+                    .with_objective(parts.objective),
+            ),
+            _ => Box::new(
+                DataParallelStep::new(update, parts.forward, parts.devices, parts.names)?
+                    .with_objective(parts.objective),
+            ),
         })
     })
 }
@@ -111,7 +109,7 @@ pub fn train_synced<B: AutodiffBackend, S: GradientSync<B>>(
     train_with::<B>(job, devices, |parts| {
         let updates = (0..parts.devices.len()).map(|w| parts.update(w)).collect();
         let step = NcclStep::new(updates, parts.forward, parts.devices, parts.names, sync)?;
-        Ok(Box::new(step))
+        Ok(Box::new(step.with_objective(parts.objective)))
     })
 }
 
@@ -119,6 +117,7 @@ pub fn train_synced<B: AutodiffBackend, S: GradientSync<B>>(
 struct StepParts<'a, B: AutodiffBackend> {
     job: &'a TrainJob,
     forward: ForwardSettings,
+    objective: Objective<B, RunModel<B>>,
     devices: Vec<B::Device>,
     names: Vec<String>,
 }
@@ -147,9 +146,11 @@ fn train_with<B: AutodiffBackend>(
         autocast: t.precision.autocast(),
         lockstep: false,
     };
+    let objective = run_objective::<B>(job, &device)?;
     let mut step = make_step(StepParts {
         job,
         forward,
+        objective,
         devices,
         names: t.worker_names(),
     })?;

@@ -5,9 +5,11 @@
 //! prints the fully resolved form. Unknown keys and wrong types are rejected while parsing
 //! (`deny_unknown_fields`), semantic rules are checked by [`Recipe::validate`], and
 //! `--set dotted.key=value` overrides are applied by [`load`](load::load_recipe). The sections
-//! are defined here, `[data.synthetic]` in `synthetic.rs`, the resolved form of a run (its TOML,
+//! are defined here, `[data.synthetic]` in `synthetic.rs`, `train.objective` and `[dpo]` in
+//! `dpo.rs`, the resolved form of a run (its TOML,
 //! fingerprint and run folder) in `resolved.rs`.
 
+mod dpo;
 mod load;
 mod lora;
 mod precision;
@@ -15,6 +17,7 @@ mod resolved;
 mod synthetic;
 mod validate;
 
+pub use dpo::{DpoLoss, DpoSection, Objective};
 pub use load::{apply_override, load_recipe, parse_recipe, LoadedRecipe};
 pub use lora::LoraSection;
 pub use precision::{Precision, SaveDtype};
@@ -47,6 +50,9 @@ pub struct Recipe {
     /// LoRA adapters instead of full fine-tuning (absent: every unfrozen weight trains).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraSection>,
+    /// Direct Preference Optimization settings; only with `train.objective = "dpo"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpo: Option<DpoSection>,
 }
 
 impl Recipe {
@@ -57,6 +63,11 @@ impl Recipe {
             Some(l) => l.parts.contains(&part) || l.train_parts.contains(&part),
             None => self.train.trains(part),
         }
+    }
+
+    /// The DPO settings of a DPO run (`[dpo]`, or its defaults); `None` for an SFT run.
+    pub fn dpo_settings(&self) -> Option<DpoSection> {
+        (self.train.objective == Objective::Dpo).then(|| self.dpo.clone().unwrap_or_default())
     }
 }
 
@@ -78,10 +89,10 @@ pub struct ModelSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataSection {
-    /// Training trace file.
+    /// Training trace file (a preference file when `train.objective = "dpo"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train: Option<PathBuf>,
-    /// Validation trace file.
+    /// Validation trace file (a preference file when `train.objective = "dpo"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val: Option<PathBuf>,
     /// How a trace is rendered into the training target: "vcr", "cot" or "direct".
@@ -199,6 +210,10 @@ impl Default for ScheduleSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainSection {
+    /// What the run minimises: "sft" (cross-entropy on traces) or "dpo" (preference pairs, see
+    /// `[dpo]`). Written only when "dpo", so SFT recipes keep their fingerprint.
+    #[serde(skip_serializing_if = "Objective::is_sft")]
+    pub objective: Objective,
     /// Total optimiser steps; when set it overrides `epochs` (the data is cycled as needed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u64>,
@@ -247,6 +262,7 @@ pub struct TrainSection {
 impl Default for TrainSection {
     fn default() -> Self {
         Self {
+            objective: Objective::Sft,
             max_steps: None,
             epochs: 1,
             seed: 42,

@@ -2,7 +2,7 @@
 //! positive sizes, ratios in range, …). The file system is not consulted here: a recipe can
 //! be validated on a machine that does not hold its model or data.
 
-use super::{ModelPart, Recipe};
+use super::{ModelPart, Objective, Recipe};
 
 /// One broken rule, named by its dotted key.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +39,20 @@ impl Recipe {
         if let Some(lora) = &self.lora {
             errors.extend(lora.validate(&self.train.freeze));
         }
+        errors.extend(self.check_dpo());
         errors
+    }
+
+    /// `[dpo]`: only in a DPO run, with sane settings.
+    fn check_dpo(&self) -> Vec<ValidationError> {
+        match (&self.dpo, self.train.objective) {
+            (Some(_), Objective::Sft) => vec![ValidationError {
+                key: "dpo".into(),
+                message: "[dpo] is set but train.objective is \"sft\"; set train.objective = \"dpo\" or remove [dpo]".into(),
+            }],
+            (Some(dpo), Objective::Dpo) => dpo.validate(),
+            (None, _) => Vec::new(),
+        }
     }
 
     /// `[model]`: exactly one of a path and a preset.
@@ -265,6 +278,19 @@ mod tests {
                 "train.eval_every"
             ]
         );
+    }
+
+    #[test]
+    fn dpo_section_needs_the_dpo_objective() {
+        let mut r = synthetic_tiny();
+        r.dpo = Some(Default::default());
+        assert_eq!(keys(&r), ["dpo"]);
+        r.train.objective = Objective::Dpo;
+        assert_eq!(keys(&r), Vec::<String>::new());
+        r.dpo.as_mut().unwrap().beta = -0.5;
+        assert_eq!(keys(&r), ["dpo.beta"]);
+        r.dpo = None;
+        assert_eq!(r.dpo_settings(), Some(Default::default()));
     }
 
     #[test]
