@@ -39,7 +39,9 @@ fn json(path: &Path) -> Value {
 fn assert_quickstart_learns(e: &Expected) {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes").join(e.recipe);
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("recipes")
+        .join(e.recipe);
     let out = safeaware(&[
         "train",
         "--recipe",

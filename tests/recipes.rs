@@ -47,6 +47,9 @@ fn every_shipped_recipe_validates_and_starts_with_its_command() {
         "quickstart-llava.toml",
         "llava-1.5-7b-vcr-lora.toml",
         "quickstart-qwen2vl.toml",
+        "qwen2-vl-2b-vcr-lora.toml",
+        "qwen2.5-vl-7b-vcr-lora.toml",
+        "quickstart-dpo.toml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -201,28 +204,31 @@ fn each_family_quickstart_is_the_quickstart_on_its_preset() {
     }
 }
 
-/// The plan in each SmolVLM and LLaVA recipe's header is what `safeaware plan` says for it on
+/// The plan in each SmolVLM, LLaVA and Qwen recipe's header is what `safeaware plan` says for it on
 /// the config-only fixture of its size.
 #[test]
 fn recipe_headers_hold_their_plans() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/tests/fixtures/config_only");
-    for (recipe, size) in [
-        ("smolvlm-256m-vcr.toml", "smolvlm-256m"),
-        ("smolvlm-500m-vcr-lora.toml", "smolvlm-500m"),
-        ("smolvlm-2.2b-vcr-lora.toml", "smolvlm-2.2b"),
-        ("llava-1.5-7b-vcr-lora.toml", "llava-1.5-7b"),
+    for (recipe, size, image) in [
+        ("smolvlm-256m-vcr.toml", "smolvlm-256m", None),
+        ("smolvlm-500m-vcr-lora.toml", "smolvlm-500m", None),
+        ("smolvlm-2.2b-vcr-lora.toml", "smolvlm-2.2b", None),
+        ("llava-1.5-7b-vcr-lora.toml", "llava-1.5-7b", None),
+        ("qwen2-vl-2b-vcr-lora.toml", "qwen2-vl-2b", Some("1024x768")),
+        (
+            "qwen2.5-vl-7b-vcr-lora.toml",
+            "qwen2.5-vl-7b",
+            Some("1024x768"),
+        ),
     ] {
         let path = recipes_dir().join(recipe);
         let model = format!("model.path={}", fixtures.join(size).display());
-        let out = common::safeaware(&[
-            "plan",
-            "--recipe",
-            path.to_str().unwrap(),
-            "--set",
-            &model,
-            "--memory",
-            "80GiB",
-        ]);
+        let mut args = vec!["plan", "--recipe", path.to_str().unwrap()];
+        args.extend(["--set", &model, "--memory", "80GiB"]);
+        if let Some(image) = image {
+            args.extend(["--image-size", image]);
+        }
+        let out = common::safeaware(&args);
         assert!(out.status.success(), "{}", common::text(&out));
         let header = std::fs::read_to_string(&path).unwrap();
         for line in String::from_utf8(out.stdout).unwrap().lines() {

@@ -309,12 +309,19 @@ fn preference_distillation_pairs_a_gold_sample_with_a_wrong_one() {
     };
     let summary = distill::run(&pairs, &endpoint(&server), &config).unwrap();
     // Only p1 has both a wrong sample (seed 10: "Yes") and a gold one (seed 11).
-    assert_eq!((summary.kept, summary.teacher_errors), (1, 0), "{summary:?}");
+    assert_eq!(
+        (summary.kept, summary.teacher_errors),
+        (1, 0),
+        "{summary:?}"
+    );
     let file = read_preferences(&config.out).unwrap();
     let [(_, pair)] = file.pairs.as_slice() else {
         panic!("one pair: {:?}", file.pairs)
     };
-    assert_eq!((pair.id.as_str(), pair.prompt.as_str()), ("p1", "sentence p1"));
+    assert_eq!(
+        (pair.id.as_str(), pair.prompt.as_str()),
+        ("p1", "sentence p1")
+    );
     let verdict = |a: &PreferenceAnswer| match a {
         PreferenceAnswer::Trace { verdict, .. } => *verdict,
         PreferenceAnswer::Text(t) => panic!("a trace, not {t}"),
@@ -325,10 +332,21 @@ fn preference_distillation_pairs_a_gold_sample_with_a_wrong_one() {
     );
     assert!(file.dir.join(&pair.image).is_file());
     let kept = &lines(&config.out)[0];
-    assert_eq!((kept["chosen_sample"].as_u64(), kept["rejected_sample"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (
+            kept["chosen_sample"].as_u64(),
+            kept["rejected_sample"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
     let reasons: HashMap<String, String> = lines(&config.rejected)
         .iter()
-        .map(|l| (l["id"].as_str().unwrap().to_string(), l["reason"].as_str().unwrap().to_string()))
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap().to_string(),
+                l["reason"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let expected = [
         ("p0", "no_wrong_verdict"),

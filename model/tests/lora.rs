@@ -1,17 +1,18 @@
-//! LoRA on Idefics3 and LLaVA: fresh adapters leave the logits unchanged, adapter folders are
-//! PEFT's format and round-trip, merging gives the adapted logits, and (in tools/.venv) PEFT's
-//! `PeftModel.from_pretrained` on the HF base reproduces our logits.
+//! LoRA on Idefics3, LLaVA and Qwen2-VL: fresh adapters leave the logits unchanged, adapter
+//! folders are PEFT's format and round-trip, merging gives the adapted logits, and (in
+//! tools/.venv) PEFT's `PeftModel.from_pretrained` on the HF base reproduces our logits.
 
 mod common;
 
 use burn::module::Param;
 use burn::tensor::TensorData;
 use common::{
-    int_rows, logits, max_abs_diff, tiny_config, tiny_input, tiny_llava_config, tiny_llava_input,
-    Cpu, Device,
+    fixture_input, fixtures_dir, int_rows, logits, max_abs_diff, tiny_config, tiny_input,
+    tiny_llava_config, tiny_llava_input, Cpu, Device,
 };
 use safeaware_model::adapters::AdaptableModel;
 use safeaware_model::peft::{ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
+use safeaware_model::qwen2_vl::model::Qwen2Vl;
 use safeaware_model::safetensors_io::TensorStore;
 use safeaware_model::{
     AdapterConfig, AdapterSpec, FloatDtype, Idefics3, Llava, LoraSpec, ModelPart, ParamCounts,
@@ -381,6 +382,69 @@ fn peft_loads_our_llava_adapter_onto_the_hf_base_with_the_same_logits() {
         assert!(
             diff <= 1e-4,
             "tied={tied}: PEFT vs our merged model, max |diff| {diff}"
+        );
+    }
+}
+
+/// Loads the HF model `argv[1]` with PEFT's adapter `argv[2]`, runs it on a parity fixture's
+/// inputs `argv[3]` (the HF forward's keyword arguments) and writes the logits to `argv[4]`.
+const PEFT_FIXTURE_LOGITS: &str = r#"
+import sys, torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForImageTextToText
+from peft import PeftModel
+base_dir, adapter_dir, inputs, out = sys.argv[1:5]
+base = AutoModelForImageTextToText.from_pretrained(base_dir, attn_implementation="eager", dtype=torch.float32)
+model = PeftModel.from_pretrained(base, adapter_dir).eval()
+kwargs = {k: v for k, v in load_file(inputs).items() if k != "mm_token_type_ids"}
+with torch.no_grad():
+    logits = model(**kwargs).logits
+save_file({"logits": logits.float().contiguous()}, out)
+"#;
+
+/// Qwen2-VL, on the HF-made model of a parity fixture (one row, two images): adapters on the
+/// tower and the text model, the merger as PEFT's `modules_to_save` or not; PEFT on
+/// `Qwen2VLForConditionalGeneration` gives our logits, and so does our merged model.
+#[test]
+fn peft_loads_our_qwen2_vl_adapter_onto_the_hf_base_with_the_same_logits() {
+    let device = Device::default();
+    let fixture = fixtures_dir().join("parity_cpu_only/qwen2_vl_tied_b1_two_images_patch14");
+    let base_dir = fixture.join("model");
+    let input = fixture_input(&fixture, &device).unwrap();
+    let parts = vec![ModelPart::Vision, ModelPart::Text];
+    let lora = LoraSpec {
+        targets: ["q_proj", "v_proj", "gate_proj", "qkv", "fc1"]
+            .map(String::from)
+            .to_vec(),
+        ..spec(&parts)
+    };
+    for train_parts in [vec![], vec![ModelPart::Connector]] {
+        let base = Qwen2Vl::<Cpu>::load(&base_dir, &device).unwrap();
+        let model = perturb_adapters(base.with_lora(&lora, 5).unwrap());
+        let ours = logits(&model, &input);
+        let root = tempfile::tempdir().unwrap();
+        let adapter_dir = root.path().join("adapter");
+        let adapter_spec = AdapterSpec {
+            base: base_dir.clone(),
+            lora: lora.clone(),
+            train_parts: train_parts.clone(),
+        };
+        model
+            .save_adapter(&adapter_dir, &adapter_spec, FloatDtype::F32)
+            .unwrap();
+        let out = root.path().join("peft_logits.safetensors");
+        let args = [&base_dir, &adapter_dir, &fixture.join("inputs.safetensors")]
+            .map(|p| p.display().to_string());
+        let python = common::venv_python();
+        let theirs = common::venv_logits(&python, PEFT_FIXTURE_LOGITS, &args, &out, "PEFT");
+        let what = format!("modules_to_save {train_parts:?}");
+        let diff = max_abs_diff(&ours, &theirs);
+        assert!(diff <= 1e-4, "{what}: PEFT vs ours, max |diff| {diff}");
+        let merged = logits(&model.merge_lora(), &input);
+        let diff = max_abs_diff(&merged, &theirs);
+        assert!(
+            diff <= 1e-4,
+            "{what}: PEFT vs our merged model, max |diff| {diff}"
         );
     }
 }

@@ -471,9 +471,15 @@ baseline = "base"
         let ok = with("trained", "tuned").unwrap();
         assert_eq!(ok.models["tuned"].from.as_deref(), Some("trained"));
         let err = with("base", "tuned").unwrap_err();
-        assert!(err.contains("models.tuned.from: `base` is not another recipe model"), "{err}");
+        assert!(
+            err.contains("models.tuned.from: `base` is not another recipe model"),
+            "{err}"
+        );
         assert!(with("tuned", "tuned").is_err());
         let err = with("trained", "base").unwrap_err();
-        assert!(err.contains("models.base.from: only a `recipe` model"), "{err}");
+        assert!(
+            err.contains("models.base.from: only a `recipe` model"),
+            "{err}"
+        );
     }
 }

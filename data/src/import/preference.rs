@@ -74,7 +74,10 @@ pub fn import(
             PreferenceFormat::Trl => trl_pair(&id, object, images),
             PreferenceFormat::SpaVl => spa_vl_pair(&id, object, images),
         };
-        pairs.push(pair.and_then(|p| check_distinct(&p).map(|()| p)).map_err(fail)?);
+        pairs.push(
+            pair.and_then(|p| check_distinct(&p).map(|()| p))
+                .map_err(fail)?,
+        );
     }
     check_records(
         records
@@ -124,7 +127,11 @@ fn read_records(file: &Path) -> Result<Vec<(String, usize, Value)>, ImportError>
 }
 
 /// A TRL record: `prompt`, `chosen`, `rejected`, and `images` or `image`.
-fn trl_pair(id: &str, record: &Map<String, Value>, images: &Path) -> Result<PreferencePair, String> {
+fn trl_pair(
+    id: &str,
+    record: &Map<String, Value>,
+    images: &Path,
+) -> Result<PreferencePair, String> {
     let image = match (record.get("images"), record.get("image")) {
         (Some(Value::Array(list)), _) if list.len() == 1 => image_path(id, "images", &list[0])?,
         (Some(Value::Array(list)), _) => {
@@ -188,7 +195,11 @@ fn pair(
     [chosen, rejected]: [String; 2],
     scenario: Option<String>,
 ) -> Result<PreferencePair, String> {
-    for (field, text) in [("prompt", &prompt), ("chosen", &chosen), ("rejected", &rejected)] {
+    for (field, text) in [
+        ("prompt", &prompt),
+        ("chosen", &chosen),
+        ("rejected", &rejected),
+    ] {
         if text.trim().is_empty() {
             return Err(format!("id {id}: empty `{field}`"));
         }
@@ -294,11 +305,12 @@ mod tests {
         assert_eq!((first.id.as_str(), second.id.as_str()), ("trl-1", "9"));
         assert_eq!(second.prompt, "How do I use it?");
         assert_eq!(second.chosen, PreferenceAnswer::Text("Carefully.".into()));
-        assert_eq!(first.image, Path::new("../a.png"));
+        // Outside the output file's folder, so written absolute.
+        assert_eq!(first.image, dir.path().join("a.png"));
         assert!(first.instruction);
         let [chosen, _] = second.conversations(TargetStyle::Vcr, &read.dir);
         assert_eq!(chosen.messages[0].content, "<image>\nHow do I use it?");
-        assert_eq!(chosen.images, vec![read.dir.join("../b.png")]);
+        assert_eq!(chosen.images, vec![dir.path().join("b.png")]);
     }
 
     #[test]
@@ -313,7 +325,10 @@ mod tests {
         let pair = &read_preferences(&out).unwrap().pairs[0].1;
         assert_eq!(pair.id, "spa-1");
         assert_eq!(pair.scenario.as_deref(), Some("Privacy/Personal data"));
-        assert_eq!(pair.rejected, PreferenceAnswer::Text("harmful answer".into()));
+        assert_eq!(
+            pair.rejected,
+            PreferenceAnswer::Text("harmful answer".into())
+        );
     }
 
     #[test]
@@ -322,13 +337,34 @@ mod tests {
         image(dir.path(), "a.png");
         let out = dir.path().join("prefs.jsonl");
         let cases = [
-            (r#"{"prompt": "p", "chosen": "c", "rejected": "r", "images": ["a.png", "a.png"]}"#, "trl.jsonl:1: id trl-1: `images` holds 2 images"),
-            (r#"{"prompt": "p", "chosen": "c", "rejected": "r", "images": [{"bytes": "AAAA"}]}"#, "embedded image bytes"),
-            (r#"{"prompt": "p", "chosen": "same", "rejected": "same", "image": "a.png"}"#, "`chosen` and `rejected` are the same"),
-            (r#"{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "p"}], "chosen": "c", "rejected": "r", "image": "a.png"}"#, "`prompt`: holds 2 messages"),
-            (r#"{"prompt": "p", "chosen": "c", "rejected": "r", "image": "../a.png"}"#, "`image`"),
-            (r#"{"prompt": "p", "chosen": "c", "rejected": "r", "image": "gone.png"}"#, "1 image(s) not found"),
-            (r#"{"prompt": "p", "chosen": " ", "rejected": "r", "image": "a.png"}"#, "empty `chosen`"),
+            (
+                r#"{"prompt": "p", "chosen": "c", "rejected": "r", "images": ["a.png", "a.png"]}"#,
+                "trl.jsonl:1: id trl-1: `images` holds 2 images",
+            ),
+            (
+                r#"{"prompt": "p", "chosen": "c", "rejected": "r", "images": [{"bytes": "AAAA"}]}"#,
+                "embedded image bytes",
+            ),
+            (
+                r#"{"prompt": "p", "chosen": "same", "rejected": "same", "image": "a.png"}"#,
+                "`chosen` and `rejected` are the same",
+            ),
+            (
+                r#"{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "p"}], "chosen": "c", "rejected": "r", "image": "a.png"}"#,
+                "`prompt`: holds 2 messages",
+            ),
+            (
+                r#"{"prompt": "p", "chosen": "c", "rejected": "r", "image": "../a.png"}"#,
+                "`image`",
+            ),
+            (
+                r#"{"prompt": "p", "chosen": "c", "rejected": "r", "image": "gone.png"}"#,
+                "1 image(s) not found",
+            ),
+            (
+                r#"{"prompt": "p", "chosen": " ", "rejected": "r", "image": "a.png"}"#,
+                "empty `chosen`",
+            ),
         ];
         let file = dir.path().join("trl.jsonl");
         for (row, expected) in cases {

@@ -68,11 +68,11 @@ pub use llava_config::{
 };
 pub use message::{Message, Part, Role};
 pub use qwen2_vl::{smart_resize, Qwen2VlImageProcessor};
-pub use qwen2_vl_folder::load_qwen2_vl_image_processor;
 pub use qwen2_vl_config::{
     Qwen2VlImageProcessorConfig, Qwen2VlProcessorConfig, IM_END, QWEN2_VL_IMAGE_TOKEN, VISION_END,
     VISION_START,
 };
+pub use qwen2_vl_folder::load_qwen2_vl_image_processor;
 pub use resample::{resize, Resample};
 pub use template::{
     ChatTemplate, LLAVA_CHAT_TEMPLATE, QWEN2_VL_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE,

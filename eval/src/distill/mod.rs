@@ -78,7 +78,9 @@ impl DistillConfig {
             return bad("--samples must be at least 1");
         }
         if self.preferences && self.samples < 2 {
-            return bad("--preferences needs --samples of at least 2 (a chosen and a rejected answer)");
+            return bad(
+                "--preferences needs --samples of at least 2 (a chosen and a rejected answer)",
+            );
         }
         if self.samples > 1 && self.seed.is_none() {
             return bad("--samples above 1 needs sampling (--temperature above 0): greedy answers are all the same");
@@ -146,10 +148,19 @@ impl DistillSummary {
 
 /// How one pair ended.
 enum Outcome {
-    Kept { trace: Trace, sample: usize },
-    Preferred { pair: PreferencePair, samples: [usize; 2] },
+    Kept {
+        trace: Trace,
+        sample: usize,
+    },
+    Preferred {
+        pair: PreferencePair,
+        samples: [usize; 2],
+    },
     Rejected(RejectedLine),
-    Failed { id: String, error: SourceError },
+    Failed {
+        id: String,
+        error: SourceError,
+    },
 }
 
 /// The answers drawn for one pair and how it ended.
@@ -423,7 +434,8 @@ fn rejected_line(
         image: relative_path(image, out_dir),
         prompt: item.prompt.clone(),
         verdict: item.gold,
-        reason: reason.unwrap_or_else(|| samples.last().map_or(RejectReason::NoVerdict, |s| s.reason)),
+        reason: reason
+            .unwrap_or_else(|| samples.last().map_or(RejectReason::NoVerdict, |s| s.reason)),
         samples,
     }
 }

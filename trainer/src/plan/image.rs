@@ -42,7 +42,9 @@ impl std::str::FromStr for ImageSize {
     fn from_str(text: &str) -> Result<Self, String> {
         let side = |s: &str| match s.trim().parse::<u32>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("`{text}`: expected WIDTHxHEIGHT in pixels, e.g. 1280x720, or one side")),
+            _ => Err(format!(
+                "`{text}`: expected WIDTHxHEIGHT in pixels, e.g. 1280x720, or one side"
+            )),
         };
         match text.split_once(['x', 'X']) {
             Some((w, h)) => Ok(ImageSize {
@@ -79,15 +81,21 @@ pub fn plan_grid(
                 _ => return Err(anyhow!("preset {name} has no Qwen2-VL image processor")),
             }
         }
-        (None, None) => return Err(anyhow!("the recipe sets neither model.path nor model.preset")),
+        (None, None) => {
+            return Err(anyhow!(
+                "the recipe sets neither model.path nor model.preset"
+            ))
+        }
     };
-    let grid = processor.patch_grid(image.height, image.width).ok_or_else(|| {
-        anyhow!(
-            "a {}x{} image is beyond the processor's aspect-ratio limit of 200",
-            image.width,
-            image.height
-        )
-    })?;
+    let grid = processor
+        .patch_grid(image.height, image.width)
+        .ok_or_else(|| {
+            anyhow!(
+                "a {}x{} image is beyond the processor's aspect-ratio limit of 200",
+                image.width,
+                image.height
+            )
+        })?;
     Ok(Some(grid))
 }
 
@@ -125,7 +133,10 @@ mod tests {
         assert_eq!(config.tokens_per_image_at(at(64)), 16);
         recipe.model.preset = Some("tiny".into());
         let tiny = preset::build("tiny", 64).unwrap().config;
-        assert_eq!(plan_grid(&recipe, &tiny, ImageSize::default_for(&recipe)).unwrap(), None);
+        assert_eq!(
+            plan_grid(&recipe, &tiny, ImageSize::default_for(&recipe)).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -138,9 +149,10 @@ mod tests {
         let grid = |width, height| {
             plan_grid(&recipe, &preset.config, ImageSize { height, width }).unwrap()
         };
-        // HF's bounds (56² to 28²·1280 pixels) at the preset's 8-px patches merged 2×2.
-        assert_eq!(grid(448, 448), Some([56, 56]));
+        // HF's default processor: 14-px patches merged 2×2, 56² to 28²·1280 pixels.
+        assert_eq!(grid(448, 448), Some([32, 32]));
         let big = grid(4000, 3000).unwrap();
-        assert!(big[0] * big[1] * 64 <= 28 * 28 * 1280, "{big:?}");
+        assert_eq!(big, [60, 82]);
+        assert!(big[0] * big[1] * 14 * 14 <= 28 * 28 * 1280, "{big:?}");
     }
 }
