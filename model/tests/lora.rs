@@ -396,7 +396,7 @@ from peft import PeftModel
 base_dir, adapter_dir, inputs, out = sys.argv[1:5]
 base = AutoModelForImageTextToText.from_pretrained(base_dir, attn_implementation="eager", dtype=torch.float32)
 model = PeftModel.from_pretrained(base, adapter_dir).eval()
-kwargs = {k: v for k, v in load_file(inputs).items() if k != "mm_token_type_ids"}
+kwargs = load_file(inputs)
 with torch.no_grad():
     logits = model(**kwargs).logits
 save_file({"logits": logits.float().contiguous()}, out)
